@@ -1,0 +1,194 @@
+//! The broker: the safe Rust API that the C ABI (and every binding above it) calls.
+
+mod ids;
+mod pending;
+pub(crate) mod quiesce;
+pub(crate) mod reentry;
+mod shared;
+mod subscription;
+mod topics;
+mod workers;
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+pub use subscription::MAX_CONCURRENCY;
+pub(crate) use ids::GENERATED_ID_LEN;
+pub(crate) use subscription::panic_text as panic_message;
+
+use crate::config::BrokerConfig;
+use crate::error::Result;
+use crate::handler::{Handler, Reason};
+use crate::listener::Listener;
+use crate::message::Message;
+use crate::stats::BrokerStats;
+use shared::{Outcome, Shared};
+
+/// Options of one publish. `Default` gives a generated id and no metadata.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PublishOptions<'a> {
+    /// The message id; generated when `None`. The broker does not check it for uniqueness.
+    pub id: Option<&'a str>,
+    /// A JSON object stored with the message; `{}` when `None`.
+    pub metadata: Option<&'a [u8]>,
+}
+
+/// Options of one subscription. `Default` gives auto-ack and concurrency 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscribeOptions {
+    /// When set, a handler's `Verdict::Later` leaves the delivery awaiting `ack`/`nack`.
+    pub manual_ack: bool,
+    /// Handler invocations that may run at once for this subscription, 1..=1024 (0 means 1).
+    /// With 1, deliveries are handled strictly in order.
+    pub concurrency: usize,
+}
+
+impl Default for SubscribeOptions {
+    fn default() -> Self {
+        SubscribeOptions { manual_ack: false, concurrency: 1 }
+    }
+}
+
+/// What a successful `close` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CloseReport {
+    /// Deliveries dropped unfinished (only a forced close drops any and still succeeds).
+    pub dropped: u64,
+}
+
+/// An in-process message broker. Cloning gives another handle to the same broker; when the
+/// last handle is dropped the broker is torn down: it is closed with force, its threads are
+/// joined, and every handler and listener (with whatever it owns) is dropped, so nothing of it
+/// runs afterwards. Dropping it from inside one of its own handlers finishes that teardown on
+/// another thread once the handler returns.
+///
+/// Handlers that need the broker should hold a [`WeakBroker`]: a strong handle inside a handler
+/// keeps the broker alive forever.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Handle>,
+}
+
+/// A handle that does not keep the broker alive.
+#[derive(Clone)]
+pub struct WeakBroker {
+    inner: Weak<Handle>,
+}
+
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        Arc::clone(&self.shared).teardown();
+    }
+}
+
+impl Broker {
+    /// A broker on the memory backend with default settings.
+    pub fn new() -> Result<Broker> {
+        Broker::with_config(&BrokerConfig::default())
+    }
+
+    /// A broker on the backend `url` names (`memory://`).
+    pub fn open(url: &str) -> Result<Broker> {
+        Broker::with_config(&BrokerConfig::from_url(url)?)
+    }
+
+    pub fn with_config(config: &BrokerConfig) -> Result<Broker> {
+        Ok(Broker { inner: Arc::new(Handle { shared: Shared::start(config)? }) })
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    pub fn downgrade(&self) -> WeakBroker {
+        WeakBroker { inner: Arc::downgrade(&self.inner) }
+    }
+
+    /// Publishes `payload` (a JSON document) on `topic`. Every subscription of the topic gets
+    /// its own delivery; with none, the message is counted `unrouted` and goes nowhere.
+    /// Returns the published message, whose `id()` is the given or generated id.
+    pub fn publish(&self, topic: &str, payload: &[u8], options: &PublishOptions<'_>) -> Result<Arc<Message>> {
+        self.shared().publish(topic, payload, options)
+    }
+
+    /// Subscribes `handler` to `topic` and returns the subscription id. The handler is dropped
+    /// once the subscription is gone and its last running invocation has returned.
+    pub fn subscribe(&self, topic: &str, handler: impl Handler, options: &SubscribeOptions) -> Result<u64> {
+        self.shared().subscribe(topic, handler, options).map_err(|(e, _)| e)
+    }
+
+    /// Like `subscribe`, but a failure hands the handler back unused (the FFI layer relies on
+    /// this so that a failed subscribe never runs the host's finaliser).
+    pub(crate) fn try_subscribe<H: Handler>(&self, topic: &str, handler: H, options: &SubscribeOptions) -> Result<u64, (crate::Error, H)> {
+        self.shared().subscribe(topic, handler, options)
+    }
+
+    /// Stops delivery to a subscription: its waiting deliveries are dropped, no new handler
+    /// invocation starts; invocations already running finish. Deliveries it left awaiting an
+    /// ack can still be acked or nacked (a requeue then drops them).
+    pub fn unsubscribe(&self, subscription: u64) -> Result<()> {
+        self.shared().unsubscribe(subscription)
+    }
+
+    /// Acks a delivery awaiting a manual ack.
+    pub fn ack(&self, delivery: u64) -> Result<()> {
+        self.shared().settle_by_id(delivery, Outcome::Ack)
+    }
+
+    /// Nacks a delivery awaiting a manual ack: dropped and counted failed, or with `requeue`
+    /// delivered again with attempt + 1. `reason` goes to listeners.
+    pub fn nack(&self, delivery: u64, requeue: bool, reason: Option<Reason>) -> Result<()> {
+        let outcome = if requeue {
+            Outcome::Requeue(reason.unwrap_or(Reason::Borrowed("nacked with requeue")))
+        } else {
+            Outcome::Nack(reason.unwrap_or(Reason::Borrowed("nacked")))
+        };
+        self.shared().settle_by_id(delivery, outcome)
+    }
+
+    /// Adds a listener; it sees every event that happens after this returns.
+    pub fn add_listener(&self, listener: impl Listener) -> Result<u64> {
+        self.shared().add_listener(listener).map_err(|(e, _)| e)
+    }
+
+    /// Like `add_listener`, but a failure hands the listener back unused.
+    pub(crate) fn try_add_listener<L: Listener>(&self, listener: L) -> Result<u64, (crate::Error, L)> {
+        self.shared().add_listener(listener)
+    }
+
+    /// Removes a listener. An event it is handling finishes; it gets no further ones.
+    pub fn remove_listener(&self, listener: u64) -> Result<()> {
+        self.shared().remove_listener(listener)
+    }
+
+    pub fn stats(&self) -> Result<BrokerStats> {
+        self.shared().stats()
+    }
+
+    /// Waits until no delivery is queued, running or awaiting an ack and every listener event
+    /// has been delivered; `None` waits without limit. A timeout error carries the deliveries
+    /// left. From inside a handler or listener of this broker it fails with `WouldDeadlock`.
+    pub fn join(&self, timeout: Option<Duration>) -> Result<()> {
+        self.shared().join(timeout)
+    }
+
+    /// Refuses new publishes and subscriptions at once, waits up to `timeout` for outstanding
+    /// deliveries (still delivered and ackable meanwhile), then drops whatever is left and
+    /// stops the workers. A timeout error carries the deliveries left; handlers still running
+    /// then finish on their own. `force` drops everything at once and succeeds, reporting what
+    /// it dropped; it is the only close allowed from inside a handler or listener. Later calls,
+    /// a second close included, fail with `Closed`.
+    pub fn close(&self, timeout: Option<Duration>, force: bool) -> Result<CloseReport> {
+        self.shared().close(timeout, force)
+    }
+}
+
+impl WeakBroker {
+    pub fn upgrade(&self) -> Option<Broker> {
+        self.inner.upgrade().map(|inner| Broker { inner })
+    }
+}

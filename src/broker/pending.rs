@@ -1,0 +1,67 @@
+//! Deliveries of manual-ack subscriptions that were handed to a handler and await `ack` or
+//! `nack`. Sharded by id so that acks from many threads rarely meet on one lock.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+
+use super::subscription::Subscription;
+use crate::message::Delivery;
+use crate::stats::TopicCounters;
+
+const SHARDS: usize = 64;
+
+pub(crate) struct PendingAck {
+    pub delivery: Delivery,
+    /// Weak: a delivery awaiting an ack must not keep its subscription (and the user data of
+    /// its handler) alive after unsubscribe.
+    pub subscription: Weak<Subscription>,
+    pub counters: Arc<TopicCounters>,
+}
+
+/// Ids are sequential, so a multiplicative hash spreads them well and costs one instruction.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u64 keys are hashed")
+    }
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type Shard = Mutex<HashMap<u64, PendingAck, BuildHasherDefault<IdHasher>>>;
+
+pub(crate) struct PendingAcks {
+    shards: Box<[Shard]>,
+}
+
+impl PendingAcks {
+    pub(crate) fn new() -> Self {
+        PendingAcks { shards: (0..SHARDS).map(|_| Shard::default()).collect() }
+    }
+
+    fn shard(&self, id: u64) -> &Shard {
+        &self.shards[(id as usize) % SHARDS]
+    }
+
+    pub(crate) fn insert(&self, entry: PendingAck) {
+        self.shard(entry.delivery.id).lock().insert(entry.delivery.id, entry);
+    }
+
+    pub(crate) fn remove(&self, id: u64) -> Option<PendingAck> {
+        self.shard(id).lock().remove(&id)
+    }
+
+    /// Removes every entry, for close.
+    pub(crate) fn drain(&self) -> Vec<PendingAck> {
+        self.shards.iter().flat_map(|s| std::mem::take(&mut *s.lock()).into_values()).collect()
+    }
+}

@@ -1,0 +1,109 @@
+//! A subscription: its handler, its queue, and the scheduling state that keeps at most
+//! `concurrency` workers on it at once.
+//!
+//! Scheduling protocol (lock-free, no lost wake-up): whoever makes the queue non-empty calls
+//! `try_claim`, which takes a slot while fewer than `concurrency` (and fewer than the queue
+//! length) are taken, and the claimer sends the subscription to the worker pool. A worker that
+//! finishes a batch releases its slot, then looks at the queue again and re-claims if it is not
+//! empty: a push that raced with the release is either seen by that look or claims the slot
+//! itself.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::handler::{Handler, Verdict};
+use crate::message::Delivery;
+use crate::stats::TopicCounters;
+use crate::store::DeliveryQueue;
+
+/// Most handler invocations one subscription may run at once.
+pub const MAX_CONCURRENCY: usize = 1024;
+
+pub(crate) struct Subscription {
+    pub id: u64,
+    pub topic: Arc<str>,
+    pub counters: Arc<TopicCounters>,
+    pub manual_ack: bool,
+    pub concurrency: usize,
+    pub queue: Box<dyn DeliveryQueue>,
+    handler: Box<dyn Handler>,
+    scheduled: AtomicUsize,
+    active: AtomicBool,
+}
+
+impl Subscription {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        id: u64,
+        topic: Arc<str>,
+        counters: Arc<TopicCounters>,
+        handler: Box<dyn Handler>,
+        manual_ack: bool,
+        concurrency: usize,
+        queue: Box<dyn DeliveryQueue>,
+    ) -> Self {
+        Subscription {
+            id,
+            topic,
+            counters,
+            manual_ack,
+            concurrency,
+            queue,
+            handler,
+            scheduled: AtomicUsize::new(0),
+            active: AtomicBool::new(true),
+        }
+    }
+
+    pub(crate) fn is_active(&self) -> bool {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// Stops delivery; returns whether it was active.
+    pub(crate) fn deactivate(&self) -> bool {
+        self.active.swap(false, Ordering::SeqCst)
+    }
+
+    /// Takes a worker slot if fewer than `concurrency` and fewer than `queued` are taken.
+    pub(crate) fn try_claim(&self, queued: usize) -> bool {
+        let limit = self.concurrency.min(queued);
+        let mut cur = self.scheduled.load(Ordering::SeqCst);
+        while cur < limit {
+            match self.scheduled.compare_exchange_weak(cur, cur + 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+        false
+    }
+
+    pub(crate) fn release(&self) {
+        self.scheduled.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// How many deliveries a worker takes at once: a whole batch when it is the only one
+    /// allowed (FIFO is kept and the queue lock is taken once per batch), one at a time when
+    /// several workers share the subscription.
+    pub(crate) fn batch_size(&self) -> usize {
+        if self.concurrency == 1 {
+            64
+        } else {
+            1
+        }
+    }
+
+    /// Runs the handler; a panic becomes a nack with the panic message as reason.
+    pub(crate) fn handle(&self, delivery: &Delivery) -> Verdict {
+        catch_unwind(AssertUnwindSafe(|| self.handler.handle(delivery)))
+            .unwrap_or_else(|panic| Verdict::Nack(Some(format!("handler panicked: {}", panic_text(&*panic)).into())))
+    }
+}
+
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("non-string panic payload")
+}

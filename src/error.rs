@@ -1,0 +1,87 @@
+//! The core's error type. Every fallible core call returns `Result<_, Error>`; the FFI layer maps
+//! `ErrorKind` one-to-one onto `brokk_status` and the message onto `brokk_last_error()`.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// What went wrong, in categories a caller can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// A topic name is empty, too long, or uses a character outside `[A-Za-z0-9_.-]`.
+    InvalidTopic,
+    /// A message id is empty, too long, or not printable ASCII.
+    InvalidId,
+    /// A payload is not a JSON document, or metadata is not a JSON object.
+    InvalidJson,
+    /// A payload is larger than the broker's configured maximum.
+    PayloadTooLarge,
+    /// An option or argument is out of its documented range.
+    InvalidArgument,
+    /// The backend URL cannot be parsed.
+    InvalidUrl,
+    /// The backend URL names a backend this build does not provide.
+    UnsupportedBackend,
+    /// No subscription has this id (never existed, or already unsubscribed).
+    UnknownSubscription,
+    /// No delivery with this id was ever issued by this broker.
+    UnknownDelivery,
+    /// The delivery exists but is not awaiting an ack (already settled, or auto-acked).
+    AlreadySettled,
+    /// No listener has this id.
+    UnknownListener,
+    /// The call would wait for the very callback it is made from.
+    WouldDeadlock,
+    /// A wait ran out of time; `Error::remaining` says how much work was left.
+    Timeout,
+    /// The broker is closed.
+    Closed,
+}
+
+/// A core error: a kind, a human-readable message, and for timeouts the work left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    kind: ErrorKind,
+    message: Cow<'static, str>,
+    remaining: u64,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
+        Error { kind, message: message.into(), remaining: 0 }
+    }
+
+    pub(crate) fn timeout(what: &str, remaining: u64) -> Self {
+        Error {
+            kind: ErrorKind::Timeout,
+            message: format!("timed out waiting for {what}: {remaining} deliveries left").into(),
+            remaining,
+        }
+    }
+
+    pub(crate) fn closed() -> Self {
+        Error::new(ErrorKind::Closed, "the broker is closed")
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// For `ErrorKind::Timeout`: deliveries still queued, running or awaiting an ack.
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

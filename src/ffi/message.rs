@@ -1,0 +1,159 @@
+//! Message views: what handlers and listeners get for one delivery, valid for that call only.
+
+use std::cell::RefCell;
+use std::ffi::c_char;
+
+use super::boundary::{guard, guard_value};
+use super::status::brokk_status;
+use super::strings::{brokk_str, reference, text};
+use crate::handler::Reason;
+use crate::message::Delivery;
+
+/// Longest decimal form of a u64.
+const ID_TEXT_LEN: usize = 20;
+
+/// A read-only view of one delivery (or, in on_publish, of the published message), handed to a
+/// handler or listener. Valid only during that callback: copy what you need before returning.
+pub struct brokk_message {
+    delivery: *const Delivery,
+    /// The delivery id as text, formatted on the stack: no allocation per delivery.
+    id_text: [u8; ID_TEXT_LEN],
+    id_text_len: usize,
+    /// Set by brokk_message_set_failure_reason from the handler, read after it returns.
+    reason: RefCell<Option<String>>,
+}
+
+impl brokk_message {
+    /// A view of `delivery` that must not outlive it.
+    pub(crate) fn new(delivery: &Delivery) -> Self {
+        let mut id_text = [0u8; ID_TEXT_LEN];
+        let mut id_text_len = 0;
+        if delivery.id() != 0 {
+            let mut n = delivery.id();
+            let mut tmp = [0u8; ID_TEXT_LEN];
+            while n > 0 {
+                tmp[id_text_len] = b'0' + (n % 10) as u8;
+                n /= 10;
+                id_text_len += 1;
+            }
+            for i in 0..id_text_len {
+                id_text[i] = tmp[id_text_len - 1 - i];
+            }
+        }
+        brokk_message { delivery, id_text, id_text_len, reason: RefCell::new(None) }
+    }
+
+    fn delivery(&self) -> &Delivery {
+        // SAFETY: a view lives on the stack of the trampoline that borrows the delivery.
+        unsafe { &*self.delivery }
+    }
+
+    pub(crate) fn take_reason(&self) -> Option<Reason> {
+        self.reason.borrow_mut().take().map(Reason::Owned)
+    }
+}
+
+/// Runs `f` on the view behind `msg`, or returns `default` for NULL.
+unsafe fn with<T>(msg: *const brokk_message, default: T, f: impl FnOnce(&brokk_message) -> T) -> T {
+    match msg.as_ref() {
+        Some(m) => f(m),
+        None => default,
+    }
+}
+
+/// The topic the message was published on.
+/// Returns: a view valid until the callback that received `msg` returns; empty for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_topic(msg: *const brokk_message) -> brokk_str {
+    guard_value(brokk_str::empty(), || with(msg, brokk_str::empty(), |m| brokk_str::from_str(m.delivery().topic())))
+}
+
+/// The JSON payload, byte for byte as published; shared by every delivery of the message.
+/// Returns: a view valid until the callback that received `msg` returns; empty for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_payload(msg: *const brokk_message) -> brokk_str {
+    guard_value(brokk_str::empty(), || with(msg, brokk_str::empty(), |m| brokk_str::from_bytes(m.delivery().payload())))
+}
+
+/// The metadata JSON object as published, or "{}".
+/// Returns: a view valid until the callback that received `msg` returns; empty for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_metadata(msg: *const brokk_message) -> brokk_str {
+    guard_value(brokk_str::empty(), || with(msg, brokk_str::empty(), |m| brokk_str::from_bytes(m.delivery().metadata())))
+}
+
+/// This delivery's own id as decimal text (Tadween's copy id; the number is
+/// brokk_message_delivery_id). In on_publish, where there is no delivery yet, the published id.
+/// Returns: a view valid until the callback that received `msg` returns; empty for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_id(msg: *const brokk_message) -> brokk_str {
+    guard_value(brokk_str::empty(), || {
+        with(msg, brokk_str::empty(), |m| {
+            if m.id_text_len == 0 {
+                brokk_str::from_str(m.delivery().parent_id())
+            } else {
+                brokk_str::from_bytes(&m.id_text[..m.id_text_len])
+            }
+        })
+    })
+}
+
+/// The id of the published message this delivery copies: the id brokk_broker_publish returned
+/// (Tadween's parent_message_id). Empty in on_publish, where the view is the published message.
+/// Returns: a view valid until the callback that received `msg` returns; empty for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_parent_id(msg: *const brokk_message) -> brokk_str {
+    guard_value(brokk_str::empty(), || {
+        with(msg, brokk_str::empty(), |m| {
+            if m.id_text_len == 0 {
+                brokk_str::empty()
+            } else {
+                brokk_str::from_str(m.delivery().parent_id())
+            }
+        })
+    })
+}
+
+/// The delivery id that brokk_broker_ack and brokk_broker_nack take; unique within the broker
+/// and kept across redeliveries. 0 in on_publish and for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_delivery_id(msg: *const brokk_message) -> u64 {
+    guard_value(0, || with(msg, 0, |m| m.delivery().id()))
+}
+
+/// The subscription this delivery belongs to. 0 in on_publish and for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_subscription_id(msg: *const brokk_message) -> u64 {
+    guard_value(0, || with(msg, 0, |m| m.delivery().subscription()))
+}
+
+/// 1 on first delivery, one more for each redelivery. 0 in on_publish and for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_attempt(msg: *const brokk_message) -> u32 {
+    guard_value(0, || with(msg, 0, |m| m.delivery().attempt()))
+}
+
+/// When the message was published, in milliseconds since the Unix epoch. 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_timestamp_ms(msg: *const brokk_message) -> u64 {
+    guard_value(0, || with(msg, 0, |m| m.delivery().message().timestamp_ms()))
+}
+
+/// Records why the handler is failing this delivery, for listeners' on_failed; used when the
+/// handler then returns BROKK_VERDICT_NACK or BROKK_VERDICT_REQUEUE. Call it only from the
+/// handler that received `msg`.
+/// Copies: `reason`; no pointer is kept.
+/// Errors: NULL_ARGUMENT, INVALID_UTF8.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_set_failure_reason(
+    msg: *const brokk_message,
+    reason: *const c_char,
+    reason_len: usize,
+) -> brokk_status {
+    guard(|| {
+        let m = reference(msg, "msg")?;
+        let reason = text(reason, reason_len, "reason")?;
+        *m.reason.borrow_mut() = Some(reason.to_owned());
+        Ok(())
+    })
+}

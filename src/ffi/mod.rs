@@ -1,0 +1,18 @@
+//! The C ABI. Everything `unsafe` and `extern "C"` in brokk lives in this module; each file is
+//! one C noun (broker, subscription, message, listener, stats, version) or one piece of
+//! plumbing (boundary, status, last_error, strings, callbacks). Functions here convert and
+//! validate what C passes, make one call into the safe core, and map the result.
+
+#![allow(non_camel_case_types, clippy::missing_safety_doc)]
+
+pub(crate) mod boundary;
+pub mod broker;
+pub mod callbacks;
+pub mod last_error;
+pub mod listener;
+pub mod message;
+pub mod stats;
+pub mod status;
+pub mod strings;
+pub mod subscription;
+pub mod version;

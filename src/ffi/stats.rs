@@ -1,0 +1,120 @@
+//! Statistics from C: a plain struct of totals and a JSON snapshot.
+
+use std::ffi::{c_char, CString};
+
+use super::boundary::guard;
+use super::broker::brokk_broker;
+use super::status::brokk_status;
+use super::strings::{output, reference};
+
+/// Broker-wide statistics at one moment. Counters only grow; gauges go up and down. After
+/// brokk_broker_join returns OK every counter is exact, and
+/// dispatched = processed + failed + requeued + (deliveries dropped while awaiting an ack).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct brokk_stats {
+    /// Messages published (counter).
+    pub published: u64,
+    /// Messages published on a topic with no subscription, delivered to nobody (counter).
+    pub unrouted: u64,
+    /// Deliveries handed to a handler, redeliveries included (counter).
+    pub dispatched: u64,
+    /// Deliveries acked (counter).
+    pub processed: u64,
+    /// Deliveries nacked without requeue, handler panics included (counter).
+    pub failed: u64,
+    /// Deliveries nacked with requeue (counter).
+    pub requeued: u64,
+    /// Deliveries discarded unprocessed by unsubscribe or close (counter).
+    pub dropped: u64,
+    /// Deliveries waiting for a worker (gauge).
+    pub queued: u64,
+    /// Deliveries in a handler or awaiting a manual ack (gauge).
+    pub in_flight: u64,
+    /// Topics known to the broker (gauge).
+    pub topics: u64,
+    /// Live subscriptions (gauge).
+    pub subscriptions: u64,
+    /// Live listeners (gauge).
+    pub listeners: u64,
+    /// Worker threads in the pool (gauge).
+    pub workers: u64,
+    /// Worker threads running a handler at this moment (gauge).
+    pub workers_active: u64,
+    /// Listener events dropped because the listener queue was full (counter).
+    pub listener_events_dropped: u64,
+    /// Milliseconds since brokk_broker_new (gauge).
+    pub uptime_ms: u64,
+}
+
+/// Fills `*stats_out` with the broker's totals.
+/// Out: on BROKK_STATUS_OK, `*stats_out`; untouched otherwise.
+/// Threads: any thread, including from handlers and listeners.
+/// Errors: NULL_ARGUMENT, CLOSED.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_broker_stats(broker: *const brokk_broker, stats_out: *mut brokk_stats) -> brokk_status {
+    guard(|| {
+        let broker = reference(broker, "broker")?;
+        let out = output(stats_out, "stats_out")?;
+        let s = broker.inner.stats()?;
+        let t = &s.totals;
+        *out = brokk_stats {
+            published: t.published,
+            unrouted: t.unrouted,
+            dispatched: t.dispatched,
+            processed: t.processed,
+            failed: t.failed,
+            requeued: t.requeued,
+            dropped: t.dropped,
+            queued: t.queued,
+            in_flight: t.in_flight,
+            topics: s.topics.len() as u64,
+            subscriptions: t.subscriptions,
+            listeners: s.listeners,
+            workers: s.workers,
+            workers_active: s.workers_active,
+            listener_events_dropped: s.listener_events_dropped,
+            uptime_ms: s.uptime_ms,
+        };
+        Ok(())
+    })
+}
+
+/// A JSON snapshot of the statistics, per topic and broker-wide (schema in README.md,
+/// "Statistics").
+/// Out: on BROKK_STATUS_OK, `*json_out` holds a NUL-terminated string that the caller owns and
+/// must release with brokk_string_free, and `*json_len_out` (if not NULL) its length without
+/// the NUL; both untouched otherwise.
+/// Threads: any thread, including from handlers and listeners.
+/// Errors: NULL_ARGUMENT, CLOSED.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_broker_stats_json(
+    broker: *const brokk_broker,
+    json_out: *mut *mut c_char,
+    json_len_out: *mut usize,
+) -> brokk_status {
+    guard(|| {
+        let broker = reference(broker, "broker")?;
+        let out = output(json_out, "json_out")?;
+        let json = broker.inner.stats()?.to_json();
+        let len = json.len();
+        // serde_json escapes control characters, so the text has no interior NUL.
+        let c = CString::new(json).unwrap_or_default();
+        *out = c.into_raw();
+        if let Some(l) = json_len_out.as_mut() {
+            *l = len;
+        }
+        Ok(())
+    })
+}
+
+/// Releases a string that brokk returned as owned by the caller (brokk_broker_stats_json).
+/// Takes: `s`, which must not be used afterwards. NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_string_free(s: *mut c_char) {
+    super::boundary::guard_value((), || {
+        if !s.is_null() {
+            drop(CString::from_raw(s));
+        }
+    })
+}

@@ -1,0 +1,33 @@
+//! brokk: an embeddable message broker. A safe Rust core (this crate's public API) with a C ABI
+//! in `ffi` that the C, C++, Go and Python bindings build on.
+//!
+//! ```
+//! use brokk::{Broker, PublishOptions, SubscribeOptions, Verdict};
+//! let broker = Broker::new().unwrap();
+//! broker.subscribe("greetings", |d: &brokk::Delivery| {
+//!     assert_eq!(d.payload(), br#"{"hello":"world"}"#);
+//!     Verdict::Ack
+//! }, &SubscribeOptions::default()).unwrap();
+//! broker.publish("greetings", br#"{"hello":"world"}"#, &PublishOptions::default()).unwrap();
+//! broker.join(None).unwrap();
+//! ```
+
+mod broker;
+mod config;
+mod error;
+pub mod ffi;
+mod handler;
+mod listener;
+mod message;
+mod names;
+mod stats;
+mod store;
+
+pub use broker::{Broker, CloseReport, PublishOptions, SubscribeOptions, WeakBroker, MAX_CONCURRENCY};
+pub use config::{parse_url, Backend, BrokerConfig, DEFAULT_LISTENER_QUEUE, DEFAULT_MAX_PAYLOAD, MAX_WORKERS};
+pub use error::{Error, ErrorKind, Result};
+pub use handler::{Handler, Reason, Verdict};
+pub use listener::Listener;
+pub use message::{Delivery, Message};
+pub use names::{validate_id, validate_topic, MAX_ID_LEN, MAX_TOPIC_LEN};
+pub use stats::{BrokerStats, TopicStats};

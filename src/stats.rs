@@ -1,0 +1,138 @@
+//! Statistics: per-topic atomic counters on the hot path, and snapshots built on demand.
+//! Counters only grow; gauges go up and down. After quiescence (`join` returned OK) every
+//! counter is exact and these identities hold per topic:
+//!   dispatched = processed + failed + requeued + (deliveries dropped while awaiting an ack)
+//!   queued = in_flight = 0
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use serde_json::json;
+
+/// Live counters of one topic, shared by the topic and its subscriptions.
+#[derive(Debug, Default)]
+pub(crate) struct TopicCounters {
+    pub published: AtomicU64,
+    pub unrouted: AtomicU64,
+    pub dispatched: AtomicU64,
+    pub processed: AtomicU64,
+    pub failed: AtomicU64,
+    pub requeued: AtomicU64,
+    pub dropped: AtomicU64,
+    pub queued: AtomicU64,
+    pub in_flight: AtomicU64,
+    pub subscriptions: AtomicU64,
+}
+
+impl TopicCounters {
+    pub(crate) fn snapshot(&self, name: &str) -> TopicStats {
+        TopicStats {
+            name: name.to_owned(),
+            published: self.published.load(Relaxed),
+            unrouted: self.unrouted.load(Relaxed),
+            dispatched: self.dispatched.load(Relaxed),
+            processed: self.processed.load(Relaxed),
+            failed: self.failed.load(Relaxed),
+            requeued: self.requeued.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+            queued: self.queued.load(Relaxed),
+            in_flight: self.in_flight.load(Relaxed),
+            subscriptions: self.subscriptions.load(Relaxed),
+        }
+    }
+}
+
+/// One topic's numbers at one moment. Counters: published, unrouted, dispatched, processed,
+/// failed, requeued, dropped. Gauges: queued, in_flight, subscriptions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicStats {
+    pub name: String,
+    /// Messages published on the topic (counter).
+    pub published: u64,
+    /// Messages published while the topic had no subscription, so delivered to nobody (counter).
+    pub unrouted: u64,
+    /// Deliveries handed to a handler, redeliveries included (counter).
+    pub dispatched: u64,
+    /// Deliveries acked (counter).
+    pub processed: u64,
+    /// Deliveries nacked without requeue (counter).
+    pub failed: u64,
+    /// Deliveries nacked with requeue (counter).
+    pub requeued: u64,
+    /// Deliveries discarded unprocessed by unsubscribe or close (counter).
+    pub dropped: u64,
+    /// Deliveries waiting for a worker (gauge).
+    pub queued: u64,
+    /// Deliveries in a handler or awaiting a manual ack (gauge).
+    pub in_flight: u64,
+    /// Live subscriptions (gauge).
+    pub subscriptions: u64,
+}
+
+/// The whole broker at one moment: totals over all topics plus broker-wide figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerStats {
+    /// Sums over every topic (`name` is empty).
+    pub totals: TopicStats,
+    pub topics: Vec<TopicStats>,
+    /// Live listeners (gauge).
+    pub listeners: u64,
+    /// Worker threads in the pool (gauge).
+    pub workers: u64,
+    /// Worker threads running a handler right now (gauge).
+    pub workers_active: u64,
+    /// Listener events dropped because the listener queue was full (counter).
+    pub listener_events_dropped: u64,
+    /// Milliseconds since the broker was created.
+    pub uptime_ms: u64,
+}
+
+impl BrokerStats {
+    pub(crate) fn add_topic(&mut self, t: TopicStats) {
+        let s = &mut self.totals;
+        s.published += t.published;
+        s.unrouted += t.unrouted;
+        s.dispatched += t.dispatched;
+        s.processed += t.processed;
+        s.failed += t.failed;
+        s.requeued += t.requeued;
+        s.dropped += t.dropped;
+        s.queued += t.queued;
+        s.in_flight += t.in_flight;
+        s.subscriptions += t.subscriptions;
+        self.topics.push(t);
+    }
+
+    /// The JSON snapshot whose schema the README documents field by field.
+    pub fn to_json(&self) -> String {
+        let topic = |t: &TopicStats| {
+            json!({
+                "published": t.published,
+                "unrouted": t.unrouted,
+                "dispatched": t.dispatched,
+                "processed": t.processed,
+                "failed": t.failed,
+                "requeued": t.requeued,
+                "dropped": t.dropped,
+                "queued": t.queued,
+                "in_flight": t.in_flight,
+                "subscriptions": t.subscriptions,
+            })
+        };
+        let topics: serde_json::Map<String, serde_json::Value> =
+            self.topics.iter().map(|t| (t.name.clone(), topic(t))).collect();
+        json!({
+            "broker": {
+                "topics": self.topics.len(),
+                "subscriptions": self.totals.subscriptions,
+                "listeners": self.listeners,
+                "workers": self.workers,
+                "workers_active": self.workers_active,
+                "listener_events_dropped": self.listener_events_dropped,
+                "uptime_ms": self.uptime_ms,
+            },
+            "totals": topic(&self.totals),
+            "topics": topics,
+        })
+        .to_string()
+    }
+}

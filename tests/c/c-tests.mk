@@ -1,0 +1,3 @@
+# The C suite (placeholder until tests/c lands).
+test-c:
+	@echo "no C tests yet"
