@@ -176,10 +176,12 @@ typedef struct brokk_publish_options {
     // The message id (`id_len` bytes of printable ASCII, at most BROKK_ID_MAX_LEN); NULL
     // means generate one. brokk does not check caller ids for uniqueness.
     const char *id;
+    // Length of `id` in bytes.
     size_t id_len;
     // A JSON object stored and delivered with the message (`metadata_len` bytes); NULL means
     // "{}".
     const char *metadata;
+    // Length of `metadata` in bytes.
     size_t metadata_len;
 } brokk_publish_options;
 
@@ -225,8 +227,11 @@ typedef struct brokk_listener {
     brokk_message_event_cb on_processed;
     // A delivery was nacked or requeued, or its handler failed.
     brokk_failed_event_cb on_failed;
+    // A subscription was created.
     brokk_subscription_event_cb on_subscribe;
+    // A subscription was removed by brokk_broker_unsubscribe.
     brokk_subscription_event_cb on_unsubscribe;
+    // A topic was named for the first time (by a publish or a subscribe).
     brokk_topic_event_cb on_topic_created;
     // Passed to every callback above.
     void *user_data;
@@ -402,8 +407,9 @@ brokk_status brokk_broker_join(const struct brokk_broker *broker,
 // brokk_broker_free. Handlers still running when time runs out finish on their own.
 // With `force`, nothing is waited for: everything outstanding is dropped at once.
 // Out: if `remaining_out` is not NULL it holds, on BROKK_STATUS_OK, the deliveries a forced
-// close dropped (0 otherwise), and on BROKK_STATUS_TIMEOUT those left unfinished; untouched
-// on other statuses.
+// close dropped (queued or awaiting an ack; handlers running at that moment finish and are not
+// counted; 0 for a close that was not forced), and on BROKK_STATUS_TIMEOUT the deliveries left
+// unfinished; untouched on other statuses.
 // Threads: any thread. From inside this broker's own handler or listener only a forced close
 // is allowed; otherwise WOULD_DEADLOCK and nothing changes.
 // Errors: NULL_ARGUMENT, TIMEOUT (the broker is closed all the same), WOULD_DEADLOCK, CLOSED.
@@ -447,13 +453,13 @@ struct brokk_str brokk_message_payload(const struct brokk_message *msg);
 // Returns: a view valid until the callback that received `msg` returns; empty for NULL.
 struct brokk_str brokk_message_metadata(const struct brokk_message *msg);
 
-// This delivery's own id as decimal text (Tadween's copy id; the number is
-// brokk_message_delivery_id). In on_publish, where there is no delivery yet, the published id.
+// This delivery's own id as decimal text: each subscription's copy of a message has its own
+// (the number is brokk_message_delivery_id). In on_publish, where there is no delivery yet, the published id.
 // Returns: a view valid until the callback that received `msg` returns; empty for NULL.
 struct brokk_str brokk_message_id(const struct brokk_message *msg);
 
 // The id of the published message this delivery copies: the id brokk_broker_publish returned
-// (Tadween's parent_message_id). Empty in on_publish, where the view is the published message.
+// (the parent of every copy made by fan-out). Empty in on_publish, where the view is the published message.
 // Returns: a view valid until the callback that received `msg` returns; empty for NULL.
 struct brokk_str brokk_message_parent_id(const struct brokk_message *msg);
 

@@ -44,12 +44,17 @@ impl Default for BrokerConfig {
 impl BrokerConfig {
     /// A default configuration for the backend named by `url` (`memory://`; empty means memory).
     pub fn from_url(url: &str) -> Result<Self> {
-        Ok(BrokerConfig { backend: parse_url(url)?, ..Default::default() })
+        Ok(BrokerConfig {
+            backend: parse_url(url)?,
+            ..Default::default()
+        })
     }
 
     pub(crate) fn resolved_workers(&self) -> Result<usize> {
         match self.worker_threads {
-            0 => Ok(std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)),
+            0 => Ok(std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .max(2)),
             n if n > MAX_WORKERS => Err(Error::new(
                 ErrorKind::InvalidArgument,
                 format!("worker_threads is {n}; the limit is {MAX_WORKERS}"),
@@ -100,7 +105,10 @@ pub fn parse_url(url: &str) -> Result<Backend> {
             ErrorKind::UnsupportedBackend,
             format!("the {scheme} backend is not available in this build of brokk"),
         )),
-        _ => Err(Error::new(ErrorKind::InvalidUrl, format!("unknown backend scheme {scheme:?}"))),
+        _ => Err(Error::new(
+            ErrorKind::InvalidUrl,
+            format!("unknown backend scheme {scheme:?}"),
+        )),
     }
 }
 
@@ -113,10 +121,25 @@ mod tests {
         assert_eq!(parse_url("").unwrap(), Backend::Memory);
         assert_eq!(parse_url("memory://").unwrap(), Backend::Memory);
         assert_eq!(parse_url("MEMORY://").unwrap(), Backend::Memory);
-        assert_eq!(parse_url("memory://x").unwrap_err().kind(), ErrorKind::InvalidUrl);
-        assert_eq!(parse_url("memory").unwrap_err().kind(), ErrorKind::InvalidUrl);
-        assert_eq!(parse_url("ftp://x").unwrap_err().kind(), ErrorKind::InvalidUrl);
-        assert_eq!(parse_url("sqlite:///tmp/x.db").unwrap_err().kind(), ErrorKind::UnsupportedBackend);
-        assert_eq!(parse_url("redis://localhost").unwrap_err().kind(), ErrorKind::UnsupportedBackend);
+        assert_eq!(
+            parse_url("memory://x").unwrap_err().kind(),
+            ErrorKind::InvalidUrl
+        );
+        assert_eq!(
+            parse_url("memory").unwrap_err().kind(),
+            ErrorKind::InvalidUrl
+        );
+        assert_eq!(
+            parse_url("ftp://x").unwrap_err().kind(),
+            ErrorKind::InvalidUrl
+        );
+        assert_eq!(
+            parse_url("sqlite:///tmp/x.db").unwrap_err().kind(),
+            ErrorKind::UnsupportedBackend
+        );
+        assert_eq!(
+            parse_url("redis://localhost").unwrap_err().kind(),
+            ErrorKind::UnsupportedBackend
+        );
     }
 }

@@ -47,7 +47,11 @@ pub struct Error {
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
-        Error { kind, message: message.into(), remaining: 0 }
+        Error {
+            kind,
+            message: message.into(),
+            remaining: 0,
+        }
     }
 
     pub(crate) fn timeout(what: &str, remaining: u64) -> Self {

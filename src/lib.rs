@@ -23,8 +23,12 @@ mod names;
 mod stats;
 mod store;
 
-pub use broker::{Broker, CloseReport, PublishOptions, SubscribeOptions, WeakBroker, MAX_CONCURRENCY};
-pub use config::{parse_url, Backend, BrokerConfig, DEFAULT_LISTENER_QUEUE, DEFAULT_MAX_PAYLOAD, MAX_WORKERS};
+pub use broker::{
+    Broker, CloseReport, PublishOptions, SubscribeOptions, WeakBroker, MAX_CONCURRENCY,
+};
+pub use config::{
+    parse_url, Backend, BrokerConfig, DEFAULT_LISTENER_QUEUE, DEFAULT_MAX_PAYLOAD, MAX_WORKERS,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use handler::{Handler, Reason, Verdict};
 pub use listener::Listener;

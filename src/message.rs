@@ -83,7 +83,12 @@ pub struct Delivery {
 
 impl Delivery {
     pub(crate) fn of_published(message: Arc<Message>) -> Self {
-        Delivery { message, id: 0, subscription: 0, attempt: 0 }
+        Delivery {
+            message,
+            id: 0,
+            subscription: 0,
+            attempt: 0,
+        }
     }
 
     pub fn message(&self) -> &Message {

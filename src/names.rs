@@ -16,7 +16,10 @@ pub fn validate_topic(topic: &str) -> Result<()> {
     if topic.len() > MAX_TOPIC_LEN {
         return Err(Error::new(
             ErrorKind::InvalidTopic,
-            format!("topic is {} bytes long; the limit is {MAX_TOPIC_LEN}", topic.len()),
+            format!(
+                "topic is {} bytes long; the limit is {MAX_TOPIC_LEN}",
+                topic.len()
+            ),
         ));
     }
     if let Some(bad) = topic.bytes().find(|b| !is_name_byte(*b)) {
@@ -41,7 +44,10 @@ pub fn validate_id(id: &str) -> Result<()> {
     if id.len() > MAX_ID_LEN {
         return Err(Error::new(
             ErrorKind::InvalidId,
-            format!("message id is {} bytes long; the limit is {MAX_ID_LEN}", id.len()),
+            format!(
+                "message id is {} bytes long; the limit is {MAX_ID_LEN}",
+                id.len()
+            ),
         ));
     }
     if id.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
@@ -66,7 +72,11 @@ mod tests {
         assert!(validate_topic("orders.eu-west_1").is_ok());
         assert!(validate_topic(&"a".repeat(MAX_TOPIC_LEN)).is_ok());
         for bad in ["", "a b", "a/b", "ü", "a\0b"] {
-            assert_eq!(validate_topic(bad).unwrap_err().kind(), ErrorKind::InvalidTopic, "{bad:?}");
+            assert_eq!(
+                validate_topic(bad).unwrap_err().kind(),
+                ErrorKind::InvalidTopic,
+                "{bad:?}"
+            );
         }
         assert!(validate_topic(&"a".repeat(MAX_TOPIC_LEN + 1)).is_err());
     }
@@ -75,7 +85,11 @@ mod tests {
     fn ids() {
         assert!(validate_id("550e8400-e29b-41d4-a716-446655440000").is_ok());
         for bad in ["", "a b", "é", "\n"] {
-            assert_eq!(validate_id(bad).unwrap_err().kind(), ErrorKind::InvalidId, "{bad:?}");
+            assert_eq!(
+                validate_id(bad).unwrap_err().kind(),
+                ErrorKind::InvalidId,
+                "{bad:?}"
+            );
         }
         assert!(validate_id(&"x".repeat(MAX_ID_LEN + 1)).is_err());
     }

@@ -118,8 +118,11 @@ impl BrokerStats {
                 "subscriptions": t.subscriptions,
             })
         };
-        let topics: serde_json::Map<String, serde_json::Value> =
-            self.topics.iter().map(|t| (t.name.clone(), topic(t))).collect();
+        let topics: serde_json::Map<String, serde_json::Value> = self
+            .topics
+            .iter()
+            .map(|t| (t.name.clone(), topic(t)))
+            .collect();
         json!({
             "broker": {
                 "topics": self.topics.len(),

@@ -24,7 +24,10 @@ impl IdGenerator {
                 .map_or(0, |d| d.as_nanos()),
         );
         h.write_u32(std::process::id());
-        IdGenerator { prefix: h.finish(), next: AtomicU64::new(1) }
+        IdGenerator {
+            prefix: h.finish(),
+            next: AtomicU64::new(1),
+        }
     }
 
     /// Writes the next id into `buf` without allocating and returns it.

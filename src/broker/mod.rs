@@ -12,9 +12,9 @@ mod workers;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-pub use subscription::MAX_CONCURRENCY;
 pub(crate) use ids::GENERATED_ID_LEN;
 pub(crate) use subscription::panic_text as panic_message;
+pub use subscription::MAX_CONCURRENCY;
 
 use crate::config::BrokerConfig;
 use crate::error::Result;
@@ -45,14 +45,18 @@ pub struct SubscribeOptions {
 
 impl Default for SubscribeOptions {
     fn default() -> Self {
-        SubscribeOptions { manual_ack: false, concurrency: 1 }
+        SubscribeOptions {
+            manual_ack: false,
+            concurrency: 1,
+        }
     }
 }
 
 /// What a successful `close` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CloseReport {
-    /// Deliveries dropped unfinished (only a forced close drops any and still succeeds).
+    /// Deliveries a forced close dropped: queued ones and those awaiting a manual ack. Handlers
+    /// running at that moment are not counted; they finish on their own.
     pub dropped: u64,
 }
 
@@ -97,7 +101,11 @@ impl Broker {
     }
 
     pub fn with_config(config: &BrokerConfig) -> Result<Broker> {
-        Ok(Broker { inner: Arc::new(Handle { shared: Shared::start(config)? }) })
+        Ok(Broker {
+            inner: Arc::new(Handle {
+                shared: Shared::start(config)?,
+            }),
+        })
     }
 
     fn shared(&self) -> &Shared {
@@ -105,25 +113,44 @@ impl Broker {
     }
 
     pub fn downgrade(&self) -> WeakBroker {
-        WeakBroker { inner: Arc::downgrade(&self.inner) }
+        WeakBroker {
+            inner: Arc::downgrade(&self.inner),
+        }
     }
 
     /// Publishes `payload` (a JSON document) on `topic`. Every subscription of the topic gets
     /// its own delivery; with none, the message is counted `unrouted` and goes nowhere.
     /// Returns the published message, whose `id()` is the given or generated id.
-    pub fn publish(&self, topic: &str, payload: &[u8], options: &PublishOptions<'_>) -> Result<Arc<Message>> {
+    pub fn publish(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        options: &PublishOptions<'_>,
+    ) -> Result<Arc<Message>> {
         self.shared().publish(topic, payload, options)
     }
 
     /// Subscribes `handler` to `topic` and returns the subscription id. The handler is dropped
     /// once the subscription is gone and its last running invocation has returned.
-    pub fn subscribe(&self, topic: &str, handler: impl Handler, options: &SubscribeOptions) -> Result<u64> {
-        self.shared().subscribe(topic, handler, options).map_err(|(e, _)| e)
+    pub fn subscribe(
+        &self,
+        topic: &str,
+        handler: impl Handler,
+        options: &SubscribeOptions,
+    ) -> Result<u64> {
+        self.shared()
+            .subscribe(topic, handler, options)
+            .map_err(|(e, _)| e)
     }
 
     /// Like `subscribe`, but a failure hands the handler back unused (the FFI layer relies on
     /// this so that a failed subscribe never runs the host's finaliser).
-    pub(crate) fn try_subscribe<H: Handler>(&self, topic: &str, handler: H, options: &SubscribeOptions) -> Result<u64, (crate::Error, H)> {
+    pub(crate) fn try_subscribe<H: Handler>(
+        &self,
+        topic: &str,
+        handler: H,
+        options: &SubscribeOptions,
+    ) -> Result<u64, (crate::Error, H)> {
         self.shared().subscribe(topic, handler, options)
     }
 
@@ -156,7 +183,10 @@ impl Broker {
     }
 
     /// Like `add_listener`, but a failure hands the listener back unused.
-    pub(crate) fn try_add_listener<L: Listener>(&self, listener: L) -> Result<u64, (crate::Error, L)> {
+    pub(crate) fn try_add_listener<L: Listener>(
+        &self,
+        listener: L,
+    ) -> Result<u64, (crate::Error, L)> {
         self.shared().add_listener(listener)
     }
 

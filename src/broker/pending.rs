@@ -45,7 +45,9 @@ pub(crate) struct PendingAcks {
 
 impl PendingAcks {
     pub(crate) fn new() -> Self {
-        PendingAcks { shards: (0..SHARDS).map(|_| Shard::default()).collect() }
+        PendingAcks {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+        }
     }
 
     fn shard(&self, id: u64) -> &Shard {
@@ -53,7 +55,9 @@ impl PendingAcks {
     }
 
     pub(crate) fn insert(&self, entry: PendingAck) {
-        self.shard(entry.delivery.id).lock().insert(entry.delivery.id, entry);
+        self.shard(entry.delivery.id)
+            .lock()
+            .insert(entry.delivery.id, entry);
     }
 
     pub(crate) fn remove(&self, id: u64) -> Option<PendingAck> {
@@ -62,6 +66,9 @@ impl PendingAcks {
 
     /// Removes every entry, for close.
     pub(crate) fn drain(&self) -> Vec<PendingAck> {
-        self.shards.iter().flat_map(|s| std::mem::take(&mut *s.lock()).into_values()).collect()
+        self.shards
+            .iter()
+            .flat_map(|s| std::mem::take(&mut *s.lock()).into_values())
+            .collect()
     }
 }

@@ -90,7 +90,12 @@ impl Shared {
             Ok(())
         })();
         let started = spawned
-            .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("cannot start worker threads: {e}")))
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("cannot start worker threads: {e}"),
+                )
+            })
             .and_then(|()| shared.listeners.start(Arc::clone(&shared.quiesce), owner));
         if let Err(e) = started {
             shared.shutdown(true);
@@ -137,13 +142,22 @@ impl Shared {
 
     // ---- publish ------------------------------------------------------------------------
 
-    pub(crate) fn publish(&self, topic: &str, payload: &[u8], opts: &PublishOptions<'_>) -> Result<Arc<Message>> {
+    pub(crate) fn publish(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        opts: &PublishOptions<'_>,
+    ) -> Result<Arc<Message>> {
         self.ensure_open()?;
         validate_topic(topic)?;
         if payload.len() > self.max_payload {
             return Err(Error::new(
                 ErrorKind::PayloadTooLarge,
-                format!("payload is {} bytes; this broker accepts at most {}", payload.len(), self.max_payload),
+                format!(
+                    "payload is {} bytes; this broker accepts at most {}",
+                    payload.len(),
+                    self.max_payload
+                ),
             ));
         }
         validate_json(payload, "payload")?;
@@ -159,7 +173,12 @@ impl Shared {
             None => self.ids.next(&mut id_buf),
         };
         let topic = self.topic(topic);
-        let message = Arc::new(Message::new(Arc::clone(&topic.name), id, payload, opts.metadata));
+        let message = Arc::new(Message::new(
+            Arc::clone(&topic.name),
+            id,
+            payload,
+            opts.metadata,
+        ));
         self.emit(|| Event::Published(Delivery::of_published(Arc::clone(&message))));
         self.fan_out(&topic, &message);
         Ok(message)
@@ -199,13 +218,10 @@ impl Shared {
         }
     }
 
+    /// Drops a subscription's waiting deliveries.
     fn discard_queued(&self, sub: &Subscription) {
         let n = sub.queue.drain().len() as u64;
-        if n > 0 {
-            sub.counters.queued.fetch_sub(n, Ordering::Relaxed);
-            sub.counters.dropped.fetch_add(n, Ordering::Relaxed);
-            self.quiesce.done_deliveries(n);
-        }
+        self.drop_unstarted(sub, n);
     }
 
     // ---- dispatch -----------------------------------------------------------------------
@@ -273,7 +289,9 @@ impl Shared {
             Verdict::Later if sub.manual_ack => return,
             Verdict::Ack | Verdict::Later => Outcome::Ack,
             Verdict::Nack(r) => Outcome::Nack(r.unwrap_or(Reason::Borrowed("nacked by handler"))),
-            Verdict::Requeue(r) => Outcome::Requeue(r.unwrap_or(Reason::Borrowed("requeued by handler"))),
+            Verdict::Requeue(r) => {
+                Outcome::Requeue(r.unwrap_or(Reason::Borrowed("requeued by handler")))
+            }
         };
         if sub.manual_ack {
             // Settled here unless the handler already acked or nacked it by id.
@@ -285,7 +303,13 @@ impl Shared {
         }
     }
 
-    fn settle(&self, mut delivery: Delivery, sub: Option<&Arc<Subscription>>, c: &Arc<TopicCounters>, outcome: Outcome) {
+    fn settle(
+        &self,
+        mut delivery: Delivery,
+        sub: Option<&Arc<Subscription>>,
+        c: &Arc<TopicCounters>,
+        outcome: Outcome,
+    ) {
         c.in_flight.fetch_sub(1, Ordering::Relaxed);
         match outcome {
             Outcome::Ack => {
@@ -296,22 +320,24 @@ impl Shared {
                 c.failed.fetch_add(1, Ordering::Relaxed);
                 self.emit(|| Event::Failed(delivery, reason, false));
             }
-            Outcome::Requeue(reason) => match sub.filter(|s| s.is_active() && self.state() != CLOSED) {
-                Some(sub) => {
-                    c.requeued.fetch_add(1, Ordering::Relaxed);
-                    self.emit(|| Event::Failed(delivery.clone(), reason, true));
-                    delivery.attempt += 1;
-                    c.queued.fetch_add(1, Ordering::Relaxed);
-                    // Still outstanding: no change to the quiesce count.
-                    self.enqueue(sub, delivery);
-                    return;
+            Outcome::Requeue(reason) => {
+                match sub.filter(|s| s.is_active() && self.state() != CLOSED) {
+                    Some(sub) => {
+                        c.requeued.fetch_add(1, Ordering::Relaxed);
+                        self.emit(|| Event::Failed(delivery.clone(), reason, true));
+                        delivery.attempt += 1;
+                        c.queued.fetch_add(1, Ordering::Relaxed);
+                        // Still outstanding: no change to the quiesce count.
+                        self.enqueue(sub, delivery);
+                        return;
+                    }
+                    None => {
+                        c.dropped.fetch_add(1, Ordering::Relaxed);
+                        let reason = format!("{reason}; not requeued: the subscription is gone");
+                        self.emit(|| Event::Failed(delivery, reason.into(), false));
+                    }
                 }
-                None => {
-                    c.dropped.fetch_add(1, Ordering::Relaxed);
-                    let reason = format!("{reason}; not requeued: the subscription is gone");
-                    self.emit(|| Event::Failed(delivery, reason.into(), false));
-                }
-            },
+            }
         }
         self.quiesce.done_deliveries(1);
     }
@@ -321,14 +347,19 @@ impl Shared {
     pub(crate) fn settle_by_id(&self, id: u64, outcome: Outcome) -> Result<()> {
         self.ensure_not_closed()?;
         let Some(entry) = self.pending.remove(id) else {
-            return Err(if id == 0 || id >= self.next_delivery.load(Ordering::Relaxed) {
-                Error::new(ErrorKind::UnknownDelivery, format!("no delivery with id {id} was ever issued"))
-            } else {
-                Error::new(
+            return Err(
+                if id == 0 || id >= self.next_delivery.load(Ordering::Relaxed) {
+                    Error::new(
+                        ErrorKind::UnknownDelivery,
+                        format!("no delivery with id {id} was ever issued"),
+                    )
+                } else {
+                    Error::new(
                     ErrorKind::AlreadySettled,
                     format!("delivery {id} is not awaiting an ack: already acked or nacked, or auto-acked"),
                 )
-            });
+                },
+            );
         };
         let sub = entry.subscription.upgrade();
         self.settle(entry.delivery, sub.as_ref(), &entry.counters, outcome);
@@ -339,7 +370,12 @@ impl Shared {
 
     /// Subscribes `handler`. Every check runs before the handler is used, and on failure the
     /// handler comes back untouched, so a C host keeps its user_data (no finaliser runs).
-    pub(crate) fn subscribe<H: Handler>(&self, topic: &str, handler: H, opts: &SubscribeOptions) -> Result<u64, (Error, H)> {
+    pub(crate) fn subscribe<H: Handler>(
+        &self,
+        topic: &str,
+        handler: H,
+        opts: &SubscribeOptions,
+    ) -> Result<u64, (Error, H)> {
         let concurrency = match self.check_subscribe(topic, opts) {
             Ok(c) => c,
             Err(e) => return Err((e, handler)),
@@ -379,7 +415,10 @@ impl Shared {
     pub(crate) fn unsubscribe(&self, id: u64) -> Result<()> {
         self.ensure_not_closed()?;
         let Some(sub) = self.subscriptions.write().remove(&id) else {
-            return Err(Error::new(ErrorKind::UnknownSubscription, format!("no subscription with id {id}")));
+            return Err(Error::new(
+                ErrorKind::UnknownSubscription,
+                format!("no subscription with id {id}"),
+            ));
         };
         if let Some(topic) = self.topics.get(&sub.topic) {
             topic.remove_subscription(id);
@@ -452,25 +491,34 @@ impl Shared {
                  call it from another thread, or close with force",
             ));
         }
-        if self.state.compare_exchange(OPEN, CLOSING, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+        if self
+            .state
+            .compare_exchange(OPEN, CLOSING, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
             return Err(Error::closed());
         }
         let drained = !force && self.quiesce.wait_idle(timeout.map(|t| Instant::now() + t));
         let remaining = self.quiesce.deliveries();
+        // Deliveries a worker has taken in a batch but not started are outstanding without
+        // being in a queue; they are dropped when the worker next looks. So what close drops
+        // is everything outstanding except the handlers running now.
+        let dropped = remaining.saturating_sub(self.workers_active.load(Ordering::SeqCst));
         self.shutdown(!drained);
         if drained && !inside {
             // Every worker is idle: this returns at once.
             self.join_threads();
         }
         match (force, drained) {
-            (true, _) => Ok(CloseReport { dropped: remaining }),
+            (true, _) => Ok(CloseReport { dropped }),
             (false, true) => Ok(CloseReport { dropped: 0 }),
             (false, false) => Err(Error::timeout("close", remaining)),
         }
     }
 
-    /// Moves to CLOSED, drops everything waiting, and asks every broker thread to exit.
-    /// Handlers already running finish on their own; nothing new starts.
+    /// Moves to CLOSED, drops everything waiting (queued, or awaiting a manual ack) and asks
+    /// every broker thread to exit. Handlers already running finish on their own; nothing new
+    /// starts.
     fn shutdown(&self, discard_events: bool) {
         let _guard = self.teardown.lock();
         if self.state.swap(CLOSED, Ordering::SeqCst) == CLOSED {
@@ -528,14 +576,22 @@ impl Shared {
 fn validate_json(bytes: &[u8], what: &str) -> Result<()> {
     serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
         .map(|_| ())
-        .map_err(|e| Error::new(ErrorKind::InvalidJson, format!("{what} is not valid JSON: {e}")))
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidJson,
+                format!("{what} is not valid JSON: {e}"),
+            )
+        })
 }
 
 fn validate_metadata(bytes: &[u8]) -> Result<()> {
     validate_json(bytes, "metadata")?;
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
-        return Err(Error::new(ErrorKind::InvalidJson, "metadata must be a JSON object"));
+        return Err(Error::new(
+            ErrorKind::InvalidJson,
+            "metadata must be a JSON object",
+        ));
     }
     Ok(())
 }

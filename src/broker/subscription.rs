@@ -70,7 +70,12 @@ impl Subscription {
         let limit = self.concurrency.min(queued);
         let mut cur = self.scheduled.load(Ordering::SeqCst);
         while cur < limit {
-            match self.scheduled.compare_exchange_weak(cur, cur + 1, Ordering::SeqCst, Ordering::SeqCst) {
+            match self.scheduled.compare_exchange_weak(
+                cur,
+                cur + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
                 Ok(_) => return true,
                 Err(actual) => cur = actual,
             }
@@ -95,8 +100,11 @@ impl Subscription {
 
     /// Runs the handler; a panic becomes a nack with the panic message as reason.
     pub(crate) fn handle(&self, delivery: &Delivery) -> Verdict {
-        catch_unwind(AssertUnwindSafe(|| self.handler.handle(delivery)))
-            .unwrap_or_else(|panic| Verdict::Nack(Some(format!("handler panicked: {}", panic_text(&*panic)).into())))
+        catch_unwind(AssertUnwindSafe(|| self.handler.handle(delivery))).unwrap_or_else(|panic| {
+            Verdict::Nack(Some(
+                format!("handler panicked: {}", panic_text(&*panic)).into(),
+            ))
+        })
     }
 }
 

@@ -22,12 +22,18 @@ pub(crate) struct Failure {
 }
 
 pub(crate) fn fail(status: brokk_status, message: impl Into<Cow<'static, str>>) -> Failure {
-    Failure { status, message: message.into() }
+    Failure {
+        status,
+        message: message.into(),
+    }
 }
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
-        Failure { status: e.kind().into(), message: e.message().to_owned().into() }
+        Failure {
+            status: e.kind().into(),
+            message: e.message().to_owned().into(),
+        }
     }
 }
 
@@ -52,4 +58,3 @@ pub(crate) fn guard(body: impl FnOnce() -> Result<(), Failure>) -> brokk_status 
 pub(crate) fn guard_value<T>(default: T, body: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or(default)
 }
-

@@ -62,10 +62,12 @@ pub struct brokk_publish_options {
     /// The message id (`id_len` bytes of printable ASCII, at most BROKK_ID_MAX_LEN); NULL
     /// means generate one. brokk does not check caller ids for uniqueness.
     pub id: *const c_char,
+    /// Length of `id` in bytes.
     pub id_len: usize,
     /// A JSON object stored and delivered with the message (`metadata_len` bytes); NULL means
     /// "{}".
     pub metadata: *const c_char,
+    /// Length of `metadata` in bytes.
     pub metadata_len: usize,
 }
 
@@ -152,7 +154,8 @@ pub unsafe extern "C" fn brokk_broker_publish(
         let mut opts = PublishOptions::default();
         if let Some(o) = options.as_ref() {
             opts.id = optional_text(o.id, o.id_len, "options.id")?;
-            opts.metadata = optional_text(o.metadata, o.metadata_len, "options.metadata")?.map(str::as_bytes);
+            opts.metadata =
+                optional_text(o.metadata, o.metadata_len, "options.metadata")?.map(str::as_bytes);
         }
         if !id_out.is_null() {
             let needed = opts.id.map_or(crate::broker::GENERATED_ID_LEN, str::len) + 1;
@@ -179,7 +182,10 @@ pub unsafe extern "C" fn brokk_broker_publish(
 /// Errors: NULL_ARGUMENT, UNKNOWN_DELIVERY (never issued), ALREADY_SETTLED (acked or nacked
 /// before, or auto-acked), CLOSED.
 #[no_mangle]
-pub unsafe extern "C" fn brokk_broker_ack(broker: *const brokk_broker, delivery_id: u64) -> brokk_status {
+pub unsafe extern "C" fn brokk_broker_ack(
+    broker: *const brokk_broker,
+    delivery_id: u64,
+) -> brokk_status {
     guard(|| {
         reference(broker, "broker")?.inner.ack(delivery_id)?;
         Ok(())
@@ -202,7 +208,8 @@ pub unsafe extern "C" fn brokk_broker_nack(
 ) -> brokk_status {
     guard(|| {
         let broker = reference(broker, "broker")?;
-        let reason = optional_text(reason, reason_len, "reason")?.map(|r| Reason::Owned(r.to_owned()));
+        let reason =
+            optional_text(reason, reason_len, "reason")?.map(|r| Reason::Owned(r.to_owned()));
         broker.inner.nack(delivery_id, requeue, reason)?;
         Ok(())
     })
@@ -223,7 +230,11 @@ pub unsafe extern "C" fn brokk_broker_join(
     guard(|| {
         let broker = reference(broker, "broker")?;
         let result = broker.inner.join(timeout(timeout_ms));
-        report_remaining(remaining_out, result.as_ref().err().map_or(0, |e| e.remaining()), &result);
+        report_remaining(
+            remaining_out,
+            result.as_ref().err().map_or(0, |e| e.remaining()),
+            &result,
+        );
         result.map_err(Into::into)
     })
 }
@@ -235,8 +246,9 @@ pub unsafe extern "C" fn brokk_broker_join(
 /// brokk_broker_free. Handlers still running when time runs out finish on their own.
 /// With `force`, nothing is waited for: everything outstanding is dropped at once.
 /// Out: if `remaining_out` is not NULL it holds, on BROKK_STATUS_OK, the deliveries a forced
-/// close dropped (0 otherwise), and on BROKK_STATUS_TIMEOUT those left unfinished; untouched
-/// on other statuses.
+/// close dropped (queued or awaiting an ack; handlers running at that moment finish and are not
+/// counted; 0 for a close that was not forced), and on BROKK_STATUS_TIMEOUT the deliveries left
+/// unfinished; untouched on other statuses.
 /// Threads: any thread. From inside this broker's own handler or listener only a forced close
 /// is allowed; otherwise WOULD_DEADLOCK and nothing changes.
 /// Errors: NULL_ARGUMENT, TIMEOUT (the broker is closed all the same), WOULD_DEADLOCK, CLOSED.

@@ -12,7 +12,8 @@ use crate::listener::Listener;
 use crate::message::Delivery;
 
 /// Called with a message or delivery view, valid only during the call.
-pub type brokk_message_event_cb = Option<unsafe extern "C" fn(user_data: *mut c_void, message: *const brokk_message)>;
+pub type brokk_message_event_cb =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, message: *const brokk_message)>;
 
 /// Called when a delivery fails: `reason` (`reason_len` bytes of UTF-8, not NUL-terminated,
 /// valid during the call) says why; `requeued` says whether it will be delivered again.
@@ -29,7 +30,12 @@ pub type brokk_failed_event_cb = Option<
 /// Called when a subscription starts or ends; `topic` (`topic_len` bytes, not NUL-terminated)
 /// is valid during the call.
 pub type brokk_subscription_event_cb = Option<
-    unsafe extern "C" fn(user_data: *mut c_void, topic: *const c_char, topic_len: usize, subscription_id: u64),
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        topic: *const c_char,
+        topic_len: usize,
+        subscription_id: u64,
+    ),
 >;
 
 /// Called when a topic is first named; `topic` is valid during the call.
@@ -53,8 +59,11 @@ pub struct brokk_listener {
     pub on_processed: brokk_message_event_cb,
     /// A delivery was nacked or requeued, or its handler failed.
     pub on_failed: brokk_failed_event_cb,
+    /// A subscription was created.
     pub on_subscribe: brokk_subscription_event_cb,
+    /// A subscription was removed by brokk_broker_unsubscribe.
     pub on_unsubscribe: brokk_subscription_event_cb,
+    /// A topic was named for the first time (by a publish or a subscribe).
     pub on_topic_created: brokk_topic_event_cb,
     /// Passed to every callback above.
     pub user_data: *mut c_void,
@@ -103,7 +112,15 @@ impl Listener for CListener {
     fn on_failed(&self, d: &Delivery, reason: &str, requeued: bool) {
         if let Some(cb) = self.on_failed {
             let view = brokk_message::new(d);
-            unsafe { cb(self.user_data.ptr(), &view, reason.as_ptr().cast(), reason.len(), requeued) };
+            unsafe {
+                cb(
+                    self.user_data.ptr(),
+                    &view,
+                    reason.as_ptr().cast(),
+                    reason.len(),
+                    requeued,
+                )
+            };
         }
     }
     fn on_subscribe(&self, topic: &str, id: u64) {
@@ -164,9 +181,14 @@ pub unsafe extern "C" fn brokk_broker_add_listener(
 /// Threads: any thread, including from a handler or listener.
 /// Errors: NULL_ARGUMENT, UNKNOWN_LISTENER, CLOSED.
 #[no_mangle]
-pub unsafe extern "C" fn brokk_broker_remove_listener(broker: *const brokk_broker, listener_id: u64) -> brokk_status {
+pub unsafe extern "C" fn brokk_broker_remove_listener(
+    broker: *const brokk_broker,
+    listener_id: u64,
+) -> brokk_status {
     guard(|| {
-        reference(broker, "broker")?.inner.remove_listener(listener_id)?;
+        reference(broker, "broker")?
+            .inner
+            .remove_listener(listener_id)?;
         Ok(())
     })
 }

@@ -40,7 +40,12 @@ impl brokk_message {
                 id_text[i] = tmp[id_text_len - 1 - i];
             }
         }
-        brokk_message { delivery, id_text, id_text_len, reason: RefCell::new(None) }
+        brokk_message {
+            delivery,
+            id_text,
+            id_text_len,
+            reason: RefCell::new(None),
+        }
     }
 
     fn delivery(&self) -> &Delivery {
@@ -65,25 +70,37 @@ unsafe fn with<T>(msg: *const brokk_message, default: T, f: impl FnOnce(&brokk_m
 /// Returns: a view valid until the callback that received `msg` returns; empty for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_topic(msg: *const brokk_message) -> brokk_str {
-    guard_value(brokk_str::empty(), || with(msg, brokk_str::empty(), |m| brokk_str::from_str(m.delivery().topic())))
+    guard_value(brokk_str::empty(), || {
+        with(msg, brokk_str::empty(), |m| {
+            brokk_str::from_str(m.delivery().topic())
+        })
+    })
 }
 
 /// The JSON payload, byte for byte as published; shared by every delivery of the message.
 /// Returns: a view valid until the callback that received `msg` returns; empty for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_payload(msg: *const brokk_message) -> brokk_str {
-    guard_value(brokk_str::empty(), || with(msg, brokk_str::empty(), |m| brokk_str::from_bytes(m.delivery().payload())))
+    guard_value(brokk_str::empty(), || {
+        with(msg, brokk_str::empty(), |m| {
+            brokk_str::from_bytes(m.delivery().payload())
+        })
+    })
 }
 
 /// The metadata JSON object as published, or "{}".
 /// Returns: a view valid until the callback that received `msg` returns; empty for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_metadata(msg: *const brokk_message) -> brokk_str {
-    guard_value(brokk_str::empty(), || with(msg, brokk_str::empty(), |m| brokk_str::from_bytes(m.delivery().metadata())))
+    guard_value(brokk_str::empty(), || {
+        with(msg, brokk_str::empty(), |m| {
+            brokk_str::from_bytes(m.delivery().metadata())
+        })
+    })
 }
 
-/// This delivery's own id as decimal text (Tadween's copy id; the number is
-/// brokk_message_delivery_id). In on_publish, where there is no delivery yet, the published id.
+/// This delivery's own id as decimal text: each subscription's copy of a message has its own
+/// (the number is brokk_message_delivery_id). In on_publish, where there is no delivery yet, the published id.
 /// Returns: a view valid until the callback that received `msg` returns; empty for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_id(msg: *const brokk_message) -> brokk_str {
@@ -99,7 +116,7 @@ pub unsafe extern "C" fn brokk_message_id(msg: *const brokk_message) -> brokk_st
 }
 
 /// The id of the published message this delivery copies: the id brokk_broker_publish returned
-/// (Tadween's parent_message_id). Empty in on_publish, where the view is the published message.
+/// (the parent of every copy made by fan-out). Empty in on_publish, where the view is the published message.
 /// Returns: a view valid until the callback that received `msg` returns; empty for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_parent_id(msg: *const brokk_message) -> brokk_str {
@@ -136,7 +153,9 @@ pub unsafe extern "C" fn brokk_message_attempt(msg: *const brokk_message) -> u32
 /// When the message was published, in milliseconds since the Unix epoch. 0 for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_timestamp_ms(msg: *const brokk_message) -> u64 {
-    guard_value(0, || with(msg, 0, |m| m.delivery().message().timestamp_ms()))
+    guard_value(0, || {
+        with(msg, 0, |m| m.delivery().message().timestamp_ms())
+    })
 }
 
 /// Records why the handler is failing this delivery, for listeners' on_failed; used when the

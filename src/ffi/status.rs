@@ -135,7 +135,9 @@ impl brokk_status {
             InvalidArgument => "invalid argument\0",
             InvalidUrl => "invalid backend URL\0",
             BufferTooSmall => "output buffer too small\0",
-            WouldDeadlock => "the call would deadlock: made from inside a callback of this broker\0",
+            WouldDeadlock => {
+                "the call would deadlock: made from inside a callback of this broker\0"
+            }
             UnsupportedBackend => "backend not supported by this build\0",
             UnknownSubscription => "unknown subscription id\0",
             UnknownDelivery => "unknown delivery id\0",
@@ -165,7 +167,10 @@ impl brokk_status {
 #[no_mangle]
 pub extern "C" fn brokk_status_str(status: u32) -> *const c_char {
     super::boundary::guard_value(b"unknown status\0".as_ptr().cast(), || {
-        brokk_status::from_raw(status).map_or("unknown status\0", brokk_status::describe).as_ptr().cast()
+        brokk_status::from_raw(status)
+            .map_or("unknown status\0", brokk_status::describe)
+            .as_ptr()
+            .cast()
     })
 }
 

@@ -36,8 +36,9 @@ pub const BROKK_VERDICT_LATER: brokk_verdict = brokk_verdict(3);
 /// handler runs on one thread at a time, in delivery order; above 1, concurrently.
 /// It must not unwind (C++ exceptions, longjmp) into brokk. Return quickly: a worker is busy
 /// until it does.
-pub type brokk_handler_cb =
-    Option<unsafe extern "C" fn(user_data: *mut c_void, message: *const brokk_message) -> brokk_verdict>;
+pub type brokk_handler_cb = Option<
+    unsafe extern "C" fn(user_data: *mut c_void, message: *const brokk_message) -> brokk_verdict,
+>;
 
 /// Options of brokk_broker_subscribe. Zero-initialise, then set what you need: all zero means
 /// auto-ack and concurrency 1.
@@ -67,9 +68,9 @@ impl Handler for CHandler {
             BROKK_VERDICT_NACK => Verdict::Nack(view.take_reason()),
             BROKK_VERDICT_REQUEUE => Verdict::Requeue(view.take_reason()),
             BROKK_VERDICT_LATER => Verdict::Later,
-            brokk_verdict(other) => {
-                Verdict::Nack(Some(Reason::Owned(format!("handler returned unknown verdict {other}"))))
-            }
+            brokk_verdict(other) => Verdict::Nack(Some(Reason::Owned(format!(
+                "handler returned unknown verdict {other}"
+            )))),
         }
     }
 }
@@ -100,12 +101,19 @@ pub unsafe extern "C" fn brokk_broker_subscribe(
     guard(|| {
         let broker = reference(broker, "broker")?;
         let topic = text(topic, topic_len, "topic")?;
-        let callback = handler.ok_or_else(|| fail(brokk_status::NullArgument, "handler is NULL"))?;
+        let callback =
+            handler.ok_or_else(|| fail(brokk_status::NullArgument, "handler is NULL"))?;
         let out = output(subscription_id_out, "subscription_id_out")?;
         let opts = options.as_ref().copied().unwrap_or_default();
-        let opts = SubscribeOptions { manual_ack: opts.manual_ack, concurrency: opts.concurrency as usize };
+        let opts = SubscribeOptions {
+            manual_ack: opts.manual_ack,
+            concurrency: opts.concurrency as usize,
+        };
         // Built last: on any earlier failure the host keeps its user_data.
-        let handler = CHandler { callback, user_data: UserData::new(user_data, free_user_data) };
+        let handler = CHandler {
+            callback,
+            user_data: UserData::new(user_data, free_user_data),
+        };
         match broker.inner.try_subscribe(topic, handler, &opts) {
             Ok(id) => {
                 *out = id;
@@ -126,7 +134,10 @@ pub unsafe extern "C" fn brokk_broker_subscribe(
 /// Threads: any thread, including from that subscription's own handler.
 /// Errors: NULL_ARGUMENT, UNKNOWN_SUBSCRIPTION, CLOSED.
 #[no_mangle]
-pub unsafe extern "C" fn brokk_broker_unsubscribe(broker: *const brokk_broker, subscription_id: u64) -> brokk_status {
+pub unsafe extern "C" fn brokk_broker_unsubscribe(
+    broker: *const brokk_broker,
+    subscription_id: u64,
+) -> brokk_status {
     guard(|| {
         let broker = reference(broker, "broker")?;
         broker.inner.unsubscribe(subscription_id)?;

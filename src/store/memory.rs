@@ -12,7 +12,9 @@ pub(crate) struct MemoryStore;
 
 impl Store for MemoryStore {
     fn open_queue(&self, _topic: &str, _subscription: u64) -> Box<dyn DeliveryQueue> {
-        Box::new(MemoryQueue { ring: Mutex::new(VecDeque::new()) })
+        Box::new(MemoryQueue {
+            ring: Mutex::new(VecDeque::new()),
+        })
     }
 }
 

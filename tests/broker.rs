@@ -1,0 +1,1019 @@
+//! The core's semantics, through the safe Rust API. Every wait is bounded; nothing asserts on
+//! timing.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use brokk::{
+    Broker, BrokerConfig, Delivery, ErrorKind, Listener, PublishOptions, SubscribeOptions, Verdict,
+};
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn broker(workers: usize) -> Broker {
+    Broker::with_config(&BrokerConfig {
+        worker_threads: workers,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn publish(b: &Broker, topic: &str, payload: &str) -> String {
+    b.publish(topic, payload.as_bytes(), &PublishOptions::default())
+        .unwrap()
+        .id()
+        .to_owned()
+}
+
+fn auto() -> SubscribeOptions {
+    SubscribeOptions::default()
+}
+
+fn manual() -> SubscribeOptions {
+    SubscribeOptions {
+        manual_ack: true,
+        concurrency: 1,
+    }
+}
+
+fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + LONG;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Counts how often it is dropped: stands in for a host's user_data finaliser.
+struct DropCount(Arc<AtomicUsize>);
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+#[derive(Default)]
+struct Recorder {
+    events: Mutex<Vec<String>>,
+}
+#[derive(Clone, Default)]
+struct Rec(Arc<Recorder>);
+impl std::ops::Deref for Rec {
+    type Target = Recorder;
+    fn deref(&self) -> &Recorder {
+        &self.0
+    }
+}
+impl Listener for Rec {
+    fn on_publish(&self, m: &brokk::Delivery) {
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("publish {} {}", m.topic(), m.parent_id()));
+    }
+    fn on_dispatched(&self, d: &Delivery) {
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("dispatched {} {}", d.id(), d.attempt()));
+    }
+    fn on_processed(&self, d: &Delivery) {
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("processed {}", d.id()));
+    }
+    fn on_failed(&self, d: &Delivery, reason: &str, requeued: bool) {
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("failed {} {requeued} {reason}", d.id()));
+    }
+    fn on_subscribe(&self, topic: &str, id: u64) {
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("subscribe {topic} {id}"));
+    }
+    fn on_unsubscribe(&self, topic: &str, id: u64) {
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("unsubscribe {topic} {id}"));
+    }
+    fn on_topic_created(&self, topic: &str) {
+        self.events.lock().unwrap().push(format!("topic {topic}"));
+    }
+}
+
+impl Recorder {
+    fn count(&self, prefix: &str) -> usize {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.starts_with(prefix))
+            .count()
+    }
+}
+
+#[test]
+fn fan_out_gives_each_subscription_its_own_delivery_of_shared_bytes() {
+    let b = broker(2);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    for _ in 0..3 {
+        let seen = seen.clone();
+        b.subscribe(
+            "orders",
+            move |d: &Delivery| {
+                seen.lock().unwrap().push((
+                    d.id(),
+                    d.subscription(),
+                    d.parent_id().to_owned(),
+                    d.payload().as_ptr() as usize,
+                    d.attempt(),
+                ));
+                Verdict::Ack
+            },
+            &auto(),
+        )
+        .unwrap();
+    }
+    let md = br#"{"trace":"abc"}"#;
+    let id = b
+        .publish(
+            "orders",
+            br#"{"n":1}"#,
+            &PublishOptions {
+                id: Some("order-1"),
+                metadata: Some(md),
+            },
+        )
+        .unwrap()
+        .id()
+        .to_owned();
+    assert_eq!(id, "order-1");
+    b.join(Some(LONG)).unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    let mut ids: Vec<_> = seen.iter().map(|s| s.0).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "each copy has its own delivery id");
+    let mut subs: Vec<_> = seen.iter().map(|s| s.1).collect();
+    subs.sort();
+    subs.dedup();
+    assert_eq!(subs.len(), 3);
+    assert!(seen.iter().all(|s| s.2 == "order-1" && s.4 == 1));
+    assert!(
+        seen.iter().all(|s| s.3 == seen[0].3),
+        "payload bytes are shared, not copied"
+    );
+}
+
+#[test]
+fn payload_and_metadata_arrive_byte_for_byte() {
+    let b = broker(2);
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    b.subscribe(
+        "t",
+        move |d: &Delivery| {
+            tx.lock()
+                .unwrap()
+                .send((
+                    d.payload().to_vec(),
+                    d.metadata().to_vec(),
+                    d.topic().to_owned(),
+                    d.message().timestamp_ms(),
+                ))
+                .unwrap();
+            Verdict::Ack
+        },
+        &auto(),
+    )
+    .unwrap();
+    let payload = "{ \"text\" : \"h\u{e9}llo\\n\", \"list\": [1, 2.5, null] }";
+    b.publish("t", payload.as_bytes(), &PublishOptions::default())
+        .unwrap();
+    let (p, m, t, ts) = rx.recv_timeout(LONG).unwrap();
+    assert_eq!(p, payload.as_bytes());
+    assert_eq!(m, b"{}");
+    assert_eq!(t, "t");
+    assert!(ts > 0);
+}
+
+#[test]
+fn concurrency_one_is_strictly_fifo() {
+    let b = broker(4);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    b.subscribe(
+        "seq",
+        move |d: &Delivery| {
+            let v: serde_json::Value = serde_json::from_slice(d.payload()).unwrap();
+            s.lock().unwrap().push(v["i"].as_u64().unwrap());
+            Verdict::Ack
+        },
+        &auto(),
+    )
+    .unwrap();
+    for i in 0..2000 {
+        publish(&b, "seq", &format!("{{\"i\":{i}}}"));
+    }
+    b.join(Some(LONG)).unwrap();
+    assert_eq!(*seen.lock().unwrap(), (0..2000).collect::<Vec<_>>());
+}
+
+#[test]
+fn concurrency_limit_is_respected_and_everything_delivered_once() {
+    let b = broker(6);
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let counts = Arc::new(Mutex::new(HashMap::new()));
+    let (r, p, c) = (running.clone(), peak.clone(), counts.clone());
+    b.subscribe(
+        "work",
+        move |d: &Delivery| {
+            let now = r.fetch_add(1, SeqCst) + 1;
+            p.fetch_max(now, SeqCst);
+            std::thread::sleep(Duration::from_micros(200));
+            *c.lock()
+                .unwrap()
+                .entry(d.parent_id().to_owned())
+                .or_insert(0) += 1;
+            r.fetch_sub(1, SeqCst);
+            Verdict::Ack
+        },
+        &SubscribeOptions {
+            manual_ack: false,
+            concurrency: 3,
+        },
+    )
+    .unwrap();
+    for i in 0..300 {
+        publish(&b, "work", &i.to_string());
+    }
+    b.join(Some(LONG)).unwrap();
+    assert!(
+        peak.load(SeqCst) <= 3,
+        "peak {} above the limit",
+        peak.load(SeqCst)
+    );
+    let counts = counts.lock().unwrap();
+    assert_eq!(counts.len(), 300);
+    assert!(counts.values().all(|&n| n == 1));
+}
+
+#[test]
+fn requeue_redelivers_with_the_next_attempt_then_acks() {
+    let b = broker(2);
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let a = attempts.clone();
+    b.subscribe(
+        "flaky",
+        move |d: &Delivery| {
+            a.lock().unwrap().push((d.id(), d.attempt()));
+            if d.attempt() < 3 {
+                Verdict::Requeue(Some("transient".into()))
+            } else {
+                Verdict::Ack
+            }
+        },
+        &auto(),
+    )
+    .unwrap();
+    publish(&b, "flaky", "{}");
+    b.join(Some(LONG)).unwrap();
+    let a = attempts.lock().unwrap();
+    assert_eq!(a.iter().map(|x| x.1).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert!(
+        a.iter().all(|x| x.0 == a[0].0),
+        "a redelivery keeps its delivery id"
+    );
+    let t = b.stats().unwrap().totals;
+    assert_eq!(
+        (t.dispatched, t.requeued, t.processed, t.failed),
+        (3, 2, 1, 0)
+    );
+}
+
+#[test]
+fn nack_and_panic_count_as_failed_with_reasons() {
+    let b = broker(2);
+    let rec = Rec::default();
+    b.add_listener(rec.clone()).unwrap();
+    b.subscribe(
+        "n",
+        |_: &Delivery| Verdict::Nack(Some("bad order".into())),
+        &auto(),
+    )
+    .unwrap();
+    b.subscribe(
+        "p",
+        |_: &Delivery| -> Verdict { panic!("boom in handler") },
+        &auto(),
+    )
+    .unwrap();
+    publish(&b, "n", "1");
+    publish(&b, "p", "2");
+    b.join(Some(LONG)).unwrap();
+    let t = b.stats().unwrap().totals;
+    assert_eq!((t.failed, t.processed), (2, 0));
+    let events = rec.events.lock().unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e.starts_with("failed") && e.ends_with("false bad order")));
+    assert!(events
+        .iter()
+        .any(|e| e.contains("handler panicked: boom in handler")));
+}
+
+#[test]
+fn manual_ack_from_another_thread_and_from_inside_the_handler() {
+    let b = broker(2);
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    b.subscribe(
+        "later",
+        move |d: &Delivery| {
+            tx.lock().unwrap().send(d.id()).unwrap();
+            Verdict::Later
+        },
+        &manual(),
+    )
+    .unwrap();
+    let weak = b.downgrade();
+    b.subscribe(
+        "inside",
+        move |d: &Delivery| {
+            weak.upgrade().unwrap().ack(d.id()).unwrap();
+            Verdict::Ack // settled already: must count once
+        },
+        &manual(),
+    )
+    .unwrap();
+    publish(&b, "later", "1");
+    publish(&b, "inside", "2");
+    let id = rx.recv_timeout(LONG).unwrap();
+    let err = b.join(Some(Duration::from_millis(50))).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert_eq!(
+        err.remaining(),
+        1,
+        "the delivery awaiting its ack is outstanding"
+    );
+    std::thread::spawn({
+        let b = b.clone();
+        move || b.ack(id).unwrap()
+    })
+    .join()
+    .unwrap();
+    b.join(Some(LONG)).unwrap();
+    assert_eq!(b.ack(id).unwrap_err().kind(), ErrorKind::AlreadySettled);
+    assert_eq!(b.ack(0).unwrap_err().kind(), ErrorKind::UnknownDelivery);
+    assert_eq!(
+        b.ack(u64::MAX).unwrap_err().kind(),
+        ErrorKind::UnknownDelivery
+    );
+    let t = b.stats().unwrap().totals;
+    assert_eq!((t.processed, t.failed, t.in_flight), (2, 0, 0));
+}
+
+#[test]
+fn nack_with_requeue_redelivers_manual_deliveries() {
+    let b = broker(2);
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    b.subscribe(
+        "m",
+        move |d: &Delivery| {
+            tx.lock().unwrap().send((d.id(), d.attempt())).unwrap();
+            Verdict::Later
+        },
+        &manual(),
+    )
+    .unwrap();
+    publish(&b, "m", "1");
+    let (id, attempt) = rx.recv_timeout(LONG).unwrap();
+    assert_eq!(attempt, 1);
+    b.nack(id, true, Some("retry".into())).unwrap();
+    let (id2, attempt2) = rx.recv_timeout(LONG).unwrap();
+    assert_eq!((id2, attempt2), (id, 2));
+    b.nack(id, false, None).unwrap();
+    b.join(Some(LONG)).unwrap();
+    let t = b.stats().unwrap().totals;
+    assert_eq!((t.requeued, t.failed, t.processed), (1, 1, 0));
+}
+
+#[test]
+fn auto_ack_deliveries_cannot_be_acked_again() {
+    let b = broker(2);
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    b.subscribe(
+        "a",
+        move |d: &Delivery| {
+            tx.lock().unwrap().send(d.id()).unwrap();
+            Verdict::Later // means Ack on an auto-ack subscription
+        },
+        &auto(),
+    )
+    .unwrap();
+    publish(&b, "a", "1");
+    let id = rx.recv_timeout(LONG).unwrap();
+    b.join(Some(LONG)).unwrap();
+    assert_eq!(b.ack(id).unwrap_err().kind(), ErrorKind::AlreadySettled);
+    assert_eq!(b.stats().unwrap().totals.processed, 1);
+}
+
+#[test]
+fn unrouted_messages_are_counted_and_never_block_join() {
+    let b = broker(2);
+    publish(&b, "nobody", "1");
+    b.join(Some(LONG)).unwrap();
+    let s = b.stats().unwrap();
+    assert_eq!(
+        (s.totals.published, s.totals.unrouted, s.totals.dispatched),
+        (1, 1, 0)
+    );
+    b.close(Some(LONG), false).unwrap();
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let b = Broker::with_config(&BrokerConfig {
+        max_payload_bytes: 16,
+        ..Default::default()
+    })
+    .unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    b.subscribe(
+        "t",
+        move |_: &Delivery| {
+            r.fetch_add(1, SeqCst);
+            Verdict::Ack
+        },
+        &auto(),
+    )
+    .unwrap();
+    let po = PublishOptions::default();
+    let cases: Vec<(&str, &[u8], PublishOptions, ErrorKind)> = vec![
+        ("", b"1", po, ErrorKind::InvalidTopic),
+        ("a b", b"1", po, ErrorKind::InvalidTopic),
+        ("t", b"", po, ErrorKind::InvalidJson),
+        ("t", b"{", po, ErrorKind::InvalidJson),
+        ("t", b"1 2", po, ErrorKind::InvalidJson),
+        ("t", b"[1,2,3,4,5,6,7,8,9]", po, ErrorKind::PayloadTooLarge),
+        (
+            "t",
+            b"1",
+            PublishOptions {
+                metadata: Some(b"[1]"),
+                ..po
+            },
+            ErrorKind::InvalidJson,
+        ),
+        (
+            "t",
+            b"1",
+            PublishOptions {
+                metadata: Some(b"{"),
+                ..po
+            },
+            ErrorKind::InvalidJson,
+        ),
+        (
+            "t",
+            b"1",
+            PublishOptions { id: Some(""), ..po },
+            ErrorKind::InvalidId,
+        ),
+        (
+            "t",
+            b"1",
+            PublishOptions {
+                id: Some("has space"),
+                ..po
+            },
+            ErrorKind::InvalidId,
+        ),
+    ];
+    for (topic, payload, opts, kind) in cases {
+        let err = b.publish(topic, payload, &opts).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            kind,
+            "{topic:?} {:?}",
+            String::from_utf8_lossy(payload)
+        );
+        assert!(!err.message().is_empty());
+    }
+    let long = "x".repeat(256);
+    assert_eq!(
+        b.publish(&long, b"1", &po).unwrap_err().kind(),
+        ErrorKind::InvalidTopic
+    );
+    assert_eq!(
+        b.subscribe(&long, |_: &Delivery| Verdict::Ack, &auto())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidTopic
+    );
+    assert_eq!(
+        b.subscribe(
+            "t",
+            |_: &Delivery| Verdict::Ack,
+            &SubscribeOptions {
+                manual_ack: false,
+                concurrency: 5000
+            }
+        )
+        .unwrap_err()
+        .kind(),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        b.unsubscribe(999).unwrap_err().kind(),
+        ErrorKind::UnknownSubscription
+    );
+    assert_eq!(
+        b.remove_listener(999).unwrap_err().kind(),
+        ErrorKind::UnknownListener
+    );
+    b.publish("t", b"[1,2,3,4,5,6,77]", &po).unwrap(); // exactly 16 bytes
+    b.join(Some(LONG)).unwrap();
+    assert_eq!(ran.load(SeqCst), 1);
+    assert_eq!(b.stats().unwrap().totals.published, 1);
+    for url in ["ftp://x", "memory://x", "nonsense"] {
+        assert_eq!(
+            Broker::open(url).err().unwrap().kind(),
+            ErrorKind::InvalidUrl,
+            "{url}"
+        );
+    }
+    assert_eq!(
+        Broker::open("sqlite:///tmp/x.db").err().unwrap().kind(),
+        ErrorKind::UnsupportedBackend
+    );
+    assert_eq!(
+        Broker::with_config(&BrokerConfig {
+            worker_threads: 100_000,
+            ..Default::default()
+        })
+        .err()
+        .unwrap()
+        .kind(),
+        ErrorKind::InvalidArgument
+    );
+}
+
+#[test]
+fn handlers_may_call_back_into_the_broker() {
+    let b = broker(2);
+    let weak = b.downgrade();
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let r = results.clone();
+    let sink_count = Arc::new(AtomicUsize::new(0));
+    let sc = sink_count.clone();
+    b.subscribe(
+        "sink",
+        move |_: &Delivery| {
+            sc.fetch_add(1, SeqCst);
+            Verdict::Ack
+        },
+        &auto(),
+    )
+    .unwrap();
+    b.subscribe(
+        "src",
+        move |d: &Delivery| {
+            let b = weak.upgrade().unwrap();
+            let mut r = r.lock().unwrap();
+            r.push(format!(
+                "publish {:?}",
+                b.publish("sink", d.payload(), &PublishOptions::default())
+                    .map(|_| ())
+            ));
+            let sub = b
+                .subscribe(
+                    "other",
+                    |_: &Delivery| Verdict::Ack,
+                    &SubscribeOptions::default(),
+                )
+                .unwrap();
+            r.push(format!("unsubscribe {:?}", b.unsubscribe(sub)));
+            r.push(format!("stats {:?}", b.stats().map(|_| ())));
+            r.push(format!(
+                "join {:?}",
+                b.join(Some(LONG)).map_err(|e| e.kind())
+            ));
+            r.push(format!(
+                "close {:?}",
+                b.close(Some(LONG), false).map_err(|e| e.kind())
+            ));
+            r.push(format!(
+                "self-unsubscribe {:?}",
+                b.unsubscribe(d.subscription())
+            ));
+            Verdict::Ack
+        },
+        &auto(),
+    )
+    .unwrap();
+    publish(&b, "src", "{\"x\":1}");
+    b.join(Some(LONG)).unwrap();
+    assert_eq!(
+        *results.lock().unwrap(),
+        vec![
+            "publish Ok(())",
+            "unsubscribe Ok(())",
+            "stats Ok(())",
+            "join Err(WouldDeadlock)",
+            "close Err(WouldDeadlock)",
+            "self-unsubscribe Ok(())",
+        ]
+    );
+    assert_eq!(sink_count.load(SeqCst), 1);
+    // The broker is still open after the refused close.
+    publish(&b, "sink", "2");
+    b.join(Some(LONG)).unwrap();
+    assert_eq!(sink_count.load(SeqCst), 2);
+}
+
+#[test]
+fn listeners_see_every_event_by_the_time_join_returns() {
+    let b = broker(2);
+    let rec = Rec::default();
+    let lid = b.add_listener(rec.clone()).unwrap();
+    let sub = b
+        .subscribe(
+            "ev",
+            |d: &Delivery| {
+                if d.attempt() == 1 {
+                    Verdict::Requeue(None)
+                } else {
+                    Verdict::Ack
+                }
+            },
+            &auto(),
+        )
+        .unwrap();
+    let id = publish(&b, "ev", "1");
+    b.join(Some(LONG)).unwrap();
+    b.unsubscribe(sub).unwrap();
+    b.join(Some(LONG)).unwrap();
+    let events = rec.events.lock().unwrap().clone();
+    assert_eq!(events[0], "topic ev");
+    assert_eq!(events[1], format!("subscribe ev {sub}"));
+    assert_eq!(events[2], format!("publish ev {id}"));
+    assert!(events[3].starts_with("dispatched") && events[3].ends_with(" 1"));
+    assert!(events[4].starts_with("failed") && events[4].contains(" true "));
+    assert!(events[5].starts_with("dispatched") && events[5].ends_with(" 2"));
+    assert!(events[6].starts_with("processed"));
+    assert_eq!(events[7], format!("unsubscribe ev {sub}"));
+    assert_eq!(events.len(), 8);
+    b.remove_listener(lid).unwrap();
+    publish(&b, "ev", "2");
+    b.join(Some(LONG)).unwrap();
+    assert_eq!(
+        rec.events.lock().unwrap().len(),
+        8,
+        "a removed listener hears nothing more"
+    );
+}
+
+struct Slow(Arc<AtomicUsize>);
+impl Listener for Slow {
+    fn on_dispatched(&self, _: &Delivery) {
+        std::thread::sleep(Duration::from_millis(20));
+        self.0.fetch_add(1, SeqCst);
+    }
+    fn on_processed(&self, _: &Delivery) {
+        panic!("a misbehaving listener");
+    }
+}
+
+#[test]
+fn a_slow_or_panicking_listener_never_holds_up_delivery() {
+    let b = Broker::with_config(&BrokerConfig {
+        worker_threads: 2,
+        listener_queue_capacity: 4,
+        ..Default::default()
+    })
+    .unwrap();
+    let heard = Arc::new(AtomicUsize::new(0));
+    b.add_listener(Slow(heard.clone())).unwrap();
+    let done = Arc::new(AtomicUsize::new(0));
+    let d2 = done.clone();
+    b.subscribe(
+        "fast",
+        move |_: &Delivery| {
+            d2.fetch_add(1, SeqCst);
+            Verdict::Ack
+        },
+        &auto(),
+    )
+    .unwrap();
+    for i in 0..500 {
+        publish(&b, "fast", &i.to_string());
+    }
+    eventually("all deliveries processed", || done.load(SeqCst) == 500);
+    b.join(Some(LONG)).unwrap();
+    let s = b.stats().unwrap();
+    assert_eq!(s.totals.processed, 500);
+    assert!(s.listener_events_dropped > 0);
+    assert!(heard.load(SeqCst) < 500);
+}
+
+#[test]
+fn join_and_close_time_out_on_a_blocked_handler_and_never_hang() {
+    let b = broker(2);
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let g = gate.clone();
+    let finalised = Arc::new(AtomicUsize::new(0));
+    let guard = DropCount(finalised.clone());
+    b.subscribe(
+        "block",
+        move |_: &Delivery| {
+            let _keep = &guard;
+            let (m, cv) = &*g;
+            let mut open = m.lock().unwrap();
+            while !*open {
+                open = cv.wait(open).unwrap();
+            }
+            Verdict::Ack
+        },
+        &auto(),
+    )
+    .unwrap();
+    /// Opens the gate however the test ends, so a failed assert cannot hang in drop(b).
+    struct OpenOnDrop(Arc<(Mutex<bool>, std::sync::Condvar)>);
+    impl Drop for OpenOnDrop {
+        fn drop(&mut self) {
+            *self.0 .0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            self.0 .1.notify_all();
+        }
+    }
+    let opener = OpenOnDrop(gate.clone());
+    publish(&b, "block", "1");
+    publish(&b, "block", "2");
+    let e = b.join(Some(Duration::from_millis(20))).unwrap_err();
+    assert_eq!((e.kind(), e.remaining()), (ErrorKind::Timeout, 2));
+    let e = b.close(Some(Duration::from_millis(20)), false).unwrap_err();
+    assert_eq!((e.kind(), e.remaining()), (ErrorKind::Timeout, 2));
+    // Closed all the same: later calls fail with Closed.
+    assert_eq!(
+        b.publish("block", b"3", &PublishOptions::default())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Closed
+    );
+    assert_eq!(b.close(None, false).unwrap_err().kind(), ErrorKind::Closed);
+    assert_eq!(b.join(None).unwrap_err().kind(), ErrorKind::Closed);
+    assert_eq!(b.stats().unwrap_err().kind(), ErrorKind::Closed);
+    assert_eq!(b.ack(1).unwrap_err().kind(), ErrorKind::Closed);
+    assert_eq!(
+        b.subscribe("x", |_: &Delivery| Verdict::Ack, &auto())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Closed
+    );
+    // Release the handler; dropping the broker then waits for it and runs the finaliser once.
+    drop(opener);
+    drop(b);
+    assert_eq!(finalised.load(SeqCst), 1);
+}
+
+#[test]
+fn force_close_drops_everything_at_once() {
+    let b = broker(1);
+    let gate = Arc::new(AtomicBool::new(false));
+    let g = gate.clone();
+    b.subscribe(
+        "f",
+        move |_: &Delivery| {
+            while !g.load(SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Verdict::Ack
+        },
+        &auto(),
+    )
+    .unwrap();
+    for i in 0..10 {
+        publish(&b, "f", &i.to_string());
+    }
+    eventually("first delivery running", || {
+        b.stats().unwrap().workers_active == 1
+    });
+    let report = b.close(None, true);
+    gate.store(true, SeqCst); // before asserting: a failed assert must not hang in drop(b)
+    assert_eq!(
+        report.unwrap().dropped,
+        9,
+        "the nine waiting; the running one finishes on its own"
+    );
+    drop(b);
+}
+
+#[test]
+fn nothing_runs_after_the_last_handle_is_dropped() {
+    let b = broker(2);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let finalised = Arc::new(AtomicUsize::new(0));
+    let guard = DropCount(finalised.clone());
+    let c = calls.clone();
+    b.subscribe(
+        "t",
+        move |_: &Delivery| {
+            let _keep = &guard;
+            c.fetch_add(1, SeqCst);
+            std::thread::sleep(Duration::from_micros(50));
+            Verdict::Ack
+        },
+        &auto(),
+    )
+    .unwrap();
+    for i in 0..200 {
+        publish(&b, "t", &i.to_string());
+    }
+    drop(b);
+    assert_eq!(
+        finalised.load(SeqCst),
+        1,
+        "the handler was dropped before drop(broker) returned"
+    );
+    let after = calls.load(SeqCst);
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(calls.load(SeqCst), after);
+}
+
+#[test]
+fn dropping_the_last_handle_inside_a_handler_finishes_teardown_later() {
+    let finalised = Arc::new(AtomicUsize::new(0));
+    let slot: Arc<Mutex<Option<Broker>>> = Arc::new(Mutex::new(None));
+    let b = broker(2);
+    let guard = DropCount(finalised.clone());
+    let s = slot.clone();
+    b.subscribe(
+        "t",
+        move |_: &Delivery| {
+            let _keep = &guard;
+            // Take and drop the only strong handle from inside the handler.
+            drop(s.lock().unwrap().take());
+            Verdict::Ack
+        },
+        &auto(),
+    )
+    .unwrap();
+    publish(&b, "t", "1");
+    *slot.lock().unwrap() = Some(b);
+    eventually("teardown after the handler returned", || {
+        finalised.load(SeqCst) == 1
+    });
+}
+
+#[test]
+fn unsubscribe_drops_waiting_deliveries_and_runs_the_finaliser_once() {
+    let b = broker(1);
+    let finalised = Arc::new(AtomicUsize::new(0));
+    let guard = DropCount(finalised.clone());
+    let gate = Arc::new(AtomicBool::new(false));
+    let g = gate.clone();
+    let sub = b
+        .subscribe(
+            "u",
+            move |_: &Delivery| {
+                let _keep = &guard;
+                while !g.load(SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Verdict::Ack
+            },
+            &auto(),
+        )
+        .unwrap();
+    for i in 0..5 {
+        publish(&b, "u", &i.to_string());
+    }
+    eventually("first delivery running", || {
+        b.stats().unwrap().totals.in_flight == 1
+    });
+    b.unsubscribe(sub).unwrap();
+    assert_eq!(
+        finalised.load(SeqCst),
+        0,
+        "still running: not finalised yet"
+    );
+    gate.store(true, SeqCst);
+    b.join(Some(LONG)).unwrap();
+    eventually("finaliser after the last invocation", || {
+        finalised.load(SeqCst) == 1
+    });
+    let t = b.stats().unwrap().totals;
+    assert_eq!((t.processed, t.dropped, t.subscriptions), (1, 4, 0));
+}
+
+/// Sixteen publishers, subscription churn and random verdicts: every delivery is accounted for
+/// exactly once, and the counters reconcile.
+#[test]
+fn counts_reconcile_under_concurrent_load_and_churn() {
+    let b = broker(4);
+    let processed = Arc::new(AtomicU64::new(0));
+    let stable = {
+        let p = processed.clone();
+        b.subscribe(
+            "load",
+            move |d: &Delivery| match d.id() % 7 {
+                0 if d.attempt() == 1 => Verdict::Requeue(None),
+                1 if d.attempt() == 1 => Verdict::Nack(None),
+                _ => {
+                    p.fetch_add(1, SeqCst);
+                    Verdict::Ack
+                }
+            },
+            &SubscribeOptions {
+                manual_ack: false,
+                concurrency: 2,
+            },
+        )
+        .unwrap()
+    };
+    let start = Arc::new(Barrier::new(17));
+    let mut threads = Vec::new();
+    for t in 0..16 {
+        let b = b.clone();
+        let start = start.clone();
+        threads.push(std::thread::spawn(move || {
+            start.wait();
+            for i in 0..500 {
+                b.publish(
+                    "load",
+                    format!("{{\"t\":{t},\"i\":{i}}}").as_bytes(),
+                    &PublishOptions::default(),
+                )
+                .unwrap();
+                if t == 0 && i % 50 == 0 {
+                    let s = b
+                        .subscribe(
+                            "load",
+                            |_: &Delivery| Verdict::Ack,
+                            &SubscribeOptions::default(),
+                        )
+                        .unwrap();
+                    std::thread::yield_now();
+                    b.unsubscribe(s).unwrap();
+                }
+            }
+        }));
+    }
+    start.wait();
+    for t in threads {
+        t.join().unwrap();
+    }
+    b.join(Some(LONG)).unwrap();
+    let s = b.stats().unwrap();
+    let t = &s.totals;
+    assert_eq!(t.published, 8000);
+    assert_eq!(t.queued + t.in_flight, 0);
+    assert_eq!(t.dispatched, t.processed + t.failed + t.requeued);
+    // The stable subscription saw every message: processed or failed once each.
+    let _ = stable;
+    let stable_failed = t.failed;
+    assert_eq!(processed.load(SeqCst) + stable_failed, 8000);
+}
+
+#[test]
+fn publishers_racing_close_get_ok_or_closed_and_counts_reconcile() {
+    for _ in 0..5 {
+        let b = broker(2);
+        b.subscribe("race", |_: &Delivery| Verdict::Ack, &auto())
+            .unwrap();
+        let ok = Arc::new(AtomicU64::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (b, ok) = (b.clone(), ok.clone());
+                std::thread::spawn(move || loop {
+                    match b.publish("race", b"1", &PublishOptions::default()) {
+                        Ok(_) => {
+                            ok.fetch_add(1, SeqCst);
+                        }
+                        Err(e) => {
+                            assert_eq!(e.kind(), ErrorKind::Closed);
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(5));
+        b.close(Some(LONG), false).unwrap();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(ok.load(SeqCst) > 0);
+    }
+}
