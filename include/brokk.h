@@ -36,6 +36,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// Default number of messages a topic keeps while it has no consumer group.
+#define DEFAULT_RETENTION_LIMIT 100000
+
 // Longest message id, in bytes.
 #define BROKK_ID_MAX_LEN 128
 
@@ -50,6 +53,9 @@
 
 // Default largest payload, in bytes (1 MiB).
 #define BROKK_DEFAULT_MAX_PAYLOAD 1048576
+
+// Default number of messages a topic retains while it has no consumer group.
+#define BROKK_DEFAULT_RETENTION_LIMIT 100000
 
 // A timeout_ms that means "wait without limit".
 #define BROKK_WAIT_FOREVER UINT64_MAX
@@ -102,6 +108,9 @@ enum brokk_status
     BROKK_STATUS_WOULD_DEADLOCK = 10,
     // The backend URL names a backend this build does not include.
     BROKK_STATUS_UNSUPPORTED_BACKEND = 11,
+    // A consumer group name was empty, longer than BROKK_TOPIC_MAX_LEN, or used a character
+    // outside [A-Za-z0-9_.-].
+    BROKK_STATUS_INVALID_GROUP = 12,
     // No subscription has this id.
     BROKK_STATUS_UNKNOWN_SUBSCRIPTION = 100,
     // No delivery with this id was ever issued by this broker.
@@ -112,6 +121,9 @@ enum brokk_status
     BROKK_STATUS_UNKNOWN_LISTENER = 103,
     // A wait ran out of time; the call reports how much work was left.
     BROKK_STATUS_TIMEOUT = 200,
+    // A bounded store is full: the topic has no consumer group and retains as many messages as
+    // its retention limit allows (policy BROKK_RETENTION_REJECT). Nothing was published.
+    BROKK_STATUS_FULL = 201,
     // The broker is closed.
     BROKK_STATUS_CLOSED = 300,
     // brokk panicked inside the call; brokk_last_error() has the panic message. Please report.
@@ -155,9 +167,18 @@ typedef uint32_t brokk_status_class;
 // concurrently, until brokk_broker_free.
 typedef struct brokk_broker brokk_broker;
 
-// A read-only view of one delivery (or, in on_publish, of the published message), handed to a
-// handler or listener. Valid only during that callback: copy what you need before returning.
+// A delivery taken with brokk_broker_fetch, owned by the caller until brokk_delivery_free.
+// Freeing it does not settle it: ack or nack it by brokk_message_delivery_id.
+typedef struct brokk_delivery brokk_delivery;
+
+// A read-only view of one delivery (or, in on_publish, of the published message). One handed to
+// a handler or listener is valid only during that callback: copy what you need before
+// returning. One from brokk_delivery_message is valid until brokk_delivery_free.
 typedef struct brokk_message brokk_message;
+
+// What a topic with no consumer group does with a message once it retains retention_limit of
+// them. A plain integer, checked: unknown values get BROKK_STATUS_INVALID_ARGUMENT.
+typedef uint32_t brokk_retention_policy;
 
 // Options of brokk_broker_new. Zero-initialise, then set what you need: zero means default.
 typedef struct brokk_broker_options {
@@ -169,21 +190,33 @@ typedef struct brokk_broker_options {
     // Listener events that may wait for the listener thread before further events are dropped
     // (and counted in listener_events_dropped); 0 means 65536.
     uint32_t listener_queue_capacity;
+    // Messages a topic keeps while it has no consumer group, for the first named group (or
+    // fetch) to arrive; 0 means BROKK_DEFAULT_RETENTION_LIMIT.
+    uint64_t retention_limit;
+    // What happens past the limit: one of the BROKK_RETENTION_* values; 0 (REJECT) by default.
+    brokk_retention_policy retention_policy;
 } brokk_broker_options;
 
-// Options of brokk_broker_publish. Zero-initialise, then set what you need.
-typedef struct brokk_publish_options {
-    // The message id (`id_len` bytes of printable ASCII, at most BROKK_ID_MAX_LEN); NULL
-    // means generate one. brokk does not check caller ids for uniqueness.
-    const char *id;
-    // Length of `id` in bytes.
-    size_t id_len;
-    // A JSON object stored and delivered with the message (`metadata_len` bytes); NULL means
-    // "{}".
-    const char *metadata;
-    // Length of `metadata` in bytes.
-    size_t metadata_len;
-} brokk_publish_options;
+// What brokk_broker_close did.
+typedef struct brokk_close_report {
+    // Deliveries still unfinished when `timeout_ms` ran out (0 when everything finished in
+    // time, and for a forced close): dropped, or handlers that finish on their own.
+    uint64_t remaining;
+    // Deliveries a forced close dropped: queued ones and those awaiting an ack. Handlers
+    // running at that moment finish on their own and are not counted.
+    uint64_t dropped;
+    // Messages retained by topics without a consumer group, discarded by the close.
+    uint64_t retained_discarded;
+} brokk_close_report;
+
+// A borrowed view of UTF-8 text (or JSON) owned by brokk; not NUL-terminated. Each function that
+// returns one says how long it stays valid.
+typedef struct brokk_str {
+    // The first byte; never NULL (an empty view points at a static empty string).
+    const char *ptr;
+    // Length in bytes.
+    size_t len;
+} brokk_str;
 
 // Called with a message or delivery view, valid only during the call.
 typedef void (*brokk_message_event_cb)(void *user_data, const struct brokk_message *message);
@@ -240,14 +273,32 @@ typedef struct brokk_listener {
     brokk_free_cb free_user_data;
 } brokk_listener;
 
-// A borrowed view of UTF-8 text (or JSON) owned by brokk; not NUL-terminated. Each function that
-// returns one says how long it stays valid.
-typedef struct brokk_str {
-    // The first byte; never NULL (an empty view points at a static empty string).
-    const char *ptr;
-    // Length in bytes.
-    size_t len;
-} brokk_str;
+// Options of brokk_broker_publish. Zero-initialise, then set what you need.
+typedef struct brokk_publish_options {
+    // The message id (`id_len` bytes of printable ASCII, at most BROKK_ID_MAX_LEN); NULL
+    // means generate one. brokk does not check caller ids for uniqueness.
+    const char *id;
+    // Length of `id` in bytes.
+    size_t id_len;
+    // A JSON object stored and delivered with the message (`metadata_len` bytes); NULL means
+    // "{}".
+    const char *metadata;
+    // Length of `metadata` in bytes.
+    size_t metadata_len;
+    // Higher is delivered (and fetched) first; FIFO among equal priorities. Any int32_t;
+    // 0 by default.
+    int32_t priority;
+} brokk_publish_options;
+
+// One message of brokk_broker_publish_batch.
+typedef struct brokk_batch_message {
+    // `payload_len` bytes of JSON; must not be NULL.
+    const char *payload;
+    // Length of `payload` in bytes.
+    size_t payload_len;
+    // Id, metadata and priority, as for brokk_broker_publish.
+    struct brokk_publish_options options;
+} brokk_batch_message;
 
 // Broker-wide statistics at one moment. Counters only grow; gauges go up and down. After
 // brokk_broker_join returns OK every counter is exact, and
@@ -301,7 +352,7 @@ typedef uint32_t brokk_verdict;
 typedef brokk_verdict (*brokk_handler_cb)(void *user_data, const struct brokk_message *message);
 
 // Options of brokk_broker_subscribe. Zero-initialise, then set what you need: all zero means
-// auto-ack and concurrency 1.
+// auto-ack, concurrency 1 and no group.
 typedef struct brokk_subscription_options {
     // false: the verdict settles the delivery. true: BROKK_VERDICT_LATER leaves it awaiting
     // brokk_broker_ack / brokk_broker_nack.
@@ -309,7 +360,26 @@ typedef struct brokk_subscription_options {
     // Handler invocations that may run at once, 1..=BROKK_MAX_CONCURRENCY; 0 means 1.
     // 1 keeps delivery strictly in order.
     uint32_t concurrency;
+    // A consumer group to join (`group_len` bytes of [A-Za-z0-9_.-]): its members,
+    // subscriptions and fetchers alike, compete for its messages, each message going to one
+    // of them. NULL: no group; the subscription gets its own copy of every message.
+    const char *group;
+    // Length of `group` in bytes.
+    size_t group_len;
 } brokk_subscription_options;
+
+// Publish fails with BROKK_STATUS_FULL and nothing is kept: no message is lost silently.
+#define BROKK_RETENTION_REJECT 0
+
+// The oldest retained message is discarded (counted retained_dropped).
+#define BROKK_RETENTION_DROP_OLDEST 1
+
+// The new message is discarded (counted retained_dropped).
+#define BROKK_RETENTION_DROP_NEWEST 2
+
+// Nothing is retained: a message published while its topic has no group is counted unrouted
+// and goes nowhere (plain publish/subscribe).
+#define BROKK_RETENTION_OFF 3
 
 // Processed: the delivery is settled and counted processed.
 #define BROKK_VERDICT_ACK 0
@@ -352,25 +422,6 @@ brokk_status brokk_broker_new(const char *url,
 // Takes: `broker`, which must not be used afterwards by any thread. NULL is a no-op.
 void brokk_broker_free(struct brokk_broker *broker);
 
-// Publishes `payload_len` bytes of JSON on `topic` (`topic_len` bytes of [A-Za-z0-9_.-],
-// created if new). Every subscription of the topic gets its own delivery; with none the
-// message is counted unrouted and goes nowhere.
-// Copies: topic, payload, options and what they point to; no pointer is kept after return.
-// Out: if `id_out` is not NULL, on BROKK_STATUS_OK it holds the message id, NUL-terminated;
-// `id_out_cap` is its size in bytes (BROKK_ID_BUFFER_SIZE always suffices). Untouched
-// otherwise. If the buffer is too small, nothing is published.
-// Threads: any thread, concurrently, and from inside a handler.
-// Errors: NULL_ARGUMENT (broker, topic, payload), INVALID_UTF8, INVALID_TOPIC, INVALID_JSON,
-// INVALID_ID, PAYLOAD_TOO_LARGE, BUFFER_TOO_SMALL, CLOSED (also while a close is waiting).
-brokk_status brokk_broker_publish(const struct brokk_broker *broker,
-                                  const char *topic,
-                                  size_t topic_len,
-                                  const char *payload,
-                                  size_t payload_len,
-                                  const struct brokk_publish_options *options,
-                                  char *id_out,
-                                  size_t id_out_cap);
-
 // Acks a delivery awaiting a manual ack (its handler returned BROKK_VERDICT_LATER, or is still
 // running): counted processed.
 // Threads: any thread, including from inside the handler that received the delivery.
@@ -401,22 +452,74 @@ brokk_status brokk_broker_join(const struct brokk_broker *broker,
                                uint64_t *remaining_out);
 
 // Closes the broker. Publish and subscribe fail with CLOSED at once; deliveries already
-// published are still delivered, and acks accepted, for up to `timeout_ms`
-// (BROKK_WAIT_FOREVER: no limit); then whatever is left is dropped, the workers stop, and
-// every later call on this broker fails with CLOSED (a second close included) until
-// brokk_broker_free. Handlers still running when time runs out finish on their own.
-// With `force`, nothing is waited for: everything outstanding is dropped at once.
-// Out: if `remaining_out` is not NULL it holds, on BROKK_STATUS_OK, the deliveries a forced
-// close dropped (queued or awaiting an ack; handlers running at that moment finish and are not
-// counted; 0 for a close that was not forced), and on BROKK_STATUS_TIMEOUT the deliveries left
-// unfinished; untouched on other statuses.
+// published are still delivered, fetched and acked for up to `timeout_ms`
+// (BROKK_WAIT_FOREVER: no limit); then whatever is left is dropped, retained messages
+// included, the workers stop, and every later call on this broker fails with CLOSED (a second
+// close included) until brokk_broker_free. Handlers still running when time runs out finish
+// on their own. With `force`, nothing is waited for: everything outstanding is dropped at once.
+// Out: if `report_out` is not NULL, on BROKK_STATUS_OK and BROKK_STATUS_TIMEOUT it holds what
+// the close did; untouched on other statuses.
 // Threads: any thread. From inside this broker's own handler or listener only a forced close
 // is allowed; otherwise WOULD_DEADLOCK and nothing changes.
-// Errors: NULL_ARGUMENT, TIMEOUT (the broker is closed all the same), WOULD_DEADLOCK, CLOSED.
+// Errors: NULL_ARGUMENT, TIMEOUT (time ran out; the broker is closed all the same),
+// WOULD_DEADLOCK, CLOSED.
 brokk_status brokk_broker_close(const struct brokk_broker *broker,
                                 uint64_t timeout_ms,
                                 bool force,
-                                uint64_t *remaining_out);
+                                struct brokk_close_report *report_out);
+
+// Takes the next delivery of consumer group `group` (`group_len` bytes; NULL means the group
+// named "default", which every fetch without a group shares) on `topic`: highest priority
+// first, FIFO within a priority. Creates the topic and the group if new; a topic's first named
+// group takes over the messages it retained. Members of a group (fetchers and subscriptions
+// alike) compete: each delivery goes to one of them. Waits up to `timeout_ms` for one (0: not
+// at all; BROKK_WAIT_FOREVER: no limit).
+// Copies: topic and group; no pointer is kept after return.
+// Out: on BROKK_STATUS_OK, `*delivery_out` holds a delivery the caller owns and must release
+// with brokk_delivery_free, or NULL if none came in time; untouched on failure. The delivery
+// awaits brokk_broker_ack or brokk_broker_nack, like a manual-ack handler's.
+// Threads: any thread, concurrently. While the broker is closing it still serves what is
+// queued; once closed, a blocked fetch returns CLOSED.
+// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC, INVALID_GROUP, CLOSED.
+brokk_status brokk_broker_fetch(const struct brokk_broker *broker,
+                                const char *topic,
+                                size_t topic_len,
+                                const char *group,
+                                size_t group_len,
+                                uint64_t timeout_ms,
+                                struct brokk_delivery **delivery_out);
+
+// The message view of a fetched delivery, for the brokk_message_* accessors.
+// Returns: a view valid until brokk_delivery_free(delivery); NULL for NULL.
+const struct brokk_message *brokk_delivery_message(const struct brokk_delivery *delivery);
+
+// Releases a fetched delivery handle. It does not ack or nack: a delivery freed unsettled
+// stays in flight until acked or nacked by id, or the broker closes.
+// Takes: `delivery`, which must not be used afterwards. NULL is a no-op.
+void brokk_delivery_free(struct brokk_delivery *delivery);
+
+// Counts messages waiting on the `topic_count` topics in `topics` (each a name view), or on
+// every topic when `topics` is NULL: retained ones plus deliveries queued in consumer groups
+// (one per group); deliveries in flight are not counted. Unknown topics count 0.
+// Copies: nothing is kept after return.
+// Out: on BROKK_STATUS_OK, `*count_out`; untouched otherwise.
+// Threads: any thread.
+// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC, CLOSED.
+brokk_status brokk_broker_count(const struct brokk_broker *broker,
+                                const struct brokk_str *topics,
+                                size_t topic_count,
+                                uint64_t *count_out);
+
+// Discards what brokk_broker_count counts on the same topics (all when `topics` is NULL):
+// retained messages and queued deliveries. Deliveries in flight are untouched.
+// Copies: nothing is kept after return.
+// Out: if `purged_out` is not NULL, on BROKK_STATUS_OK it holds how many were discarded.
+// Threads: any thread.
+// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC, CLOSED.
+brokk_status brokk_broker_purge(const struct brokk_broker *broker,
+                                const struct brokk_str *topics,
+                                size_t topic_count,
+                                uint64_t *purged_out);
 
 // The detailed message of the last brokk call that failed on this thread ("" if none has).
 // Returns: a NUL-terminated string owned by brokk, valid until the next failing brokk call on
@@ -442,25 +545,25 @@ brokk_status brokk_broker_add_listener(const struct brokk_broker *broker,
 brokk_status brokk_broker_remove_listener(const struct brokk_broker *broker, uint64_t listener_id);
 
 // The topic the message was published on.
-// Returns: a view valid until the callback that received `msg` returns; empty for NULL.
+// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
 struct brokk_str brokk_message_topic(const struct brokk_message *msg);
 
 // The JSON payload, byte for byte as published; shared by every delivery of the message.
-// Returns: a view valid until the callback that received `msg` returns; empty for NULL.
+// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
 struct brokk_str brokk_message_payload(const struct brokk_message *msg);
 
 // The metadata JSON object as published, or "{}".
-// Returns: a view valid until the callback that received `msg` returns; empty for NULL.
+// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
 struct brokk_str brokk_message_metadata(const struct brokk_message *msg);
 
 // This delivery's own id as decimal text: each subscription's copy of a message has its own
 // (the number is brokk_message_delivery_id). In on_publish, where there is no delivery yet, the published id.
-// Returns: a view valid until the callback that received `msg` returns; empty for NULL.
+// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
 struct brokk_str brokk_message_id(const struct brokk_message *msg);
 
 // The id of the published message this delivery copies: the id brokk_broker_publish returned
 // (the parent of every copy made by fan-out). Empty in on_publish, where the view is the published message.
-// Returns: a view valid until the callback that received `msg` returns; empty for NULL.
+// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
 struct brokk_str brokk_message_parent_id(const struct brokk_message *msg);
 
 // The delivery id that brokk_broker_ack and brokk_broker_nack take; unique within the broker
@@ -469,6 +572,14 @@ uint64_t brokk_message_delivery_id(const struct brokk_message *msg);
 
 // The subscription this delivery belongs to. 0 in on_publish and for NULL.
 uint64_t brokk_message_subscription_id(const struct brokk_message *msg);
+
+// The message's priority (higher first). 0 for NULL.
+int32_t brokk_message_priority(const struct brokk_message *msg);
+
+// The consumer group this delivery was made for; empty for an ungrouped subscription's
+// delivery, in on_publish, and for NULL.
+// Returns: a view valid as long as `msg` (see brokk_message).
+struct brokk_str brokk_message_group(const struct brokk_message *msg);
 
 // 1 on first delivery, one more for each redelivery. 0 in on_publish and for NULL.
 uint32_t brokk_message_attempt(const struct brokk_message *msg);
@@ -484,6 +595,45 @@ uint64_t brokk_message_timestamp_ms(const struct brokk_message *msg);
 brokk_status brokk_message_set_failure_reason(const struct brokk_message *msg,
                                               const char *reason,
                                               size_t reason_len);
+
+// Publishes `payload_len` bytes of JSON on `topic` (`topic_len` bytes of [A-Za-z0-9_.-],
+// created if new). Every consumer group of the topic gets its own delivery (an ungrouped
+// subscription is a group of one); while the topic has no group, it retains the message for
+// the first named group or fetch, as the broker's retention policy allows.
+// Copies: topic, payload, options and what they point to; no pointer is kept after return.
+// Out: if `id_out` is not NULL, on BROKK_STATUS_OK it holds the message id, NUL-terminated;
+// `id_out_cap` is its size in bytes (BROKK_ID_BUFFER_SIZE always suffices). Untouched
+// otherwise. If the buffer is too small, nothing is published.
+// Threads: any thread, concurrently, and from inside a handler.
+// Errors: NULL_ARGUMENT (broker, topic, payload), INVALID_UTF8, INVALID_TOPIC, INVALID_JSON,
+// INVALID_ID, PAYLOAD_TOO_LARGE, BUFFER_TOO_SMALL, FULL (retention limit, policy REJECT),
+// CLOSED (also while a close is waiting).
+brokk_status brokk_broker_publish(const struct brokk_broker *broker,
+                                  const char *topic,
+                                  size_t topic_len,
+                                  const char *payload_ptr,
+                                  size_t payload_len,
+                                  const struct brokk_publish_options *options_ptr,
+                                  char *id_out,
+                                  size_t id_out_cap);
+
+// Publishes `count` messages on `topic` in one call, all or nothing: every message is checked
+// before any is published (a bad one fails the call and names its index in
+// brokk_last_error()), and each consumer group receives the whole batch at once. Cheaper per
+// message than brokk_broker_publish: one topic lookup, one lock per group.
+// Copies: topic, the messages and what they point to; no pointer is kept after return.
+// Out: if `ids_out` is not NULL, on BROKK_STATUS_OK the id of message i is at
+// `ids_out + i * BROKK_ID_BUFFER_SIZE`, NUL-terminated; `ids_out_cap` (bytes) must be at least
+// `count * BROKK_ID_BUFFER_SIZE`, or nothing is published. Untouched otherwise.
+// Threads: any thread, concurrently, and from inside a handler.
+// Errors: as brokk_broker_publish, and NULL_ARGUMENT for `messages` when count > 0.
+brokk_status brokk_broker_publish_batch(const struct brokk_broker *broker,
+                                        const char *topic,
+                                        size_t topic_len,
+                                        const struct brokk_batch_message *messages,
+                                        size_t count,
+                                        char *ids_out,
+                                        size_t ids_out_cap);
 
 // Fills `*stats_out` with the broker's totals.
 // Out: on BROKK_STATUS_OK, `*stats_out`; untouched otherwise.

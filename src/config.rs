@@ -10,6 +10,24 @@ pub const MAX_PAYLOAD_LIMIT: usize = u32::MAX as usize;
 pub const DEFAULT_LISTENER_QUEUE: usize = 65_536;
 /// Most worker threads a broker may have.
 pub const MAX_WORKERS: usize = 1024;
+/// Default number of messages a topic keeps while it has no consumer group.
+pub const DEFAULT_RETENTION_LIMIT: usize = 100_000;
+
+/// What a topic does with messages published while it has no consumer group, once it already
+/// retains `retention_limit` of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RetentionPolicy {
+    /// Publish fails with `ErrorKind::Full` and nothing is kept: no message is lost silently.
+    #[default]
+    Reject,
+    /// The oldest retained message is discarded (counted `retained_dropped`).
+    DropOldest,
+    /// The new message is discarded (counted `retained_dropped`).
+    DropNewest,
+    /// Nothing is ever retained: a message with no group is counted `unrouted` and goes
+    /// nowhere (plain publish/subscribe, as in Tadween's broker).
+    Off,
+}
 
 /// Which store holds the queues.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +46,9 @@ pub struct BrokerConfig {
     pub max_payload_bytes: usize,
     /// Listener events that may wait before further ones are dropped; 0 means the default.
     pub listener_queue_capacity: usize,
+    /// Messages a topic keeps while it has no consumer group; 0 means the default.
+    pub retention_limit: usize,
+    pub retention_policy: RetentionPolicy,
 }
 
 impl Default for BrokerConfig {
@@ -37,6 +58,8 @@ impl Default for BrokerConfig {
             worker_threads: 0,
             max_payload_bytes: 0,
             listener_queue_capacity: 0,
+            retention_limit: 0,
+            retention_policy: RetentionPolicy::Reject,
         }
     }
 }
@@ -44,17 +67,12 @@ impl Default for BrokerConfig {
 impl BrokerConfig {
     /// A default configuration for the backend named by `url` (`memory://`; empty means memory).
     pub fn from_url(url: &str) -> Result<Self> {
-        Ok(BrokerConfig {
-            backend: parse_url(url)?,
-            ..Default::default()
-        })
+        Ok(BrokerConfig { backend: parse_url(url)?, ..Default::default() })
     }
 
     pub(crate) fn resolved_workers(&self) -> Result<usize> {
         match self.worker_threads {
-            0 => Ok(std::thread::available_parallelism()
-                .map_or(2, |n| n.get())
-                .max(2)),
+            0 => Ok(std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)),
             n if n > MAX_WORKERS => Err(Error::new(
                 ErrorKind::InvalidArgument,
                 format!("worker_threads is {n}; the limit is {MAX_WORKERS}"),
@@ -71,6 +89,13 @@ impl BrokerConfig {
                 format!("max_payload_bytes is {n}; the limit is {MAX_PAYLOAD_LIMIT}"),
             )),
             n => Ok(n),
+        }
+    }
+
+    pub(crate) fn resolved_retention_limit(&self) -> usize {
+        match self.retention_limit {
+            0 => DEFAULT_RETENTION_LIMIT,
+            n => n,
         }
     }
 
@@ -97,18 +122,14 @@ pub fn parse_url(url: &str) -> Result<Backend> {
     };
     match scheme.to_ascii_lowercase().as_str() {
         "memory" if rest.is_empty() => Ok(Backend::Memory),
-        "memory" => Err(Error::new(
-            ErrorKind::InvalidUrl,
-            format!("memory:// takes nothing after the scheme; got {rest:?}"),
-        )),
+        "memory" => {
+            Err(Error::new(ErrorKind::InvalidUrl, format!("memory:// takes nothing after the scheme; got {rest:?}")))
+        }
         "sqlite" | "redis" | "rediss" | "redis+cluster" => Err(Error::new(
             ErrorKind::UnsupportedBackend,
             format!("the {scheme} backend is not available in this build of brokk"),
         )),
-        _ => Err(Error::new(
-            ErrorKind::InvalidUrl,
-            format!("unknown backend scheme {scheme:?}"),
-        )),
+        _ => Err(Error::new(ErrorKind::InvalidUrl, format!("unknown backend scheme {scheme:?}"))),
     }
 }
 
@@ -121,25 +142,10 @@ mod tests {
         assert_eq!(parse_url("").unwrap(), Backend::Memory);
         assert_eq!(parse_url("memory://").unwrap(), Backend::Memory);
         assert_eq!(parse_url("MEMORY://").unwrap(), Backend::Memory);
-        assert_eq!(
-            parse_url("memory://x").unwrap_err().kind(),
-            ErrorKind::InvalidUrl
-        );
-        assert_eq!(
-            parse_url("memory").unwrap_err().kind(),
-            ErrorKind::InvalidUrl
-        );
-        assert_eq!(
-            parse_url("ftp://x").unwrap_err().kind(),
-            ErrorKind::InvalidUrl
-        );
-        assert_eq!(
-            parse_url("sqlite:///tmp/x.db").unwrap_err().kind(),
-            ErrorKind::UnsupportedBackend
-        );
-        assert_eq!(
-            parse_url("redis://localhost").unwrap_err().kind(),
-            ErrorKind::UnsupportedBackend
-        );
+        assert_eq!(parse_url("memory://x").unwrap_err().kind(), ErrorKind::InvalidUrl);
+        assert_eq!(parse_url("memory").unwrap_err().kind(), ErrorKind::InvalidUrl);
+        assert_eq!(parse_url("ftp://x").unwrap_err().kind(), ErrorKind::InvalidUrl);
+        assert_eq!(parse_url("sqlite:///tmp/x.db").unwrap_err().kind(), ErrorKind::UnsupportedBackend);
+        assert_eq!(parse_url("redis://localhost").unwrap_err().kind(), ErrorKind::UnsupportedBackend);
     }
 }

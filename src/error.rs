@@ -9,6 +9,8 @@ use std::fmt;
 pub enum ErrorKind {
     /// A topic name is empty, too long, or uses a character outside `[A-Za-z0-9_.-]`.
     InvalidTopic,
+    /// A consumer group name breaks the topic naming rules.
+    InvalidGroup,
     /// A message id is empty, too long, or not printable ASCII.
     InvalidId,
     /// A payload is not a JSON document, or metadata is not a JSON object.
@@ -33,6 +35,8 @@ pub enum ErrorKind {
     WouldDeadlock,
     /// A wait ran out of time; `Error::remaining` says how much work was left.
     Timeout,
+    /// A bounded store is full and its policy is to refuse (retention limit reached).
+    Full,
     /// The broker is closed.
     Closed,
 }
@@ -47,11 +51,7 @@ pub struct Error {
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
-        Error {
-            kind,
-            message: message.into(),
-            remaining: 0,
-        }
+        Error { kind, message: message.into(), remaining: 0 }
     }
 
     pub(crate) fn timeout(what: &str, remaining: u64) -> Self {

@@ -24,14 +24,15 @@ mod stats;
 mod store;
 
 pub use broker::{
-    Broker, CloseReport, PublishOptions, SubscribeOptions, WeakBroker, MAX_CONCURRENCY,
+    BatchMessage, Broker, CloseReport, PublishOptions, SubscribeOptions, WeakBroker, DEFAULT_GROUP, MAX_CONCURRENCY,
 };
 pub use config::{
-    parse_url, Backend, BrokerConfig, DEFAULT_LISTENER_QUEUE, DEFAULT_MAX_PAYLOAD, MAX_WORKERS,
+    parse_url, Backend, BrokerConfig, RetentionPolicy, DEFAULT_LISTENER_QUEUE, DEFAULT_MAX_PAYLOAD,
+    DEFAULT_RETENTION_LIMIT, MAX_WORKERS,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use handler::{Handler, Reason, Verdict};
 pub use listener::Listener;
 pub use message::{Delivery, Message};
-pub use names::{validate_id, validate_topic, MAX_ID_LEN, MAX_TOPIC_LEN};
+pub use names::{validate_group, validate_id, validate_topic, MAX_ID_LEN, MAX_TOPIC_LEN};
 pub use stats::{BrokerStats, TopicStats};

@@ -104,12 +104,7 @@ impl ListenerHub {
                 reentry::enter(owner);
                 hub.run(&quiesce);
             })
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::InvalidArgument,
-                    format!("cannot start listener thread: {e}"),
-                )
-            })?;
+            .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("cannot start listener thread: {e}")))?;
         *self.thread.lock() = Some(handle);
         Ok(())
     }
@@ -130,10 +125,7 @@ impl ListenerHub {
         let removed = {
             let mut list = self.listeners.write();
             let Some(pos) = list.iter().position(|(lid, _)| *lid == id) else {
-                return Err(Error::new(
-                    ErrorKind::UnknownListener,
-                    format!("no listener with id {id}"),
-                ));
+                return Err(Error::new(ErrorKind::UnknownListener, format!("no listener with id {id}")));
             };
             let mut next: Vec<_> = list.iter().cloned().collect();
             let removed = next.remove(pos);

@@ -17,12 +17,13 @@ pub struct Message {
     id_end: usize,
     payload_end: usize,
     has_metadata: bool,
+    priority: i32,
     timestamp_ms: u64,
 }
 
 impl Message {
     /// Builds a message from parts already validated by the caller (see `broker::publish`).
-    pub(crate) fn new(topic: Arc<str>, id: &str, payload: &[u8], metadata: Option<&[u8]>) -> Self {
+    pub(crate) fn new(topic: Arc<str>, id: &str, payload: &[u8], metadata: Option<&[u8]>, priority: i32) -> Self {
         let metadata = metadata.unwrap_or(&[]);
         let mut data = Vec::with_capacity(id.len() + payload.len() + metadata.len());
         data.extend_from_slice(id.as_bytes());
@@ -33,6 +34,7 @@ impl Message {
             id_end: id.len(),
             payload_end: id.len() + payload.len(),
             has_metadata: !metadata.is_empty(),
+            priority,
             data: data.into_boxed_slice(),
             timestamp_ms: now_ms(),
         }
@@ -66,6 +68,11 @@ impl Message {
     pub fn timestamp_ms(&self) -> u64 {
         self.timestamp_ms
     }
+
+    /// Higher is delivered first; 0 by default.
+    pub fn priority(&self) -> i32 {
+        self.priority
+    }
 }
 
 /// One subscription's copy of a message (Tadween's fan-out copy): its own id, the published
@@ -79,16 +86,12 @@ pub struct Delivery {
     pub(crate) id: u64,
     pub(crate) subscription: u64,
     pub(crate) attempt: u32,
+    pub(crate) group: Option<Arc<str>>,
 }
 
 impl Delivery {
     pub(crate) fn of_published(message: Arc<Message>) -> Self {
-        Delivery {
-            message,
-            id: 0,
-            subscription: 0,
-            attempt: 0,
-        }
+        Delivery { message, id: 0, subscription: 0, attempt: 0, group: None }
     }
 
     pub fn message(&self) -> &Message {
@@ -118,9 +121,19 @@ impl Delivery {
         self.message.id()
     }
 
-    /// The subscription this delivery belongs to; 0 for the published message itself.
+    /// The subscription whose handler received this delivery; 0 for a fetched delivery and for
+    /// the published message itself.
     pub fn subscription(&self) -> u64 {
         self.subscription
+    }
+
+    /// The consumer group this delivery was made for; None for an ungrouped subscription.
+    pub fn group(&self) -> Option<&str> {
+        self.group.as_deref()
+    }
+
+    pub fn priority(&self) -> i32 {
+        self.message.priority()
     }
 
     /// 1 on first delivery, one more on each redelivery; 0 for the published message itself.
@@ -130,8 +143,5 @@ impl Delivery {
 }
 
 pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

@@ -10,26 +10,25 @@ pub const MAX_ID_LEN: usize = 128;
 
 /// A topic is 1..=255 bytes of `[A-Za-z0-9_.-]`.
 pub fn validate_topic(topic: &str) -> Result<()> {
-    if topic.is_empty() {
-        return Err(Error::new(ErrorKind::InvalidTopic, "topic is empty"));
+    validate_name(topic, "topic", ErrorKind::InvalidTopic)
+}
+
+/// A consumer group name follows the topic rules: 1..=255 bytes of `[A-Za-z0-9_.-]`.
+pub fn validate_group(group: &str) -> Result<()> {
+    validate_name(group, "group", ErrorKind::InvalidGroup)
+}
+
+fn validate_name(name: &str, what: &str, kind: ErrorKind) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::new(kind, format!("{what} is empty")));
     }
-    if topic.len() > MAX_TOPIC_LEN {
-        return Err(Error::new(
-            ErrorKind::InvalidTopic,
-            format!(
-                "topic is {} bytes long; the limit is {MAX_TOPIC_LEN}",
-                topic.len()
-            ),
-        ));
+    if name.len() > MAX_TOPIC_LEN {
+        return Err(Error::new(kind, format!("{what} is {} bytes long; the limit is {MAX_TOPIC_LEN}", name.len())));
     }
-    if let Some(bad) = topic.bytes().find(|b| !is_name_byte(*b)) {
+    if let Some(bad) = name.bytes().find(|b| !is_name_byte(*b)) {
         return Err(Error::new(
-            ErrorKind::InvalidTopic,
-            format!(
-                "topic {:?} contains {:?}; allowed are A-Z a-z 0-9 _ . -",
-                topic,
-                char::from(bad)
-            ),
+            kind,
+            format!("{what} {:?} contains {:?}; allowed are A-Z a-z 0-9 _ . -", name, char::from(bad)),
         ));
     }
     Ok(())
@@ -44,17 +43,11 @@ pub fn validate_id(id: &str) -> Result<()> {
     if id.len() > MAX_ID_LEN {
         return Err(Error::new(
             ErrorKind::InvalidId,
-            format!(
-                "message id is {} bytes long; the limit is {MAX_ID_LEN}",
-                id.len()
-            ),
+            format!("message id is {} bytes long; the limit is {MAX_ID_LEN}", id.len()),
         ));
     }
     if id.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
-        return Err(Error::new(
-            ErrorKind::InvalidId,
-            "message id must be printable ASCII without spaces",
-        ));
+        return Err(Error::new(ErrorKind::InvalidId, "message id must be printable ASCII without spaces"));
     }
     Ok(())
 }
@@ -72,11 +65,7 @@ mod tests {
         assert!(validate_topic("orders.eu-west_1").is_ok());
         assert!(validate_topic(&"a".repeat(MAX_TOPIC_LEN)).is_ok());
         for bad in ["", "a b", "a/b", "ü", "a\0b"] {
-            assert_eq!(
-                validate_topic(bad).unwrap_err().kind(),
-                ErrorKind::InvalidTopic,
-                "{bad:?}"
-            );
+            assert_eq!(validate_topic(bad).unwrap_err().kind(), ErrorKind::InvalidTopic, "{bad:?}");
         }
         assert!(validate_topic(&"a".repeat(MAX_TOPIC_LEN + 1)).is_err());
     }
@@ -85,11 +74,7 @@ mod tests {
     fn ids() {
         assert!(validate_id("550e8400-e29b-41d4-a716-446655440000").is_ok());
         for bad in ["", "a b", "é", "\n"] {
-            assert_eq!(
-                validate_id(bad).unwrap_err().kind(),
-                ErrorKind::InvalidId,
-                "{bad:?}"
-            );
+            assert_eq!(validate_id(bad).unwrap_err().kind(), ErrorKind::InvalidId, "{bad:?}");
         }
         assert!(validate_id(&"x".repeat(MAX_ID_LEN + 1)).is_err());
     }

@@ -21,6 +21,9 @@ pub(crate) struct TopicCounters {
     pub queued: AtomicU64,
     pub in_flight: AtomicU64,
     pub subscriptions: AtomicU64,
+    pub groups: AtomicU64,
+    pub retained: AtomicU64,
+    pub retained_dropped: AtomicU64,
 }
 
 impl TopicCounters {
@@ -37,18 +40,22 @@ impl TopicCounters {
             queued: self.queued.load(Relaxed),
             in_flight: self.in_flight.load(Relaxed),
             subscriptions: self.subscriptions.load(Relaxed),
+            groups: self.groups.load(Relaxed),
+            retained: self.retained.load(Relaxed),
+            retained_dropped: self.retained_dropped.load(Relaxed),
         }
     }
 }
 
 /// One topic's numbers at one moment. Counters: published, unrouted, dispatched, processed,
-/// failed, requeued, dropped. Gauges: queued, in_flight, subscriptions.
+/// failed, requeued, dropped, retained_dropped. Gauges: queued, in_flight, subscriptions,
+/// groups, retained.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TopicStats {
     pub name: String,
     /// Messages published on the topic (counter).
     pub published: u64,
-    /// Messages published while the topic had no subscription, so delivered to nobody (counter).
+    /// Messages published while the topic had no group, with retention off (counter).
     pub unrouted: u64,
     /// Deliveries handed to a handler, redeliveries included (counter).
     pub dispatched: u64,
@@ -58,7 +65,7 @@ pub struct TopicStats {
     pub failed: u64,
     /// Deliveries nacked with requeue (counter).
     pub requeued: u64,
-    /// Deliveries discarded unprocessed by unsubscribe or close (counter).
+    /// Deliveries discarded unprocessed by unsubscribe, purge or close (counter).
     pub dropped: u64,
     /// Deliveries waiting for a worker (gauge).
     pub queued: u64,
@@ -66,6 +73,12 @@ pub struct TopicStats {
     pub in_flight: u64,
     /// Live subscriptions (gauge).
     pub subscriptions: u64,
+    /// Consumer groups, an ungrouped subscription's own included (gauge).
+    pub groups: u64,
+    /// Messages kept while the topic has no group (gauge).
+    pub retained: u64,
+    /// Retained messages discarded: by the retention policy, purge or close (counter).
+    pub retained_dropped: u64,
 }
 
 /// The whole broker at one moment: totals over all topics plus broker-wide figures.
@@ -99,6 +112,9 @@ impl BrokerStats {
         s.queued += t.queued;
         s.in_flight += t.in_flight;
         s.subscriptions += t.subscriptions;
+        s.groups += t.groups;
+        s.retained += t.retained;
+        s.retained_dropped += t.retained_dropped;
         self.topics.push(t);
     }
 
@@ -116,13 +132,13 @@ impl BrokerStats {
                 "queued": t.queued,
                 "in_flight": t.in_flight,
                 "subscriptions": t.subscriptions,
+                "groups": t.groups,
+                "retained": t.retained,
+                "retained_dropped": t.retained_dropped,
             })
         };
-        let topics: serde_json::Map<String, serde_json::Value> = self
-            .topics
-            .iter()
-            .map(|t| (t.name.clone(), topic(t)))
-            .collect();
+        let topics: serde_json::Map<String, serde_json::Value> =
+            self.topics.iter().map(|t| (t.name.clone(), topic(t))).collect();
         json!({
             "broker": {
                 "topics": self.topics.len(),

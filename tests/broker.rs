@@ -7,35 +7,26 @@ use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use brokk::{
-    Broker, BrokerConfig, Delivery, ErrorKind, Listener, PublishOptions, SubscribeOptions, Verdict,
+    BatchMessage, Broker, BrokerConfig, Delivery, ErrorKind, Listener, PublishOptions, RetentionPolicy,
+    SubscribeOptions, Verdict,
 };
 
 const LONG: Duration = Duration::from_secs(30);
 
 fn broker(workers: usize) -> Broker {
-    Broker::with_config(&BrokerConfig {
-        worker_threads: workers,
-        ..Default::default()
-    })
-    .unwrap()
+    Broker::with_config(&BrokerConfig { worker_threads: workers, ..Default::default() }).unwrap()
 }
 
 fn publish(b: &Broker, topic: &str, payload: &str) -> String {
-    b.publish(topic, payload.as_bytes(), &PublishOptions::default())
-        .unwrap()
-        .id()
-        .to_owned()
+    b.publish(topic, payload.as_bytes(), &PublishOptions::default()).unwrap().id().to_owned()
 }
 
-fn auto() -> SubscribeOptions {
+fn auto() -> SubscribeOptions<'static> {
     SubscribeOptions::default()
 }
 
-fn manual() -> SubscribeOptions {
-    SubscribeOptions {
-        manual_ack: true,
-        concurrency: 1,
-    }
+fn manual() -> SubscribeOptions<'static> {
+    SubscribeOptions { manual_ack: true, ..Default::default() }
 }
 
 fn eventually(what: &str, cond: impl Fn() -> bool) {
@@ -68,40 +59,22 @@ impl std::ops::Deref for Rec {
 }
 impl Listener for Rec {
     fn on_publish(&self, m: &brokk::Delivery) {
-        self.events
-            .lock()
-            .unwrap()
-            .push(format!("publish {} {}", m.topic(), m.parent_id()));
+        self.events.lock().unwrap().push(format!("publish {} {}", m.topic(), m.parent_id()));
     }
     fn on_dispatched(&self, d: &Delivery) {
-        self.events
-            .lock()
-            .unwrap()
-            .push(format!("dispatched {} {}", d.id(), d.attempt()));
+        self.events.lock().unwrap().push(format!("dispatched {} {}", d.id(), d.attempt()));
     }
     fn on_processed(&self, d: &Delivery) {
-        self.events
-            .lock()
-            .unwrap()
-            .push(format!("processed {}", d.id()));
+        self.events.lock().unwrap().push(format!("processed {}", d.id()));
     }
     fn on_failed(&self, d: &Delivery, reason: &str, requeued: bool) {
-        self.events
-            .lock()
-            .unwrap()
-            .push(format!("failed {} {requeued} {reason}", d.id()));
+        self.events.lock().unwrap().push(format!("failed {} {requeued} {reason}", d.id()));
     }
     fn on_subscribe(&self, topic: &str, id: u64) {
-        self.events
-            .lock()
-            .unwrap()
-            .push(format!("subscribe {topic} {id}"));
+        self.events.lock().unwrap().push(format!("subscribe {topic} {id}"));
     }
     fn on_unsubscribe(&self, topic: &str, id: u64) {
-        self.events
-            .lock()
-            .unwrap()
-            .push(format!("unsubscribe {topic} {id}"));
+        self.events.lock().unwrap().push(format!("unsubscribe {topic} {id}"));
     }
     fn on_topic_created(&self, topic: &str) {
         self.events.lock().unwrap().push(format!("topic {topic}"));
@@ -110,12 +83,7 @@ impl Listener for Rec {
 
 impl Recorder {
     fn count(&self, prefix: &str) -> usize {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| e.starts_with(prefix))
-            .count()
+        self.events.lock().unwrap().iter().filter(|e| e.starts_with(prefix)).count()
     }
 }
 
@@ -146,10 +114,7 @@ fn fan_out_gives_each_subscription_its_own_delivery_of_shared_bytes() {
         .publish(
             "orders",
             br#"{"n":1}"#,
-            &PublishOptions {
-                id: Some("order-1"),
-                metadata: Some(md),
-            },
+            &PublishOptions { id: Some("order-1"), metadata: Some(md), ..Default::default() },
         )
         .unwrap()
         .id()
@@ -166,10 +131,7 @@ fn fan_out_gives_each_subscription_its_own_delivery_of_shared_bytes() {
     subs.dedup();
     assert_eq!(subs.len(), 3);
     assert!(seen.iter().all(|s| s.2 == "order-1" && s.4 == 1));
-    assert!(
-        seen.iter().all(|s| s.3 == seen[0].3),
-        "payload bytes are shared, not copied"
-    );
+    assert!(seen.iter().all(|s| s.3 == seen[0].3), "payload bytes are shared, not copied");
 }
 
 #[test]
@@ -182,12 +144,7 @@ fn payload_and_metadata_arrive_byte_for_byte() {
         move |d: &Delivery| {
             tx.lock()
                 .unwrap()
-                .send((
-                    d.payload().to_vec(),
-                    d.metadata().to_vec(),
-                    d.topic().to_owned(),
-                    d.message().timestamp_ms(),
-                ))
+                .send((d.payload().to_vec(), d.metadata().to_vec(), d.topic().to_owned(), d.message().timestamp_ms()))
                 .unwrap();
             Verdict::Ack
         },
@@ -195,8 +152,7 @@ fn payload_and_metadata_arrive_byte_for_byte() {
     )
     .unwrap();
     let payload = "{ \"text\" : \"h\u{e9}llo\\n\", \"list\": [1, 2.5, null] }";
-    b.publish("t", payload.as_bytes(), &PublishOptions::default())
-        .unwrap();
+    b.publish("t", payload.as_bytes(), &PublishOptions::default()).unwrap();
     let (p, m, t, ts) = rx.recv_timeout(LONG).unwrap();
     assert_eq!(p, payload.as_bytes());
     assert_eq!(m, b"{}");
@@ -239,28 +195,18 @@ fn concurrency_limit_is_respected_and_everything_delivered_once() {
             let now = r.fetch_add(1, SeqCst) + 1;
             p.fetch_max(now, SeqCst);
             std::thread::sleep(Duration::from_micros(200));
-            *c.lock()
-                .unwrap()
-                .entry(d.parent_id().to_owned())
-                .or_insert(0) += 1;
+            *c.lock().unwrap().entry(d.parent_id().to_owned()).or_insert(0) += 1;
             r.fetch_sub(1, SeqCst);
             Verdict::Ack
         },
-        &SubscribeOptions {
-            manual_ack: false,
-            concurrency: 3,
-        },
+        &SubscribeOptions { concurrency: 3, ..Default::default() },
     )
     .unwrap();
     for i in 0..300 {
         publish(&b, "work", &i.to_string());
     }
     b.join(Some(LONG)).unwrap();
-    assert!(
-        peak.load(SeqCst) <= 3,
-        "peak {} above the limit",
-        peak.load(SeqCst)
-    );
+    assert!(peak.load(SeqCst) <= 3, "peak {} above the limit", peak.load(SeqCst));
     let counts = counts.lock().unwrap();
     assert_eq!(counts.len(), 300);
     assert!(counts.values().all(|&n| n == 1));
@@ -288,15 +234,9 @@ fn requeue_redelivers_with_the_next_attempt_then_acks() {
     b.join(Some(LONG)).unwrap();
     let a = attempts.lock().unwrap();
     assert_eq!(a.iter().map(|x| x.1).collect::<Vec<_>>(), vec![1, 2, 3]);
-    assert!(
-        a.iter().all(|x| x.0 == a[0].0),
-        "a redelivery keeps its delivery id"
-    );
+    assert!(a.iter().all(|x| x.0 == a[0].0), "a redelivery keeps its delivery id");
     let t = b.stats().unwrap().totals;
-    assert_eq!(
-        (t.dispatched, t.requeued, t.processed, t.failed),
-        (3, 2, 1, 0)
-    );
+    assert_eq!((t.dispatched, t.requeued, t.processed, t.failed), (3, 2, 1, 0));
 }
 
 #[test]
@@ -304,30 +244,16 @@ fn nack_and_panic_count_as_failed_with_reasons() {
     let b = broker(2);
     let rec = Rec::default();
     b.add_listener(rec.clone()).unwrap();
-    b.subscribe(
-        "n",
-        |_: &Delivery| Verdict::Nack(Some("bad order".into())),
-        &auto(),
-    )
-    .unwrap();
-    b.subscribe(
-        "p",
-        |_: &Delivery| -> Verdict { panic!("boom in handler") },
-        &auto(),
-    )
-    .unwrap();
+    b.subscribe("n", |_: &Delivery| Verdict::Nack(Some("bad order".into())), &auto()).unwrap();
+    b.subscribe("p", |_: &Delivery| -> Verdict { panic!("boom in handler") }, &auto()).unwrap();
     publish(&b, "n", "1");
     publish(&b, "p", "2");
     b.join(Some(LONG)).unwrap();
     let t = b.stats().unwrap().totals;
     assert_eq!((t.failed, t.processed), (2, 0));
     let events = rec.events.lock().unwrap();
-    assert!(events
-        .iter()
-        .any(|e| e.starts_with("failed") && e.ends_with("false bad order")));
-    assert!(events
-        .iter()
-        .any(|e| e.contains("handler panicked: boom in handler")));
+    assert!(events.iter().any(|e| e.starts_with("failed") && e.ends_with("false bad order")));
+    assert!(events.iter().any(|e| e.contains("handler panicked: boom in handler")));
 }
 
 #[test]
@@ -359,11 +285,7 @@ fn manual_ack_from_another_thread_and_from_inside_the_handler() {
     let id = rx.recv_timeout(LONG).unwrap();
     let err = b.join(Some(Duration::from_millis(50))).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout);
-    assert_eq!(
-        err.remaining(),
-        1,
-        "the delivery awaiting its ack is outstanding"
-    );
+    assert_eq!(err.remaining(), 1, "the delivery awaiting its ack is outstanding");
     std::thread::spawn({
         let b = b.clone();
         move || b.ack(id).unwrap()
@@ -373,10 +295,7 @@ fn manual_ack_from_another_thread_and_from_inside_the_handler() {
     b.join(Some(LONG)).unwrap();
     assert_eq!(b.ack(id).unwrap_err().kind(), ErrorKind::AlreadySettled);
     assert_eq!(b.ack(0).unwrap_err().kind(), ErrorKind::UnknownDelivery);
-    assert_eq!(
-        b.ack(u64::MAX).unwrap_err().kind(),
-        ErrorKind::UnknownDelivery
-    );
+    assert_eq!(b.ack(u64::MAX).unwrap_err().kind(), ErrorKind::UnknownDelivery);
     let t = b.stats().unwrap().totals;
     assert_eq!((t.processed, t.failed, t.in_flight), (2, 0, 0));
 }
@@ -429,25 +348,26 @@ fn auto_ack_deliveries_cannot_be_acked_again() {
 }
 
 #[test]
-fn unrouted_messages_are_counted_and_never_block_join() {
+fn messages_without_a_group_are_retained_or_unrouted_and_never_block_join() {
     let b = broker(2);
     publish(&b, "nobody", "1");
     b.join(Some(LONG)).unwrap();
     let s = b.stats().unwrap();
-    assert_eq!(
-        (s.totals.published, s.totals.unrouted, s.totals.dispatched),
-        (1, 1, 0)
-    );
-    b.close(Some(LONG), false).unwrap();
+    assert_eq!((s.totals.published, s.totals.retained, s.totals.unrouted, s.totals.dispatched), (1, 1, 0, 0));
+    let report = b.close(Some(LONG), false).unwrap();
+    assert_eq!(report.retained_discarded, 1);
+
+    let off =
+        Broker::with_config(&BrokerConfig { retention_policy: RetentionPolicy::Off, ..Default::default() }).unwrap();
+    publish(&off, "nobody", "1");
+    off.join(Some(LONG)).unwrap();
+    let s = off.stats().unwrap();
+    assert_eq!((s.totals.published, s.totals.retained, s.totals.unrouted), (1, 0, 1));
 }
 
 #[test]
 fn bad_input_is_refused_and_changes_nothing() {
-    let b = Broker::with_config(&BrokerConfig {
-        max_payload_bytes: 16,
-        ..Default::default()
-    })
-    .unwrap();
+    let b = Broker::with_config(&BrokerConfig { max_payload_bytes: 16, ..Default::default() }).unwrap();
     let ran = Arc::new(AtomicUsize::new(0));
     let r = ran.clone();
     b.subscribe(
@@ -467,105 +387,37 @@ fn bad_input_is_refused_and_changes_nothing() {
         ("t", b"{", po, ErrorKind::InvalidJson),
         ("t", b"1 2", po, ErrorKind::InvalidJson),
         ("t", b"[1,2,3,4,5,6,7,8,9]", po, ErrorKind::PayloadTooLarge),
-        (
-            "t",
-            b"1",
-            PublishOptions {
-                metadata: Some(b"[1]"),
-                ..po
-            },
-            ErrorKind::InvalidJson,
-        ),
-        (
-            "t",
-            b"1",
-            PublishOptions {
-                metadata: Some(b"{"),
-                ..po
-            },
-            ErrorKind::InvalidJson,
-        ),
-        (
-            "t",
-            b"1",
-            PublishOptions { id: Some(""), ..po },
-            ErrorKind::InvalidId,
-        ),
-        (
-            "t",
-            b"1",
-            PublishOptions {
-                id: Some("has space"),
-                ..po
-            },
-            ErrorKind::InvalidId,
-        ),
+        ("t", b"1", PublishOptions { metadata: Some(b"[1]"), ..po }, ErrorKind::InvalidJson),
+        ("t", b"1", PublishOptions { metadata: Some(b"{"), ..po }, ErrorKind::InvalidJson),
+        ("t", b"1", PublishOptions { id: Some(""), ..po }, ErrorKind::InvalidId),
+        ("t", b"1", PublishOptions { id: Some("has space"), ..po }, ErrorKind::InvalidId),
     ];
     for (topic, payload, opts, kind) in cases {
         let err = b.publish(topic, payload, &opts).unwrap_err();
-        assert_eq!(
-            err.kind(),
-            kind,
-            "{topic:?} {:?}",
-            String::from_utf8_lossy(payload)
-        );
+        assert_eq!(err.kind(), kind, "{topic:?} {:?}", String::from_utf8_lossy(payload));
         assert!(!err.message().is_empty());
     }
     let long = "x".repeat(256);
+    assert_eq!(b.publish(&long, b"1", &po).unwrap_err().kind(), ErrorKind::InvalidTopic);
+    assert_eq!(b.subscribe(&long, |_: &Delivery| Verdict::Ack, &auto()).unwrap_err().kind(), ErrorKind::InvalidTopic);
     assert_eq!(
-        b.publish(&long, b"1", &po).unwrap_err().kind(),
-        ErrorKind::InvalidTopic
-    );
-    assert_eq!(
-        b.subscribe(&long, |_: &Delivery| Verdict::Ack, &auto())
+        b.subscribe("t", |_: &Delivery| Verdict::Ack, &SubscribeOptions { concurrency: 5000, ..Default::default() })
             .unwrap_err()
             .kind(),
-        ErrorKind::InvalidTopic
-    );
-    assert_eq!(
-        b.subscribe(
-            "t",
-            |_: &Delivery| Verdict::Ack,
-            &SubscribeOptions {
-                manual_ack: false,
-                concurrency: 5000
-            }
-        )
-        .unwrap_err()
-        .kind(),
         ErrorKind::InvalidArgument
     );
-    assert_eq!(
-        b.unsubscribe(999).unwrap_err().kind(),
-        ErrorKind::UnknownSubscription
-    );
-    assert_eq!(
-        b.remove_listener(999).unwrap_err().kind(),
-        ErrorKind::UnknownListener
-    );
+    assert_eq!(b.unsubscribe(999).unwrap_err().kind(), ErrorKind::UnknownSubscription);
+    assert_eq!(b.remove_listener(999).unwrap_err().kind(), ErrorKind::UnknownListener);
     b.publish("t", b"[1,2,3,4,5,6,77]", &po).unwrap(); // exactly 16 bytes
     b.join(Some(LONG)).unwrap();
     assert_eq!(ran.load(SeqCst), 1);
     assert_eq!(b.stats().unwrap().totals.published, 1);
     for url in ["ftp://x", "memory://x", "nonsense"] {
-        assert_eq!(
-            Broker::open(url).err().unwrap().kind(),
-            ErrorKind::InvalidUrl,
-            "{url}"
-        );
+        assert_eq!(Broker::open(url).err().unwrap().kind(), ErrorKind::InvalidUrl, "{url}");
     }
+    assert_eq!(Broker::open("sqlite:///tmp/x.db").err().unwrap().kind(), ErrorKind::UnsupportedBackend);
     assert_eq!(
-        Broker::open("sqlite:///tmp/x.db").err().unwrap().kind(),
-        ErrorKind::UnsupportedBackend
-    );
-    assert_eq!(
-        Broker::with_config(&BrokerConfig {
-            worker_threads: 100_000,
-            ..Default::default()
-        })
-        .err()
-        .unwrap()
-        .kind(),
+        Broker::with_config(&BrokerConfig { worker_threads: 100_000, ..Default::default() }).err().unwrap().kind(),
         ErrorKind::InvalidArgument
     );
 }
@@ -592,32 +444,13 @@ fn handlers_may_call_back_into_the_broker() {
         move |d: &Delivery| {
             let b = weak.upgrade().unwrap();
             let mut r = r.lock().unwrap();
-            r.push(format!(
-                "publish {:?}",
-                b.publish("sink", d.payload(), &PublishOptions::default())
-                    .map(|_| ())
-            ));
-            let sub = b
-                .subscribe(
-                    "other",
-                    |_: &Delivery| Verdict::Ack,
-                    &SubscribeOptions::default(),
-                )
-                .unwrap();
+            r.push(format!("publish {:?}", b.publish("sink", d.payload(), &PublishOptions::default()).map(|_| ())));
+            let sub = b.subscribe("other", |_: &Delivery| Verdict::Ack, &SubscribeOptions::default()).unwrap();
             r.push(format!("unsubscribe {:?}", b.unsubscribe(sub)));
             r.push(format!("stats {:?}", b.stats().map(|_| ())));
-            r.push(format!(
-                "join {:?}",
-                b.join(Some(LONG)).map_err(|e| e.kind())
-            ));
-            r.push(format!(
-                "close {:?}",
-                b.close(Some(LONG), false).map_err(|e| e.kind())
-            ));
-            r.push(format!(
-                "self-unsubscribe {:?}",
-                b.unsubscribe(d.subscription())
-            ));
+            r.push(format!("join {:?}", b.join(Some(LONG)).map_err(|e| e.kind())));
+            r.push(format!("close {:?}", b.close(Some(LONG), false).map_err(|e| e.kind())));
+            r.push(format!("self-unsubscribe {:?}", b.unsubscribe(d.subscription())));
             Verdict::Ack
         },
         &auto(),
@@ -678,11 +511,7 @@ fn listeners_see_every_event_by_the_time_join_returns() {
     b.remove_listener(lid).unwrap();
     publish(&b, "ev", "2");
     b.join(Some(LONG)).unwrap();
-    assert_eq!(
-        rec.events.lock().unwrap().len(),
-        8,
-        "a removed listener hears nothing more"
-    );
+    assert_eq!(rec.events.lock().unwrap().len(), 8, "a removed listener hears nothing more");
 }
 
 struct Slow(Arc<AtomicUsize>);
@@ -698,12 +527,8 @@ impl Listener for Slow {
 
 #[test]
 fn a_slow_or_panicking_listener_never_holds_up_delivery() {
-    let b = Broker::with_config(&BrokerConfig {
-        worker_threads: 2,
-        listener_queue_capacity: 4,
-        ..Default::default()
-    })
-    .unwrap();
+    let b = Broker::with_config(&BrokerConfig { worker_threads: 2, listener_queue_capacity: 4, ..Default::default() })
+        .unwrap();
     let heard = Arc::new(AtomicUsize::new(0));
     b.add_listener(Slow(heard.clone())).unwrap();
     let done = Arc::new(AtomicUsize::new(0));
@@ -762,25 +587,15 @@ fn join_and_close_time_out_on_a_blocked_handler_and_never_hang() {
     publish(&b, "block", "2");
     let e = b.join(Some(Duration::from_millis(20))).unwrap_err();
     assert_eq!((e.kind(), e.remaining()), (ErrorKind::Timeout, 2));
-    let e = b.close(Some(Duration::from_millis(20)), false).unwrap_err();
-    assert_eq!((e.kind(), e.remaining()), (ErrorKind::Timeout, 2));
+    let report = b.close(Some(Duration::from_millis(20)), false).unwrap();
+    assert_eq!((report.remaining, report.dropped), (2, 0), "time ran out with both unfinished");
     // Closed all the same: later calls fail with Closed.
-    assert_eq!(
-        b.publish("block", b"3", &PublishOptions::default())
-            .unwrap_err()
-            .kind(),
-        ErrorKind::Closed
-    );
+    assert_eq!(b.publish("block", b"3", &PublishOptions::default()).unwrap_err().kind(), ErrorKind::Closed);
     assert_eq!(b.close(None, false).unwrap_err().kind(), ErrorKind::Closed);
     assert_eq!(b.join(None).unwrap_err().kind(), ErrorKind::Closed);
     assert_eq!(b.stats().unwrap_err().kind(), ErrorKind::Closed);
     assert_eq!(b.ack(1).unwrap_err().kind(), ErrorKind::Closed);
-    assert_eq!(
-        b.subscribe("x", |_: &Delivery| Verdict::Ack, &auto())
-            .unwrap_err()
-            .kind(),
-        ErrorKind::Closed
-    );
+    assert_eq!(b.subscribe("x", |_: &Delivery| Verdict::Ack, &auto()).unwrap_err().kind(), ErrorKind::Closed);
     // Release the handler; dropping the broker then waits for it and runs the finaliser once.
     drop(opener);
     drop(b);
@@ -806,16 +621,10 @@ fn force_close_drops_everything_at_once() {
     for i in 0..10 {
         publish(&b, "f", &i.to_string());
     }
-    eventually("first delivery running", || {
-        b.stats().unwrap().workers_active == 1
-    });
+    eventually("first delivery running", || b.stats().unwrap().workers_active == 1);
     let report = b.close(None, true);
     gate.store(true, SeqCst); // before asserting: a failed assert must not hang in drop(b)
-    assert_eq!(
-        report.unwrap().dropped,
-        9,
-        "the nine waiting; the running one finishes on its own"
-    );
+    assert_eq!(report.unwrap().dropped, 9, "the nine waiting; the running one finishes on its own");
     drop(b);
 }
 
@@ -841,11 +650,7 @@ fn nothing_runs_after_the_last_handle_is_dropped() {
         publish(&b, "t", &i.to_string());
     }
     drop(b);
-    assert_eq!(
-        finalised.load(SeqCst),
-        1,
-        "the handler was dropped before drop(broker) returned"
-    );
+    assert_eq!(finalised.load(SeqCst), 1, "the handler was dropped before drop(broker) returned");
     let after = calls.load(SeqCst);
     std::thread::sleep(Duration::from_millis(20));
     assert_eq!(calls.load(SeqCst), after);
@@ -871,9 +676,7 @@ fn dropping_the_last_handle_inside_a_handler_finishes_teardown_later() {
     .unwrap();
     publish(&b, "t", "1");
     *slot.lock().unwrap() = Some(b);
-    eventually("teardown after the handler returned", || {
-        finalised.load(SeqCst) == 1
-    });
+    eventually("teardown after the handler returned", || finalised.load(SeqCst) == 1);
 }
 
 #[test]
@@ -899,20 +702,12 @@ fn unsubscribe_drops_waiting_deliveries_and_runs_the_finaliser_once() {
     for i in 0..5 {
         publish(&b, "u", &i.to_string());
     }
-    eventually("first delivery running", || {
-        b.stats().unwrap().totals.in_flight == 1
-    });
+    eventually("first delivery running", || b.stats().unwrap().totals.in_flight == 1);
     b.unsubscribe(sub).unwrap();
-    assert_eq!(
-        finalised.load(SeqCst),
-        0,
-        "still running: not finalised yet"
-    );
+    assert_eq!(finalised.load(SeqCst), 0, "still running: not finalised yet");
     gate.store(true, SeqCst);
     b.join(Some(LONG)).unwrap();
-    eventually("finaliser after the last invocation", || {
-        finalised.load(SeqCst) == 1
-    });
+    eventually("finaliser after the last invocation", || finalised.load(SeqCst) == 1);
     let t = b.stats().unwrap().totals;
     assert_eq!((t.processed, t.dropped, t.subscriptions), (1, 4, 0));
 }
@@ -935,10 +730,7 @@ fn counts_reconcile_under_concurrent_load_and_churn() {
                     Verdict::Ack
                 }
             },
-            &SubscribeOptions {
-                manual_ack: false,
-                concurrency: 2,
-            },
+            &SubscribeOptions { concurrency: 2, ..Default::default() },
         )
         .unwrap()
     };
@@ -950,20 +742,9 @@ fn counts_reconcile_under_concurrent_load_and_churn() {
         threads.push(std::thread::spawn(move || {
             start.wait();
             for i in 0..500 {
-                b.publish(
-                    "load",
-                    format!("{{\"t\":{t},\"i\":{i}}}").as_bytes(),
-                    &PublishOptions::default(),
-                )
-                .unwrap();
+                b.publish("load", format!("{{\"t\":{t},\"i\":{i}}}").as_bytes(), &PublishOptions::default()).unwrap();
                 if t == 0 && i % 50 == 0 {
-                    let s = b
-                        .subscribe(
-                            "load",
-                            |_: &Delivery| Verdict::Ack,
-                            &SubscribeOptions::default(),
-                        )
-                        .unwrap();
+                    let s = b.subscribe("load", |_: &Delivery| Verdict::Ack, &SubscribeOptions::default()).unwrap();
                     std::thread::yield_now();
                     b.unsubscribe(s).unwrap();
                 }
@@ -990,8 +771,7 @@ fn counts_reconcile_under_concurrent_load_and_churn() {
 fn publishers_racing_close_get_ok_or_closed_and_counts_reconcile() {
     for _ in 0..5 {
         let b = broker(2);
-        b.subscribe("race", |_: &Delivery| Verdict::Ack, &auto())
-            .unwrap();
+        b.subscribe("race", |_: &Delivery| Verdict::Ack, &auto()).unwrap();
         let ok = Arc::new(AtomicU64::new(0));
         let threads: Vec<_> = (0..4)
             .map(|_| {
@@ -1016,4 +796,308 @@ fn publishers_racing_close_get_ok_or_closed_and_counts_reconcile() {
         }
         assert!(ok.load(SeqCst) > 0);
     }
+}
+
+// ---- pull consumers, priorities, groups, retention, batch, count and purge ----------------
+
+fn prio(b: &Broker, topic: &str, payload: &str, priority: i32) {
+    b.publish(topic, payload.as_bytes(), &PublishOptions { priority, ..Default::default() }).unwrap();
+}
+
+fn fetch_now(b: &Broker, topic: &str, group: Option<&str>) -> Option<Delivery> {
+    b.fetch(topic, group, Some(Duration::ZERO)).unwrap()
+}
+
+fn payload_of(d: &Delivery) -> String {
+    String::from_utf8(d.payload().to_vec()).unwrap()
+}
+
+#[test]
+fn fetch_takes_highest_priority_first_and_fifo_within_a_priority() {
+    let b = broker(2);
+    assert!(fetch_now(&b, "jobs", None).is_none(), "empty queue: nothing, at once");
+    for (p, prio_) in [("1", 0), ("2", 5), ("3", 0), ("4", -2), ("5", 5), ("6", 9)] {
+        prio(&b, "jobs", p, prio_);
+    }
+    let mut got = Vec::new();
+    while let Some(d) = fetch_now(&b, "jobs", None) {
+        assert_eq!(d.group(), Some(brokk::DEFAULT_GROUP));
+        got.push(payload_of(&d));
+        b.ack(d.id()).unwrap();
+    }
+    assert_eq!(got, ["6", "2", "5", "1", "3", "4"]);
+    b.join(Some(LONG)).unwrap();
+    let t = b.stats().unwrap().totals;
+    assert_eq!((t.published, t.dispatched, t.processed, t.retained), (6, 6, 6, 0));
+}
+
+#[test]
+fn push_subscriptions_take_priorities_in_order_too() {
+    let b = broker(2);
+    // A named group created before publishing holds the backlog until its member arrives.
+    assert!(fetch_now(&b, "jobs", Some("workers")).is_none());
+    for (p, prio_) in [("low", -1), ("mid1", 0), ("high", 3), ("mid2", 0)] {
+        prio(&b, "jobs", &format!("\"{p}\""), prio_);
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    b.subscribe(
+        "jobs",
+        move |d: &Delivery| {
+            s.lock().unwrap().push(payload_of(d));
+            Verdict::Ack
+        },
+        &SubscribeOptions { group: Some("workers"), ..Default::default() },
+    )
+    .unwrap();
+    b.join(Some(LONG)).unwrap();
+    assert_eq!(*seen.lock().unwrap(), ["\"high\"", "\"mid1\"", "\"mid2\"", "\"low\""]);
+}
+
+#[test]
+fn fetch_blocks_until_a_message_or_the_timeout() {
+    let b = broker(2);
+    let t0 = Instant::now();
+    assert!(b.fetch("jobs", None, Some(Duration::from_millis(30))).unwrap().is_none());
+    assert!(t0.elapsed() >= Duration::from_millis(30), "waited for the timeout");
+    let waiter = {
+        let b = b.clone();
+        std::thread::spawn(move || b.fetch("jobs", None, Some(LONG)).unwrap().map(|d| (payload_of(&d), d.id())))
+    };
+    eventually("the fetcher to create the group", || {
+        b.count(None).unwrap() == 0 && b.stats().unwrap().totals.groups == 1
+    });
+    publish(&b, "jobs", "\"wake\"");
+    let (payload, id) = waiter.join().unwrap().expect("the blocked fetch got the message");
+    assert_eq!(payload, "\"wake\"");
+    b.ack(id).unwrap();
+}
+
+#[test]
+fn a_blocked_fetch_returns_closed_when_the_broker_closes() {
+    let b = broker(2);
+    let waiter = {
+        let b = b.clone();
+        std::thread::spawn(move || b.fetch("jobs", None, None))
+    };
+    eventually("the fetcher to wait", || b.stats().unwrap().totals.groups == 1);
+    std::thread::sleep(Duration::from_millis(5));
+    b.close(None, true).unwrap();
+    assert_eq!(waiter.join().unwrap().unwrap_err().kind(), ErrorKind::Closed);
+}
+
+#[test]
+fn members_of_a_group_compete_and_groups_each_get_a_copy() {
+    let b = broker(4);
+    let counts: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
+    let mut subscribe = |group: Option<&'static str>, name: &'static str| {
+        let c = counts.clone();
+        b.subscribe(
+            "orders",
+            move |d: &Delivery| {
+                c.lock().unwrap().entry(name.to_owned()).or_default().push(payload_of(d));
+                Verdict::Ack
+            },
+            &SubscribeOptions { group, ..Default::default() },
+        )
+        .unwrap();
+    };
+    subscribe(Some("billing"), "billing-1");
+    subscribe(Some("billing"), "billing-2");
+    subscribe(Some("shipping"), "shipping-1");
+    subscribe(None, "audit");
+    for i in 0..400 {
+        publish(&b, "orders", &i.to_string());
+    }
+    // A pull consumer joins the billing group too, and competes.
+    let mut fetched = Vec::new();
+    while fetched.len() < 5 {
+        match b.fetch("orders", Some("billing"), Some(Duration::from_millis(1))).unwrap() {
+            Some(d) => {
+                fetched.push(payload_of(&d));
+                b.ack(d.id()).unwrap();
+            }
+            None if b.count(Some(&["orders"])).unwrap() == 0 => break,
+            None => {}
+        }
+    }
+    b.join(Some(LONG)).unwrap();
+    let c = counts.lock().unwrap();
+    let mut billing: Vec<String> = c.get("billing-1").cloned().unwrap_or_default();
+    billing.extend(c.get("billing-2").cloned().unwrap_or_default());
+    billing.extend(fetched);
+    billing.sort_by_key(|p| p.parse::<u32>().unwrap());
+    let all: Vec<String> = (0..400).map(|i| i.to_string()).collect();
+    assert_eq!(billing, all, "each message to exactly one billing member");
+    assert_eq!(c["shipping-1"].len(), 400);
+    assert_eq!(c["audit"].len(), 400);
+    let t = b.stats().unwrap().totals;
+    assert_eq!((t.published, t.processed, t.groups), (400, 1200, 3));
+}
+
+#[test]
+fn the_first_named_group_takes_over_retained_messages_in_order() {
+    let b = broker(2);
+    for i in 0..5 {
+        publish(&b, "early", &i.to_string());
+    }
+    // An ungrouped subscription does not take retained messages; it sees what comes later.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    b.subscribe(
+        "early",
+        move |d: &Delivery| {
+            s.lock().unwrap().push(payload_of(d));
+            Verdict::Ack
+        },
+        &auto(),
+    )
+    .unwrap();
+    publish(&b, "early", "5");
+    b.join(Some(LONG)).unwrap();
+    assert_eq!(*seen.lock().unwrap(), ["5"]);
+    assert_eq!(b.count(Some(&["early"])).unwrap(), 5);
+    let mut got = Vec::new();
+    while let Some(d) = fetch_now(&b, "early", Some("late")) {
+        got.push(payload_of(&d));
+        b.ack(d.id()).unwrap();
+    }
+    assert_eq!(got, ["0", "1", "2", "3", "4"], "retained, in publish order; 5 was published after a group existed");
+    assert_eq!(b.stats().unwrap().totals.retained, 0);
+}
+
+#[test]
+fn retention_policies_bound_what_a_topic_keeps() {
+    let cfg = |policy| BrokerConfig { retention_limit: 3, retention_policy: policy, ..Default::default() };
+    let reject = Broker::with_config(&cfg(RetentionPolicy::Reject)).unwrap();
+    for i in 0..3 {
+        publish(&reject, "t", &i.to_string());
+    }
+    let e = reject.publish("t", b"3", &PublishOptions::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Full);
+    let batch = [BatchMessage { payload: b"1", ..Default::default() }];
+    assert_eq!(reject.publish_batch("t", &batch).unwrap_err().kind(), ErrorKind::Full);
+    assert_eq!(reject.stats().unwrap().totals.published, 3, "a refused publish is not counted");
+
+    let oldest = Broker::with_config(&cfg(RetentionPolicy::DropOldest)).unwrap();
+    for i in 0..5 {
+        publish(&oldest, "t", &i.to_string());
+    }
+    let got: Vec<_> = std::iter::from_fn(|| fetch_now(&oldest, "t", None)).map(|d| payload_of(&d)).collect();
+    assert_eq!(got, ["2", "3", "4"]);
+    assert_eq!(oldest.stats().unwrap().totals.retained_dropped, 2);
+
+    let newest = Broker::with_config(&cfg(RetentionPolicy::DropNewest)).unwrap();
+    for i in 0..5 {
+        publish(&newest, "t", &i.to_string());
+    }
+    let got: Vec<_> = std::iter::from_fn(|| fetch_now(&newest, "t", None)).map(|d| payload_of(&d)).collect();
+    assert_eq!(got, ["0", "1", "2"]);
+    assert_eq!(newest.stats().unwrap().totals.retained_dropped, 2);
+}
+
+#[test]
+fn fetched_deliveries_are_acked_nacked_and_requeued_like_pushed_ones() {
+    let b = broker(2);
+    let rec = Rec::default();
+    b.add_listener(rec.clone()).unwrap();
+    assert!(fetch_now(&b, "q", None).is_none());
+    publish(&b, "q", "1");
+    let d = fetch_now(&b, "q", None).unwrap();
+    assert_eq!((d.attempt(), d.subscription()), (1, 0));
+    let e = b.join(Some(Duration::from_millis(20))).unwrap_err();
+    assert_eq!(e.remaining(), 1, "a fetched delivery is in flight until settled");
+    b.nack(d.id(), true, Some("again".into())).unwrap();
+    let d2 = fetch_now(&b, "q", None).unwrap();
+    assert_eq!((d2.id(), d2.attempt()), (d.id(), 2));
+    b.nack(d2.id(), false, None).unwrap();
+    assert_eq!(b.ack(d2.id()).unwrap_err().kind(), ErrorKind::AlreadySettled);
+    b.join(Some(LONG)).unwrap();
+    let t = b.stats().unwrap().totals;
+    assert_eq!((t.dispatched, t.requeued, t.failed, t.in_flight), (2, 1, 1, 0));
+    let events = rec.events.lock().unwrap();
+    assert_eq!(events.iter().filter(|e| e.starts_with("dispatched")).count(), 2);
+    assert!(events.iter().any(|e| e.ends_with("true again")));
+}
+
+#[test]
+fn batch_publish_is_all_or_nothing_and_keeps_order() {
+    let b = broker(2);
+    assert!(fetch_now(&b, "b", None).is_none());
+    let good: Vec<String> = (0..100).map(|i| format!("{{\"i\":{i}}}")).collect();
+    let mut batch: Vec<BatchMessage> =
+        good.iter().map(|p| BatchMessage { payload: p.as_bytes(), ..Default::default() }).collect();
+    batch[50] = BatchMessage { payload: b"{oops", ..Default::default() };
+    let e = b.publish_batch("b", &batch).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidJson);
+    assert!(e.message().contains("message 50"), "{}", e.message());
+    assert_eq!(b.count(None).unwrap(), 0, "nothing of a bad batch is published");
+    batch[50] = BatchMessage { payload: good[50].as_bytes(), ..Default::default() };
+    batch[7].options.id = Some("seven");
+    batch[99].options.priority = 1;
+    let published = b.publish_batch("b", &batch).unwrap();
+    assert_eq!(published.len(), 100);
+    assert_eq!(published[7].id(), "seven");
+    assert_eq!(b.count(None).unwrap(), 100);
+    let got: Vec<_> = std::iter::from_fn(|| fetch_now(&b, "b", None)).map(|d| payload_of(&d)).collect();
+    assert_eq!(got[0], good[99], "priority 1 first");
+    assert_eq!(&got[1..], &good[..99]);
+    assert!(b.publish_batch("b", &[]).unwrap().is_empty());
+}
+
+#[test]
+fn count_and_purge_cover_retained_and_queued_messages() {
+    let b = broker(2);
+    for i in 0..4 {
+        publish(&b, "a", &i.to_string());
+    }
+    assert!(fetch_now(&b, "c", None).is_none());
+    for i in 0..3 {
+        publish(&b, "c", &i.to_string());
+    }
+    let inflight = {
+        publish(&b, "c", "\"x\"");
+        // Takes the first queued one (0); stays in flight through the purge.
+        fetch_now(&b, "c", None).unwrap()
+    };
+    assert_eq!(b.count(None).unwrap(), 4 + 3);
+    assert_eq!(b.count(Some(&["a"])).unwrap(), 4);
+    assert_eq!(b.count(Some(&["c", "unknown"])).unwrap(), 3);
+    assert_eq!(b.count(Some(&["bad name"])).unwrap_err().kind(), ErrorKind::InvalidTopic);
+    assert_eq!(b.purge(Some(&["c"])).unwrap(), 3);
+    assert_eq!(b.count(None).unwrap(), 4);
+    assert_eq!(b.purge(None).unwrap(), 4);
+    assert_eq!(b.count(None).unwrap(), 0);
+    b.ack(inflight.id()).unwrap();
+    b.join(Some(LONG)).unwrap();
+    let t = b.stats().unwrap().totals;
+    assert_eq!((t.dropped, t.retained_dropped, t.processed), (3, 4, 1));
+}
+
+#[test]
+fn group_names_are_validated() {
+    let b = broker(2);
+    for bad in ["", "has space", "a/b"] {
+        assert_eq!(b.fetch("t", Some(bad), Some(Duration::ZERO)).unwrap_err().kind(), ErrorKind::InvalidGroup);
+        assert_eq!(
+            b.subscribe("t", |_: &Delivery| Verdict::Ack, &SubscribeOptions { group: Some(bad), ..Default::default() })
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidGroup
+        );
+    }
+    assert_eq!(b.fetch("bad topic", None, Some(Duration::ZERO)).unwrap_err().kind(), ErrorKind::InvalidTopic);
+}
+
+#[test]
+fn a_named_group_keeps_its_messages_when_its_last_member_leaves() {
+    let b = broker(2);
+    let sub = b
+        .subscribe("t", |_: &Delivery| Verdict::Ack, &SubscribeOptions { group: Some("g"), ..Default::default() })
+        .unwrap();
+    b.unsubscribe(sub).unwrap();
+    publish(&b, "t", "1");
+    assert_eq!(b.count(None).unwrap(), 1);
+    let d = fetch_now(&b, "t", Some("g")).expect("kept for the group");
+    b.ack(d.id()).unwrap();
 }

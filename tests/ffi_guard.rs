@@ -22,10 +22,7 @@ fn exported_bodies(src: &str) -> Vec<(String, String)> {
     let mut rest = src;
     while let Some(at) = rest.find("extern \"C\" fn ") {
         let after = &rest[at + "extern \"C\" fn ".len()..];
-        let name: String = after
-            .chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect();
+        let name: String = after.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
         // Skip to the end of the parameter list, then to the body's opening brace.
         let open = after.find('(').unwrap();
         let mut depth = 0;
@@ -53,10 +50,7 @@ fn exported_bodies(src: &str) -> Vec<(String, String)> {
 #[test]
 fn every_exported_function_is_guarded() {
     let mut files = Vec::new();
-    rust_files(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ffi"),
-        &mut files,
-    );
+    rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ffi"), &mut files);
     let mut checked = 0;
     for file in files {
         let src = fs::read_to_string(&file).unwrap();
@@ -71,10 +65,7 @@ fn every_exported_function_is_guarded() {
             checked += 1;
         }
     }
-    assert!(
-        checked >= 30,
-        "found only {checked} exported functions; is the scan broken?"
-    );
+    assert!(checked >= 30, "found only {checked} exported functions; is the scan broken?");
 }
 
 #[test]

@@ -5,28 +5,15 @@ use std::ffi::CStr;
 use brokk::ffi::version::*;
 
 fn cargo_version() -> (u32, u32, u32) {
-    let parts: Vec<u32> = env!("CARGO_PKG_VERSION")
-        .split('.')
-        .map(|p| p.parse().unwrap())
-        .collect();
+    let parts: Vec<u32> = env!("CARGO_PKG_VERSION").split('.').map(|p| p.parse().unwrap()).collect();
     (parts[0], parts[1], parts[2])
 }
 
 #[test]
 fn constants_match_cargo_toml() {
     let (major, minor, patch) = cargo_version();
-    assert_eq!(
-        (
-            BROKK_VERSION_MAJOR,
-            BROKK_VERSION_MINOR,
-            BROKK_VERSION_PATCH
-        ),
-        (major, minor, patch)
-    );
-    assert_eq!(
-        BROKK_VERSION_NUMBER,
-        major * 1_000_000 + minor * 1_000 + patch
-    );
+    assert_eq!((BROKK_VERSION_MAJOR, BROKK_VERSION_MINOR, BROKK_VERSION_PATCH), (major, minor, patch));
+    assert_eq!(BROKK_VERSION_NUMBER, major * 1_000_000 + minor * 1_000 + patch);
     assert_eq!(brokk_version_number(), BROKK_VERSION_NUMBER);
     assert_eq!(brokk_abi_version(), BROKK_ABI_VERSION);
     let text = unsafe { CStr::from_ptr(brokk_version()) }.to_str().unwrap();

@@ -4,7 +4,8 @@ $(BUILD)/pipeline: examples/c/pipeline.c include/brokk.h | $(BUILD)
 
 # Facts the pipeline demo must print whatever order its threads run in: six orders committed,
 # order 3 requeued once with its reason, exact stats after join (19 dispatched = 18 processed
-# + 1 requeued), a clean close, and the listener's free_user_data run once.
+# + 1 requeued), eight prioritised jobs done by two competing workers, each in priority order,
+# a clean close, and the listener's free_user_data run once.
 PIPELINE_FACTS := \
 	'invoiced 6 of 6 orders' \
 	'listener: FAILED order-3 (delivery [0-9]*, attempt 1): inventory service timed out (simulated), requeued=true' \
@@ -13,8 +14,10 @@ PIPELINE_FACTS := \
 	'listener saw 55 events: published=12 dispatched=19 processed=18 failed=1' \
 	'stats: published=12 unrouted=0 dispatched=19 processed=18 failed=0 requeued=1 dropped=0 in_flight=0' \
 	'stats: topics=2 subscriptions=3 listeners=1 workers=4 listener_events_dropped=0' \
-	'close: ok (0 deliveries left)' \
-	'listener released after 55 events' \
+	'jobs: 8 waiting, retained until the first worker' \
+	'jobs: 8 of 8 done by 2 competing workers ([0-9] + [0-9]); each took its jobs highest priority first: yes' \
+	'close: ok (0 deliveries left, 0 retained messages discarded)' \
+	'listener released after [0-9]* events' \
 	'pipeline done'
 
 # Checks that one run's output ($1) has a line starting with each of PIPELINE_FACTS, and that

@@ -4,11 +4,13 @@
  *   main --publish--> "orders" --+--> transform (parse, price, upper-case) --publish--> "invoices"
  *                                 +--> audit (fan-out: its own copy of every order)
  *   "invoices" --> sink (manual ack) --> committer thread --brokk_broker_ack-->
+ *   "jobs" (priorities, routed before any worker exists) --fetch--> two competing workers
  *
  * Handlers run on brokk's worker threads, the listener on brokk's listener thread, and the
  * committer on a thread of ours, so the live log interleaves; everything the stages learn goes
  * into `struct pipeline` and is printed, sorted, after brokk_broker_join.
  */
+#define _POSIX_C_SOURCE 200809L /* nanosleep, under -std=c11 */
 #include <brokk.h>
 
 #include <ctype.h>
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define ORDER_COUNT 6
 #define FLAKY_ORDER 3 /* fails on its first attempt, as if a service had timed out */
@@ -257,6 +260,103 @@ static void listener_release(void *user_data) {
     free(user_data);
 }
 
+/* ---- a prioritised work queue: two worker threads of ours compete (pull) ----------------- */
+
+#define JOB_COUNT 8
+
+struct job_queue {
+    const brokk_broker *broker;
+    pthread_mutex_t lock;
+    int done;     /* jobs acked so far, by either worker */
+    int failures;
+};
+
+struct worker {
+    struct job_queue *queue;
+    int number, taken;
+    int32_t priorities[JOB_COUNT]; /* in the order this worker fetched them */
+};
+
+/* Fetch from the group "workers": both workers are members, so each job goes to exactly one of
+ * them, highest priority first. A fetched delivery is ours until brokk_delivery_free; freeing
+ * does not settle it, so ack first. */
+static void *worker_main(void *arg) {
+    struct worker *w = arg;
+    struct job_queue *q = w->queue;
+    for (;;) {
+        pthread_mutex_lock(&q->lock);
+        int finished = q->done == JOB_COUNT || q->failures > 0;
+        pthread_mutex_unlock(&q->lock);
+        if (finished) return NULL;
+        brokk_delivery *delivery = NULL;
+        brokk_status status = brokk_broker_fetch(q->broker, "jobs", strlen("jobs"), "workers",
+                                                 strlen("workers"), 100, &delivery);
+        if (!report(status, "brokk_broker_fetch")) {
+            pthread_mutex_lock(&q->lock);
+            q->failures++;
+            pthread_mutex_unlock(&q->lock);
+            return NULL;
+        }
+        if (!delivery) continue; /* nothing within 100 ms: look whether the other took the rest */
+        const brokk_message *msg = brokk_delivery_message(delivery);
+        brokk_str job = brokk_message_payload(msg);
+        int32_t priority = brokk_message_priority(msg);
+        printf("worker %d: %.*s (priority %" PRId32 ")\n", w->number, (int)job.len, job.ptr, priority);
+        w->priorities[w->taken++] = priority;
+        nanosleep(&(struct timespec){.tv_nsec = 3000000}, NULL); /* the "work": 3 ms */
+        status = brokk_broker_ack(q->broker, brokk_message_delivery_id(msg));
+        brokk_delivery_free(delivery);
+        pthread_mutex_lock(&q->lock);
+        if (report(status, "brokk_broker_ack")) q->done++; else q->failures++;
+        pthread_mutex_unlock(&q->lock);
+    }
+}
+
+/* Routes jobs before any worker exists (the topic retains them for the first group), then lets
+ * two workers drain the queue. Returns whether every job was done in priority order. */
+static int run_work_queue(const brokk_broker *broker) {
+    static const struct { const char *job; int32_t priority; } jobs[JOB_COUNT] = {
+        {"resize-thumbnails", 1}, {"send-invoice-emails", 5}, {"rebuild-search-index", 0},
+        {"charge-cards", 9},      {"nightly-report", -1},     {"refund-order-3", 9},
+        {"warm-cache", 0},        {"fraud-check", 5},
+    };
+    /* One batch: all jobs or none, one call. */
+    char payloads[JOB_COUNT][64];
+    brokk_batch_message batch[JOB_COUNT];
+    memset(batch, 0, sizeof batch);
+    for (int i = 0; i < JOB_COUNT; i++) {
+        snprintf(payloads[i], sizeof payloads[i], "\"%s\"", jobs[i].job);
+        batch[i].payload = payloads[i];
+        batch[i].payload_len = strlen(payloads[i]);
+        batch[i].options.priority = jobs[i].priority;
+    }
+    check(brokk_broker_publish_batch(broker, "jobs", strlen("jobs"), batch, JOB_COUNT, NULL, 0),
+          "brokk_broker_publish_batch");
+    brokk_str topic = {.ptr = "jobs", .len = strlen("jobs")};
+    uint64_t waiting = 0;
+    check(brokk_broker_count(broker, &topic, 1, &waiting), "brokk_broker_count");
+    printf("jobs: %" PRIu64 " waiting, retained until the first worker's fetch\n", waiting);
+
+    static struct job_queue q = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    q.broker = broker;
+    struct worker workers[2] = {{.queue = &q, .number = 1}, {.queue = &q, .number = 2}};
+    pthread_t threads[2];
+    for (int i = 0; i < 2; i++)
+        if (pthread_create(&threads[i], NULL, worker_main, &workers[i]) != 0) return 0;
+    for (int i = 0; i < 2; i++) pthread_join(threads[i], NULL);
+
+    /* Each worker fetched one job at a time from one queue, so each saw priorities falling. */
+    int ordered = 1;
+    for (int i = 0; i < 2; i++)
+        for (int j = 1; j < workers[i].taken; j++)
+            if (workers[i].priorities[j] > workers[i].priorities[j - 1]) ordered = 0;
+    printf("jobs: %d of %d done by 2 competing workers (%d + %d); each took its jobs highest "
+           "priority first: %s\n", q.done, JOB_COUNT, workers[0].taken, workers[1].taken,
+           ordered ? "yes" : "NO");
+    return q.done == JOB_COUNT && q.failures == 0 && ordered &&
+           workers[0].taken + workers[1].taken == JOB_COUNT;
+}
+
 /* ---- main ---------------------------------------------------------------------------------- */
 
 static void subscribe(struct pipeline *p, const char *topic, brokk_handler_cb handler, bool manual_ack) {
@@ -368,14 +468,18 @@ int main(void) {
     printf("stats JSON: %s\n", json);
     brokk_string_free(json);
 
+    printf("\n-- a prioritised work queue --\n");
+    int jobs_ok = run_work_queue(broker);
+
     /* close stops new work and drains (nothing is left); free then releases everything. */
-    remaining = 0;
-    status = brokk_broker_close(broker, 5000, false, &remaining);
-    printf("close: %s (%" PRIu64 " deliveries left)\n", brokk_status_str(status), remaining);
+    brokk_close_report closed = {0};
+    status = brokk_broker_close(broker, 5000, false, &closed);
+    printf("close: %s (%" PRIu64 " deliveries left, %" PRIu64 " retained messages discarded)\n",
+           brokk_status_str(status), closed.remaining, closed.retained_discarded);
     check(status, "brokk_broker_close");
     brokk_broker_free(broker); /* runs listener_release on this thread */
 
-    int ok = invoiced == ORDER_COUNT && p.commit_failures == 0;
+    int ok = invoiced == ORDER_COUNT && p.commit_failures == 0 && jobs_ok;
     printf("pipeline %s\n", ok ? "done" : "FAILED");
     return ok ? EXIT_SUCCESS : EXIT_FAILURE;
 }

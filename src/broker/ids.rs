@@ -18,16 +18,9 @@ impl IdGenerator {
     pub(crate) fn new() -> Self {
         // RandomState is seeded from the OS; mix in time and pid for good measure.
         let mut h = RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
+        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
         h.write_u32(std::process::id());
-        IdGenerator {
-            prefix: h.finish(),
-            next: AtomicU64::new(1),
-        }
+        IdGenerator { prefix: h.finish(), next: AtomicU64::new(1) }
     }
 
     /// Writes the next id into `buf` without allocating and returns it.

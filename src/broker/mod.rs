@@ -1,5 +1,6 @@
 //! The broker: the safe Rust API that the C ABI (and every binding above it) calls.
 
+mod group;
 mod ids;
 mod pending;
 pub(crate) mod quiesce;
@@ -13,6 +14,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 pub(crate) use ids::GENERATED_ID_LEN;
+pub use shared::DEFAULT_GROUP;
 pub(crate) use subscription::panic_text as panic_message;
 pub use subscription::MAX_CONCURRENCY;
 
@@ -20,44 +22,58 @@ use crate::config::BrokerConfig;
 use crate::error::Result;
 use crate::handler::{Handler, Reason};
 use crate::listener::Listener;
-use crate::message::Message;
+use crate::message::{Delivery, Message};
 use crate::stats::BrokerStats;
 use shared::{Outcome, Shared};
 
-/// Options of one publish. `Default` gives a generated id and no metadata.
+/// Options of one publish. `Default` gives a generated id, no metadata and priority 0.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PublishOptions<'a> {
     /// The message id; generated when `None`. The broker does not check it for uniqueness.
     pub id: Option<&'a str>,
     /// A JSON object stored with the message; `{}` when `None`.
     pub metadata: Option<&'a [u8]>,
+    /// Any `i32`; higher is delivered first, FIFO among equals.
+    pub priority: i32,
 }
 
-/// Options of one subscription. `Default` gives auto-ack and concurrency 1.
+/// One message of a batch publish.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BatchMessage<'a> {
+    pub payload: &'a [u8],
+    pub options: PublishOptions<'a>,
+}
+
+/// Options of one subscription. `Default` gives auto-ack, concurrency 1 and no group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SubscribeOptions {
+pub struct SubscribeOptions<'a> {
     /// When set, a handler's `Verdict::Later` leaves the delivery awaiting `ack`/`nack`.
     pub manual_ack: bool,
     /// Handler invocations that may run at once for this subscription, 1..=1024 (0 means 1).
     /// With 1, deliveries are handled strictly in order.
     pub concurrency: usize,
+    /// A consumer group to join: its members (subscriptions and fetchers) compete for its
+    /// messages. None: the subscription gets its own copy of every message.
+    pub group: Option<&'a str>,
 }
 
-impl Default for SubscribeOptions {
+impl Default for SubscribeOptions<'_> {
     fn default() -> Self {
-        SubscribeOptions {
-            manual_ack: false,
-            concurrency: 1,
-        }
+        SubscribeOptions { manual_ack: false, concurrency: 1, group: None }
     }
 }
 
-/// What a successful `close` did.
+/// What a `close` did. The broker is closed whatever the report says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CloseReport {
+    /// Deliveries still unfinished when the timeout ran out (0 if everything finished in
+    /// time, and for a forced close); they were dropped, or are handlers finishing on their own.
+    pub remaining: u64,
     /// Deliveries a forced close dropped: queued ones and those awaiting a manual ack. Handlers
     /// running at that moment are not counted; they finish on their own.
     pub dropped: u64,
+    /// Messages that topics retained for want of a consumer group, discarded by the close.
+    pub retained_discarded: u64,
 }
 
 /// An in-process message broker. Cloning gives another handle to the same broker; when the
@@ -101,11 +117,7 @@ impl Broker {
     }
 
     pub fn with_config(config: &BrokerConfig) -> Result<Broker> {
-        Ok(Broker {
-            inner: Arc::new(Handle {
-                shared: Shared::start(config)?,
-            }),
-        })
+        Ok(Broker { inner: Arc::new(Handle { shared: Shared::start(config)? }) })
     }
 
     fn shared(&self) -> &Shared {
@@ -113,34 +125,27 @@ impl Broker {
     }
 
     pub fn downgrade(&self) -> WeakBroker {
-        WeakBroker {
-            inner: Arc::downgrade(&self.inner),
-        }
+        WeakBroker { inner: Arc::downgrade(&self.inner) }
     }
 
-    /// Publishes `payload` (a JSON document) on `topic`. Every subscription of the topic gets
-    /// its own delivery; with none, the message is counted `unrouted` and goes nowhere.
-    /// Returns the published message, whose `id()` is the given or generated id.
-    pub fn publish(
-        &self,
-        topic: &str,
-        payload: &[u8],
-        options: &PublishOptions<'_>,
-    ) -> Result<Arc<Message>> {
+    /// Publishes `payload` (a JSON document) on `topic`. Every group of the topic gets its own
+    /// delivery (an ungrouped subscription is a group of one); with none, the topic retains
+    /// the message for its first named group, as the retention policy allows. Returns the
+    /// published message, whose `id()` is the given or generated id.
+    pub fn publish(&self, topic: &str, payload: &[u8], options: &PublishOptions<'_>) -> Result<Arc<Message>> {
         self.shared().publish(topic, payload, options)
+    }
+
+    /// Publishes a batch on one topic, all or nothing: every message is checked before any is
+    /// published, and each group receives the whole batch at once.
+    pub fn publish_batch(&self, topic: &str, batch: &[BatchMessage<'_>]) -> Result<Vec<Arc<Message>>> {
+        self.shared().publish_batch(topic, batch)
     }
 
     /// Subscribes `handler` to `topic` and returns the subscription id. The handler is dropped
     /// once the subscription is gone and its last running invocation has returned.
-    pub fn subscribe(
-        &self,
-        topic: &str,
-        handler: impl Handler,
-        options: &SubscribeOptions,
-    ) -> Result<u64> {
-        self.shared()
-            .subscribe(topic, handler, options)
-            .map_err(|(e, _)| e)
+    pub fn subscribe(&self, topic: &str, handler: impl Handler, options: &SubscribeOptions<'_>) -> Result<u64> {
+        self.shared().subscribe(topic, handler, options).map_err(|(e, _)| e)
     }
 
     /// Like `subscribe`, but a failure hands the handler back unused (the FFI layer relies on
@@ -149,16 +154,24 @@ impl Broker {
         &self,
         topic: &str,
         handler: H,
-        options: &SubscribeOptions,
+        options: &SubscribeOptions<'_>,
     ) -> Result<u64, (crate::Error, H)> {
         self.shared().subscribe(topic, handler, options)
     }
 
-    /// Stops delivery to a subscription: its waiting deliveries are dropped, no new handler
-    /// invocation starts; invocations already running finish. Deliveries it left awaiting an
-    /// ack can still be acked or nacked (a requeue then drops them).
+    /// Stops delivery to a subscription: no new handler invocation starts; invocations already
+    /// running finish. An ungrouped subscription's waiting deliveries are dropped; a named
+    /// group keeps its messages for its other members, or the next one. Deliveries it left
+    /// awaiting an ack can still be acked or nacked (a requeue into a dropped group drops them).
     pub fn unsubscribe(&self, subscription: u64) -> Result<()> {
         self.shared().unsubscribe(subscription)
+    }
+
+    /// Takes the next delivery of `group` (`DEFAULT_GROUP` when None) on `topic`: highest
+    /// priority first, FIFO within one. Waits up to `timeout` (None: no limit; zero: not at
+    /// all) and returns None if nothing came. The delivery awaits `ack` or `nack`.
+    pub fn fetch(&self, topic: &str, group: Option<&str>, timeout: Option<Duration>) -> Result<Option<Delivery>> {
+        self.shared().fetch(topic, group, timeout)
     }
 
     /// Acks a delivery awaiting a manual ack.
@@ -177,16 +190,24 @@ impl Broker {
         self.shared().settle_by_id(delivery, outcome)
     }
 
+    /// Messages waiting on `topics` (all when None): retained ones plus deliveries queued in
+    /// groups, one per group; deliveries in flight are not counted. Unknown topics count 0.
+    pub fn count(&self, topics: Option<&[&str]>) -> Result<u64> {
+        self.shared().count(topics)
+    }
+
+    /// Discards what `count` counts and returns how many; deliveries in flight are untouched.
+    pub fn purge(&self, topics: Option<&[&str]>) -> Result<u64> {
+        self.shared().purge(topics)
+    }
+
     /// Adds a listener; it sees every event that happens after this returns.
     pub fn add_listener(&self, listener: impl Listener) -> Result<u64> {
         self.shared().add_listener(listener).map_err(|(e, _)| e)
     }
 
     /// Like `add_listener`, but a failure hands the listener back unused.
-    pub(crate) fn try_add_listener<L: Listener>(
-        &self,
-        listener: L,
-    ) -> Result<u64, (crate::Error, L)> {
+    pub(crate) fn try_add_listener<L: Listener>(&self, listener: L) -> Result<u64, (crate::Error, L)> {
         self.shared().add_listener(listener)
     }
 
@@ -200,18 +221,20 @@ impl Broker {
     }
 
     /// Waits until no delivery is queued, running or awaiting an ack and every listener event
-    /// has been delivered; `None` waits without limit. A timeout error carries the deliveries
-    /// left. From inside a handler or listener of this broker it fails with `WouldDeadlock`.
+    /// has been delivered; `None` waits without limit. Retained messages (a topic with no
+    /// group) are not waited for. A timeout error carries the deliveries left. From inside a
+    /// handler or listener of this broker it fails with `WouldDeadlock`.
     pub fn join(&self, timeout: Option<Duration>) -> Result<()> {
         self.shared().join(timeout)
     }
 
     /// Refuses new publishes and subscriptions at once, waits up to `timeout` for outstanding
-    /// deliveries (still delivered and ackable meanwhile), then drops whatever is left and
-    /// stops the workers. A timeout error carries the deliveries left; handlers still running
-    /// then finish on their own. `force` drops everything at once and succeeds, reporting what
-    /// it dropped; it is the only close allowed from inside a handler or listener. Later calls,
-    /// a second close included, fail with `Closed`.
+    /// deliveries (still delivered, fetchable and ackable meanwhile), then drops whatever is
+    /// left, retained messages included, and stops the workers. If time ran out the report's
+    /// `remaining` says how many deliveries were unfinished; handlers still running then finish
+    /// on their own. `force` drops everything at once, reporting what it dropped; it is the only
+    /// close allowed from inside a handler or listener. Later calls, a second close included,
+    /// fail with `Closed`.
     pub fn close(&self, timeout: Option<Duration>, force: bool) -> Result<CloseReport> {
         self.shared().close(timeout, force)
     }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
-use super::subscription::Subscription;
+use super::group::Group;
 use crate::message::Delivery;
 use crate::stats::TopicCounters;
 
@@ -15,9 +15,9 @@ const SHARDS: usize = 64;
 
 pub(crate) struct PendingAck {
     pub delivery: Delivery,
-    /// Weak: a delivery awaiting an ack must not keep its subscription (and the user data of
-    /// its handler) alive after unsubscribe.
-    pub subscription: Weak<Subscription>,
+    /// Where a requeue sends it. Weak: a delivery awaiting an ack must not keep a group (and
+    /// through it the handlers of its members) alive.
+    pub group: Weak<Group>,
     pub counters: Arc<TopicCounters>,
 }
 
@@ -45,9 +45,7 @@ pub(crate) struct PendingAcks {
 
 impl PendingAcks {
     pub(crate) fn new() -> Self {
-        PendingAcks {
-            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
-        }
+        PendingAcks { shards: (0..SHARDS).map(|_| Shard::default()).collect() }
     }
 
     fn shard(&self, id: u64) -> &Shard {
@@ -55,9 +53,7 @@ impl PendingAcks {
     }
 
     pub(crate) fn insert(&self, entry: PendingAck) {
-        self.shard(entry.delivery.id)
-            .lock()
-            .insert(entry.delivery.id, entry);
+        self.shard(entry.delivery.id).lock().insert(entry.delivery.id, entry);
     }
 
     pub(crate) fn remove(&self, id: u64) -> Option<PendingAck> {
@@ -66,9 +62,6 @@ impl PendingAcks {
 
     /// Removes every entry, for close.
     pub(crate) fn drain(&self) -> Vec<PendingAck> {
-        self.shards
-            .iter()
-            .flat_map(|s| std::mem::take(&mut *s.lock()).into_values())
-            .collect()
+        self.shards.iter().flat_map(|s| std::mem::take(&mut *s.lock()).into_values()).collect()
     }
 }

@@ -1,13 +1,15 @@
-//! The state every broker thread shares, and the decisions made on it: publish and fan-out,
-//! dispatch, settlement (ack, nack, requeue), subscription life cycle and shutdown.
+//! The state every broker thread shares, and the decisions made on it: publish, retention and
+//! fan-out to groups, dispatch to push members and fetch by pull consumers, settlement (ack,
+//! nack, requeue), the life cycle of subscriptions and groups, and shutdown.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
+use super::group::Group;
 use super::ids::{IdGenerator, GENERATED_ID_LEN};
 use super::pending::{PendingAck, PendingAcks};
 use super::quiesce::Quiesce;
@@ -15,20 +17,24 @@ use super::reentry;
 use super::subscription::{Subscription, MAX_CONCURRENCY};
 use super::topics::{Topic, Topics};
 use super::workers::{Pool, Task};
-use super::{CloseReport, PublishOptions, SubscribeOptions};
-use crate::config::BrokerConfig;
+use super::{BatchMessage, CloseReport, PublishOptions, SubscribeOptions};
+use crate::config::{BrokerConfig, RetentionPolicy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handler::{Handler, Reason, Verdict};
 use crate::listener::{Event, Listener, ListenerHub};
 use crate::message::{Delivery, Message};
-use crate::names::{validate_id, validate_topic};
+use crate::names::{validate_group, validate_id, validate_topic};
 use crate::stats::{BrokerStats, TopicCounters};
 use crate::store::{MemoryStore, Store};
 
 const OPEN: u8 = 0;
-/// `close` is waiting: publish and subscribe are refused, deliveries and acks go on.
+/// `close` is waiting: publish and subscribe are refused; deliveries, fetches and acks go on.
 const CLOSING: u8 = 1;
 const CLOSED: u8 = 2;
+
+/// The group a fetch without a group name uses: pull consumers of a topic compete by default,
+/// as pynenc's workers do on a queue.
+pub const DEFAULT_GROUP: &str = "default";
 
 /// How a delivery ends, whoever decides it (handler verdict or a later ack/nack).
 pub(crate) enum Outcome {
@@ -39,6 +45,8 @@ pub(crate) enum Outcome {
 
 pub(crate) struct Shared {
     max_payload: usize,
+    retention_limit: usize,
+    retention_policy: RetentionPolicy,
     store: Box<dyn Store>,
     topics: Topics,
     subscriptions: RwLock<HashMap<u64, Arc<Subscription>>>,
@@ -62,6 +70,8 @@ impl Shared {
         let workers = config.resolved_workers()?;
         let shared = Arc::new(Shared {
             max_payload: config.resolved_max_payload()?,
+            retention_limit: config.resolved_retention_limit(),
+            retention_policy: config.retention_policy,
             store: Box::new(MemoryStore),
             topics: Topics::default(),
             subscriptions: RwLock::new(HashMap::new()),
@@ -82,20 +92,13 @@ impl Shared {
         let spawned = (|| -> std::io::Result<()> {
             for i in 0..workers {
                 let s = Arc::clone(&shared);
-                let h = std::thread::Builder::new()
-                    .name(format!("brokk-worker-{i}"))
-                    .spawn(move || s.run_worker())?;
+                let h = std::thread::Builder::new().name(format!("brokk-worker-{i}")).spawn(move || s.run_worker())?;
                 shared.pool.adopt(h);
             }
             Ok(())
         })();
         let started = spawned
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::InvalidArgument,
-                    format!("cannot start worker threads: {e}"),
-                )
-            })
+            .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("cannot start worker threads: {e}")))
             .and_then(|()| shared.listeners.start(Arc::clone(&shared.quiesce), owner));
         if let Err(e) = started {
             shared.shutdown(true);
@@ -140,176 +143,323 @@ impl Shared {
         topic
     }
 
+    /// The named group `name` of `topic`, created if new. The first named group of a topic
+    /// takes over the messages the topic retained while it had no group.
+    fn named_group(&self, topic: &Topic, name: &str) -> Arc<Group> {
+        if let Some(g) = topic.named_group(name) {
+            return g;
+        }
+        let mut retained = topic.retained.lock();
+        if let Some(g) = topic.named_group(name) {
+            return g;
+        }
+        let group = self.new_group(topic, Some(Arc::from(name)));
+        let taken = std::mem::take(&mut *retained);
+        if !taken.is_empty() {
+            topic.counters.retained.fetch_sub(taken.len() as u64, Ordering::Relaxed);
+            // Queued before the group is visible, so no later publish overtakes them.
+            let taken: Vec<_> = taken.into_iter().collect();
+            self.fan_out(topic, std::slice::from_ref(&group), &taken);
+        }
+        topic.add_group(Arc::clone(&group));
+        group
+    }
+
+    fn new_group(&self, topic: &Topic, name: Option<Arc<str>>) -> Arc<Group> {
+        topic.counters.groups.fetch_add(1, Ordering::Relaxed);
+        let queue = self.store.open_queue(&topic.name, name.as_deref());
+        Arc::new(Group::new(name, Arc::clone(&topic.name), Arc::clone(&topic.counters), queue))
+    }
+
     // ---- publish ------------------------------------------------------------------------
 
-    pub(crate) fn publish(
-        &self,
-        topic: &str,
-        payload: &[u8],
-        opts: &PublishOptions<'_>,
-    ) -> Result<Arc<Message>> {
-        self.ensure_open()?;
-        validate_topic(topic)?;
+    fn check_message(&self, payload: &[u8], opts: &PublishOptions<'_>) -> Result<()> {
         if payload.len() > self.max_payload {
             return Err(Error::new(
                 ErrorKind::PayloadTooLarge,
-                format!(
-                    "payload is {} bytes; this broker accepts at most {}",
-                    payload.len(),
-                    self.max_payload
-                ),
+                format!("payload is {} bytes; this broker accepts at most {}", payload.len(), self.max_payload),
             ));
         }
         validate_json(payload, "payload")?;
         if let Some(md) = opts.metadata {
             validate_metadata(md)?;
         }
+        if let Some(id) = opts.id {
+            validate_id(id)?;
+        }
+        Ok(())
+    }
+
+    fn make_message(&self, topic: &Topic, payload: &[u8], opts: &PublishOptions<'_>) -> Arc<Message> {
         let mut id_buf = [0u8; GENERATED_ID_LEN];
         let id = match opts.id {
-            Some(id) => {
-                validate_id(id)?;
-                id
-            }
+            Some(id) => id,
             None => self.ids.next(&mut id_buf),
         };
+        Arc::new(Message::new(Arc::clone(&topic.name), id, payload, opts.metadata, opts.priority))
+    }
+
+    pub(crate) fn publish(&self, topic: &str, payload: &[u8], opts: &PublishOptions<'_>) -> Result<Arc<Message>> {
+        self.ensure_open()?;
+        validate_topic(topic)?;
+        self.check_message(payload, opts)?;
         let topic = self.topic(topic);
-        let message = Arc::new(Message::new(
-            Arc::clone(&topic.name),
-            id,
-            payload,
-            opts.metadata,
-        ));
-        self.emit(|| Event::Published(Delivery::of_published(Arc::clone(&message))));
-        self.fan_out(&topic, &message);
+        let message = self.make_message(&topic, payload, opts);
+        self.route(&topic, std::slice::from_ref(&message))?;
         Ok(message)
     }
 
-    fn fan_out(&self, topic: &Topic, message: &Arc<Message>) {
+    /// Publishes every message of `batch` on `topic`, or none: all are checked first, and each
+    /// group receives the whole batch under one lock, so its consumers see all or nothing.
+    pub(crate) fn publish_batch(&self, topic: &str, batch: &[BatchMessage<'_>]) -> Result<Vec<Arc<Message>>> {
+        self.ensure_open()?;
+        validate_topic(topic)?;
+        for (i, m) in batch.iter().enumerate() {
+            self.check_message(m.payload, &m.options)
+                .map_err(|e| Error::new(e.kind(), format!("message {i} of the batch: {}", e.message())))?;
+        }
+        let topic = self.topic(topic);
+        let messages: Vec<_> = batch.iter().map(|m| self.make_message(&topic, m.payload, &m.options)).collect();
+        self.route(&topic, &messages)?;
+        Ok(messages)
+    }
+
+    /// Hands messages to every group of the topic, or retains them while it has none.
+    fn route(&self, topic: &Topic, messages: &[Arc<Message>]) -> Result<()> {
+        let mut groups = topic.groups();
+        if groups.is_empty() {
+            let mut retained = topic.retained.lock();
+            // Decided under the lock that the first named group takes the retained ones with.
+            groups = topic.groups();
+            if groups.is_empty() {
+                self.retain(topic, &mut retained, messages)?;
+            }
+        }
+        topic.counters.published.fetch_add(messages.len() as u64, Ordering::Relaxed);
+        for m in messages {
+            self.emit(|| Event::Published(Delivery::of_published(Arc::clone(m))));
+        }
+        if !groups.is_empty() {
+            self.fan_out(topic, &groups, messages);
+        }
+        Ok(())
+    }
+
+    fn retain(&self, topic: &Topic, retained: &mut VecDeque<Arc<Message>>, messages: &[Arc<Message>]) -> Result<()> {
         let c = &topic.counters;
-        c.published.fetch_add(1, Ordering::Relaxed);
-        let subs = topic.subscriptions.read();
-        if subs.is_empty() {
-            c.unrouted.fetch_add(1, Ordering::Relaxed);
+        let n = messages.len();
+        let limit = self.retention_limit;
+        let mut discarded = 0;
+        match self.retention_policy {
+            RetentionPolicy::Off => {
+                c.unrouted.fetch_add(n as u64, Ordering::Relaxed);
+                return Ok(());
+            }
+            RetentionPolicy::Reject if retained.len() + n > limit => {
+                return Err(Error::new(
+                    ErrorKind::Full,
+                    format!(
+                        "topic {:?} has no consumer group and already retains {} of at most {limit} messages",
+                        topic.name,
+                        retained.len()
+                    ),
+                ));
+            }
+            RetentionPolicy::Reject => retained.extend(messages.iter().cloned()),
+            RetentionPolicy::DropOldest => {
+                retained.extend(messages.iter().cloned());
+                while retained.len() > limit {
+                    retained.pop_front();
+                    discarded += 1;
+                }
+            }
+            RetentionPolicy::DropNewest => {
+                let room = limit.saturating_sub(retained.len()).min(n);
+                retained.extend(messages[..room].iter().cloned());
+                discarded = n - room;
+            }
+        }
+        c.retained.store(retained.len() as u64, Ordering::Relaxed);
+        c.retained_dropped.fetch_add(discarded as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Gives every group its own delivery of each message.
+    fn fan_out(&self, topic: &Topic, groups: &[Arc<Group>], messages: &[Arc<Message>]) {
+        let per_group = messages.len() as u64;
+        let total = per_group * groups.len() as u64;
+        self.quiesce.add_deliveries(total);
+        topic.counters.queued.fetch_add(total, Ordering::Relaxed);
+        let mut next_id = self.next_delivery.fetch_add(total, Ordering::Relaxed);
+        for group in groups {
+            let first = next_id;
+            next_id += per_group;
+            let mut deliveries = messages.iter().zip(first..).map(|(m, id)| Delivery {
+                message: Arc::clone(m),
+                id,
+                subscription: 0,
+                attempt: 1,
+                group: group.name.clone(),
+            });
+            self.enqueue(group, &mut deliveries, messages.len());
+        }
+    }
+
+    fn enqueue(&self, group: &Arc<Group>, deliveries: &mut dyn Iterator<Item = Delivery>, n: usize) {
+        let queued = group.queue.push(deliveries);
+        // Unsubscribe, purge and close deactivate first and drain after; checking after our
+        // push means one of the two drains sees these deliveries.
+        if !group.is_active() {
+            self.discard_queued(group);
             return;
         }
-        let n = subs.len() as u64;
-        self.quiesce.add_deliveries(n);
-        c.queued.fetch_add(n, Ordering::Relaxed);
-        let first_id = self.next_delivery.fetch_add(n, Ordering::Relaxed);
-        for (i, sub) in subs.iter().enumerate() {
-            let delivery = Delivery {
-                message: Arc::clone(message),
-                id: first_id + i as u64,
-                subscription: sub.id,
-                attempt: 1,
-            };
-            self.enqueue(sub, delivery);
-        }
+        self.wake(group, queued, n);
     }
 
-    fn enqueue(&self, sub: &Arc<Subscription>, delivery: Delivery) {
-        let queued = sub.queue.push_len(delivery);
-        // Unsubscribe and close deactivate first and drain after; checking after our push
-        // means one of the two drains sees this delivery.
-        if !sub.is_active() {
-            self.discard_queued(sub);
-        } else if sub.try_claim(queued) {
-            self.pool.submit(Arc::clone(sub));
-        }
-    }
-
-    /// Drops a subscription's waiting deliveries.
-    fn discard_queued(&self, sub: &Subscription) {
-        let n = sub.queue.drain().len() as u64;
-        self.drop_unstarted(sub, n);
-    }
-
-    // ---- dispatch -----------------------------------------------------------------------
-
-    fn run_worker(self: Arc<Self>) {
-        reentry::enter(self.owner());
-        let mut batch = Vec::with_capacity(64);
-        while let Ok(task) = self.pool.rx.recv() {
-            match task {
-                Task::Stop => break,
-                Task::Run(sub) => self.run_batch(&sub, &mut batch),
+    /// Puts push members to work on `queued` waiting deliveries, `pushed` of them new, and
+    /// wakes blocked fetchers.
+    fn wake(&self, group: &Group, queued: usize, pushed: usize) {
+        for _ in 0..queued.min(self.pool.size) {
+            match group.claim_member(queued) {
+                Some(member) => self.pool.submit(member),
+                None => break,
             }
         }
-    }
-
-    fn run_batch(&self, sub: &Arc<Subscription>, batch: &mut Vec<Delivery>) {
-        if sub.is_active() && self.state() != CLOSED {
-            sub.queue.pop_batch(sub.batch_size(), batch);
-        }
-        let mut rest = batch.drain(..);
-        for delivery in rest.by_ref() {
-            if !sub.is_active() || self.state() == CLOSED {
-                // Stopped mid-batch: what was taken but not started counts as dropped.
-                self.drop_unstarted(sub, 1);
-                break;
-            }
-            self.dispatch(sub, delivery);
-        }
-        let unstarted = rest.len() as u64;
-        drop(rest);
-        self.drop_unstarted(sub, unstarted);
-        sub.release();
-        let queued = sub.queue.len();
-        if queued > 0 && sub.is_active() && sub.try_claim(queued) {
-            self.pool.submit(Arc::clone(sub));
+        if pushed > 1 {
+            group.wake_all_fetchers();
+        } else {
+            group.wake_fetcher();
         }
     }
 
-    fn drop_unstarted(&self, sub: &Subscription, n: u64) {
+    /// Drops a group's waiting deliveries; returns how many.
+    fn discard_queued(&self, group: &Group) -> u64 {
+        let n = group.queue.drain().len() as u64;
+        self.drop_unstarted(&group.counters, n);
+        n
+    }
+
+    fn drop_unstarted(&self, c: &TopicCounters, n: u64) {
         if n > 0 {
-            sub.counters.queued.fetch_sub(n, Ordering::Relaxed);
-            sub.counters.dropped.fetch_add(n, Ordering::Relaxed);
+            c.queued.fetch_sub(n, Ordering::Relaxed);
+            c.dropped.fetch_add(n, Ordering::Relaxed);
             self.quiesce.done_deliveries(n);
         }
     }
 
-    fn dispatch(&self, sub: &Arc<Subscription>, delivery: Delivery) {
-        let c = &sub.counters;
+    // ---- dispatch and fetch ---------------------------------------------------------------
+
+    fn run_worker(self: Arc<Self>) {
+        reentry::enter(self.owner());
+        let mut batch = Vec::with_capacity(16);
+        while let Ok(task) = self.pool.rx.recv() {
+            match task {
+                Task::Stop => break,
+                Task::Run(member) => self.run_batch(&member, &mut batch),
+            }
+        }
+    }
+
+    fn run_batch(&self, member: &Arc<Subscription>, batch: &mut Vec<Delivery>) {
+        let group = &member.group;
+        if member.is_active() && group.is_active() && self.state() != CLOSED {
+            group.queue.pop_batch(member.batch_size(), batch);
+        }
+        let mut rest = batch.drain(..);
+        while let Some(delivery) = rest.next() {
+            if !member.is_active() || self.state() == CLOSED {
+                // Stopped mid-batch: give back what was taken but not started.
+                let unstarted: Vec<_> = std::iter::once(delivery).chain(rest.by_ref()).collect();
+                self.give_back(group, unstarted);
+                break;
+            }
+            self.dispatch(member, delivery);
+        }
+        drop(rest);
+        member.release();
+        let queued = group.queue.len();
+        if queued > 0 && group.is_active() {
+            self.wake(group, queued, 0);
+        }
+    }
+
+    /// Returns deliveries a member took but did not start to its group, where other members
+    /// can still take them; dropped if the group or the broker is done.
+    fn give_back(&self, group: &Arc<Group>, unstarted: Vec<Delivery>) {
+        if group.is_active() && self.state() != CLOSED {
+            let n = unstarted.len();
+            self.enqueue(group, &mut unstarted.into_iter(), n);
+        } else {
+            self.drop_unstarted(&group.counters, unstarted.len() as u64);
+        }
+    }
+
+    /// Counts a delivery as handed out and, when it awaits an ack, registers it first so that
+    /// it can be acked before the hand-over finishes.
+    fn hand_out(&self, group: &Arc<Group>, delivery: &Delivery, awaits_ack: bool) {
+        let c = &group.counters;
         c.queued.fetch_sub(1, Ordering::Relaxed);
         c.in_flight.fetch_add(1, Ordering::Relaxed);
         c.dispatched.fetch_add(1, Ordering::Relaxed);
-        if sub.manual_ack {
-            // Registered before the handler runs, so the handler itself may ack.
+        if awaits_ack {
             self.pending.insert(PendingAck {
                 delivery: delivery.clone(),
-                subscription: Arc::downgrade(sub),
+                group: Arc::downgrade(group),
                 counters: Arc::clone(c),
             });
         }
         self.emit(|| Event::Dispatched(delivery.clone()));
+    }
+
+    fn dispatch(&self, member: &Arc<Subscription>, mut delivery: Delivery) {
+        delivery.subscription = member.id;
+        let group = &member.group;
+        self.hand_out(group, &delivery, member.manual_ack);
         self.workers_active.fetch_add(1, Ordering::Relaxed);
-        let verdict = sub.handle(&delivery);
+        let verdict = member.handle(&delivery);
         self.workers_active.fetch_sub(1, Ordering::Relaxed);
         let outcome = match verdict {
-            Verdict::Later if sub.manual_ack => return,
+            Verdict::Later if member.manual_ack => return,
             Verdict::Ack | Verdict::Later => Outcome::Ack,
             Verdict::Nack(r) => Outcome::Nack(r.unwrap_or(Reason::Borrowed("nacked by handler"))),
-            Verdict::Requeue(r) => {
-                Outcome::Requeue(r.unwrap_or(Reason::Borrowed("requeued by handler")))
-            }
+            Verdict::Requeue(r) => Outcome::Requeue(r.unwrap_or(Reason::Borrowed("requeued by handler"))),
         };
-        if sub.manual_ack {
+        if member.manual_ack {
             // Settled here unless the handler already acked or nacked it by id.
             if let Some(entry) = self.pending.remove(delivery.id) {
-                self.settle(entry.delivery, Some(sub), &entry.counters, outcome);
+                self.settle(entry.delivery, Some(group), &entry.counters, outcome);
             }
         } else {
-            self.settle(delivery, Some(sub), c, outcome);
+            self.settle(delivery, Some(group), &group.counters, outcome);
         }
     }
 
-    fn settle(
+    /// Takes the next delivery of `group_name` (the default group when None) on `topic`,
+    /// waiting up to `timeout` for one. The delivery awaits `ack` or `nack`.
+    pub(crate) fn fetch(
         &self,
-        mut delivery: Delivery,
-        sub: Option<&Arc<Subscription>>,
-        c: &Arc<TopicCounters>,
-        outcome: Outcome,
-    ) {
+        topic: &str,
+        group_name: Option<&str>,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Delivery>> {
+        self.ensure_not_closed()?;
+        validate_topic(topic)?;
+        let group_name = group_name.unwrap_or(DEFAULT_GROUP);
+        validate_group(group_name)?;
+        let topic = self.topic(topic);
+        let group = self.named_group(&topic, group_name);
+        let deadline = timeout.map(|t| Instant::now() + t);
+        match group.take(deadline, || self.state() != CLOSED) {
+            Some(delivery) => {
+                self.hand_out(&group, &delivery, true);
+                Ok(Some(delivery))
+            }
+            None if self.state() == CLOSED => Err(Error::closed()),
+            None => Ok(None),
+        }
+    }
+
+    fn settle(&self, mut delivery: Delivery, group: Option<&Arc<Group>>, c: &Arc<TopicCounters>, outcome: Outcome) {
         c.in_flight.fetch_sub(1, Ordering::Relaxed);
         match outcome {
             Outcome::Ack => {
@@ -320,24 +470,23 @@ impl Shared {
                 c.failed.fetch_add(1, Ordering::Relaxed);
                 self.emit(|| Event::Failed(delivery, reason, false));
             }
-            Outcome::Requeue(reason) => {
-                match sub.filter(|s| s.is_active() && self.state() != CLOSED) {
-                    Some(sub) => {
-                        c.requeued.fetch_add(1, Ordering::Relaxed);
-                        self.emit(|| Event::Failed(delivery.clone(), reason, true));
-                        delivery.attempt += 1;
-                        c.queued.fetch_add(1, Ordering::Relaxed);
-                        // Still outstanding: no change to the quiesce count.
-                        self.enqueue(sub, delivery);
-                        return;
-                    }
-                    None => {
-                        c.dropped.fetch_add(1, Ordering::Relaxed);
-                        let reason = format!("{reason}; not requeued: the subscription is gone");
-                        self.emit(|| Event::Failed(delivery, reason.into(), false));
-                    }
+            Outcome::Requeue(reason) => match group.filter(|g| g.is_active() && self.state() != CLOSED) {
+                Some(group) => {
+                    c.requeued.fetch_add(1, Ordering::Relaxed);
+                    self.emit(|| Event::Failed(delivery.clone(), reason, true));
+                    delivery.attempt += 1;
+                    delivery.subscription = 0;
+                    c.queued.fetch_add(1, Ordering::Relaxed);
+                    // Still outstanding: no change to the quiesce count.
+                    self.enqueue(group, &mut std::iter::once(delivery), 1);
+                    return;
                 }
-            }
+                None => {
+                    c.dropped.fetch_add(1, Ordering::Relaxed);
+                    let reason = format!("{reason}; not requeued: its group is gone");
+                    self.emit(|| Event::Failed(delivery, reason.into(), false));
+                }
+            },
         }
         self.quiesce.done_deliveries(1);
     }
@@ -347,26 +496,21 @@ impl Shared {
     pub(crate) fn settle_by_id(&self, id: u64, outcome: Outcome) -> Result<()> {
         self.ensure_not_closed()?;
         let Some(entry) = self.pending.remove(id) else {
-            return Err(
-                if id == 0 || id >= self.next_delivery.load(Ordering::Relaxed) {
-                    Error::new(
-                        ErrorKind::UnknownDelivery,
-                        format!("no delivery with id {id} was ever issued"),
-                    )
-                } else {
-                    Error::new(
+            return Err(if id == 0 || id >= self.next_delivery.load(Ordering::Relaxed) {
+                Error::new(ErrorKind::UnknownDelivery, format!("no delivery with id {id} was ever issued"))
+            } else {
+                Error::new(
                     ErrorKind::AlreadySettled,
                     format!("delivery {id} is not awaiting an ack: already acked or nacked, or auto-acked"),
                 )
-                },
-            );
+            });
         };
-        let sub = entry.subscription.upgrade();
-        self.settle(entry.delivery, sub.as_ref(), &entry.counters, outcome);
+        let group = entry.group.upgrade();
+        self.settle(entry.delivery, group.as_ref(), &entry.counters, outcome);
         Ok(())
     }
 
-    // ---- subscriptions and listeners ------------------------------------------------------
+    // ---- subscriptions, groups and listeners ------------------------------------------------
 
     /// Subscribes `handler`. Every check runs before the handler is used, and on failure the
     /// handler comes back untouched, so a C host keeps its user_data (no finaliser runs).
@@ -374,34 +518,41 @@ impl Shared {
         &self,
         topic: &str,
         handler: H,
-        opts: &SubscribeOptions,
+        opts: &SubscribeOptions<'_>,
     ) -> Result<u64, (Error, H)> {
         let concurrency = match self.check_subscribe(topic, opts) {
             Ok(c) => c,
             Err(e) => return Err((e, handler)),
         };
-        let handler: Box<dyn Handler> = Box::new(handler);
         let topic = self.topic(topic);
+        let group = match opts.group {
+            Some(name) => self.named_group(&topic, name),
+            None => {
+                let g = self.new_group(&topic, None);
+                topic.add_group(Arc::clone(&g));
+                g
+            }
+        };
         let id = self.next_subscription.fetch_add(1, Ordering::Relaxed);
-        let sub = Arc::new(Subscription::new(
-            id,
-            Arc::clone(&topic.name),
-            Arc::clone(&topic.counters),
-            handler,
-            opts.manual_ack,
-            concurrency,
-            self.store.open_queue(&topic.name, id),
-        ));
+        let sub = Arc::new(Subscription::new(id, Arc::clone(&group), Box::new(handler), opts.manual_ack, concurrency));
         self.subscriptions.write().insert(id, Arc::clone(&sub));
-        topic.add_subscription(sub);
+        group.add_member(sub);
         topic.counters.subscriptions.fetch_add(1, Ordering::Relaxed);
         self.emit(|| Event::Subscribed(Arc::clone(&topic.name), id));
+        // A named group may already hold a backlog.
+        let queued = group.queue.len();
+        if queued > 0 {
+            self.wake(&group, queued, 0);
+        }
         Ok(id)
     }
 
-    fn check_subscribe(&self, topic: &str, opts: &SubscribeOptions) -> Result<usize> {
+    fn check_subscribe(&self, topic: &str, opts: &SubscribeOptions<'_>) -> Result<usize> {
         self.ensure_open()?;
         validate_topic(topic)?;
+        if let Some(g) = opts.group {
+            validate_group(g)?;
+        }
         match opts.concurrency {
             0 => Ok(1),
             n if n > MAX_CONCURRENCY => Err(Error::new(
@@ -415,24 +566,28 @@ impl Shared {
     pub(crate) fn unsubscribe(&self, id: u64) -> Result<()> {
         self.ensure_not_closed()?;
         let Some(sub) = self.subscriptions.write().remove(&id) else {
-            return Err(Error::new(
-                ErrorKind::UnknownSubscription,
-                format!("no subscription with id {id}"),
-            ));
+            return Err(Error::new(ErrorKind::UnknownSubscription, format!("no subscription with id {id}")));
         };
-        if let Some(topic) = self.topics.get(&sub.topic) {
-            topic.remove_subscription(id);
-        }
+        let group = Arc::clone(&sub.group);
+        group.remove_member(id);
         sub.deactivate();
-        self.discard_queued(&sub);
-        sub.counters.subscriptions.fetch_sub(1, Ordering::Relaxed);
-        self.emit(|| Event::Unsubscribed(Arc::clone(&sub.topic), id));
+        if group.name.is_none() {
+            // An ungrouped subscription's own group goes with it; a named group stays, and its
+            // messages wait for the next member or fetch.
+            if let Some(topic) = self.topics.get(&group.topic) {
+                topic.remove_group(&group);
+            }
+            group.deactivate();
+            self.discard_queued(&group);
+            group.counters.groups.fetch_sub(1, Ordering::Relaxed);
+        }
+        group.counters.subscriptions.fetch_sub(1, Ordering::Relaxed);
+        self.emit(|| Event::Unsubscribed(Arc::clone(&group.topic), id));
         // The handler (and its finaliser) goes when the last running invocation ends.
         drop(sub);
         Ok(())
     }
 
-    /// Adds a listener; on failure it comes back unused (see `subscribe`).
     pub(crate) fn add_listener<L: Listener>(&self, listener: L) -> Result<u64, (Error, L)> {
         if let Err(e) = self.ensure_open() {
             return Err((e, listener));
@@ -445,6 +600,55 @@ impl Shared {
     pub(crate) fn remove_listener(&self, id: u64) -> Result<()> {
         self.ensure_not_closed()?;
         self.listeners.remove(id)
+    }
+
+    // ---- count and purge ------------------------------------------------------------------
+
+    /// The topics named (all when None) that exist; names are validated either way.
+    fn select_topics(&self, names: Option<&[&str]>) -> Result<Vec<Arc<Topic>>> {
+        match names {
+            None => Ok(self.topics.all()),
+            Some(names) => {
+                for n in names {
+                    validate_topic(n)?;
+                }
+                Ok(names.iter().filter_map(|n| self.topics.get(n)).collect())
+            }
+        }
+    }
+
+    /// Messages waiting on the topics (all when None): retained ones plus deliveries queued in
+    /// their groups (one per group), not those in flight.
+    pub(crate) fn count(&self, topics: Option<&[&str]>) -> Result<u64> {
+        self.ensure_not_closed()?;
+        let mut n = 0;
+        for t in self.select_topics(topics)? {
+            n += t.retained.lock().len() as u64;
+            n += t.groups().iter().map(|g| g.queue.len() as u64).sum::<u64>();
+        }
+        Ok(n)
+    }
+
+    /// Discards what `count` counts; returns how many. Deliveries in flight are untouched.
+    pub(crate) fn purge(&self, topics: Option<&[&str]>) -> Result<u64> {
+        self.ensure_not_closed()?;
+        let mut n = 0;
+        for t in self.select_topics(topics)? {
+            n += self.discard_retained(&t);
+            for g in t.groups().iter() {
+                n += self.discard_queued(g);
+            }
+        }
+        Ok(n)
+    }
+
+    fn discard_retained(&self, t: &Topic) -> u64 {
+        let mut retained = t.retained.lock();
+        let n = retained.len() as u64;
+        retained.clear();
+        t.counters.retained.store(0, Ordering::Relaxed);
+        t.counters.retained_dropped.fetch_add(n, Ordering::Relaxed);
+        n
     }
 
     // ---- stats --------------------------------------------------------------------------
@@ -491,11 +695,7 @@ impl Shared {
                  call it from another thread, or close with force",
             ));
         }
-        if self
-            .state
-            .compare_exchange(OPEN, CLOSING, Ordering::SeqCst, Ordering::SeqCst)
-            .is_err()
-        {
+        if self.state.compare_exchange(OPEN, CLOSING, Ordering::SeqCst, Ordering::SeqCst).is_err() {
             return Err(Error::closed());
         }
         let drained = !force && self.quiesce.wait_idle(timeout.map(|t| Instant::now() + t));
@@ -504,30 +704,33 @@ impl Shared {
         // being in a queue; they are dropped when the worker next looks. So what close drops
         // is everything outstanding except the handlers running now.
         let dropped = remaining.saturating_sub(self.workers_active.load(Ordering::SeqCst));
-        self.shutdown(!drained);
+        let retained_discarded = self.shutdown(!drained);
         if drained && !inside {
             // Every worker is idle: this returns at once.
             self.join_threads();
         }
-        match (force, drained) {
-            (true, _) => Ok(CloseReport { dropped }),
-            (false, true) => Ok(CloseReport { dropped: 0 }),
-            (false, false) => Err(Error::timeout("close", remaining)),
-        }
+        Ok(match (force, drained) {
+            (true, _) => CloseReport { remaining: 0, dropped, retained_discarded },
+            (false, true) => CloseReport { remaining: 0, dropped: 0, retained_discarded },
+            (false, false) => CloseReport { remaining, dropped: 0, retained_discarded },
+        })
     }
 
-    /// Moves to CLOSED, drops everything waiting (queued, or awaiting a manual ack) and asks
-    /// every broker thread to exit. Handlers already running finish on their own; nothing new
-    /// starts.
-    fn shutdown(&self, discard_events: bool) {
+    /// Moves to CLOSED, drops everything waiting (retained, queued, or awaiting a manual ack),
+    /// wakes blocked fetchers and asks every broker thread to exit; returns how many retained
+    /// messages it discarded. Handlers already running finish on their own; nothing new starts.
+    fn shutdown(&self, discard_events: bool) -> u64 {
         let _guard = self.teardown.lock();
         if self.state.swap(CLOSED, Ordering::SeqCst) == CLOSED {
-            return;
+            return 0;
         }
-        let subs: Vec<_> = self.subscriptions.read().values().cloned().collect();
-        for sub in &subs {
-            sub.deactivate();
-            self.discard_queued(sub);
+        let mut retained = 0;
+        for t in self.topics.all() {
+            retained += self.discard_retained(&t);
+            for g in t.groups().iter() {
+                g.deactivate();
+                self.discard_queued(g);
+            }
         }
         for entry in self.pending.drain() {
             entry.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -536,6 +739,7 @@ impl Shared {
         }
         self.listeners.stop(discard_events);
         self.pool.stop();
+        retained
     }
 
     fn join_threads(&self) {
@@ -549,9 +753,7 @@ impl Shared {
     pub(crate) fn teardown(self: Arc<Self>) {
         self.shutdown(true);
         if reentry::is_inside(self.owner()) {
-            let _ = std::thread::Builder::new()
-                .name("brokk-reaper".into())
-                .spawn(move || self.finish_teardown());
+            let _ = std::thread::Builder::new().name("brokk-reaper".into()).spawn(move || self.finish_teardown());
         } else {
             self.finish_teardown();
         }
@@ -563,11 +765,13 @@ impl Shared {
         self.pool.clear();
         let subs: Vec<_> = self.subscriptions.write().drain().map(|(_, s)| s).collect();
         let topics = self.topics.clear();
-        for t in &topics {
-            *t.subscriptions.write() = Arc::from(Vec::new());
-        }
+        // Groups and their members refer to each other; break that here.
+        let groups: Vec<_> = topics.iter().flat_map(|t| t.clear_groups().to_vec()).collect();
+        let members: Vec<_> = groups.iter().flat_map(|g| g.clear_members().to_vec()).collect();
         // Finalisers of handlers and listeners run here, on this thread.
+        drop(members);
         drop(subs);
+        drop(groups);
         drop(topics);
         self.listeners.clear(&self.quiesce);
     }
@@ -576,22 +780,14 @@ impl Shared {
 fn validate_json(bytes: &[u8], what: &str) -> Result<()> {
     serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
         .map(|_| ())
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidJson,
-                format!("{what} is not valid JSON: {e}"),
-            )
-        })
+        .map_err(|e| Error::new(ErrorKind::InvalidJson, format!("{what} is not valid JSON: {e}")))
 }
 
 fn validate_metadata(bytes: &[u8]) -> Result<()> {
     validate_json(bytes, "metadata")?;
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
-        return Err(Error::new(
-            ErrorKind::InvalidJson,
-            "metadata must be a JSON object",
-        ));
+        return Err(Error::new(ErrorKind::InvalidJson, "metadata must be a JSON object"));
     }
     Ok(())
 }

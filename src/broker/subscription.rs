@@ -1,55 +1,47 @@
-//! A subscription: its handler, its queue, and the scheduling state that keeps at most
-//! `concurrency` workers on it at once.
+//! A subscription: a push member of a group, with its handler and the scheduling state that
+//! keeps at most `concurrency` workers on it at once.
 //!
-//! Scheduling protocol (lock-free, no lost wake-up): whoever makes the queue non-empty calls
-//! `try_claim`, which takes a slot while fewer than `concurrency` (and fewer than the queue
-//! length) are taken, and the claimer sends the subscription to the worker pool. A worker that
-//! finishes a batch releases its slot, then looks at the queue again and re-claims if it is not
-//! empty: a push that raced with the release is either seen by that look or claims the slot
-//! itself.
+//! Scheduling protocol (lock-free, no lost wake-up): whoever makes the group's queue non-empty
+//! looks for a member whose `try_claim` takes a slot (while fewer than `concurrency`, and fewer
+//! than the queue length, are taken), and sends that member to the worker pool. A worker that
+//! finishes a batch releases its slot, then looks at the queue again and claims a member if it
+//! is not empty: a push that raced with the release is either seen by that look or claims a
+//! slot itself.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use super::group::Group;
 use crate::handler::{Handler, Verdict};
 use crate::message::Delivery;
-use crate::stats::TopicCounters;
-use crate::store::DeliveryQueue;
 
 /// Most handler invocations one subscription may run at once.
 pub const MAX_CONCURRENCY: usize = 1024;
 
 pub(crate) struct Subscription {
     pub id: u64,
-    pub topic: Arc<str>,
-    pub counters: Arc<TopicCounters>,
+    pub group: Arc<Group>,
     pub manual_ack: bool,
     pub concurrency: usize,
-    pub queue: Box<dyn DeliveryQueue>,
     handler: Box<dyn Handler>,
     scheduled: AtomicUsize,
     active: AtomicBool,
 }
 
 impl Subscription {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         id: u64,
-        topic: Arc<str>,
-        counters: Arc<TopicCounters>,
+        group: Arc<Group>,
         handler: Box<dyn Handler>,
         manual_ack: bool,
         concurrency: usize,
-        queue: Box<dyn DeliveryQueue>,
     ) -> Self {
         Subscription {
             id,
-            topic,
-            counters,
+            group,
             manual_ack,
             concurrency,
-            queue,
             handler,
             scheduled: AtomicUsize::new(0),
             active: AtomicBool::new(true),
@@ -70,12 +62,7 @@ impl Subscription {
         let limit = self.concurrency.min(queued);
         let mut cur = self.scheduled.load(Ordering::SeqCst);
         while cur < limit {
-            match self.scheduled.compare_exchange_weak(
-                cur,
-                cur + 1,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
+            match self.scheduled.compare_exchange_weak(cur, cur + 1, Ordering::SeqCst, Ordering::SeqCst) {
                 Ok(_) => return true,
                 Err(actual) => cur = actual,
             }
@@ -87,12 +74,14 @@ impl Subscription {
         self.scheduled.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// How many deliveries a worker takes at once: a whole batch when it is the only one
-    /// allowed (FIFO is kept and the queue lock is taken once per batch), one at a time when
-    /// several workers share the subscription.
+    /// How many deliveries a worker takes at once. A batch when this member alone consumes the
+    /// group with one worker: order is kept and the queue lock is taken once per batch; the
+    /// price is that a higher priority arriving meanwhile waits for the rest of the batch, so
+    /// batches stay small. One at a time when workers or members compete, so that none
+    /// withholds deliveries from the others.
     pub(crate) fn batch_size(&self) -> usize {
-        if self.concurrency == 1 {
-            64
+        if self.concurrency == 1 && !self.group.contended() {
+            16
         } else {
             1
         }
@@ -100,11 +89,8 @@ impl Subscription {
 
     /// Runs the handler; a panic becomes a nack with the panic message as reason.
     pub(crate) fn handle(&self, delivery: &Delivery) -> Verdict {
-        catch_unwind(AssertUnwindSafe(|| self.handler.handle(delivery))).unwrap_or_else(|panic| {
-            Verdict::Nack(Some(
-                format!("handler panicked: {}", panic_text(&*panic)).into(),
-            ))
-        })
+        catch_unwind(AssertUnwindSafe(|| self.handler.handle(delivery)))
+            .unwrap_or_else(|panic| Verdict::Nack(Some(format!("handler panicked: {}", panic_text(&*panic)).into())))
     }
 }
 

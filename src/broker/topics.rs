@@ -1,20 +1,54 @@
-//! The topic registry. Topics are created by the first publish or subscribe that names them and
-//! live as long as the broker.
+//! The topic registry. Topics are created by the first publish, subscribe or fetch that names
+//! them and live as long as the broker. A topic holds its consumer groups and the messages
+//! retained while it had none.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
-use super::subscription::Subscription;
+use super::group::Group;
+use crate::message::Message;
 use crate::stats::TopicCounters;
 
 pub(crate) struct Topic {
     pub name: Arc<str>,
     pub counters: Arc<TopicCounters>,
-    /// Copy-on-write list: publishers read it under a brief read lock; subscribe and
-    /// unsubscribe replace it.
-    pub subscriptions: RwLock<Arc<[Arc<Subscription>]>>,
+    /// Copy-on-write list: publishers read it under a brief read lock; group changes replace
+    /// it.
+    groups: RwLock<Arc<[Arc<Group>]>>,
+    /// Messages published while the topic had no group, kept for the first named group.
+    /// Its lock also orders "no group: retain" against "first named group: take them over".
+    pub retained: Mutex<VecDeque<Arc<Message>>>,
+}
+
+impl Topic {
+    pub(crate) fn groups(&self) -> Arc<[Arc<Group>]> {
+        self.groups.read().clone()
+    }
+
+    pub(crate) fn named_group(&self, name: &str) -> Option<Arc<Group>> {
+        self.groups.read().iter().find(|g| g.name.as_deref() == Some(name)).cloned()
+    }
+
+    /// Adds a group; call with `retained` locked, so that no publish retains meanwhile.
+    pub(crate) fn add_group(&self, group: Arc<Group>) {
+        let mut list = self.groups.write();
+        let mut next: Vec<_> = list.iter().cloned().collect();
+        next.push(group);
+        *list = next.into();
+    }
+
+    pub(crate) fn remove_group(&self, group: &Arc<Group>) {
+        let mut list = self.groups.write();
+        let next: Vec<_> = list.iter().filter(|g| !Arc::ptr_eq(g, group)).cloned().collect();
+        *list = next.into();
+    }
+
+    /// Forgets every group, for teardown.
+    pub(crate) fn clear_groups(&self) -> Arc<[Arc<Group>]> {
+        std::mem::replace(&mut *self.groups.write(), Arc::from(Vec::new()))
+    }
 }
 
 #[derive(Default)]
@@ -36,7 +70,8 @@ impl Topics {
         let topic = Arc::new(Topic {
             name: Arc::clone(&name),
             counters: Arc::default(),
-            subscriptions: RwLock::new(Arc::from(Vec::new())),
+            groups: RwLock::new(Arc::from(Vec::new())),
+            retained: Mutex::new(VecDeque::new()),
         });
         map.insert(name, Arc::clone(&topic));
         (topic, true)
@@ -46,29 +81,15 @@ impl Topics {
         self.map.read().get(name).cloned()
     }
 
+    /// Every topic, sorted by name.
     pub(crate) fn all(&self) -> Vec<Arc<Topic>> {
         let mut v: Vec<_> = self.map.read().values().cloned().collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
 
-    /// Forgets every topic (and so every subscription the topics hold), for teardown.
+    /// Forgets every topic, for teardown.
     pub(crate) fn clear(&self) -> Vec<Arc<Topic>> {
         self.map.write().drain().map(|(_, t)| t).collect()
-    }
-}
-
-impl Topic {
-    pub(crate) fn add_subscription(&self, sub: Arc<Subscription>) {
-        let mut list = self.subscriptions.write();
-        let mut next: Vec<_> = list.iter().cloned().collect();
-        next.push(sub);
-        *list = next.into();
-    }
-
-    pub(crate) fn remove_subscription(&self, id: u64) {
-        let mut list = self.subscriptions.write();
-        let next: Vec<_> = list.iter().filter(|s| s.id != id).cloned().collect();
-        *list = next.into();
     }
 }

@@ -25,12 +25,7 @@ pub(crate) struct Pool {
 impl Pool {
     pub(crate) fn new(size: usize) -> Self {
         let (tx, rx) = crossbeam_channel::unbounded();
-        Pool {
-            tx,
-            rx,
-            size,
-            threads: Mutex::new(Vec::with_capacity(size)),
-        }
+        Pool { tx, rx, size, threads: Mutex::new(Vec::with_capacity(size)) }
     }
 
     pub(crate) fn adopt(&self, handle: JoinHandle<()>) {

@@ -22,18 +22,12 @@ pub(crate) struct Failure {
 }
 
 pub(crate) fn fail(status: brokk_status, message: impl Into<Cow<'static, str>>) -> Failure {
-    Failure {
-        status,
-        message: message.into(),
-    }
+    Failure { status, message: message.into() }
 }
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
-        Failure {
-            status: e.kind().into(),
-            message: e.message().to_owned().into(),
-        }
+        Failure { status: e.kind().into(), message: e.message().to_owned().into() }
     }
 }
 

@@ -3,11 +3,11 @@
 use std::ffi::c_char;
 use std::time::Duration;
 
-use super::boundary::{fail, guard};
+use super::boundary::{fail, guard, Failure};
 use super::status::brokk_status;
-use super::strings::{bytes, optional_c_text, optional_text, output, reference, text};
-use crate::broker::{Broker, PublishOptions};
-use crate::config::{BrokerConfig, DEFAULT_MAX_PAYLOAD};
+use super::strings::{optional_c_text, optional_text, output, reference};
+use crate::broker::Broker;
+use crate::config::{BrokerConfig, RetentionPolicy, DEFAULT_MAX_PAYLOAD, DEFAULT_RETENTION_LIMIT};
 use crate::handler::Reason;
 
 // Literals, because cbindgen writes only literals into the header; the asserts below keep them
@@ -23,6 +23,8 @@ pub const BROKK_TOPIC_MAX_LEN: usize = 255;
 pub const BROKK_MAX_CONCURRENCY: u32 = 1024;
 /// Default largest payload, in bytes (1 MiB).
 pub const BROKK_DEFAULT_MAX_PAYLOAD: u64 = 1048576;
+/// Default number of messages a topic retains while it has no consumer group.
+pub const BROKK_DEFAULT_RETENTION_LIMIT: u64 = 100000;
 /// A timeout_ms that means "wait without limit".
 pub const BROKK_WAIT_FOREVER: u64 = u64::MAX;
 
@@ -32,6 +34,7 @@ const _: () = {
     assert!(BROKK_TOPIC_MAX_LEN == crate::names::MAX_TOPIC_LEN);
     assert!(BROKK_MAX_CONCURRENCY as usize == crate::broker::MAX_CONCURRENCY);
     assert!(BROKK_DEFAULT_MAX_PAYLOAD as usize == DEFAULT_MAX_PAYLOAD);
+    assert!(BROKK_DEFAULT_RETENTION_LIMIT as usize == DEFAULT_RETENTION_LIMIT);
 };
 
 /// A message broker. Create with brokk_broker_new, release with brokk_broker_free.
@@ -53,25 +56,44 @@ pub struct brokk_broker_options {
     /// Listener events that may wait for the listener thread before further events are dropped
     /// (and counted in listener_events_dropped); 0 means 65536.
     pub listener_queue_capacity: u32,
+    /// Messages a topic keeps while it has no consumer group, for the first named group (or
+    /// fetch) to arrive; 0 means BROKK_DEFAULT_RETENTION_LIMIT.
+    pub retention_limit: u64,
+    /// What happens past the limit: one of the BROKK_RETENTION_* values; 0 (REJECT) by default.
+    pub retention_policy: brokk_retention_policy,
 }
 
-/// Options of brokk_broker_publish. Zero-initialise, then set what you need.
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct brokk_publish_options {
-    /// The message id (`id_len` bytes of printable ASCII, at most BROKK_ID_MAX_LEN); NULL
-    /// means generate one. brokk does not check caller ids for uniqueness.
-    pub id: *const c_char,
-    /// Length of `id` in bytes.
-    pub id_len: usize,
-    /// A JSON object stored and delivered with the message (`metadata_len` bytes); NULL means
-    /// "{}".
-    pub metadata: *const c_char,
-    /// Length of `metadata` in bytes.
-    pub metadata_len: usize,
+/// What a topic with no consumer group does with a message once it retains retention_limit of
+/// them. A plain integer, checked: unknown values get BROKK_STATUS_INVALID_ARGUMENT.
+#[repr(transparent)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct brokk_retention_policy(pub u32);
+
+/// Publish fails with BROKK_STATUS_FULL and nothing is kept: no message is lost silently.
+pub const BROKK_RETENTION_REJECT: brokk_retention_policy = brokk_retention_policy(0);
+/// The oldest retained message is discarded (counted retained_dropped).
+pub const BROKK_RETENTION_DROP_OLDEST: brokk_retention_policy = brokk_retention_policy(1);
+/// The new message is discarded (counted retained_dropped).
+pub const BROKK_RETENTION_DROP_NEWEST: brokk_retention_policy = brokk_retention_policy(2);
+/// Nothing is retained: a message published while its topic has no group is counted unrouted
+/// and goes nowhere (plain publish/subscribe).
+pub const BROKK_RETENTION_OFF: brokk_retention_policy = brokk_retention_policy(3);
+
+impl brokk_retention_policy {
+    fn to_core(self) -> Result<RetentionPolicy, Failure> {
+        Ok(match self {
+            BROKK_RETENTION_REJECT => RetentionPolicy::Reject,
+            BROKK_RETENTION_DROP_OLDEST => RetentionPolicy::DropOldest,
+            BROKK_RETENTION_DROP_NEWEST => RetentionPolicy::DropNewest,
+            BROKK_RETENTION_OFF => RetentionPolicy::Off,
+            brokk_retention_policy(n) => {
+                return Err(fail(brokk_status::InvalidArgument, format!("unknown retention_policy {n}")))
+            }
+        })
+    }
 }
 
-fn timeout(ms: u64) -> Option<Duration> {
+pub(crate) fn timeout(ms: u64) -> Option<Duration> {
     (ms != BROKK_WAIT_FOREVER).then(|| Duration::from_millis(ms))
 }
 
@@ -98,6 +120,8 @@ pub unsafe extern "C" fn brokk_broker_new(
             worker_threads: opts.worker_threads as usize,
             max_payload_bytes: opts.max_payload_bytes.try_into().unwrap_or(usize::MAX),
             listener_queue_capacity: opts.listener_queue_capacity as usize,
+            retention_limit: opts.retention_limit.try_into().unwrap_or(usize::MAX),
+            retention_policy: opts.retention_policy.to_core()?,
             ..BrokerConfig::from_url(url)?
         };
         let broker = Broker::with_config(&config)?;
@@ -123,69 +147,13 @@ pub unsafe extern "C" fn brokk_broker_free(broker: *mut brokk_broker) {
     })
 }
 
-/// Publishes `payload_len` bytes of JSON on `topic` (`topic_len` bytes of [A-Za-z0-9_.-],
-/// created if new). Every subscription of the topic gets its own delivery; with none the
-/// message is counted unrouted and goes nowhere.
-/// Copies: topic, payload, options and what they point to; no pointer is kept after return.
-/// Out: if `id_out` is not NULL, on BROKK_STATUS_OK it holds the message id, NUL-terminated;
-/// `id_out_cap` is its size in bytes (BROKK_ID_BUFFER_SIZE always suffices). Untouched
-/// otherwise. If the buffer is too small, nothing is published.
-/// Threads: any thread, concurrently, and from inside a handler.
-/// Errors: NULL_ARGUMENT (broker, topic, payload), INVALID_UTF8, INVALID_TOPIC, INVALID_JSON,
-/// INVALID_ID, PAYLOAD_TOO_LARGE, BUFFER_TOO_SMALL, CLOSED (also while a close is waiting).
-#[no_mangle]
-pub unsafe extern "C" fn brokk_broker_publish(
-    broker: *const brokk_broker,
-    topic: *const c_char,
-    topic_len: usize,
-    payload: *const c_char,
-    payload_len: usize,
-    options: *const brokk_publish_options,
-    id_out: *mut c_char,
-    id_out_cap: usize,
-) -> brokk_status {
-    guard(|| {
-        let broker = reference(broker, "broker")?;
-        let topic = text(topic, topic_len, "topic")?;
-        if payload.is_null() {
-            return Err(fail(brokk_status::NullArgument, "payload is NULL"));
-        }
-        let payload = bytes(payload, payload_len, "payload")?;
-        let mut opts = PublishOptions::default();
-        if let Some(o) = options.as_ref() {
-            opts.id = optional_text(o.id, o.id_len, "options.id")?;
-            opts.metadata =
-                optional_text(o.metadata, o.metadata_len, "options.metadata")?.map(str::as_bytes);
-        }
-        if !id_out.is_null() {
-            let needed = opts.id.map_or(crate::broker::GENERATED_ID_LEN, str::len) + 1;
-            if id_out_cap < needed {
-                return Err(fail(
-                    brokk_status::BufferTooSmall,
-                    format!("id_out holds {id_out_cap} bytes; the id needs {needed} (use BROKK_ID_BUFFER_SIZE)"),
-                ));
-            }
-        }
-        let message = broker.inner.publish(topic, payload, &opts)?;
-        if !id_out.is_null() {
-            let id = message.id().as_bytes();
-            std::ptr::copy_nonoverlapping(id.as_ptr(), id_out.cast::<u8>(), id.len());
-            *id_out.add(id.len()) = 0;
-        }
-        Ok(())
-    })
-}
-
 /// Acks a delivery awaiting a manual ack (its handler returned BROKK_VERDICT_LATER, or is still
 /// running): counted processed.
 /// Threads: any thread, including from inside the handler that received the delivery.
 /// Errors: NULL_ARGUMENT, UNKNOWN_DELIVERY (never issued), ALREADY_SETTLED (acked or nacked
 /// before, or auto-acked), CLOSED.
 #[no_mangle]
-pub unsafe extern "C" fn brokk_broker_ack(
-    broker: *const brokk_broker,
-    delivery_id: u64,
-) -> brokk_status {
+pub unsafe extern "C" fn brokk_broker_ack(broker: *const brokk_broker, delivery_id: u64) -> brokk_status {
     guard(|| {
         reference(broker, "broker")?.inner.ack(delivery_id)?;
         Ok(())
@@ -208,8 +176,7 @@ pub unsafe extern "C" fn brokk_broker_nack(
 ) -> brokk_status {
     guard(|| {
         let broker = reference(broker, "broker")?;
-        let reason =
-            optional_text(reason, reason_len, "reason")?.map(|r| Reason::Owned(r.to_owned()));
+        let reason = optional_text(reason, reason_len, "reason")?.map(|r| Reason::Owned(r.to_owned()));
         broker.inner.nack(delivery_id, requeue, reason)?;
         Ok(())
     })
@@ -230,44 +197,61 @@ pub unsafe extern "C" fn brokk_broker_join(
     guard(|| {
         let broker = reference(broker, "broker")?;
         let result = broker.inner.join(timeout(timeout_ms));
-        report_remaining(
-            remaining_out,
-            result.as_ref().err().map_or(0, |e| e.remaining()),
-            &result,
-        );
+        report_remaining(remaining_out, result.as_ref().err().map_or(0, |e| e.remaining()), &result);
         result.map_err(Into::into)
     })
 }
 
+/// What brokk_broker_close did.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct brokk_close_report {
+    /// Deliveries still unfinished when `timeout_ms` ran out (0 when everything finished in
+    /// time, and for a forced close): dropped, or handlers that finish on their own.
+    pub remaining: u64,
+    /// Deliveries a forced close dropped: queued ones and those awaiting an ack. Handlers
+    /// running at that moment finish on their own and are not counted.
+    pub dropped: u64,
+    /// Messages retained by topics without a consumer group, discarded by the close.
+    pub retained_discarded: u64,
+}
+
 /// Closes the broker. Publish and subscribe fail with CLOSED at once; deliveries already
-/// published are still delivered, and acks accepted, for up to `timeout_ms`
-/// (BROKK_WAIT_FOREVER: no limit); then whatever is left is dropped, the workers stop, and
-/// every later call on this broker fails with CLOSED (a second close included) until
-/// brokk_broker_free. Handlers still running when time runs out finish on their own.
-/// With `force`, nothing is waited for: everything outstanding is dropped at once.
-/// Out: if `remaining_out` is not NULL it holds, on BROKK_STATUS_OK, the deliveries a forced
-/// close dropped (queued or awaiting an ack; handlers running at that moment finish and are not
-/// counted; 0 for a close that was not forced), and on BROKK_STATUS_TIMEOUT the deliveries left
-/// unfinished; untouched on other statuses.
+/// published are still delivered, fetched and acked for up to `timeout_ms`
+/// (BROKK_WAIT_FOREVER: no limit); then whatever is left is dropped, retained messages
+/// included, the workers stop, and every later call on this broker fails with CLOSED (a second
+/// close included) until brokk_broker_free. Handlers still running when time runs out finish
+/// on their own. With `force`, nothing is waited for: everything outstanding is dropped at once.
+/// Out: if `report_out` is not NULL, on BROKK_STATUS_OK and BROKK_STATUS_TIMEOUT it holds what
+/// the close did; untouched on other statuses.
 /// Threads: any thread. From inside this broker's own handler or listener only a forced close
 /// is allowed; otherwise WOULD_DEADLOCK and nothing changes.
-/// Errors: NULL_ARGUMENT, TIMEOUT (the broker is closed all the same), WOULD_DEADLOCK, CLOSED.
+/// Errors: NULL_ARGUMENT, TIMEOUT (time ran out; the broker is closed all the same),
+/// WOULD_DEADLOCK, CLOSED.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_broker_close(
     broker: *const brokk_broker,
     timeout_ms: u64,
     force: bool,
-    remaining_out: *mut u64,
+    report_out: *mut brokk_close_report,
 ) -> brokk_status {
     guard(|| {
         let broker = reference(broker, "broker")?;
-        let result = broker.inner.close(timeout(timeout_ms), force);
-        let remaining = match &result {
-            Ok(report) => report.dropped,
-            Err(e) => e.remaining(),
-        };
-        report_remaining(remaining_out, remaining, &result);
-        result.map(|_| ()).map_err(Into::into)
+        let report = broker.inner.close(timeout(timeout_ms), force)?;
+        if let Some(out) = report_out.as_mut() {
+            *out = brokk_close_report {
+                remaining: report.remaining,
+                dropped: report.dropped,
+                retained_discarded: report.retained_discarded,
+            };
+        }
+        if report.remaining > 0 {
+            return Err(fail(
+                brokk_status::Timeout,
+                format!("timed out waiting for close: {} deliveries left; the broker is closed", report.remaining),
+            ));
+        }
+        Ok(())
     })
 }
 

@@ -12,8 +12,7 @@ use crate::listener::Listener;
 use crate::message::Delivery;
 
 /// Called with a message or delivery view, valid only during the call.
-pub type brokk_message_event_cb =
-    Option<unsafe extern "C" fn(user_data: *mut c_void, message: *const brokk_message)>;
+pub type brokk_message_event_cb = Option<unsafe extern "C" fn(user_data: *mut c_void, message: *const brokk_message)>;
 
 /// Called when a delivery fails: `reason` (`reason_len` bytes of UTF-8, not NUL-terminated,
 /// valid during the call) says why; `requeued` says whether it will be delivered again.
@@ -29,14 +28,8 @@ pub type brokk_failed_event_cb = Option<
 
 /// Called when a subscription starts or ends; `topic` (`topic_len` bytes, not NUL-terminated)
 /// is valid during the call.
-pub type brokk_subscription_event_cb = Option<
-    unsafe extern "C" fn(
-        user_data: *mut c_void,
-        topic: *const c_char,
-        topic_len: usize,
-        subscription_id: u64,
-    ),
->;
+pub type brokk_subscription_event_cb =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, topic: *const c_char, topic_len: usize, subscription_id: u64)>;
 
 /// Called when a topic is first named; `topic` is valid during the call.
 pub type brokk_topic_event_cb =
@@ -112,15 +105,7 @@ impl Listener for CListener {
     fn on_failed(&self, d: &Delivery, reason: &str, requeued: bool) {
         if let Some(cb) = self.on_failed {
             let view = brokk_message::new(d);
-            unsafe {
-                cb(
-                    self.user_data.ptr(),
-                    &view,
-                    reason.as_ptr().cast(),
-                    reason.len(),
-                    requeued,
-                )
-            };
+            unsafe { cb(self.user_data.ptr(), &view, reason.as_ptr().cast(), reason.len(), requeued) };
         }
     }
     fn on_subscribe(&self, topic: &str, id: u64) {
@@ -181,14 +166,9 @@ pub unsafe extern "C" fn brokk_broker_add_listener(
 /// Threads: any thread, including from a handler or listener.
 /// Errors: NULL_ARGUMENT, UNKNOWN_LISTENER, CLOSED.
 #[no_mangle]
-pub unsafe extern "C" fn brokk_broker_remove_listener(
-    broker: *const brokk_broker,
-    listener_id: u64,
-) -> brokk_status {
+pub unsafe extern "C" fn brokk_broker_remove_listener(broker: *const brokk_broker, listener_id: u64) -> brokk_status {
     guard(|| {
-        reference(broker, "broker")?
-            .inner
-            .remove_listener(listener_id)?;
+        reference(broker, "broker")?.inner.remove_listener(listener_id)?;
         Ok(())
     })
 }

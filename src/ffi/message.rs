@@ -12,8 +12,9 @@ use crate::message::Delivery;
 /// Longest decimal form of a u64.
 const ID_TEXT_LEN: usize = 20;
 
-/// A read-only view of one delivery (or, in on_publish, of the published message), handed to a
-/// handler or listener. Valid only during that callback: copy what you need before returning.
+/// A read-only view of one delivery (or, in on_publish, of the published message). One handed to
+/// a handler or listener is valid only during that callback: copy what you need before
+/// returning. One from brokk_delivery_message is valid until brokk_delivery_free.
 pub struct brokk_message {
     delivery: *const Delivery,
     /// The delivery id as text, formatted on the stack: no allocation per delivery.
@@ -40,12 +41,7 @@ impl brokk_message {
                 id_text[i] = tmp[id_text_len - 1 - i];
             }
         }
-        brokk_message {
-            delivery,
-            id_text,
-            id_text_len,
-            reason: RefCell::new(None),
-        }
+        brokk_message { delivery, id_text, id_text_len, reason: RefCell::new(None) }
     }
 
     fn delivery(&self) -> &Delivery {
@@ -67,41 +63,31 @@ unsafe fn with<T>(msg: *const brokk_message, default: T, f: impl FnOnce(&brokk_m
 }
 
 /// The topic the message was published on.
-/// Returns: a view valid until the callback that received `msg` returns; empty for NULL.
+/// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_topic(msg: *const brokk_message) -> brokk_str {
-    guard_value(brokk_str::empty(), || {
-        with(msg, brokk_str::empty(), |m| {
-            brokk_str::from_str(m.delivery().topic())
-        })
-    })
+    guard_value(brokk_str::empty(), || with(msg, brokk_str::empty(), |m| brokk_str::from_str(m.delivery().topic())))
 }
 
 /// The JSON payload, byte for byte as published; shared by every delivery of the message.
-/// Returns: a view valid until the callback that received `msg` returns; empty for NULL.
+/// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_payload(msg: *const brokk_message) -> brokk_str {
-    guard_value(brokk_str::empty(), || {
-        with(msg, brokk_str::empty(), |m| {
-            brokk_str::from_bytes(m.delivery().payload())
-        })
-    })
+    guard_value(brokk_str::empty(), || with(msg, brokk_str::empty(), |m| brokk_str::from_bytes(m.delivery().payload())))
 }
 
 /// The metadata JSON object as published, or "{}".
-/// Returns: a view valid until the callback that received `msg` returns; empty for NULL.
+/// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_metadata(msg: *const brokk_message) -> brokk_str {
     guard_value(brokk_str::empty(), || {
-        with(msg, brokk_str::empty(), |m| {
-            brokk_str::from_bytes(m.delivery().metadata())
-        })
+        with(msg, brokk_str::empty(), |m| brokk_str::from_bytes(m.delivery().metadata()))
     })
 }
 
 /// This delivery's own id as decimal text: each subscription's copy of a message has its own
 /// (the number is brokk_message_delivery_id). In on_publish, where there is no delivery yet, the published id.
-/// Returns: a view valid until the callback that received `msg` returns; empty for NULL.
+/// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_id(msg: *const brokk_message) -> brokk_str {
     guard_value(brokk_str::empty(), || {
@@ -117,7 +103,7 @@ pub unsafe extern "C" fn brokk_message_id(msg: *const brokk_message) -> brokk_st
 
 /// The id of the published message this delivery copies: the id brokk_broker_publish returned
 /// (the parent of every copy made by fan-out). Empty in on_publish, where the view is the published message.
-/// Returns: a view valid until the callback that received `msg` returns; empty for NULL.
+/// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_parent_id(msg: *const brokk_message) -> brokk_str {
     guard_value(brokk_str::empty(), || {
@@ -144,6 +130,22 @@ pub unsafe extern "C" fn brokk_message_subscription_id(msg: *const brokk_message
     guard_value(0, || with(msg, 0, |m| m.delivery().subscription()))
 }
 
+/// The message's priority (higher first). 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_priority(msg: *const brokk_message) -> i32 {
+    guard_value(0, || with(msg, 0, |m| m.delivery().priority()))
+}
+
+/// The consumer group this delivery was made for; empty for an ungrouped subscription's
+/// delivery, in on_publish, and for NULL.
+/// Returns: a view valid as long as `msg` (see brokk_message).
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_group(msg: *const brokk_message) -> brokk_str {
+    guard_value(brokk_str::empty(), || {
+        with(msg, brokk_str::empty(), |m| m.delivery().group().map_or(brokk_str::empty(), brokk_str::from_str))
+    })
+}
+
 /// 1 on first delivery, one more for each redelivery. 0 in on_publish and for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_attempt(msg: *const brokk_message) -> u32 {
@@ -153,9 +155,7 @@ pub unsafe extern "C" fn brokk_message_attempt(msg: *const brokk_message) -> u32
 /// When the message was published, in milliseconds since the Unix epoch. 0 for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_timestamp_ms(msg: *const brokk_message) -> u64 {
-    guard_value(0, || {
-        with(msg, 0, |m| m.delivery().message().timestamp_ms())
-    })
+    guard_value(0, || with(msg, 0, |m| m.delivery().message().timestamp_ms()))
 }
 
 /// Records why the handler is failing this delivery, for listeners' on_failed; used when the

@@ -8,9 +8,11 @@
 pub(crate) mod boundary;
 pub mod broker;
 pub mod callbacks;
+pub mod consumer;
 pub mod last_error;
 pub mod listener;
 pub mod message;
+pub mod publish;
 pub mod stats;
 pub mod status;
 pub mod strings;

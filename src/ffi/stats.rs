@@ -52,10 +52,7 @@ pub struct brokk_stats {
 /// Threads: any thread, including from handlers and listeners.
 /// Errors: NULL_ARGUMENT, CLOSED.
 #[no_mangle]
-pub unsafe extern "C" fn brokk_broker_stats(
-    broker: *const brokk_broker,
-    stats_out: *mut brokk_stats,
-) -> brokk_status {
+pub unsafe extern "C" fn brokk_broker_stats(broker: *const brokk_broker, stats_out: *mut brokk_stats) -> brokk_status {
     guard(|| {
         let broker = reference(broker, "broker")?;
         let out = output(stats_out, "stats_out")?;

@@ -36,6 +36,9 @@ pub enum brokk_status {
     WouldDeadlock = 10,
     /// The backend URL names a backend this build does not include.
     UnsupportedBackend = 11,
+    /// A consumer group name was empty, longer than BROKK_TOPIC_MAX_LEN, or used a character
+    /// outside [A-Za-z0-9_.-].
+    InvalidGroup = 12,
     // ---- unknown or stale ids: 100..=199 (also caller mistakes) ----
     /// No subscription has this id.
     UnknownSubscription = 100,
@@ -48,6 +51,9 @@ pub enum brokk_status {
     // ---- transient: 200..=299 (retrying later may succeed) ----
     /// A wait ran out of time; the call reports how much work was left.
     Timeout = 200,
+    /// A bounded store is full: the topic has no consumer group and retains as many messages as
+    /// its retention limit allows (policy BROKK_RETENTION_REJECT). Nothing was published.
+    Full = 201,
     // ---- terminal: 300..=399 (this broker will not recover) ----
     /// The broker is closed.
     Closed = 300,
@@ -77,6 +83,8 @@ impl From<ErrorKind> for brokk_status {
         match kind {
             ErrorKind::InvalidTopic => brokk_status::InvalidTopic,
             ErrorKind::InvalidId => brokk_status::InvalidId,
+            ErrorKind::InvalidGroup => brokk_status::InvalidGroup,
+            ErrorKind::Full => brokk_status::Full,
             ErrorKind::InvalidJson => brokk_status::InvalidJson,
             ErrorKind::PayloadTooLarge => brokk_status::PayloadTooLarge,
             ErrorKind::InvalidArgument => brokk_status::InvalidArgument,
@@ -110,11 +118,13 @@ impl brokk_status {
             9 => BufferTooSmall,
             10 => WouldDeadlock,
             11 => UnsupportedBackend,
+            12 => InvalidGroup,
             100 => UnknownSubscription,
             101 => UnknownDelivery,
             102 => AlreadySettled,
             103 => UnknownListener,
             200 => Timeout,
+            201 => Full,
             300 => Closed,
             900 => Panic,
             _ => return None,
@@ -135,10 +145,10 @@ impl brokk_status {
             InvalidArgument => "invalid argument\0",
             InvalidUrl => "invalid backend URL\0",
             BufferTooSmall => "output buffer too small\0",
-            WouldDeadlock => {
-                "the call would deadlock: made from inside a callback of this broker\0"
-            }
+            WouldDeadlock => "the call would deadlock: made from inside a callback of this broker\0",
             UnsupportedBackend => "backend not supported by this build\0",
+            InvalidGroup => "invalid consumer group name\0",
+            Full => "full: retention limit reached\0",
             UnknownSubscription => "unknown subscription id\0",
             UnknownDelivery => "unknown delivery id\0",
             AlreadySettled => "delivery already acked or nacked\0",
@@ -167,10 +177,7 @@ impl brokk_status {
 #[no_mangle]
 pub extern "C" fn brokk_status_str(status: u32) -> *const c_char {
     super::boundary::guard_value(b"unknown status\0".as_ptr().cast(), || {
-        brokk_status::from_raw(status)
-            .map_or("unknown status\0", brokk_status::describe)
-            .as_ptr()
-            .cast()
+        brokk_status::from_raw(status).map_or("unknown status\0", brokk_status::describe).as_ptr().cast()
     })
 }
 

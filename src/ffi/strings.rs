@@ -19,17 +19,11 @@ pub struct brokk_str {
 
 impl brokk_str {
     pub(crate) fn from_str(s: &str) -> Self {
-        brokk_str {
-            ptr: s.as_ptr().cast(),
-            len: s.len(),
-        }
+        brokk_str { ptr: s.as_ptr().cast(), len: s.len() }
     }
 
     pub(crate) fn from_bytes(b: &[u8]) -> Self {
-        brokk_str {
-            ptr: b.as_ptr().cast(),
-            len: b.len(),
-        }
+        brokk_str { ptr: b.as_ptr().cast(), len: b.len() }
     }
 
     pub(crate) fn empty() -> Self {
@@ -39,44 +33,27 @@ impl brokk_str {
 
 /// A required reference from a pointer.
 pub(crate) unsafe fn reference<'a, T>(ptr: *const T, what: &str) -> Result<&'a T, Failure> {
-    ptr.as_ref()
-        .ok_or_else(|| fail(brokk_status::NullArgument, format!("{what} is NULL")))
+    ptr.as_ref().ok_or_else(|| fail(brokk_status::NullArgument, format!("{what} is NULL")))
 }
 
 /// A required output slot.
 pub(crate) unsafe fn output<'a, T>(ptr: *mut T, what: &str) -> Result<&'a mut T, Failure> {
-    ptr.as_mut()
-        .ok_or_else(|| fail(brokk_status::NullArgument, format!("{what} is NULL")))
+    ptr.as_mut().ok_or_else(|| fail(brokk_status::NullArgument, format!("{what} is NULL")))
 }
 
 /// `len` bytes at `ptr`. NULL is refused unless `len` is 0.
-pub(crate) unsafe fn bytes<'a>(
-    ptr: *const c_char,
-    len: usize,
-    what: &str,
-) -> Result<&'a [u8], Failure> {
+pub(crate) unsafe fn bytes<'a>(ptr: *const c_char, len: usize, what: &str) -> Result<&'a [u8], Failure> {
     if len > isize::MAX as usize {
-        return Err(fail(
-            brokk_status::InvalidArgument,
-            format!("{what} length {len} is impossibly large"),
-        ));
+        return Err(fail(brokk_status::InvalidArgument, format!("{what} length {len} is impossibly large")));
     }
     if ptr.is_null() {
-        return if len == 0 {
-            Ok(&[])
-        } else {
-            Err(fail(brokk_status::NullArgument, format!("{what} is NULL")))
-        };
+        return if len == 0 { Ok(&[]) } else { Err(fail(brokk_status::NullArgument, format!("{what} is NULL"))) };
     }
     Ok(std::slice::from_raw_parts(ptr.cast::<u8>(), len))
 }
 
 /// `len` bytes of UTF-8 at `ptr`.
-pub(crate) unsafe fn text<'a>(
-    ptr: *const c_char,
-    len: usize,
-    what: &str,
-) -> Result<&'a str, Failure> {
+pub(crate) unsafe fn text<'a>(ptr: *const c_char, len: usize, what: &str) -> Result<&'a str, Failure> {
     if ptr.is_null() {
         return Err(fail(brokk_status::NullArgument, format!("{what} is NULL")));
     }
@@ -84,11 +61,7 @@ pub(crate) unsafe fn text<'a>(
 }
 
 /// Optional text: NULL means absent.
-pub(crate) unsafe fn optional_text<'a>(
-    ptr: *const c_char,
-    len: usize,
-    what: &str,
-) -> Result<Option<&'a str>, Failure> {
+pub(crate) unsafe fn optional_text<'a>(ptr: *const c_char, len: usize, what: &str) -> Result<Option<&'a str>, Failure> {
     if ptr.is_null() {
         Ok(None)
     } else {
@@ -97,10 +70,7 @@ pub(crate) unsafe fn optional_text<'a>(
 }
 
 /// A NUL-terminated UTF-8 string; NULL means absent.
-pub(crate) unsafe fn optional_c_text<'a>(
-    ptr: *const c_char,
-    what: &str,
-) -> Result<Option<&'a str>, Failure> {
+pub(crate) unsafe fn optional_c_text<'a>(ptr: *const c_char, what: &str) -> Result<Option<&'a str>, Failure> {
     if ptr.is_null() {
         return Ok(None);
     }
@@ -108,10 +78,5 @@ pub(crate) unsafe fn optional_c_text<'a>(
 }
 
 pub(crate) fn utf8<'a>(b: &'a [u8], what: &str) -> Result<&'a str, Failure> {
-    std::str::from_utf8(b).map_err(|e| {
-        fail(
-            brokk_status::InvalidUtf8,
-            format!("{what} is not valid UTF-8: {e}"),
-        )
-    })
+    std::str::from_utf8(b).map_err(|e| fail(brokk_status::InvalidUtf8, format!("{what} is not valid UTF-8: {e}")))
 }

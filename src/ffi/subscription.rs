@@ -7,7 +7,7 @@ use super::broker::brokk_broker;
 use super::callbacks::{brokk_free_cb, UserData};
 use super::message::brokk_message;
 use super::status::brokk_status;
-use super::strings::{output, reference, text};
+use super::strings::{optional_text, output, reference, text};
 use crate::broker::SubscribeOptions;
 use crate::handler::{Handler, Reason, Verdict};
 use crate::message::Delivery;
@@ -36,14 +36,13 @@ pub const BROKK_VERDICT_LATER: brokk_verdict = brokk_verdict(3);
 /// handler runs on one thread at a time, in delivery order; above 1, concurrently.
 /// It must not unwind (C++ exceptions, longjmp) into brokk. Return quickly: a worker is busy
 /// until it does.
-pub type brokk_handler_cb = Option<
-    unsafe extern "C" fn(user_data: *mut c_void, message: *const brokk_message) -> brokk_verdict,
->;
+pub type brokk_handler_cb =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, message: *const brokk_message) -> brokk_verdict>;
 
 /// Options of brokk_broker_subscribe. Zero-initialise, then set what you need: all zero means
-/// auto-ack and concurrency 1.
+/// auto-ack, concurrency 1 and no group.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct brokk_subscription_options {
     /// false: the verdict settles the delivery. true: BROKK_VERDICT_LATER leaves it awaiting
     /// brokk_broker_ack / brokk_broker_nack.
@@ -51,6 +50,18 @@ pub struct brokk_subscription_options {
     /// Handler invocations that may run at once, 1..=BROKK_MAX_CONCURRENCY; 0 means 1.
     /// 1 keeps delivery strictly in order.
     pub concurrency: u32,
+    /// A consumer group to join (`group_len` bytes of [A-Za-z0-9_.-]): its members,
+    /// subscriptions and fetchers alike, compete for its messages, each message going to one
+    /// of them. NULL: no group; the subscription gets its own copy of every message.
+    pub group: *const c_char,
+    /// Length of `group` in bytes.
+    pub group_len: usize,
+}
+
+impl Default for brokk_subscription_options {
+    fn default() -> Self {
+        brokk_subscription_options { manual_ack: false, concurrency: 0, group: std::ptr::null(), group_len: 0 }
+    }
 }
 
 /// The trampoline from the core's `Handler` to a C callback.
@@ -68,9 +79,9 @@ impl Handler for CHandler {
             BROKK_VERDICT_NACK => Verdict::Nack(view.take_reason()),
             BROKK_VERDICT_REQUEUE => Verdict::Requeue(view.take_reason()),
             BROKK_VERDICT_LATER => Verdict::Later,
-            brokk_verdict(other) => Verdict::Nack(Some(Reason::Owned(format!(
-                "handler returned unknown verdict {other}"
-            )))),
+            brokk_verdict(other) => {
+                Verdict::Nack(Some(Reason::Owned(format!("handler returned unknown verdict {other}"))))
+            }
         }
     }
 }
@@ -101,19 +112,16 @@ pub unsafe extern "C" fn brokk_broker_subscribe(
     guard(|| {
         let broker = reference(broker, "broker")?;
         let topic = text(topic, topic_len, "topic")?;
-        let callback =
-            handler.ok_or_else(|| fail(brokk_status::NullArgument, "handler is NULL"))?;
+        let callback = handler.ok_or_else(|| fail(brokk_status::NullArgument, "handler is NULL"))?;
         let out = output(subscription_id_out, "subscription_id_out")?;
         let opts = options.as_ref().copied().unwrap_or_default();
         let opts = SubscribeOptions {
             manual_ack: opts.manual_ack,
             concurrency: opts.concurrency as usize,
+            group: optional_text(opts.group, opts.group_len, "options.group")?,
         };
         // Built last: on any earlier failure the host keeps its user_data.
-        let handler = CHandler {
-            callback,
-            user_data: UserData::new(user_data, free_user_data),
-        };
+        let handler = CHandler { callback, user_data: UserData::new(user_data, free_user_data) };
         match broker.inner.try_subscribe(topic, handler, &opts) {
             Ok(id) => {
                 *out = id;
@@ -134,10 +142,7 @@ pub unsafe extern "C" fn brokk_broker_subscribe(
 /// Threads: any thread, including from that subscription's own handler.
 /// Errors: NULL_ARGUMENT, UNKNOWN_SUBSCRIPTION, CLOSED.
 #[no_mangle]
-pub unsafe extern "C" fn brokk_broker_unsubscribe(
-    broker: *const brokk_broker,
-    subscription_id: u64,
-) -> brokk_status {
+pub unsafe extern "C" fn brokk_broker_unsubscribe(broker: *const brokk_broker, subscription_id: u64) -> brokk_status {
     guard(|| {
         let broker = reference(broker, "broker")?;
         broker.inner.unsubscribe(subscription_id)?;

@@ -1,7 +1,9 @@
-//! The in-process store: a mutex-guarded ring buffer per subscription. Pushes and batched pops
-//! take the lock briefly and never allocate once the ring has grown to the working size.
+//! The in-process store: per group, one ring buffer per priority level in an ordered map. With
+//! the usual handful of levels, a push or pop is a map lookup plus a ring operation, and rings
+//! stop allocating once they reach their working size.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, VecDeque};
 
 use parking_lot::Mutex;
 
@@ -11,35 +13,84 @@ use crate::message::Delivery;
 pub(crate) struct MemoryStore;
 
 impl Store for MemoryStore {
-    fn open_queue(&self, _topic: &str, _subscription: u64) -> Box<dyn DeliveryQueue> {
-        Box::new(MemoryQueue {
-            ring: Mutex::new(VecDeque::new()),
-        })
+    fn open_queue(&self, _topic: &str, _group: Option<&str>) -> Box<dyn DeliveryQueue> {
+        Box::new(MemoryQueue { levels: Mutex::new(Levels::default()) })
     }
+}
+
+#[derive(Default)]
+struct Levels {
+    /// Highest priority first.
+    rings: BTreeMap<Reverse<i32>, VecDeque<Delivery>>,
+    len: usize,
 }
 
 struct MemoryQueue {
-    ring: Mutex<VecDeque<Delivery>>,
+    levels: Mutex<Levels>,
 }
 
 impl DeliveryQueue for MemoryQueue {
-    fn push_len(&self, delivery: Delivery) -> usize {
-        let mut ring = self.ring.lock();
-        ring.push_back(delivery);
-        ring.len()
+    fn push(&self, deliveries: &mut dyn Iterator<Item = Delivery>) -> usize {
+        let mut l = self.levels.lock();
+        for d in deliveries {
+            l.rings.entry(Reverse(d.priority())).or_default().push_back(d);
+            l.len += 1;
+        }
+        l.len
     }
 
     fn pop_batch(&self, max: usize, out: &mut Vec<Delivery>) {
-        let mut ring = self.ring.lock();
-        let n = max.min(ring.len());
-        out.extend(ring.drain(..n));
+        let mut l = self.levels.lock();
+        let mut taken = 0;
+        while taken < max {
+            let Some(mut level) = l.rings.first_entry() else { break };
+            let ring = level.get_mut();
+            let n = (max - taken).min(ring.len());
+            out.extend(ring.drain(..n));
+            taken += n;
+            // Empty levels go, so the first entry is always the highest waiting priority.
+            if ring.is_empty() {
+                level.remove();
+            }
+        }
+        l.len -= taken;
     }
 
     fn len(&self) -> usize {
-        self.ring.lock().len()
+        self.levels.lock().len
     }
 
     fn drain(&self) -> Vec<Delivery> {
-        std::mem::take(&mut *self.ring.lock()).into()
+        let mut l = self.levels.lock();
+        l.len = 0;
+        std::mem::take(&mut l.rings).into_values().flatten().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::message::Message;
+
+    fn d(priority: i32, n: u64) -> Delivery {
+        let m = Arc::new(Message::new(Arc::from("t"), "id", b"1", None, priority));
+        Delivery { message: m, id: n, subscription: 0, attempt: 1, group: None }
+    }
+
+    #[test]
+    fn highest_priority_first_fifo_within() {
+        let q = MemoryStore.open_queue("t", None);
+        let items = [(0, 1), (5, 2), (0, 3), (-3, 4), (5, 5), (9, 6)];
+        assert_eq!(q.push(&mut items.iter().map(|&(p, n)| d(p, n))), 6);
+        let mut out = Vec::new();
+        q.pop_batch(4, &mut out);
+        assert_eq!(out.iter().map(|d| d.id).collect::<Vec<_>>(), vec![6, 2, 5, 1]);
+        assert_eq!(q.len(), 2);
+        out.clear();
+        q.pop_batch(10, &mut out);
+        assert_eq!(out.iter().map(|d| d.id).collect::<Vec<_>>(), vec![3, 4]);
+        assert_eq!(q.len(), 0);
     }
 }

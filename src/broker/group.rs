@@ -1,0 +1,147 @@
+//! A consumer group: one queue and the members that compete for it. Push members are
+//! subscriptions (run by the worker pool); pull consumers take from the same queue with fetch.
+//! An ungrouped subscription has an anonymous group of its own, which is how fan-out and
+//! competition are one mechanism: each group gets its own copy of every message.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use super::subscription::Subscription;
+use crate::message::Delivery;
+use crate::stats::TopicCounters;
+use crate::store::DeliveryQueue;
+
+pub(crate) struct Group {
+    /// None for the anonymous group of one ungrouped subscription.
+    pub name: Option<Arc<str>>,
+    pub topic: Arc<str>,
+    pub counters: Arc<TopicCounters>,
+    pub queue: Box<dyn DeliveryQueue>,
+    /// Copy-on-write list of push members.
+    members: RwLock<Arc<[Arc<Subscription>]>>,
+    /// Where the next search for a member with spare capacity starts (round robin).
+    next_member: AtomicUsize,
+    /// Pull consumers blocked in fetch, and where they wait.
+    waiters: AtomicUsize,
+    wait_lock: Mutex<()>,
+    wait_cv: Condvar,
+    active: AtomicBool,
+}
+
+impl Group {
+    pub(crate) fn new(
+        name: Option<Arc<str>>,
+        topic: Arc<str>,
+        counters: Arc<TopicCounters>,
+        queue: Box<dyn DeliveryQueue>,
+    ) -> Self {
+        Group {
+            name,
+            topic,
+            counters,
+            queue,
+            members: RwLock::new(Arc::from(Vec::new())),
+            next_member: AtomicUsize::new(0),
+            waiters: AtomicUsize::new(0),
+            wait_lock: Mutex::new(()),
+            wait_cv: Condvar::new(),
+            active: AtomicBool::new(true),
+        }
+    }
+
+    pub(crate) fn is_active(&self) -> bool {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// Stops the group: no more deliveries; fetchers blocked on it wake up.
+    pub(crate) fn deactivate(&self) {
+        self.active.store(false, Ordering::SeqCst);
+        self.wake_all_fetchers();
+    }
+
+    pub(crate) fn add_member(&self, sub: Arc<Subscription>) {
+        let mut list = self.members.write();
+        let mut next: Vec<_> = list.iter().cloned().collect();
+        next.push(sub);
+        *list = next.into();
+    }
+
+    /// Removes a member; returns how many remain.
+    pub(crate) fn remove_member(&self, id: u64) -> usize {
+        let mut list = self.members.write();
+        let next: Vec<_> = list.iter().filter(|s| s.id != id).cloned().collect();
+        let remaining = next.len();
+        *list = next.into();
+        remaining
+    }
+
+    /// Forgets every member, for teardown (members refer back to their group).
+    pub(crate) fn clear_members(&self) -> Arc<[Arc<Subscription>]> {
+        std::mem::replace(&mut *self.members.write(), Arc::from(Vec::new()))
+    }
+
+    /// Whether deliveries should be taken one at a time: when several consumers compete, a
+    /// batch taken by one would be withheld from the others.
+    pub(crate) fn contended(&self) -> bool {
+        self.members.read().len() > 1 || self.waiters.load(Ordering::SeqCst) > 0
+    }
+
+    /// Finds a push member with spare capacity for `queued` waiting deliveries and claims a
+    /// worker slot on it; the caller submits it to the pool.
+    pub(crate) fn claim_member(&self, queued: usize) -> Option<Arc<Subscription>> {
+        let members = self.members.read();
+        let n = members.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.next_member.fetch_add(1, Ordering::Relaxed);
+        (0..n).map(|i| &members[(start + i) % n]).find(|m| m.try_claim(queued)).cloned()
+    }
+
+    /// Wakes one blocked fetcher, if any.
+    pub(crate) fn wake_fetcher(&self) {
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            let _g = self.wait_lock.lock();
+            self.wait_cv.notify_one();
+        }
+    }
+
+    pub(crate) fn wake_all_fetchers(&self) {
+        let _g = self.wait_lock.lock();
+        self.wait_cv.notify_all();
+    }
+
+    /// Takes the next delivery, waiting until `deadline` (None: no limit) while the queue is
+    /// empty, the group active and `open()` true.
+    pub(crate) fn take(&self, deadline: Option<Instant>, open: impl Fn() -> bool) -> Option<Delivery> {
+        let mut out = Vec::with_capacity(1);
+        loop {
+            if !self.is_active() || !open() {
+                return None;
+            }
+            self.queue.pop_batch(1, &mut out);
+            if let Some(d) = out.pop() {
+                return Some(d);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return None;
+            }
+            let mut guard = self.wait_lock.lock();
+            self.waiters.fetch_add(1, Ordering::SeqCst);
+            // Re-check under the lock: a push after our pop and before this point has either
+            // seen waiters > 0 (and will notify after we wait) or is visible here.
+            if self.queue.len() == 0 && self.is_active() && open() {
+                match deadline {
+                    Some(d) => {
+                        self.wait_cv.wait_until(&mut guard, d);
+                    }
+                    None => self.wait_cv.wait(&mut guard),
+                }
+            }
+            self.waiters.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}

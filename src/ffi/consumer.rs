@@ -1,0 +1,140 @@
+//! Pull consumption from C: fetch, the owned delivery it returns, count and purge.
+
+use std::ffi::c_char;
+
+use super::boundary::{fail, guard, guard_value, Failure};
+use super::broker::{brokk_broker, timeout};
+use super::message::brokk_message;
+use super::status::brokk_status;
+use super::strings::{brokk_str, optional_text, output, reference, text};
+use crate::message::Delivery;
+
+/// A delivery taken with brokk_broker_fetch, owned by the caller until brokk_delivery_free.
+/// Freeing it does not settle it: ack or nack it by brokk_message_delivery_id.
+pub struct brokk_delivery {
+    /// Boxed so that `view`, which points at it, stays valid when the handle moves; read only
+    /// through `view`.
+    #[allow(dead_code)]
+    delivery: Box<Delivery>,
+    view: brokk_message,
+}
+
+/// Takes the next delivery of consumer group `group` (`group_len` bytes; NULL means the group
+/// named "default", which every fetch without a group shares) on `topic`: highest priority
+/// first, FIFO within a priority. Creates the topic and the group if new; a topic's first named
+/// group takes over the messages it retained. Members of a group (fetchers and subscriptions
+/// alike) compete: each delivery goes to one of them. Waits up to `timeout_ms` for one (0: not
+/// at all; BROKK_WAIT_FOREVER: no limit).
+/// Copies: topic and group; no pointer is kept after return.
+/// Out: on BROKK_STATUS_OK, `*delivery_out` holds a delivery the caller owns and must release
+/// with brokk_delivery_free, or NULL if none came in time; untouched on failure. The delivery
+/// awaits brokk_broker_ack or brokk_broker_nack, like a manual-ack handler's.
+/// Threads: any thread, concurrently. While the broker is closing it still serves what is
+/// queued; once closed, a blocked fetch returns CLOSED.
+/// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC, INVALID_GROUP, CLOSED.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_broker_fetch(
+    broker: *const brokk_broker,
+    topic: *const c_char,
+    topic_len: usize,
+    group: *const c_char,
+    group_len: usize,
+    timeout_ms: u64,
+    delivery_out: *mut *mut brokk_delivery,
+) -> brokk_status {
+    guard(|| {
+        let broker = reference(broker, "broker")?;
+        let topic = text(topic, topic_len, "topic")?;
+        let group = optional_text(group, group_len, "group")?;
+        let out = output(delivery_out, "delivery_out")?;
+        *out = match broker.inner.fetch(topic, group, timeout(timeout_ms))? {
+            None => std::ptr::null_mut(),
+            Some(d) => {
+                let delivery = Box::new(d);
+                let view = brokk_message::new(&delivery);
+                Box::into_raw(Box::new(brokk_delivery { delivery, view }))
+            }
+        };
+        Ok(())
+    })
+}
+
+/// The message view of a fetched delivery, for the brokk_message_* accessors.
+/// Returns: a view valid until brokk_delivery_free(delivery); NULL for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_delivery_message(delivery: *const brokk_delivery) -> *const brokk_message {
+    guard_value(std::ptr::null(), || delivery.as_ref().map_or(std::ptr::null(), |d| &d.view as *const brokk_message))
+}
+
+/// Releases a fetched delivery handle. It does not ack or nack: a delivery freed unsettled
+/// stays in flight until acked or nacked by id, or the broker closes.
+/// Takes: `delivery`, which must not be used afterwards. NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_delivery_free(delivery: *mut brokk_delivery) {
+    guard_value((), || {
+        if !delivery.is_null() {
+            drop(Box::from_raw(delivery));
+        }
+    })
+}
+
+/// The topic names in `topics[0..count]`, or None (all topics) when `topics` is NULL.
+unsafe fn topic_list<'a>(topics: *const brokk_str, count: usize) -> Result<Option<Vec<&'a str>>, Failure> {
+    if topics.is_null() {
+        return if count == 0 { Ok(None) } else { Err(fail(brokk_status::NullArgument, "topics is NULL")) };
+    }
+    let items = std::slice::from_raw_parts(topics, count);
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, t)| text(t.ptr, t.len, &format!("topics[{i}]")))
+        .collect::<Result<_, _>>()
+        .map(Some)
+}
+
+/// Counts messages waiting on the `topic_count` topics in `topics` (each a name view), or on
+/// every topic when `topics` is NULL: retained ones plus deliveries queued in consumer groups
+/// (one per group); deliveries in flight are not counted. Unknown topics count 0.
+/// Copies: nothing is kept after return.
+/// Out: on BROKK_STATUS_OK, `*count_out`; untouched otherwise.
+/// Threads: any thread.
+/// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC, CLOSED.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_broker_count(
+    broker: *const brokk_broker,
+    topics: *const brokk_str,
+    topic_count: usize,
+    count_out: *mut u64,
+) -> brokk_status {
+    guard(|| {
+        let broker = reference(broker, "broker")?;
+        let out = output(count_out, "count_out")?;
+        let names = topic_list(topics, topic_count)?;
+        *out = broker.inner.count(names.as_deref())?;
+        Ok(())
+    })
+}
+
+/// Discards what brokk_broker_count counts on the same topics (all when `topics` is NULL):
+/// retained messages and queued deliveries. Deliveries in flight are untouched.
+/// Copies: nothing is kept after return.
+/// Out: if `purged_out` is not NULL, on BROKK_STATUS_OK it holds how many were discarded.
+/// Threads: any thread.
+/// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC, CLOSED.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_broker_purge(
+    broker: *const brokk_broker,
+    topics: *const brokk_str,
+    topic_count: usize,
+    purged_out: *mut u64,
+) -> brokk_status {
+    guard(|| {
+        let broker = reference(broker, "broker")?;
+        let names = topic_list(topics, topic_count)?;
+        let n = broker.inner.purge(names.as_deref())?;
+        if let Some(out) = purged_out.as_mut() {
+            *out = n;
+        }
+        Ok(())
+    })
+}
