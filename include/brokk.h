@@ -39,6 +39,9 @@
 // Default number of messages a topic keeps while it has no consumer group.
 #define DEFAULT_RETENTION_LIMIT 100000
 
+// Default number of deliveries one consumer group's queue holds before backpressure applies.
+#define DEFAULT_QUEUE_CAPACITY 100000
+
 // Longest message id, in bytes.
 #define BROKK_ID_MAX_LEN 128
 
@@ -56,6 +59,9 @@
 
 // Default number of messages a topic retains while it has no consumer group.
 #define BROKK_DEFAULT_RETENTION_LIMIT 100000
+
+// Default number of deliveries a consumer group's queue holds before backpressure applies.
+#define BROKK_DEFAULT_QUEUE_CAPACITY 100000
 
 // A timeout_ms that means "wait without limit".
 #define BROKK_WAIT_FOREVER UINT64_MAX
@@ -180,6 +186,10 @@ typedef struct brokk_message brokk_message;
 // them. A plain integer, checked: unknown values get BROKK_STATUS_INVALID_ARGUMENT.
 typedef uint32_t brokk_retention_policy;
 
+// What publish does when a consumer group's queue holds queue_capacity deliveries. A plain
+// integer, checked: unknown values get BROKK_STATUS_INVALID_ARGUMENT.
+typedef uint32_t brokk_backpressure;
+
 // Options of brokk_broker_new. Zero-initialise, then set what you need: zero means default.
 typedef struct brokk_broker_options {
     // Worker threads that run handlers; 0 means one per CPU, at least 2; at most 1024.
@@ -195,6 +205,15 @@ typedef struct brokk_broker_options {
     uint64_t retention_limit;
     // What happens past the limit: one of the BROKK_RETENTION_* values; 0 (REJECT) by default.
     brokk_retention_policy retention_policy;
+    // Deliveries one consumer group's queue may hold before backpressure applies; 0 means
+    // BROKK_DEFAULT_QUEUE_CAPACITY. A soft bound: publishers admitted at the same moment may
+    // each add their messages.
+    uint64_t queue_capacity;
+    // What publish does when a group's queue is full: one of the BROKK_BACKPRESSURE_* values;
+    // 0 (BLOCK) by default.
+    brokk_backpressure backpressure;
+    // Longest wait of a publish under BROKK_BACKPRESSURE_BLOCK, in milliseconds; 0 means 5000.
+    uint64_t publish_timeout_ms;
 } brokk_broker_options;
 
 // What brokk_broker_close did.
@@ -208,6 +227,26 @@ typedef struct brokk_close_report {
     // Messages retained by topics without a consumer group, discarded by the close.
     uint64_t retained_discarded;
 } brokk_close_report;
+
+// Options of brokk_broker_fetch. Zero-initialise, then set what you need; NULL options mean
+// all zero: the "default" group, no ack deadline, no attempt limit, no dead-letter topic.
+typedef struct brokk_fetch_options {
+    // The consumer group to take from (`group_len` bytes of [A-Za-z0-9_.-]); NULL means the
+    // group named "default", which every fetch without a group shares.
+    const char *group;
+    // Length of `group` in bytes.
+    size_t group_len;
+    // Milliseconds the fetched delivery may stay unsettled; past it, it is taken back and
+    // redelivered (attempt + 1) to the group. 0: no deadline.
+    uint64_t ack_deadline_ms;
+    // Attempts before the delivery is given up instead of requeued; 0: no limit.
+    uint32_t max_attempts;
+    // Topic (`dead_letter_topic_len` bytes) where it is published if given up or nacked;
+    // NULL: dropped, counted failed.
+    const char *dead_letter_topic;
+    // Length of `dead_letter_topic` in bytes.
+    size_t dead_letter_topic_len;
+} brokk_fetch_options;
 
 // A borrowed view of UTF-8 text (or JSON) owned by brokk; not NUL-terminated. Each function that
 // returns one says how long it stays valid.
@@ -312,7 +351,8 @@ typedef struct brokk_stats {
     uint64_t dispatched;
     // Deliveries acked (counter).
     uint64_t processed;
-    // Deliveries nacked without requeue, handler panics included (counter).
+    // Deliveries given up: nacked without requeue, past their attempt limit, or whose handler
+    // panicked (counter).
     uint64_t failed;
     // Deliveries nacked with requeue (counter).
     uint64_t requeued;
@@ -322,6 +362,21 @@ typedef struct brokk_stats {
     uint64_t queued;
     // Deliveries in a handler or awaiting a manual ack (gauge).
     uint64_t in_flight;
+    // Messages kept by topics that have no consumer group (gauge).
+    uint64_t retained;
+    // Retained messages discarded by the retention policy, purge or close (counter).
+    uint64_t retained_dropped;
+    // Deliveries waiting out a requeue delay (gauge).
+    uint64_t delayed;
+    // Ack deadlines that passed, each redelivering or giving up a delivery (counter).
+    uint64_t expired;
+    // Deliveries given up and published to a dead-letter topic (counter; also in failed).
+    uint64_t dead_lettered;
+    // Deliveries not made because their group's queue was full (BROKK_BACKPRESSURE_DROP;
+    // counter).
+    uint64_t full_dropped;
+    // Consumer groups, each ungrouped subscription's own included (gauge).
+    uint64_t groups;
     // Topics known to the broker (gauge).
     uint64_t topics;
     // Live subscriptions (gauge).
@@ -366,7 +421,29 @@ typedef struct brokk_subscription_options {
     const char *group;
     // Length of `group` in bytes.
     size_t group_len;
+    // Milliseconds a delivery may stay unsettled after it is handed to the handler; past it,
+    // it is taken back and redelivered (attempt + 1) even if the handler still runs, and
+    // listeners hear a failure with the deadline as reason. 0: no deadline.
+    uint64_t ack_deadline_ms;
+    // Attempts before a delivery is given up instead of requeued; 0: no limit.
+    uint32_t max_attempts;
+    // Topic (`dead_letter_topic_len` bytes) where given-up and nacked deliveries are published,
+    // with a "dead_letter" object (topic, group, message_id, attempts, reason) added to their
+    // metadata. NULL: they are dropped, counted failed.
+    const char *dead_letter_topic;
+    // Length of `dead_letter_topic` in bytes.
+    size_t dead_letter_topic_len;
 } brokk_subscription_options;
+
+// Wait for room up to publish_timeout_ms, then fail with BROKK_STATUS_FULL. Publishing from a
+// handler into its own full group waits out the timeout: its worker cannot drain meanwhile.
+#define BROKK_BACKPRESSURE_BLOCK 0
+
+// Fail at once with BROKK_STATUS_FULL; nothing is published.
+#define BROKK_BACKPRESSURE_FAIL 1
+
+// Publish anyway; the full group does not get the message (counted full_dropped).
+#define BROKK_BACKPRESSURE_DROP 2
 
 // Publish fails with BROKK_STATUS_FULL and nothing is kept: no message is lost silently.
 #define BROKK_RETENTION_REJECT 0
@@ -387,7 +464,9 @@ typedef struct brokk_subscription_options {
 // Failed: the delivery is dropped and counted failed.
 #define BROKK_VERDICT_NACK 1
 
-// Failed for now: the delivery is queued again at the back, with attempt + 1.
+// Failed for now: the delivery is queued again behind others of its priority, with attempt
+// + 1 (after brokk_message_set_requeue_delay's delay, if set), unless the subscription's
+// max_attempts is reached: then it is given up (dead-lettered, if a topic is set).
 #define BROKK_VERDICT_REQUEUE 2
 
 // Not decided yet: on a manual-ack subscription the delivery awaits brokk_broker_ack or
@@ -429,15 +508,18 @@ void brokk_broker_free(struct brokk_broker *broker);
 // before, or auto-acked), CLOSED.
 brokk_status brokk_broker_ack(const struct brokk_broker *broker, uint64_t delivery_id);
 
-// Nacks a delivery awaiting a manual ack: with `requeue` it is queued again with attempt + 1
-// (dropped if its subscription is gone), otherwise dropped and counted failed. `reason`
-// (`reason_len` bytes of UTF-8, may be NULL) is passed to listeners' on_failed.
+// Nacks a delivery awaiting an ack. With `requeue` it is queued again with attempt + 1, no
+// earlier than `requeue_delay_ms` from now (0: at once), unless its attempt limit is reached
+// (then it is given up) or its group is gone (then dropped). Without, it is given up: counted
+// failed, and published to its dead-letter topic if one is set. `reason` (`reason_len` bytes
+// of UTF-8, may be NULL) is passed to listeners' on_failed.
 // Copies: reason.
 // Threads: any thread, including from inside the handler that received the delivery.
 // Errors: NULL_ARGUMENT, INVALID_UTF8, UNKNOWN_DELIVERY, ALREADY_SETTLED, CLOSED.
 brokk_status brokk_broker_nack(const struct brokk_broker *broker,
                                uint64_t delivery_id,
                                bool requeue,
+                               uint64_t requeue_delay_ms,
                                const char *reason,
                                size_t reason_len);
 
@@ -468,24 +550,23 @@ brokk_status brokk_broker_close(const struct brokk_broker *broker,
                                 bool force,
                                 struct brokk_close_report *report_out);
 
-// Takes the next delivery of consumer group `group` (`group_len` bytes; NULL means the group
-// named "default", which every fetch without a group shares) on `topic`: highest priority
-// first, FIFO within a priority. Creates the topic and the group if new; a topic's first named
+// Takes the next delivery of a consumer group (see brokk_fetch_options) on `topic`: highest
+// priority first, FIFO within a priority. Creates the topic and the group if new; a topic's first named
 // group takes over the messages it retained. Members of a group (fetchers and subscriptions
 // alike) compete: each delivery goes to one of them. Waits up to `timeout_ms` for one (0: not
 // at all; BROKK_WAIT_FOREVER: no limit).
-// Copies: topic and group; no pointer is kept after return.
+// Copies: topic and options; no pointer is kept after return.
 // Out: on BROKK_STATUS_OK, `*delivery_out` holds a delivery the caller owns and must release
 // with brokk_delivery_free, or NULL if none came in time; untouched on failure. The delivery
 // awaits brokk_broker_ack or brokk_broker_nack, like a manual-ack handler's.
 // Threads: any thread, concurrently. While the broker is closing it still serves what is
 // queued; once closed, a blocked fetch returns CLOSED.
-// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC, INVALID_GROUP, CLOSED.
+// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC, INVALID_GROUP, INVALID_ARGUMENT,
+// CLOSED.
 brokk_status brokk_broker_fetch(const struct brokk_broker *broker,
                                 const char *topic,
                                 size_t topic_len,
-                                const char *group,
-                                size_t group_len,
+                                const struct brokk_fetch_options *options,
                                 uint64_t timeout_ms,
                                 struct brokk_delivery **delivery_out);
 
@@ -595,6 +676,12 @@ uint64_t brokk_message_timestamp_ms(const struct brokk_message *msg);
 brokk_status brokk_message_set_failure_reason(const struct brokk_message *msg,
                                               const char *reason,
                                               size_t reason_len);
+
+// Delays the requeue that the handler is about to ask for: when it then returns
+// BROKK_VERDICT_REQUEUE, the delivery is delivered again no earlier than `delay_ms` from now
+// (backoff). Call it only from the handler that received `msg`.
+// Errors: NULL_ARGUMENT.
+brokk_status brokk_message_set_requeue_delay(const struct brokk_message *msg, uint64_t delay_ms);
 
 // Publishes `payload_len` bytes of JSON on `topic` (`topic_len` bytes of [A-Za-z0-9_.-],
 // created if new). Every consumer group of the topic gets its own delivery (an ungrouped

@@ -12,6 +12,22 @@ pub const DEFAULT_LISTENER_QUEUE: usize = 65_536;
 pub const MAX_WORKERS: usize = 1024;
 /// Default number of messages a topic keeps while it has no consumer group.
 pub const DEFAULT_RETENTION_LIMIT: usize = 100_000;
+/// Default number of deliveries one consumer group's queue holds before backpressure applies.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 100_000;
+/// Default longest wait of a publish blocked by a full queue (`Backpressure::Block`).
+pub const DEFAULT_PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What publish does when a consumer group's queue already holds `queue_capacity` deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backpressure {
+    /// Wait for room up to `publish_timeout`, then fail with `ErrorKind::Full`.
+    #[default]
+    Block,
+    /// Fail at once with `ErrorKind::Full`; nothing is published.
+    Fail,
+    /// Publish anyway, but the full group does not get this message (counted `full_dropped`).
+    Drop,
+}
 
 /// What a topic does with messages published while it has no consumer group, once it already
 /// retains `retention_limit` of them.
@@ -49,6 +65,11 @@ pub struct BrokerConfig {
     /// Messages a topic keeps while it has no consumer group; 0 means the default.
     pub retention_limit: usize,
     pub retention_policy: RetentionPolicy,
+    /// Deliveries one consumer group's queue may hold; 0 means the default.
+    pub queue_capacity: usize,
+    pub backpressure: Backpressure,
+    /// Longest wait of a publish blocked by a full queue; None means the default.
+    pub publish_timeout: Option<std::time::Duration>,
 }
 
 impl Default for BrokerConfig {
@@ -60,6 +81,9 @@ impl Default for BrokerConfig {
             listener_queue_capacity: 0,
             retention_limit: 0,
             retention_policy: RetentionPolicy::Reject,
+            queue_capacity: 0,
+            backpressure: Backpressure::Block,
+            publish_timeout: None,
         }
     }
 }
@@ -95,6 +119,13 @@ impl BrokerConfig {
     pub(crate) fn resolved_retention_limit(&self) -> usize {
         match self.retention_limit {
             0 => DEFAULT_RETENTION_LIMIT,
+            n => n,
+        }
+    }
+
+    pub(crate) fn resolved_queue_capacity(&self) -> usize {
+        match self.queue_capacity {
+            0 => DEFAULT_QUEUE_CAPACITY,
             n => n,
         }
     }

@@ -14,9 +14,11 @@ pub enum Verdict {
     Ack,
     /// Failed: the delivery is dropped and counted failed.
     Nack(Option<Reason>),
-    /// Failed for now: the delivery goes back to the end of its subscription's queue with
-    /// attempt + 1.
+    /// Failed for now: the delivery goes back to its group's queue (behind others of its
+    /// priority) with attempt + 1, unless its subscription's attempt limit is reached.
     Requeue(Option<Reason>),
+    /// Like `Requeue`, but delivered again no earlier than the given delay (backoff).
+    RequeueAfter(std::time::Duration, Option<Reason>),
     /// The handler (or anyone holding the id) will call `ack` or `nack` later. On an auto-ack
     /// subscription this means `Ack`.
     Later,

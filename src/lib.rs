@@ -24,10 +24,11 @@ mod stats;
 mod store;
 
 pub use broker::{
-    BatchMessage, Broker, CloseReport, PublishOptions, SubscribeOptions, WeakBroker, DEFAULT_GROUP, MAX_CONCURRENCY,
+    BatchMessage, Broker, CloseReport, FetchOptions, PublishOptions, SubscribeOptions, WeakBroker, DEFAULT_GROUP,
+    MAX_CONCURRENCY,
 };
 pub use config::{
-    parse_url, Backend, BrokerConfig, RetentionPolicy, DEFAULT_LISTENER_QUEUE, DEFAULT_MAX_PAYLOAD,
+    parse_url, Backend, Backpressure, BrokerConfig, RetentionPolicy, DEFAULT_LISTENER_QUEUE, DEFAULT_MAX_PAYLOAD,
     DEFAULT_RETENTION_LIMIT, MAX_WORKERS,
 };
 pub use error::{Error, ErrorKind, Result};

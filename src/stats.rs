@@ -24,6 +24,10 @@ pub(crate) struct TopicCounters {
     pub groups: AtomicU64,
     pub retained: AtomicU64,
     pub retained_dropped: AtomicU64,
+    pub delayed: AtomicU64,
+    pub expired: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub full_dropped: AtomicU64,
 }
 
 impl TopicCounters {
@@ -43,6 +47,10 @@ impl TopicCounters {
             groups: self.groups.load(Relaxed),
             retained: self.retained.load(Relaxed),
             retained_dropped: self.retained_dropped.load(Relaxed),
+            delayed: self.delayed.load(Relaxed),
+            expired: self.expired.load(Relaxed),
+            dead_lettered: self.dead_lettered.load(Relaxed),
+            full_dropped: self.full_dropped.load(Relaxed),
         }
     }
 }
@@ -79,6 +87,14 @@ pub struct TopicStats {
     pub retained: u64,
     /// Retained messages discarded: by the retention policy, purge or close (counter).
     pub retained_dropped: u64,
+    /// Deliveries waiting out a requeue delay (gauge).
+    pub delayed: u64,
+    /// Ack deadlines that passed, each redelivering or dead-lettering a delivery (counter).
+    pub expired: u64,
+    /// Deliveries given up and published to a dead-letter topic (counter; also in `failed`).
+    pub dead_lettered: u64,
+    /// Deliveries not made because their group's queue was full, backpressure Drop (counter).
+    pub full_dropped: u64,
 }
 
 /// The whole broker at one moment: totals over all topics plus broker-wide figures.
@@ -115,6 +131,10 @@ impl BrokerStats {
         s.groups += t.groups;
         s.retained += t.retained;
         s.retained_dropped += t.retained_dropped;
+        s.delayed += t.delayed;
+        s.expired += t.expired;
+        s.dead_lettered += t.dead_lettered;
+        s.full_dropped += t.full_dropped;
         self.topics.push(t);
     }
 
@@ -135,6 +155,10 @@ impl BrokerStats {
                 "groups": t.groups,
                 "retained": t.retained,
                 "retained_dropped": t.retained_dropped,
+                "delayed": t.delayed,
+                "expired": t.expired,
+                "dead_lettered": t.dead_lettered,
+                "full_dropped": t.full_dropped,
             })
         };
         let topics: serde_json::Map<String, serde_json::Value> =

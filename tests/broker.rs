@@ -7,8 +7,8 @@ use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use brokk::{
-    BatchMessage, Broker, BrokerConfig, Delivery, ErrorKind, Listener, PublishOptions, RetentionPolicy,
-    SubscribeOptions, Verdict,
+    Backpressure, BatchMessage, Broker, BrokerConfig, Delivery, ErrorKind, FetchOptions, Listener, PublishOptions,
+    RetentionPolicy, SubscribeOptions, Verdict,
 };
 
 const LONG: Duration = Duration::from_secs(30);
@@ -317,10 +317,10 @@ fn nack_with_requeue_redelivers_manual_deliveries() {
     publish(&b, "m", "1");
     let (id, attempt) = rx.recv_timeout(LONG).unwrap();
     assert_eq!(attempt, 1);
-    b.nack(id, true, Some("retry".into())).unwrap();
+    b.nack(id, true, None, Some("retry".into())).unwrap();
     let (id2, attempt2) = rx.recv_timeout(LONG).unwrap();
     assert_eq!((id2, attempt2), (id, 2));
-    b.nack(id, false, None).unwrap();
+    b.nack(id, false, None, None).unwrap();
     b.join(Some(LONG)).unwrap();
     let t = b.stats().unwrap().totals;
     assert_eq!((t.requeued, t.failed, t.processed), (1, 1, 0));
@@ -1007,10 +1007,10 @@ fn fetched_deliveries_are_acked_nacked_and_requeued_like_pushed_ones() {
     assert_eq!((d.attempt(), d.subscription()), (1, 0));
     let e = b.join(Some(Duration::from_millis(20))).unwrap_err();
     assert_eq!(e.remaining(), 1, "a fetched delivery is in flight until settled");
-    b.nack(d.id(), true, Some("again".into())).unwrap();
+    b.nack(d.id(), true, None, Some("again".into())).unwrap();
     let d2 = fetch_now(&b, "q", None).unwrap();
     assert_eq!((d2.id(), d2.attempt()), (d.id(), 2));
-    b.nack(d2.id(), false, None).unwrap();
+    b.nack(d2.id(), false, None, None).unwrap();
     assert_eq!(b.ack(d2.id()).unwrap_err().kind(), ErrorKind::AlreadySettled);
     b.join(Some(LONG)).unwrap();
     let t = b.stats().unwrap().totals;
@@ -1100,4 +1100,272 @@ fn a_named_group_keeps_its_messages_when_its_last_member_leaves() {
     assert_eq!(b.count(None).unwrap(), 1);
     let d = fetch_now(&b, "t", Some("g")).expect("kept for the group");
     b.ack(d.id()).unwrap();
+}
+
+// ---- delivery guarantees: ack deadlines, attempts, dead letters, delays, backpressure -------
+
+#[test]
+fn an_unacked_delivery_is_redelivered_after_its_ack_deadline() {
+    let b = broker(2);
+    let rec = Rec::default();
+    b.add_listener(rec.clone()).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let opts =
+        SubscribeOptions { manual_ack: true, ack_deadline: Some(Duration::from_millis(30)), ..Default::default() };
+    b.subscribe(
+        "t",
+        move |d: &Delivery| {
+            tx.lock().unwrap().send((d.id(), d.attempt())).unwrap();
+            Verdict::Later // and never acks the first attempt
+        },
+        &opts,
+    )
+    .unwrap();
+    publish(&b, "t", "1");
+    let (id, a1) = rx.recv_timeout(LONG).unwrap();
+    let (id2, a2) = rx.recv_timeout(LONG).unwrap();
+    assert_eq!((id2, a1, a2), (id, 1, 2));
+    b.ack(id).unwrap(); // acks the current attempt
+    b.join(Some(LONG)).unwrap();
+    let t = b.stats().unwrap().totals;
+    assert_eq!((t.dispatched, t.expired, t.requeued, t.processed, t.in_flight), (2, 1, 1, 1, 0));
+    let events = rec.events.lock().unwrap();
+    assert!(events.iter().any(|e| e.contains("true ack deadline of 30 ms passed (attempt 1)")), "{events:?}");
+}
+
+#[test]
+fn a_handler_running_past_its_deadline_is_reported_failed_and_its_late_verdict_ignored() {
+    let b = broker(2);
+    let rec = Rec::default();
+    b.add_listener(rec.clone()).unwrap();
+    let opts = SubscribeOptions { ack_deadline: Some(Duration::from_millis(20)), concurrency: 2, ..Default::default() };
+    b.subscribe(
+        "slow",
+        |d: &Delivery| {
+            if d.attempt() == 1 {
+                std::thread::sleep(Duration::from_millis(150));
+            }
+            Verdict::Ack
+        },
+        &opts,
+    )
+    .unwrap();
+    publish(&b, "slow", "1");
+    b.join(Some(LONG)).unwrap();
+    let t = b.stats().unwrap().totals;
+    assert_eq!((t.dispatched, t.expired, t.requeued, t.processed, t.failed), (2, 1, 1, 1, 0), "counted once");
+    assert!(rec.events.lock().unwrap().iter().any(|e| e.contains("ack deadline of 20 ms passed")));
+}
+
+#[test]
+fn past_max_attempts_a_delivery_goes_to_the_dead_letter_topic() {
+    let b = broker(2);
+    let dead = Arc::new(Mutex::new(Vec::new()));
+    let d2 = dead.clone();
+    b.subscribe(
+        "orders.dlq",
+        move |d: &Delivery| {
+            d2.lock().unwrap().push((payload_of(d), String::from_utf8(d.metadata().to_vec()).unwrap()));
+            Verdict::Ack
+        },
+        &auto(),
+    )
+    .unwrap();
+    let opts = SubscribeOptions { max_attempts: 3, dead_letter_topic: Some("orders.dlq"), ..Default::default() };
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let a = attempts.clone();
+    b.subscribe(
+        "orders",
+        move |_: &Delivery| {
+            a.fetch_add(1, SeqCst);
+            Verdict::Requeue(Some("still broken".into()))
+        },
+        &opts,
+    )
+    .unwrap();
+    let md = br#"{"trace":"t-1"}"#;
+    b.publish("orders", b"{\"n\":7}", &PublishOptions { id: Some("o-7"), metadata: Some(md), ..Default::default() })
+        .unwrap();
+    b.join(Some(LONG)).unwrap();
+    assert_eq!(attempts.load(SeqCst), 3);
+    let dead = dead.lock().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].0, "{\"n\":7}");
+    let meta: serde_json::Value = serde_json::from_str(&dead[0].1).unwrap();
+    assert_eq!(meta["trace"], "t-1", "original metadata kept");
+    assert_eq!(meta["dead_letter"]["topic"], "orders");
+    assert_eq!(meta["dead_letter"]["message_id"], "o-7");
+    assert_eq!(meta["dead_letter"]["attempts"], 3);
+    assert!(meta["dead_letter"]["reason"].as_str().unwrap().contains("still broken"));
+    let s = b.stats().unwrap();
+    let orders = s.topics.iter().find(|t| t.name == "orders").unwrap();
+    assert_eq!((orders.dispatched, orders.requeued, orders.failed, orders.dead_lettered), (3, 2, 1, 1));
+}
+
+#[test]
+fn without_a_dead_letter_topic_a_delivery_past_max_attempts_fails() {
+    let b = broker(2);
+    let opts = SubscribeOptions { max_attempts: 2, ..Default::default() };
+    b.subscribe("t", |_: &Delivery| Verdict::Requeue(None), &opts).unwrap();
+    publish(&b, "t", "1");
+    b.join(Some(LONG)).unwrap();
+    let t = b.stats().unwrap().totals;
+    assert_eq!((t.dispatched, t.requeued, t.failed, t.dead_lettered), (2, 1, 1, 0));
+}
+
+#[test]
+fn a_nack_goes_to_the_dead_letter_topic_when_one_is_set() {
+    let b = broker(2);
+    assert!(fetch_now(&b, "t.dead", None).is_none());
+    let fo = FetchOptions { dead_letter_topic: Some("t.dead"), ..Default::default() };
+    publish(&b, "t", "1");
+    let d = b.fetch_with("t", &fo, Some(Duration::ZERO)).unwrap().unwrap();
+    b.nack(d.id(), false, None, Some("poison".into())).unwrap();
+    let dead = fetch_now(&b, "t.dead", None).expect("dead-lettered");
+    assert_eq!(payload_of(&dead), "1");
+}
+
+#[test]
+fn a_delayed_requeue_comes_back_no_earlier_than_asked() {
+    let b = broker(2);
+    let times = Arc::new(Mutex::new(Vec::new()));
+    let t = times.clone();
+    b.subscribe(
+        "t",
+        move |d: &Delivery| {
+            t.lock().unwrap().push(Instant::now());
+            if d.attempt() == 1 {
+                Verdict::RequeueAfter(Duration::from_millis(60), Some("back off".into()))
+            } else {
+                Verdict::Ack
+            }
+        },
+        &auto(),
+    )
+    .unwrap();
+    publish(&b, "t", "1");
+    eventually("the delay to be counted", || {
+        b.stats().unwrap().totals.delayed == 1 || times.lock().unwrap().len() == 2
+    });
+    b.join(Some(LONG)).unwrap();
+    let times = times.lock().unwrap();
+    assert_eq!(times.len(), 2);
+    assert!(times[1] - times[0] >= Duration::from_millis(60), "came back after {:?}", times[1] - times[0]);
+    assert_eq!(b.stats().unwrap().totals.delayed, 0);
+
+    // Through nack too, and close drops what is still delayed.
+    publish(&b, "q", "2");
+    let d = b.fetch("q", None, Some(Duration::ZERO)).unwrap().unwrap();
+    let at = Instant::now();
+    b.nack(d.id(), true, Some(Duration::from_millis(40)), None).unwrap();
+    assert!(fetch_now(&b, "q", None).is_none(), "not before the delay");
+    let again = b.fetch("q", None, Some(LONG)).unwrap().unwrap();
+    assert!(at.elapsed() >= Duration::from_millis(40));
+    assert_eq!(again.attempt(), 2);
+    b.nack(again.id(), true, Some(Duration::from_secs(3600)), None).unwrap();
+    let report = b.close(None, true).unwrap();
+    assert_eq!(report.dropped, 1, "the delayed delivery");
+}
+
+#[test]
+fn backpressure_fail_and_drop_bound_a_full_queue() {
+    let cfg = |bp| BrokerConfig { queue_capacity: 3, backpressure: bp, ..Default::default() };
+    let fail = Broker::with_config(&cfg(Backpressure::Fail)).unwrap();
+    assert!(fetch_now(&fail, "t", None).is_none());
+    for i in 0..3 {
+        publish(&fail, "t", &i.to_string());
+    }
+    let e = fail.publish("t", b"3", &PublishOptions::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Full);
+    assert_eq!(fail.count(None).unwrap(), 3);
+
+    let drop_ = Broker::with_config(&cfg(Backpressure::Drop)).unwrap();
+    assert!(fetch_now(&drop_, "t", Some("slow")).is_none());
+    assert!(fetch_now(&drop_, "t", Some("fast")).is_none());
+    for i in 0..3 {
+        publish(&drop_, "t", &i.to_string());
+    }
+    let d = fetch_now(&drop_, "t", Some("fast")).unwrap();
+    drop_.ack(d.id()).unwrap();
+    publish(&drop_, "t", "3"); // "slow" is full: it misses this one; "fast" gets it
+    let t = drop_.stats().unwrap().totals;
+    assert_eq!((t.published, t.full_dropped), (4, 1));
+    assert_eq!(drop_.count(None).unwrap(), 3 + 3);
+}
+
+#[test]
+fn backpressure_block_waits_for_room_up_to_the_timeout() {
+    let cfg = BrokerConfig {
+        queue_capacity: 2,
+        backpressure: Backpressure::Block,
+        publish_timeout: Some(Duration::from_millis(50)),
+        ..Default::default()
+    };
+    let b = Broker::with_config(&cfg).unwrap();
+    assert!(fetch_now(&b, "t", None).is_none());
+    publish(&b, "t", "1");
+    publish(&b, "t", "2");
+    let t0 = Instant::now();
+    assert_eq!(b.publish("t", b"3", &PublishOptions::default()).unwrap_err().kind(), ErrorKind::Full);
+    assert!(t0.elapsed() >= Duration::from_millis(50), "waited out the timeout");
+    // A publisher blocked on the full queue goes on as soon as a consumer makes room.
+    let blocked = {
+        let b = b.clone();
+        std::thread::spawn(move || {
+            let cfg_wait = Instant::now();
+            let r = b.publish("t", b"3", &PublishOptions::default()).map(|_| ());
+            (r, cfg_wait.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(5));
+    let d = fetch_now(&b, "t", None).unwrap();
+    b.ack(d.id()).unwrap();
+    let (r, _) = blocked.join().unwrap();
+    // Either it got in after the fetch, or (on a very slow machine) its 50 ms ran out first.
+    assert!(r.is_ok() || r.unwrap_err().kind() == ErrorKind::Full);
+    assert!(b.count(None).unwrap() <= 2, "the queue never grows past its capacity");
+}
+
+#[test]
+fn memory_stays_bounded_under_a_publisher_faster_than_its_consumer() {
+    let cfg = BrokerConfig {
+        queue_capacity: 64,
+        backpressure: Backpressure::Block,
+        publish_timeout: Some(LONG),
+        worker_threads: 2,
+        ..Default::default()
+    };
+    let b = Broker::with_config(&cfg).unwrap();
+    let peak = Arc::new(AtomicU64::new(0));
+    let p = peak.clone();
+    let weak = b.downgrade();
+    b.subscribe(
+        "flood",
+        move |_: &Delivery| {
+            if let Some(b) = weak.upgrade() {
+                p.fetch_max(b.count(Some(&["flood"])).unwrap_or(0), SeqCst);
+            }
+            std::thread::sleep(Duration::from_micros(20));
+            Verdict::Ack
+        },
+        &auto(),
+    )
+    .unwrap();
+    let publishers: Vec<_> = (0..4)
+        .map(|_| {
+            let b = b.clone();
+            std::thread::spawn(move || {
+                for i in 0..500 {
+                    b.publish("flood", i.to_string().as_bytes(), &PublishOptions::default()).unwrap();
+                }
+            })
+        })
+        .collect();
+    for p in publishers {
+        p.join().unwrap();
+    }
+    b.join(Some(LONG)).unwrap();
+    assert_eq!(b.stats().unwrap().totals.processed, 2000);
+    assert!(peak.load(SeqCst) <= 64 + 4, "queue peaked at {}", peak.load(SeqCst));
 }

@@ -289,8 +289,11 @@ static void *worker_main(void *arg) {
         pthread_mutex_unlock(&q->lock);
         if (finished) return NULL;
         brokk_delivery *delivery = NULL;
-        brokk_status status = brokk_broker_fetch(q->broker, "jobs", strlen("jobs"), "workers",
-                                                 strlen("workers"), 100, &delivery);
+        /* An ack deadline: were this worker to die holding a job, the job would go back to the
+         * group after 30 s instead of waiting for ever. */
+        brokk_fetch_options fetch = {.group = "workers", .group_len = strlen("workers"),
+                                     .ack_deadline_ms = 30000};
+        brokk_status status = brokk_broker_fetch(q->broker, "jobs", strlen("jobs"), &fetch, 100, &delivery);
         if (!report(status, "brokk_broker_fetch")) {
             pthread_mutex_lock(&q->lock);
             q->failures++;

@@ -28,6 +28,9 @@ pub(crate) struct Group {
     waiters: AtomicUsize,
     wait_lock: Mutex<()>,
     wait_cv: Condvar,
+    /// Publishers blocked on a full queue (backpressure Block), waiting on `wait_lock` too.
+    space_waiters: AtomicUsize,
+    space_cv: Condvar,
     active: AtomicBool,
 }
 
@@ -46,6 +49,8 @@ impl Group {
             members: RwLock::new(Arc::from(Vec::new())),
             next_member: AtomicUsize::new(0),
             waiters: AtomicUsize::new(0),
+            space_waiters: AtomicUsize::new(0),
+            space_cv: Condvar::new(),
             wait_lock: Mutex::new(()),
             wait_cv: Condvar::new(),
             active: AtomicBool::new(true),
@@ -112,6 +117,35 @@ impl Group {
     pub(crate) fn wake_all_fetchers(&self) {
         let _g = self.wait_lock.lock();
         self.wait_cv.notify_all();
+        self.space_cv.notify_all();
+    }
+
+    /// Tells publishers blocked on a full queue that deliveries were taken off it.
+    pub(crate) fn made_room(&self) {
+        if self.space_waiters.load(Ordering::SeqCst) > 0 {
+            let _g = self.wait_lock.lock();
+            self.space_cv.notify_all();
+        }
+    }
+
+    /// Waits until the queue has room for `n` more deliveries under `capacity`, or until
+    /// `deadline`; returns whether there is room. Also returns true once the group or the
+    /// broker (`open`) is done, so that the publish goes on and meets that instead.
+    pub(crate) fn wait_for_room(&self, n: usize, capacity: usize, deadline: Instant, open: impl Fn() -> bool) -> bool {
+        loop {
+            if self.queue.len() + n <= capacity || !self.is_active() || !open() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            let mut guard = self.wait_lock.lock();
+            self.space_waiters.fetch_add(1, Ordering::SeqCst);
+            if self.queue.len() + n > capacity && self.is_active() && open() {
+                self.space_cv.wait_until(&mut guard, deadline);
+            }
+            self.space_waiters.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 
     /// Takes the next delivery, waiting until `deadline` (None: no limit) while the queue is
@@ -124,6 +158,7 @@ impl Group {
             }
             self.queue.pop_batch(1, &mut out);
             if let Some(d) = out.pop() {
+                self.made_room();
                 return Some(d);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {

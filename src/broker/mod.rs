@@ -3,10 +3,12 @@
 mod group;
 mod ids;
 mod pending;
+mod policy;
 pub(crate) mod quiesce;
 pub(crate) mod reentry;
 mod shared;
 mod subscription;
+mod timer;
 mod topics;
 mod workers;
 
@@ -55,12 +57,42 @@ pub struct SubscribeOptions<'a> {
     /// A consumer group to join: its members (subscriptions and fetchers) compete for its
     /// messages. None: the subscription gets its own copy of every message.
     pub group: Option<&'a str>,
+    /// A delivery not acked or nacked this long after it was handed to the handler is taken
+    /// back and redelivered (attempt + 1), even while the handler still runs; listeners hear a
+    /// failure with the deadline as reason. None: no deadline.
+    pub ack_deadline: Option<Duration>,
+    /// Attempts before a delivery is given up instead of requeued (0: no limit).
+    pub max_attempts: u32,
+    /// Where given-up and nacked deliveries are published, with a "dead_letter" object (original
+    /// topic, group, message id, attempts, reason) added to their metadata. None: they are
+    /// dropped, counted failed.
+    pub dead_letter_topic: Option<&'a str>,
 }
 
 impl Default for SubscribeOptions<'_> {
     fn default() -> Self {
-        SubscribeOptions { manual_ack: false, concurrency: 1, group: None }
+        SubscribeOptions {
+            manual_ack: false,
+            concurrency: 1,
+            group: None,
+            ack_deadline: None,
+            max_attempts: 0,
+            dead_letter_topic: None,
+        }
     }
+}
+
+/// Options of one fetch. `Default` gives the default group and no deadline or attempt limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FetchOptions<'a> {
+    /// The consumer group to take from; `DEFAULT_GROUP` when None.
+    pub group: Option<&'a str>,
+    /// As for subscriptions: not settled within this, the delivery is redelivered.
+    pub ack_deadline: Option<Duration>,
+    /// As for subscriptions.
+    pub max_attempts: u32,
+    /// As for subscriptions.
+    pub dead_letter_topic: Option<&'a str>,
 }
 
 /// What a `close` did. The broker is closed whatever the report says.
@@ -171,7 +203,17 @@ impl Broker {
     /// priority first, FIFO within one. Waits up to `timeout` (None: no limit; zero: not at
     /// all) and returns None if nothing came. The delivery awaits `ack` or `nack`.
     pub fn fetch(&self, topic: &str, group: Option<&str>, timeout: Option<Duration>) -> Result<Option<Delivery>> {
-        self.shared().fetch(topic, group, timeout)
+        self.shared().fetch(topic, &FetchOptions { group, ..Default::default() }, timeout)
+    }
+
+    /// `fetch` with an ack deadline, attempt limit or dead-letter topic.
+    pub fn fetch_with(
+        &self,
+        topic: &str,
+        options: &FetchOptions<'_>,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Delivery>> {
+        self.shared().fetch(topic, options, timeout)
     }
 
     /// Acks a delivery awaiting a manual ack.
@@ -179,11 +221,12 @@ impl Broker {
         self.shared().settle_by_id(delivery, Outcome::Ack)
     }
 
-    /// Nacks a delivery awaiting a manual ack: dropped and counted failed, or with `requeue`
-    /// delivered again with attempt + 1. `reason` goes to listeners.
-    pub fn nack(&self, delivery: u64, requeue: bool, reason: Option<Reason>) -> Result<()> {
+    /// Nacks a delivery awaiting a manual ack: dropped and counted failed (or dead-lettered,
+    /// if its policy names a topic), or with `requeue` delivered again with attempt + 1, after
+    /// `delay` if given, unless its attempt limit is reached. `reason` goes to listeners.
+    pub fn nack(&self, delivery: u64, requeue: bool, delay: Option<Duration>, reason: Option<Reason>) -> Result<()> {
         let outcome = if requeue {
-            Outcome::Requeue(reason.unwrap_or(Reason::Borrowed("nacked with requeue")))
+            Outcome::Requeue(reason.unwrap_or(Reason::Borrowed("nacked with requeue")), delay)
         } else {
             Outcome::Nack(reason.unwrap_or(Reason::Borrowed("nacked")))
         };

@@ -8,6 +8,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 
 use super::group::Group;
+use super::policy::DeliveryPolicy;
 use crate::message::Delivery;
 use crate::stats::TopicCounters;
 
@@ -19,6 +20,7 @@ pub(crate) struct PendingAck {
     /// through it the handlers of its members) alive.
     pub group: Weak<Group>,
     pub counters: Arc<TopicCounters>,
+    pub policy: Arc<DeliveryPolicy>,
 }
 
 /// Ids are sequential, so a multiplicative hash spreads them well and costs one instruction.
@@ -58,6 +60,16 @@ impl PendingAcks {
 
     pub(crate) fn remove(&self, id: u64) -> Option<PendingAck> {
         self.shard(id).lock().remove(&id)
+    }
+
+    /// Removes the entry of delivery `id` only if it is still the hand-out of `attempt`: a late
+    /// verdict or an old deadline must not settle a later redelivery of the same delivery.
+    pub(crate) fn remove_attempt(&self, id: u64, attempt: u32) -> Option<PendingAck> {
+        let mut shard = self.shard(id).lock();
+        match shard.get(&id) {
+            Some(e) if e.delivery.attempt == attempt => shard.remove(&id),
+            _ => None,
+        }
     }
 
     /// Removes every entry, for close.

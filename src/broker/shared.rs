@@ -12,13 +12,15 @@ use parking_lot::{Mutex, RwLock};
 use super::group::Group;
 use super::ids::{IdGenerator, GENERATED_ID_LEN};
 use super::pending::{PendingAck, PendingAcks};
+use super::policy::DeliveryPolicy;
 use super::quiesce::Quiesce;
 use super::reentry;
 use super::subscription::{Subscription, MAX_CONCURRENCY};
+use super::timer::{Job, Timer};
 use super::topics::{Topic, Topics};
 use super::workers::{Pool, Task};
-use super::{BatchMessage, CloseReport, PublishOptions, SubscribeOptions};
-use crate::config::{BrokerConfig, RetentionPolicy};
+use super::{BatchMessage, CloseReport, FetchOptions, PublishOptions, SubscribeOptions};
+use crate::config::{Backpressure, BrokerConfig, RetentionPolicy, DEFAULT_PUBLISH_TIMEOUT};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handler::{Handler, Reason, Verdict};
 use crate::listener::{Event, Listener, ListenerHub};
@@ -40,13 +42,19 @@ pub const DEFAULT_GROUP: &str = "default";
 pub(crate) enum Outcome {
     Ack,
     Nack(Reason),
-    Requeue(Reason),
+    /// Requeue, after the delay if one is given.
+    Requeue(Reason, Option<Duration>),
 }
 
 pub(crate) struct Shared {
     max_payload: usize,
     retention_limit: usize,
     retention_policy: RetentionPolicy,
+    queue_capacity: usize,
+    backpressure: Backpressure,
+    publish_timeout: Duration,
+    timer: Arc<Timer>,
+    timer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     store: Box<dyn Store>,
     topics: Topics,
     subscriptions: RwLock<HashMap<u64, Arc<Subscription>>>,
@@ -72,6 +80,11 @@ impl Shared {
             max_payload: config.resolved_max_payload()?,
             retention_limit: config.resolved_retention_limit(),
             retention_policy: config.retention_policy,
+            queue_capacity: config.resolved_queue_capacity(),
+            backpressure: config.backpressure,
+            publish_timeout: config.publish_timeout.unwrap_or(DEFAULT_PUBLISH_TIMEOUT),
+            timer: Arc::new(Timer::default()),
+            timer_thread: Mutex::new(None),
             store: Box::new(MemoryStore),
             topics: Topics::default(),
             subscriptions: RwLock::new(HashMap::new()),
@@ -95,6 +108,13 @@ impl Shared {
                 let h = std::thread::Builder::new().name(format!("brokk-worker-{i}")).spawn(move || s.run_worker())?;
                 shared.pool.adopt(h);
             }
+            let s = Arc::clone(&shared);
+            let timer = std::thread::Builder::new().name("brokk-timer".into()).spawn(move || {
+                reentry::enter(s.owner());
+                let timer = Arc::clone(&s.timer);
+                timer.run(|job| s.run_job(job));
+            })?;
+            *shared.timer_thread.lock() = Some(timer);
             Ok(())
         })();
         let started = spawned
@@ -205,7 +225,7 @@ impl Shared {
         self.check_message(payload, opts)?;
         let topic = self.topic(topic);
         let message = self.make_message(&topic, payload, opts);
-        self.route(&topic, std::slice::from_ref(&message))?;
+        self.route(&topic, std::slice::from_ref(&message), true)?;
         Ok(message)
     }
 
@@ -220,12 +240,13 @@ impl Shared {
         }
         let topic = self.topic(topic);
         let messages: Vec<_> = batch.iter().map(|m| self.make_message(&topic, m.payload, &m.options)).collect();
-        self.route(&topic, &messages)?;
+        self.route(&topic, &messages, true)?;
         Ok(messages)
     }
 
-    /// Hands messages to every group of the topic, or retains them while it has none.
-    fn route(&self, topic: &Topic, messages: &[Arc<Message>]) -> Result<()> {
+    /// Hands messages to every group of the topic, or retains them while it has none. A group
+    /// whose queue is full gets the backpressure policy (blocking only where `may_block`).
+    fn route(&self, topic: &Topic, messages: &[Arc<Message>], may_block: bool) -> Result<()> {
         let mut groups = topic.groups();
         if groups.is_empty() {
             let mut retained = topic.retained.lock();
@@ -235,6 +256,7 @@ impl Shared {
                 self.retain(topic, &mut retained, messages)?;
             }
         }
+        let groups = self.admit(topic, &groups, messages.len(), may_block)?;
         topic.counters.published.fetch_add(messages.len() as u64, Ordering::Relaxed);
         for m in messages {
             self.emit(|| Event::Published(Delivery::of_published(Arc::clone(m))));
@@ -243,6 +265,57 @@ impl Shared {
             self.fan_out(topic, &groups, messages);
         }
         Ok(())
+    }
+
+    /// The groups that take `n` more deliveries under the queue capacity. A full group waits
+    /// (Block, up to the publish timeout), fails the whole publish (Fail, or Block timed out),
+    /// or is left out (Drop). The capacity is a soft bound: publishers admitted at the same
+    /// moment may each add their messages.
+    fn admit(&self, topic: &Topic, groups: &[Arc<Group>], n: usize, may_block: bool) -> Result<Vec<Arc<Group>>> {
+        let cap = self.queue_capacity;
+        let full = |g: &Group| g.queue.len() + n > cap;
+        if !groups.iter().any(|g| full(g)) {
+            return Ok(groups.to_vec());
+        }
+        let refuse = |g: &Group, waited: Option<Duration>| {
+            let how = waited.map_or(String::new(), |w| format!(" after waiting {} ms", w.as_millis()));
+            Error::new(
+                ErrorKind::Full,
+                format!(
+                    "the queue of group {} on topic {:?} holds {} of at most {cap} deliveries{how}",
+                    g.name.as_deref().map_or("(ungrouped)".to_owned(), |n| format!("{n:?}")),
+                    topic.name,
+                    g.queue.len()
+                ),
+            )
+        };
+        match self.backpressure {
+            Backpressure::Fail => Err(refuse(groups.iter().find(|g| full(g)).expect("one is full"), None)),
+            Backpressure::Block if !may_block => {
+                Err(refuse(groups.iter().find(|g| full(g)).expect("one is full"), None))
+            }
+            Backpressure::Block => {
+                let deadline = Instant::now() + self.publish_timeout;
+                for g in groups {
+                    if !g.wait_for_room(n, cap, deadline, || self.state() != CLOSED) {
+                        return Err(refuse(g, Some(self.publish_timeout)));
+                    }
+                }
+                self.ensure_open()?;
+                Ok(groups.to_vec())
+            }
+            Backpressure::Drop => Ok(groups
+                .iter()
+                .filter(|g| {
+                    let keep = !full(g);
+                    if !keep {
+                        topic.counters.full_dropped.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    keep
+                })
+                .cloned()
+                .collect()),
+        }
     }
 
     fn retain(&self, topic: &Topic, retained: &mut VecDeque<Arc<Message>>, messages: &[Arc<Message>]) -> Result<()> {
@@ -335,6 +408,7 @@ impl Shared {
     /// Drops a group's waiting deliveries; returns how many.
     fn discard_queued(&self, group: &Group) -> u64 {
         let n = group.queue.drain().len() as u64;
+        group.made_room();
         self.drop_unstarted(&group.counters, n);
         n
     }
@@ -364,6 +438,7 @@ impl Shared {
         let group = &member.group;
         if member.is_active() && group.is_active() && self.state() != CLOSED {
             group.queue.pop_batch(member.batch_size(), batch);
+            group.made_room();
         }
         let mut rest = batch.drain(..);
         while let Some(delivery) = rest.next() {
@@ -394,19 +469,23 @@ impl Shared {
         }
     }
 
-    /// Counts a delivery as handed out and, when it awaits an ack, registers it first so that
-    /// it can be acked before the hand-over finishes.
-    fn hand_out(&self, group: &Arc<Group>, delivery: &Delivery, awaits_ack: bool) {
+    /// Counts a delivery as handed out and, when it must be tracked (manual ack, or an ack
+    /// deadline), registers it first so that it can be settled before the hand-over finishes.
+    fn hand_out(&self, group: &Arc<Group>, delivery: &Delivery, tracked: bool, policy: &Arc<DeliveryPolicy>) {
         let c = &group.counters;
         c.queued.fetch_sub(1, Ordering::Relaxed);
         c.in_flight.fetch_add(1, Ordering::Relaxed);
         c.dispatched.fetch_add(1, Ordering::Relaxed);
-        if awaits_ack {
+        if tracked {
             self.pending.insert(PendingAck {
                 delivery: delivery.clone(),
                 group: Arc::downgrade(group),
                 counters: Arc::clone(c),
+                policy: Arc::clone(policy),
             });
+            if let Some(d) = policy.ack_deadline {
+                self.timer.schedule(Instant::now() + d, Job::Deadline { id: delivery.id, attempt: delivery.attempt });
+            }
         }
         self.emit(|| Event::Dispatched(delivery.clone()));
     }
@@ -414,7 +493,8 @@ impl Shared {
     fn dispatch(&self, member: &Arc<Subscription>, mut delivery: Delivery) {
         delivery.subscription = member.id;
         let group = &member.group;
-        self.hand_out(group, &delivery, member.manual_ack);
+        let tracked = member.manual_ack || member.policy.tracked();
+        self.hand_out(group, &delivery, tracked, &member.policy);
         self.workers_active.fetch_add(1, Ordering::Relaxed);
         let verdict = member.handle(&delivery);
         self.workers_active.fetch_sub(1, Ordering::Relaxed);
@@ -422,36 +502,41 @@ impl Shared {
             Verdict::Later if member.manual_ack => return,
             Verdict::Ack | Verdict::Later => Outcome::Ack,
             Verdict::Nack(r) => Outcome::Nack(r.unwrap_or(Reason::Borrowed("nacked by handler"))),
-            Verdict::Requeue(r) => Outcome::Requeue(r.unwrap_or(Reason::Borrowed("requeued by handler"))),
+            Verdict::Requeue(r) => Outcome::Requeue(r.unwrap_or(Reason::Borrowed("requeued by handler")), None),
+            Verdict::RequeueAfter(delay, r) => {
+                Outcome::Requeue(r.unwrap_or(Reason::Borrowed("requeued by handler")), Some(delay))
+            }
         };
-        if member.manual_ack {
-            // Settled here unless the handler already acked or nacked it by id.
-            if let Some(entry) = self.pending.remove(delivery.id) {
-                self.settle(entry.delivery, Some(group), &entry.counters, outcome);
+        if tracked {
+            // Settled here unless the handler already acked or nacked it by id, or its ack
+            // deadline passed meanwhile (then it was redelivered, and this verdict is late).
+            if let Some(entry) = self.pending.remove_attempt(delivery.id, delivery.attempt) {
+                self.settle(entry.delivery, Some(group), &entry.counters, &entry.policy, outcome);
             }
         } else {
-            self.settle(delivery, Some(group), &group.counters, outcome);
+            self.settle(delivery, Some(group), &group.counters, &member.policy, outcome);
         }
     }
 
-    /// Takes the next delivery of `group_name` (the default group when None) on `topic`,
-    /// waiting up to `timeout` for one. The delivery awaits `ack` or `nack`.
+    /// Takes the next delivery of a group on `topic`, waiting up to `timeout` for one. The
+    /// delivery awaits `ack` or `nack`, under the options' ack deadline and attempt limit.
     pub(crate) fn fetch(
         &self,
         topic: &str,
-        group_name: Option<&str>,
+        opts: &FetchOptions<'_>,
         timeout: Option<Duration>,
     ) -> Result<Option<Delivery>> {
         self.ensure_not_closed()?;
         validate_topic(topic)?;
-        let group_name = group_name.unwrap_or(DEFAULT_GROUP);
+        let group_name = opts.group.unwrap_or(DEFAULT_GROUP);
         validate_group(group_name)?;
+        let policy = Arc::new(DeliveryPolicy::new(opts.ack_deadline, opts.max_attempts, opts.dead_letter_topic)?);
         let topic = self.topic(topic);
         let group = self.named_group(&topic, group_name);
         let deadline = timeout.map(|t| Instant::now() + t);
         match group.take(deadline, || self.state() != CLOSED) {
             Some(delivery) => {
-                self.hand_out(&group, &delivery, true);
+                self.hand_out(&group, &delivery, true, &policy);
                 Ok(Some(delivery))
             }
             None if self.state() == CLOSED => Err(Error::closed()),
@@ -459,26 +544,47 @@ impl Shared {
         }
     }
 
-    fn settle(&self, mut delivery: Delivery, group: Option<&Arc<Group>>, c: &Arc<TopicCounters>, outcome: Outcome) {
+    fn settle(
+        &self,
+        mut delivery: Delivery,
+        group: Option<&Arc<Group>>,
+        c: &Arc<TopicCounters>,
+        policy: &DeliveryPolicy,
+        outcome: Outcome,
+    ) {
         c.in_flight.fetch_sub(1, Ordering::Relaxed);
         match outcome {
             Outcome::Ack => {
                 c.processed.fetch_add(1, Ordering::Relaxed);
                 self.emit(|| Event::Processed(delivery));
             }
+            Outcome::Nack(reason) if policy.dead_letter.is_some() => self.give_up(delivery, c, policy, reason),
             Outcome::Nack(reason) => {
                 c.failed.fetch_add(1, Ordering::Relaxed);
                 self.emit(|| Event::Failed(delivery, reason, false));
             }
-            Outcome::Requeue(reason) => match group.filter(|g| g.is_active() && self.state() != CLOSED) {
+            Outcome::Requeue(reason, _) if !policy.may_retry(delivery.attempt) => {
+                let reason = format!("{reason}; attempt {} of at most {}", delivery.attempt, policy.max_attempts);
+                self.give_up(delivery, c, policy, reason.into())
+            }
+            Outcome::Requeue(reason, delay) => match group.filter(|g| g.is_active() && self.state() != CLOSED) {
                 Some(group) => {
                     c.requeued.fetch_add(1, Ordering::Relaxed);
                     self.emit(|| Event::Failed(delivery.clone(), reason, true));
                     delivery.attempt += 1;
                     delivery.subscription = 0;
-                    c.queued.fetch_add(1, Ordering::Relaxed);
                     // Still outstanding: no change to the quiesce count.
-                    self.enqueue(group, &mut std::iter::once(delivery), 1);
+                    match delay.filter(|d| !d.is_zero()) {
+                        Some(d) => {
+                            c.delayed.fetch_add(1, Ordering::Relaxed);
+                            let job = Job::Release { group: Arc::downgrade(group), counters: Arc::clone(c), delivery };
+                            self.timer.schedule(Instant::now() + d, job);
+                        }
+                        None => {
+                            c.queued.fetch_add(1, Ordering::Relaxed);
+                            self.enqueue(group, &mut std::iter::once(delivery), 1);
+                        }
+                    }
                     return;
                 }
                 None => {
@@ -489,6 +595,75 @@ impl Shared {
             },
         }
         self.quiesce.done_deliveries(1);
+    }
+
+    /// Gives a delivery up: counted failed, and published to the policy's dead-letter topic if
+    /// it has one, with where it came from in its metadata.
+    fn give_up(&self, delivery: Delivery, c: &TopicCounters, policy: &DeliveryPolicy, reason: Reason) {
+        c.failed.fetch_add(1, Ordering::Relaxed);
+        let reason = match &policy.dead_letter {
+            None => reason,
+            Some(dlq) => match self.dead_letter(dlq, &delivery, &reason) {
+                Ok(()) => {
+                    c.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    format!("{reason}; dead-lettered to {dlq:?}").into()
+                }
+                Err(e) => format!("{reason}; could not dead-letter to {dlq:?}: {}", e.message()).into(),
+            },
+        };
+        self.emit(|| Event::Failed(delivery, reason, false));
+    }
+
+    /// Publishes a given-up delivery on `topic`: the same payload and priority, and metadata
+    /// that adds a "dead_letter" object (original topic, group, message id, attempts, reason).
+    fn dead_letter(&self, topic: &str, d: &Delivery, reason: &str) -> Result<()> {
+        self.ensure_not_closed()?;
+        let mut meta: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(d.metadata()).unwrap_or_default();
+        meta.insert(
+            "dead_letter".into(),
+            serde_json::json!({
+                "topic": d.topic(),
+                "group": d.group(),
+                "message_id": d.parent_id(),
+                "attempts": d.attempt(),
+                "reason": reason,
+            }),
+        );
+        let meta = serde_json::to_vec(&meta).expect("a JSON map serialises");
+        let topic = self.topic(topic);
+        let opts = PublishOptions { id: None, metadata: Some(&meta), priority: d.priority() };
+        let message = self.make_message(&topic, d.payload(), &opts);
+        // Never blocks: this runs on a worker or the timer thread.
+        self.route(&topic, std::slice::from_ref(&message), false)
+    }
+
+    /// A timer job fell due.
+    fn run_job(&self, job: Job) {
+        match job {
+            Job::Deadline { id, attempt } => {
+                let Some(entry) = self.pending.remove_attempt(id, attempt) else { return };
+                entry.counters.expired.fetch_add(1, Ordering::Relaxed);
+                let ms = entry.policy.ack_deadline.map_or(0, |d| d.as_millis());
+                let reason = format!("ack deadline of {ms} ms passed (attempt {attempt})");
+                let group = entry.group.upgrade();
+                self.settle(
+                    entry.delivery,
+                    group.as_ref(),
+                    &entry.counters,
+                    &entry.policy,
+                    Outcome::Requeue(reason.into(), None),
+                );
+            }
+            Job::Release { group, counters, delivery } => {
+                counters.delayed.fetch_sub(1, Ordering::Relaxed);
+                counters.queued.fetch_add(1, Ordering::Relaxed);
+                match group.upgrade() {
+                    Some(group) => self.enqueue(&group, &mut std::iter::once(delivery), 1),
+                    None => self.drop_unstarted(&counters, 1),
+                }
+            }
+        }
     }
 
     // ---- ack / nack ---------------------------------------------------------------------
@@ -506,7 +681,7 @@ impl Shared {
             });
         };
         let group = entry.group.upgrade();
-        self.settle(entry.delivery, group.as_ref(), &entry.counters, outcome);
+        self.settle(entry.delivery, group.as_ref(), &entry.counters, &entry.policy, outcome);
         Ok(())
     }
 
@@ -520,8 +695,8 @@ impl Shared {
         handler: H,
         opts: &SubscribeOptions<'_>,
     ) -> Result<u64, (Error, H)> {
-        let concurrency = match self.check_subscribe(topic, opts) {
-            Ok(c) => c,
+        let (concurrency, policy) = match self.check_subscribe(topic, opts) {
+            Ok(checked) => checked,
             Err(e) => return Err((e, handler)),
         };
         let topic = self.topic(topic);
@@ -534,7 +709,14 @@ impl Shared {
             }
         };
         let id = self.next_subscription.fetch_add(1, Ordering::Relaxed);
-        let sub = Arc::new(Subscription::new(id, Arc::clone(&group), Box::new(handler), opts.manual_ack, concurrency));
+        let sub = Arc::new(Subscription::new(
+            id,
+            Arc::clone(&group),
+            Box::new(handler),
+            opts.manual_ack,
+            concurrency,
+            policy,
+        ));
         self.subscriptions.write().insert(id, Arc::clone(&sub));
         group.add_member(sub);
         topic.counters.subscriptions.fetch_add(1, Ordering::Relaxed);
@@ -547,20 +729,24 @@ impl Shared {
         Ok(id)
     }
 
-    fn check_subscribe(&self, topic: &str, opts: &SubscribeOptions<'_>) -> Result<usize> {
+    fn check_subscribe(&self, topic: &str, opts: &SubscribeOptions<'_>) -> Result<(usize, DeliveryPolicy)> {
         self.ensure_open()?;
         validate_topic(topic)?;
         if let Some(g) = opts.group {
             validate_group(g)?;
         }
-        match opts.concurrency {
-            0 => Ok(1),
-            n if n > MAX_CONCURRENCY => Err(Error::new(
-                ErrorKind::InvalidArgument,
-                format!("concurrency is {n}; the limit is {MAX_CONCURRENCY}"),
-            )),
-            n => Ok(n),
-        }
+        let policy = DeliveryPolicy::new(opts.ack_deadline, opts.max_attempts, opts.dead_letter_topic)?;
+        let concurrency = match opts.concurrency {
+            0 => 1,
+            n if n > MAX_CONCURRENCY => {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("concurrency is {n}; the limit is {MAX_CONCURRENCY}"),
+                ))
+            }
+            n => n,
+        };
+        Ok((concurrency, policy))
     }
 
     pub(crate) fn unsubscribe(&self, id: u64) -> Result<()> {
@@ -737,6 +923,13 @@ impl Shared {
             entry.counters.dropped.fetch_add(1, Ordering::Relaxed);
             self.quiesce.done_deliveries(1);
         }
+        for job in self.timer.stop() {
+            if let Job::Release { counters, .. } = job {
+                counters.delayed.fetch_sub(1, Ordering::Relaxed);
+                counters.dropped.fetch_add(1, Ordering::Relaxed);
+                self.quiesce.done_deliveries(1);
+            }
+        }
         self.listeners.stop(discard_events);
         self.pool.stop();
         retained
@@ -744,6 +937,9 @@ impl Shared {
 
     fn join_threads(&self) {
         self.pool.join();
+        if let Some(t) = self.timer_thread.lock().take() {
+            let _ = t.join();
+        }
         self.listeners.join();
     }
 

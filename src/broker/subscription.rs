@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::group::Group;
+use super::policy::DeliveryPolicy;
 use crate::handler::{Handler, Verdict};
 use crate::message::Delivery;
 
@@ -24,6 +25,7 @@ pub(crate) struct Subscription {
     pub group: Arc<Group>,
     pub manual_ack: bool,
     pub concurrency: usize,
+    pub policy: Arc<DeliveryPolicy>,
     handler: Box<dyn Handler>,
     scheduled: AtomicUsize,
     active: AtomicBool,
@@ -36,12 +38,14 @@ impl Subscription {
         handler: Box<dyn Handler>,
         manual_ack: bool,
         concurrency: usize,
+        policy: DeliveryPolicy,
     ) -> Self {
         Subscription {
             id,
             group,
             manual_ack,
             concurrency,
+            policy: Arc::new(policy),
             handler,
             scheduled: AtomicUsize::new(0),
             active: AtomicBool::new(true),

@@ -7,7 +7,9 @@ use super::boundary::{fail, guard, Failure};
 use super::status::brokk_status;
 use super::strings::{optional_c_text, optional_text, output, reference};
 use crate::broker::Broker;
-use crate::config::{BrokerConfig, RetentionPolicy, DEFAULT_MAX_PAYLOAD, DEFAULT_RETENTION_LIMIT};
+use crate::config::{
+    Backpressure, BrokerConfig, RetentionPolicy, DEFAULT_MAX_PAYLOAD, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION_LIMIT,
+};
 use crate::handler::Reason;
 
 // Literals, because cbindgen writes only literals into the header; the asserts below keep them
@@ -25,6 +27,8 @@ pub const BROKK_MAX_CONCURRENCY: u32 = 1024;
 pub const BROKK_DEFAULT_MAX_PAYLOAD: u64 = 1048576;
 /// Default number of messages a topic retains while it has no consumer group.
 pub const BROKK_DEFAULT_RETENTION_LIMIT: u64 = 100000;
+/// Default number of deliveries a consumer group's queue holds before backpressure applies.
+pub const BROKK_DEFAULT_QUEUE_CAPACITY: u64 = 100000;
 /// A timeout_ms that means "wait without limit".
 pub const BROKK_WAIT_FOREVER: u64 = u64::MAX;
 
@@ -35,6 +39,7 @@ const _: () = {
     assert!(BROKK_MAX_CONCURRENCY as usize == crate::broker::MAX_CONCURRENCY);
     assert!(BROKK_DEFAULT_MAX_PAYLOAD as usize == DEFAULT_MAX_PAYLOAD);
     assert!(BROKK_DEFAULT_RETENTION_LIMIT as usize == DEFAULT_RETENTION_LIMIT);
+    assert!(BROKK_DEFAULT_QUEUE_CAPACITY as usize == DEFAULT_QUEUE_CAPACITY);
 };
 
 /// A message broker. Create with brokk_broker_new, release with brokk_broker_free.
@@ -61,6 +66,42 @@ pub struct brokk_broker_options {
     pub retention_limit: u64,
     /// What happens past the limit: one of the BROKK_RETENTION_* values; 0 (REJECT) by default.
     pub retention_policy: brokk_retention_policy,
+    /// Deliveries one consumer group's queue may hold before backpressure applies; 0 means
+    /// BROKK_DEFAULT_QUEUE_CAPACITY. A soft bound: publishers admitted at the same moment may
+    /// each add their messages.
+    pub queue_capacity: u64,
+    /// What publish does when a group's queue is full: one of the BROKK_BACKPRESSURE_* values;
+    /// 0 (BLOCK) by default.
+    pub backpressure: brokk_backpressure,
+    /// Longest wait of a publish under BROKK_BACKPRESSURE_BLOCK, in milliseconds; 0 means 5000.
+    pub publish_timeout_ms: u64,
+}
+
+/// What publish does when a consumer group's queue holds queue_capacity deliveries. A plain
+/// integer, checked: unknown values get BROKK_STATUS_INVALID_ARGUMENT.
+#[repr(transparent)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct brokk_backpressure(pub u32);
+
+/// Wait for room up to publish_timeout_ms, then fail with BROKK_STATUS_FULL. Publishing from a
+/// handler into its own full group waits out the timeout: its worker cannot drain meanwhile.
+pub const BROKK_BACKPRESSURE_BLOCK: brokk_backpressure = brokk_backpressure(0);
+/// Fail at once with BROKK_STATUS_FULL; nothing is published.
+pub const BROKK_BACKPRESSURE_FAIL: brokk_backpressure = brokk_backpressure(1);
+/// Publish anyway; the full group does not get the message (counted full_dropped).
+pub const BROKK_BACKPRESSURE_DROP: brokk_backpressure = brokk_backpressure(2);
+
+impl brokk_backpressure {
+    fn to_core(self) -> Result<Backpressure, Failure> {
+        Ok(match self {
+            BROKK_BACKPRESSURE_BLOCK => Backpressure::Block,
+            BROKK_BACKPRESSURE_FAIL => Backpressure::Fail,
+            BROKK_BACKPRESSURE_DROP => Backpressure::Drop,
+            brokk_backpressure(n) => {
+                return Err(fail(brokk_status::InvalidArgument, format!("unknown backpressure {n}")))
+            }
+        })
+    }
 }
 
 /// What a topic with no consumer group does with a message once it retains retention_limit of
@@ -122,6 +163,9 @@ pub unsafe extern "C" fn brokk_broker_new(
             listener_queue_capacity: opts.listener_queue_capacity as usize,
             retention_limit: opts.retention_limit.try_into().unwrap_or(usize::MAX),
             retention_policy: opts.retention_policy.to_core()?,
+            queue_capacity: opts.queue_capacity.try_into().unwrap_or(usize::MAX),
+            backpressure: opts.backpressure.to_core()?,
+            publish_timeout: (opts.publish_timeout_ms > 0).then(|| Duration::from_millis(opts.publish_timeout_ms)),
             ..BrokerConfig::from_url(url)?
         };
         let broker = Broker::with_config(&config)?;
@@ -160,9 +204,11 @@ pub unsafe extern "C" fn brokk_broker_ack(broker: *const brokk_broker, delivery_
     })
 }
 
-/// Nacks a delivery awaiting a manual ack: with `requeue` it is queued again with attempt + 1
-/// (dropped if its subscription is gone), otherwise dropped and counted failed. `reason`
-/// (`reason_len` bytes of UTF-8, may be NULL) is passed to listeners' on_failed.
+/// Nacks a delivery awaiting an ack. With `requeue` it is queued again with attempt + 1, no
+/// earlier than `requeue_delay_ms` from now (0: at once), unless its attempt limit is reached
+/// (then it is given up) or its group is gone (then dropped). Without, it is given up: counted
+/// failed, and published to its dead-letter topic if one is set. `reason` (`reason_len` bytes
+/// of UTF-8, may be NULL) is passed to listeners' on_failed.
 /// Copies: reason.
 /// Threads: any thread, including from inside the handler that received the delivery.
 /// Errors: NULL_ARGUMENT, INVALID_UTF8, UNKNOWN_DELIVERY, ALREADY_SETTLED, CLOSED.
@@ -171,13 +217,15 @@ pub unsafe extern "C" fn brokk_broker_nack(
     broker: *const brokk_broker,
     delivery_id: u64,
     requeue: bool,
+    requeue_delay_ms: u64,
     reason: *const c_char,
     reason_len: usize,
 ) -> brokk_status {
     guard(|| {
         let broker = reference(broker, "broker")?;
         let reason = optional_text(reason, reason_len, "reason")?.map(|r| Reason::Owned(r.to_owned()));
-        broker.inner.nack(delivery_id, requeue, reason)?;
+        let delay = (requeue_delay_ms > 0).then(|| Duration::from_millis(requeue_delay_ms));
+        broker.inner.nack(delivery_id, requeue, delay, reason)?;
         Ok(())
     })
 }

@@ -1,12 +1,14 @@
 //! Pull consumption from C: fetch, the owned delivery it returns, count and purge.
 
 use std::ffi::c_char;
+use std::time::Duration;
 
 use super::boundary::{fail, guard, guard_value, Failure};
 use super::broker::{brokk_broker, timeout};
 use super::message::brokk_message;
 use super::status::brokk_status;
 use super::strings::{brokk_str, optional_text, output, reference, text};
+use crate::broker::FetchOptions;
 use crate::message::Delivery;
 
 /// A delivery taken with brokk_broker_fetch, owned by the caller until brokk_delivery_free.
@@ -19,35 +21,63 @@ pub struct brokk_delivery {
     view: brokk_message,
 }
 
-/// Takes the next delivery of consumer group `group` (`group_len` bytes; NULL means the group
-/// named "default", which every fetch without a group shares) on `topic`: highest priority
-/// first, FIFO within a priority. Creates the topic and the group if new; a topic's first named
+/// Options of brokk_broker_fetch. Zero-initialise, then set what you need; NULL options mean
+/// all zero: the "default" group, no ack deadline, no attempt limit, no dead-letter topic.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct brokk_fetch_options {
+    /// The consumer group to take from (`group_len` bytes of [A-Za-z0-9_.-]); NULL means the
+    /// group named "default", which every fetch without a group shares.
+    pub group: *const c_char,
+    /// Length of `group` in bytes.
+    pub group_len: usize,
+    /// Milliseconds the fetched delivery may stay unsettled; past it, it is taken back and
+    /// redelivered (attempt + 1) to the group. 0: no deadline.
+    pub ack_deadline_ms: u64,
+    /// Attempts before the delivery is given up instead of requeued; 0: no limit.
+    pub max_attempts: u32,
+    /// Topic (`dead_letter_topic_len` bytes) where it is published if given up or nacked;
+    /// NULL: dropped, counted failed.
+    pub dead_letter_topic: *const c_char,
+    /// Length of `dead_letter_topic` in bytes.
+    pub dead_letter_topic_len: usize,
+}
+
+/// Takes the next delivery of a consumer group (see brokk_fetch_options) on `topic`: highest
+/// priority first, FIFO within a priority. Creates the topic and the group if new; a topic's first named
 /// group takes over the messages it retained. Members of a group (fetchers and subscriptions
 /// alike) compete: each delivery goes to one of them. Waits up to `timeout_ms` for one (0: not
 /// at all; BROKK_WAIT_FOREVER: no limit).
-/// Copies: topic and group; no pointer is kept after return.
+/// Copies: topic and options; no pointer is kept after return.
 /// Out: on BROKK_STATUS_OK, `*delivery_out` holds a delivery the caller owns and must release
 /// with brokk_delivery_free, or NULL if none came in time; untouched on failure. The delivery
 /// awaits brokk_broker_ack or brokk_broker_nack, like a manual-ack handler's.
 /// Threads: any thread, concurrently. While the broker is closing it still serves what is
 /// queued; once closed, a blocked fetch returns CLOSED.
-/// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC, INVALID_GROUP, CLOSED.
+/// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC, INVALID_GROUP, INVALID_ARGUMENT,
+/// CLOSED.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_broker_fetch(
     broker: *const brokk_broker,
     topic: *const c_char,
     topic_len: usize,
-    group: *const c_char,
-    group_len: usize,
+    options: *const brokk_fetch_options,
     timeout_ms: u64,
     delivery_out: *mut *mut brokk_delivery,
 ) -> brokk_status {
     guard(|| {
         let broker = reference(broker, "broker")?;
         let topic = text(topic, topic_len, "topic")?;
-        let group = optional_text(group, group_len, "group")?;
+        let mut opts = FetchOptions::default();
+        if let Some(o) = options.as_ref() {
+            opts.group = optional_text(o.group, o.group_len, "options.group")?;
+            opts.ack_deadline = (o.ack_deadline_ms > 0).then(|| Duration::from_millis(o.ack_deadline_ms));
+            opts.max_attempts = o.max_attempts;
+            opts.dead_letter_topic =
+                optional_text(o.dead_letter_topic, o.dead_letter_topic_len, "options.dead_letter_topic")?;
+        }
         let out = output(delivery_out, "delivery_out")?;
-        *out = match broker.inner.fetch(topic, group, timeout(timeout_ms))? {
+        *out = match broker.inner.fetch_with(topic, &opts, timeout(timeout_ms))? {
             None => std::ptr::null_mut(),
             Some(d) => {
                 let delivery = Box::new(d);

@@ -1,7 +1,8 @@
 //! Message views: what handlers and listeners get for one delivery, valid for that call only.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::c_char;
+use std::time::Duration;
 
 use super::boundary::{guard, guard_value};
 use super::status::brokk_status;
@@ -22,6 +23,8 @@ pub struct brokk_message {
     id_text_len: usize,
     /// Set by brokk_message_set_failure_reason from the handler, read after it returns.
     reason: RefCell<Option<String>>,
+    /// Set by brokk_message_set_requeue_delay, in milliseconds.
+    requeue_delay_ms: Cell<u64>,
 }
 
 impl brokk_message {
@@ -41,7 +44,7 @@ impl brokk_message {
                 id_text[i] = tmp[id_text_len - 1 - i];
             }
         }
-        brokk_message { delivery, id_text, id_text_len, reason: RefCell::new(None) }
+        brokk_message { delivery, id_text, id_text_len, reason: RefCell::new(None), requeue_delay_ms: Cell::new(0) }
     }
 
     fn delivery(&self) -> &Delivery {
@@ -51,6 +54,10 @@ impl brokk_message {
 
     pub(crate) fn take_reason(&self) -> Option<Reason> {
         self.reason.borrow_mut().take().map(Reason::Owned)
+    }
+
+    pub(crate) fn requeue_delay(&self) -> Option<Duration> {
+        Some(self.requeue_delay_ms.get()).filter(|ms| *ms > 0).map(Duration::from_millis)
     }
 }
 
@@ -173,6 +180,18 @@ pub unsafe extern "C" fn brokk_message_set_failure_reason(
         let m = reference(msg, "msg")?;
         let reason = text(reason, reason_len, "reason")?;
         *m.reason.borrow_mut() = Some(reason.to_owned());
+        Ok(())
+    })
+}
+
+/// Delays the requeue that the handler is about to ask for: when it then returns
+/// BROKK_VERDICT_REQUEUE, the delivery is delivered again no earlier than `delay_ms` from now
+/// (backoff). Call it only from the handler that received `msg`.
+/// Errors: NULL_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_set_requeue_delay(msg: *const brokk_message, delay_ms: u64) -> brokk_status {
+    guard(|| {
+        reference(msg, "msg")?.requeue_delay_ms.set(delay_ms);
         Ok(())
     })
 }

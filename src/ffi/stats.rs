@@ -21,7 +21,8 @@ pub struct brokk_stats {
     pub dispatched: u64,
     /// Deliveries acked (counter).
     pub processed: u64,
-    /// Deliveries nacked without requeue, handler panics included (counter).
+    /// Deliveries given up: nacked without requeue, past their attempt limit, or whose handler
+    /// panicked (counter).
     pub failed: u64,
     /// Deliveries nacked with requeue (counter).
     pub requeued: u64,
@@ -31,6 +32,21 @@ pub struct brokk_stats {
     pub queued: u64,
     /// Deliveries in a handler or awaiting a manual ack (gauge).
     pub in_flight: u64,
+    /// Messages kept by topics that have no consumer group (gauge).
+    pub retained: u64,
+    /// Retained messages discarded by the retention policy, purge or close (counter).
+    pub retained_dropped: u64,
+    /// Deliveries waiting out a requeue delay (gauge).
+    pub delayed: u64,
+    /// Ack deadlines that passed, each redelivering or giving up a delivery (counter).
+    pub expired: u64,
+    /// Deliveries given up and published to a dead-letter topic (counter; also in failed).
+    pub dead_lettered: u64,
+    /// Deliveries not made because their group's queue was full (BROKK_BACKPRESSURE_DROP;
+    /// counter).
+    pub full_dropped: u64,
+    /// Consumer groups, each ungrouped subscription's own included (gauge).
+    pub groups: u64,
     /// Topics known to the broker (gauge).
     pub topics: u64,
     /// Live subscriptions (gauge).
@@ -68,6 +84,13 @@ pub unsafe extern "C" fn brokk_broker_stats(broker: *const brokk_broker, stats_o
             dropped: t.dropped,
             queued: t.queued,
             in_flight: t.in_flight,
+            retained: t.retained,
+            retained_dropped: t.retained_dropped,
+            delayed: t.delayed,
+            expired: t.expired,
+            dead_lettered: t.dead_lettered,
+            full_dropped: t.full_dropped,
+            groups: t.groups,
             topics: s.topics.len() as u64,
             subscriptions: t.subscriptions,
             listeners: s.listeners,

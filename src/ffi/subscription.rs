@@ -1,6 +1,7 @@
 //! Subscriptions from C: the handler callback, its verdicts, and subscribe/unsubscribe.
 
 use std::ffi::{c_char, c_void};
+use std::time::Duration;
 
 use super::boundary::{fail, guard};
 use super::broker::brokk_broker;
@@ -22,7 +23,9 @@ pub struct brokk_verdict(pub u32);
 pub const BROKK_VERDICT_ACK: brokk_verdict = brokk_verdict(0);
 /// Failed: the delivery is dropped and counted failed.
 pub const BROKK_VERDICT_NACK: brokk_verdict = brokk_verdict(1);
-/// Failed for now: the delivery is queued again at the back, with attempt + 1.
+/// Failed for now: the delivery is queued again behind others of its priority, with attempt
+/// + 1 (after brokk_message_set_requeue_delay's delay, if set), unless the subscription's
+/// max_attempts is reached: then it is given up (dead-lettered, if a topic is set).
 pub const BROKK_VERDICT_REQUEUE: brokk_verdict = brokk_verdict(2);
 /// Not decided yet: on a manual-ack subscription the delivery awaits brokk_broker_ack or
 /// brokk_broker_nack (from any thread, at any later time); on an auto-ack subscription this
@@ -56,11 +59,32 @@ pub struct brokk_subscription_options {
     pub group: *const c_char,
     /// Length of `group` in bytes.
     pub group_len: usize,
+    /// Milliseconds a delivery may stay unsettled after it is handed to the handler; past it,
+    /// it is taken back and redelivered (attempt + 1) even if the handler still runs, and
+    /// listeners hear a failure with the deadline as reason. 0: no deadline.
+    pub ack_deadline_ms: u64,
+    /// Attempts before a delivery is given up instead of requeued; 0: no limit.
+    pub max_attempts: u32,
+    /// Topic (`dead_letter_topic_len` bytes) where given-up and nacked deliveries are published,
+    /// with a "dead_letter" object (topic, group, message_id, attempts, reason) added to their
+    /// metadata. NULL: they are dropped, counted failed.
+    pub dead_letter_topic: *const c_char,
+    /// Length of `dead_letter_topic` in bytes.
+    pub dead_letter_topic_len: usize,
 }
 
 impl Default for brokk_subscription_options {
     fn default() -> Self {
-        brokk_subscription_options { manual_ack: false, concurrency: 0, group: std::ptr::null(), group_len: 0 }
+        brokk_subscription_options {
+            manual_ack: false,
+            concurrency: 0,
+            group: std::ptr::null(),
+            group_len: 0,
+            ack_deadline_ms: 0,
+            max_attempts: 0,
+            dead_letter_topic: std::ptr::null(),
+            dead_letter_topic_len: 0,
+        }
     }
 }
 
@@ -77,7 +101,10 @@ impl Handler for CHandler {
         match verdict {
             BROKK_VERDICT_ACK => Verdict::Ack,
             BROKK_VERDICT_NACK => Verdict::Nack(view.take_reason()),
-            BROKK_VERDICT_REQUEUE => Verdict::Requeue(view.take_reason()),
+            BROKK_VERDICT_REQUEUE => match view.requeue_delay() {
+                Some(delay) => Verdict::RequeueAfter(delay, view.take_reason()),
+                None => Verdict::Requeue(view.take_reason()),
+            },
             BROKK_VERDICT_LATER => Verdict::Later,
             brokk_verdict(other) => {
                 Verdict::Nack(Some(Reason::Owned(format!("handler returned unknown verdict {other}"))))
@@ -119,6 +146,13 @@ pub unsafe extern "C" fn brokk_broker_subscribe(
             manual_ack: opts.manual_ack,
             concurrency: opts.concurrency as usize,
             group: optional_text(opts.group, opts.group_len, "options.group")?,
+            ack_deadline: (opts.ack_deadline_ms > 0).then(|| Duration::from_millis(opts.ack_deadline_ms)),
+            max_attempts: opts.max_attempts,
+            dead_letter_topic: optional_text(
+                opts.dead_letter_topic,
+                opts.dead_letter_topic_len,
+                "options.dead_letter_topic",
+            )?,
         };
         // Built last: on any earlier failure the host keeps its user_data.
         let handler = CHandler { callback, user_data: UserData::new(user_data, free_user_data) };
