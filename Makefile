@@ -31,11 +31,14 @@ $(BUILD):
 
 include examples/c/examples.mk
 include tests/c/c-tests.mk
+include bindings/cpp/cpp.mk
+include bindings/go/go.mk
+include bindings/python/python.mk
 
 demo: lib $(BUILD)/pipeline
 	$(BUILD)/pipeline
 
-test: test-rust test-c test-examples
+test: test-rust test-c test-examples test-cpp test-go test-python
 	@echo "make test: every suite passed"
 
 test-rust:

@@ -1,0 +1,3 @@
+# C++ binding tests and the install check (placeholder until bindings/cpp lands).
+test-cpp:
+	@echo "cpp: no tests yet"
