@@ -1,0 +1,1111 @@
+/*
+ * The pull side and what came with it: brokk_broker_fetch and brokk_delivery, consumer groups
+ * (competition inside a group, a copy per group), priorities, retention of messages published
+ * before any group exists, count and purge, and brokk_broker_publish_batch.
+ */
+#include "recorder.h"
+
+#define DELIVERY_SENTINEL ((brokk_delivery *)(uintptr_t)0xD0D0D0D0u)
+
+/* Fetches once and checks the status is OK; returns the delivery or NULL. */
+static brokk_delivery *fetch_at(const brokk_broker *b, const char *topic, const char *group,
+                                uint64_t timeout_ms, int line) {
+    brokk_delivery *d = DELIVERY_SENTINEL;
+    brokk_status st = brokk_broker_fetch(b, topic, strlen(topic), FOPTS(group, group ? strlen(group) : 0),
+                                         timeout_ms, &d);
+    if (st != BROKK_STATUS_OK) {
+        check_fail_(__FILE__, line, "fetch(%s, %s) returned %s: %s", topic, group ? group : "NULL",
+                    brokk_status_str(st), brokk_last_error());
+        return NULL;
+    }
+    if (d == DELIVERY_SENTINEL) {
+        check_fail_(__FILE__, line, "fetch returned OK without writing delivery_out");
+        return NULL;
+    }
+    return d;
+}
+#define FETCH(b, topic, group, timeout) fetch_at((b), (topic), (group), (timeout), __LINE__)
+
+static const brokk_message *msg_of(const brokk_delivery *d) { return brokk_delivery_message(d); }
+
+static bool payload_is(const brokk_delivery *d, const char *text) {
+    return d && view_eq(brokk_message_payload(msg_of(d)), text);
+}
+
+/* Fetches (no wait) and acks; returns the payload as text into buf, or "" if none. */
+static const char *take_one(const brokk_broker *b, const char *topic, const char *group,
+                            char *buf, size_t cap) {
+    buf[0] = '\0';
+    brokk_delivery *d = FETCH(b, topic, group, 0);
+    if (!d) return buf;
+    view_cstr(brokk_message_payload(msg_of(d)), buf, cap);
+    CHECK_OK(brokk_broker_ack(b, brokk_message_delivery_id(msg_of(d))));
+    brokk_delivery_free(d);
+    return buf;
+}
+
+static brokk_status publish_prio(const brokk_broker *b, const char *topic, const char *payload,
+                                 int32_t priority) {
+    brokk_publish_options o;
+    memset(&o, 0, sizeof o);
+    o.priority = priority;
+    return brokk_broker_publish(b, topic, strlen(topic), payload, strlen(payload), &o, NULL, 0);
+}
+
+/* ---- fetch --------------------------------------------------------------------------------- */
+
+static void fetch_takes_retained_messages_in_order(void) {
+    brokk_broker *b = new_broker(2);
+    if (!b) return;
+    evlog log;
+    evlog_init(&log);
+    brokk_listener l = evlog_listener(&log);
+    uint64_t lid;
+    CHECK_OK(brokk_broker_add_listener(b, &l, &lid));
+    char ids[3][BROKK_ID_BUFFER_SIZE];
+    for (int i = 0; i < 3; i++) {
+        char p[16];
+        snprintf(p, sizeof p, "%d", i);
+        CHECK_OK(brokk_broker_publish(b, "q", 1, p, strlen(p), NULL, ids[i], sizeof ids[i]));
+    }
+    CHECK_EQ(count_of(b, "q"), 3);
+    uint64_t seen[3] = {0, 0, 0};
+    for (int i = 0; i < 3; i++) {
+        brokk_delivery *d = FETCH(b, "q", NULL, 0);
+        if (!CHECK(d != NULL)) break;
+        const brokk_message *m = msg_of(d);
+        CHECK(m != NULL);
+        char p[16], dec[32];
+        snprintf(p, sizeof p, "%d", i);
+        CHECK(payload_is(d, p));
+        CHECK_STR(brokk_message_topic(m), "q");
+        CHECK_STR(brokk_message_parent_id(m), ids[i]);
+        CHECK_STR(brokk_message_group(m), "default"); /* NULL group means "default" */
+        CHECK_STR(brokk_message_metadata(m), "{}");
+        CHECK_EQ(brokk_message_attempt(m), 1);
+        CHECK_EQ(brokk_message_priority(m), 0);
+        CHECK(brokk_message_timestamp_ms(m) != 0);
+        seen[i] = brokk_message_delivery_id(m);
+        CHECK(seen[i] != 0);
+        snprintf(dec, sizeof dec, "%" PRIu64, seen[i]);
+        CHECK_STR(brokk_message_id(m), dec);
+        brokk_delivery_free(d);
+    }
+    CHECK(seen[0] != seen[1] && seen[1] != seen[2] && seen[0] != seen[2]);
+    brokk_delivery *none = FETCH(b, "q", NULL, 0);
+    CHECK(none == NULL);
+    brokk_stats s = stats_of(b);
+    CHECK_EQ(s.in_flight, 3);
+    CHECK_EQ(s.dispatched, 3);
+    for (int i = 0; i < 3; i++) CHECK_OK(brokk_broker_ack(b, seen[i]));
+    JOIN_OK(b);
+    s = stats_of(b);
+    CHECK_EQ(s.processed, 3);
+    CHECK_EQ(s.in_flight, 0);
+    CHECK_EQ(count_of(b, "q"), 0);
+    CHECK_EQ(evlog_count(&log, EV_DISPATCHED), 3);
+    CHECK_EQ(evlog_count(&log, EV_PROCESSED), 3);
+    brokk_broker_free(b);
+    evlog_destroy(&log);
+}
+
+static void fetch_with_nothing_there_returns_null(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    CHECK(FETCH(b, "empty", NULL, 0) == NULL);
+    CHECK(FETCH(b, "empty", "g", 0) == NULL);
+    CHECK(FETCH(b, "empty", NULL, 20) == NULL); /* waits 20 ms, then OK with NULL */
+    brokk_stats s = stats_of(b);
+    CHECK_EQ(s.topics, 1); /* fetch creates the topic */
+    CHECK_EQ(s.dispatched, 0);
+    brokk_broker_free(b);
+}
+
+static void fetch_rejects_bad_input(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    char long_name[BROKK_TOPIC_MAX_LEN + 1];
+    memset(long_name, 'a', sizeof long_name);
+    brokk_delivery *d = DELIVERY_SENTINEL;
+    CHECK_STATUS(brokk_broker_fetch(NULL, "t", 1, NULL, 0, &d), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_fetch(b, NULL, 1, NULL, 0, &d), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_fetch(b, "t", 1, NULL, 0, NULL), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_fetch(b, "", 0, NULL, 0, &d), BROKK_STATUS_INVALID_TOPIC);
+    CHECK_STATUS(brokk_broker_fetch(b, "a b", 3, NULL, 0, &d), BROKK_STATUS_INVALID_TOPIC);
+    CHECK_STATUS(brokk_broker_fetch(b, long_name, sizeof long_name, NULL, 0, &d),
+                 BROKK_STATUS_INVALID_TOPIC);
+    CHECK_STATUS(brokk_broker_fetch(b, "t\xff", 2, NULL, 0, &d), BROKK_STATUS_INVALID_UTF8);
+    CHECK_STATUS(brokk_broker_fetch(b, "t", 1, FOPTS("", 0), 0, &d), BROKK_STATUS_INVALID_GROUP);
+    CHECK_STATUS(brokk_broker_fetch(b, "t", 1, FOPTS("a b", 3), 0, &d), BROKK_STATUS_INVALID_GROUP);
+    CHECK_STATUS(brokk_broker_fetch(b, "t", 1, FOPTS("a/b", 3), 0, &d), BROKK_STATUS_INVALID_GROUP);
+    CHECK_STATUS(brokk_broker_fetch(b, "t", 1, FOPTS(long_name, sizeof long_name), 0, &d),
+                 BROKK_STATUS_INVALID_GROUP);
+    CHECK_STATUS(brokk_broker_fetch(b, "t", 1, FOPTS("g\xc3", 2), 0, &d), BROKK_STATUS_INVALID_UTF8);
+    /* A bad name never waits, even with a timeout. */
+    CHECK_STATUS(brokk_broker_fetch(b, "t", 1, FOPTS("a b", 3), BROKK_WAIT_FOREVER, &d),
+                 BROKK_STATUS_INVALID_GROUP);
+    CHECK(d == DELIVERY_SENTINEL);
+    CHECK_EQ(stats_of(b).topics, 0);
+    brokk_broker_free(b);
+}
+
+static void delivery_handle_null_and_lifetime(void) {
+    CHECK(brokk_delivery_message(NULL) == NULL);
+    brokk_delivery_free(NULL);
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    CHECK_OK(publish_str(b, "life", "{\"kept\":\"until free\"}"));
+    brokk_delivery *d = FETCH(b, "life", NULL, 0);
+    if (CHECK(d != NULL)) {
+        /* The view stays valid while other broker activity goes on, until free. */
+        brokk_str p = brokk_message_payload(msg_of(d));
+        for (int i = 0; i < 20; i++) CHECK_OK(publish_str(b, "other", "[1,2,3]"));
+        CHECK_OK(brokk_broker_purge(b, NULL, 0, NULL));
+        CHECK_MEM(p.ptr, p.len, "{\"kept\":\"until free\"}", strlen("{\"kept\":\"until free\"}"));
+        CHECK(msg_of(d) == msg_of(d));
+        uint64_t id = brokk_message_delivery_id(msg_of(d));
+        /* Acking does not invalidate the handle either. */
+        CHECK_OK(brokk_broker_ack(b, id));
+        CHECK_STR(brokk_message_topic(msg_of(d)), "life");
+        brokk_delivery_free(d);
+    }
+    brokk_broker_free(b);
+}
+
+/* A fetched delivery outlives its broker handle's free only as memory to release: freeing the
+ * delivery after the broker must be fine (the header says handles are independent). */
+static void delivery_freed_after_broker(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    CHECK_OK(publish_str(b, "late.free", "\"x\""));
+    brokk_delivery *d = FETCH(b, "late.free", NULL, 0);
+    brokk_broker_free(b);
+    if (CHECK(d != NULL)) {
+        CHECK(payload_is(d, "\"x\""));
+        brokk_delivery_free(d);
+    }
+}
+
+static void delivery_free_does_not_settle(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    CHECK_OK(publish_str(b, "ds", "1"));
+    brokk_delivery *d = FETCH(b, "ds", NULL, 0);
+    if (!CHECK(d != NULL)) {
+        brokk_broker_free(b);
+        return;
+    }
+    uint64_t id = brokk_message_delivery_id(msg_of(d));
+    brokk_delivery_free(d);
+    CHECK_EQ(stats_of(b).in_flight, 1);
+    uint64_t rem = 0;
+    CHECK_STATUS(brokk_broker_join(b, 0, &rem), BROKK_STATUS_TIMEOUT);
+    CHECK_EQ(rem, 1);
+    CHECK(FETCH(b, "ds", NULL, 0) == NULL); /* in flight, not back in the queue */
+    CHECK_OK(brokk_broker_ack(b, id));
+    JOIN_OK(b);
+    CHECK_EQ(stats_of(b).processed, 1);
+    CHECK_STATUS(brokk_broker_ack(b, id), BROKK_STATUS_ALREADY_SETTLED);
+    brokk_broker_free(b);
+}
+
+static void fetched_delivery_nack_and_requeue(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    evlog log;
+    evlog_init(&log);
+    brokk_listener l = evlog_listener(&log);
+    uint64_t lid;
+    CHECK_OK(brokk_broker_add_listener(b, &l, &lid));
+    CHECK_OK(publish_str(b, "nq", "1"));
+    brokk_delivery *d = FETCH(b, "nq", "w", 0);
+    if (!CHECK(d != NULL)) {
+        brokk_broker_free(b);
+        evlog_destroy(&log);
+        return;
+    }
+    uint64_t id = brokk_message_delivery_id(msg_of(d));
+    CHECK_STR(brokk_message_group(msg_of(d)), "w");
+    brokk_delivery_free(d);
+    CHECK_OK(brokk_broker_nack(b, id, true, 0, "again", 5));
+    d = FETCH(b, "nq", "w", 0);
+    if (CHECK(d != NULL)) {
+        CHECK_EQ(brokk_message_delivery_id(msg_of(d)), id);
+        CHECK_EQ(brokk_message_attempt(msg_of(d)), 2);
+        brokk_delivery_free(d);
+    }
+    CHECK_OK(brokk_broker_nack(b, id, false, 0, "bad", 3));
+    CHECK_STATUS(brokk_broker_ack(b, id), BROKK_STATUS_ALREADY_SETTLED);
+    JOIN_OK(b);
+    brokk_stats s = stats_of(b);
+    CHECK_EQ(s.requeued, 1);
+    CHECK_EQ(s.failed, 1);
+    CHECK_EQ(s.dispatched, 2);
+    CHECK_EQ(evlog_count(&log, EV_FAILED), 2);
+    brokk_broker_free(b);
+    evlog_destroy(&log);
+}
+
+typedef struct later_publisher {
+    const brokk_broker *b;
+    unsigned delay_ms;
+    brokk_status st;
+} later_publisher;
+
+static void *publish_later(void *arg) {
+    later_publisher *p = arg;
+    sleep_ms(p->delay_ms);
+    p->st = publish_str(p->b, "wait", "\"arrived\"");
+    return NULL;
+}
+
+static void fetch_waits_for_a_publish(void) {
+    static const uint64_t timeouts[] = {0, BROKK_WAIT_FOREVER};
+    for (int k = 0; k < 2; k++) {
+        brokk_broker *b = new_broker(1);
+        if (!b) return;
+        CHECK(FETCH(b, "wait", NULL, 0) == NULL); /* creates the group: the publish queues */
+        later_publisher p = {b, 30, BROKK_STATUS_PANIC};
+        pthread_t t;
+        pthread_create(&t, NULL, publish_later, &p);
+        brokk_delivery *d = FETCH(b, "wait", NULL, timeouts[k] ? timeouts[k] : wait_ms());
+        pthread_join(t, NULL);
+        CHECK_EQ(p.st, BROKK_STATUS_OK);
+        if (CHECK(d != NULL)) {
+            CHECK(payload_is(d, "\"arrived\""));
+            CHECK_OK(brokk_broker_ack(b, brokk_message_delivery_id(msg_of(d))));
+            brokk_delivery_free(d);
+        }
+        brokk_broker_free(b);
+    }
+}
+
+typedef struct blocked_fetch {
+    const brokk_broker *b;
+    brokk_status st;
+    brokk_delivery *d;
+    atomic_uint started, returned;
+} blocked_fetch;
+
+static void *fetch_forever(void *arg) {
+    blocked_fetch *f = arg;
+    atomic_store(&f->started, 1);
+    f->st = brokk_broker_fetch(f->b, "idle", 4, NULL, BROKK_WAIT_FOREVER, &f->d);
+    atomic_store(&f->returned, 1);
+    return NULL;
+}
+
+/* "once closed, a blocked fetch returns CLOSED" — after a graceful or a forced close. */
+static void blocked_fetch_returns_closed(void) {
+    for (int force = 0; force < 2; force++) {
+        brokk_broker *b = new_broker(1);
+        if (!b) return;
+        blocked_fetch f = {b, BROKK_STATUS_PANIC, DELIVERY_SENTINEL, 0, 0};
+        pthread_t t;
+        pthread_create(&t, NULL, fetch_forever, &f);
+        while (!atomic_load(&f.started)) sleep_ms(1);
+        sleep_ms(20); /* most likely blocked by now; CLOSED is right either way */
+        CHECK_EQ(atomic_load(&f.returned), 0);
+        CHECK_OK(brokk_broker_close(b, wait_ms(), force, NULL));
+        pthread_join(t, NULL);
+        CHECK_EQ(f.st, BROKK_STATUS_CLOSED);
+        CHECK(f.d == DELIVERY_SENTINEL);
+        brokk_broker_free(b);
+    }
+}
+
+/* "While the broker is closing it still serves what is queued". */
+typedef struct closer {
+    const brokk_broker *b;
+    brokk_status st;
+    brokk_close_report r;
+    atomic_uint returned;
+} closer;
+
+static void *close_gracefully(void *arg) {
+    closer *c = arg;
+    c->st = brokk_broker_close(c->b, BROKK_WAIT_FOREVER, false, &c->r);
+    atomic_store(&c->returned, 1);
+    return NULL;
+}
+
+static void fetch_serves_queued_while_closing(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    CHECK(FETCH(b, "drain", "g", 0) == NULL); /* group g exists: publishes queue there */
+    CHECK_OK(publish_str(b, "drain", "1"));
+    CHECK_OK(publish_str(b, "drain", "2"));
+    closer c = {b, BROKK_STATUS_PANIC, {0, 0, 0}, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, close_gracefully, &c);
+    /* Wait until the close refuses publishes, i.e. it is waiting. */
+    uint64_t end = mono_ms() + wait_ms();
+    while (publish_str(b, "probe", "0") == BROKK_STATUS_OK && mono_ms() < end) sleep_ms(1);
+    CHECK_STATUS(publish_str(b, "probe", "0"), BROKK_STATUS_CLOSED);
+    for (int i = 0; i < 2; i++) {
+        brokk_delivery *d = FETCH(b, "drain", "g", wait_ms());
+        if (!CHECK(d != NULL)) break;
+        CHECK_EQ(atomic_load(&c.returned), 0); /* still waiting for this one */
+        CHECK_OK(brokk_broker_ack(b, brokk_message_delivery_id(msg_of(d))));
+        brokk_delivery_free(d);
+    }
+    pthread_join(t, NULL);
+    CHECK_EQ(c.st, BROKK_STATUS_OK);
+    CHECK_EQ(c.r.remaining, 0);
+    brokk_broker_free(b);
+}
+
+/* ---- priorities ------------------------------------------------------------------------------ */
+
+static void fetch_takes_highest_priority_first(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    static const int32_t prio[] = {0, 5, -3, 5, 10, 0, INT32_MIN, INT32_MAX};
+    static const char *const want[] = {"7", "4", "1", "3", "0", "5", "2", "6"};
+    for (int i = 0; i < 8; i++) {
+        char p[16];
+        snprintf(p, sizeof p, "%d", i);
+        CHECK_OK(publish_prio(b, "prio", p, prio[i]));
+    }
+    for (int i = 0; i < 8; i++) {
+        brokk_delivery *d = FETCH(b, "prio", NULL, 0);
+        if (!CHECK(d != NULL)) break;
+        char got[8];
+        view_cstr(brokk_message_payload(msg_of(d)), got, sizeof got);
+        if (strcmp(got, want[i]) != 0)
+            FAILF("fetch #%d got message %s, want %s (priority, then FIFO)", i, got, want[i]);
+        CHECK_EQ((int64_t)brokk_message_priority(msg_of(d)), (int64_t)prio[atoi(got)]);
+        CHECK_OK(brokk_broker_ack(b, brokk_message_delivery_id(msg_of(d))));
+        brokk_delivery_free(d);
+    }
+    brokk_broker_free(b);
+}
+
+typedef struct gated {
+    gate g;
+    recorder rec;
+} gated;
+
+static brokk_verdict gated_handler(void *ud, const brokk_message *m) {
+    gated *x = ud;
+    gate_pass(&x->g);
+    recorder_add(&x->rec, m);
+    return BROKK_VERDICT_ACK;
+}
+
+static void push_takes_highest_priority_first(void) {
+    brokk_broker *b = new_broker(2);
+    if (!b) return;
+    gated x;
+    gate_init(&x.g);
+    recorder_init(&x.rec, BROKK_VERDICT_ACK);
+    uint64_t sid;
+    CHECK_OK(subscribe_simple(b, "pp", gated_handler, &x, NULL, false, 1, &sid));
+    CHECK_OK(publish_str(b, "pp", "\"first\""));
+    CHECK(gate_wait_entered(&x.g, 1)); /* the worker holds "first"; the rest queue up */
+    CHECK_OK(publish_prio(b, "pp", "\"p1\"", 1));
+    CHECK_OK(publish_prio(b, "pp", "\"p3a\"", 3));
+    CHECK_OK(publish_prio(b, "pp", "\"p2\"", 2));
+    CHECK_OK(publish_prio(b, "pp", "\"p3b\"", 3));
+    gate_open(&x.g);
+    JOIN_OK(b);
+    static const char *const want[] = {"\"first\"", "\"p3a\"", "\"p3b\"", "\"p2\"", "\"p1\""};
+    if (CHECK_EQ(recorder_count(&x.rec), 5))
+        for (int i = 0; i < 5; i++) CHECK_STREQ(x.rec.recs[i].payload, want[i]);
+    brokk_broker_free(b);
+    recorder_destroy(&x.rec);
+    gate_destroy(&x.g);
+}
+
+/* ---- groups ------------------------------------------------------------------------------------ */
+
+typedef struct tally {
+    unsigned n;
+    atomic_uint *count;
+    atomic_uint wrong_group;
+    const char *group; /* what brokk_message_group must say ("" for ungrouped) */
+} tally;
+
+static void tally_init(tally *t, unsigned n, const char *group) {
+    t->n = n;
+    t->count = calloc(n, sizeof *t->count);
+    for (unsigned i = 0; i < n; i++) atomic_init(&t->count[i], 0);
+    atomic_init(&t->wrong_group, 0);
+    t->group = group;
+}
+
+static void tally_add(tally *t, const brokk_message *m) {
+    char buf[16];
+    unsigned long i = strtoul(view_cstr(brokk_message_payload(m), buf, sizeof buf), NULL, 10);
+    if (i < t->n) atomic_fetch_add(&t->count[i], 1);
+    if (!view_eq(brokk_message_group(m), t->group)) atomic_fetch_add(&t->wrong_group, 1);
+}
+
+static brokk_verdict tally_handler(void *ud, const brokk_message *m) {
+    tally_add(ud, m);
+    return BROKK_VERDICT_ACK;
+}
+
+static void check_each_once(tally *t, const char *who) {
+    unsigned bad = 0;
+    for (unsigned i = 0; i < t->n; i++)
+        if (atomic_load(&t->count[i]) != 1) bad++;
+    if (bad) FAILF("%s: %u of %u messages not consumed exactly once", who, bad, t->n);
+    CHECK_EQ(atomic_load(&t->wrong_group), 0);
+}
+
+static void group_members_compete_and_groups_fan_out(void) {
+    brokk_broker *b = new_broker(4);
+    if (!b) return;
+    unsigned n = scaled_count(300);
+    tally group, solo;
+    tally_init(&group, n, "workers");
+    tally_init(&solo, n, "");
+    brokk_subscription_options o;
+    memset(&o, 0, sizeof o);
+    o.concurrency = 2;
+    o.group = "workers";
+    o.group_len = 7;
+    uint64_t s1, s2, s3;
+    CHECK_OK(brokk_broker_subscribe(b, "jobs", 4, tally_handler, &group, NULL, &o, &s1));
+    CHECK_OK(brokk_broker_subscribe(b, "jobs", 4, tally_handler, &group, NULL, &o, &s2));
+    CHECK_OK(subscribe_simple(b, "jobs", tally_handler, &solo, NULL, false, 1, &s3));
+    for (unsigned i = 0; i < n; i++) {
+        char p[16];
+        snprintf(p, sizeof p, "%u", i);
+        CHECK_OK(publish_str(b, "jobs", p));
+    }
+    JOIN_OK(b);
+    check_each_once(&group, "group \"workers\" (two members)");
+    check_each_once(&solo, "the ungrouped subscription");
+    brokk_stats s = stats_of(b);
+    CHECK_EQ(s.dispatched, 2 * n); /* one copy per group, not per member */
+    CHECK_EQ(s.processed, 2 * n);
+    CHECK_EQ(s.subscriptions, 3);
+    brokk_broker_free(b);
+    free(group.count);
+    free(solo.count);
+}
+
+static void fetch_groups_each_get_a_copy(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    CHECK(FETCH(b, "pull", "a", 0) == NULL);
+    CHECK(FETCH(b, "pull", "b", 0) == NULL);
+    char ids[4][BROKK_ID_BUFFER_SIZE];
+    for (int i = 0; i < 4; i++) {
+        char p[16];
+        snprintf(p, sizeof p, "%d", i);
+        CHECK_OK(brokk_broker_publish(b, "pull", 4, p, strlen(p), NULL, ids[i], sizeof ids[i]));
+    }
+    CHECK_EQ(count_of(b, "pull"), 8); /* one queued delivery per group */
+    uint64_t da[4] = {0}, db[4] = {0};
+    for (int i = 0; i < 4; i++) {
+        brokk_delivery *x = FETCH(b, "pull", "a", 0), *y = FETCH(b, "pull", "b", 0);
+        if (!CHECK(x && y)) {
+            brokk_delivery_free(x);
+            brokk_delivery_free(y);
+            break;
+        }
+        CHECK_STR(brokk_message_parent_id(msg_of(x)), ids[i]);
+        CHECK_STR(brokk_message_parent_id(msg_of(y)), ids[i]);
+        CHECK_STR(brokk_message_group(msg_of(x)), "a");
+        CHECK_STR(brokk_message_group(msg_of(y)), "b");
+        da[i] = brokk_message_delivery_id(msg_of(x));
+        db[i] = brokk_message_delivery_id(msg_of(y));
+        CHECK(da[i] != db[i]);
+        CHECK_OK(brokk_broker_ack(b, da[i]));
+        CHECK_OK(brokk_broker_ack(b, db[i]));
+        brokk_delivery_free(x);
+        brokk_delivery_free(y);
+    }
+    CHECK(FETCH(b, "pull", "a", 0) == NULL);
+    CHECK(FETCH(b, "pull", "b", 0) == NULL);
+    JOIN_OK(b);
+    CHECK_EQ(stats_of(b).processed, 8);
+    brokk_broker_free(b);
+}
+
+/* A subscription and a fetcher in one group share its messages: each goes to one of them. */
+static void subscription_and_fetcher_share_a_group(void) {
+    brokk_broker *b = new_broker(2);
+    if (!b) return;
+    unsigned n = scaled_count(200);
+    tally t;
+    tally_init(&t, n, "mix");
+    brokk_subscription_options o;
+    memset(&o, 0, sizeof o);
+    o.group = "mix";
+    o.group_len = 3;
+    uint64_t sid;
+    CHECK_OK(brokk_broker_subscribe(b, "shared", 6, tally_handler, &t, NULL, &o, &sid));
+    for (unsigned i = 0; i < n; i++) {
+        char p[16];
+        snprintf(p, sizeof p, "%u", i);
+        CHECK_OK(publish_str(b, "shared", p));
+    }
+    unsigned fetched = 0;
+    uint64_t end = mono_ms() + wait_ms();
+    for (;;) {
+        brokk_delivery *d = FETCH(b, "shared", "mix", 0);
+        if (d) {
+            tally_add(&t, msg_of(d));
+            CHECK_OK(brokk_broker_ack(b, brokk_message_delivery_id(msg_of(d))));
+            brokk_delivery_free(d);
+            fetched++;
+            continue;
+        }
+        if (brokk_broker_join(b, 0, NULL) == BROKK_STATUS_OK || mono_ms() > end) break;
+        sleep_ms(1);
+    }
+    JOIN_OK(b);
+    check_each_once(&t, "group \"mix\" (a subscription and a fetcher)");
+    CHECK_EQ(stats_of(b).dispatched, n);
+    brokk_broker_free(b);
+    free(t.count);
+}
+
+/* A named group outlives its members: its messages wait for the next one. */
+static void named_group_keeps_messages_without_members(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    brokk_subscription_options o;
+    memset(&o, 0, sizeof o);
+    o.group = "stay";
+    o.group_len = 4;
+    tally t;
+    tally_init(&t, 4, "stay");
+    uint64_t sid;
+    CHECK_OK(brokk_broker_subscribe(b, "ng", 2, tally_handler, &t, NULL, &o, &sid));
+    CHECK_OK(brokk_broker_unsubscribe(b, sid));
+    CHECK_OK(publish_str(b, "ng", "0"));
+    CHECK_OK(publish_str(b, "ng", "1"));
+    char buf[16];
+    CHECK_EQ(count_of(b, "ng"), 2);
+    CHECK_STREQ(take_one(b, "ng", "stay", buf, sizeof buf), "0");
+    CHECK_STREQ(take_one(b, "ng", "stay", buf, sizeof buf), "1");
+    CHECK_EQ(stats_of(b).dropped, 0);
+    brokk_broker_free(b);
+    free(t.count);
+}
+
+/* ---- retention ----------------------------------------------------------------------------- */
+
+static void first_named_group_takes_retained_messages(void) {
+    brokk_broker *b = new_broker(2);
+    if (!b) return;
+    for (int i = 0; i < 3; i++) {
+        char p[16];
+        snprintf(p, sizeof p, "%d", i);
+        CHECK_OK(publish_str(b, "ret", p));
+    }
+    /* An ungrouped subscription does not take them; it sees only later messages. */
+    recorder solo;
+    recorder_init(&solo, BROKK_VERDICT_ACK);
+    uint64_t s1, s2;
+    CHECK_OK(subscribe_simple(b, "ret", recorder_handler, &solo, NULL, false, 1, &s1));
+    CHECK_OK(publish_str(b, "ret", "3"));
+    JOIN_OK(b);
+    if (CHECK_EQ(recorder_count(&solo), 1)) CHECK_STREQ(solo.recs[0].payload, "3");
+    CHECK_EQ(count_of(b, "ret"), 3);
+    /* The first named group takes the three, in publish order. */
+    recorder named;
+    recorder_init(&named, BROKK_VERDICT_ACK);
+    brokk_subscription_options o;
+    memset(&o, 0, sizeof o);
+    o.group = "late";
+    o.group_len = 4;
+    CHECK_OK(brokk_broker_subscribe(b, "ret", 3, recorder_handler, &named, NULL, &o, &s2));
+    JOIN_OK(b);
+    if (CHECK_EQ(recorder_count(&named), 3))
+        for (int i = 0; i < 3; i++) {
+            char p[16];
+            snprintf(p, sizeof p, "%d", i);
+            CHECK_STREQ(named.recs[i].payload, p);
+            CHECK_STREQ(named.recs[i].group, "late");
+        }
+    CHECK_EQ(count_of(b, "ret"), 0);
+    CHECK_EQ(recorder_count(&solo), 1);
+    brokk_broker_free(b);
+    recorder_destroy(&solo);
+    recorder_destroy(&named);
+}
+
+static void retention_reject_fails_with_full(void) {
+    brokk_broker *b = new_broker_retention(1, BROKK_RETENTION_REJECT, 3);
+    if (!b) return;
+    for (int i = 0; i < 3; i++) CHECK_OK(publish_str(b, "full", "1"));
+    char id[BROKK_ID_BUFFER_SIZE] = "untouched";
+    CHECK_STATUS(brokk_broker_publish(b, "full", 4, "2", 1, NULL, id, sizeof id),
+                 BROKK_STATUS_FULL);
+    CHECK_STREQ(id, "untouched");
+    brokk_batch_message m;
+    memset(&m, 0, sizeof m);
+    m.payload = "3";
+    m.payload_len = 1;
+    CHECK_STATUS(brokk_broker_publish_batch(b, "full", 4, &m, 1, NULL, 0), BROKK_STATUS_FULL);
+    brokk_stats s = stats_of(b);
+    CHECK_EQ(s.published, 3); /* nothing was published */
+    CHECK_EQ(count_of(b, "full"), 3);
+    /* Other topics have their own limit. */
+    CHECK_OK(publish_str(b, "other", "1"));
+    /* Once a group exists the limit no longer applies: it only bounds retention. */
+    brokk_delivery *d = FETCH(b, "full", NULL, 0); /* group "default" takes the three */
+    if (CHECK(d != NULL)) {
+        CHECK_OK(brokk_broker_ack(b, brokk_message_delivery_id(msg_of(d))));
+        brokk_delivery_free(d);
+    }
+    for (int i = 0; i < 10; i++) CHECK_OK(publish_str(b, "full", "4"));
+    CHECK_EQ(count_of(b, "full"), 12);
+    brokk_broker_free(b);
+}
+
+static void retention_drop_oldest_and_newest(void) {
+    static const brokk_retention_policy policies[] = {BROKK_RETENTION_DROP_OLDEST,
+                                                      BROKK_RETENTION_DROP_NEWEST};
+    static const char *const kept[2][3] = {{"2", "3", "4"}, {"0", "1", "2"}};
+    for (int k = 0; k < 2; k++) {
+        brokk_broker *b = new_broker_retention(1, policies[k], 3);
+        if (!b) return;
+        for (int i = 0; i < 5; i++) {
+            char p[16];
+            snprintf(p, sizeof p, "%d", i);
+            CHECK_OK(publish_str(b, "drop", p)); /* never FULL with a dropping policy */
+        }
+        CHECK_EQ(stats_of(b).published, 5);
+        CHECK_EQ(count_of(b, "drop"), 3);
+        char buf[16];
+        for (int i = 0; i < 3; i++) CHECK_STREQ(take_one(b, "drop", NULL, buf, sizeof buf), kept[k][i]);
+        CHECK_STREQ(take_one(b, "drop", NULL, buf, sizeof buf), "");
+        brokk_broker_free(b);
+    }
+}
+
+static void retention_off_counts_unrouted(void) {
+    brokk_broker *b = new_broker_retention(1, BROKK_RETENTION_OFF, 0);
+    if (!b) return;
+    for (int i = 0; i < 3; i++) CHECK_OK(publish_str(b, "off", "1"));
+    brokk_stats s = stats_of(b);
+    CHECK_EQ(s.unrouted, 3);
+    CHECK_EQ(count_of(b, "off"), 0);
+    CHECK(FETCH(b, "off", NULL, 0) == NULL);
+    brokk_broker_free(b);
+}
+
+static void retention_limit_applies_to_a_batch_as_a_whole(void) {
+    brokk_broker *b = new_broker_retention(1, BROKK_RETENTION_REJECT, 3);
+    if (!b) return;
+    CHECK_OK(publish_str(b, "rb", "0"));
+    CHECK_OK(publish_str(b, "rb", "1"));
+    brokk_batch_message m[2];
+    memset(m, 0, sizeof m);
+    m[0].payload = "2";
+    m[0].payload_len = 1;
+    m[1].payload = "3";
+    m[1].payload_len = 1;
+    CHECK_STATUS(brokk_broker_publish_batch(b, "rb", 2, m, 2, NULL, 0), BROKK_STATUS_FULL);
+    CHECK_EQ(count_of(b, "rb"), 2); /* all or nothing: neither was kept */
+    CHECK_EQ(stats_of(b).published, 2);
+    CHECK_OK(brokk_broker_publish_batch(b, "rb", 2, m, 1, NULL, 0));
+    CHECK_EQ(count_of(b, "rb"), 3);
+    brokk_broker_free(b);
+}
+
+/* ---- count and purge ---------------------------------------------------------------------------- */
+
+static void count_and_purge(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    CHECK_OK(publish_str(b, "c1", "1")); /* retained */
+    CHECK_OK(publish_str(b, "c1", "2"));
+    CHECK(FETCH(b, "c2", "g", 0) == NULL); /* group g on c2 */
+    for (int i = 0; i < 3; i++) CHECK_OK(publish_str(b, "c2", "3"));
+    CHECK(FETCH(b, "c3", "x", 0) == NULL);
+    CHECK(FETCH(b, "c3", "y", 0) == NULL);
+    CHECK_OK(publish_str(b, "c3", "4")); /* one queued delivery in each of x and y */
+    CHECK_EQ(count_of(b, NULL), 7);
+    brokk_str two[2] = {{"c1", 2}, {"c2", 2}};
+    uint64_t n = 0;
+    CHECK_OK(brokk_broker_count(b, two, 2, &n));
+    CHECK_EQ(n, 5);
+    CHECK_EQ(count_of(b, "c3"), 2);
+    uint64_t topics_before = stats_of(b).topics;
+    CHECK_EQ(count_of(b, "nope"), 0); /* unknown: 0, and not created */
+    CHECK_EQ(stats_of(b).topics, topics_before);
+    n = 99;
+    CHECK_OK(brokk_broker_count(b, two, 0, &n)); /* an empty list counts nothing */
+    CHECK_EQ(n, 0);
+    /* One of c2's deliveries in flight: neither counted nor purged. */
+    brokk_delivery *d = FETCH(b, "c2", "g", 0);
+    CHECK(d != NULL);
+    CHECK_EQ(count_of(b, "c2"), 2);
+    uint64_t purged = 0;
+    brokk_str c2 = {"c2", 2};
+    CHECK_OK(brokk_broker_purge(b, &c2, 1, &purged));
+    CHECK_EQ(purged, 2);
+    CHECK_EQ(count_of(b, NULL), 4);
+    brokk_stats s = stats_of(b);
+    CHECK_EQ(s.dropped, 2); /* purged deliveries are dropped */
+    CHECK_EQ(s.in_flight, 1);
+    if (d) {
+        CHECK_OK(brokk_broker_ack(b, brokk_message_delivery_id(msg_of(d))));
+        brokk_delivery_free(d);
+    }
+    CHECK_OK(brokk_broker_purge(b, NULL, 0, NULL)); /* everything; purged_out may be NULL */
+    CHECK_EQ(count_of(b, NULL), 0);
+    purged = 77;
+    CHECK_OK(brokk_broker_purge(b, NULL, 0, &purged));
+    CHECK_EQ(purged, 0);
+    JOIN_OK(b);
+    CHECK(FETCH(b, "c3", "x", 0) == NULL);
+    brokk_broker_free(b);
+}
+
+static void count_and_purge_bad_input(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    CHECK_OK(publish_str(b, "kept", "1"));
+    uint64_t n = 0xC0C0ull;
+    brokk_str bad_name[1] = {{"a b", 3}};
+    brokk_str empty_name[1] = {{"", 0}};
+    brokk_str bad_utf8[1] = {{"k\xff", 2}};
+    brokk_str mixed[2] = {{"kept", 4}, {"a/b", 3}};
+    CHECK_STATUS(brokk_broker_count(NULL, NULL, 0, &n), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_count(b, NULL, 0, NULL), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_count(b, NULL, 2, &n), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_count(b, bad_name, 1, &n), BROKK_STATUS_INVALID_TOPIC);
+    CHECK_STATUS(brokk_broker_count(b, empty_name, 1, &n), BROKK_STATUS_INVALID_TOPIC);
+    CHECK_STATUS(brokk_broker_count(b, bad_utf8, 1, &n), BROKK_STATUS_INVALID_UTF8);
+    CHECK_STATUS(brokk_broker_count(b, mixed, 2, &n), BROKK_STATUS_INVALID_TOPIC);
+    CHECK_EQ(n, 0xC0C0ull);
+    CHECK_STATUS(brokk_broker_purge(NULL, NULL, 0, &n), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_purge(b, NULL, 2, &n), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_purge(b, bad_name, 1, &n), BROKK_STATUS_INVALID_TOPIC);
+    CHECK_STATUS(brokk_broker_purge(b, bad_utf8, 1, &n), BROKK_STATUS_INVALID_UTF8);
+    /* A bad name anywhere in the list purges nothing, not even the good names before it. */
+    CHECK_STATUS(brokk_broker_purge(b, mixed, 2, &n), BROKK_STATUS_INVALID_TOPIC);
+    CHECK_EQ(n, 0xC0C0ull);
+    CHECK_EQ(count_of(b, "kept"), 1);
+    brokk_str null_ptr[1] = {{NULL, 0}};
+    brokk_status st = brokk_broker_count(b, null_ptr, 1, &n);
+    CHECK(st == BROKK_STATUS_NULL_ARGUMENT || st == BROKK_STATUS_INVALID_TOPIC);
+    brokk_broker_free(b);
+}
+
+/* ---- publish_batch ------------------------------------------------------------------------------- */
+
+static void publish_batch_delivers_everything_in_order(void) {
+    brokk_broker *b = new_broker(2);
+    if (!b) return;
+    recorder r;
+    recorder_init(&r, BROKK_VERDICT_ACK);
+    uint64_t sid;
+    CHECK_OK(subscribe_simple(b, "batch", recorder_handler, &r, NULL, false, 1, &sid));
+    CHECK(FETCH(b, "batch", "f", 0) == NULL); /* a second group, pulled */
+    brokk_batch_message m[4];
+    memset(m, 0, sizeof m);
+    static const char *const payloads[4] = {"0", "{\"one\":1}", "[2]", "\"3\""};
+    for (int i = 0; i < 4; i++) {
+        m[i].payload = payloads[i];
+        m[i].payload_len = strlen(payloads[i]);
+    }
+    m[0].options.id = "given-0";
+    m[0].options.id_len = 7;
+    m[1].options.metadata = "{\"m\":1}";
+    m[1].options.metadata_len = 7;
+    char ids[4 * BROKK_ID_BUFFER_SIZE];
+    memset(ids, 'Z', sizeof ids);
+    CHECK_OK(brokk_broker_publish_batch(b, "batch", 5, m, 4, ids, sizeof ids));
+    CHECK_STREQ(ids, "given-0");
+    for (int i = 1; i < 4; i++) {
+        const char *id = ids + i * BROKK_ID_BUFFER_SIZE;
+        CHECK(memchr(id, '\0', BROKK_ID_BUFFER_SIZE) != NULL && strlen(id) > 0);
+        for (int j = 0; j < i; j++) CHECK(strcmp(id, ids + j * BROKK_ID_BUFFER_SIZE) != 0);
+    }
+    char buf[32];
+    for (int i = 0; i < 4; i++) CHECK_STREQ(take_one(b, "batch", "f", buf, sizeof buf), payloads[i]);
+    JOIN_OK(b); /* after the pulled group is drained: its queue is outstanding work */
+    if (CHECK_EQ(recorder_count(&r), 4))
+        for (int i = 0; i < 4; i++) {
+            CHECK_STREQ(r.recs[i].payload, payloads[i]);
+            CHECK_STREQ(r.recs[i].parent_id, ids + i * BROKK_ID_BUFFER_SIZE);
+            CHECK_STREQ(r.recs[i].metadata, i == 1 ? "{\"m\":1}" : "{}");
+        }
+    CHECK_EQ(stats_of(b).published, 4);
+    brokk_broker_free(b);
+    recorder_destroy(&r);
+}
+
+static void publish_batch_honours_priorities(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    brokk_batch_message m[3];
+    memset(m, 0, sizeof m);
+    static const char *const payloads[3] = {"0", "1", "2"};
+    static const int32_t prio[3] = {0, 2, 1};
+    for (int i = 0; i < 3; i++) {
+        m[i].payload = payloads[i];
+        m[i].payload_len = 1;
+        m[i].options.priority = prio[i];
+    }
+    CHECK_OK(brokk_broker_publish_batch(b, "bp", 2, m, 3, NULL, 0));
+    char buf[8];
+    CHECK_STREQ(take_one(b, "bp", NULL, buf, sizeof buf), "1");
+    CHECK_STREQ(take_one(b, "bp", NULL, buf, sizeof buf), "2");
+    CHECK_STREQ(take_one(b, "bp", NULL, buf, sizeof buf), "0");
+    brokk_broker_free(b);
+}
+
+/* One bad message fails the whole batch, names its index, and publishes nothing. */
+static void publish_batch_is_all_or_nothing(void) {
+    brokk_broker_options opts;
+    memset(&opts, 0, sizeof opts);
+    opts.worker_threads = 1;
+    opts.max_payload_bytes = 16;
+    brokk_broker *b = new_broker_opts(&opts);
+    if (!b) return;
+    recorder r;
+    recorder_init(&r, BROKK_VERDICT_ACK);
+    uint64_t sid;
+    CHECK_OK(subscribe_simple(b, "aon", recorder_handler, &r, NULL, false, 1, &sid));
+    enum { N = 4 };
+    struct {
+        int index;
+        const char *what;
+        brokk_status want;
+    } cases[] = {
+        {2, "json", BROKK_STATUS_INVALID_JSON},      {1, "id", BROKK_STATUS_INVALID_ID},
+        {0, "null", BROKK_STATUS_NULL_ARGUMENT},     {3, "size", BROKK_STATUS_PAYLOAD_TOO_LARGE},
+        {3, "metadata", BROKK_STATUS_INVALID_JSON},  {1, "utf8", BROKK_STATUS_INVALID_UTF8},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        brokk_batch_message m[N];
+        memset(m, 0, sizeof m);
+        for (int i = 0; i < N; i++) {
+            m[i].payload = "{}";
+            m[i].payload_len = 2;
+        }
+        brokk_batch_message *bad = &m[cases[c].index];
+        if (!strcmp(cases[c].what, "json")) {
+            bad->payload = "{oops";
+            bad->payload_len = 5;
+        } else if (!strcmp(cases[c].what, "id")) {
+            bad->options.id = "has space";
+            bad->options.id_len = 9;
+        } else if (!strcmp(cases[c].what, "null")) {
+            bad->payload = NULL;
+        } else if (!strcmp(cases[c].what, "size")) {
+            bad->payload = "\"0123456789abcdefgh\"";
+            bad->payload_len = 20;
+        } else if (!strcmp(cases[c].what, "metadata")) {
+            bad->options.metadata = "[1]";
+            bad->options.metadata_len = 3;
+        } else {
+            bad->options.metadata = "{\"a\":\"\xff\"}";
+            bad->options.metadata_len = 10;
+        }
+        char ids[N * BROKK_ID_BUFFER_SIZE];
+        memset(ids, 'Z', sizeof ids);
+        brokk_status st = brokk_broker_publish_batch(b, "aon", 3, m, N, ids, sizeof ids);
+        const char *err = brokk_last_error();
+        if (st != cases[c].want)
+            FAILF("batch with a bad %s at %d: %s, want %s", cases[c].what, cases[c].index,
+                  brokk_status_str(st), brokk_status_str(cases[c].want));
+        char idx[16];
+        snprintf(idx, sizeof idx, "%d", cases[c].index);
+        if (!strstr(err, idx))
+            FAILF("last error \"%s\" does not name index %d", err, cases[c].index);
+        for (size_t i = 0; i < sizeof ids; i++)
+            if (ids[i] != 'Z') {
+                FAILF("ids_out written by a failed batch");
+                break;
+            }
+    }
+    JOIN_OK(b);
+    CHECK_EQ(stats_of(b).published, 0);
+    CHECK_EQ(recorder_count(&r), 0);
+    brokk_broker_free(b);
+    recorder_destroy(&r);
+}
+
+static void publish_batch_bad_arguments(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    brokk_batch_message m[3];
+    memset(m, 0, sizeof m);
+    for (int i = 0; i < 3; i++) {
+        m[i].payload = "1";
+        m[i].payload_len = 1;
+    }
+    char ids[3 * BROKK_ID_BUFFER_SIZE];
+    memset(ids, 'Z', sizeof ids);
+    CHECK_STATUS(brokk_broker_publish_batch(NULL, "t", 1, m, 3, NULL, 0), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_publish_batch(b, NULL, 1, m, 3, NULL, 0), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_publish_batch(b, "t", 1, NULL, 3, NULL, 0), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_publish_batch(b, "a b", 3, m, 3, NULL, 0), BROKK_STATUS_INVALID_TOPIC);
+    CHECK_STATUS(brokk_broker_publish_batch(b, "\xff", 1, m, 3, NULL, 0), BROKK_STATUS_INVALID_UTF8);
+    CHECK_STATUS(brokk_broker_publish_batch(b, "t", 1, m, 3, ids, sizeof ids - 1),
+                 BROKK_STATUS_BUFFER_TOO_SMALL);
+    CHECK_STATUS(brokk_broker_publish_batch(b, "t", 1, m, 3, ids, 0), BROKK_STATUS_BUFFER_TOO_SMALL);
+    for (size_t i = 0; i < sizeof ids; i++)
+        if (ids[i] != 'Z') {
+            FAILF("ids_out written by a failed batch");
+            break;
+        }
+    CHECK_EQ(stats_of(b).published, 0);
+    /* An empty batch publishes nothing and succeeds, with or without a message array. */
+    CHECK_OK(brokk_broker_publish_batch(b, "t", 1, NULL, 0, NULL, 0));
+    CHECK_OK(brokk_broker_publish_batch(b, "t", 1, m, 0, ids, 0));
+    CHECK_EQ(stats_of(b).published, 0);
+    /* Exactly count * BROKK_ID_BUFFER_SIZE is enough; so is no id buffer at all. */
+    CHECK_OK(brokk_broker_publish_batch(b, "t", 1, m, 3, ids, sizeof ids));
+    CHECK_OK(brokk_broker_publish_batch(b, "t", 1, m, 3, NULL, 0));
+    CHECK_EQ(stats_of(b).published, 6);
+    CHECK_EQ(count_of(b, "t"), 6);
+    brokk_broker_free(b);
+}
+
+/* The batch copies what it is given: the array and its strings can go at once. */
+static void publish_batch_copies_inputs(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    enum { N = 3 };
+    brokk_batch_message *m = calloc(N, sizeof *m);
+    char *payloads[N], *metas[N];
+    for (int i = 0; i < N; i++) {
+        payloads[i] = malloc(16);
+        snprintf(payloads[i], 16, "[%d]", i);
+        metas[i] = strdup("{\"k\":true}");
+        m[i].payload = payloads[i];
+        m[i].payload_len = strlen(payloads[i]);
+        m[i].options.metadata = metas[i];
+        m[i].options.metadata_len = strlen(metas[i]);
+    }
+    char *topic = strdup("copied");
+    CHECK_OK(brokk_broker_publish_batch(b, topic, strlen(topic), m, N, NULL, 0));
+    for (int i = 0; i < N; i++) {
+        memset(payloads[i], 'X', strlen(payloads[i]));
+        free(payloads[i]);
+        free(metas[i]);
+    }
+    free(m);
+    free(topic);
+    for (int i = 0; i < N; i++) {
+        brokk_delivery *d = FETCH(b, "copied", NULL, 0);
+        if (!CHECK(d != NULL)) break;
+        char want[16];
+        snprintf(want, sizeof want, "[%d]", i);
+        CHECK(payload_is(d, want));
+        CHECK_STR(brokk_message_metadata(msg_of(d)), "{\"k\":true}");
+        CHECK_OK(brokk_broker_ack(b, brokk_message_delivery_id(msg_of(d))));
+        brokk_delivery_free(d);
+    }
+    brokk_broker_free(b);
+}
+
+static void large_batch_reaches_every_group_once(void) {
+    brokk_broker *b = new_broker(3);
+    if (!b) return;
+    unsigned n = scaled_count(1000);
+    tally solo, grp;
+    tally_init(&solo, n, "");
+    tally_init(&grp, n, "g");
+    uint64_t s1, s2, s3;
+    CHECK_OK(subscribe_simple(b, "lb", tally_handler, &solo, NULL, false, 4, &s1));
+    brokk_subscription_options o;
+    memset(&o, 0, sizeof o);
+    o.group = "g";
+    o.group_len = 1;
+    CHECK_OK(brokk_broker_subscribe(b, "lb", 2, tally_handler, &grp, NULL, &o, &s2));
+    CHECK_OK(brokk_broker_subscribe(b, "lb", 2, tally_handler, &grp, NULL, &o, &s3));
+    brokk_batch_message *m = calloc(n, sizeof *m);
+    char (*p)[16] = calloc(n, sizeof *p);
+    for (unsigned i = 0; i < n; i++) {
+        snprintf(p[i], sizeof p[i], "%u", i);
+        m[i].payload = p[i];
+        m[i].payload_len = strlen(p[i]);
+    }
+    CHECK_OK(brokk_broker_publish_batch(b, "lb", 2, m, n, NULL, 0));
+    JOIN_OK(b);
+    check_each_once(&solo, "ungrouped subscription");
+    check_each_once(&grp, "group g");
+    CHECK_EQ(stats_of(b).published, n);
+    brokk_broker_free(b);
+    free(m);
+    free(p);
+    free(solo.count);
+    free(grp.count);
+}
+
+/* A handler may fetch from another topic (without waiting) and ack what it got. */
+typedef struct fetching_handler_ctx {
+    const brokk_broker *b;
+    atomic_uint got;
+    brokk_status st;
+} fetching_handler_ctx;
+
+static brokk_verdict fetching_handler(void *ud, const brokk_message *m) {
+    (void)m;
+    fetching_handler_ctx *c = ud;
+    brokk_delivery *d = NULL;
+    c->st = brokk_broker_fetch(c->b, "side", 4, NULL, 0, &d);
+    if (d) {
+        brokk_broker_ack(c->b, brokk_message_delivery_id(brokk_delivery_message(d)));
+        brokk_delivery_free(d);
+        atomic_fetch_add(&c->got, 1);
+    }
+    return BROKK_VERDICT_ACK;
+}
+
+static void fetch_from_inside_a_handler(void) {
+    brokk_broker *b = new_broker(2);
+    if (!b) return;
+    fetching_handler_ctx c;
+    c.b = b;
+    c.st = BROKK_STATUS_PANIC;
+    atomic_init(&c.got, 0);
+    CHECK_OK(publish_str(b, "side", "\"retained\""));
+    uint64_t sid;
+    CHECK_OK(subscribe_simple(b, "main", fetching_handler, &c, NULL, false, 1, &sid));
+    CHECK_OK(publish_str(b, "main", "1"));
+    JOIN_OK(b);
+    CHECK_EQ(c.st, BROKK_STATUS_OK);
+    CHECK_EQ(atomic_load(&c.got), 1);
+    CHECK_EQ(stats_of(b).processed, 2);
+    brokk_broker_free(b);
+}
+
+static const test_case TESTS[] = {
+    TEST_CASE(fetch_takes_retained_messages_in_order),
+    TEST_CASE(fetch_with_nothing_there_returns_null),
+    TEST_CASE(fetch_rejects_bad_input),
+    TEST_CASE(delivery_handle_null_and_lifetime),
+    TEST_CASE(delivery_freed_after_broker),
+    TEST_CASE(delivery_free_does_not_settle),
+    TEST_CASE(fetched_delivery_nack_and_requeue),
+    TEST_CASE(fetch_waits_for_a_publish),
+    TEST_CASE(blocked_fetch_returns_closed),
+    TEST_CASE(fetch_serves_queued_while_closing),
+    TEST_CASE(fetch_takes_highest_priority_first),
+    TEST_CASE(push_takes_highest_priority_first),
+    TEST_CASE(group_members_compete_and_groups_fan_out),
+    TEST_CASE(fetch_groups_each_get_a_copy),
+    TEST_CASE(subscription_and_fetcher_share_a_group),
+    TEST_CASE(named_group_keeps_messages_without_members),
+    TEST_CASE(first_named_group_takes_retained_messages),
+    TEST_CASE(retention_reject_fails_with_full),
+    TEST_CASE(retention_drop_oldest_and_newest),
+    TEST_CASE(retention_off_counts_unrouted),
+    TEST_CASE(retention_limit_applies_to_a_batch_as_a_whole),
+    TEST_CASE(count_and_purge),
+    TEST_CASE(count_and_purge_bad_input),
+    TEST_CASE(publish_batch_delivers_everything_in_order),
+    TEST_CASE(publish_batch_honours_priorities),
+    TEST_CASE(publish_batch_is_all_or_nothing),
+    TEST_CASE(publish_batch_bad_arguments),
+    TEST_CASE(publish_batch_copies_inputs),
+    TEST_CASE(large_batch_reaches_every_group_once),
+    TEST_CASE(fetch_from_inside_a_handler),
+};
+
+int main(int argc, char **argv) { return RUN_TESTS("test_consumer", TESTS, argc, argv); }
