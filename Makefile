@@ -12,7 +12,7 @@ RELEASE_LIB := target/release
 LINK_DEBUG   := -L$(DEBUG_LIB) -Wl,-rpath,$(abspath $(DEBUG_LIB)) -lbrokk -lpthread
 LINK_RELEASE := -L$(RELEASE_LIB) -Wl,-rpath,$(abspath $(RELEASE_LIB)) -lbrokk -lpthread
 
-.PHONY: all lib lib-debug demo test test-rust test-c test-examples header clean
+.PHONY: all lib lib-debug demo test test-rust test-c test-examples header install clean
 
 all: lib
 
@@ -44,6 +44,20 @@ test: test-rust test-c test-examples test-cpp test-go test-python
 test-rust:
 	$(CARGO) test --all-targets
 
+# Installs the library, brokk.h, brokk.hpp, pkg-config and CMake package files under PREFIX
+# (default /usr/local; DESTDIR honoured).
+install: lib
+	sh bindings/c/install.sh "$(PREFIX)"
+
 clean:
 	$(CARGO) clean
 	rm -rf $(BUILD)
+
+# Opt-in soak: SOAK_SECONDS of mixed load (default 120), then memory and count checks.
+.PHONY: soak loom
+soak:
+	SOAK_SECONDS=$${SOAK_SECONDS:-120} $(CARGO) run --release --example soak
+
+# Exhaustive interleavings of the join/close accounting (about two minutes).
+loom:
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom $(CARGO) test --release --lib loom_tests

@@ -36,12 +36,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-// Default number of messages a topic keeps while it has no consumer group.
-#define DEFAULT_RETENTION_LIMIT 100000
-
-// Default number of deliveries one consumer group's queue holds before backpressure applies.
-#define DEFAULT_QUEUE_CAPACITY 100000
-
 // Longest message id, in bytes.
 #define BROKK_ID_MAX_LEN 128
 
@@ -59,6 +53,9 @@
 
 // Default number of messages a topic retains while it has no consumer group.
 #define BROKK_DEFAULT_RETENTION_LIMIT 100000
+
+// Largest listener_queue_capacity (its slots are allocated up front).
+#define BROKK_MAX_LISTENER_QUEUE 1048576
 
 // Default number of deliveries a consumer group's queue holds before backpressure applies.
 #define BROKK_DEFAULT_QUEUE_CAPACITY 100000
@@ -198,7 +195,7 @@ typedef struct brokk_broker_options {
     // at most 4 GiB - 1.
     uint64_t max_payload_bytes;
     // Listener events that may wait for the listener thread before further events are dropped
-    // (and counted in listener_events_dropped); 0 means 65536.
+    // (and counted in listener_events_dropped); 0 means 65536; at most BROKK_MAX_LISTENER_QUEUE.
     uint32_t listener_queue_capacity;
     // Messages a topic keeps while it has no consumer group, for the first named group (or
     // fetch) to arrive; 0 means BROKK_DEFAULT_RETENTION_LIMIT.
@@ -345,7 +342,8 @@ typedef struct brokk_batch_message {
 typedef struct brokk_stats {
     // Messages published (counter).
     uint64_t published;
-    // Messages published on a topic with no subscription, delivered to nobody (counter).
+    // Messages published while their topic had no consumer group, with retention OFF: they
+    // went nowhere (counter). Under the other retention policies such messages are retained.
     uint64_t unrouted;
     // Deliveries handed to a handler, redeliveries included (counter).
     uint64_t dispatched;
@@ -619,8 +617,9 @@ brokk_status brokk_broker_add_listener(const struct brokk_broker *broker,
                                        const struct brokk_listener *listener,
                                        uint64_t *listener_id_out);
 
-// Removes a listener. A callback of it that is running finishes; no further one starts. Its
-// free_user_data runs after that last callback, on the listener thread or this one.
+// Removes a listener. A callback of it that is running finishes (this does not wait for it);
+// no callback of it starts after this returns. Its free_user_data runs after that last
+// callback, on this thread or the listener thread.
 // Threads: any thread, including from a handler or listener.
 // Errors: NULL_ARGUMENT, UNKNOWN_LISTENER, CLOSED.
 brokk_status brokk_broker_remove_listener(const struct brokk_broker *broker, uint64_t listener_id);

@@ -8,6 +8,8 @@ pub const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
 pub const MAX_PAYLOAD_LIMIT: usize = u32::MAX as usize;
 /// Default capacity of the listener event queue.
 pub const DEFAULT_LISTENER_QUEUE: usize = 65_536;
+/// Largest listener event queue: its slots are allocated up front.
+pub const MAX_LISTENER_QUEUE: usize = 1 << 20;
 /// Most worker threads a broker may have.
 pub const MAX_WORKERS: usize = 1024;
 /// Default number of messages a topic keeps while it has no consumer group.
@@ -130,10 +132,14 @@ impl BrokerConfig {
         }
     }
 
-    pub(crate) fn resolved_listener_queue(&self) -> usize {
+    pub(crate) fn resolved_listener_queue(&self) -> Result<usize> {
         match self.listener_queue_capacity {
-            0 => DEFAULT_LISTENER_QUEUE,
-            n => n,
+            0 => Ok(DEFAULT_LISTENER_QUEUE),
+            n if n > MAX_LISTENER_QUEUE => Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("listener_queue_capacity is {n}; the limit is {MAX_LISTENER_QUEUE}"),
+            )),
+            n => Ok(n),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! (`listener_events_dropped` in stats), messages never are.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -58,11 +58,24 @@ impl Event {
     }
 }
 
-type ListenerList = Arc<Vec<(u64, Arc<dyn Listener>)>>;
+/// A registered listener and its call state: IDLE, CALLING, or REMOVED. A call starts only by
+/// moving IDLE to CALLING, and `remove` moves any state to REMOVED, so once `remove` returns no
+/// call can start, and a call already started simply finishes: `remove` never waits.
+struct Entry {
+    id: u64,
+    listener: Arc<dyn Listener>,
+    state: AtomicU8,
+}
+
+const IDLE: u8 = 0;
+const CALLING: u8 = 1;
+const REMOVED: u8 = 2;
+
+type ListenerList = Arc<Vec<Arc<Entry>>>;
 
 /// The registry of listeners and the queue that feeds the listener thread.
 pub(crate) struct ListenerHub {
-    /// Copy-on-write: the listener thread takes a snapshot per batch, never holding the lock
+    /// Copy-on-write: the listener thread takes a snapshot per batch, never holding this lock
     /// while calling out.
     listeners: RwLock<ListenerList>,
     /// Fast path for the common case of no listeners: events are not even built.
@@ -116,7 +129,7 @@ impl ListenerHub {
     pub(crate) fn add(&self, id: u64, listener: Arc<dyn Listener>) {
         let mut list = self.listeners.write();
         let mut next: Vec<_> = list.iter().cloned().collect();
-        next.push((id, listener));
+        next.push(Arc::new(Entry { id, listener, state: AtomicU8::new(IDLE) }));
         *list = Arc::new(next);
         self.any.store(true, Ordering::Release);
     }
@@ -124,7 +137,7 @@ impl ListenerHub {
     pub(crate) fn remove(&self, id: u64) -> Result<()> {
         let removed = {
             let mut list = self.listeners.write();
-            let Some(pos) = list.iter().position(|(lid, _)| *lid == id) else {
+            let Some(pos) = list.iter().position(|e| e.id == id) else {
                 return Err(Error::new(ErrorKind::UnknownListener, format!("no listener with id {id}")));
             };
             let mut next: Vec<_> = list.iter().cloned().collect();
@@ -133,7 +146,9 @@ impl ListenerHub {
             *list = Arc::new(next);
             removed
         };
-        // Dropped outside the lock: this may be the last reference, running the finaliser.
+        removed.state.store(REMOVED, Ordering::SeqCst);
+        // Dropped outside the lock. The listener thread's snapshot may still hold the entry (a
+        // call may be running); the finaliser runs when the last reference goes.
         drop(removed);
         Ok(())
     }
@@ -191,9 +206,13 @@ impl ListenerHub {
                 if self.discard.load(Ordering::Relaxed) {
                     continue;
                 }
-                for (_, l) in listeners.iter() {
+                for entry in listeners.iter() {
+                    if entry.state.compare_exchange(IDLE, CALLING, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+                        continue; // removed
+                    }
                     // A panicking listener loses its own event, nothing else.
-                    let _ = catch_unwind(AssertUnwindSafe(|| ev.deliver_to(l.as_ref())));
+                    let _ = catch_unwind(AssertUnwindSafe(|| ev.deliver_to(entry.listener.as_ref())));
+                    let _ = entry.state.compare_exchange(CALLING, IDLE, Ordering::SeqCst, Ordering::SeqCst);
                 }
             }
             drop(listeners);

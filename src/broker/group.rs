@@ -94,16 +94,16 @@ impl Group {
         self.members.read().len() > 1 || self.waiters.load(Ordering::SeqCst) > 0
     }
 
-    /// Finds a push member with spare capacity for `queued` waiting deliveries and claims a
-    /// worker slot on it; the caller submits it to the pool.
-    pub(crate) fn claim_member(&self, queued: usize) -> Option<Arc<Subscription>> {
+    /// Finds a push member with a free worker slot and claims it; the caller submits it to the
+    /// pool.
+    pub(crate) fn claim_member(&self) -> Option<Arc<Subscription>> {
         let members = self.members.read();
         let n = members.len();
         if n == 0 {
             return None;
         }
         let start = self.next_member.fetch_add(1, Ordering::Relaxed);
-        (0..n).map(|i| &members[(start + i) % n]).find(|m| m.try_claim(queued)).cloned()
+        (0..n).map(|i| &members[(start + i) % n]).find(|m| m.try_claim()).cloned()
     }
 
     /// Wakes one blocked fetcher, if any.

@@ -254,7 +254,8 @@ impl Broker {
         self.shared().add_listener(listener)
     }
 
-    /// Removes a listener. An event it is handling finishes; it gets no further ones.
+    /// Removes a listener: a call of it in progress finishes (this does not wait for it), and
+    /// none starts after this returns.
     pub fn remove_listener(&self, listener: u64) -> Result<()> {
         self.shared().remove_listener(listener)
     }

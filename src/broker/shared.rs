@@ -89,7 +89,7 @@ impl Shared {
             topics: Topics::default(),
             subscriptions: RwLock::new(HashMap::new()),
             pending: PendingAcks::new(),
-            listeners: Arc::new(ListenerHub::new(config.resolved_listener_queue())),
+            listeners: Arc::new(ListenerHub::new(config.resolved_listener_queue()?)),
             quiesce: Arc::new(Quiesce::default()),
             pool: Pool::new(workers),
             ids: IdGenerator::new(),
@@ -193,6 +193,16 @@ impl Shared {
 
     // ---- publish ------------------------------------------------------------------------
 
+    /// Counts a publish as in progress while the guard lives, so that a close that starts
+    /// meanwhile waits for it instead of dropping what it is about to queue. Counted before the
+    /// state is checked: a close that sees no publish in progress sees every later one refused.
+    fn publishing(&self) -> Result<PublishInProgress<'_>> {
+        self.quiesce.add_publish();
+        let guard = PublishInProgress(&self.quiesce);
+        self.ensure_open()?;
+        Ok(guard)
+    }
+
     fn check_message(&self, payload: &[u8], opts: &PublishOptions<'_>) -> Result<()> {
         if payload.len() > self.max_payload {
             return Err(Error::new(
@@ -220,7 +230,7 @@ impl Shared {
     }
 
     pub(crate) fn publish(&self, topic: &str, payload: &[u8], opts: &PublishOptions<'_>) -> Result<Arc<Message>> {
-        self.ensure_open()?;
+        let _in_progress = self.publishing()?;
         validate_topic(topic)?;
         self.check_message(payload, opts)?;
         let topic = self.topic(topic);
@@ -232,7 +242,7 @@ impl Shared {
     /// Publishes every message of `batch` on `topic`, or none: all are checked first, and each
     /// group receives the whole batch under one lock, so its consumers see all or nothing.
     pub(crate) fn publish_batch(&self, topic: &str, batch: &[BatchMessage<'_>]) -> Result<Vec<Arc<Message>>> {
-        self.ensure_open()?;
+        let _in_progress = self.publishing()?;
         validate_topic(topic)?;
         for (i, m) in batch.iter().enumerate() {
             self.check_message(m.payload, &m.options)
@@ -393,7 +403,7 @@ impl Shared {
     /// wakes blocked fetchers.
     fn wake(&self, group: &Group, queued: usize, pushed: usize) {
         for _ in 0..queued.min(self.pool.size) {
-            match group.claim_member(queued) {
+            match group.claim_member() {
                 Some(member) => self.pool.submit(member),
                 None => break,
             }
@@ -490,7 +500,15 @@ impl Shared {
         self.emit(|| Event::Dispatched(delivery.clone()));
     }
 
-    fn dispatch(&self, member: &Arc<Subscription>, mut delivery: Delivery) {
+    fn dispatch(&self, member: &Arc<Subscription>, delivery: Delivery) {
+        // join waits for a running handler even once its delivery is settled (it may ack its
+        // own delivery and go on).
+        self.quiesce.add_handler();
+        self.run_handler(member, delivery);
+        self.quiesce.done_handler();
+    }
+
+    fn run_handler(&self, member: &Arc<Subscription>, mut delivery: Delivery) {
         delivery.subscription = member.id;
         let group = &member.group;
         let tracked = member.manual_ack || member.policy.tracked();
@@ -973,8 +991,20 @@ impl Shared {
     }
 }
 
+/// A publish in progress (see `Shared::publishing`).
+struct PublishInProgress<'a>(&'a Quiesce);
+
+impl Drop for PublishInProgress<'_> {
+    fn drop(&mut self) {
+        self.0.done_publish();
+    }
+}
+
 fn validate_json(bytes: &[u8], what: &str) -> Result<()> {
-    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+    // JSON text is UTF-8, and IgnoredAny skips the inside of strings unchecked: check it first.
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| Error::new(ErrorKind::InvalidJson, format!("{what} is not valid JSON: not UTF-8: {e}")))?;
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
         .map(|_| ())
         .map_err(|e| Error::new(ErrorKind::InvalidJson, format!("{what} is not valid JSON: {e}")))
 }

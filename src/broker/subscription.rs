@@ -61,11 +61,11 @@ impl Subscription {
         self.active.swap(false, Ordering::SeqCst)
     }
 
-    /// Takes a worker slot if fewer than `concurrency` and fewer than `queued` are taken.
-    pub(crate) fn try_claim(&self, queued: usize) -> bool {
-        let limit = self.concurrency.min(queued);
+    /// Takes a worker slot if fewer than `concurrency` are taken. (Callers claim at most one
+    /// slot per waiting delivery; a slot whose worker finds the queue empty is released.)
+    pub(crate) fn try_claim(&self) -> bool {
         let mut cur = self.scheduled.load(Ordering::SeqCst);
-        while cur < limit {
+        while cur < self.concurrency {
             match self.scheduled.compare_exchange_weak(cur, cur + 1, Ordering::SeqCst, Ordering::SeqCst) {
                 Ok(_) => return true,
                 Err(actual) => cur = actual,

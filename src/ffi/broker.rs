@@ -27,6 +27,8 @@ pub const BROKK_MAX_CONCURRENCY: u32 = 1024;
 pub const BROKK_DEFAULT_MAX_PAYLOAD: u64 = 1048576;
 /// Default number of messages a topic retains while it has no consumer group.
 pub const BROKK_DEFAULT_RETENTION_LIMIT: u64 = 100000;
+/// Largest listener_queue_capacity (its slots are allocated up front).
+pub const BROKK_MAX_LISTENER_QUEUE: u32 = 1048576;
 /// Default number of deliveries a consumer group's queue holds before backpressure applies.
 pub const BROKK_DEFAULT_QUEUE_CAPACITY: u64 = 100000;
 /// A timeout_ms that means "wait without limit".
@@ -40,6 +42,7 @@ const _: () = {
     assert!(BROKK_DEFAULT_MAX_PAYLOAD as usize == DEFAULT_MAX_PAYLOAD);
     assert!(BROKK_DEFAULT_RETENTION_LIMIT as usize == DEFAULT_RETENTION_LIMIT);
     assert!(BROKK_DEFAULT_QUEUE_CAPACITY as usize == DEFAULT_QUEUE_CAPACITY);
+    assert!(BROKK_MAX_LISTENER_QUEUE as usize == crate::config::MAX_LISTENER_QUEUE);
 };
 
 /// A message broker. Create with brokk_broker_new, release with brokk_broker_free.
@@ -59,7 +62,7 @@ pub struct brokk_broker_options {
     /// at most 4 GiB - 1.
     pub max_payload_bytes: u64,
     /// Listener events that may wait for the listener thread before further events are dropped
-    /// (and counted in listener_events_dropped); 0 means 65536.
+    /// (and counted in listener_events_dropped); 0 means 65536; at most BROKK_MAX_LISTENER_QUEUE.
     pub listener_queue_capacity: u32,
     /// Messages a topic keeps while it has no consumer group, for the first named group (or
     /// fetch) to arrive; 0 means BROKK_DEFAULT_RETENTION_LIMIT.

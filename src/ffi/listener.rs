@@ -161,8 +161,9 @@ pub unsafe extern "C" fn brokk_broker_add_listener(
     })
 }
 
-/// Removes a listener. A callback of it that is running finishes; no further one starts. Its
-/// free_user_data runs after that last callback, on the listener thread or this one.
+/// Removes a listener. A callback of it that is running finishes (this does not wait for it);
+/// no callback of it starts after this returns. Its free_user_data runs after that last
+/// callback, on this thread or the listener thread.
 /// Threads: any thread, including from a handler or listener.
 /// Errors: NULL_ARGUMENT, UNKNOWN_LISTENER, CLOSED.
 #[no_mangle]

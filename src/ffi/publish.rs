@@ -95,6 +95,10 @@ pub unsafe extern "C" fn brokk_broker_publish(
         let topic = text(topic, topic_len, "topic")?;
         let payload = payload(payload_ptr, payload_len)?;
         let opts = options(options_ptr.as_ref())?;
+        if let Some(id) = opts.id {
+            // A bad id is INVALID_ID whatever the buffer: validate before sizing it.
+            crate::names::validate_id(id)?;
+        }
         if !id_out.is_null() && id_out_cap < id_size(&opts) {
             return Err(fail(
                 brokk_status::BufferTooSmall,

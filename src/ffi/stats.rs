@@ -15,7 +15,8 @@ use super::strings::{output, reference};
 pub struct brokk_stats {
     /// Messages published (counter).
     pub published: u64,
-    /// Messages published on a topic with no subscription, delivered to nobody (counter).
+    /// Messages published while their topic had no consumer group, with retention OFF: they
+    /// went nowhere (counter). Under the other retention policies such messages are retained.
     pub unrouted: u64,
     /// Deliveries handed to a handler, redeliveries included (counter).
     pub dispatched: u64,

@@ -1,0 +1,162 @@
+// Versions, the status-to-exception mapping, construction, move semantics, and the two
+// translation units that include brokk.hpp (odr_a.cpp, odr_b.cpp).
+#include "support.hpp"
+
+#include <type_traits>
+
+using namespace std::chrono_literals;
+using brokk::Verdict;
+using support::expect_error;
+
+// Each defined in its own translation unit, both including brokk.hpp.
+std::string odr_round_trip_a();
+std::string odr_round_trip_b();
+
+static_assert(std::is_base_of_v<std::runtime_error, brokk::Error>, "brokk::Error is a std::runtime_error");
+static_assert(std::is_base_of_v<brokk::TransientError, brokk::TimeoutError>, "a timeout is transient");
+static_assert(std::is_base_of_v<brokk::TransientError, brokk::FullError>, "full is transient");
+static_assert(!std::is_copy_constructible_v<brokk::Broker> && std::is_nothrow_move_constructible_v<brokk::Broker>,
+              "Broker is move-only");
+static_assert(!std::is_copy_constructible_v<brokk::Delivery> && std::is_nothrow_move_constructible_v<brokk::Delivery>,
+              "Delivery is move-only");
+static_assert(std::is_trivially_copyable_v<brokk::BrokerRef>, "BrokerRef is a plain handle");
+static_assert(sizeof(brokk::Stats) == sizeof(brokk_stats), "brokk::Stats mirrors every field of brokk_stats");
+
+TEST(Version, LibraryMatchesHeader) {
+    EXPECT_EQ(brokk::abi_version(), brokk::header_abi_version);
+    EXPECT_EQ(brokk::version_number(), brokk::header_version_number);
+    const std::string expected = std::to_string(BROKK_VERSION_MAJOR) + "." + std::to_string(BROKK_VERSION_MINOR) +
+                                 "." + std::to_string(BROKK_VERSION_PATCH);
+    EXPECT_EQ(brokk::version(), expected);
+}
+
+TEST(Version, TwoTranslationUnitsIncludeTheHeader) {
+    EXPECT_EQ(odr_round_trip_a(), "a:{\"from\":\"a\"}");
+    EXPECT_EQ(odr_round_trip_b(), "b:{\"from\":\"b\"}");
+}
+
+// Every status maps onto exactly the exception class its brokk_status_classify() class says.
+TEST(Errors, EachStatusMapsToItsClass) {
+    const brokk::Status caller[] = {
+        BROKK_STATUS_NULL_ARGUMENT,        BROKK_STATUS_INVALID_UTF8,         BROKK_STATUS_INVALID_JSON,
+        BROKK_STATUS_INVALID_TOPIC,        BROKK_STATUS_INVALID_ID,           BROKK_STATUS_PAYLOAD_TOO_LARGE,
+        BROKK_STATUS_INVALID_ARGUMENT,     BROKK_STATUS_INVALID_URL,          BROKK_STATUS_BUFFER_TOO_SMALL,
+        BROKK_STATUS_WOULD_DEADLOCK,       BROKK_STATUS_UNSUPPORTED_BACKEND,  BROKK_STATUS_INVALID_GROUP,
+        BROKK_STATUS_UNKNOWN_SUBSCRIPTION, BROKK_STATUS_UNKNOWN_DELIVERY,     BROKK_STATUS_ALREADY_SETTLED,
+        BROKK_STATUS_UNKNOWN_LISTENER,
+    };
+    for (brokk::Status s : caller) {
+        EXPECT_EQ(brokk::status_class(s), BROKK_STATUS_CLASS_CALLER);
+        expect_error<brokk::CallerError>(s, [s] { brokk::detail::throw_status(s); });
+    }
+    expect_error<brokk::TimeoutError>(BROKK_STATUS_TIMEOUT, [] { brokk::detail::throw_status(BROKK_STATUS_TIMEOUT, 7); });
+    expect_error<brokk::FullError>(BROKK_STATUS_FULL, [] { brokk::detail::throw_status(BROKK_STATUS_FULL); });
+    expect_error<brokk::ClosedError>(BROKK_STATUS_CLOSED, [] { brokk::detail::throw_status(BROKK_STATUS_CLOSED); });
+    expect_error<brokk::BugError>(BROKK_STATUS_PANIC, [] { brokk::detail::throw_status(BROKK_STATUS_PANIC); });
+    const auto unknown = static_cast<brokk::Status>(4321);
+    expect_error<brokk::BugError>(unknown, [unknown] { brokk::detail::throw_status(unknown); });
+
+    try {
+        brokk::detail::throw_status(BROKK_STATUS_TIMEOUT, 7);
+    } catch (const brokk::TimeoutError& e) {
+        EXPECT_EQ(e.remaining(), 7u);
+        EXPECT_FALSE(e.close_report().has_value());
+        EXPECT_EQ(e.status_class(), BROKK_STATUS_CLASS_TRANSIENT);
+    }
+    EXPECT_EQ(brokk::status_str(BROKK_STATUS_OK), std::string_view(brokk_status_str(BROKK_STATUS_OK)));
+}
+
+// what() is brokk_last_error() of the failing call, read on the calling thread.
+TEST(Errors, WhatIsTheLastErrorOfTheCall) {
+    brokk::Broker broker;
+    try {
+        broker.publish("no spaces allowed", "{}");
+        FAIL() << "publish accepted an invalid topic";
+    } catch (const brokk::CallerError& e) {
+        EXPECT_EQ(e.status(), BROKK_STATUS_INVALID_TOPIC);
+        EXPECT_EQ(std::string(e.what()), std::string(brokk_last_error()));
+    }
+}
+
+TEST(Construct, DefaultIsMemoryAndOptionsApply) {
+    brokk::BrokerOptions options;
+    options.worker_threads = 3;
+    brokk::Broker broker(options);
+    EXPECT_TRUE(static_cast<bool>(broker));
+    EXPECT_EQ(broker.stats().workers, 3u);
+    brokk::Broker memory("memory://");
+    EXPECT_EQ(memory.stats().topics, 0u);
+}
+
+TEST(Construct, BadUrlsAndOptionsThrowCallerErrors) {
+    expect_error<brokk::CallerError>(BROKK_STATUS_INVALID_URL, [] { brokk::Broker b("not a url"); });
+    expect_error<brokk::CallerError>(BROKK_STATUS_INVALID_URL, [] { brokk::Broker b("memory://extra"); });
+    expect_error<brokk::CallerError>(BROKK_STATUS_UNSUPPORTED_BACKEND, [] { brokk::Broker b("sqlite:///tmp/x.db"); });
+    expect_error<brokk::CallerError>(BROKK_STATUS_INVALID_UTF8, [] { brokk::Broker b("memory\xff://"); });
+    expect_error<brokk::CallerError>(BROKK_STATUS_INVALID_ARGUMENT, [] {
+        brokk::BrokerOptions o;
+        o.worker_threads = BROKK_MAX_CONCURRENCY + 1;
+        brokk::Broker b(o);
+    });
+    expect_error<brokk::CallerError>(BROKK_STATUS_INVALID_ARGUMENT, [] {
+        brokk::BrokerOptions o;
+        o.retention_policy = static_cast<brokk::RetentionPolicy>(99);
+        brokk::Broker b(o);
+    });
+    expect_error<brokk::CallerError>(BROKK_STATUS_INVALID_ARGUMENT, [] {
+        brokk::BrokerOptions o;
+        o.backpressure = static_cast<brokk::Backpressure>(99);
+        brokk::Broker b(o);
+    });
+}
+
+TEST(Move, MovedFromBrokerIsEmptyAndSafe) {
+    brokk::Broker a;
+    const brokk::BrokerRef ref = a.ref();
+    brokk::Broker b(std::move(a));
+    EXPECT_FALSE(static_cast<bool>(a));  // NOLINT(bugprone-use-after-move): that is the test
+    EXPECT_EQ(a.get(), nullptr);
+    EXPECT_EQ(b.raw(), ref.raw());
+    EXPECT_NO_THROW(ref.publish("still-alive", "1"));  // the handle did not move
+    expect_error<brokk::CallerError>(BROKK_STATUS_NULL_ARGUMENT, [&] { a.publish("t", "1"); });
+    expect_error<brokk::CallerError>(BROKK_STATUS_NULL_ARGUMENT, [&] { brokk::BrokerRef().stats(); });
+
+    // Move assignment frees the broker it replaces, finalisers included, before returning.
+    auto destroyed = support::counter();
+    brokk::Broker c;
+    c.subscribe("t", [t = support::Tracker(destroyed)](const brokk::Message&) { return Verdict::Ack; });
+    c = std::move(b);
+    EXPECT_EQ(destroyed->load(), 1);
+    EXPECT_EQ(c.raw(), ref.raw());
+    EXPECT_EQ(c.count({"still-alive"}), 1u);
+    brokk::Broker d(std::move(c));
+    c = std::move(d);  // back again: d is now the empty one
+    EXPECT_EQ(c.raw(), ref.raw());
+}  // a and d are moved-from: destroying them is a no-op
+
+TEST(Move, ReleaseHandsOverOwnership) {
+    brokk::Broker a;
+    brokk_broker* raw = a.release();
+    EXPECT_FALSE(static_cast<bool>(a));
+    ASSERT_NE(raw, nullptr);
+    brokk::BrokerRef(raw).publish("t", "1");
+    brokk_broker_free(raw);
+}
+
+TEST(Move, MovedFromDeliveryIsSafe) {
+    brokk::Broker broker;
+    broker.publish("jobs", "\"j\"");
+    std::optional<brokk::Delivery> fetched = broker.fetch("jobs", support::wait_bound());
+    ASSERT_TRUE(fetched.has_value());
+    brokk::Delivery first = std::move(*fetched);
+    const std::uint64_t id = first.delivery_id();
+    EXPECT_NE(id, 0u);
+    EXPECT_EQ(first.message().payload(), "\"j\"");
+    brokk::Delivery second = std::move(first);
+    EXPECT_EQ(first.get(), nullptr);  // NOLINT(bugprone-use-after-move)
+    EXPECT_EQ(first.message().payload(), "");  // a view of NULL: empty, as the C accessors say
+    EXPECT_EQ(first.delivery_id(), 0u);
+    EXPECT_EQ(second.delivery_id(), id);
+    broker.ack(second.message());
+    fetched.reset();
+}
