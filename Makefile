@@ -38,11 +38,17 @@ include bindings/python/python.mk
 demo: lib $(BUILD)/pipeline
 	$(BUILD)/pipeline
 
-test: test-rust test-c test-examples test-cpp test-go test-python
+test: test-rust test-loom test-soak-smoke test-c test-examples test-cpp test-go test-python
 	@echo "make test: every suite passed"
 
 test-rust:
 	$(CARGO) test --all-targets
+
+test-loom: loom
+
+# Three seconds of the soak's mixed load, with its memory and count checks.
+test-soak-smoke:
+	SOAK_SECONDS=3 $(CARGO) run --release --example soak
 
 # Installs the library, brokk.h, brokk.hpp, pkg-config and CMake package files under PREFIX
 # (default /usr/local; DESTDIR honoured).
