@@ -124,8 +124,9 @@ enum brokk_status
     BROKK_STATUS_UNKNOWN_LISTENER = 103,
     // A wait ran out of time; the call reports how much work was left.
     BROKK_STATUS_TIMEOUT = 200,
-    // A bounded store is full: the topic has no consumer group and retains as many messages as
-    // its retention limit allows (policy BROKK_RETENTION_REJECT). Nothing was published.
+    // Full: a consumer group's queue holds queue_capacity deliveries (backpressure BLOCK timed
+    // out, or FAIL), or a topic with no group retains retention_limit messages (retention
+    // REJECT). Nothing was published; retrying later may succeed.
     BROKK_STATUS_FULL = 201,
     // The broker is closed.
     BROKK_STATUS_CLOSED = 300,
@@ -354,7 +355,7 @@ typedef struct brokk_stats {
     uint64_t failed;
     // Deliveries nacked with requeue (counter).
     uint64_t requeued;
-    // Deliveries discarded unprocessed by unsubscribe or close (counter).
+    // Deliveries discarded unprocessed by unsubscribe, purge or close (counter).
     uint64_t dropped;
     // Deliveries waiting for a worker (gauge).
     uint64_t queued;
@@ -493,7 +494,9 @@ brokk_status brokk_broker_new(const char *url,
 // dropped). Then it waits for handler and listener invocations running at that moment to
 // return, and runs every remaining finaliser (free_user_data) on this thread. After it
 // returns, no handler, listener or finaliser of this broker runs again, whatever the order in
-// which the host releases things. To bound the wait, close with a timeout first.
+// which the host releases things. A handler or listener that never returns blocks this call
+// even after a close that timed out: make callbacks return (a close with a timeout bounds how
+// long the broker waits for deliveries, not for a callback that is stuck).
 // Called from inside one of this broker's handlers or listeners, it returns at once and the
 // same teardown completes on a brokk thread when that callback returns.
 // Takes: `broker`, which must not be used afterwards by any thread. NULL is a no-op.
@@ -650,14 +653,15 @@ struct brokk_str brokk_message_parent_id(const struct brokk_message *msg);
 // and kept across redeliveries. 0 in on_publish and for NULL.
 uint64_t brokk_message_delivery_id(const struct brokk_message *msg);
 
-// The subscription this delivery belongs to. 0 in on_publish and for NULL.
+// The subscription whose handler received this delivery. 0 for a fetched delivery, in
+// on_publish, and for NULL.
 uint64_t brokk_message_subscription_id(const struct brokk_message *msg);
 
 // The message's priority (higher first). 0 for NULL.
 int32_t brokk_message_priority(const struct brokk_message *msg);
 
-// The consumer group this delivery was made for; empty for an ungrouped subscription's
-// delivery, in on_publish, and for NULL.
+// The consumer group this delivery was made for ("default" for a fetch that named none);
+// empty for an ungrouped subscription's delivery, in on_publish, and for NULL.
 // Returns: a view valid as long as `msg` (see brokk_message).
 struct brokk_str brokk_message_group(const struct brokk_message *msg);
 
@@ -669,7 +673,8 @@ uint64_t brokk_message_timestamp_ms(const struct brokk_message *msg);
 
 // Records why the handler is failing this delivery, for listeners' on_failed; used when the
 // handler then returns BROKK_VERDICT_NACK or BROKK_VERDICT_REQUEUE. Call it only from the
-// handler that received `msg`.
+// handler that received `msg`, on its thread, during the call (it is not synchronised); on a
+// fetched delivery's view it has no effect on anything.
 // Copies: `reason`; no pointer is kept.
 // Errors: NULL_ARGUMENT, INVALID_UTF8.
 brokk_status brokk_message_set_failure_reason(const struct brokk_message *msg,
@@ -764,7 +769,8 @@ brokk_status_class brokk_status_classify(uint32_t status);
 // otherwise.
 // Threads: any thread, including from a handler.
 // Errors: NULL_ARGUMENT (broker, topic, handler, subscription_id_out), INVALID_UTF8,
-// INVALID_TOPIC, INVALID_ARGUMENT (concurrency), CLOSED.
+// INVALID_TOPIC (topic, dead_letter_topic), INVALID_GROUP, INVALID_ARGUMENT (concurrency),
+// CLOSED.
 brokk_status brokk_broker_subscribe(const struct brokk_broker *broker,
                                     const char *topic,
                                     size_t topic_len,

@@ -181,7 +181,9 @@ pub unsafe extern "C" fn brokk_broker_new(
 /// dropped). Then it waits for handler and listener invocations running at that moment to
 /// return, and runs every remaining finaliser (free_user_data) on this thread. After it
 /// returns, no handler, listener or finaliser of this broker runs again, whatever the order in
-/// which the host releases things. To bound the wait, close with a timeout first.
+/// which the host releases things. A handler or listener that never returns blocks this call
+/// even after a close that timed out: make callbacks return (a close with a timeout bounds how
+/// long the broker waits for deliveries, not for a callback that is stuck).
 /// Called from inside one of this broker's handlers or listeners, it returns at once and the
 /// same teardown completes on a brokk thread when that callback returns.
 /// Takes: `broker`, which must not be used afterwards by any thread. NULL is a no-op.

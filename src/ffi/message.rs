@@ -131,7 +131,8 @@ pub unsafe extern "C" fn brokk_message_delivery_id(msg: *const brokk_message) ->
     guard_value(0, || with(msg, 0, |m| m.delivery().id()))
 }
 
-/// The subscription this delivery belongs to. 0 in on_publish and for NULL.
+/// The subscription whose handler received this delivery. 0 for a fetched delivery, in
+/// on_publish, and for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_subscription_id(msg: *const brokk_message) -> u64 {
     guard_value(0, || with(msg, 0, |m| m.delivery().subscription()))
@@ -143,8 +144,8 @@ pub unsafe extern "C" fn brokk_message_priority(msg: *const brokk_message) -> i3
     guard_value(0, || with(msg, 0, |m| m.delivery().priority()))
 }
 
-/// The consumer group this delivery was made for; empty for an ungrouped subscription's
-/// delivery, in on_publish, and for NULL.
+/// The consumer group this delivery was made for ("default" for a fetch that named none);
+/// empty for an ungrouped subscription's delivery, in on_publish, and for NULL.
 /// Returns: a view valid as long as `msg` (see brokk_message).
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_group(msg: *const brokk_message) -> brokk_str {
@@ -167,7 +168,8 @@ pub unsafe extern "C" fn brokk_message_timestamp_ms(msg: *const brokk_message) -
 
 /// Records why the handler is failing this delivery, for listeners' on_failed; used when the
 /// handler then returns BROKK_VERDICT_NACK or BROKK_VERDICT_REQUEUE. Call it only from the
-/// handler that received `msg`.
+/// handler that received `msg`, on its thread, during the call (it is not synchronised); on a
+/// fetched delivery's view it has no effect on anything.
 /// Copies: `reason`; no pointer is kept.
 /// Errors: NULL_ARGUMENT, INVALID_UTF8.
 #[no_mangle]

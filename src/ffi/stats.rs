@@ -27,7 +27,7 @@ pub struct brokk_stats {
     pub failed: u64,
     /// Deliveries nacked with requeue (counter).
     pub requeued: u64,
-    /// Deliveries discarded unprocessed by unsubscribe or close (counter).
+    /// Deliveries discarded unprocessed by unsubscribe, purge or close (counter).
     pub dropped: u64,
     /// Deliveries waiting for a worker (gauge).
     pub queued: u64,

@@ -51,8 +51,9 @@ pub enum brokk_status {
     // ---- transient: 200..=299 (retrying later may succeed) ----
     /// A wait ran out of time; the call reports how much work was left.
     Timeout = 200,
-    /// A bounded store is full: the topic has no consumer group and retains as many messages as
-    /// its retention limit allows (policy BROKK_RETENTION_REJECT). Nothing was published.
+    /// Full: a consumer group's queue holds queue_capacity deliveries (backpressure BLOCK timed
+    /// out, or FAIL), or a topic with no group retains retention_limit messages (retention
+    /// REJECT). Nothing was published; retrying later may succeed.
     Full = 201,
     // ---- terminal: 300..=399 (this broker will not recover) ----
     /// The broker is closed.
@@ -148,7 +149,7 @@ impl brokk_status {
             WouldDeadlock => "the call would deadlock: made from inside a callback of this broker\0",
             UnsupportedBackend => "backend not supported by this build\0",
             InvalidGroup => "invalid consumer group name\0",
-            Full => "full: retention limit reached\0",
+            Full => "full: a queue or a topic's retention is at its limit\0",
             UnknownSubscription => "unknown subscription id\0",
             UnknownDelivery => "unknown delivery id\0",
             AlreadySettled => "delivery already acked or nacked\0",

@@ -124,7 +124,8 @@ impl Handler for CHandler {
 /// otherwise.
 /// Threads: any thread, including from a handler.
 /// Errors: NULL_ARGUMENT (broker, topic, handler, subscription_id_out), INVALID_UTF8,
-/// INVALID_TOPIC, INVALID_ARGUMENT (concurrency), CLOSED.
+/// INVALID_TOPIC (topic, dead_letter_topic), INVALID_GROUP, INVALID_ARGUMENT (concurrency),
+/// CLOSED.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_broker_subscribe(
     broker: *const brokk_broker,

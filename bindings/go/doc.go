@@ -1,0 +1,49 @@
+// Package brokk is the Go binding of brokk, an embeddable message broker whose core is a Rust
+// library with a C ABI (libbrokk.so, include/brokk.h). The binding is thin: every function
+// maps to one C function, and the semantics (topics, groups, priorities, retention, verdicts,
+// manual ack, fetch, deadlines, dead letters, backpressure, close) are the library's, described
+// in the repository's README.md.
+//
+// # Building
+//
+// The package links ../../target/release/libbrokk.so with an rpath, so nothing needs to be
+// installed: build the library first (`make lib` in the repository root, i.e.
+// `cargo build --release --lib`), then use `go build`/`go test` as usual. To link another copy
+// of the library, set CGO_LDFLAGS (for example `-L/opt/brokk/lib -Wl,-rpath,/opt/brokk/lib`):
+// cgo puts it before the package's own flags, so it wins.
+//
+// # Lifetimes
+//
+//   - A [Broker] is safe for concurrent use by any number of goroutines. [Broker.Close] is the
+//     way to release it; it is idempotent, and afterwards every method returns an error
+//     matching [ErrClosed]. A finaliser (runtime.AddCleanup) frees a Broker that becomes
+//     unreachable without Close, as a safety net only.
+//   - A [Message] given to a [Handler] or a [Listener] callback is a view into brokk's memory,
+//     valid only until that callback returns. Its accessors copy what they return (strings,
+//     byte slices), so the copies may be kept; the Message itself must not be. After the
+//     callback returns, its accessors return zero values.
+//   - A [Delivery] returned by [Broker.Fetch] owns the C delivery handle. It is freed by
+//     [Delivery.Close], or by [Delivery.Ack] and [Delivery.Nack], which settle and then free it;
+//     its [Message] is valid until then. A finaliser frees a Delivery dropped without that.
+//
+// # Callbacks and threads
+//
+// Handlers and listener callbacks run on brokk's own threads (worker threads for handlers, one
+// listener thread per broker), entered through cgo. They may call the Broker's methods (publish,
+// subscribe, ack, ...) except Join and a non-forced Close, which return [ErrWouldDeadlock].
+// A handler that panics is recovered: its delivery is nacked with the panic text as failure
+// reason, which listeners see in OnFailed. A listener callback that panics is recovered and
+// reported on standard error. Handlers must not call runtime.Goexit (t.FailNow, for example).
+//
+// A Handler or Listener that refers to its own Broker keeps it reachable, so the finaliser can
+// never free it: Close such brokers. The binding itself keeps no Go registry of what brokk
+// already owns: each callback's Go value travels to brokk as a runtime/cgo.Handle, deleted by
+// brokk's free_user_data exactly once, after the last invocation.
+//
+// # Errors
+//
+// Every failure is an [*Error] carrying the C status and brokk_last_error()'s text, read in the
+// same cgo call. Match it with errors.Is against the sentinels (ErrInvalidTopic, ErrTimeout,
+// ErrClosed, ...), one per status; [ClassOf] gives the status class (caller mistake,
+// transient, terminal, bug).
+package brokk

@@ -1,0 +1,3 @@
+module brokk.dev/brokk
+
+go 1.24

@@ -1,0 +1,181 @@
+/*
+ * shims.c: the C half of the Go binding, after wasmtime-go's shims.c.
+ *
+ * 1. Trampolines with the exact C signatures of brokk's callback typedefs. Each forwards to an
+ *    //export'ed Go function (callbacks.go) with user_data turned back into the integer
+ *    cgo.Handle it is. Go recovers panics there; nothing unwinds into brokk.
+ * 2. Wrappers that make one brokk call and copy brokk_last_error() in the same cgo call, on
+ *    the same OS thread (see gbrokk_result in shims.h).
+ */
+#include "shims.h"
+
+#include <string.h>
+
+#include "_cgo_export.h"
+
+const char gbrokk_empty[1] = "";
+
+/* ---- trampolines --------------------------------------------------------------------------- */
+
+static brokk_verdict handler_trampoline(void *user_data, const brokk_message *message) {
+    return gbrokkHandle((uintptr_t)user_data, (brokk_message *)message);
+}
+
+static void free_trampoline(void *user_data) {
+    gbrokkRelease((uintptr_t)user_data);
+}
+
+static void on_publish_trampoline(void *user_data, const brokk_message *message) {
+    gbrokkOnMessage((uintptr_t)user_data, GBROKK_ON_PUBLISH, (brokk_message *)message);
+}
+
+static void on_dispatched_trampoline(void *user_data, const brokk_message *message) {
+    gbrokkOnMessage((uintptr_t)user_data, GBROKK_ON_DISPATCHED, (brokk_message *)message);
+}
+
+static void on_processed_trampoline(void *user_data, const brokk_message *message) {
+    gbrokkOnMessage((uintptr_t)user_data, GBROKK_ON_PROCESSED, (brokk_message *)message);
+}
+
+static void on_failed_trampoline(void *user_data, const brokk_message *message, const char *reason,
+                                 size_t reason_len, bool requeued) {
+    gbrokkOnFailed((uintptr_t)user_data, (brokk_message *)message, (char *)reason, reason_len,
+                   requeued);
+}
+
+static void on_subscribe_trampoline(void *user_data, const char *topic, size_t topic_len,
+                                    uint64_t subscription_id) {
+    gbrokkOnSubscription((uintptr_t)user_data, GBROKK_ON_SUBSCRIBE, (char *)topic, topic_len,
+                         subscription_id);
+}
+
+static void on_unsubscribe_trampoline(void *user_data, const char *topic, size_t topic_len,
+                                      uint64_t subscription_id) {
+    gbrokkOnSubscription((uintptr_t)user_data, GBROKK_ON_UNSUBSCRIBE, (char *)topic, topic_len,
+                         subscription_id);
+}
+
+static void on_topic_created_trampoline(void *user_data, const char *topic, size_t topic_len) {
+    gbrokkOnTopicCreated((uintptr_t)user_data, (char *)topic, topic_len);
+}
+
+/* ---- status and last error in one cgo call ----------------------------------------------- */
+
+static gbrokk_result result(brokk_status status) {
+    gbrokk_result r = {status, NULL};
+    if (status != BROKK_STATUS_OK) {
+        const char *text = brokk_last_error(); /* this thread's, read at once */
+        size_t size = strlen(text) + 1;
+        r.last_error = malloc(size);
+        if (r.last_error) memcpy(r.last_error, text, size);
+    }
+    return r;
+}
+
+gbrokk_result gbrokk_broker_new(const char *url, const brokk_broker_options *options,
+                                brokk_broker **broker_out) {
+    return result(brokk_broker_new(url, options, broker_out));
+}
+
+gbrokk_result gbrokk_broker_close(const brokk_broker *broker, uint64_t timeout_ms, bool force,
+                                  brokk_close_report *report_out) {
+    return result(brokk_broker_close(broker, timeout_ms, force, report_out));
+}
+
+gbrokk_result gbrokk_broker_join(const brokk_broker *broker, uint64_t timeout_ms,
+                                 uint64_t *remaining_out) {
+    return result(brokk_broker_join(broker, timeout_ms, remaining_out));
+}
+
+gbrokk_result gbrokk_broker_publish(const brokk_broker *broker, const char *topic,
+                                    size_t topic_len, const char *payload, size_t payload_len,
+                                    const brokk_publish_options *options, char *id_out,
+                                    size_t id_out_cap) {
+    return result(brokk_broker_publish(broker, topic, topic_len, payload, payload_len, options,
+                                       id_out, id_out_cap));
+}
+
+gbrokk_result gbrokk_broker_publish_batch(const brokk_broker *broker, const char *topic,
+                                          size_t topic_len, const brokk_batch_message *messages,
+                                          size_t count, char *ids_out, size_t ids_out_cap) {
+    return result(brokk_broker_publish_batch(broker, topic, topic_len, messages, count, ids_out,
+                                             ids_out_cap));
+}
+
+gbrokk_result gbrokk_broker_subscribe(const brokk_broker *broker, const char *topic,
+                                      size_t topic_len, uintptr_t handle,
+                                      const brokk_subscription_options *options,
+                                      uint64_t *subscription_id_out) {
+    return result(brokk_broker_subscribe(broker, topic, topic_len, handler_trampoline,
+                                         (void *)handle, free_trampoline, options,
+                                         subscription_id_out));
+}
+
+gbrokk_result gbrokk_broker_unsubscribe(const brokk_broker *broker, uint64_t subscription_id) {
+    return result(brokk_broker_unsubscribe(broker, subscription_id));
+}
+
+gbrokk_result gbrokk_broker_ack(const brokk_broker *broker, uint64_t delivery_id) {
+    return result(brokk_broker_ack(broker, delivery_id));
+}
+
+gbrokk_result gbrokk_broker_nack(const brokk_broker *broker, uint64_t delivery_id, bool requeue,
+                                 uint64_t requeue_delay_ms, const char *reason,
+                                 size_t reason_len) {
+    return result(brokk_broker_nack(broker, delivery_id, requeue, requeue_delay_ms, reason,
+                                    reason_len));
+}
+
+gbrokk_result gbrokk_broker_fetch(const brokk_broker *broker, const char *topic,
+                                  size_t topic_len, const brokk_fetch_options *options,
+                                  uint64_t timeout_ms, brokk_delivery **delivery_out) {
+    return result(brokk_broker_fetch(broker, topic, topic_len, options, timeout_ms, delivery_out));
+}
+
+gbrokk_result gbrokk_broker_count(const brokk_broker *broker, const brokk_str *topics,
+                                  size_t topic_count, uint64_t *count_out) {
+    return result(brokk_broker_count(broker, topics, topic_count, count_out));
+}
+
+gbrokk_result gbrokk_broker_purge(const brokk_broker *broker, const brokk_str *topics,
+                                  size_t topic_count, uint64_t *purged_out) {
+    return result(brokk_broker_purge(broker, topics, topic_count, purged_out));
+}
+
+gbrokk_result gbrokk_broker_add_listener(const brokk_broker *broker, uintptr_t handle,
+                                         uint32_t events, uint64_t *listener_id_out) {
+    /* Only the callbacks Go set are installed: brokk skips NULL ones without crossing into Go. */
+    brokk_listener listener = {0};
+    if (events & GBROKK_ON_PUBLISH) listener.on_publish = on_publish_trampoline;
+    if (events & GBROKK_ON_DISPATCHED) listener.on_dispatched = on_dispatched_trampoline;
+    if (events & GBROKK_ON_PROCESSED) listener.on_processed = on_processed_trampoline;
+    if (events & GBROKK_ON_FAILED) listener.on_failed = on_failed_trampoline;
+    if (events & GBROKK_ON_SUBSCRIBE) listener.on_subscribe = on_subscribe_trampoline;
+    if (events & GBROKK_ON_UNSUBSCRIBE) listener.on_unsubscribe = on_unsubscribe_trampoline;
+    if (events & GBROKK_ON_TOPIC_CREATED) listener.on_topic_created = on_topic_created_trampoline;
+    listener.user_data = (void *)handle;
+    listener.free_user_data = free_trampoline;
+    return result(brokk_broker_add_listener(broker, &listener, listener_id_out));
+}
+
+gbrokk_result gbrokk_broker_remove_listener(const brokk_broker *broker, uint64_t listener_id) {
+    return result(brokk_broker_remove_listener(broker, listener_id));
+}
+
+gbrokk_result gbrokk_broker_stats(const brokk_broker *broker, brokk_stats *stats_out) {
+    return result(brokk_broker_stats(broker, stats_out));
+}
+
+gbrokk_result gbrokk_broker_stats_json(const brokk_broker *broker, char **json_out,
+                                       size_t *json_len_out) {
+    return result(brokk_broker_stats_json(broker, json_out, json_len_out));
+}
+
+gbrokk_result gbrokk_message_set_failure_reason(const brokk_message *msg, const char *reason,
+                                                size_t reason_len) {
+    return result(brokk_message_set_failure_reason(msg, reason, reason_len));
+}
+
+gbrokk_result gbrokk_message_set_requeue_delay(const brokk_message *msg, uint64_t delay_ms) {
+    return result(brokk_message_set_requeue_delay(msg, delay_ms));
+}

@@ -1,0 +1,79 @@
+/*
+ * shims.h: the C half of the Go binding (see shims.c). Declarations only: cgo forbids
+ * definitions in the preamble of a Go file that uses //export.
+ */
+#ifndef BROKK_GO_SHIMS_H
+#define BROKK_GO_SHIMS_H
+
+#include <brokk.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+/* What every wrapped call returns: the status and, unless it is BROKK_STATUS_OK, a malloc'ed
+ * copy of brokk_last_error() taken on the same OS thread right after the call (NULL only if
+ * malloc failed). The Go side frees it. Go cannot read brokk_last_error() in a second cgo call:
+ * its goroutine may have moved to another thread in between. */
+typedef struct gbrokk_result {
+    brokk_status status;
+    char *last_error;
+} gbrokk_result;
+
+/* A non-NULL pointer for empty strings: brokk refuses NULL for required text, and Go's empty
+ * strings have no data pointer. */
+extern const char gbrokk_empty[1];
+
+/* Which listener callbacks to install: bits of gbrokk_broker_add_listener's `events`. */
+#define GBROKK_ON_PUBLISH 1u
+#define GBROKK_ON_DISPATCHED 2u
+#define GBROKK_ON_PROCESSED 4u
+#define GBROKK_ON_FAILED 8u
+#define GBROKK_ON_SUBSCRIBE 16u
+#define GBROKK_ON_UNSUBSCRIBE 32u
+#define GBROKK_ON_TOPIC_CREATED 64u
+
+/* Wrappers of the status-returning functions: same arguments, same meaning, see brokk.h. */
+gbrokk_result gbrokk_broker_new(const char *url, const brokk_broker_options *options,
+                                brokk_broker **broker_out);
+gbrokk_result gbrokk_broker_close(const brokk_broker *broker, uint64_t timeout_ms, bool force,
+                                  brokk_close_report *report_out);
+gbrokk_result gbrokk_broker_join(const brokk_broker *broker, uint64_t timeout_ms,
+                                 uint64_t *remaining_out);
+gbrokk_result gbrokk_broker_publish(const brokk_broker *broker, const char *topic,
+                                    size_t topic_len, const char *payload, size_t payload_len,
+                                    const brokk_publish_options *options, char *id_out,
+                                    size_t id_out_cap);
+gbrokk_result gbrokk_broker_publish_batch(const brokk_broker *broker, const char *topic,
+                                          size_t topic_len, const brokk_batch_message *messages,
+                                          size_t count, char *ids_out, size_t ids_out_cap);
+gbrokk_result gbrokk_broker_unsubscribe(const brokk_broker *broker, uint64_t subscription_id);
+gbrokk_result gbrokk_broker_ack(const brokk_broker *broker, uint64_t delivery_id);
+gbrokk_result gbrokk_broker_nack(const brokk_broker *broker, uint64_t delivery_id, bool requeue,
+                                 uint64_t requeue_delay_ms, const char *reason,
+                                 size_t reason_len);
+gbrokk_result gbrokk_broker_fetch(const brokk_broker *broker, const char *topic,
+                                  size_t topic_len, const brokk_fetch_options *options,
+                                  uint64_t timeout_ms, brokk_delivery **delivery_out);
+gbrokk_result gbrokk_broker_count(const brokk_broker *broker, const brokk_str *topics,
+                                  size_t topic_count, uint64_t *count_out);
+gbrokk_result gbrokk_broker_purge(const brokk_broker *broker, const brokk_str *topics,
+                                  size_t topic_count, uint64_t *purged_out);
+gbrokk_result gbrokk_broker_remove_listener(const brokk_broker *broker, uint64_t listener_id);
+gbrokk_result gbrokk_broker_stats(const brokk_broker *broker, brokk_stats *stats_out);
+gbrokk_result gbrokk_broker_stats_json(const brokk_broker *broker, char **json_out,
+                                       size_t *json_len_out);
+gbrokk_result gbrokk_message_set_failure_reason(const brokk_message *msg, const char *reason,
+                                                size_t reason_len);
+gbrokk_result gbrokk_message_set_requeue_delay(const brokk_message *msg, uint64_t delay_ms);
+
+/* Registrations: `handle` is a runtime/cgo.Handle, passed to brokk as user_data (an integer
+ * cast to a pointer here, in C, never in Go) and deleted by the free_user_data trampoline. */
+gbrokk_result gbrokk_broker_subscribe(const brokk_broker *broker, const char *topic,
+                                      size_t topic_len, uintptr_t handle,
+                                      const brokk_subscription_options *options,
+                                      uint64_t *subscription_id_out);
+gbrokk_result gbrokk_broker_add_listener(const brokk_broker *broker, uintptr_t handle,
+                                         uint32_t events, uint64_t *listener_id_out);
+
+#endif /* BROKK_GO_SHIMS_H */
