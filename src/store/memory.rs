@@ -5,6 +5,8 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, VecDeque};
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use parking_lot::Mutex;
 
 use super::{DeliveryQueue, Store};
@@ -14,7 +16,7 @@ pub(crate) struct MemoryStore;
 
 impl Store for MemoryStore {
     fn open_queue(&self, _topic: &str, _group: Option<&str>) -> Box<dyn DeliveryQueue> {
-        Box::new(MemoryQueue { levels: Mutex::new(Levels::default()) })
+        Box::new(MemoryQueue { levels: Mutex::new(Levels::default()), len: AtomicUsize::new(0) })
     }
 }
 
@@ -27,6 +29,9 @@ struct Levels {
 
 struct MemoryQueue {
     levels: Mutex<Levels>,
+    /// `levels.len`, readable without the lock: publish checks every group's length against
+    /// its capacity, and must not take each queue's lock to do it.
+    len: AtomicUsize,
 }
 
 impl DeliveryQueue for MemoryQueue {
@@ -36,6 +41,7 @@ impl DeliveryQueue for MemoryQueue {
             l.rings.entry(Reverse(d.priority())).or_default().push_back(d);
             l.len += 1;
         }
+        self.len.store(l.len, Ordering::Release);
         l.len
     }
 
@@ -54,15 +60,17 @@ impl DeliveryQueue for MemoryQueue {
             }
         }
         l.len -= taken;
+        self.len.store(l.len, Ordering::Release);
     }
 
     fn len(&self) -> usize {
-        self.levels.lock().len
+        self.len.load(Ordering::Acquire)
     }
 
     fn drain(&self) -> Vec<Delivery> {
         let mut l = self.levels.lock();
         l.len = 0;
+        self.len.store(0, Ordering::Release);
         std::mem::take(&mut l.rings).into_values().flatten().collect()
     }
 }
