@@ -463,9 +463,10 @@ typedef struct brokk_subscription_options {
 // Failed: the delivery is dropped and counted failed.
 #define BROKK_VERDICT_NACK 1
 
-// Failed for now: the delivery is queued again behind others of its priority, with attempt
-// + 1 (after brokk_message_set_requeue_delay's delay, if set), unless the subscription's
-// max_attempts is reached: then it is given up (dead-lettered, if a topic is set).
+// Failed for now: the delivery is queued again behind others of its priority, with its
+// attempt count one higher (after brokk_message_set_requeue_delay's delay, if set), unless the
+// subscription's max_attempts is reached: then it is given up (dead-lettered, if a topic is
+// set).
 #define BROKK_VERDICT_REQUEUE 2
 
 // Not decided yet: on a manual-ack subscription the delivery awaits brokk_broker_ack or

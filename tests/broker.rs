@@ -81,11 +81,6 @@ impl Listener for Rec {
     }
 }
 
-impl Recorder {
-    fn count(&self, prefix: &str) -> usize {
-        self.events.lock().unwrap().iter().filter(|e| e.starts_with(prefix)).count()
-    }
-}
 
 #[test]
 fn fan_out_gives_each_subscription_its_own_delivery_of_shared_bytes() {
@@ -903,7 +898,7 @@ fn a_blocked_fetch_returns_closed_when_the_broker_closes() {
 fn members_of_a_group_compete_and_groups_each_get_a_copy() {
     let b = broker(4);
     let counts: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
-    let mut subscribe = |group: Option<&'static str>, name: &'static str| {
+    let subscribe = |group: Option<&'static str>, name: &'static str| {
         let c = counts.clone();
         b.subscribe(
             "orders",

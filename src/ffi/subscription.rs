@@ -23,9 +23,10 @@ pub struct brokk_verdict(pub u32);
 pub const BROKK_VERDICT_ACK: brokk_verdict = brokk_verdict(0);
 /// Failed: the delivery is dropped and counted failed.
 pub const BROKK_VERDICT_NACK: brokk_verdict = brokk_verdict(1);
-/// Failed for now: the delivery is queued again behind others of its priority, with attempt
-/// + 1 (after brokk_message_set_requeue_delay's delay, if set), unless the subscription's
-/// max_attempts is reached: then it is given up (dead-lettered, if a topic is set).
+/// Failed for now: the delivery is queued again behind others of its priority, with its
+/// attempt count one higher (after brokk_message_set_requeue_delay's delay, if set), unless the
+/// subscription's max_attempts is reached: then it is given up (dead-lettered, if a topic is
+/// set).
 pub const BROKK_VERDICT_REQUEUE: brokk_verdict = brokk_verdict(2);
 /// Not decided yet: on a manual-ack subscription the delivery awaits brokk_broker_ack or
 /// brokk_broker_nack (from any thread, at any later time); on an auto-ack subscription this
