@@ -1,0 +1,118 @@
+"""brokk: an embeddable message broker (Rust core, C ABI) for Python, through ctypes.
+
+    import brokk
+
+    with brokk.Broker() as broker:
+        broker.subscribe("orders", lambda msg: print(msg.payload))
+        broker.publish("orders", {"item": "anvil", "qty": 2})
+        broker.join(timeout=5)
+
+Semantics (topics, groups, priorities, retention, verdicts, acks, deadlines, dead letters,
+backpressure, close) are the library's: see README.md at the repository root and
+include/brokk.h. This package adds no logic of its own.
+"""
+
+from ._broker import (
+    SLICE_SECONDS,
+    Backpressure,
+    BatchMessage,
+    Broker,
+    CloseReport,
+    RetentionPolicy,
+    Stats,
+    abi_version,
+    version,
+    version_number,
+)
+from ._errors import (
+    AlreadySettledError,
+    BrokkError,
+    BrokkPanic,
+    BufferTooSmallError,
+    CallerError,
+    ClosedError,
+    FullError,
+    InvalidArgumentError,
+    InvalidGroupError,
+    InvalidIdError,
+    InvalidJSONError,
+    InvalidTopicError,
+    InvalidURLError,
+    InvalidUTF8Error,
+    NullArgumentError,
+    PayloadTooLargeError,
+    Status,
+    StatusClass,
+    TerminalError,
+    TimeoutError,
+    TransientError,
+    UnknownDeliveryError,
+    UnknownListenerError,
+    UnknownSubscriptionError,
+    UnsupportedBackendError,
+    WouldDeadlockError,
+    classify,
+)
+from ._ffi import (
+    BROKK_ID_MAX_LEN as ID_MAX_LEN,
+)
+from ._ffi import (
+    BROKK_MAX_CONCURRENCY as MAX_CONCURRENCY,
+)
+from ._ffi import (
+    BROKK_TOPIC_MAX_LEN as TOPIC_MAX_LEN,
+)
+from ._ffi import (
+    LIBRARY_PATH,
+)
+from ._message import Message, Requeue, Verdict, requeue
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlreadySettledError",
+    "Backpressure",
+    "BatchMessage",
+    "Broker",
+    "BrokkError",
+    "BrokkPanic",
+    "BufferTooSmallError",
+    "CallerError",
+    "CloseReport",
+    "ClosedError",
+    "FullError",
+    "ID_MAX_LEN",
+    "InvalidArgumentError",
+    "InvalidGroupError",
+    "InvalidIdError",
+    "InvalidJSONError",
+    "InvalidTopicError",
+    "InvalidURLError",
+    "InvalidUTF8Error",
+    "LIBRARY_PATH",
+    "MAX_CONCURRENCY",
+    "Message",
+    "NullArgumentError",
+    "PayloadTooLargeError",
+    "Requeue",
+    "RetentionPolicy",
+    "SLICE_SECONDS",
+    "Stats",
+    "Status",
+    "StatusClass",
+    "TOPIC_MAX_LEN",
+    "TerminalError",
+    "TimeoutError",
+    "TransientError",
+    "UnknownDeliveryError",
+    "UnknownListenerError",
+    "UnknownSubscriptionError",
+    "UnsupportedBackendError",
+    "Verdict",
+    "WouldDeadlockError",
+    "abi_version",
+    "classify",
+    "requeue",
+    "version",
+    "version_number",
+]

@@ -1,0 +1,683 @@
+"""brokk.Broker: the C broker handle as a Python object. Every method is one C call (or, for
+long waits, the same call repeated in slices); the library decides everything."""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import dataclasses
+import enum
+import json
+import math
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from ctypes import POINTER, byref, c_char, c_size_t, c_uint64
+from typing import Any
+
+from . import _callbacks, _ffi
+from ._errors import (
+    ClosedError,
+    TimeoutError,
+    check,
+    closed_error,
+    error_for,
+    invalid_argument,
+)
+from ._message import Message
+from ._owned import Owned
+
+lib = _ffi.lib
+
+# Long waits are cut into slices this long, so that a signal (Ctrl-C) is handled between two of
+# them: Python runs signal handlers only between bytecodes, never inside a C call.
+SLICE_SECONDS = 0.1
+_SLICE_MS = 100
+# At interpreter exit, how long to wait for calls in flight and running handlers to finish.
+_EXIT_WAIT_SECONDS = 10.0
+
+_MISSING: Any = object()
+
+
+class RetentionPolicy(enum.IntEnum):
+    """BROKK_RETENTION_*: what a topic with no consumer group does past retention_limit."""
+
+    REJECT = _ffi.BROKK_RETENTION_REJECT
+    DROP_OLDEST = _ffi.BROKK_RETENTION_DROP_OLDEST
+    DROP_NEWEST = _ffi.BROKK_RETENTION_DROP_NEWEST
+    OFF = _ffi.BROKK_RETENTION_OFF
+
+
+class Backpressure(enum.IntEnum):
+    """BROKK_BACKPRESSURE_*: what publish does when a consumer group's queue is full."""
+
+    BLOCK = _ffi.BROKK_BACKPRESSURE_BLOCK
+    FAIL = _ffi.BROKK_BACKPRESSURE_FAIL
+    DROP = _ffi.BROKK_BACKPRESSURE_DROP
+
+
+@dataclasses.dataclass(frozen=True)
+class CloseReport:
+    """What close did (brokk_close_report)."""
+
+    remaining: int
+    dropped: int
+    retained_discarded: int
+
+
+# brokk_stats, field for field (counters and gauges: see README.md, "Statistics").
+Stats = dataclasses.make_dataclass(
+    "Stats",
+    [(name, int) for name, _ in _ffi.brokk_stats._fields_],
+    frozen=True,
+    namespace={"__doc__": "Broker-wide statistics at one moment (brokk_stats), field for field."},
+)
+Stats.__module__ = "brokk"
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchMessage:
+    """One message of ``publish_batch``: a payload (serialised with json.dumps) or ``raw`` JSON,
+    and the options ``publish`` takes."""
+
+    payload: Any = None
+    id: str | None = None
+    metadata: Any = None
+    priority: int = 0
+    raw: bytes | str | None = None
+
+
+# ---- argument conversion: Python values to what C takes; range errors as the library's --------
+
+
+def _int(name: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise invalid_argument(f"{name} = {value} is outside [{lo}, {hi}]")
+    return value
+
+
+def _u32(name: str, value: Any) -> int:
+    return _int(name, value, 0, 2**32 - 1)
+
+
+def _u64(name: str, value: Any) -> int:
+    return _int(name, value, 0, 2**64 - 1)
+
+
+def _i32(name: str, value: Any) -> int:
+    return _int(name, value, -(2**31), 2**31 - 1)
+
+
+def _ms(name: str, seconds: Any) -> int:
+    """Seconds (int or float) to whole milliseconds, rounded up so that a positive duration
+    never becomes 0 (which means "none" or "default" to the library)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(seconds).__name__}")
+    if not seconds >= 0:  # also NaN
+        raise invalid_argument(f"{name} = {seconds} must be >= 0 seconds")
+    ms = math.ceil(seconds * 1000) if math.isfinite(seconds) else _ffi.BROKK_WAIT_FOREVER
+    return min(ms, _ffi.BROKK_WAIT_FOREVER)
+
+
+def _wait_ms(name: str, seconds: float | None) -> int:
+    return _ffi.BROKK_WAIT_FOREVER if seconds is None else _ms(name, seconds)
+
+
+def _bytes(name: str, value: Any) -> bytes | None:
+    """A text argument as the bytes C gets. None stays None (NULL: the library says whether that
+    is allowed). Strings are encoded with surrogatepass, so text that is not valid UTF-8 reaches
+    the library, which rejects it with INVALID_UTF8."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"{name} must be str or bytes, not {type(value).__name__}")
+
+
+def _len(data: bytes | None) -> int:
+    return 0 if data is None else len(data)
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def _payload(payload: Any, raw: Any) -> bytes:
+    if raw is not None:
+        if payload is not _MISSING and payload is not None:
+            raise TypeError("give either a payload or raw JSON, not both")
+        return _bytes("raw", raw)
+    if payload is _MISSING:
+        raise TypeError("publish needs a payload (or raw=...)")
+    return _json(payload)
+
+
+def _metadata(metadata: Any) -> bytes | None:
+    if metadata is None or isinstance(metadata, (str, bytes, bytearray, memoryview)):
+        return _bytes("metadata", metadata)  # None: "{}"; text: JSON as is
+    return _json(metadata)
+
+
+def _publish_options(id: Any, metadata: Any, priority: Any, keep: list) -> _ffi.brokk_publish_options:
+    id_bytes = _bytes("id", id)
+    meta = _metadata(metadata)
+    keep += [id_bytes, meta]
+    return _ffi.brokk_publish_options(id_bytes, _len(id_bytes), meta, _len(meta), _i32("priority", priority))
+
+
+def _topics(topics: Any, keep: list) -> tuple[Any, int]:
+    """A list of brokk_str views of `topics` (None: NULL, every topic; one str: that topic)."""
+    if topics is None:
+        return None, 0
+    if isinstance(topics, (str, bytes)):
+        topics = [topics]
+    names = [_bytes("topics", t) for t in topics]
+    array = (_ffi.brokk_str * len(names))()
+    for i, name in enumerate(names):
+        if name is None:
+            continue  # a NULL pointer: the library answers NULL_ARGUMENT
+        buf = ctypes.create_string_buffer(name, len(name))
+        keep.append(buf)
+        array[i].ptr = ctypes.cast(buf, POINTER(c_char))
+        array[i].len = len(name)
+    keep.append(array)
+    return array, len(names)
+
+
+# ---- the broker ----------------------------------------------------------------------------------
+
+_live: weakref.WeakSet[Broker] = weakref.WeakSet()
+
+
+class Broker(Owned):
+    """A brokk broker (brokk_broker). Any thread may use it, concurrently; handlers and
+    listeners run on brokk's threads. Close it (or use ``with``); a broker still open at
+    interpreter exit is closed with force then, before Python finalises.
+
+    Options map to brokk_broker_options; None or 0 means the library's default. Durations are
+    in seconds."""
+
+    _free_fn = staticmethod(lib.brokk_broker_free)
+
+    def __init__(
+        self,
+        url: str | None = "memory://",
+        *,
+        workers: int | None = None,
+        max_payload_bytes: int | None = None,
+        listener_queue_capacity: int | None = None,
+        retention_limit: int | None = None,
+        retention_policy: RetentionPolicy | int = RetentionPolicy.REJECT,
+        queue_capacity: int | None = None,
+        backpressure: Backpressure | int = Backpressure.BLOCK,
+        publish_timeout: float | None = None,
+    ):
+        options = _ffi.brokk_broker_options(
+            worker_threads=_u32("workers", workers or 0),
+            max_payload_bytes=_u64("max_payload_bytes", max_payload_bytes or 0),
+            listener_queue_capacity=_u32("listener_queue_capacity", listener_queue_capacity or 0),
+            retention_limit=_u64("retention_limit", retention_limit or 0),
+            retention_policy=_u32("retention_policy", int(retention_policy)),
+            queue_capacity=_u64("queue_capacity", queue_capacity or 0),
+            backpressure=_u32("backpressure", int(backpressure)),
+            publish_timeout_ms=0 if publish_timeout is None else _ms("publish_timeout", publish_timeout),
+        )
+        url_bytes = _bytes("url", url)
+        if url_bytes is not None and b"\0" in url_bytes:
+            raise invalid_argument("url must not contain NUL")  # C reads it up to the first NUL
+        out = POINTER(_ffi.brokk_broker)()
+        check(lib.brokk_broker_new(url_bytes, byref(options), byref(out)))
+        super().__init__(out)
+        self.url = url
+        self.last_handler_error: BaseException | None = None
+        self.last_listener_error: BaseException | None = None
+        self._listener_ids: dict[int, tuple[Any, int]] = {}
+        self._close_started = False
+        self._close_finished = threading.Event()
+        self._close_report: CloseReport | None = None
+        _live.add(self)
+
+    def _closed_error(self) -> Exception:
+        return closed_error()
+
+    @property
+    def closed(self) -> bool:
+        """True once a close has started (publish and subscribe fail from then on)."""
+        return self._close_started or super().closed
+
+    def __repr__(self) -> str:
+        return f"<brokk.Broker {self.url!r}{' closed' if self.closed else ''}>"
+
+    def _record_handler_error(self, exc: BaseException) -> None:
+        self.last_handler_error = exc
+
+    def _record_listener_error(self, exc: BaseException) -> None:
+        self.last_listener_error = exc
+
+    # ---- publish -------------------------------------------------------------------------------
+
+    def publish(
+        self,
+        topic: str,
+        payload: Any = _MISSING,
+        *,
+        id: str | None = None,
+        metadata: Any = None,
+        priority: int = 0,
+        raw: bytes | str | None = None,
+    ) -> str:
+        """Publishes `payload` (serialised with json.dumps), or `raw` bytes of JSON as they are,
+        on `topic`; returns the message id (`id`, or one brokk generated). `metadata`: a dict
+        (or the JSON text of an object)."""
+        topic_bytes = _bytes("topic", topic)
+        data = _payload(payload, raw)
+        keep: list = []
+        options = _publish_options(id, metadata, priority, keep)
+        id_out = ctypes.create_string_buffer(_ffi.BROKK_ID_BUFFER_SIZE)
+        with self._use() as ptr:
+            check(
+                lib.brokk_broker_publish(
+                    ptr, topic_bytes, _len(topic_bytes), data, len(data), byref(options), id_out, len(id_out)
+                )
+            )
+        return id_out.value.decode("ascii")
+
+    def publish_batch(self, topic: str, messages: Iterable[BatchMessage | Any]) -> list[str]:
+        """Publishes every message on `topic` in one call, all or nothing; returns their ids.
+        Each item is a ``BatchMessage`` or a bare payload."""
+        topic_bytes = _bytes("topic", topic)
+        items = [m if isinstance(m, BatchMessage) else BatchMessage(payload=m) for m in messages]
+        keep: list = []
+        array = (_ffi.brokk_batch_message * len(items))()
+        for i, m in enumerate(items):
+            data = _payload(m.payload, m.raw)
+            keep.append(data)
+            array[i].payload = data
+            array[i].payload_len = len(data)
+            array[i].options = _publish_options(m.id, m.metadata, m.priority, keep)
+        ids_out = ctypes.create_string_buffer(len(items) * _ffi.BROKK_ID_BUFFER_SIZE)
+        with self._use() as ptr:
+            check(
+                lib.brokk_broker_publish_batch(
+                    ptr,
+                    topic_bytes,
+                    _len(topic_bytes),
+                    array if items else None,
+                    len(items),
+                    ids_out if items else None,
+                    len(ids_out) if items else 0,
+                )
+            )
+        size = _ffi.BROKK_ID_BUFFER_SIZE
+        return [
+            ids_out.raw[i * size : (i + 1) * size].split(b"\0", 1)[0].decode("ascii")
+            for i in range(len(items))
+        ]
+
+    # ---- subscribe -----------------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        topic: str,
+        handler: Callable[[Message], Any],
+        *,
+        manual_ack: bool = False,
+        concurrency: int = 1,
+        group: str | None = None,
+        ack_deadline: float | None = None,
+        max_attempts: int = 0,
+        dead_letter_topic: str | None = None,
+    ) -> int:
+        """Calls `handler(message)` on a brokk worker thread for each delivery; returns the
+        subscription id. The handler returns a ``Verdict`` or None (ACK); raising is a NACK with
+        the exception's text as reason (kept in ``last_handler_error``); ``raise Requeue(delay)``
+        or ``return requeue(delay)`` requeues. With ``manual_ack``, ``Verdict.LATER`` leaves the
+        delivery for ``ack``/``nack`` by ``message.delivery_id``, from any thread."""
+        if handler is not None and not callable(handler):
+            raise TypeError(f"handler must be callable, not {type(handler).__name__}")
+        topic_bytes = _bytes("topic", topic)
+        group_bytes = _bytes("group", group)
+        dlt = _bytes("dead_letter_topic", dead_letter_topic)
+        options = _ffi.brokk_subscription_options(
+            manual_ack=bool(manual_ack),
+            concurrency=_u32("concurrency", concurrency),
+            group=group_bytes,
+            group_len=_len(group_bytes),
+            ack_deadline_ms=0 if ack_deadline is None else _ms("ack_deadline", ack_deadline),
+            max_attempts=_u32("max_attempts", max_attempts),
+            dead_letter_topic=dlt,
+            dead_letter_topic_len=_len(dlt),
+        )
+        sub_id = c_uint64()
+        # A NULL function pointer for None: the library answers NULL_ARGUMENT.
+        trampoline = _callbacks.HANDLER if handler is not None else _ffi.brokk_handler_cb()
+        with self._use() as ptr:
+            key = _callbacks.register(_callbacks.HandlerEntry(handler, self))
+            try:
+                check(
+                    lib.brokk_broker_subscribe(
+                        ptr,
+                        topic_bytes,
+                        _len(topic_bytes),
+                        trampoline,
+                        key,
+                        _callbacks.FREE,
+                        byref(options),
+                        byref(sub_id),
+                    )
+                )
+            except BaseException:
+                _callbacks.unregister(key)  # a failed registration takes nothing
+                raise
+        return sub_id.value
+
+    def unsubscribe(self, subscription_id: int) -> None:
+        """Stops a subscription; its queued deliveries are dropped."""
+        with self._use() as ptr:
+            check(lib.brokk_broker_unsubscribe(ptr, _u64("subscription_id", subscription_id)))
+
+    # ---- pull ----------------------------------------------------------------------------------
+
+    def fetch(
+        self,
+        topic: str,
+        *,
+        group: str | None = None,
+        timeout: float | None = 0.0,
+        ack_deadline: float | None = None,
+        max_attempts: int = 0,
+        dead_letter_topic: str | None = None,
+    ) -> Message | None:
+        """Takes the next delivery of `group` (None: the group "default") on `topic`, highest
+        priority first, waiting up to `timeout` seconds (0: not at all; None: without limit);
+        None if none came. The delivery awaits ``ack``/``nack`` by ``delivery_id``."""
+        topic_bytes = _bytes("topic", topic)
+        group_bytes = _bytes("group", group)
+        dlt = _bytes("dead_letter_topic", dead_letter_topic)
+        options = _ffi.brokk_fetch_options(
+            group=group_bytes,
+            group_len=_len(group_bytes),
+            ack_deadline_ms=0 if ack_deadline is None else _ms("ack_deadline", ack_deadline),
+            max_attempts=_u32("max_attempts", max_attempts),
+            dead_letter_topic=dlt,
+            dead_letter_topic_len=_len(dlt),
+        )
+        total_ms = _wait_ms("timeout", timeout)
+        deadline = None if total_ms == _ffi.BROKK_WAIT_FOREVER else time.monotonic() + total_ms / 1000
+        while True:
+            slice_ms = _slice(deadline)
+            out = POINTER(_ffi.brokk_delivery)()
+            try:
+                with self._use() as ptr:
+                    check(
+                        lib.brokk_broker_fetch(
+                            ptr, topic_bytes, _len(topic_bytes), byref(options), slice_ms, byref(out)
+                        )
+                    )
+                if out:
+                    return Message._from_view(lib.brokk_delivery_message(out))
+            finally:
+                if out:
+                    lib.brokk_delivery_free(out)  # does not settle it
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+
+    def ack(self, delivery_id: int) -> None:
+        """Acks a delivery awaiting an ack (manual-ack handler's, or fetched)."""
+        with self._use() as ptr:
+            check(lib.brokk_broker_ack(ptr, _u64("delivery_id", delivery_id)))
+
+    def nack(
+        self, delivery_id: int, requeue: bool = False, delay: float = 0.0, reason: str | None = None
+    ) -> None:
+        """Nacks a delivery awaiting an ack: requeued (no earlier than `delay` seconds from now)
+        or given up (dead-lettered if its subscription or fetch named a topic)."""
+        reason_bytes = _bytes("reason", reason)
+        with self._use() as ptr:
+            check(
+                lib.brokk_broker_nack(
+                    ptr,
+                    _u64("delivery_id", delivery_id),
+                    bool(requeue),
+                    _ms("delay", delay),
+                    reason_bytes,
+                    _len(reason_bytes),
+                )
+            )
+
+    def count(self, topics: str | Iterable[str] | None = None) -> int:
+        """Messages waiting on `topics` (one name, several, or None for all): retained ones plus
+        deliveries queued in consumer groups."""
+        keep: list = []
+        array, n = _topics(topics, keep)
+        out = c_uint64()
+        with self._use() as ptr:
+            check(lib.brokk_broker_count(ptr, array, n, byref(out)))
+        return out.value
+
+    def purge(self, topics: str | Iterable[str] | None = None) -> int:
+        """Discards what ``count`` counts on `topics`; returns how many."""
+        keep: list = []
+        array, n = _topics(topics, keep)
+        out = c_uint64()
+        with self._use() as ptr:
+            check(lib.brokk_broker_purge(ptr, array, n, byref(out)))
+        return out.value
+
+    # ---- listeners -----------------------------------------------------------------------------
+
+    def add_listener(self, listener: Any) -> int:
+        """Adds an observer: each of on_publish(message), on_dispatched(message),
+        on_processed(message), on_failed(message, reason, requeued), on_subscribe(topic,
+        subscription_id), on_unsubscribe(topic, subscription_id), on_topic_created(topic) that it
+        has runs on brokk's listener thread, in event order. Returns the listener id."""
+        table = _ffi.brokk_listener()
+        for name, trampoline in _callbacks.LISTENER_CALLBACKS.items():
+            if callable(getattr(listener, name, None)):
+                setattr(table, name, trampoline)
+        table.free_user_data = _callbacks.FREE
+        listener_id = c_uint64()
+        with self._use() as ptr:
+            key = _callbacks.register(_callbacks.ListenerEntry(listener, self))
+            table.user_data = key
+            try:
+                check(lib.brokk_broker_add_listener(ptr, byref(table), byref(listener_id)))
+            except BaseException:
+                _callbacks.unregister(key)  # a failed registration takes nothing
+                raise
+        self._listener_ids[id(listener)] = (listener, listener_id.value)
+        return listener_id.value
+
+    def remove_listener(self, listener: Any) -> None:
+        """Removes a listener, given as the object added or its id."""
+        if isinstance(listener, int) and not isinstance(listener, bool):
+            listener_id = listener
+            for key, (_, lid) in list(self._listener_ids.items()):
+                if lid == listener_id:
+                    self._listener_ids.pop(key, None)
+        else:
+            entry = self._listener_ids.pop(id(listener), None)
+            listener_id = entry[1] if entry else 0  # 0 is never issued: UNKNOWN_LISTENER
+        with self._use() as ptr:
+            check(lib.brokk_broker_remove_listener(ptr, _u64("listener", listener_id)))
+
+    # ---- statistics ----------------------------------------------------------------------------
+
+    def stats(self) -> Stats:
+        """The broker's totals (brokk_stats)."""
+        out = _ffi.brokk_stats()
+        with self._use() as ptr:
+            check(lib.brokk_broker_stats(ptr, byref(out)))
+        return Stats(**{name: getattr(out, name) for name, _ in out._fields_})
+
+    def stats_json(self) -> dict:
+        """The JSON snapshot, per topic and broker-wide (README.md, "Statistics"), decoded."""
+        out = POINTER(c_char)()
+        length = c_size_t()
+        with self._use() as ptr:
+            check(lib.brokk_broker_stats_json(ptr, byref(out), byref(length)))
+        try:
+            text = ctypes.string_at(out, length.value)
+        finally:
+            lib.brokk_string_free(out)
+        return json.loads(text)
+
+    # ---- join and close ------------------------------------------------------------------------
+
+    def join(self, timeout: float | None = None) -> None:
+        """Waits until nothing is queued, running or awaiting an ack and every listener event is
+        delivered. Raises ``brokk.TimeoutError`` (``.remaining``) after `timeout` seconds
+        (None: no limit). Waits in slices, so Ctrl-C interrupts it."""
+        total_ms = _wait_ms("timeout", timeout)
+        deadline = None if total_ms == _ffi.BROKK_WAIT_FOREVER else time.monotonic() + total_ms / 1000
+        while True:
+            remaining = c_uint64()
+            with self._use() as ptr:
+                status = lib.brokk_broker_join(ptr, _slice(deadline), byref(remaining))
+                if status == _ffi.BROKK_STATUS_OK:
+                    return
+                if status == _ffi.BROKK_STATUS_TIMEOUT and (deadline is None or time.monotonic() < deadline):
+                    continue
+                error = error_for(status, _ffi.last_error())
+            if isinstance(error, TimeoutError):
+                error.remaining = remaining.value
+            raise error
+
+    def close(self, timeout: float | None = None, force: bool = False) -> CloseReport | None:
+        """Closes the broker (publish and subscribe fail at once), waits up to `timeout` seconds
+        (None: no limit) for what was published to be settled, drops the rest, then releases
+        the handle: every later call raises ``ClosedError``. ``force`` drops everything at once.
+        Raises ``brokk.TimeoutError`` (``.remaining``, ``.report``) if time ran out; the broker is
+        closed all the same. Idempotent: a second call returns the first one's report.
+
+        Releasing runs brokk_broker_free, which waits for handlers running at that moment (a
+        forced close does not stop them); close waits for that within the same `timeout`, and
+        past it lets the release finish on its own thread, so a stuck handler cannot make close
+        overrun its timeout.
+
+        The waits run in slices (the close itself on a helper thread), so Ctrl-C interrupts the
+        caller; the close goes on (at most `timeout`) and releases the handle when it ends. From
+        inside a handler or listener only a forced close is allowed (``WouldDeadlockError``)."""
+        timeout_ms = _wait_ms("timeout", timeout)
+        deadline = None if timeout_ms == _ffi.BROKK_WAIT_FOREVER else time.monotonic() + timeout_ms / 1000
+        inside = _callbacks.in_callback()
+        with self._cond:
+            # Another thread's close is under way: wait for its outcome (it may fail with
+            # WOULD_DEADLOCK and leave the broker open, and then this one closes it).
+            while self._close_started and not self._close_finished.is_set():
+                if inside:
+                    return None  # a brokk thread must not wait for the close it may hold up
+                self._cond.wait(SLICE_SECONDS)
+            if self._close_finished.is_set():
+                return self._close_report
+            self._close_started = True
+        if force or timeout_ms <= _SLICE_MS or inside:
+            report, error = self._run_close(timeout_ms, force)
+        else:
+            outcome: list = []
+            done = threading.Event()
+
+            def closer() -> None:
+                outcome.extend(self._run_close(timeout_ms, force))
+                done.set()
+
+            # Not a daemon: interpreter exit waits for a close in progress to finish.
+            threading.Thread(target=closer, name="brokk-close").start()
+            _wait_until(done, None)
+            report, error = outcome
+        if not inside and self._close_finished.is_set():
+            _wait_until(self._freed, deadline)
+        if error is not None:
+            raise error
+        return report
+
+    def _run_close(self, timeout_ms: int, force: bool) -> tuple[CloseReport | None, BaseException | None]:
+        """One brokk_broker_close. If it closed the broker (OK, or TIMEOUT: closed all the same),
+        the handle is released; if it changed nothing (WOULD_DEADLOCK, ...), a later close may
+        try again."""
+        out = _ffi.brokk_close_report()
+        error: BaseException | None = None
+        try:
+            with self._use() as ptr:
+                status = lib.brokk_broker_close(ptr, timeout_ms, bool(force), byref(out))
+                if status != _ffi.BROKK_STATUS_OK:
+                    error = error_for(status, _ffi.last_error())
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            error = exc
+        if error is None or isinstance(error, (TimeoutError, ClosedError)):
+            report = CloseReport(out.remaining, out.dropped, out.retained_discarded)
+            if isinstance(error, ClosedError):
+                report, error = self._close_report, None  # closed already: nothing to report
+            elif isinstance(error, TimeoutError):
+                error.remaining = out.remaining
+                error.report = report
+            self._close_report = report
+            self._release(background=True)  # close() waits for it, within its timeout
+            self._listener_ids.clear()  # the listeners are gone with the broker
+            with self._cond:
+                self._close_finished.set()
+                self._cond.notify_all()
+            return report, error
+        with self._cond:
+            self._close_started = False
+            self._cond.notify_all()
+        return None, error
+
+    def __exit__(self, exc_type: Any, *exc: object) -> None:
+        """Leaving ``with`` closes: gracefully (no time limit) on a normal exit, with force when
+        an exception is on its way out."""
+        self.close(force=exc_type is not None)
+
+    def _close_at_exit(self) -> None:
+        try:
+            self.close(timeout=_EXIT_WAIT_SECONDS, force=True)
+        except BaseException:  # noqa: BLE001
+            pass
+        # Let calls in flight on other threads see CLOSED and return (they do within a slice),
+        # then free, and wait for the free to return, wherever it runs: until it has, handlers
+        # that are finishing and finalisers still need the interpreter.
+        self._release(wait=_EXIT_WAIT_SECONDS)
+
+
+def _wait_until(event: threading.Event, deadline: float | None) -> bool:
+    """Waits for `event` until `deadline` (None: no limit), in slices: Ctrl-C interrupts it."""
+    while True:
+        step = SLICE_SECONDS if deadline is None else min(SLICE_SECONDS, deadline - time.monotonic())
+        if step <= 0:
+            return event.is_set()
+        if event.wait(step):
+            return True
+
+
+def _slice(deadline: float | None) -> int:
+    """Milliseconds for the next slice of a wait that ends at `deadline` (None: never)."""
+    if deadline is None:
+        return _SLICE_MS
+    left = deadline - time.monotonic()
+    return max(0, min(_SLICE_MS, math.ceil(left * 1000)))
+
+
+@atexit.register
+def _close_all() -> None:
+    """Brokers left open at exit are closed with force and freed before Python finalises, so no
+    brokk thread calls into a finalising interpreter."""
+    for broker in list(_live):
+        broker._close_at_exit()
+
+
+def version() -> str:
+    """brokk_version(): the library's "MAJOR.MINOR.PATCH"."""
+    return lib.brokk_version().decode("ascii")
+
+
+def version_number() -> int:
+    return lib.brokk_version_number()
+
+
+def abi_version() -> int:
+    return lib.brokk_abi_version()

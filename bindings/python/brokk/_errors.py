@@ -1,0 +1,229 @@
+"""Statuses and the exceptions they map to.
+
+The class of a status (brokk_status_classify) picks the base exception: a caller mistake is a
+``CallerError`` (also a ``ValueError``), a timeout a ``TimeoutError`` (also the builtin one), a
+full store a ``FullError``, a closed broker a ``ClosedError`` (also a ``RuntimeError``), a bug a
+``BrokkPanic``. Each known status has its own subclass, so callers can catch as precisely as they
+like.
+"""
+
+from __future__ import annotations
+
+import builtins
+import enum
+
+from . import _ffi
+
+
+class Status(enum.IntEnum):
+    """enum brokk_status."""
+
+    OK = _ffi.BROKK_STATUS_OK
+    NULL_ARGUMENT = _ffi.BROKK_STATUS_NULL_ARGUMENT
+    INVALID_UTF8 = _ffi.BROKK_STATUS_INVALID_UTF8
+    INVALID_JSON = _ffi.BROKK_STATUS_INVALID_JSON
+    INVALID_TOPIC = _ffi.BROKK_STATUS_INVALID_TOPIC
+    INVALID_ID = _ffi.BROKK_STATUS_INVALID_ID
+    PAYLOAD_TOO_LARGE = _ffi.BROKK_STATUS_PAYLOAD_TOO_LARGE
+    INVALID_ARGUMENT = _ffi.BROKK_STATUS_INVALID_ARGUMENT
+    INVALID_URL = _ffi.BROKK_STATUS_INVALID_URL
+    BUFFER_TOO_SMALL = _ffi.BROKK_STATUS_BUFFER_TOO_SMALL
+    WOULD_DEADLOCK = _ffi.BROKK_STATUS_WOULD_DEADLOCK
+    UNSUPPORTED_BACKEND = _ffi.BROKK_STATUS_UNSUPPORTED_BACKEND
+    INVALID_GROUP = _ffi.BROKK_STATUS_INVALID_GROUP
+    UNKNOWN_SUBSCRIPTION = _ffi.BROKK_STATUS_UNKNOWN_SUBSCRIPTION
+    UNKNOWN_DELIVERY = _ffi.BROKK_STATUS_UNKNOWN_DELIVERY
+    ALREADY_SETTLED = _ffi.BROKK_STATUS_ALREADY_SETTLED
+    UNKNOWN_LISTENER = _ffi.BROKK_STATUS_UNKNOWN_LISTENER
+    TIMEOUT = _ffi.BROKK_STATUS_TIMEOUT
+    FULL = _ffi.BROKK_STATUS_FULL
+    CLOSED = _ffi.BROKK_STATUS_CLOSED
+    PANIC = _ffi.BROKK_STATUS_PANIC
+
+    @property
+    def description(self) -> str:
+        """brokk_status_str(): a static description."""
+        return _ffi.lib.brokk_status_str(self.value).decode("utf-8", "replace")
+
+
+class StatusClass(enum.IntEnum):
+    """enum brokk_status_class."""
+
+    OK = _ffi.BROKK_STATUS_CLASS_OK
+    CALLER = _ffi.BROKK_STATUS_CLASS_CALLER
+    TRANSIENT = _ffi.BROKK_STATUS_CLASS_TRANSIENT
+    TERMINAL = _ffi.BROKK_STATUS_CLASS_TERMINAL
+    BUG = _ffi.BROKK_STATUS_CLASS_BUG
+
+
+def classify(status: int) -> StatusClass:
+    """brokk_status_classify(): what kind of failure `status` is."""
+    return StatusClass(_ffi.lib.brokk_status_classify(status))
+
+
+class BrokkError(Exception):
+    """Any failing brokk call. ``status`` is the brokk_status (a ``Status`` when known, else the
+    raw number); ``message`` the detail brokk_last_error() gave."""
+
+    def __init__(self, status: int, message: str):
+        try:
+            status = Status(status)
+        except ValueError:
+            pass
+        self.status = status
+        self.message = message
+        name = status.name if isinstance(status, Status) else f"status {status}"
+        super().__init__(f"{name}: {message}" if message else name)
+
+
+class CallerError(BrokkError, ValueError):
+    """The caller passed something wrong; the same call will fail again."""
+
+
+class TransientError(BrokkError):
+    """Retrying later may succeed."""
+
+
+class TerminalError(BrokkError, RuntimeError):
+    """The broker cannot do this any more."""
+
+
+class ClosedError(TerminalError):
+    """The broker is closed."""
+
+
+class BrokkPanic(BrokkError):
+    """A bug in brokk (it panicked inside the call), or a status this binding does not know."""
+
+
+class TimeoutError(TransientError, builtins.TimeoutError):
+    """A wait ran out. ``remaining``: deliveries still outstanding when it did (None if unknown);
+    ``report``: for ``Broker.close``, the ``CloseReport`` (the broker is closed all the same)."""
+
+    remaining: int | None = None
+    report: object = None
+
+
+class FullError(TransientError):
+    """A bounded store or queue is full; nothing was published."""
+
+
+class NullArgumentError(CallerError):
+    pass
+
+
+class InvalidUTF8Error(CallerError):
+    pass
+
+
+class InvalidJSONError(CallerError):
+    pass
+
+
+class InvalidTopicError(CallerError):
+    pass
+
+
+class InvalidIdError(CallerError):
+    pass
+
+
+class PayloadTooLargeError(CallerError):
+    pass
+
+
+class InvalidArgumentError(CallerError):
+    pass
+
+
+class InvalidURLError(CallerError):
+    pass
+
+
+class BufferTooSmallError(CallerError):
+    pass
+
+
+class WouldDeadlockError(CallerError):
+    """join or a non-forced close from inside a handler or listener of the same broker."""
+
+
+class UnsupportedBackendError(CallerError):
+    pass
+
+
+class InvalidGroupError(CallerError):
+    pass
+
+
+class UnknownSubscriptionError(CallerError, LookupError):
+    pass
+
+
+class UnknownDeliveryError(CallerError, LookupError):
+    pass
+
+
+class AlreadySettledError(CallerError):
+    pass
+
+
+class UnknownListenerError(CallerError, LookupError):
+    pass
+
+
+_BY_STATUS: dict[int, type[BrokkError]] = {
+    Status.NULL_ARGUMENT: NullArgumentError,
+    Status.INVALID_UTF8: InvalidUTF8Error,
+    Status.INVALID_JSON: InvalidJSONError,
+    Status.INVALID_TOPIC: InvalidTopicError,
+    Status.INVALID_ID: InvalidIdError,
+    Status.PAYLOAD_TOO_LARGE: PayloadTooLargeError,
+    Status.INVALID_ARGUMENT: InvalidArgumentError,
+    Status.INVALID_URL: InvalidURLError,
+    Status.BUFFER_TOO_SMALL: BufferTooSmallError,
+    Status.WOULD_DEADLOCK: WouldDeadlockError,
+    Status.UNSUPPORTED_BACKEND: UnsupportedBackendError,
+    Status.INVALID_GROUP: InvalidGroupError,
+    Status.UNKNOWN_SUBSCRIPTION: UnknownSubscriptionError,
+    Status.UNKNOWN_DELIVERY: UnknownDeliveryError,
+    Status.ALREADY_SETTLED: AlreadySettledError,
+    Status.UNKNOWN_LISTENER: UnknownListenerError,
+    Status.TIMEOUT: TimeoutError,
+    Status.FULL: FullError,
+    Status.CLOSED: ClosedError,
+    Status.PANIC: BrokkPanic,
+}
+
+_BY_CLASS: dict[int, type[BrokkError]] = {
+    StatusClass.CALLER: CallerError,
+    StatusClass.TRANSIENT: TransientError,
+    StatusClass.TERMINAL: TerminalError,
+    StatusClass.BUG: BrokkPanic,
+}
+
+
+def error_for(status: int, message: str) -> BrokkError:
+    """The exception for a failing status: by status when known, else by its class."""
+    cls = _BY_STATUS.get(status)
+    if cls is None:
+        cls = _BY_CLASS.get(_ffi.lib.brokk_status_classify(status), BrokkPanic)
+    return cls(status, message)
+
+
+def check(status: int) -> None:
+    """Raises the exception for `status` unless it is OK. Call it right after the brokk call,
+    on the same thread, so that brokk_last_error() still describes that call."""
+    if status != _ffi.BROKK_STATUS_OK:
+        raise error_for(status, _ffi.last_error())
+
+
+def closed_error() -> ClosedError:
+    """What a call on a released handle raises: the library can no longer be asked."""
+    return ClosedError(Status.CLOSED, "the broker is closed and its handle released")
+
+
+def invalid_argument(message: str) -> InvalidArgumentError:
+    """An argument this binding cannot even hand to the library (wrong type, out of the C
+    integer range): the same exception the library would give for an out-of-range option."""
+    return InvalidArgumentError(Status.INVALID_ARGUMENT, message)

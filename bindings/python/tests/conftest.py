@@ -1,0 +1,118 @@
+"""Shared test helpers. Timeouts scale with BROKK_TEST_TIMEOUT_SCALE (default 1), as
+librdkafka's tmout_multip does; no test asserts on timing."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import brokk
+from brokk import _callbacks
+
+SCALE = float(os.environ.get("BROKK_TEST_TIMEOUT_SCALE", "1") or "1")
+REPO = Path(__file__).resolve().parents[3]
+HEADER = Path(os.environ.get("BROKK_HEADER", REPO / "include" / "brokk.h"))
+
+
+def T(seconds: float) -> float:
+    """A timeout, scaled for slow machines (valgrind, CI)."""
+    return seconds * SCALE
+
+
+def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:
+    """Polls `predicate` until true; fails (never hangs) after a scaled `timeout`."""
+    deadline = time.monotonic() + T(timeout)
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def pytest_report_header(config):
+    try:
+        from importlib.metadata import version
+
+        tadween = f"tadween-core {version('tadween-core')}: the side-by-side Tadween tests run"
+    except Exception:  # noqa: BLE001 - any failure means: not installed
+        tadween = "tadween-core not installed: the side-by-side Tadween tests skip"
+    return [f"brokk {brokk.version()} from {brokk.LIBRARY_PATH} (timeout scale {SCALE})", tadween]
+
+
+@pytest.fixture
+def broker():
+    """A broker with two workers; closed (with force) and checked for leaked callbacks after
+    the test."""
+    before = _callbacks.registry_size()
+    b = brokk.Broker(workers=2)
+    yield b
+    b.close(force=True)
+    # free_user_data ran for every registration of this broker: the registry is back.
+    assert _callbacks.registry_size() == before
+
+
+class Recorder:
+    """A listener that records every event, thread-safely."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.events: list[tuple] = []
+
+    def _add(self, *event):
+        with self.lock:
+            self.events.append(event)
+
+    def on_publish(self, message):
+        self._add("publish", message)
+
+    def on_dispatched(self, message):
+        self._add("dispatched", message)
+
+    def on_processed(self, message):
+        self._add("processed", message)
+
+    def on_failed(self, message, reason, requeued):
+        self._add("failed", message, reason, requeued)
+
+    def on_subscribe(self, topic, subscription_id):
+        self._add("subscribe", topic, subscription_id)
+
+    def on_unsubscribe(self, topic, subscription_id):
+        self._add("unsubscribe", topic, subscription_id)
+
+    def on_topic_created(self, topic):
+        self._add("topic_created", topic)
+
+    def of(self, kind: str) -> list[tuple]:
+        with self.lock:
+            return [e for e in self.events if e[0] == kind]
+
+
+@pytest.fixture(params=["brokk", "tadween"])
+def tw(request):
+    """Tadween's broker surface: a test taking it runs once on brokk.compat.tadween and once on
+    tadween-core itself (skipped, saying why, when tadween-core is not installed)."""
+    from tadween_impls import facade, real_tadween
+
+    return facade() if request.param == "brokk" else real_tadween()
+
+
+@pytest.fixture
+def recorder():
+    return Recorder()
+
+
+def run_python(code: str, timeout: float = 60.0):
+    """Runs `code` in a fresh interpreter: the same one, importing the same brokk."""
+    import subprocess
+
+    env = dict(os.environ)
+    package_root = str(Path(brokk.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=T(timeout), env=env
+    )

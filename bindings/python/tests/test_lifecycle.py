@@ -1,0 +1,331 @@
+"""join, close, free and the interpreter: the GIL is released while brokk waits, long waits
+yield to Ctrl-C, close is idempotent and bounded, and a broker left open at exit does not crash
+the interpreter."""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import signal
+import threading
+import time
+
+import pytest
+from conftest import T, run_python, wait_for
+
+import brokk
+from brokk import _callbacks, _ffi
+
+
+def test_gil_is_released_during_a_blocking_call(broker):
+    """One C call that blocks for up to 30 s (no slicing): if it held the GIL, this thread could
+    not publish the message it is waiting for, and it would return empty-handed."""
+    result = {}
+    entered = threading.Event()
+
+    def raw_fetch():
+        out = ctypes.POINTER(_ffi.brokk_delivery)()
+        with broker._use() as ptr:
+            entered.set()
+            status = _ffi.lib.brokk_broker_fetch(ptr, b"gil", 3, None, int(T(30) * 1000), ctypes.byref(out))
+        result["status"] = status
+        if out:
+            msg = brokk.Message._from_view(_ffi.lib.brokk_delivery_message(out))
+            result["payload"] = msg.payload
+            broker.ack(msg.delivery_id)
+            _ffi.lib.brokk_delivery_free(out)
+
+    thread = threading.Thread(target=raw_fetch)
+    thread.start()
+    assert entered.wait(T(10))
+    spins = 0
+    while spins < 100_000:  # pure Python work while the other thread sits in C
+        spins += 1
+    broker.publish("gil", {"spins": spins})
+    thread.join(T(30))
+    assert result == {"status": 0, "payload": {"spins": 100_000}}
+
+
+def test_other_threads_progress_during_a_long_fetch(broker):
+    got = {}
+    thread = threading.Thread(target=lambda: got.setdefault("msg", broker.fetch("slow.topic", timeout=T(30))))
+    thread.start()
+    counter = 0
+    for _ in range(1000):
+        counter += 1
+        time.sleep(0)
+    broker.publish("slow.topic", counter)
+    thread.join(T(30))
+    assert got["msg"].payload == 1000
+    broker.ack(got["msg"].delivery_id)
+
+
+@pytest.fixture(autouse=True)
+def _sigint_raises_keyboard_interrupt():
+    """A shell starts background jobs with SIGINT ignored, and Python then leaves it ignored;
+    these tests need Python's own handler, which raises KeyboardInterrupt."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt_soon(delay: float = 0.2) -> threading.Timer:
+    timer = threading.Timer(delay, os.kill, args=(os.getpid(), signal.SIGINT))
+    timer.start()
+    return timer
+
+
+def _pending(broker: brokk.Broker) -> int:
+    """Leaves one delivery awaiting an ack, so join and close cannot finish on their own."""
+    broker.publish("pending", 1)
+    msg = broker.fetch("pending", timeout=T(10))
+    return msg.delivery_id
+
+
+def test_ctrl_c_interrupts_a_join_without_timeout(broker):
+    delivery = _pending(broker)
+    # A net, not a timing assertion: should the interrupt be lost, the ack ends the join.
+    safety = threading.Timer(T(60), lambda: broker.ack(delivery))
+    safety.start()
+    try:
+        timer = _interrupt_soon()
+        with pytest.raises(KeyboardInterrupt):
+            broker.join()
+        timer.join()
+    finally:
+        safety.cancel()
+    broker.ack(delivery)  # the broker is untouched by the interrupt
+    broker.join(T(10))
+
+
+def test_ctrl_c_interrupts_a_fetch_without_timeout(broker):
+    safety = threading.Timer(T(60), lambda: broker.publish("never", "safety"))
+    safety.start()
+    try:
+        timer = _interrupt_soon()
+        with pytest.raises(KeyboardInterrupt):
+            broker.fetch("never", timeout=None)
+        timer.join()
+    finally:
+        safety.cancel()
+    assert broker.count("never") == 0
+
+
+def test_ctrl_c_interrupts_a_close_which_then_finishes_on_its_own():
+    before = _callbacks.registry_size()
+    b = brokk.Broker(workers=2)
+    b.subscribe("t", lambda m: None)
+    delivery = _pending(b)
+    safety = threading.Timer(T(60), lambda: b.ack(delivery))
+    safety.start()
+    try:
+        timer = _interrupt_soon()
+        with pytest.raises(KeyboardInterrupt):
+            b.close()  # no time limit: waits for the pending delivery
+        timer.join()
+    finally:
+        safety.cancel()
+    assert b.closed  # closing: publish already fails
+    with pytest.raises(brokk.ClosedError):
+        b.publish("t", 1)
+    b.ack(delivery)  # acks are still accepted while the close drains
+    wait_for(lambda: _callbacks.registry_size() == before, what="the background close to release")
+    assert b.close() == brokk.CloseReport(0, 0, 0)
+
+
+def test_close_timeout_reports_what_was_left():
+    b = brokk.Broker(workers=2)
+    _pending(b)
+    with pytest.raises(brokk.TimeoutError) as err:
+        b.close(timeout=0.05)
+    assert err.value.remaining == 1
+    assert err.value.report == brokk.CloseReport(remaining=1, dropped=0, retained_discarded=0)
+    assert b.closed
+    with pytest.raises(brokk.ClosedError):
+        b.stats()
+    assert b.close() == err.value.report
+
+
+def test_forced_close_drops_and_reports():
+    b = brokk.Broker(workers=2)
+    b.fetch("q", group="g", timeout=0)  # a group nobody takes from
+    for i in range(5):
+        b.publish("q", i)
+    b.publish("retained.only", 1)
+    report = b.close(timeout=T(10), force=True)
+    assert report == brokk.CloseReport(remaining=0, dropped=5, retained_discarded=1)
+
+
+def test_close_waits_for_running_handlers():
+    b = brokk.Broker(workers=2)
+    finished = []
+
+    def slow(msg):
+        time.sleep(0.05)
+        finished.append(msg.payload)
+
+    b.subscribe("slow", slow)
+    for i in range(4):
+        b.publish("slow", i)
+    assert b.close(T(30)) == brokk.CloseReport(0, 0, 0)
+    assert finished == [0, 1, 2, 3]
+
+
+def test_concurrent_closes_share_one_outcome():
+    b = brokk.Broker(workers=2)
+    delivery = _pending(b)
+    reports = []
+    threads = [threading.Thread(target=lambda: reports.append(b.close(T(30)))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.05)
+    b.ack(delivery)
+    for t in threads:
+        t.join(T(30))
+    assert len(reports) == 3 and all(r == brokk.CloseReport(0, 0, 0) for r in reports)
+
+
+def test_close_wakes_a_blocked_fetch():
+    b = brokk.Broker(workers=2)
+    errors = []
+
+    def fetcher():
+        try:
+            b.fetch("nothing", timeout=None)
+        except brokk.ClosedError as e:
+            errors.append(e)
+
+    thread = threading.Thread(target=fetcher)
+    thread.start()
+    time.sleep(0.05)
+    b.close(T(10))
+    thread.join(T(10))
+    assert not thread.is_alive() and len(errors) == 1
+
+
+def test_with_closes_gracefully_and_forces_on_error():
+    with brokk.Broker(workers=2) as b:
+        done = []
+        b.subscribe("w", lambda m: done.append(m.payload))
+        for i in range(3):
+            b.publish("w", i)
+    assert b.closed and sorted(done) == [0, 1, 2]  # drained before the handle went
+
+    with pytest.raises(RuntimeError, match="boom"):
+        with brokk.Broker(workers=2) as b:
+            _pending(b)
+            raise RuntimeError("boom")  # the pending delivery would make a graceful close wait forever
+    assert b.closed
+
+
+def test_an_unreferenced_broker_is_freed_by_the_collector():
+    before = _callbacks.registry_size()
+    b = brokk.Broker(workers=2)
+    b.subscribe("t", lambda m: None)
+    b.add_listener(object())
+    ref = ctypes.addressof(b._ptr.contents)
+    assert ref
+    del b
+    gc.collect()
+    assert _callbacks.registry_size() == before  # free ran every finaliser
+
+
+def test_broker_methods_are_usable_from_many_threads_while_closing():
+    b = brokk.Broker(workers=2)
+    b.subscribe("t", lambda m: None)
+    stop = threading.Event()
+    outcomes = []
+
+    def hammer():
+        while not stop.is_set():
+            try:
+                b.publish("t", 1)
+                b.stats()
+            except brokk.ClosedError:
+                outcomes.append("closed")
+                return
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.05)
+    b.close(T(30))
+    stop.set()
+    for t in threads:
+        t.join(T(10))
+    assert outcomes == ["closed"] * 4
+
+
+EXIT_SCRIPT = r"""
+import threading, time, brokk
+b = brokk.Broker(workers=2)
+started = threading.Event()
+def slow(msg):
+    started.set()
+    time.sleep(0.2)
+b.subscribe("t", slow, concurrency=2)
+class Listener:
+    def on_processed(self, msg):
+        pass
+b.add_listener(Listener())
+for i in range(50):
+    b.publish("t", {"i": i})
+# A daemon thread blocked in a fetch, too: at exit it sees the broker closed.
+def fetcher():
+    try:
+        b.fetch("other", timeout=None)
+    except brokk.ClosedError:
+        pass
+threading.Thread(target=fetcher, daemon=True).start()
+started.wait(10)
+print("exiting with a live broker", flush=True)
+"""
+
+
+def test_exit_with_a_live_broker_does_not_crash():
+    result = run_python(EXIT_SCRIPT)
+    assert result.returncode == 0, result.stderr
+    assert "exiting with a live broker" in result.stdout
+    assert "Fatal Python error" not in result.stderr and "Segmentation" not in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+
+
+def test_exit_with_an_unclosed_broker_and_a_handler_referencing_it():
+    script = r"""
+import brokk
+b = brokk.Broker(workers=2)
+b.subscribe("ping", lambda m: b.publish("pong", m.payload))
+b.subscribe("pong", lambda m: None)
+for i in range(100):
+    b.publish("ping", i)
+print("bye", flush=True)
+"""
+    result = run_python(script)
+    assert result.returncode == 0 and "bye" in result.stdout, result.stderr
+    assert "Fatal Python error" not in result.stderr
+
+
+def test_close_timeout_is_kept_even_with_a_stuck_handler():
+    """The release (brokk_broker_free) waits for running handlers; close does not wait for it
+    past its timeout: it returns while the handler is still stuck, and the release finishes on
+    its own once the handler returns."""
+    before = _callbacks.registry_size()
+    b = brokk.Broker(workers=2)
+    started, release = threading.Event(), threading.Event()
+    finished = []
+
+    def stuck(msg):
+        started.set()
+        release.wait(T(60))
+        finished.append(msg.payload)
+
+    b.subscribe("stuck", stuck)
+    b.publish("stuck", 1)
+    assert started.wait(T(10))
+    with pytest.raises(brokk.TimeoutError) as err:
+        b.close(timeout=0.05)
+    assert finished == [] and err.value.remaining == 1  # returned while the handler still runs
+    release.set()
+    wait_for(lambda: _callbacks.registry_size() == before, what="the release to finish")
+    assert finished == [1]

@@ -1,0 +1,252 @@
+"""Acks, nacks, requeues with delay, ack deadlines, dead letters, backpressure and retention."""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import pytest
+from conftest import T, wait_for
+
+import brokk
+
+
+def test_manual_ack_from_another_thread(broker, recorder):
+    broker.add_listener(recorder)
+    pending = queue.Queue()
+
+    def sink(msg):
+        pending.put(msg.delivery_id)
+        return brokk.Verdict.LATER
+
+    broker.subscribe("invoices", sink, manual_ack=True)
+    for i in range(5):
+        broker.publish("invoices", {"n": i})
+
+    def committer():
+        for _ in range(5):
+            broker.ack(pending.get(timeout=T(10)))
+
+    thread = threading.Thread(target=committer)
+    thread.start()
+    broker.join(T(10))  # returns only once the committer acked all five
+    thread.join()
+    stats = broker.stats()
+    assert stats.processed == 5 and stats.in_flight == 0
+    assert len(recorder.of("processed")) == 5
+
+
+def test_manual_ack_delivery_can_be_acked_inside_its_handler(broker):
+    def handler(msg):
+        broker.ack(msg.delivery_id)  # re-entrant ack, before the verdict
+        with pytest.raises(brokk.AlreadySettledError):
+            broker.ack(msg.delivery_id)
+        return brokk.Verdict.LATER
+
+    broker.subscribe("self.ack", handler, manual_ack=True)
+    broker.publish("self.ack", 1)
+    broker.join(T(10))
+    assert broker.stats().processed == 1
+    assert broker.last_handler_error is None
+
+
+def test_auto_ack_delivery_is_already_settled(broker):
+    ids = queue.Queue()
+    broker.subscribe("auto", lambda m: ids.put(m.delivery_id))
+    broker.publish("auto", 1)
+    broker.join(T(10))
+    with pytest.raises(brokk.AlreadySettledError):
+        broker.ack(ids.get(timeout=T(10)))
+
+
+def test_nack_requeue_with_delay_redelivers_with_next_attempt(broker, recorder):
+    broker.add_listener(recorder)
+    broker.publish("retry", {"job": 1})
+    first = broker.fetch("retry", timeout=T(10))
+    assert first.attempt == 1
+    broker.nack(first.delivery_id, requeue=True, delay=0.05, reason="try again")
+    second = broker.fetch("retry", timeout=T(10))
+    assert second.delivery_id == first.delivery_id and second.attempt == 2
+    assert second.payload == {"job": 1}
+    broker.ack(second.delivery_id)
+    broker.join(T(10))
+    failed = recorder.of("failed")
+    assert [(f[2], f[3]) for f in failed] == [("try again", True)]
+    assert broker.stats().requeued == 1
+
+
+def test_nack_without_requeue_gives_up(broker, recorder):
+    broker.add_listener(recorder)
+    broker.publish("give.up", 1)
+    msg = broker.fetch("give.up", timeout=T(10))
+    broker.nack(msg.delivery_id, reason="bad input")
+    broker.join(T(10))
+    assert [(f[2], f[3]) for f in recorder.of("failed")] == [("bad input", False)]
+    assert broker.stats().failed == 1
+    with pytest.raises(brokk.AlreadySettledError):
+        broker.nack(msg.delivery_id)
+
+
+@pytest.mark.parametrize("style", ["raise", "return"])
+def test_handler_requeue_helper_with_delay(broker, recorder, style):
+    broker.add_listener(recorder)
+    attempts = []
+
+    def handler(msg):
+        attempts.append(msg.attempt)
+        if msg.attempt < 3:
+            if style == "raise":
+                raise brokk.Requeue(delay=0.02, reason=f"not yet ({msg.attempt})")
+            return brokk.requeue(0.02, f"not yet ({msg.attempt})")
+        return None
+
+    broker.subscribe("backoff", handler)
+    broker.publish("backoff", 1)
+    broker.join(T(10))
+    assert attempts == [1, 2, 3]
+    assert [(f[2], f[3]) for f in recorder.of("failed")] == [("not yet (1)", True), ("not yet (2)", True)]
+    stats = broker.stats()
+    assert stats.requeued == 2 and stats.processed == 1
+    assert broker.last_handler_error is None  # a requeue is not an error
+
+
+def test_verdict_requeue_returned_directly(broker):
+    attempts = []
+
+    def handler(msg):
+        attempts.append(msg.attempt)
+        return brokk.Verdict.REQUEUE if msg.attempt == 1 else brokk.Verdict.ACK
+
+    broker.subscribe("rq", handler)
+    broker.publish("rq", 1)
+    broker.join(T(10))
+    assert attempts == [1, 2]
+
+
+def test_ack_deadline_redelivers_a_fetched_delivery(broker, recorder):
+    broker.add_listener(recorder)
+    broker.publish("deadline", {"d": 1})
+    first = broker.fetch("deadline", ack_deadline=0.05, timeout=T(10))
+    # Not acked: past the deadline the delivery goes back to the group, attempt + 1.
+    second = broker.fetch("deadline", ack_deadline=5, timeout=T(10))
+    assert second is not None
+    assert second.delivery_id == first.delivery_id and second.attempt == 2
+    broker.ack(second.delivery_id)
+    broker.join(T(10))
+    assert broker.stats().expired == 1
+    assert recorder.of("failed")[0][3] is True  # listeners heard the deadline as a requeue
+
+
+def test_ack_deadline_redelivers_from_a_slow_subscription(broker):
+    attempts = queue.Queue()
+    release = threading.Event()
+
+    def handler(msg):
+        attempts.put(msg.attempt)
+        if msg.attempt == 1:
+            release.wait(T(10))  # overruns its deadline
+        return None
+
+    broker.subscribe("slow", handler, ack_deadline=0.05, concurrency=2)
+    broker.publish("slow", 1)
+    assert attempts.get(timeout=T(10)) == 1
+    assert attempts.get(timeout=T(10)) == 2  # redelivered while the first call still runs
+    release.set()
+    broker.join(T(10))
+    assert broker.stats().expired == 1
+
+
+def test_dead_letter_after_max_attempts(broker):
+    dead = queue.Queue()
+    broker.subscribe("dlq", dead.put)
+
+    def always_failing(msg):
+        raise brokk.Requeue(reason="still broken")
+
+    broker.subscribe("fragile", always_failing, max_attempts=2, dead_letter_topic="dlq")
+    published = broker.publish("fragile", {"x": 1}, metadata={"origin": "test"})
+    letter = dead.get(timeout=T(10))
+    broker.join(T(10))
+    assert letter.payload == {"x": 1}
+    assert letter.metadata["origin"] == "test"
+    info = letter.metadata["dead_letter"]
+    assert info["topic"] == "fragile" and info["message_id"] == published and info["attempts"] == 2
+    assert "still broken" in info["reason"]
+    stats = broker.stats()
+    assert stats.dead_lettered == 1 and stats.requeued == 1
+
+
+def test_dead_letter_of_a_nacked_fetch(broker):
+    broker.publish("pulled", 1)
+    msg = broker.fetch("pulled", timeout=T(10), dead_letter_topic="pulled.dead", group="g")
+    broker.nack(msg.delivery_id, reason="rejected")
+    letter = broker.fetch("pulled.dead", timeout=T(10))
+    assert letter is not None and letter.metadata["dead_letter"]["reason"] == "rejected"
+    broker.ack(letter.delivery_id)
+
+
+def test_backpressure_fail_raises_full_error():
+    with brokk.Broker(workers=2, queue_capacity=1, backpressure=brokk.Backpressure.FAIL) as b:
+        assert b.fetch("bp", group="pull", timeout=0) is None  # the group exists, nobody takes
+        b.publish("bp", 1)
+        with pytest.raises(brokk.FullError) as err:
+            b.publish("bp", 2)
+        assert isinstance(err.value, brokk.TransientError) and err.value.status == brokk.Status.FULL
+        assert b.count("bp") == 1
+        b.purge()
+
+
+def test_backpressure_drop_counts_full_dropped():
+    with brokk.Broker(workers=2, queue_capacity=1, backpressure=brokk.Backpressure.DROP) as b:
+        b.fetch("bp", group="pull", timeout=0)
+        b.publish("bp", 1)
+        b.publish("bp", 2)  # published, but the full group does not get it
+        assert b.stats().full_dropped == 1 and b.count("bp") == 1
+        b.purge()
+
+
+def test_backpressure_block_times_out_with_full_error():
+    with brokk.Broker(workers=2, queue_capacity=1, publish_timeout=0.05) as b:
+        b.fetch("bp", group="pull", timeout=0)
+        b.publish("bp", 1)
+        with pytest.raises(brokk.FullError):
+            b.publish("bp", 2)
+        b.purge()
+
+
+def test_retention_reject_raises_full_error_and_drop_oldest_keeps_newest():
+    with brokk.Broker(workers=2, retention_limit=2) as b:
+        b.publish("kept", 1)
+        b.publish("kept", 2)
+        with pytest.raises(brokk.FullError):
+            b.publish("kept", 3)
+        report = b.close(T(5))
+        assert report.retained_discarded == 2
+    with brokk.Broker(workers=2, retention_limit=2, retention_policy=brokk.RetentionPolicy.DROP_OLDEST) as b:
+        for i in range(4):
+            b.publish("kept", i)
+        assert b.stats().retained_dropped == 2
+        got = [b.fetch("kept") for _ in range(2)]
+        assert [m.payload for m in got] == [2, 3]
+        for m in got:
+            b.ack(m.delivery_id)  # else leaving `with` would wait for them
+    with brokk.Broker(workers=2, retention_policy=brokk.RetentionPolicy.OFF) as b:
+        b.publish("gone", 1)
+        assert b.stats().unrouted == 1 and b.count() == 0
+
+
+def test_unknown_delivery(broker):
+    with pytest.raises(brokk.UnknownDeliveryError) as err:
+        broker.ack(987654)
+    assert isinstance(err.value, LookupError) and isinstance(err.value, brokk.CallerError)
+    with pytest.raises(brokk.UnknownDeliveryError):
+        broker.nack(987654, requeue=True)
+
+
+def test_redelivered_fetch_can_be_settled_once(broker):
+    broker.publish("once", 1)
+    msg = broker.fetch("once", timeout=T(10))
+    broker.ack(msg.delivery_id)
+    wait_for(lambda: broker.stats().processed == 1)
+    with pytest.raises(brokk.AlreadySettledError):
+        broker.ack(msg.delivery_id)

@@ -1,0 +1,246 @@
+"""brokk.compat.tadween: Tadween's broker surface (tadween-core 0.1.0b3). Tests taking `tw` run
+on the facade and, when it is installed, on tadween-core too, so they pin Tadween's behaviour
+rather than our reading of it."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+
+import pytest
+from conftest import T, run_python
+
+import brokk
+from brokk.compat import tadween
+
+
+def test_class_hierarchy_and_message_defaults(tw):
+    assert issubclass(tw.InMemoryBroker, tw.BaseMessageBroker)
+    assert issubclass(tw.StatsCollector, tw.BrokerListener)
+    m = tw.Message(topic="t")
+    assert m.payload == {} and m.metadata == {} and len(m.id) == 36
+    f = m.fork(topic="u", metadata={"a": 1})
+    assert (f.topic, f.metadata, f.payload) == ("u", {"a": 1}, {}) and f.id != m.id
+    with pytest.raises(TypeError):
+        tw.BrokerListener()  # abstract
+
+
+def test_handler_gets_a_copy_with_parent_id(tw):
+    broker = tw.InMemoryBroker()
+    got = queue.Queue()
+    broker.subscribe("orders", got.put)
+    original = tw.Message(topic="orders", payload={"qty": 2}, metadata={"channel": "web"})
+    broker.publish(original)
+    copy = got.get(timeout=T(10))
+    assert copy.topic == "orders" and copy.payload == {"qty": 2}
+    assert copy.metadata == {"channel": "web", "parent_message_id": original.id}
+    assert copy.id != original.id
+    assert broker.join(T(10))
+    broker.close(T(5))
+
+
+def test_manual_ack_from_another_thread(tw):
+    broker = tw.InMemoryBroker()
+    ids = queue.Queue()
+    broker.subscribe("manual", lambda m: ids.put(m.id), auto_ack=False)
+    broker.publish(tw.Message(topic="manual"))
+    message_id = ids.get(timeout=T(10))
+    assert broker.join(0.05) is False
+    threading.Thread(target=broker.ack, args=(message_id,)).start()
+    assert broker.join(T(10)) is True
+    broker.close(T(5))
+
+
+def test_raising_handler_fails_but_settles(tw):
+    broker = tw.InMemoryBroker()
+    failures = []
+
+    class Listener:
+        def __getattr__(self, name):
+            return lambda **kwargs: None
+
+        def on_message_failed(self, message, topic, error):
+            failures.append((topic, error))
+
+    broker.add_listener(Listener())
+    boom = ValueError("bad order")
+
+    def handler(msg):
+        raise boom
+
+    broker.subscribe("orders", handler, auto_ack=False)  # settled even without an ack
+    broker.publish(tw.Message(topic="orders"))
+    assert broker.join(T(10))
+    assert failures == [("orders", boom)]
+    broker.close(T(5))
+
+
+def test_nack_requeue_message_is_a_new_publish(tw):
+    broker = tw.InMemoryBroker()
+    seen = queue.Queue()
+
+    def handler(msg):
+        seen.put(msg.metadata.get("try"))
+        if msg.metadata.get("try") == 1:
+            broker.nack(msg.id, requeue_message=msg.fork(metadata={"try": 2}))
+        else:
+            broker.ack(msg.id)
+
+    broker.subscribe("retry", handler, auto_ack=False)
+    broker.publish(tw.Message(topic="retry", metadata={"try": 1}))
+    assert broker.join(T(10))
+    assert [seen.get(timeout=T(1)), seen.get(timeout=T(1))] == [1, 2]
+    broker.close(T(5))
+
+
+def test_unsubscribe_and_topic_recreation(tw):
+    broker = tw.InMemoryBroker()
+    created = []
+
+    class Listener:
+        def __getattr__(self, name):
+            return lambda **kwargs: None
+
+        def on_topic_created(self, topic):
+            created.append(topic)
+
+    broker.add_listener(Listener())
+    got = []
+    sub = broker.subscribe("t", got.append)
+    broker.unsubscribe(sub)  # last handler gone: Tadween forgets the topic
+    broker.subscribe("t", got.append)  # ... and announces it again
+    broker.unsubscribe("unknown:id")  # ignored
+    assert created == ["t", "t"]
+    broker.close(T(5))
+
+
+def test_close_semantics(tw, caplog):
+    broker = tw.InMemoryBroker()
+    broker.subscribe("t", lambda m: None)
+    broker.publish(tw.Message(topic="t"))
+    broker.close(T(5))
+    assert broker._running is False
+    with caplog.at_level(logging.WARNING):
+        broker.close()  # warns, does not raise
+    assert "already closed" in caplog.text
+    with pytest.raises(RuntimeError, match="Broker closed"):
+        broker.publish(tw.Message(topic="t"))
+    with pytest.raises(RuntimeError, match="Broker closed"):
+        broker.subscribe("t", lambda m: None)
+
+
+def test_unknown_and_double_acks_only_warn(tw, caplog):
+    broker = tw.InMemoryBroker()
+    with caplog.at_level(logging.WARNING):
+        broker.ack("nope")
+        broker.nack("nope")
+        broker.ack("12345")
+    assert caplog.text.count("Double Ack or Unknown Message ID") == 3
+    broker.close(T(5))
+
+
+# ---- the facade only ---------------------------------------------------------------------------
+
+
+def test_brokk_topic_is_identity_for_valid_names_and_injective_otherwise():
+    assert tadween.brokk_topic("topic.init") == "topic.init"
+    assert tadween.brokk_topic("no_one") == "no_one"
+    names = ["topic.A2-B1,2", "a b", "_tw.x", "_tw._2c", "", "ü", "a_2c", "a,"]
+    mapped = [tadween.brokk_topic(n) for n in names]
+    assert len(set(mapped)) == len(names)
+    assert all(m.startswith("_tw.") for m in mapped[:6])
+    assert tadween.brokk_topic("topic.A2-B1,2") == "_tw.topic.A2-B1_2c2"
+
+
+def test_facade_uses_brokk_with_retention_off():
+    broker = tadween.InMemoryBroker(max_workers=3)
+    assert isinstance(broker.brokk, brokk.Broker)
+    broker.publish(tadween.Message(topic="nobody"))
+    stats = broker.brokk.stats()
+    assert stats.workers == 3 and stats.unrouted == 1 and broker.brokk.count() == 0
+    broker.close(T(5))
+    assert broker.brokk.closed
+
+
+def test_payloads_must_be_json():
+    broker = tadween.InMemoryBroker()
+    with pytest.raises(TypeError, match="JSON-serialisable"):
+        broker.publish(tadween.Message(topic="t", payload={"obj": object()}))
+    broker.close(T(5))
+
+
+def test_join_and_close_inside_a_handler_raise_instead_of_hanging():
+    broker = tadween.InMemoryBroker()
+    errors = queue.Queue()
+
+    def handler(msg):
+        for call in (broker.join, broker.close):
+            try:
+                call(1)
+            except brokk.WouldDeadlockError as e:
+                errors.put(e)
+
+    broker.subscribe("t", handler)
+    broker.publish(tadween.Message(topic="t"))
+    assert broker.join(T(10))
+    assert errors.qsize() == 2
+    broker.close(T(5))
+
+
+def test_invalid_max_workers():
+    with pytest.raises(ValueError):
+        tadween.InMemoryBroker(max_workers=0)
+
+
+TADWEEN_PROGRAM = r"""
+# Tadween's examples/broker/ex2.py, unchanged but for the first two lines and the sleep.
+from brokk.compat.tadween import install
+install()
+import time
+
+from tadween_core.broker import InMemoryBroker, Message
+
+broker = InMemoryBroker()
+
+
+def A1(msg: Message):
+    tag = msg.metadata.get("tag", "N/A")
+    print(f"[A1] Got {tag}")
+
+
+def A2(msg: Message):
+    tag = msg.metadata.get("tag", "N/A")
+    print(f"[A2] Got tag: `{tag}`. Publishing to [topic.A2-B1]")
+    new_msg = Message(topic="topic.A2-B1", metadata=msg.metadata)
+    broker.publish(new_msg)
+
+
+def B1(msg: Message):
+    tag = msg.metadata.get("tag", "N/A")
+    print(f"[B1] Got the tag: `{tag}`. Acknowledging")
+    time.sleep(0.01)
+    broker.ack(msg.id)
+
+
+broker.subscribe("topic.init", A1, auto_ack=True)
+broker.subscribe("topic.init", A2, auto_ack=True)
+broker.subscribe("topic.A2-B1", B1, auto_ack=False)
+
+for i in range(5):
+    msg = Message(topic="topic.init", metadata={"tag": str(i)})
+    broker.publish(msg)
+
+broker.close(3)
+print("brokk" if type(broker).__module__ == "brokk.compat.tadween" else "tadween")
+"""
+
+
+def test_install_runs_a_tadween_program_unchanged():
+    result = run_python(TADWEEN_PROGRAM)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout  # print() from several threads: lines may run together
+    assert out.rstrip().endswith("brokk")
+    assert sorted(re.findall(r"\[B1\] Got the tag: `(\d)`\. Acknowledging", out)) == list("01234")
+    assert sorted(re.findall(r"\[A1\] Got (\d)", out)) == list("01234")
