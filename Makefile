@@ -34,11 +34,12 @@ include tests/c/c-tests.mk
 include bindings/cpp/cpp.mk
 include bindings/go/go.mk
 include bindings/python/python.mk
+include bench/bench.mk
 
 demo: lib $(BUILD)/pipeline
 	$(BUILD)/pipeline
 
-test: test-rust test-loom test-soak-smoke test-c test-examples test-cpp test-go test-python
+test: test-rust test-loom test-soak-smoke test-c test-examples test-cpp test-go test-python test-bench-smoke
 	@echo "make test: every suite passed"
 
 test-rust:
@@ -58,6 +59,16 @@ install: lib
 clean:
 	$(CARGO) clean
 	rm -rf $(BUILD)
+
+# Benchmarks side by side with peers (about six minutes): results in build/bench/results.json,
+# docs/bench/results.md and docs/bench/results.png.
+.PHONY: bench test-bench-smoke
+bench: bench-all
+
+# The test command only checks that every benchmark program builds and runs at a tiny size
+# (without the PyPI peers' virtualenv); it never asserts on speed.
+test-bench-smoke:
+	BENCH_SMOKE_VENV=0 $(MAKE) bench-smoke
 
 # Opt-in soak: SOAK_SECONDS of mixed load (default 120), then memory and count checks.
 .PHONY: soak loom

@@ -1,0 +1,441 @@
+/*
+ * brokk through its C ABI: one scenario per process run (see bench/README.md).
+ *
+ *   brokk_bench 1to1      1 publisher -> 1 auto-ack subscriber
+ *   brokk_bench fanout4   1 publisher -> 4 ungrouped subscribers (deliveries/s)
+ *   brokk_bench group4x2  4 publishers -> 1 group of 2 subscriptions
+ *   brokk_bench pull      fetch + ack on one thread, messages published beforehand
+ *   brokk_bench batch     brokk_broker_publish_batch (--batch B) -> 1 auto-ack subscriber
+ *   brokk_bench latency   publish -> handler latency at a fixed rate (--rate R)
+ *   brokk_bench memory    RSS per message queued in a named group with no consumer
+ *   brokk_bench memory-retained   the same, retained by a topic that has no group yet
+ *
+ * Each measured phase follows a warm-up and is bounded by --messages and --seconds, whichever
+ * comes first. Throughput counts from the first publish to the moment join() returns, i.e.
+ * until the last delivery is settled.
+ */
+#define _GNU_SOURCE
+#include "common.h"
+
+#include <brokk.h>
+#include <pthread.h>
+
+#define TOPIC "bench"
+#define TOPIC_LEN (sizeof TOPIC - 1)
+#define SCENARIOS "1to1 fanout4 group4x2 pull batch latency memory memory-retained"
+
+static void check(brokk_status s, const char *what) {
+    if (s != BROKK_STATUS_OK) DIE("%s: %s (%s)", what, brokk_status_str(s), brokk_last_error());
+}
+
+static brokk_broker *open_broker(const brokk_broker_options *o) {
+    brokk_broker *b;
+    check(brokk_broker_new("memory://", o, &b), "brokk_broker_new");
+    return b;
+}
+
+static void join_all(brokk_broker *b) {
+    uint64_t left = 0;
+    brokk_status s = brokk_broker_join(b, 120000, &left);
+    if (s != BROKK_STATUS_OK) DIE("join: %s, %" PRIu64 " left", brokk_status_str(s), left);
+}
+
+static void finish(brokk_broker *b) {
+    check(brokk_broker_close(b, 10000, false, NULL), "close");
+    brokk_broker_free(b);
+}
+
+static void publish_one(brokk_broker *b, uint64_t n) {
+    char buf[BENCH_PAYLOAD_MAX];
+    size_t len = bench_payload(buf, n);
+    /* No id buffer: the bench has no use for the generated id. */
+    brokk_status s = brokk_broker_publish(b, TOPIC, TOPIC_LEN, buf, len, NULL, NULL, 0);
+    if (s != BROKK_STATUS_OK) check(s, "publish");
+}
+
+/* ---- a counting handler -------------------------------------------------------------------- */
+
+/* One per subscription, on its own cache line, so that handlers never share a counter. */
+typedef struct {
+    _Alignas(64) _Atomic uint64_t delivered;
+    uint64_t bytes; /* payload bytes seen: the handler reads what it is given */
+} counter;
+
+static brokk_verdict count_handler(void *user_data, const brokk_message *msg) {
+    counter *c = user_data;
+    brokk_str p = brokk_message_payload(msg);
+    c->bytes += p.len + (p.ptr[0] != '{'); /* concurrency 1: one handler call at a time */
+    atomic_fetch_add_explicit(&c->delivered, 1, memory_order_relaxed);
+    return BROKK_VERDICT_ACK;
+}
+
+static void subscribe(brokk_broker *b, counter *c, const char *group) {
+    brokk_subscription_options so = {0};
+    if (group) {
+        so.group = group;
+        so.group_len = strlen(group);
+    }
+    uint64_t id;
+    check(brokk_broker_subscribe(b, TOPIC, TOPIC_LEN, count_handler, c, NULL, &so, &id),
+          "subscribe");
+}
+
+static uint64_t delivered(counter *c, int n) {
+    uint64_t sum = 0;
+    for (int i = 0; i < n; i++) sum += atomic_load(&c[i].delivered);
+    return sum;
+}
+
+static void reset(counter *c, int n) {
+    for (int i = 0; i < n; i++) atomic_store(&c[i].delivered, 0);
+}
+
+/* Publishes messages [first, first + max) until `deadline_ns`; returns how many. */
+static uint64_t publish_until(brokk_broker *b, uint64_t first, uint64_t max, uint64_t deadline_ns) {
+    uint64_t n = 0;
+    while (n < max) {
+        publish_one(b, first + n);
+        n++;
+        if ((n & 1023) == 0 && now_ns() >= deadline_ns) break;
+    }
+    return n;
+}
+
+/* ---- 1to1, fanout4 ---------------------------------------------------------------------------- */
+
+static void run_push(const bench_opts *o, int subscribers, const char *scenario) {
+    brokk_broker *b = open_broker(NULL);
+    counter c[4] = {0};
+    for (int i = 0; i < subscribers; i++) subscribe(b, &c[i], NULL);
+    publish_until(b, 0, o->warmup, UINT64_MAX);
+    join_all(b);
+    reset(c, subscribers);
+
+    uint64_t t0 = now_ns();
+    uint64_t sent = publish_until(b, o->warmup, o->messages, t0 + (uint64_t)(o->seconds * 1e9));
+    uint64_t t_pub = now_ns();
+    join_all(b);
+    uint64_t t1 = now_ns();
+    uint64_t got = delivered(c, subscribers);
+    if (got != sent * (uint64_t)subscribers)
+        DIE("%s: %" PRIu64 " deliveries for %" PRIu64 " messages", scenario, got, sent);
+
+    bench_record r = {.scenario = scenario, .impl = "brokk-c"};
+    r.unit = subscribers > 1 ? "deliveries" : "messages";
+    r.messages = sent;
+    r.deliveries = got;
+    r.seconds = (double)(t1 - t0) / 1e9;
+    r.rate = (double)got / r.seconds;
+    bench_extra(&r, "\"publish_rate\": %.1f, \"subscribers\": %d",
+                (double)sent / ((double)(t_pub - t0) / 1e9), subscribers);
+    finish(b);
+    bench_emit(&r);
+}
+
+/* ---- group4x2 ------------------------------------------------------------------------------- */
+
+typedef struct {
+    brokk_broker *b;
+    uint64_t first, max, deadline_ns, sent;
+} pub_job;
+
+static void *publisher_thread(void *arg) {
+    pub_job *j = arg;
+    j->sent = publish_until(j->b, j->first, j->max, j->deadline_ns);
+    return NULL;
+}
+
+static void run_group(const bench_opts *o) {
+    enum { PUBLISHERS = 4, WORKERS = 2 };
+    brokk_broker *b = open_broker(NULL);
+    counter c[WORKERS] = {0};
+    for (int i = 0; i < WORKERS; i++) subscribe(b, &c[i], "workers");
+    publish_until(b, 0, o->warmup, UINT64_MAX);
+    join_all(b);
+    reset(c, WORKERS);
+
+    pthread_t th[PUBLISHERS];
+    pub_job jobs[PUBLISHERS];
+    uint64_t t0 = now_ns();
+    for (int i = 0; i < PUBLISHERS; i++) {
+        jobs[i] = (pub_job){b, o->warmup + (uint64_t)i * o->messages, o->messages / PUBLISHERS,
+                            t0 + (uint64_t)(o->seconds * 1e9), 0};
+        pthread_create(&th[i], NULL, publisher_thread, &jobs[i]);
+    }
+    uint64_t sent = 0;
+    for (int i = 0; i < PUBLISHERS; i++) {
+        pthread_join(th[i], NULL);
+        sent += jobs[i].sent;
+    }
+    join_all(b);
+    uint64_t t1 = now_ns();
+    uint64_t got = delivered(c, WORKERS);
+    if (got != sent) DIE("group4x2: %" PRIu64 " deliveries for %" PRIu64 " messages", got, sent);
+
+    bench_record r = {.scenario = "group4x2", .impl = "brokk-c", .unit = "messages"};
+    r.messages = sent;
+    r.deliveries = got;
+    r.seconds = (double)(t1 - t0) / 1e9;
+    r.rate = (double)got / r.seconds;
+    bench_extra(&r, "\"publishers\": %d, \"workers\": %d, \"split\": [%" PRIu64 ", %" PRIu64 "]",
+                PUBLISHERS, WORKERS, atomic_load(&c[0].delivered), atomic_load(&c[1].delivered));
+    finish(b);
+    bench_emit(&r);
+}
+
+/* ---- pull ----------------------------------------------------------------------------------- */
+
+/* Publishes `count` messages with publish_batch in chunks of 1000 (not timed). */
+static void prepublish(brokk_broker *b, uint64_t first, uint64_t count) {
+    enum { CHUNK = 1000 };
+    static char bufs[CHUNK][BENCH_PAYLOAD_MAX];
+    static brokk_batch_message msgs[CHUNK];
+    for (uint64_t done = 0; done < count;) {
+        size_t k = 0;
+        for (; k < CHUNK && done + k < count; k++) {
+            msgs[k] = (brokk_batch_message){0};
+            msgs[k].payload = bufs[k];
+            msgs[k].payload_len = bench_payload(bufs[k], first + done + k);
+        }
+        check(brokk_broker_publish_batch(b, TOPIC, TOPIC_LEN, msgs, k, NULL, 0), "publish_batch");
+        done += k;
+    }
+}
+
+/* Fetches and acks up to `max` deliveries until the deadline; returns how many. */
+static uint64_t fetch_ack(brokk_broker *b, uint64_t max, uint64_t deadline_ns, uint64_t *bytes) {
+    uint64_t n = 0;
+    while (n < max) {
+        brokk_delivery *d = NULL;
+        check(brokk_broker_fetch(b, TOPIC, TOPIC_LEN, NULL, 0, &d), "fetch");
+        if (!d) DIE("pull: queue empty after %" PRIu64 " fetches", n);
+        const brokk_message *m = brokk_delivery_message(d);
+        *bytes += brokk_message_payload(m).len;
+        check(brokk_broker_ack(b, brokk_message_delivery_id(m)), "ack");
+        brokk_delivery_free(d);
+        n++;
+        if ((n & 1023) == 0 && now_ns() >= deadline_ns) break;
+    }
+    return n;
+}
+
+static void run_pull(const bench_opts *o) {
+    brokk_broker_options bo = {0};
+    bo.queue_capacity = o->warmup + o->messages + 1;
+    brokk_broker *b = open_broker(&bo);
+    brokk_delivery *none = NULL;
+    /* A fetch names the "default" group, so what follows is queued for it. */
+    check(brokk_broker_fetch(b, TOPIC, TOPIC_LEN, NULL, 0, &none), "fetch");
+    if (none) DIE("pull: unexpected delivery");
+    prepublish(b, 0, o->warmup + o->messages);
+    uint64_t bytes = 0;
+    fetch_ack(b, o->warmup, UINT64_MAX, &bytes);
+
+    uint64_t t0 = now_ns();
+    uint64_t got = fetch_ack(b, o->messages, t0 + (uint64_t)(o->seconds * 1e9), &bytes);
+    uint64_t t1 = now_ns();
+
+    bench_record r = {.scenario = "pull", .impl = "brokk-c", .unit = "messages"};
+    r.messages = got;
+    r.deliveries = got;
+    r.seconds = (double)(t1 - t0) / 1e9;
+    r.rate = (double)got / r.seconds;
+    bench_extra(&r, "\"prepublished\": %" PRIu64, o->warmup + o->messages);
+    check(brokk_broker_close(b, 0, true, NULL), "close");
+    brokk_broker_free(b);
+    bench_emit(&r);
+}
+
+/* ---- batch -------------------------------------------------------------------------------- */
+
+static void run_batch(const bench_opts *o) {
+    size_t B = (size_t)(o->batch ? o->batch : 100);
+    char (*bufs)[BENCH_PAYLOAD_MAX] = malloc(B * sizeof *bufs);
+    brokk_batch_message *msgs = calloc(B, sizeof *msgs);
+    if (!bufs || !msgs) DIE("out of memory");
+    brokk_broker *b = open_broker(NULL);
+    counter c = {0};
+    subscribe(b, &c, NULL);
+    uint64_t next = 0;
+    uint64_t warm_until = o->warmup, t0 = 0, deadline = UINT64_MAX, sent = 0;
+    for (int phase = 0; phase < 2; phase++) {
+        uint64_t limit = phase == 0 ? warm_until : o->messages;
+        uint64_t n = 0;
+        if (phase == 1) {
+            join_all(b);
+            reset(&c, 1);
+            t0 = now_ns();
+            deadline = t0 + (uint64_t)(o->seconds * 1e9);
+        }
+        while (n < limit) {
+            size_t k = 0;
+            for (; k < B && n + k < limit; k++) {
+                msgs[k].payload = bufs[k];
+                msgs[k].payload_len = bench_payload(bufs[k], next++);
+            }
+            check(brokk_broker_publish_batch(b, TOPIC, TOPIC_LEN, msgs, k, NULL, 0),
+                  "publish_batch");
+            n += k;
+            if (now_ns() >= deadline) break;
+        }
+        sent = n;
+    }
+    uint64_t t_pub = now_ns();
+    join_all(b);
+    uint64_t t1 = now_ns();
+    uint64_t got = delivered(&c, 1);
+    if (got != sent) DIE("batch: %" PRIu64 " deliveries for %" PRIu64 " messages", got, sent);
+
+    char scenario[32];
+    snprintf(scenario, sizeof scenario, "batch%zu", B);
+    bench_record r = {.scenario = scenario, .impl = "brokk-c", .unit = "messages"};
+    r.messages = sent;
+    r.deliveries = got;
+    r.seconds = (double)(t1 - t0) / 1e9;
+    r.rate = (double)got / r.seconds;
+    bench_extra(&r, "\"batch\": %zu, \"publish_rate\": %.1f", B,
+                (double)sent / ((double)(t_pub - t0) / 1e9));
+    finish(b);
+    free(bufs);
+    free(msgs);
+    bench_emit(&r);
+}
+
+/* ---- latency ------------------------------------------------------------------------------- */
+
+typedef struct {
+    uint64_t *recv_ns; /* indexed by message number */
+    uint64_t count;
+    _Atomic uint64_t delivered;
+} lat_state;
+
+static brokk_verdict latency_handler(void *user_data, const brokk_message *msg) {
+    uint64_t t = now_ns();
+    lat_state *s = user_data;
+    brokk_str p = brokk_message_payload(msg);
+    uint64_t i = bench_payload_index(p.ptr, p.len);
+    if (i < s->count) s->recv_ns[i] = t;
+    atomic_fetch_add_explicit(&s->delivered, 1, memory_order_relaxed);
+    return BROKK_VERDICT_ACK;
+}
+
+static void run_latency(const bench_opts *o) {
+    uint64_t measured = (uint64_t)(o->rate * o->seconds);
+    if (measured > o->messages) measured = o->messages;
+    uint64_t warm = (uint64_t)(o->rate * 0.5);
+    if (warm > o->warmup) warm = o->warmup;
+    uint64_t total = warm + measured;
+    uint64_t *send_ns = calloc(total, sizeof *send_ns);
+    lat_state s = {calloc(total, sizeof(uint64_t)), total, 0};
+    if (!send_ns || !s.recv_ns) DIE("out of memory");
+
+    brokk_broker *b = open_broker(NULL);
+    uint64_t id;
+    check(brokk_broker_subscribe(b, TOPIC, TOPIC_LEN, latency_handler, &s, NULL, NULL, &id),
+          "subscribe");
+    uint64_t period = (uint64_t)(1e9 / o->rate);
+    uint64_t t0 = now_ns() + 1000000;
+    uint64_t behind = 0;
+    for (uint64_t i = 0; i < total; i++) {
+        uint64_t due = t0 + i * period;
+        pace_until(due, o->spin_us * 1000);
+        char buf[BENCH_PAYLOAD_MAX];
+        size_t len = bench_payload(buf, i);
+        send_ns[i] = now_ns();
+        if (send_ns[i] > due + period) behind++;
+        brokk_status st = brokk_broker_publish(b, TOPIC, TOPIC_LEN, buf, len, NULL, NULL, 0);
+        if (st != BROKK_STATUS_OK) check(st, "publish");
+    }
+    uint64_t t_end = now_ns();
+    join_all(b);
+
+    uint64_t *lat = malloc(measured * sizeof *lat);
+    size_t n = 0;
+    for (uint64_t i = warm; i < total; i++)
+        if (s.recv_ns[i] >= send_ns[i]) lat[n++] = s.recv_ns[i] - send_ns[i];
+    bench_record r = {.scenario = "latency", .impl = "brokk-c", .unit = "messages"};
+    r.messages = measured;
+    r.deliveries = n;
+    r.seconds = (double)(t_end - (t0 + warm * period)) / 1e9;
+    r.rate = (double)measured / r.seconds;
+    r.has_latency = true;
+    r.lat = latency_summary(lat, n);
+    r.target_rate = o->rate;
+    r.achieved_rate = r.rate;
+    bench_extra(&r, "\"sends_late\": %" PRIu64 ", \"spin_us\": %" PRIu64, behind, o->spin_us);
+    finish(b);
+    free(send_ns);
+    free(s.recv_ns);
+    free(lat);
+    bench_emit(&r);
+}
+
+/* ---- memory ------------------------------------------------------------------------------- */
+
+static void run_memory(const bench_opts *o, bool retained) {
+    uint64_t n = o->messages;
+    brokk_broker_options bo = {0};
+    bo.queue_capacity = n + 1;
+    bo.retention_limit = n + 1;
+    brokk_broker *b = open_broker(&bo);
+    if (!retained) {
+        /* A fetch names the "default" group: messages queue there, with no consumer. */
+        brokk_delivery *none = NULL;
+        check(brokk_broker_fetch(b, TOPIC, TOPIC_LEN, NULL, 0, &none), "fetch");
+    }
+    /* Warm the allocator and the topic, then measure from an empty queue. */
+    publish_until(b, 0, 10000, UINT64_MAX);
+    uint64_t purged = 0;
+    check(brokk_broker_purge(b, NULL, 0, &purged), "purge");
+
+    uint64_t before = rss_bytes();
+    uint64_t payload_total = 0;
+    uint64_t t0 = now_ns();
+    for (uint64_t i = 0; i < n; i++) {
+        char buf[BENCH_PAYLOAD_MAX];
+        size_t len = bench_payload(buf, i);
+        payload_total += len;
+        brokk_status s = brokk_broker_publish(b, TOPIC, TOPIC_LEN, buf, len, NULL, NULL, 0);
+        if (s != BROKK_STATUS_OK) check(s, "publish");
+    }
+    uint64_t t1 = now_ns();
+    uint64_t after = rss_bytes();
+    uint64_t waiting = 0;
+    brokk_str topic = {TOPIC, TOPIC_LEN};
+    check(brokk_broker_count(b, &topic, 1, &waiting), "count");
+    if (waiting != n) DIE("memory: %" PRIu64 " waiting, expected %" PRIu64, waiting, n);
+
+    bench_record r = {.scenario = retained ? "memory-retained" : "memory", .impl = "brokk-c"};
+    r.unit = "messages";
+    r.messages = n;
+    r.deliveries = waiting;
+    r.seconds = (double)(t1 - t0) / 1e9;
+    r.rate = (double)n / r.seconds;
+    r.has_memory = true;
+    r.rss_before = before;
+    r.rss_after = after;
+    r.bytes_per_msg = ((double)after - (double)before) / (double)n;
+    r.payload_bytes = (double)payload_total / (double)n;
+    r.overhead_per_msg = r.bytes_per_msg - r.payload_bytes;
+    bench_extra(&r, "\"how\": \"%s\"",
+                retained ? "retained by a topic with no group (retention_limit above N)"
+                         : "queued in the group 'default' named by a fetch, no consumer");
+    check(brokk_broker_close(b, 0, true, NULL), "close");
+    brokk_broker_free(b);
+    bench_emit(&r);
+}
+
+int main(int argc, char **argv) {
+    bench_opts o = bench_parse(argc, argv, SCENARIOS);
+    if (brokk_abi_version() != BROKK_ABI_VERSION) DIE("libbrokk ABI mismatch");
+    if (!strcmp(o.scenario, "1to1")) run_push(&o, 1, "1to1");
+    else if (!strcmp(o.scenario, "fanout4")) run_push(&o, 4, "fanout4");
+    else if (!strcmp(o.scenario, "group4x2")) run_group(&o);
+    else if (!strcmp(o.scenario, "pull")) run_pull(&o);
+    else if (!strcmp(o.scenario, "batch")) run_batch(&o);
+    else if (!strcmp(o.scenario, "latency")) run_latency(&o);
+    else if (!strcmp(o.scenario, "memory")) run_memory(&o, false);
+    else if (!strcmp(o.scenario, "memory-retained")) run_memory(&o, true);
+    else bench_usage(argv[0], SCENARIOS);
+    return 0;
+}

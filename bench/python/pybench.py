@@ -1,0 +1,338 @@
+"""The Python side of the benchmarks: brokk's Python binding and its Python peers.
+
+    pybench.py brokk-py 1to1       1 publisher -> 1 auto-ack subscriber (dict payload)
+    pybench.py brokk-py latency    publish -> handler latency at a fixed rate
+    pybench.py brokk-py pull       fetch + ack on one thread, messages published beforehand
+    pybench.py tadween 1to1        Tadween's InMemoryBroker, the same as brokk-py 1to1
+    pybench.py tadween latency     ... and the same latency run
+    pybench.py pynenc pull         pynenc's MemBroker: retrieve_invocation, ids routed beforehand
+
+Every implementation gets the same payload, {"i": n, "s": "<32 chars>"}, as a Python dict (the
+natural argument of both brokers), with the same warm-up and bounds (--messages, --seconds,
+whichever comes first). Each result is one JSON line on stdout, as the C programs print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import platform
+import sys
+import threading
+import time
+
+S32 = "abcdefghijklmnopqrstuvwxyz012345"
+TOPIC = "bench"
+
+
+def payload(n: int) -> dict:
+    return {"i": n, "s": S32}
+
+
+def percentiles(ns: list[int]) -> dict:
+    ns = sorted(ns)
+    n = len(ns)
+    if n == 0:
+        return {}
+
+    def pct(q: float) -> float:
+        return ns[int((n - 1) * q)] / 1000.0
+
+    return {
+        "p50": pct(0.5),
+        "p90": pct(0.9),
+        "p99": pct(0.99),
+        "p999": pct(0.999),
+        "max": ns[-1] / 1000.0,
+        "mean": sum(ns) / n / 1000.0,
+        "samples": n,
+    }
+
+
+def emit(record: dict) -> None:
+    record.setdefault("python", platform.python_version())
+    print(json.dumps(record), flush=True)
+    line = f"  {record['scenario']:<10} {record['impl']:<16} {record['rate']:12.0f} {record['unit']}/s"
+    if "latency_us" in record:
+        lat = record["latency_us"]
+        line += f"  p50 {lat['p50']:.2f} us  p99 {lat['p99']:.2f} us  p99.9 {lat['p999']:.2f} us"
+    print(line, file=sys.stderr)
+
+
+def version_of(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "source checkout"
+
+
+def pace_until(t_ns: int) -> None:
+    """Sleeps until perf_counter_ns reaches t_ns. No busy-wait: a spinning publisher would hold
+    the GIL and keep the handler's thread from running (the C programs do spin)."""
+    while True:
+        left = t_ns - time.perf_counter_ns()
+        if left <= 0:
+            return
+        time.sleep(left / 1e9)
+
+
+# ---- the two push brokers behind one small interface ------------------------------------------
+
+
+class BrokkPush:
+    impl = "brokk-py"
+
+    def __init__(self) -> None:
+        import brokk
+
+        self.brokk = brokk
+        self.broker = brokk.Broker()
+        self.version = brokk.version()
+
+    def subscribe(self, handler) -> None:
+        # brokk hands the handler a Message; returning None acks it.
+        self.broker.subscribe(TOPIC, lambda m: handler(m.payload))
+
+    def publish(self, n: int) -> None:
+        self.broker.publish(TOPIC, payload(n))
+
+    def join(self) -> None:
+        self.broker.join(timeout=300)
+
+    def close(self) -> None:
+        self.broker.close(timeout=10)
+
+
+class TadweenPush:
+    impl = "tadween"
+
+    def __init__(self) -> None:
+        from tadween_core.broker import InMemoryBroker, Message
+
+        self.Message = Message
+        self.broker = InMemoryBroker()  # its default pool: max_workers=4
+        self.version = version_of("tadween-core")
+
+    def subscribe(self, handler) -> None:
+        self.broker.subscribe(TOPIC, lambda m: handler(m.payload))  # auto_ack=True
+
+    def publish(self, n: int) -> None:
+        self.broker.publish(self.Message(topic=TOPIC, payload=payload(n)))
+
+    def join(self) -> None:
+        if not self.broker.join(timeout=300):
+            raise SystemExit("tadween: join timed out")
+
+    def close(self) -> None:
+        self.broker.close(timeout=10)
+
+
+PUSH = {"brokk-py": BrokkPush, "tadween": TadweenPush}
+
+
+def run_1to1(impl: str, o: argparse.Namespace) -> None:
+    b = PUSH[impl]()
+    count = [0]
+    lock = threading.Lock()  # Tadween runs one subscription on several pool threads at once
+
+    def handler(p: dict) -> None:
+        with lock:
+            count[0] += p["i"] >= 0
+
+    b.subscribe(handler)
+    for n in range(o.warmup):
+        b.publish(n)
+    b.join()
+    count[0] = 0
+    t0 = time.perf_counter()
+    deadline = t0 + o.seconds
+    sent = 0
+    while sent < o.messages:
+        b.publish(o.warmup + sent)
+        sent += 1
+        if sent & 255 == 0 and time.perf_counter() >= deadline:
+            break
+    t_pub = time.perf_counter()
+    b.join()
+    t1 = time.perf_counter()
+    b.close()
+    if count[0] != sent:
+        raise SystemExit(f"{impl} 1to1: {count[0]} deliveries for {sent} messages")
+    emit(
+        {
+            "scenario": "1to1",
+            "impl": impl,
+            "unit": "messages",
+            "messages": sent,
+            "deliveries": count[0],
+            "seconds": t1 - t0,
+            "rate": count[0] / (t1 - t0),
+            "publish_rate": sent / (t_pub - t0),
+            "version": b.version,
+        }
+    )
+
+
+def run_latency(impl: str, o: argparse.Namespace) -> None:
+    measured = min(int(o.rate * o.seconds), o.messages)
+    warm = min(int(o.rate * 0.5), o.warmup)
+    total = warm + measured
+    send_ns = [0] * total
+    recv_ns = [0] * total
+    b = PUSH[impl]()
+
+    def handler(p: dict) -> None:
+        recv_ns[p["i"]] = time.perf_counter_ns()
+
+    b.subscribe(handler)
+    period = int(1e9 / o.rate)
+    t0 = time.perf_counter_ns() + 1_000_000
+    late = 0
+    for i in range(total):
+        due = t0 + i * period
+        pace_until(due)
+        now = time.perf_counter_ns()
+        if now > due + period:
+            late += 1
+        send_ns[i] = now
+        b.publish(i)
+    t_end = time.perf_counter_ns()
+    b.join()
+    b.close()
+    lat = [recv_ns[i] - send_ns[i] for i in range(warm, total) if recv_ns[i] >= send_ns[i]]
+    seconds = (t_end - (t0 + warm * period)) / 1e9
+    emit(
+        {
+            "scenario": "latency",
+            "impl": impl,
+            "unit": "messages",
+            "messages": measured,
+            "deliveries": len(lat),
+            "seconds": seconds,
+            "rate": measured / seconds,
+            "latency_us": percentiles(lat),
+            "target_rate": o.rate,
+            "achieved_rate": measured / seconds,
+            "sends_late": late,
+            "version": b.version,
+        }
+    )
+
+
+# ---- pull ----------------------------------------------------------------------------------------
+
+
+def run_pull_brokk(o: argparse.Namespace) -> None:
+    import brokk
+
+    total = o.warmup + o.messages
+    broker = brokk.Broker(queue_capacity=total + 1)
+    assert broker.fetch(TOPIC, timeout=0) is None  # names the "default" group
+    chunk = 1000
+    for first in range(0, total, chunk):
+        broker.publish_batch(TOPIC, [payload(n) for n in range(first, min(first + chunk, total))])
+
+    def take(limit: int, deadline: float) -> int:
+        n = 0
+        while n < limit:
+            m = broker.fetch(TOPIC, timeout=0)
+            if m is None:
+                raise SystemExit(f"brokk-py pull: queue empty after {n} fetches")
+            broker.ack(m.delivery_id)
+            n += 1
+            if n & 255 == 0 and time.perf_counter() >= deadline:
+                break
+        return n
+
+    take(o.warmup, float("inf"))
+    t0 = time.perf_counter()
+    got = take(o.messages, t0 + o.seconds)
+    t1 = time.perf_counter()
+    broker.close(force=True)
+    emit(
+        {
+            "scenario": "pull",
+            "impl": "brokk-py",
+            "unit": "messages",
+            "messages": got,
+            "deliveries": got,
+            "seconds": t1 - t0,
+            "rate": got / (t1 - t0),
+            "prepublished": total,
+            "version": brokk.version(),
+        }
+    )
+
+
+def run_pull_pynenc(o: argparse.Namespace) -> None:
+    import logging
+
+    logging.disable(logging.WARNING)
+    from pynenc import Pynenc
+    from pynenc.broker.mem_broker import MemBroker
+    from pynenc.identifiers.invocation_id import generate_invocation_id
+
+    app = Pynenc(config_values={"app_id": "brokk-bench"})
+    broker = MemBroker(app)
+    total = o.warmup + o.messages
+    broker.route_invocations([generate_invocation_id() for _ in range(total)], "default", 0)
+
+    def take(limit: int, deadline: float) -> int:
+        n = 0
+        while n < limit:
+            if broker.retrieve_invocation("default") is None:
+                raise SystemExit(f"pynenc pull: queue empty after {n} retrieves")
+            n += 1
+            if n & 255 == 0 and time.perf_counter() >= deadline:
+                break
+        return n
+
+    take(o.warmup, float("inf"))
+    t0 = time.perf_counter()
+    got = take(o.messages, t0 + o.seconds)
+    t1 = time.perf_counter()
+    emit(
+        {
+            "scenario": "pull",
+            "impl": "pynenc",
+            "unit": "messages",
+            "messages": got,
+            "deliveries": got,
+            "seconds": t1 - t0,
+            "rate": got / (t1 - t0),
+            "prepublished": total,
+            "note": "retrieve_invocation pops an invocation id; there is no ack",
+            "version": version_of("pynenc"),
+        }
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("impl", choices=["brokk-py", "tadween", "pynenc"])
+    ap.add_argument("scenario", choices=["1to1", "latency", "pull"])
+    ap.add_argument("--messages", type=int, default=200_000)
+    ap.add_argument("--warmup", type=int, default=20_000)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--rate", type=float, default=2_000.0)
+    ap.add_argument("--batch", type=int, default=0, help="unused")
+    o = ap.parse_args()
+    o.messages = max(1, o.messages)
+    if o.scenario == "pull":
+        if o.impl == "brokk-py":
+            run_pull_brokk(o)
+        elif o.impl == "pynenc":
+            run_pull_pynenc(o)
+        else:
+            ap.error("pull: brokk-py or pynenc")
+    elif o.impl == "pynenc":
+        ap.error("pynenc: pull only")
+    elif o.scenario == "1to1":
+        run_1to1(o.impl, o)
+    else:
+        run_latency(o.impl, o)
+
+
+if __name__ == "__main__":
+    main()

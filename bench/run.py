@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""Runs every benchmark, one process per scenario and implementation, and writes the results.
+
+    python3 bench/run.py                 # full run: build/bench/results.json, then bench/report.py
+    python3 bench/run.py --smoke         # tiny sizes: checks that every program builds and runs
+    python3 bench/run.py --only latency  # the runs whose "scenario/impl" contains "latency"
+
+bench/bench.mk builds the programs first (`make bench-all`, `make bench-smoke`). A peer that is
+not available (its program was not built, or a Python package cannot be imported) is skipped
+with the reason, recorded in the results; a program that was built but fails makes the run fail.
+
+Standard library only: the interpreter running this may lack the bench venv's packages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+import report  # noqa: E402  (bench/report.py: comparisons, targets, markdown, chart)
+
+
+# ---- what runs -----------------------------------------------------------------------------------
+# (scenario, impl, program, argv, full sizes, smoke sizes). Peers of one comparison are adjacent,
+# so that they run close together in time on a shared machine.
+
+FAST = {"messages": 5_000_000, "warmup": 200_000, "seconds": 5}
+FAN = {"messages": 2_000_000, "warmup": 100_000, "seconds": 5}
+LAT = {"rate": 50_000, "seconds": 5, "warmup": 25_000}
+SMOKE = {"messages": 2_000, "warmup": 200, "seconds": 1}
+SMOKE_LAT = {"rate": 5_000, "seconds": 0.2, "warmup": 500}
+PY = {"messages": 200_000, "warmup": 10_000, "seconds": 4}
+PY_LAT = {"rate": 2_000, "seconds": 5, "warmup": 1_000}
+SMOKE_PY = {"messages": 300, "warmup": 50, "seconds": 1}
+SMOKE_PY_LAT = {"rate": 500, "seconds": 0.2, "warmup": 50}
+
+RUNS = [
+    ("1to1", "brokk-c", "brokk", ["1to1"], FAST, SMOKE),
+    ("1to1", "zmq-pushpull", "zmq", ["pushpull"], FAST, SMOKE),
+    ("1to1", "crossbeam", "channel", ["1to1"], FAST, SMOKE),
+    ("1to1", "brokk-go", "go", ["1to1"], FAST, SMOKE),
+    ("fanout4", "brokk-c", "brokk", ["fanout4"], FAN, SMOKE),
+    ("fanout4", "zmq-pubsub", "zmq", ["pubsub4"], FAN, SMOKE),
+    ("fanout4", "crossbeam", "channel", ["fanout4"], FAN, SMOKE),
+    ("group4x2", "brokk-c", "brokk", ["group4x2"], FAST, SMOKE),
+    ("pull", "brokk-c", "brokk", ["pull"], {"messages": 2_000_000, "warmup": 200_000, "seconds": 5}, SMOKE),
+    ("batch100", "brokk-c", "brokk", ["batch", "--batch", "100"], FAST, SMOKE),
+    ("batch1000", "brokk-c", "brokk", ["batch", "--batch", "1000"], FAST, SMOKE),
+    ("latency", "brokk-c", "brokk", ["latency"], LAT, SMOKE_LAT),
+    ("latency", "zmq-pushpull", "zmq", ["latency"], LAT, SMOKE_LAT),
+    ("latency", "crossbeam", "channel", ["latency"], LAT, SMOKE_LAT),
+    ("latency-spin", "crossbeam", "channel", ["latency-spin"], LAT, SMOKE_LAT),
+    ("memory", "brokk-c", "brokk", ["memory"], {"messages": 1_000_000}, {"messages": 20_000}),
+    ("memory-retained", "brokk-c", "brokk", ["memory-retained"], {"messages": 1_000_000}, {"messages": 20_000}),
+    ("1to1", "brokk-py", "py", ["brokk-py", "1to1"], PY, SMOKE_PY),
+    ("1to1", "tadween", "py", ["tadween", "1to1"], PY, SMOKE_PY),
+    ("latency", "brokk-py", "py", ["brokk-py", "latency"], PY_LAT, SMOKE_PY_LAT),
+    ("latency", "tadween", "py", ["tadween", "latency"], PY_LAT, SMOKE_PY_LAT),
+    ("pull", "brokk-py", "py", ["brokk-py", "pull"], PY, SMOKE_PY),
+    ("pull", "pynenc", "py", ["pynenc", "pull"], {"messages": 1_000_000, "warmup": 50_000, "seconds": 5}, SMOKE_PY),
+]
+
+# Which Python import each Python implementation needs.
+PY_IMPORTS = {"brokk-py": "brokk", "tadween": "tadween_core.broker", "pynenc": "pynenc.broker.mem_broker"}
+
+
+def sh(*cmd: str, cwd: Path = ROOT) -> str:
+    """Output of a command, or "" if it cannot run."""
+    try:
+        return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def environment(python: str) -> dict:
+    cpu = re.search(r"model name\s*:\s*(.*)", read("/proc/cpuinfo"))
+    mem = re.search(r"MemTotal:\s*(\d+) kB", read("/proc/meminfo"))
+    version = re.search(r'^version\s*=\s*"([^"]+)"', read(str(ROOT / "Cargo.toml")), re.M)
+    dirty = sh("git", "status", "--porcelain", "--", "src", "include", "Cargo.toml", "Cargo.lock")
+    return {
+        "host": platform.node(),
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+        "cpu": cpu.group(1) if cpu else platform.processor(),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(int(mem.group(1)) / 2**20, 1) if mem else None,
+        "loadavg_start": read("/proc/loadavg").split()[:3],
+        "brokk_version": version.group(1) if version else None,
+        "git_commit": sh("git", "rev-parse", "HEAD"),
+        "git_core_dirty": bool(dirty),
+        "rustc": sh("rustc", "--version"),
+        "cc": sh(os.environ.get("CC", "cc"), "--version").splitlines()[0:1],
+        "go": sh("go", "version"),
+        "libzmq": sh("pkg-config", "--modversion", "libzmq"),
+        "python_bench": sh(python, "-c", "import platform; print(platform.python_version())"),
+        "python_runner": platform.python_version(),
+        "profile": "cargo --release (opt-level 3, debug = 1, panic = unwind)",
+    }
+
+
+def python_can_import(python: str, module: str, env: dict) -> str | None:
+    """None if `module` imports under `python`, else the reason."""
+    if not python:
+        return "no Python interpreter"
+    p = subprocess.run([python, "-c", f"import {module}"], capture_output=True, text=True, env=env)
+    if p.returncode == 0:
+        return None
+    last = (p.stderr.strip().splitlines() or ["import failed"])[-1]
+    return f"`import {module}` fails under {python}: {last}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes; only checks that everything runs")
+    ap.add_argument("--bin", default=str(ROOT / "build/bench/bin"), help="where bench.mk put the programs")
+    ap.add_argument("--python", default="", help="interpreter for the Python programs (bench venv)")
+    ap.add_argument("--out", default="", help="results file (default build/bench/results.json)")
+    ap.add_argument("--repeat", type=int, default=int(os.environ.get("BENCH_REPEAT", "1")),
+                    help="runs of each scenario; the median run (by rate) is kept")
+    ap.add_argument("--only", default="", help="run only scenario/impl names containing this")
+    ap.add_argument("--report", action="store_true", help="also write the markdown table and chart")
+    o = ap.parse_args()
+
+    bindir = Path(o.bin)
+    out = Path(o.out) if o.out else ROOT / ("build/bench/smoke/results.json" if o.smoke else "build/bench/results.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    skipdir = ROOT / "build/bench/skip"
+    python = o.python or (str(ROOT / "build/bench/venv/bin/python") if (ROOT / "build/bench/venv/bin/python").exists()
+                          else shutil.which("python3") or "")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(ROOT / "bindings/python"), env.get("PYTHONPATH", "")] if p)
+
+    programs = {
+        "brokk": [str(bindir / "brokk_bench")],
+        "zmq": [str(bindir / "zmq_bench")],
+        "channel": [str(bindir / "channel_bench")],
+        "go": [str(bindir / "gobench")],
+        "py": [python, str(HERE / "python/pybench.py")],
+    }
+
+    def unavailable(program: str, impl: str) -> str | None:
+        reason_file = skipdir / impl
+        if reason_file.exists():
+            return reason_file.read_text().strip()
+        if program == "py":
+            return python_can_import(python, PY_IMPORTS[impl], env)
+        exe = Path(programs[program][0])
+        if not exe.exists():
+            return f"{exe.relative_to(ROOT) if exe.is_relative_to(ROOT) else exe} was not built"
+        return None
+
+    results = {
+        "schema": 1,
+        "mode": "smoke" if o.smoke else "full",
+        "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "environment": environment(python),
+        "records": [],
+        "skipped": [],
+        "failed": [],
+    }
+    checked: dict[str, str | None] = {}
+    started = time.monotonic()
+    print(f"bench: {'smoke' if o.smoke else 'full'} run, {o.repeat} round(s); results in {out.relative_to(ROOT)}",
+          file=sys.stderr)
+    runs = [r for r in RUNS if o.only in f"{r[0]}/{r[1]}"]
+    collected: dict[tuple[str, str], list[dict]] = {}
+    for rnd in range(o.repeat):
+        for scenario, impl, program, args, full, smoke in runs:
+            if impl not in checked:
+                checked[impl] = unavailable(program, impl)
+                if checked[impl]:
+                    print(f"  SKIP {impl}: {checked[impl]}", file=sys.stderr)
+            if checked[impl]:
+                if rnd == 0:
+                    results["skipped"].append({"scenario": scenario, "impl": impl, "reason": checked[impl]})
+                continue
+            sizes = smoke if o.smoke else full
+            argv = programs[program] + args
+            for k, v in sizes.items():
+                argv += [f"--{k}", str(v)]
+            load = read("/proc/loadavg").split()[:1]
+            t = time.monotonic()
+            try:
+                p = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True,
+                                   timeout=60 if o.smoke else 240)
+                rc, stdout, stderr = p.returncode, p.stdout, p.stderr
+            except subprocess.TimeoutExpired as e:
+                rc, stdout, stderr = -1, (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""), "timed out"
+            wall = time.monotonic() - t
+            sys.stderr.write("".join(line + "\n" for line in stderr.splitlines() if line.startswith("  ")))
+            recs = [json.loads(line) for line in stdout.splitlines() if line.startswith('{"scenario":')]
+            if rc != 0 or not recs:
+                tail = "\n".join(stderr.strip().splitlines()[-15:])
+                print(f"  FAIL {scenario}/{impl} (exit {rc}):\n{tail}", file=sys.stderr)
+                results["failed"].append({"scenario": scenario, "impl": impl, "exit": rc,
+                                          "argv": argv, "stderr_tail": tail})
+                continue
+            for rec in recs:
+                rec["argv"] = [Path(a).name if i < len(programs[program]) else a for i, a in enumerate(argv)]
+                rec["wall_seconds"] = round(wall, 3)
+                rec["round"] = rnd
+                rec["loadavg_1min_before"] = float(load[0]) if load else None
+                collected.setdefault((rec["scenario"], rec["impl"]), []).append(rec)
+
+    for recs in collected.values():
+        if len(recs) == 1:
+            results["records"].append(recs[0])
+            continue
+        # The median run: by rate, by p99 for latency runs (their rate is fixed), by bytes per
+        # message for memory runs. The other rounds' figures are kept in "rounds".
+        if "overhead_per_msg" in recs[0]:
+            key = lambda r: r["overhead_per_msg"]  # noqa: E731
+        elif "latency_us" in recs[0]:
+            key = lambda r: r["latency_us"]["p99"]  # noqa: E731
+        else:
+            key = lambda r: r["rate"]  # noqa: E731
+        ordered = sorted(recs, key=key)
+        median = dict(ordered[(len(ordered) - 1) // 2])
+        median["rounds"] = [round(key(r), 1) for r in recs]
+        median["spread"] = round((key(ordered[-1]) - key(ordered[0])) / max(abs(statistics.median(map(key, recs))), 1e-9), 3)
+        results["records"].append(median)
+
+    results["environment"]["loadavg_end"] = read("/proc/loadavg").split()[:3]
+    results["environment"]["total_seconds"] = round(time.monotonic() - started, 1)
+    results.update(report.evaluate(results))
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"bench: {len(results['records'])} results, {len(results['skipped'])} skipped, "
+          f"{len(results['failed'])} failed in {results['environment']['total_seconds']} s -> {out.relative_to(ROOT)}",
+          file=sys.stderr)
+    if o.report:
+        report.write_all(results, smoke=o.smoke)
+    return 1 if results["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
