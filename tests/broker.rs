@@ -81,7 +81,6 @@ impl Listener for Rec {
     }
 }
 
-
 #[test]
 fn fan_out_gives_each_subscription_its_own_delivery_of_shared_bytes() {
     let b = broker(2);
