@@ -56,9 +56,9 @@ impl Subscription {
         self.active.load(Ordering::SeqCst)
     }
 
-    /// Stops delivery; returns whether it was active.
-    pub(crate) fn deactivate(&self) -> bool {
-        self.active.swap(false, Ordering::SeqCst)
+    /// Stops delivery.
+    pub(crate) fn deactivate(&self) {
+        self.active.store(false, Ordering::SeqCst);
     }
 
     /// Takes a worker slot if fewer than `concurrency` are taken. (Callers claim at most one

@@ -250,7 +250,15 @@ pub unsafe extern "C" fn brokk_broker_join(
     guard(|| {
         let broker = reference(broker, "broker")?;
         let result = broker.inner.join(timeout(timeout_ms));
-        report_remaining(remaining_out, result.as_ref().err().map_or(0, |e| e.remaining()), &result);
+        // Written for OK and TIMEOUT only, as documented.
+        let remaining = match &result {
+            Ok(()) => Some(0),
+            Err(e) if e.kind() == crate::ErrorKind::Timeout => Some(e.remaining()),
+            Err(_) => None,
+        };
+        if let (Some(n), Some(out)) = (remaining, remaining_out.as_mut()) {
+            *out = n;
+        }
         result.map_err(Into::into)
     })
 }
@@ -306,17 +314,4 @@ pub unsafe extern "C" fn brokk_broker_close(
         }
         Ok(())
     })
-}
-
-/// Writes `remaining` for OK and TIMEOUT outcomes only.
-unsafe fn report_remaining<T>(out: *mut u64, remaining: u64, result: &crate::Result<T>) {
-    let reportable = match result {
-        Ok(_) => true,
-        Err(e) => e.kind() == crate::ErrorKind::Timeout,
-    };
-    if reportable {
-        if let Some(out) = out.as_mut() {
-            *out = remaining;
-        }
-    }
 }
