@@ -114,6 +114,12 @@ enum brokk_status
     // A consumer group name was empty, longer than BROKK_TOPIC_MAX_LEN, or used a character
     // outside [A-Za-z0-9_.-].
     BROKK_STATUS_INVALID_GROUP = 12,
+    // The store is not a brokk store, was written by a newer brokk, or is corrupt; it was
+    // left unchanged.
+    BROKK_STATUS_INCOMPATIBLE_STORE = 13,
+    // The store cannot be opened as given (a directory, a missing parent folder, no
+    // permission, a read-only file, a bad server address); nothing was changed.
+    BROKK_STATUS_CANNOT_OPEN_STORE = 14,
     // No subscription has this id.
     BROKK_STATUS_UNKNOWN_SUBSCRIPTION = 100,
     // No delivery with this id was ever issued by this broker.
@@ -128,6 +134,11 @@ enum brokk_status
     // out, or FAIL), or a topic with no group retains retention_limit messages (retention
     // REJECT). Nothing was published; retrying later may succeed.
     BROKK_STATUS_FULL = 201,
+    // The store is out of reach for now: a file locked by another process beyond the busy
+    // timeout, or a server that does not answer. Nothing was done; retrying may succeed.
+    BROKK_STATUS_UNAVAILABLE = 202,
+    // The store failed to read or write (an I/O error, a full disk); the call had no effect.
+    BROKK_STATUS_STORAGE_FAILED = 203,
     // The broker is closed.
     BROKK_STATUS_CLOSED = 300,
     // brokk panicked inside the call; brokk_last_error() has the panic message. Please report.
@@ -309,6 +320,34 @@ typedef struct brokk_listener {
     // freed; may be NULL.
     brokk_free_cb free_user_data;
 } brokk_listener;
+
+// Every field of a message view at once (what the brokk_message_* accessors return one by
+// one), for bindings that copy a whole message per delivery: one call instead of eleven.
+// Filled by brokk_message_read; the views in it are valid as long as the message view.
+typedef struct brokk_message_fields {
+    // As brokk_message_topic.
+    struct brokk_str topic;
+    // As brokk_message_id.
+    struct brokk_str id;
+    // As brokk_message_parent_id.
+    struct brokk_str parent_id;
+    // As brokk_message_payload.
+    struct brokk_str payload;
+    // As brokk_message_metadata.
+    struct brokk_str metadata;
+    // As brokk_message_group.
+    struct brokk_str group;
+    // As brokk_message_delivery_id.
+    uint64_t delivery_id;
+    // As brokk_message_subscription_id.
+    uint64_t subscription_id;
+    // As brokk_message_timestamp_ms.
+    uint64_t timestamp_ms;
+    // As brokk_message_priority.
+    int32_t priority;
+    // As brokk_message_attempt.
+    uint32_t attempt;
+} brokk_message_fields;
 
 // Options of brokk_broker_publish. Zero-initialise, then set what you need.
 typedef struct brokk_publish_options {
@@ -510,6 +549,20 @@ void brokk_broker_free(struct brokk_broker *broker);
 // before, or auto-acked), CLOSED.
 brokk_status brokk_broker_ack(const struct brokk_broker *broker, uint64_t delivery_id);
 
+// Acks the `count` deliveries in `ids` (as brokk_broker_ack each, in order): one call for a
+// batch taken with brokk_broker_fetch_batch. A failing id does not stop the others.
+// Copies: nothing is kept after return.
+// Out: if `acked_out` is not NULL, it holds how many were acked, whatever the status.
+// Returns: BROKK_STATUS_OK if every id was acked; otherwise the status of the first failure,
+// and brokk_last_error() names its index and id. CLOSED stops the batch where it occurred.
+// Threads: any thread.
+// Errors: NULL_ARGUMENT (`ids` NULL with `count` > 0), UNKNOWN_DELIVERY, ALREADY_SETTLED,
+// CLOSED.
+brokk_status brokk_broker_ack_batch(const struct brokk_broker *broker,
+                                    const uint64_t *ids,
+                                    size_t count,
+                                    size_t *acked_out);
+
 // Nacks a delivery awaiting an ack. With `requeue` it is queued again with attempt + 1, no
 // earlier than `requeue_delay_ms` from now (0: at once), unless its attempt limit is reached
 // (then it is given up) or its group is gone (then dropped). Without, it is given up: counted
@@ -571,6 +624,27 @@ brokk_status brokk_broker_fetch(const struct brokk_broker *broker,
                                 const struct brokk_fetch_options *options,
                                 uint64_t timeout_ms,
                                 struct brokk_delivery **delivery_out);
+
+// Takes up to `max` deliveries of a consumer group on `topic` in one call: as
+// brokk_broker_fetch, waiting up to `timeout_ms` for the first, then taking what is queued at
+// that moment, in order (highest priority first, FIFO within a priority). One call instead of
+// one per delivery, for consumers that work through a backlog.
+// Copies: topic and options; no pointer is kept after return.
+// Out: on BROKK_STATUS_OK, `deliveries_out[0..*count_out]` hold deliveries the caller owns
+// (each released with brokk_delivery_free, each awaiting ack or nack); `*count_out` is 0 if
+// none came in time. `deliveries_out` must have room for `max` pointers; entries past
+// `*count_out` are untouched, as are both outputs on failure.
+// Threads: any thread, concurrently.
+// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC, INVALID_GROUP, INVALID_ARGUMENT (max 0),
+// CLOSED.
+brokk_status brokk_broker_fetch_batch(const struct brokk_broker *broker,
+                                      const char *topic,
+                                      size_t topic_len,
+                                      const struct brokk_fetch_options *options,
+                                      size_t max,
+                                      uint64_t timeout_ms,
+                                      struct brokk_delivery **deliveries_out,
+                                      size_t *count_out);
 
 // The message view of a fetched delivery, for the brokk_message_* accessors.
 // Returns: a view valid until brokk_delivery_free(delivery); NULL for NULL.
@@ -687,6 +761,13 @@ brokk_status brokk_message_set_failure_reason(const struct brokk_message *msg,
 // (backoff). Call it only from the handler that received `msg`.
 // Errors: NULL_ARGUMENT.
 brokk_status brokk_message_set_requeue_delay(const struct brokk_message *msg, uint64_t delay_ms);
+
+// Reads every field of `msg` into `*fields_out`.
+// Out: on BROKK_STATUS_OK, `*fields_out`, whose views are valid as long as `msg` (see
+// brokk_message); untouched on failure.
+// Errors: NULL_ARGUMENT.
+brokk_status brokk_message_read(const struct brokk_message *msg,
+                                struct brokk_message_fields *fields_out);
 
 // Publishes `payload_len` bytes of JSON on `topic` (`topic_len` bytes of [A-Za-z0-9_.-],
 // created if new). Every consumer group of the topic gets its own delivery (an ungrouped

@@ -39,6 +39,17 @@ pub enum ErrorKind {
     Full,
     /// The broker is closed.
     Closed,
+    /// The store is not a brokk store, was written by a newer brokk (schema version), or is
+    /// corrupt; nothing in it was changed.
+    IncompatibleStore,
+    /// The store cannot be opened as given: a directory, a missing parent folder, no
+    /// permission, a read-only file, a bad server address; nothing was changed.
+    CannotOpenStore,
+    /// The store is out of reach for now: a file locked by another process beyond the busy
+    /// timeout, a server that does not answer or went away. Retrying later may succeed.
+    Unavailable,
+    /// The store failed to read or write (an I/O error, a full disk); nothing was half done.
+    StorageFailed,
 }
 
 /// A core error: a kind, a human-readable message, and for timeouts the work left.

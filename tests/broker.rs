@@ -839,6 +839,32 @@ fn fetch_takes_highest_priority_first_and_fifo_within_a_priority() {
 }
 
 #[test]
+fn fetch_batch_takes_in_order_and_ack_batch_settles_all_but_the_bad_ids() {
+    let b = broker(2);
+    let opts = FetchOptions::default();
+    assert!(matches!(b.fetch_batch("jobs", &opts, 0, None), Err(e) if e.kind() == ErrorKind::InvalidArgument));
+    assert!(b.fetch_batch("jobs", &opts, 8, Some(Duration::ZERO)).unwrap().is_empty(), "empty: at once");
+    for (p, prio_) in [("1", 0), ("2", 5), ("3", 0), ("4", -2), ("5", 5)] {
+        prio(&b, "jobs", p, prio_);
+    }
+    let first = b.fetch_batch("jobs", &opts, 3, Some(LONG)).unwrap();
+    assert_eq!(first.iter().map(payload_of).collect::<Vec<_>>(), ["2", "5", "1"]);
+    let rest = b.fetch_batch("jobs", &opts, 100, Some(LONG)).unwrap();
+    assert_eq!(rest.iter().map(payload_of).collect::<Vec<_>>(), ["3", "4"]);
+    // One bad id in the middle: the others are acked, the failure names its index.
+    let mut ids: Vec<u64> = first.iter().map(Delivery::id).collect();
+    ids.insert(1, first[0].id());
+    let (acked, failure) = b.ack_batch(&ids);
+    assert_eq!(acked, 3);
+    let (index, err) = failure.expect("the repeated id fails");
+    assert_eq!((index, err.kind()), (1, ErrorKind::AlreadySettled));
+    assert_eq!(b.ack_batch(&rest.iter().map(Delivery::id).collect::<Vec<_>>()).0, 2);
+    b.join(Some(LONG)).unwrap();
+    let t = b.stats().unwrap().totals;
+    assert_eq!((t.published, t.dispatched, t.processed), (5, 5, 5));
+}
+
+#[test]
 fn push_subscriptions_take_priorities_in_order_too() {
     let b = broker(2);
     // A named group created before publishing holds the backlog until its member arrives.

@@ -148,21 +148,28 @@ impl Group {
         }
     }
 
-    /// Takes the next delivery, waiting until `deadline` (None: no limit) while the queue is
-    /// empty, the group active and `open()` true.
-    pub(crate) fn take(&self, deadline: Option<Instant>, open: impl Fn() -> bool) -> Option<Delivery> {
-        let mut out = Vec::with_capacity(1);
+    /// Takes up to `max` deliveries into `out`, waiting until `deadline` (None: no limit)
+    /// while the queue is empty, the group active and `open()` true. Returns how many it took
+    /// (0: none came in time, or the group or broker is done).
+    pub(crate) fn take(
+        &self,
+        max: usize,
+        out: &mut Vec<Delivery>,
+        deadline: Option<Instant>,
+        open: impl Fn() -> bool,
+    ) -> usize {
         loop {
             if !self.is_active() || !open() {
-                return None;
+                return 0;
             }
-            self.queue.pop_batch(1, &mut out);
-            if let Some(d) = out.pop() {
+            let before = out.len();
+            self.queue.pop_batch(max, out);
+            if out.len() > before {
                 self.made_room();
-                return Some(d);
+                return out.len() - before;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return None;
+                return 0;
             }
             let mut guard = self.wait_lock.lock();
             self.waiters.fetch_add(1, Ordering::SeqCst);

@@ -21,7 +21,7 @@ pub(crate) use subscription::panic_text as panic_message;
 pub use subscription::MAX_CONCURRENCY;
 
 use crate::config::BrokerConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::handler::{Handler, Reason};
 use crate::listener::Listener;
 use crate::message::{Delivery, Message};
@@ -203,7 +203,7 @@ impl Broker {
     /// priority first, FIFO within one. Waits up to `timeout` (None: no limit; zero: not at
     /// all) and returns None if nothing came. The delivery awaits `ack` or `nack`.
     pub fn fetch(&self, topic: &str, group: Option<&str>, timeout: Option<Duration>) -> Result<Option<Delivery>> {
-        self.shared().fetch(topic, &FetchOptions { group, ..Default::default() }, timeout)
+        self.fetch_with(topic, &FetchOptions { group, ..Default::default() }, timeout)
     }
 
     /// `fetch` with an ack deadline, attempt limit or dead-letter topic.
@@ -213,12 +213,36 @@ impl Broker {
         options: &FetchOptions<'_>,
         timeout: Option<Duration>,
     ) -> Result<Option<Delivery>> {
-        self.shared().fetch(topic, options, timeout)
+        let mut out = Vec::with_capacity(1);
+        self.shared().fetch(topic, options, 1, timeout, &mut out)?;
+        Ok(out.pop())
+    }
+
+    /// Takes up to `max` deliveries at once: waits up to `timeout` for the first, then takes
+    /// what is queued at that moment, in order. Each awaits `ack` or `nack` as with `fetch`.
+    /// An empty vector: none came in time.
+    pub fn fetch_batch(
+        &self,
+        topic: &str,
+        options: &FetchOptions<'_>,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<Delivery>> {
+        let mut out = Vec::with_capacity(max.min(1024));
+        self.shared().fetch(topic, options, max, timeout, &mut out)?;
+        Ok(out)
     }
 
     /// Acks a delivery awaiting a manual ack.
     pub fn ack(&self, delivery: u64) -> Result<()> {
         self.shared().settle_by_id(delivery, Outcome::Ack)
+    }
+
+    /// Acks every delivery of `ids` that awaits an ack, in order. Returns how many were acked;
+    /// if one failed, the first failure and its index (the others were still acked). A closed
+    /// broker stops the batch there.
+    pub fn ack_batch(&self, ids: &[u64]) -> (usize, Option<(usize, Error)>) {
+        self.shared().ack_batch(ids)
     }
 
     /// Nacks a delivery awaiting a manual ack: dropped and counted failed (or dead-lettered,

@@ -536,14 +536,20 @@ impl Shared {
         }
     }
 
-    /// Takes the next delivery of a group on `topic`, waiting up to `timeout` for one. The
-    /// delivery awaits `ack` or `nack`, under the options' ack deadline and attempt limit.
+    /// Takes up to `max` deliveries of a group on `topic` into `out`, waiting up to `timeout`
+    /// for the first; the rest are what is queued at that moment. Each awaits `ack` or `nack`,
+    /// under the options' ack deadline and attempt limit.
     pub(crate) fn fetch(
         &self,
         topic: &str,
         opts: &FetchOptions<'_>,
+        max: usize,
         timeout: Option<Duration>,
-    ) -> Result<Option<Delivery>> {
+        out: &mut Vec<Delivery>,
+    ) -> Result<()> {
+        if max == 0 {
+            return Err(Error::new(ErrorKind::InvalidArgument, "a fetch must take at least 1 delivery (max is 0)"));
+        }
         self.ensure_not_closed()?;
         validate_topic(topic)?;
         let group_name = opts.group.unwrap_or(DEFAULT_GROUP);
@@ -552,13 +558,15 @@ impl Shared {
         let topic = self.topic(topic);
         let group = self.named_group(&topic, group_name);
         let deadline = timeout.map(|t| Instant::now() + t);
-        match group.take(deadline, || self.state() != CLOSED) {
-            Some(delivery) => {
-                self.hand_out(&group, &delivery, true, &policy);
-                Ok(Some(delivery))
+        let first = out.len();
+        match group.take(max, out, deadline, || self.state() != CLOSED) {
+            0 if self.state() == CLOSED => Err(Error::closed()),
+            _ => {
+                for delivery in &out[first..] {
+                    self.hand_out(&group, delivery, true, &policy);
+                }
+                Ok(())
             }
-            None if self.state() == CLOSED => Err(Error::closed()),
-            None => Ok(None),
         }
     }
 
@@ -701,6 +709,23 @@ impl Shared {
         let group = entry.group.upgrade();
         self.settle(entry.delivery, group.as_ref(), &entry.counters, &entry.policy, outcome);
         Ok(())
+    }
+
+    /// Acks every delivery in `ids` that awaits an ack. Returns how many were acked and the
+    /// first failure with its index: one bad id does not leave the others unacked.
+    pub(crate) fn ack_batch(&self, ids: &[u64]) -> (usize, Option<(usize, Error)>) {
+        let mut acked = 0;
+        let mut first_failure = None;
+        for (i, &id) in ids.iter().enumerate() {
+            match self.settle_by_id(id, Outcome::Ack) {
+                Ok(()) => acked += 1,
+                Err(e) if e.kind() == ErrorKind::Closed => return (acked, Some((i, e))),
+                Err(e) => {
+                    first_failure.get_or_insert((i, e));
+                }
+            }
+        }
+        (acked, first_failure)
     }
 
     // ---- subscriptions, groups and listeners ------------------------------------------------

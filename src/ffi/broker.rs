@@ -10,6 +10,7 @@ use crate::broker::Broker;
 use crate::config::{
     Backpressure, BrokerConfig, RetentionPolicy, DEFAULT_MAX_PAYLOAD, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION_LIMIT,
 };
+use crate::error::Error;
 use crate::handler::Reason;
 
 // Literals, because cbindgen writes only literals into the header; the asserts below keep them
@@ -206,6 +207,40 @@ pub unsafe extern "C" fn brokk_broker_ack(broker: *const brokk_broker, delivery_
     guard(|| {
         reference(broker, "broker")?.inner.ack(delivery_id)?;
         Ok(())
+    })
+}
+
+/// Acks the `count` deliveries in `ids` (as brokk_broker_ack each, in order): one call for a
+/// batch taken with brokk_broker_fetch_batch. A failing id does not stop the others.
+/// Copies: nothing is kept after return.
+/// Out: if `acked_out` is not NULL, it holds how many were acked, whatever the status.
+/// Returns: BROKK_STATUS_OK if every id was acked; otherwise the status of the first failure,
+/// and brokk_last_error() names its index and id. CLOSED stops the batch where it occurred.
+/// Threads: any thread.
+/// Errors: NULL_ARGUMENT (`ids` NULL with `count` > 0), UNKNOWN_DELIVERY, ALREADY_SETTLED,
+/// CLOSED.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_broker_ack_batch(
+    broker: *const brokk_broker,
+    ids: *const u64,
+    count: usize,
+    acked_out: *mut usize,
+) -> brokk_status {
+    guard(|| {
+        let broker = reference(broker, "broker")?;
+        let ids: &[u64] = match (ids.is_null(), count) {
+            (_, 0) => &[],
+            (true, _) => return Err(fail(brokk_status::NullArgument, "ids is NULL")),
+            (false, n) => std::slice::from_raw_parts(ids, n),
+        };
+        let (acked, failure) = broker.inner.ack_batch(ids);
+        if let Some(out) = acked_out.as_mut() {
+            *out = acked;
+        }
+        match failure {
+            None => Ok(()),
+            Some((i, e)) => Err(Error::new(e.kind(), format!("ids[{i}] ({}): {}", ids[i], e.message())).into()),
+        }
     })
 }
 

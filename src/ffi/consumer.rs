@@ -68,25 +68,74 @@ pub unsafe extern "C" fn brokk_broker_fetch(
     guard(|| {
         let broker = reference(broker, "broker")?;
         let topic = text(topic, topic_len, "topic")?;
-        let mut opts = FetchOptions::default();
-        if let Some(o) = options.as_ref() {
-            opts.group = optional_text(o.group, o.group_len, "options.group")?;
-            opts.ack_deadline = (o.ack_deadline_ms > 0).then(|| Duration::from_millis(o.ack_deadline_ms));
-            opts.max_attempts = o.max_attempts;
-            opts.dead_letter_topic =
-                optional_text(o.dead_letter_topic, o.dead_letter_topic_len, "options.dead_letter_topic")?;
-        }
+        let opts = fetch_options(options)?;
         let out = output(delivery_out, "delivery_out")?;
         *out = match broker.inner.fetch_with(topic, &opts, timeout(timeout_ms))? {
             None => std::ptr::null_mut(),
-            Some(d) => {
-                let delivery = Box::new(d);
-                let view = brokk_message::new(&delivery);
-                Box::into_raw(Box::new(brokk_delivery { delivery, view }))
-            }
+            Some(d) => into_handle(d),
         };
         Ok(())
     })
+}
+
+/// Takes up to `max` deliveries of a consumer group on `topic` in one call: as
+/// brokk_broker_fetch, waiting up to `timeout_ms` for the first, then taking what is queued at
+/// that moment, in order (highest priority first, FIFO within a priority). One call instead of
+/// one per delivery, for consumers that work through a backlog.
+/// Copies: topic and options; no pointer is kept after return.
+/// Out: on BROKK_STATUS_OK, `deliveries_out[0..*count_out]` hold deliveries the caller owns
+/// (each released with brokk_delivery_free, each awaiting ack or nack); `*count_out` is 0 if
+/// none came in time. `deliveries_out` must have room for `max` pointers; entries past
+/// `*count_out` are untouched, as are both outputs on failure.
+/// Threads: any thread, concurrently.
+/// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC, INVALID_GROUP, INVALID_ARGUMENT (max 0),
+/// CLOSED.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_broker_fetch_batch(
+    broker: *const brokk_broker,
+    topic: *const c_char,
+    topic_len: usize,
+    options: *const brokk_fetch_options,
+    max: usize,
+    timeout_ms: u64,
+    deliveries_out: *mut *mut brokk_delivery,
+    count_out: *mut usize,
+) -> brokk_status {
+    guard(|| {
+        let broker = reference(broker, "broker")?;
+        let topic = text(topic, topic_len, "topic")?;
+        let opts = fetch_options(options)?;
+        if deliveries_out.is_null() {
+            return Err(fail(brokk_status::NullArgument, "deliveries_out is NULL"));
+        }
+        let count = output(count_out, "count_out")?;
+        let taken = broker.inner.fetch_batch(topic, &opts, max, timeout(timeout_ms))?;
+        let slots = std::slice::from_raw_parts_mut(deliveries_out, taken.len());
+        for (slot, d) in slots.iter_mut().zip(taken) {
+            *slot = into_handle(d);
+        }
+        *count = slots.len();
+        Ok(())
+    })
+}
+
+/// Converts C fetch options (NULL: all defaults), borrowing their strings.
+unsafe fn fetch_options<'a>(options: *const brokk_fetch_options) -> Result<FetchOptions<'a>, Failure> {
+    let mut opts = FetchOptions::default();
+    if let Some(o) = options.as_ref() {
+        opts.group = optional_text(o.group, o.group_len, "options.group")?;
+        opts.ack_deadline = (o.ack_deadline_ms > 0).then(|| Duration::from_millis(o.ack_deadline_ms));
+        opts.max_attempts = o.max_attempts;
+        opts.dead_letter_topic =
+            optional_text(o.dead_letter_topic, o.dead_letter_topic_len, "options.dead_letter_topic")?;
+    }
+    Ok(opts)
+}
+
+fn into_handle(d: Delivery) -> *mut brokk_delivery {
+    let delivery = Box::new(d);
+    let view = brokk_message::new(&delivery);
+    Box::into_raw(Box::new(brokk_delivery { delivery, view }))
 }
 
 /// The message view of a fetched delivery, for the brokk_message_* accessors.

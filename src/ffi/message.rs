@@ -197,3 +197,62 @@ pub unsafe extern "C" fn brokk_message_set_requeue_delay(msg: *const brokk_messa
         Ok(())
     })
 }
+
+/// Every field of a message view at once (what the brokk_message_* accessors return one by
+/// one), for bindings that copy a whole message per delivery: one call instead of eleven.
+/// Filled by brokk_message_read; the views in it are valid as long as the message view.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct brokk_message_fields {
+    /// As brokk_message_topic.
+    pub topic: brokk_str,
+    /// As brokk_message_id.
+    pub id: brokk_str,
+    /// As brokk_message_parent_id.
+    pub parent_id: brokk_str,
+    /// As brokk_message_payload.
+    pub payload: brokk_str,
+    /// As brokk_message_metadata.
+    pub metadata: brokk_str,
+    /// As brokk_message_group.
+    pub group: brokk_str,
+    /// As brokk_message_delivery_id.
+    pub delivery_id: u64,
+    /// As brokk_message_subscription_id.
+    pub subscription_id: u64,
+    /// As brokk_message_timestamp_ms.
+    pub timestamp_ms: u64,
+    /// As brokk_message_priority.
+    pub priority: i32,
+    /// As brokk_message_attempt.
+    pub attempt: u32,
+}
+
+/// Reads every field of `msg` into `*fields_out`.
+/// Out: on BROKK_STATUS_OK, `*fields_out`, whose views are valid as long as `msg` (see
+/// brokk_message); untouched on failure.
+/// Errors: NULL_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_read(
+    msg: *const brokk_message,
+    fields_out: *mut brokk_message_fields,
+) -> brokk_status {
+    guard(|| {
+        reference(msg, "msg")?;
+        let out = super::strings::output(fields_out, "fields_out")?;
+        *out = brokk_message_fields {
+            topic: brokk_message_topic(msg),
+            id: brokk_message_id(msg),
+            parent_id: brokk_message_parent_id(msg),
+            payload: brokk_message_payload(msg),
+            metadata: brokk_message_metadata(msg),
+            group: brokk_message_group(msg),
+            delivery_id: brokk_message_delivery_id(msg),
+            subscription_id: brokk_message_subscription_id(msg),
+            timestamp_ms: brokk_message_timestamp_ms(msg),
+            priority: brokk_message_priority(msg),
+            attempt: brokk_message_attempt(msg),
+        };
+        Ok(())
+    })
+}

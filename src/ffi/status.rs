@@ -39,6 +39,12 @@ pub enum brokk_status {
     /// A consumer group name was empty, longer than BROKK_TOPIC_MAX_LEN, or used a character
     /// outside [A-Za-z0-9_.-].
     InvalidGroup = 12,
+    /// The store is not a brokk store, was written by a newer brokk, or is corrupt; it was
+    /// left unchanged.
+    IncompatibleStore = 13,
+    /// The store cannot be opened as given (a directory, a missing parent folder, no
+    /// permission, a read-only file, a bad server address); nothing was changed.
+    CannotOpenStore = 14,
     // ---- unknown or stale ids: 100..=199 (also caller mistakes) ----
     /// No subscription has this id.
     UnknownSubscription = 100,
@@ -55,6 +61,11 @@ pub enum brokk_status {
     /// out, or FAIL), or a topic with no group retains retention_limit messages (retention
     /// REJECT). Nothing was published; retrying later may succeed.
     Full = 201,
+    /// The store is out of reach for now: a file locked by another process beyond the busy
+    /// timeout, or a server that does not answer. Nothing was done; retrying may succeed.
+    Unavailable = 202,
+    /// The store failed to read or write (an I/O error, a full disk); the call had no effect.
+    StorageFailed = 203,
     // ---- terminal: 300..=399 (this broker will not recover) ----
     /// The broker is closed.
     Closed = 300,
@@ -98,6 +109,10 @@ impl From<ErrorKind> for brokk_status {
             ErrorKind::WouldDeadlock => brokk_status::WouldDeadlock,
             ErrorKind::Timeout => brokk_status::Timeout,
             ErrorKind::Closed => brokk_status::Closed,
+            ErrorKind::IncompatibleStore => brokk_status::IncompatibleStore,
+            ErrorKind::CannotOpenStore => brokk_status::CannotOpenStore,
+            ErrorKind::Unavailable => brokk_status::Unavailable,
+            ErrorKind::StorageFailed => brokk_status::StorageFailed,
         }
     }
 }
@@ -120,12 +135,16 @@ impl brokk_status {
             10 => WouldDeadlock,
             11 => UnsupportedBackend,
             12 => InvalidGroup,
+            13 => IncompatibleStore,
+            14 => CannotOpenStore,
             100 => UnknownSubscription,
             101 => UnknownDelivery,
             102 => AlreadySettled,
             103 => UnknownListener,
             200 => Timeout,
             201 => Full,
+            202 => Unavailable,
+            203 => StorageFailed,
             300 => Closed,
             900 => Panic,
             _ => return None,
@@ -150,6 +169,10 @@ impl brokk_status {
             UnsupportedBackend => "backend not supported by this build\0",
             InvalidGroup => "invalid consumer group name\0",
             Full => "full: a queue or a topic's retention is at its limit\0",
+            IncompatibleStore => "not a brokk store, a newer schema, or a corrupt store\0",
+            CannotOpenStore => "the store cannot be opened as given\0",
+            Unavailable => "the store is unavailable for now\0",
+            StorageFailed => "the store failed to read or write\0",
             UnknownSubscription => "unknown subscription id\0",
             UnknownDelivery => "unknown delivery id\0",
             AlreadySettled => "delivery already acked or nacked\0",
