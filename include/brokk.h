@@ -552,7 +552,8 @@ brokk_status brokk_broker_ack(const struct brokk_broker *broker, uint64_t delive
 // Acks the `count` deliveries in `ids` (as brokk_broker_ack each, in order): one call for a
 // batch taken with brokk_broker_fetch_batch. A failing id does not stop the others.
 // Copies: nothing is kept after return.
-// Out: if `acked_out` is not NULL, it holds how many were acked, whatever the status.
+// Out: if `acked_out` is not NULL, it holds how many were acked, whatever the status (0 when
+// the call fails before acking any).
 // Returns: BROKK_STATUS_OK if every id was acked; otherwise the status of the first failure,
 // and brokk_last_error() names its index and id. CLOSED stops the batch where it occurred.
 // Threads: any thread.
@@ -616,8 +617,8 @@ brokk_status brokk_broker_close(const struct brokk_broker *broker,
 // awaits brokk_broker_ack or brokk_broker_nack, like a manual-ack handler's.
 // Threads: any thread, concurrently. While the broker is closing it still serves what is
 // queued; once closed, a blocked fetch returns CLOSED.
-// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC, INVALID_GROUP, INVALID_ARGUMENT,
-// CLOSED.
+// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC (also for the dead-letter topic),
+// INVALID_GROUP, CLOSED.
 brokk_status brokk_broker_fetch(const struct brokk_broker *broker,
                                 const char *topic,
                                 size_t topic_len,

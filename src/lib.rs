@@ -17,6 +17,7 @@ mod config;
 mod error;
 pub mod ffi;
 mod handler;
+mod json;
 mod listener;
 mod message;
 mod names;

@@ -53,8 +53,20 @@ pub fn validate_id(id: &str) -> Result<()> {
 }
 
 fn is_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-'
+    NAME_BYTES[usize::from(b)]
 }
+
+/// `[A-Za-z0-9_.-]` as a table: every publish checks its topic byte by byte.
+static NAME_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || c == b'-';
+        b += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) const GENERATED_ID_LEN: usize = 33;
 
 pub(crate) struct IdGenerator {
-    prefix: u64,
+    /// The random prefix in hex and the dash, formatted once.
+    prefix_text: [u8; 17],
     next: AtomicU64,
 }
 
@@ -20,14 +21,16 @@ impl IdGenerator {
         let mut h = RandomState::new().build_hasher();
         h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
         h.write_u32(std::process::id());
-        IdGenerator { prefix: h.finish(), next: AtomicU64::new(1) }
+        let prefix = h.finish();
+        let mut prefix_text = [b'-'; 17];
+        write_hex(&mut prefix_text[..16], prefix);
+        IdGenerator { prefix_text, next: AtomicU64::new(1) }
     }
 
     /// Writes the next id into `buf` without allocating and returns it.
     pub(crate) fn next<'a>(&self, buf: &'a mut [u8; GENERATED_ID_LEN]) -> &'a str {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        write_hex(&mut buf[..16], self.prefix);
-        buf[16] = b'-';
+        buf[..17].copy_from_slice(&self.prefix_text);
         write_hex(&mut buf[17..], n);
         std::str::from_utf8(buf).expect("hex is ASCII")
     }
@@ -55,6 +58,6 @@ mod tests {
         assert!(first < second);
         assert_eq!(first.len(), GENERATED_ID_LEN);
         crate::names::validate_id(&first).unwrap();
-        assert_ne!(IdGenerator::new().prefix, g.prefix);
+        assert_ne!(IdGenerator::new().prefix_text, g.prefix_text);
     }
 }

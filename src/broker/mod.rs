@@ -164,13 +164,13 @@ impl Broker {
     /// delivery (an ungrouped subscription is a group of one); with none, the topic retains
     /// the message for its first named group, as the retention policy allows. Returns the
     /// published message, whose `id()` is the given or generated id.
-    pub fn publish(&self, topic: &str, payload: &[u8], options: &PublishOptions<'_>) -> Result<Arc<Message>> {
+    pub fn publish(&self, topic: &str, payload: &[u8], options: &PublishOptions<'_>) -> Result<Message> {
         self.shared().publish(topic, payload, options)
     }
 
     /// Publishes a batch on one topic, all or nothing: every message is checked before any is
     /// published, and each group receives the whole batch at once.
-    pub fn publish_batch(&self, topic: &str, batch: &[BatchMessage<'_>]) -> Result<Vec<Arc<Message>>> {
+    pub fn publish_batch(&self, topic: &str, batch: &[BatchMessage<'_>]) -> Result<Vec<Message>> {
         self.shared().publish_batch(topic, batch)
     }
 

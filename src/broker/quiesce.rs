@@ -1,8 +1,16 @@
 //! Counts the work `join` and `close` wait for: deliveries not yet settled (queued, running or
 //! awaiting an ack), handler invocations still running (a handler may ack its own delivery and
 //! go on), publishes in progress (accepted, not yet queued) and listener events not yet
-//! delivered. Counting is lock-free; only a transition to zero takes the mutex, to wake
-//! waiters without a lost wake-up.
+//! delivered.
+//!
+//! Counting is lock-free, and a transition to zero costs nothing unless someone waits: each
+//! counter carries a WAITING bit beside its count, in the same atomic word. A waiter sets the
+//! bit on every counter (under the mutex) and reads the counts from those same read-modify-
+//! writes; a settler's decrement returns the word as it was. Two read-modify-writes of one
+//! word are totally ordered, so either the waiter's saw the count already at zero, or the
+//! decrement that reaches zero comes after it and sees the bit, and then takes the mutex to
+//! wake the waiter (who holds it until it sleeps): no lost wake-up, and no fence subtleties
+//! across different words.
 //!
 //! Built on std's primitives (loom's under `--cfg loom`), so that `make loom` can check every
 //! interleaving of counting and waiting; see the tests at the end.
@@ -20,13 +28,18 @@ use std::sync::{
     Condvar, Mutex,
 };
 
+/// Set on every counter while a `wait_idle` is waiting.
+const WAITING: u64 = 1 << 63;
+const COUNT: u64 = WAITING - 1;
+
 #[derive(Default)]
 pub(crate) struct Quiesce {
     deliveries: AtomicU64,
     events: AtomicU64,
     handlers: AtomicU64,
     publishes: AtomicU64,
-    lock: Mutex<()>,
+    /// Waiters in `wait_idle`; guarded by this mutex, which also orders wake-ups.
+    waiters: Mutex<usize>,
     zero: Condvar,
 }
 
@@ -36,9 +49,7 @@ impl Quiesce {
     }
 
     pub(crate) fn done_deliveries(&self, n: u64) {
-        if n > 0 && self.deliveries.fetch_sub(n, Ordering::AcqRel) == n {
-            self.wake();
-        }
+        self.done(&self.deliveries, n);
     }
 
     pub(crate) fn add_events(&self, n: u64) {
@@ -46,9 +57,7 @@ impl Quiesce {
     }
 
     pub(crate) fn done_events(&self, n: u64) {
-        if n > 0 && self.events.fetch_sub(n, Ordering::AcqRel) == n {
-            self.wake();
-        }
+        self.done(&self.events, n);
     }
 
     pub(crate) fn add_handler(&self) {
@@ -56,9 +65,7 @@ impl Quiesce {
     }
 
     pub(crate) fn done_handler(&self) {
-        if self.handlers.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.wake();
-        }
+        self.done(&self.handlers, 1);
     }
 
     pub(crate) fn add_publish(&self) {
@@ -66,42 +73,63 @@ impl Quiesce {
     }
 
     pub(crate) fn done_publish(&self) {
-        if self.publishes.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.wake();
-        }
+        self.done(&self.publishes, 1);
     }
 
     pub(crate) fn deliveries(&self) -> u64 {
-        self.deliveries.load(Ordering::Acquire)
+        self.deliveries.load(Ordering::Acquire) & COUNT
     }
 
-    fn idle(&self) -> bool {
-        [&self.deliveries, &self.events, &self.handlers, &self.publishes].iter().all(|c| c.load(Ordering::Acquire) == 0)
+    fn done(&self, counter: &AtomicU64, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let before = counter.fetch_sub(n, Ordering::AcqRel);
+        if before & COUNT == n && before & WAITING != 0 {
+            // Taking the mutex orders this wake after the waiter's check-then-sleep.
+            let _waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            self.zero.notify_all();
+        }
     }
 
-    fn wake(&self) {
-        // Taking the lock orders this wake after a waiter's check-then-wait.
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.zero.notify_all();
+    fn counters(&self) -> [&AtomicU64; 4] {
+        [&self.deliveries, &self.events, &self.handlers, &self.publishes]
+    }
+
+    /// Sets WAITING on every counter and says whether all counts were zero at that moment.
+    fn mark_and_check_idle(&self) -> bool {
+        self.counters().iter().fold(true, |idle, c| c.fetch_or(WAITING, Ordering::AcqRel) & COUNT == 0 && idle)
     }
 
     /// Waits until no delivery and no listener event is outstanding, or until `deadline`
     /// (`None`: no limit). Returns whether it got there.
     pub(crate) fn wait_idle(&self, deadline: Option<Instant>) -> bool {
-        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        while !self.idle() {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        *waiters += 1;
+        let idle = loop {
+            if self.mark_and_check_idle() {
+                break true;
+            }
             match deadline {
-                None => guard = self.zero.wait(guard).unwrap_or_else(|e| e.into_inner()),
+                None => waiters = self.zero.wait(waiters).unwrap_or_else(|e| e.into_inner()),
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        return self.idle();
+                        break self.mark_and_check_idle();
                     }
-                    guard = self.zero.wait_timeout(guard, left).unwrap_or_else(|e| e.into_inner()).0;
+                    waiters = self.zero.wait_timeout(waiters, left).unwrap_or_else(|e| e.into_inner()).0;
                 }
             }
+        };
+        *waiters -= 1;
+        if *waiters == 0 {
+            // The last waiter out: settlers stop taking the mutex. (A settler that read the bit
+            // just before only makes a spurious wake.)
+            for c in self.counters() {
+                c.fetch_and(COUNT, Ordering::AcqRel);
+            }
         }
-        true
+        idle
     }
 }
 
@@ -135,6 +163,30 @@ mod loom_tests {
         });
     }
 
+    /// Two joins at once and a settle: both return, and the waiting bits are cleared when the
+    /// last one leaves, so that a later join still waits for a later delivery.
+    #[test]
+    fn two_waiters_both_wake_and_the_bits_are_cleared() {
+        loom::model(|| {
+            let q = Arc::new(Quiesce::default());
+            q.add_deliveries(1);
+            let other = {
+                let q = q.clone();
+                thread::spawn(move || assert!(q.wait_idle(None)))
+            };
+            let settler = {
+                let q = q.clone();
+                thread::spawn(move || q.done_deliveries(1))
+            };
+            assert!(q.wait_idle(None));
+            other.join().unwrap();
+            settler.join().unwrap();
+            for c in q.counters() {
+                assert_eq!(c.load(loom::sync::atomic::Ordering::Acquire), 0, "no count, no waiting bit");
+            }
+        });
+    }
+
     /// A requeue keeps the delivery outstanding while a listener event is queued for it: the
     /// join may not return between the event being counted and the delivery being settled.
     #[test]
@@ -154,7 +206,7 @@ mod loom_tests {
                 let q = q.clone();
                 thread::spawn(move || {
                     // the listener thread delivers the event once it is counted
-                    while q.events.load(loom::sync::atomic::Ordering::Acquire) == 0 {
+                    while q.events.load(loom::sync::atomic::Ordering::Acquire) & super::COUNT == 0 {
                         thread::yield_now();
                     }
                     q.done_events(1);
@@ -162,7 +214,7 @@ mod loom_tests {
             };
             assert!(q.wait_idle(None));
             assert_eq!(q.deliveries(), 0);
-            assert_eq!(q.events.load(loom::sync::atomic::Ordering::Acquire), 0);
+            assert_eq!(q.events.load(loom::sync::atomic::Ordering::Acquire) & super::COUNT, 0);
             worker.join().unwrap();
             listener.join().unwrap();
         });

@@ -15,7 +15,7 @@ use super::pending::{PendingAck, PendingAcks};
 use super::policy::DeliveryPolicy;
 use super::quiesce::Quiesce;
 use super::reentry;
-use super::subscription::{Subscription, MAX_CONCURRENCY};
+use super::subscription::{Subscription, MAX_BATCH, MAX_CONCURRENCY};
 use super::timer::{Job, Timer};
 use super::topics::{Topic, Topics};
 use super::workers::{Pool, Task};
@@ -33,6 +33,11 @@ const OPEN: u8 = 0;
 /// `close` is waiting: publish and subscribe are refused; deliveries, fetches and acks go on.
 const CLOSING: u8 = 1;
 const CLOSED: u8 = 2;
+
+/// Batches a worker runs for one subscription before it lets others have the pool.
+const MAX_TURNS: usize = 64;
+/// How long a worker whose queue ran dry looks for more before it goes back to the pool.
+const IDLE_SPIN: Duration = Duration::from_micros(50);
 
 /// The group a fetch without a group name uses: pull consumers of a topic compete by default,
 /// as pynenc's workers do on a queue.
@@ -220,16 +225,16 @@ impl Shared {
         Ok(())
     }
 
-    fn make_message(&self, topic: &Topic, payload: &[u8], opts: &PublishOptions<'_>) -> Arc<Message> {
+    fn make_message(&self, topic: &Topic, payload: &[u8], opts: &PublishOptions<'_>) -> Message {
         let mut id_buf = [0u8; GENERATED_ID_LEN];
         let id = match opts.id {
             Some(id) => id,
             None => self.ids.next(&mut id_buf),
         };
-        Arc::new(Message::new(Arc::clone(&topic.name), id, payload, opts.metadata, opts.priority))
+        Message::new(&topic.name, id, payload, opts.metadata, opts.priority)
     }
 
-    pub(crate) fn publish(&self, topic: &str, payload: &[u8], opts: &PublishOptions<'_>) -> Result<Arc<Message>> {
+    pub(crate) fn publish(&self, topic: &str, payload: &[u8], opts: &PublishOptions<'_>) -> Result<Message> {
         let _in_progress = self.publishing()?;
         validate_topic(topic)?;
         self.check_message(payload, opts)?;
@@ -241,7 +246,7 @@ impl Shared {
 
     /// Publishes every message of `batch` on `topic`, or none: all are checked first, and each
     /// group receives the whole batch under one lock, so its consumers see all or nothing.
-    pub(crate) fn publish_batch(&self, topic: &str, batch: &[BatchMessage<'_>]) -> Result<Vec<Arc<Message>>> {
+    pub(crate) fn publish_batch(&self, topic: &str, batch: &[BatchMessage<'_>]) -> Result<Vec<Message>> {
         let _in_progress = self.publishing()?;
         validate_topic(topic)?;
         for (i, m) in batch.iter().enumerate() {
@@ -256,7 +261,7 @@ impl Shared {
 
     /// Hands messages to every group of the topic, or retains them while it has none. A group
     /// whose queue is full gets the backpressure policy (blocking only where `may_block`).
-    fn route(&self, topic: &Topic, messages: &[Arc<Message>], may_block: bool) -> Result<()> {
+    fn route(&self, topic: &Topic, messages: &[Message], may_block: bool) -> Result<()> {
         let mut groups = topic.groups();
         if groups.is_empty() {
             let mut retained = topic.retained.lock();
@@ -269,7 +274,7 @@ impl Shared {
         let groups = self.admit(topic, &groups, messages.len(), may_block)?;
         topic.counters.published.fetch_add(messages.len() as u64, Ordering::Relaxed);
         for m in messages {
-            self.emit(|| Event::Published(Delivery::of_published(Arc::clone(m))));
+            self.emit(|| Event::Published(Delivery::of_published(m.clone())));
         }
         if !groups.is_empty() {
             self.fan_out(topic, &groups, messages);
@@ -328,7 +333,7 @@ impl Shared {
         }
     }
 
-    fn retain(&self, topic: &Topic, retained: &mut VecDeque<Arc<Message>>, messages: &[Arc<Message>]) -> Result<()> {
+    fn retain(&self, topic: &Topic, retained: &mut VecDeque<Message>, messages: &[Message]) -> Result<()> {
         let c = &topic.counters;
         let n = messages.len();
         let limit = self.retention_limit;
@@ -368,17 +373,17 @@ impl Shared {
     }
 
     /// Gives every group its own delivery of each message.
-    fn fan_out(&self, topic: &Topic, groups: &[Arc<Group>], messages: &[Arc<Message>]) {
+    fn fan_out(&self, topic: &Topic, groups: &[Arc<Group>], messages: &[Message]) {
         let per_group = messages.len() as u64;
         let total = per_group * groups.len() as u64;
         self.quiesce.add_deliveries(total);
-        topic.counters.queued.fetch_add(total, Ordering::Relaxed);
+        topic.counters.enqueued.fetch_add(total, Ordering::Relaxed);
         let mut next_id = self.next_delivery.fetch_add(total, Ordering::Relaxed);
         for group in groups {
             let first = next_id;
             next_id += per_group;
             let mut deliveries = messages.iter().zip(first..).map(|(m, id)| Delivery {
-                message: Arc::clone(m),
+                message: m.clone(),
                 id,
                 subscription: 0,
                 attempt: 1,
@@ -425,7 +430,7 @@ impl Shared {
 
     fn drop_unstarted(&self, c: &TopicCounters, n: u64) {
         if n > 0 {
-            c.queued.fetch_sub(n, Ordering::Relaxed);
+            c.dequeued.fetch_add(n, Ordering::Relaxed);
             c.dropped.fetch_add(n, Ordering::Relaxed);
             self.quiesce.done_deliveries(n);
         }
@@ -435,21 +440,53 @@ impl Shared {
 
     fn run_worker(self: Arc<Self>) {
         reentry::enter(self.owner());
-        let mut batch = Vec::with_capacity(16);
+        let mut batch = Vec::with_capacity(MAX_BATCH);
         while let Ok(task) = self.pool.rx.recv() {
             match task {
                 Task::Stop => break,
-                Task::Run(member) => self.run_batch(&member, &mut batch),
+                Task::Run(member) => self.serve(&member, &mut batch),
             }
         }
     }
 
+    /// Serves a claimed member batch after batch while its queue has work, instead of going
+    /// back to the pool after each batch: under load a worker stays on its subscription, and
+    /// publishers find its slot taken and do not wake anyone. When the queue runs dry the
+    /// worker spins briefly for more (a wake-up through the pool costs a futex round trip, far
+    /// more than a message), then releases the slot. After `MAX_TURNS` batches it goes back to
+    /// the pool anyway, so that other subscriptions get their turn.
+    fn serve(&self, member: &Arc<Subscription>, batch: &mut Vec<Delivery>) {
+        let group = &member.group;
+        for _ in 0..MAX_TURNS {
+            if !member.is_active() || !group.is_active() || self.state() == CLOSED {
+                break;
+            }
+            if group.queue.len() == 0 && !spin_until(IDLE_SPIN, || group.queue.len() > 0) {
+                break;
+            }
+            group.queue.pop_batch(member.batch_size(), batch);
+            if batch.is_empty() {
+                continue;
+            }
+            group.made_room();
+            self.run_batch(member, batch);
+        }
+        member.release();
+        let queued = group.queue.len();
+        if queued > 0 && group.is_active() {
+            self.wake(group, queued, 0);
+        }
+    }
+
+    /// Runs the handler on each delivery of `batch` (taken from the member's group), with the
+    /// counters that publishers share (join's) updated once per batch rather than per delivery.
     fn run_batch(&self, member: &Arc<Subscription>, batch: &mut Vec<Delivery>) {
         let group = &member.group;
-        if member.is_active() && group.is_active() && self.state() != CLOSED {
-            group.queue.pop_batch(member.batch_size(), batch);
-            group.made_room();
-        }
+        // join waits for a running handler even once its delivery is settled (it may ack its
+        // own delivery and go on).
+        self.quiesce.add_handler();
+        self.workers_active.fetch_add(1, Ordering::Relaxed);
+        let mut finished = 0;
         let mut rest = batch.drain(..);
         while let Some(delivery) = rest.next() {
             if !member.is_active() || self.state() == CLOSED {
@@ -458,14 +495,12 @@ impl Shared {
                 self.give_back(group, unstarted);
                 break;
             }
-            self.dispatch(member, delivery);
+            finished += u64::from(self.run_handler(member, delivery));
         }
         drop(rest);
-        member.release();
-        let queued = group.queue.len();
-        if queued > 0 && group.is_active() {
-            self.wake(group, queued, 0);
-        }
+        self.workers_active.fetch_sub(1, Ordering::Relaxed);
+        self.quiesce.done_deliveries(finished);
+        self.quiesce.done_handler();
     }
 
     /// Returns deliveries a member took but did not start to its group, where other members
@@ -481,9 +516,10 @@ impl Shared {
 
     /// Counts a delivery as handed out and, when it must be tracked (manual ack, or an ack
     /// deadline), registers it first so that it can be settled before the hand-over finishes.
+    /// (Consumer-side counters only: their cache line is not one publishers write.)
     fn hand_out(&self, group: &Arc<Group>, delivery: &Delivery, tracked: bool, policy: &Arc<DeliveryPolicy>) {
         let c = &group.counters;
-        c.queued.fetch_sub(1, Ordering::Relaxed);
+        c.dequeued.fetch_add(1, Ordering::Relaxed);
         c.in_flight.fetch_add(1, Ordering::Relaxed);
         c.dispatched.fetch_add(1, Ordering::Relaxed);
         if tracked {
@@ -500,24 +536,17 @@ impl Shared {
         self.emit(|| Event::Dispatched(delivery.clone()));
     }
 
-    fn dispatch(&self, member: &Arc<Subscription>, delivery: Delivery) {
-        // join waits for a running handler even once its delivery is settled (it may ack its
-        // own delivery and go on).
-        self.quiesce.add_handler();
-        self.run_handler(member, delivery);
-        self.quiesce.done_handler();
-    }
-
-    fn run_handler(&self, member: &Arc<Subscription>, mut delivery: Delivery) {
+    /// Runs the member's handler on one delivery and settles it by the verdict unless it
+    /// awaits a manual ack. Returns whether the delivery is finished (see `settle`); the
+    /// caller reports finished ones to `quiesce`.
+    fn run_handler(&self, member: &Arc<Subscription>, mut delivery: Delivery) -> bool {
         delivery.subscription = member.id;
         let group = &member.group;
         let tracked = member.manual_ack || member.policy.tracked();
         self.hand_out(group, &delivery, tracked, &member.policy);
-        self.workers_active.fetch_add(1, Ordering::Relaxed);
         let verdict = member.handle(&delivery);
-        self.workers_active.fetch_sub(1, Ordering::Relaxed);
         let outcome = match verdict {
-            Verdict::Later if member.manual_ack => return,
+            Verdict::Later if member.manual_ack => return false,
             Verdict::Ack | Verdict::Later => Outcome::Ack,
             Verdict::Nack(r) => Outcome::Nack(r.unwrap_or(Reason::Borrowed("nacked by handler"))),
             Verdict::Requeue(r) => Outcome::Requeue(r.unwrap_or(Reason::Borrowed("requeued by handler")), None),
@@ -528,11 +557,12 @@ impl Shared {
         if tracked {
             // Settled here unless the handler already acked or nacked it by id, or its ack
             // deadline passed meanwhile (then it was redelivered, and this verdict is late).
-            if let Some(entry) = self.pending.remove_attempt(delivery.id, delivery.attempt) {
-                self.settle(entry.delivery, Some(group), &entry.counters, &entry.policy, outcome);
+            match self.pending.remove_attempt(delivery.id, delivery.attempt) {
+                Some(entry) => self.settle(entry.delivery, Some(group), &entry.counters, &entry.policy, outcome),
+                None => false,
             }
         } else {
-            self.settle(delivery, Some(group), &group.counters, &member.policy, outcome);
+            self.settle(delivery, Some(group), &group.counters, &member.policy, outcome)
         }
     }
 
@@ -547,10 +577,10 @@ impl Shared {
         timeout: Option<Duration>,
         out: &mut Vec<Delivery>,
     ) -> Result<()> {
+        self.ensure_not_closed()?;
         if max == 0 {
             return Err(Error::new(ErrorKind::InvalidArgument, "a fetch must take at least 1 delivery (max is 0)"));
         }
-        self.ensure_not_closed()?;
         validate_topic(topic)?;
         let group_name = opts.group.unwrap_or(DEFAULT_GROUP);
         validate_group(group_name)?;
@@ -570,6 +600,10 @@ impl Shared {
         }
     }
 
+    /// Settles a delivery taken out of its queue (in flight) by `outcome`. Returns whether it
+    /// is finished (acked, failed, dead-lettered or dropped; not requeued): the caller then
+    /// reports it to `quiesce`, so that a worker can report a whole batch at once.
+    #[must_use]
     fn settle(
         &self,
         mut delivery: Delivery,
@@ -577,7 +611,7 @@ impl Shared {
         c: &Arc<TopicCounters>,
         policy: &DeliveryPolicy,
         outcome: Outcome,
-    ) {
+    ) -> bool {
         c.in_flight.fetch_sub(1, Ordering::Relaxed);
         match outcome {
             Outcome::Ack => {
@@ -607,11 +641,11 @@ impl Shared {
                             self.timer.schedule(Instant::now() + d, job);
                         }
                         None => {
-                            c.queued.fetch_add(1, Ordering::Relaxed);
+                            c.enqueued.fetch_add(1, Ordering::Relaxed);
                             self.enqueue(group, &mut std::iter::once(delivery), 1);
                         }
                     }
-                    return;
+                    return false;
                 }
                 None => {
                     c.dropped.fetch_add(1, Ordering::Relaxed);
@@ -620,7 +654,21 @@ impl Shared {
                 }
             },
         }
-        self.quiesce.done_deliveries(1);
+        true
+    }
+
+    /// `settle`, reporting a finished delivery to `quiesce` at once.
+    fn settle_one(
+        &self,
+        delivery: Delivery,
+        group: Option<&Arc<Group>>,
+        c: &Arc<TopicCounters>,
+        policy: &DeliveryPolicy,
+        outcome: Outcome,
+    ) {
+        if self.settle(delivery, group, c, policy, outcome) {
+            self.quiesce.done_deliveries(1);
+        }
     }
 
     /// Gives a delivery up: counted failed, and published to the policy's dead-letter topic if
@@ -673,7 +721,7 @@ impl Shared {
                 let ms = entry.policy.ack_deadline.map_or(0, |d| d.as_millis());
                 let reason = format!("ack deadline of {ms} ms passed (attempt {attempt})");
                 let group = entry.group.upgrade();
-                self.settle(
+                self.settle_one(
                     entry.delivery,
                     group.as_ref(),
                     &entry.counters,
@@ -683,7 +731,7 @@ impl Shared {
             }
             Job::Release { group, counters, delivery } => {
                 counters.delayed.fetch_sub(1, Ordering::Relaxed);
-                counters.queued.fetch_add(1, Ordering::Relaxed);
+                counters.enqueued.fetch_add(1, Ordering::Relaxed);
                 match group.upgrade() {
                     Some(group) => self.enqueue(&group, &mut std::iter::once(delivery), 1),
                     None => self.drop_unstarted(&counters, 1),
@@ -707,13 +755,16 @@ impl Shared {
             });
         };
         let group = entry.group.upgrade();
-        self.settle(entry.delivery, group.as_ref(), &entry.counters, &entry.policy, outcome);
+        self.settle_one(entry.delivery, group.as_ref(), &entry.counters, &entry.policy, outcome);
         Ok(())
     }
 
     /// Acks every delivery in `ids` that awaits an ack. Returns how many were acked and the
     /// first failure with its index: one bad id does not leave the others unacked.
     pub(crate) fn ack_batch(&self, ids: &[u64]) -> (usize, Option<(usize, Error)>) {
+        if let Err(e) = self.ensure_not_closed() {
+            return (0, Some((0, e)));
+        }
         let mut acked = 0;
         let mut first_failure = None;
         for (i, &id) in ids.iter().enumerate() {
@@ -1026,19 +1077,35 @@ impl Drop for PublishInProgress<'_> {
 }
 
 fn validate_json(bytes: &[u8], what: &str) -> Result<()> {
-    // JSON text is UTF-8, and IgnoredAny skips the inside of strings unchecked: check it first.
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| Error::new(ErrorKind::InvalidJson, format!("{what} is not valid JSON: not UTF-8: {e}")))?;
-    serde_json::from_str::<serde::de::IgnoredAny>(text)
-        .map(|_| ())
+    crate::json::validate(bytes)
         .map_err(|e| Error::new(ErrorKind::InvalidJson, format!("{what} is not valid JSON: {e}")))
 }
 
 fn validate_metadata(bytes: &[u8]) -> Result<()> {
     validate_json(bytes, "metadata")?;
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-    if first != Some(&b'{') {
+    if !crate::json::is_object(bytes) {
         return Err(Error::new(ErrorKind::InvalidJson, "metadata must be a JSON object"));
     }
     Ok(())
+}
+
+/// Spins (yielding the CPU now and then) until `ready()` or for about `budget`; returns whether
+/// it became ready. Time is read only every few rounds: the clock costs more than a check.
+fn spin_until(budget: Duration, ready: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        for round in 0..64 {
+            if ready() {
+                return true;
+            }
+            if round % 16 == 15 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        if start.elapsed() >= budget {
+            return ready();
+        }
+    }
 }

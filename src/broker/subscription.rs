@@ -17,6 +17,9 @@ use super::policy::DeliveryPolicy;
 use crate::handler::{Handler, Verdict};
 use crate::message::Delivery;
 
+/// Most deliveries a worker takes from a queue at once.
+pub(crate) const MAX_BATCH: usize = 16;
+
 /// Most handler invocations one subscription may run at once.
 pub const MAX_CONCURRENCY: usize = 1024;
 
@@ -85,7 +88,7 @@ impl Subscription {
     /// withholds deliveries from the others.
     pub(crate) fn batch_size(&self) -> usize {
         if self.concurrency == 1 && !self.group.contended() {
-            16
+            MAX_BATCH
         } else {
             1
         }

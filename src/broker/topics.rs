@@ -3,6 +3,7 @@
 //! retained while it had none.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -19,7 +20,7 @@ pub(crate) struct Topic {
     groups: RwLock<Arc<[Arc<Group>]>>,
     /// Messages published while the topic had no group, kept for the first named group.
     /// Its lock also orders "no group: retain" against "first named group: take them over".
-    pub retained: Mutex<VecDeque<Arc<Message>>>,
+    pub retained: Mutex<VecDeque<Message>>,
 }
 
 impl Topic {
@@ -53,7 +54,33 @@ impl Topic {
 
 #[derive(Default)]
 pub(crate) struct Topics {
-    map: RwLock<HashMap<Arc<str>, Arc<Topic>>>,
+    map: RwLock<HashMap<Arc<str>, Arc<Topic>, BuildNameHasher>>,
+}
+
+/// FNV-1a over the name: every publish looks its topic up, and names are short. SipHash's
+/// resistance to chosen collisions buys nothing here: topic names come from the embedding
+/// program, and a caller who floods it with colliding names only slows down itself.
+#[derive(Default, Clone, Copy)]
+struct BuildNameHasher;
+
+struct NameHasher(u64);
+
+impl BuildHasher for BuildNameHasher {
+    type Hasher = NameHasher;
+    fn build_hasher(&self) -> NameHasher {
+        NameHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl Topics {

@@ -213,7 +213,8 @@ pub unsafe extern "C" fn brokk_broker_ack(broker: *const brokk_broker, delivery_
 /// Acks the `count` deliveries in `ids` (as brokk_broker_ack each, in order): one call for a
 /// batch taken with brokk_broker_fetch_batch. A failing id does not stop the others.
 /// Copies: nothing is kept after return.
-/// Out: if `acked_out` is not NULL, it holds how many were acked, whatever the status.
+/// Out: if `acked_out` is not NULL, it holds how many were acked, whatever the status (0 when
+/// the call fails before acking any).
 /// Returns: BROKK_STATUS_OK if every id was acked; otherwise the status of the first failure,
 /// and brokk_last_error() names its index and id. CLOSED stops the batch where it occurred.
 /// Threads: any thread.
@@ -227,6 +228,9 @@ pub unsafe extern "C" fn brokk_broker_ack_batch(
     acked_out: *mut usize,
 ) -> brokk_status {
     guard(|| {
+        if let Some(out) = acked_out.as_mut() {
+            *out = 0;
+        }
         let broker = reference(broker, "broker")?;
         let ids: &[u64] = match (ids.is_null(), count) {
             (_, 0) => &[],
@@ -239,6 +243,7 @@ pub unsafe extern "C" fn brokk_broker_ack_batch(
         }
         match failure {
             None => Ok(()),
+            Some((_, e)) if ids.is_empty() => Err(e.into()),
             Some((i, e)) => Err(Error::new(e.kind(), format!("ids[{i}] ({}): {}", ids[i], e.message())).into()),
         }
     })

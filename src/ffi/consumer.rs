@@ -54,8 +54,8 @@ pub struct brokk_fetch_options {
 /// awaits brokk_broker_ack or brokk_broker_nack, like a manual-ack handler's.
 /// Threads: any thread, concurrently. While the broker is closing it still serves what is
 /// queued; once closed, a blocked fetch returns CLOSED.
-/// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC, INVALID_GROUP, INVALID_ARGUMENT,
-/// CLOSED.
+/// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC (also for the dead-letter topic),
+/// INVALID_GROUP, CLOSED.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_broker_fetch(
     broker: *const brokk_broker,

@@ -1,6 +1,6 @@
 //! Message views: what handlers and listeners get for one delivery, valid for that call only.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::ffi::c_char;
 use std::time::Duration;
 
@@ -18,9 +18,9 @@ const ID_TEXT_LEN: usize = 20;
 /// returning. One from brokk_delivery_message is valid until brokk_delivery_free.
 pub struct brokk_message {
     delivery: *const Delivery,
-    /// The delivery id as text, formatted on the stack: no allocation per delivery.
-    id_text: [u8; ID_TEXT_LEN],
-    id_text_len: usize,
+    /// The delivery id as decimal text, formatted inside the view (no allocation) on the
+    /// first brokk_message_id: most handlers never ask for it.
+    id_text: OnceCell<([u8; ID_TEXT_LEN], usize)>,
     /// Set by brokk_message_set_failure_reason from the handler, read after it returns.
     reason: RefCell<Option<String>>,
     /// Set by brokk_message_set_requeue_delay, in milliseconds.
@@ -30,21 +30,24 @@ pub struct brokk_message {
 impl brokk_message {
     /// A view of `delivery` that must not outlive it.
     pub(crate) fn new(delivery: &Delivery) -> Self {
-        let mut id_text = [0u8; ID_TEXT_LEN];
-        let mut id_text_len = 0;
-        if delivery.id() != 0 {
-            let mut n = delivery.id();
-            let mut tmp = [0u8; ID_TEXT_LEN];
+        brokk_message { delivery, id_text: OnceCell::new(), reason: RefCell::new(None), requeue_delay_ms: Cell::new(0) }
+    }
+
+    /// The delivery id as decimal text; empty for id 0 (the published message itself).
+    fn id_text(&self) -> &[u8] {
+        let (digits, len) = self.id_text.get_or_init(|| {
+            let mut out = [0u8; ID_TEXT_LEN];
+            let mut n = self.delivery().id();
+            let mut len = 0;
             while n > 0 {
-                tmp[id_text_len] = b'0' + (n % 10) as u8;
+                out[len] = b'0' + (n % 10) as u8;
                 n /= 10;
-                id_text_len += 1;
+                len += 1;
             }
-            for i in 0..id_text_len {
-                id_text[i] = tmp[id_text_len - 1 - i];
-            }
-        }
-        brokk_message { delivery, id_text, id_text_len, reason: RefCell::new(None), requeue_delay_ms: Cell::new(0) }
+            out[..len].reverse();
+            (out, len)
+        });
+        &digits[..*len]
     }
 
     fn delivery(&self) -> &Delivery {
@@ -99,10 +102,10 @@ pub unsafe extern "C" fn brokk_message_metadata(msg: *const brokk_message) -> br
 pub unsafe extern "C" fn brokk_message_id(msg: *const brokk_message) -> brokk_str {
     guard_value(brokk_str::empty(), || {
         with(msg, brokk_str::empty(), |m| {
-            if m.id_text_len == 0 {
+            if m.delivery().id() == 0 {
                 brokk_str::from_str(m.delivery().parent_id())
             } else {
-                brokk_str::from_bytes(&m.id_text[..m.id_text_len])
+                brokk_str::from_bytes(m.id_text())
             }
         })
     })
@@ -115,7 +118,7 @@ pub unsafe extern "C" fn brokk_message_id(msg: *const brokk_message) -> brokk_st
 pub unsafe extern "C" fn brokk_message_parent_id(msg: *const brokk_message) -> brokk_str {
     guard_value(brokk_str::empty(), || {
         with(msg, brokk_str::empty(), |m| {
-            if m.id_text_len == 0 {
+            if m.delivery().id() == 0 {
                 brokk_str::empty()
             } else {
                 brokk_str::from_str(m.delivery().parent_id())

@@ -77,13 +77,11 @@ impl DeliveryQueue for MemoryQueue {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::message::Message;
 
     fn d(priority: i32, n: u64) -> Delivery {
-        let m = Arc::new(Message::new(Arc::from("t"), "id", b"1", None, priority));
+        let m = Message::new("t", "id", b"1", None, priority);
         Delivery { message: m, id: n, subscription: 0, attempt: 1, group: None }
     }
 

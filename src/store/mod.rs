@@ -3,6 +3,9 @@
 //! Memory is the only store so far; durable stores (SQLite, Redis) plug in here.
 
 mod memory;
+// The durable engine, not wired into the broker yet.
+#[allow(dead_code)]
+pub(crate) mod sqlite;
 
 pub(crate) use memory::MemoryStore;
 

@@ -14,7 +14,8 @@ CXX      ?= g++
 CT_SRC   := tests/c
 CT_OUT   := $(BUILD)/c-tests
 CT_PROGS := test_basics test_lifecycle test_publish test_delivery test_ack test_listeners \
-            test_stats test_close test_reentry test_threads test_consumer test_reliability test_symbols header_cpp
+            test_stats test_close test_reentry test_threads test_consumer test_batch test_reliability \
+            test_symbols header_cpp
 CT_BINS      := $(addprefix $(CT_OUT)/,$(CT_PROGS))
 CT_ASAN_BINS := $(addprefix $(CT_OUT)/asan/,$(CT_PROGS))
 CT_DEPS      := $(CT_SRC)/check.h $(CT_SRC)/recorder.h include/brokk.h

@@ -35,6 +35,7 @@ struct header_use {
     brokk_subscription_options subscription_options;
     brokk_listener listener;
     brokk_stats stats;
+    brokk_message_fields message_fields;
     brokk_str str;
     brokk_handler_cb handler;
     brokk_free_cb free_cb;

@@ -15,12 +15,16 @@ static const uint32_t ALL_STATUSES[] = {
     BROKK_STATUS_WOULD_DEADLOCK,
     BROKK_STATUS_UNSUPPORTED_BACKEND,
     BROKK_STATUS_INVALID_GROUP,
+    BROKK_STATUS_INCOMPATIBLE_STORE,
+    BROKK_STATUS_CANNOT_OPEN_STORE,
     BROKK_STATUS_UNKNOWN_SUBSCRIPTION,
     BROKK_STATUS_UNKNOWN_DELIVERY,
     BROKK_STATUS_ALREADY_SETTLED,
     BROKK_STATUS_UNKNOWN_LISTENER,
     BROKK_STATUS_TIMEOUT,
     BROKK_STATUS_FULL,
+    BROKK_STATUS_UNAVAILABLE,
+    BROKK_STATUS_STORAGE_FAILED,
     BROKK_STATUS_CLOSED,
     BROKK_STATUS_PANIC,
 };
@@ -74,7 +78,11 @@ static void header_constants_are_consistent(void) {
     CHECK_EQ(BROKK_STATUS_OK, 0);
     CHECK_EQ(BROKK_STATUS_UNSUPPORTED_BACKEND, 11);
     CHECK_EQ(BROKK_STATUS_INVALID_GROUP, 12);
+    CHECK_EQ(BROKK_STATUS_INCOMPATIBLE_STORE, 13);
+    CHECK_EQ(BROKK_STATUS_CANNOT_OPEN_STORE, 14);
     CHECK_EQ(BROKK_STATUS_FULL, 201);
+    CHECK_EQ(BROKK_STATUS_UNAVAILABLE, 202);
+    CHECK_EQ(BROKK_STATUS_STORAGE_FAILED, 203);
     CHECK_EQ(BROKK_STATUS_UNKNOWN_SUBSCRIPTION, 100);
     CHECK_EQ(BROKK_STATUS_TIMEOUT, 200);
     CHECK_EQ(BROKK_STATUS_CLOSED, 300);
@@ -108,7 +116,7 @@ static void status_str_nonempty_and_distinct(void) {
 }
 
 static void status_str_unknown_numbers(void) {
-    static const uint32_t unknown[] = {13, 14, 50, 99, 104, 150, 199, 202, 250, 299,
+    static const uint32_t unknown[] = {15, 16, 50, 99, 104, 150, 199, 204, 250, 299,
                                        301, 399, 400, 899, 901, 999, 1000, 0x7fffffffu,
                                        0xffffffffu};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
@@ -124,7 +132,8 @@ static void status_classify_known(void) {
         brokk_status_class want;
         if (st == BROKK_STATUS_OK)
             want = BROKK_STATUS_CLASS_OK;
-        else if (st == BROKK_STATUS_TIMEOUT || st == BROKK_STATUS_FULL)
+        else if (st == BROKK_STATUS_TIMEOUT || st == BROKK_STATUS_FULL ||
+                 st == BROKK_STATUS_UNAVAILABLE || st == BROKK_STATUS_STORAGE_FAILED)
             want = BROKK_STATUS_CLASS_TRANSIENT;
         else if (st == BROKK_STATUS_CLOSED)
             want = BROKK_STATUS_CLASS_TERMINAL;
@@ -145,8 +154,43 @@ static void status_classify_known(void) {
     CHECK_EQ(brokk_status_classify(BROKK_STATUS_FULL), BROKK_STATUS_CLASS_TRANSIENT);
 }
 
+/* The store statuses: a store the caller named wrongly is the caller's mistake (the same call
+ * fails again); a store out of reach or failing I/O may work on a retry. Each has its own text. */
+static void store_statuses_described_and_classified(void) {
+    static const struct {
+        uint32_t status;
+        brokk_status_class want;
+    } store[] = {
+        {BROKK_STATUS_INCOMPATIBLE_STORE, BROKK_STATUS_CLASS_CALLER},
+        {BROKK_STATUS_CANNOT_OPEN_STORE, BROKK_STATUS_CLASS_CALLER},
+        {BROKK_STATUS_UNAVAILABLE, BROKK_STATUS_CLASS_TRANSIENT},
+        {BROKK_STATUS_STORAGE_FAILED, BROKK_STATUS_CLASS_TRANSIENT},
+    };
+    for (size_t i = 0; i < sizeof store / sizeof store[0]; i++) {
+        uint32_t st = store[i].status;
+        brokk_status_class got = brokk_status_classify(st);
+        if (got != store[i].want)
+            FAILF("brokk_status_classify(%u) = %u, want %u", st, (unsigned)got,
+                  (unsigned)store[i].want);
+        const char *s = brokk_status_str(st);
+        if (!CHECK(s != NULL)) continue;
+        if (s[0] == '\0' || strcmp(s, "unknown status") == 0)
+            FAILF("brokk_status_str(%u) = \"%s\"", st, s);
+        CHECK(brokk_status_str(st) == s); /* static */
+        /* Distinct from every other known status, the neighbours it was numbered after included. */
+        for (size_t j = 0; j < N_STATUSES; j++)
+            if (ALL_STATUSES[j] != st && strcmp(brokk_status_str(ALL_STATUSES[j]), s) == 0)
+                FAILF("statuses %u and %u share the description \"%s\"", st, ALL_STATUSES[j], s);
+    }
+    /* The numbers just past each range stay unknown. */
+    CHECK_STREQ(brokk_status_str(15), "unknown status");
+    CHECK_STREQ(brokk_status_str(204), "unknown status");
+    CHECK_EQ(brokk_status_classify(15), BROKK_STATUS_CLASS_BUG);
+    CHECK_EQ(brokk_status_classify(204), BROKK_STATUS_CLASS_BUG);
+}
+
 static void status_classify_unknown_is_bug(void) {
-    static const uint32_t unknown[] = {13, 99, 104, 150, 199, 202, 299, 301, 399,
+    static const uint32_t unknown[] = {15, 99, 104, 150, 199, 204, 299, 301, 399,
                                        500, 899, 901, 999, 0xffffffffu};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         brokk_status_class got = brokk_status_classify(unknown[i]);
@@ -227,6 +271,7 @@ static const test_case TESTS[] = {
     TEST_CASE(status_str_unknown_numbers),
     TEST_CASE(status_classify_known),
     TEST_CASE(status_classify_unknown_is_bug),
+    TEST_CASE(store_statuses_described_and_classified),
     TEST_CASE(last_error_is_per_thread),
     TEST_CASE(last_error_describes_each_failure),
     TEST_CASE(string_free_null_is_noop),

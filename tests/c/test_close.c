@@ -355,6 +355,18 @@ static void check_everything_closed(brokk_broker *b, uint64_t sid, uint64_t lid,
     CHECK_STATUS(brokk_broker_fetch(b, "c", 1, NULL, 0, &d), BROKK_STATUS_CLOSED);
     CHECK_STATUS(brokk_broker_fetch(b, "c", 1, FOPTS("g", 1), BROKK_WAIT_FOREVER, &d), BROKK_STATUS_CLOSED);
     CHECK(d == (brokk_delivery *)&r);
+    brokk_delivery *batch[2] = {(brokk_delivery *)&r, (brokk_delivery *)&r};
+    size_t taken = 0xC105E;
+    CHECK_STATUS(brokk_broker_fetch_batch(b, "c", 1, NULL, 2, 0, batch, &taken), BROKK_STATUS_CLOSED);
+    CHECK_STATUS(brokk_broker_fetch_batch(b, "c", 1, FOPTS("g", 1), 2, BROKK_WAIT_FOREVER, batch,
+                                          &taken),
+                 BROKK_STATUS_CLOSED);
+    CHECK(batch[0] == (brokk_delivery *)&r && batch[1] == (brokk_delivery *)&r);
+    CHECK_EQ(taken, 0xC105E);
+    uint64_t to_ack[2] = {delivery, 999999};
+    size_t acked = 0xC105E;
+    CHECK_STATUS(brokk_broker_ack_batch(b, to_ack, 2, &acked), BROKK_STATUS_CLOSED);
+    CHECK_EQ(acked, 0); /* "whatever the status": none was acked */
     uint64_t n = 0xC105Eull;
     CHECK_STATUS(brokk_broker_count(b, NULL, 0, &n), BROKK_STATUS_CLOSED);
     CHECK_STATUS(brokk_broker_purge(b, NULL, 0, &n), BROKK_STATUS_CLOSED);

@@ -24,10 +24,12 @@ typedef struct symbol {
 static const symbol SYMBOLS[] = {
     SYM(brokk_abi_version),
     SYM(brokk_broker_ack),
+    SYM(brokk_broker_ack_batch),
     SYM(brokk_broker_add_listener),
     SYM(brokk_broker_close),
     SYM(brokk_broker_count),
     SYM(brokk_broker_fetch),
+    SYM(brokk_broker_fetch_batch),
     SYM(brokk_broker_free),
     SYM(brokk_broker_join),
     SYM(brokk_broker_nack),
@@ -51,6 +53,7 @@ static const symbol SYMBOLS[] = {
     SYM(brokk_message_parent_id),
     SYM(brokk_message_payload),
     SYM(brokk_message_priority),
+    SYM(brokk_message_read),
     SYM(brokk_message_set_failure_reason),
     SYM(brokk_message_set_requeue_delay),
     SYM(brokk_message_subscription_id),
@@ -65,7 +68,7 @@ static const symbol SYMBOLS[] = {
 #define N_SYMBOLS (sizeof SYMBOLS / sizeof SYMBOLS[0])
 
 static void every_symbol_links(void) {
-    CHECK_EQ(N_SYMBOLS, 39);
+    CHECK_EQ(N_SYMBOLS, 42);
     for (size_t i = 0; i < N_SYMBOLS; i++) {
         if (SYMBOLS[i].address == NULL) FAILF("%s has no address", SYMBOLS[i].name);
         for (size_t j = 0; j < i; j++)
@@ -103,6 +106,12 @@ static void signatures_are_pinned(void) {
         brokk_broker_close;
     brokk_status (*p_fetch)(const brokk_broker *, const char *, size_t, const brokk_fetch_options *,
                             uint64_t, brokk_delivery **) = brokk_broker_fetch;
+    brokk_status (*p_fetch_batch)(const brokk_broker *, const char *, size_t,
+                                  const brokk_fetch_options *, size_t, uint64_t, brokk_delivery **,
+                                  size_t *) = brokk_broker_fetch_batch;
+    brokk_status (*p_ack_batch)(const brokk_broker *, const uint64_t *, size_t, size_t *) =
+        brokk_broker_ack_batch;
+    brokk_status (*p_read)(const brokk_message *, brokk_message_fields *) = brokk_message_read;
     brokk_status (*p_requeue_delay)(const brokk_message *, uint64_t) =
         brokk_message_set_requeue_delay;
     const brokk_message *(*p_delivery_message)(const brokk_delivery *) = brokk_delivery_message;
@@ -159,6 +168,7 @@ static void signatures_are_pinned(void) {
         (any_fn)p_fetch,       (any_fn)p_delivery_message, (any_fn)p_delivery_free,
         (any_fn)p_count,       (any_fn)p_purge,          (any_fn)p_publish_batch,
         (any_fn)p_priority,    (any_fn)p_group,          (any_fn)p_requeue_delay,
+        (any_fn)p_fetch_batch, (any_fn)p_ack_batch,      (any_fn)p_read,
     };
     CHECK_EQ(sizeof all / sizeof all[0], N_SYMBOLS);
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) CHECK(all[i] != NULL);

@@ -13,8 +13,9 @@
 //               it, or as long as its Delivery. Copy the std::string_views you need to keep.
 //   Errors      A failing call throws brokk::Error (a std::runtime_error) whose status() is the
 //               brokk_status and whose what() is brokk_last_error(), read at once on the calling
-//               thread. The exception type follows brokk_status_classify(): CallerError,
-//               TransientError (TimeoutError, FullError), ClosedError, BugError.
+//               thread. The exception type follows brokk_status_classify(): CallerError
+//               (IncompatibleStoreError, CannotOpenStoreError), TransientError (TimeoutError,
+//               FullError, UnavailableError, StorageFailedError), ClosedError, BugError.
 //   Timeouts    std::chrono::milliseconds; brokk::forever maps to BROKK_WAIT_FOREVER, a negative
 //               duration counts as zero.
 //   Callbacks   A handler (any callable taking const brokk::Message& and returning
@@ -133,6 +134,20 @@ public:
     using Error::Error;
 };
 
+/// BROKK_STATUS_INCOMPATIBLE_STORE: the store is not a brokk store, was written by a newer
+/// brokk, or is corrupt; it was left unchanged.
+class IncompatibleStoreError : public CallerError {
+public:
+    using CallerError::CallerError;
+};
+
+/// BROKK_STATUS_CANNOT_OPEN_STORE: the store cannot be opened as given (a directory, a missing
+/// parent folder, no permission, a read-only file, a bad server address); nothing was changed.
+class CannotOpenStoreError : public CallerError {
+public:
+    using CallerError::CallerError;
+};
+
 /// BROKK_STATUS_CLASS_TRANSIENT: retrying later may succeed.
 class TransientError : public Error {
 public:
@@ -161,6 +176,20 @@ public:
     using TransientError::TransientError;
 };
 
+/// BROKK_STATUS_UNAVAILABLE: the store is out of reach for now (a file locked by another process,
+/// a server that does not answer); nothing was done.
+class UnavailableError : public TransientError {
+public:
+    using TransientError::TransientError;
+};
+
+/// BROKK_STATUS_STORAGE_FAILED: the store failed to read or write (an I/O error, a full disk);
+/// the call had no effect.
+class StorageFailedError : public TransientError {
+public:
+    using TransientError::TransientError;
+};
+
 /// BROKK_STATUS_CLASS_TERMINAL (BROKK_STATUS_CLOSED): nothing on this broker succeeds again.
 class ClosedError : public Error {
 public:
@@ -184,10 +213,14 @@ namespace detail {
     if (message.empty()) message = brokk_status_str(status);
     switch (brokk_status_classify(status)) {
     case BROKK_STATUS_CLASS_CALLER:
+        if (status == BROKK_STATUS_INCOMPATIBLE_STORE) throw IncompatibleStoreError(status, message);
+        if (status == BROKK_STATUS_CANNOT_OPEN_STORE) throw CannotOpenStoreError(status, message);
         throw CallerError(status, message);
     case BROKK_STATUS_CLASS_TRANSIENT:
         if (status == BROKK_STATUS_TIMEOUT) throw TimeoutError(status, message, remaining, report);
         if (status == BROKK_STATUS_FULL) throw FullError(status, message);
+        if (status == BROKK_STATUS_UNAVAILABLE) throw UnavailableError(status, message);
+        if (status == BROKK_STATUS_STORAGE_FAILED) throw StorageFailedError(status, message);
         throw TransientError(status, message);
     case BROKK_STATUS_CLASS_TERMINAL:
         throw ClosedError(status, message);
@@ -233,6 +266,22 @@ enum class Verdict : std::uint32_t {
     Later = BROKK_VERDICT_LATER,
 };
 
+/// Every field of a message view, read in one call (brokk_message_fields, from
+/// Message::fields()). The string_views have the lifetime of the Message they were read from.
+struct MessageFields {
+    std::string_view topic;
+    std::string_view id;
+    std::string_view parent_id;
+    std::string_view payload;
+    std::string_view metadata;
+    std::string_view group;
+    std::uint64_t delivery_id = 0;
+    std::uint64_t subscription_id = 0;
+    std::uint64_t timestamp_ms = 0;
+    std::int32_t priority = 0;
+    std::uint32_t attempt = 0;
+};
+
 /// A non-owning view of one delivery (brokk_message): valid only during the handler or listener
 /// call that received it, or, from Delivery::message(), as long as that Delivery. Every
 /// string_view it returns has the same lifetime. A view of NULL (a moved-from Delivery) gives
@@ -261,6 +310,27 @@ public:
         return std::chrono::system_clock::time_point(
             std::chrono::duration_cast<std::chrono::system_clock::duration>(
                 std::chrono::milliseconds(static_cast<std::chrono::milliseconds::rep>(timestamp_ms()))));
+    }
+
+    /// Every field at once (brokk_message_read), one call instead of eleven: for copying a
+    /// whole message. The views live as long as this Message's. Unlike the single accessors it
+    /// throws for a view of NULL (a moved-from Delivery's): CallerError, NULL_ARGUMENT.
+    MessageFields fields() const {
+        brokk_message_fields f{};
+        detail::check(brokk_message_read(raw_, &f));
+        MessageFields out;
+        out.topic = detail::view(f.topic);
+        out.id = detail::view(f.id);
+        out.parent_id = detail::view(f.parent_id);
+        out.payload = detail::view(f.payload);
+        out.metadata = detail::view(f.metadata);
+        out.group = detail::view(f.group);
+        out.delivery_id = f.delivery_id;
+        out.subscription_id = f.subscription_id;
+        out.timestamp_ms = f.timestamp_ms;
+        out.priority = f.priority;
+        out.attempt = f.attempt;
+        return out;
     }
 
     /// Why the handler fails this delivery, for listeners (brokk_message_set_failure_reason).
@@ -634,9 +704,50 @@ public:
         return std::optional<Delivery>(std::in_place, out);
     }
 
+    /// Takes up to `max` deliveries of a group on `topic` in one call: waits up to `timeout` for
+    /// the first (0: not at all), then takes what is queued at that moment, highest priority
+    /// first; empty if none came in time (brokk_broker_fetch_batch). Each Delivery owns its
+    /// handle, as fetch's; ack them by delivery_id(), one by one or with ack_batch. Room for
+    /// `max` handles is allocated for the call. max 0 throws CallerError (INVALID_ARGUMENT).
+    std::vector<Delivery> fetch_batch(std::string_view topic, std::size_t max,
+                                      std::chrono::milliseconds timeout = std::chrono::milliseconds(0),
+                                      const FetchOptions& options = {}) const {
+        const brokk_fetch_options c = detail::to_c(options);
+        // Never a NULL array, even for max 0: brokk, not the binding, judges max.
+        std::vector<brokk_delivery*> handles(max > 0 ? max : 1, nullptr);
+        std::size_t count = 0;
+        detail::check(brokk_broker_fetch_batch(raw_, detail::data(topic), topic.size(), &c, max,
+                                               detail::millis(timeout), handles.data(), &count));
+        std::vector<Delivery> out;
+        try {
+            out.reserve(count);
+        } catch (...) {
+            for (std::size_t i = 0; i < count; i++) brokk_delivery_free(handles[i]);
+            throw;
+        }
+        for (std::size_t i = 0; i < count; i++) out.emplace_back(handles[i]);  // noexcept from here
+        return out;
+    }
+
     /// brokk_broker_ack.
     void ack(std::uint64_t delivery_id) const { detail::check(brokk_broker_ack(raw_, delivery_id)); }
     void ack(const Message& message) const { ack(message.delivery_id()); }
+
+    /// Acks the `count` deliveries at `ids` in order (brokk_broker_ack_batch). A failing id does
+    /// not stop the others: the call acks every id it can, then throws the first failure's
+    /// exception (CallerError UNKNOWN_DELIVERY or ALREADY_SETTLED, whose what() names the index
+    /// and id); ClosedError stops the batch where it occurred. `acked_out`, if not null,
+    /// receives how many were acked, as in C: also when the call throws. `ids` may be null
+    /// when `count` is 0.
+    void ack_batch(const std::uint64_t* ids, std::size_t count, std::size_t* acked_out = nullptr) const {
+        detail::check(brokk_broker_ack_batch(raw_, ids, count, acked_out));
+    }
+    void ack_batch(const std::vector<std::uint64_t>& ids, std::size_t* acked_out = nullptr) const {
+        ack_batch(ids.data(), ids.size(), acked_out);
+    }
+    void ack_batch(std::initializer_list<std::uint64_t> ids, std::size_t* acked_out = nullptr) const {
+        ack_batch(ids.begin(), ids.size(), acked_out);
+    }
 
     /// brokk_broker_nack: requeue after `delay`, or give up; `reason` reaches on_failed
     /// (nullopt: NULL).

@@ -306,6 +306,9 @@ TEST(JoinClose, ForcedCloseReportsWhatItDropped) {
     broker.publish("kept", "1");  // no group: retained
     broker.publish("kept", "2");
     ASSERT_TRUE(seen.wait_for(3));
+    // The handler logs before it returns LATER: wait until the last one has returned, so that
+    // all three await an ack (a handler still running at a forced close is not counted dropped).
+    ASSERT_TRUE(support::eventually([&] { return broker.stats().workers_active == 0; }));
     const brokk::CloseReport r = broker.close(brokk::forever, true);
     EXPECT_EQ(r.remaining, 0u);
     EXPECT_EQ(r.dropped, 3u);

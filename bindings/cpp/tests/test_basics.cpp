@@ -15,6 +15,10 @@ std::string odr_round_trip_b();
 static_assert(std::is_base_of_v<std::runtime_error, brokk::Error>, "brokk::Error is a std::runtime_error");
 static_assert(std::is_base_of_v<brokk::TransientError, brokk::TimeoutError>, "a timeout is transient");
 static_assert(std::is_base_of_v<brokk::TransientError, brokk::FullError>, "full is transient");
+static_assert(std::is_base_of_v<brokk::TransientError, brokk::UnavailableError>, "an unavailable store is transient");
+static_assert(std::is_base_of_v<brokk::TransientError, brokk::StorageFailedError>, "a failed store I/O is transient");
+static_assert(std::is_base_of_v<brokk::CallerError, brokk::IncompatibleStoreError>, "an incompatible store is the caller's");
+static_assert(std::is_base_of_v<brokk::CallerError, brokk::CannotOpenStoreError>, "a store that cannot open is the caller's");
 static_assert(!std::is_copy_constructible_v<brokk::Broker> && std::is_nothrow_move_constructible_v<brokk::Broker>,
               "Broker is move-only");
 static_assert(!std::is_copy_constructible_v<brokk::Delivery> && std::is_nothrow_move_constructible_v<brokk::Delivery>,
@@ -51,6 +55,14 @@ TEST(Errors, EachStatusMapsToItsClass) {
     }
     expect_error<brokk::TimeoutError>(BROKK_STATUS_TIMEOUT, [] { brokk::detail::throw_status(BROKK_STATUS_TIMEOUT, 7); });
     expect_error<brokk::FullError>(BROKK_STATUS_FULL, [] { brokk::detail::throw_status(BROKK_STATUS_FULL); });
+    expect_error<brokk::IncompatibleStoreError>(BROKK_STATUS_INCOMPATIBLE_STORE,
+                                                [] { brokk::detail::throw_status(BROKK_STATUS_INCOMPATIBLE_STORE); });
+    expect_error<brokk::CannotOpenStoreError>(BROKK_STATUS_CANNOT_OPEN_STORE,
+                                              [] { brokk::detail::throw_status(BROKK_STATUS_CANNOT_OPEN_STORE); });
+    expect_error<brokk::UnavailableError>(BROKK_STATUS_UNAVAILABLE,
+                                          [] { brokk::detail::throw_status(BROKK_STATUS_UNAVAILABLE); });
+    expect_error<brokk::StorageFailedError>(BROKK_STATUS_STORAGE_FAILED,
+                                            [] { brokk::detail::throw_status(BROKK_STATUS_STORAGE_FAILED); });
     expect_error<brokk::ClosedError>(BROKK_STATUS_CLOSED, [] { brokk::detail::throw_status(BROKK_STATUS_CLOSED); });
     expect_error<brokk::BugError>(BROKK_STATUS_PANIC, [] { brokk::detail::throw_status(BROKK_STATUS_PANIC); });
     const auto unknown = static_cast<brokk::Status>(4321);
@@ -64,6 +76,34 @@ TEST(Errors, EachStatusMapsToItsClass) {
         EXPECT_EQ(e.status_class(), BROKK_STATUS_CLASS_TRANSIENT);
     }
     EXPECT_EQ(brokk::status_str(BROKK_STATUS_OK), std::string_view(brokk_status_str(BROKK_STATUS_OK)));
+}
+
+// The store statuses: their classes in the library, and catchable by class in C++.
+TEST(Errors, StoreStatusesAreCaughtByTheirClass) {
+    const std::pair<brokk::Status, brokk::StatusClass> store[] = {
+        {BROKK_STATUS_INCOMPATIBLE_STORE, BROKK_STATUS_CLASS_CALLER},
+        {BROKK_STATUS_CANNOT_OPEN_STORE, BROKK_STATUS_CLASS_CALLER},
+        {BROKK_STATUS_UNAVAILABLE, BROKK_STATUS_CLASS_TRANSIENT},
+        {BROKK_STATUS_STORAGE_FAILED, BROKK_STATUS_CLASS_TRANSIENT},
+    };
+    for (const auto& [status, cls] : store) {
+        EXPECT_EQ(brokk::status_class(status), cls) << status;
+        EXPECT_NE(brokk::status_str(status), "unknown status") << status;
+        try {
+            brokk::detail::throw_status(status);
+        } catch (const brokk::CallerError& e) {
+            EXPECT_EQ(cls, BROKK_STATUS_CLASS_CALLER) << status;
+            EXPECT_EQ(e.status(), status);
+            EXPECT_EQ(e.status_class(), BROKK_STATUS_CLASS_CALLER);
+        } catch (const brokk::TransientError& e) {
+            EXPECT_EQ(cls, BROKK_STATUS_CLASS_TRANSIENT) << status;
+            EXPECT_EQ(e.status(), status);
+            EXPECT_EQ(e.status_class(), BROKK_STATUS_CLASS_TRANSIENT);
+        }
+    }
+    // The statuses next to them that brokk does not define stay bugs.
+    expect_error<brokk::BugError>(static_cast<brokk::Status>(15), [] { brokk::detail::throw_status(static_cast<brokk::Status>(15)); });
+    expect_error<brokk::BugError>(static_cast<brokk::Status>(204), [] { brokk::detail::throw_status(static_cast<brokk::Status>(204)); });
 }
 
 // what() is brokk_last_error() of the failing call, read on the calling thread.

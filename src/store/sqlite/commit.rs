@@ -1,0 +1,204 @@
+//! Group commit. A commit costs far more than a small write (WAL frames, and an fsync under
+//! `SyncLevel::Full`), so concurrent writers of one process share it.
+//!
+//! Each caller runs its own work, on its own thread (so it may borrow what it writes), inside a
+//! savepoint of the transaction that is open on the one write connection (the first call of a
+//! transaction needs none: its failure rolls back the transaction, which holds nothing else). When it is done it
+//! looks whether other callers are queued for the connection: if so it leaves the transaction
+//! open for them and waits for the batch's outcome; the last one in line (or the one that
+//! fills the batch) commits and wakes the others. A failed call rolls back its savepoint only,
+//! so the other calls of the batch still commit; a failure that ends the whole transaction
+//! (SQLite rolls back by itself on a full disk or an I/O error) fails every call of the batch.
+//! Nobody returns before the commit that holds its work.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex};
+use rusqlite::Connection;
+
+use super::errors::{FileCtx, TxError};
+use super::tx::Tx;
+use crate::error::{Error, ErrorKind, Result};
+
+/// Calls one transaction may hold before it commits even though more are queued, bounding
+/// the wait of the first.
+const MAX_CALLS_PER_COMMIT: usize = 256;
+
+pub(super) struct Writer {
+    state: Mutex<State>,
+    /// Callers that want `state` but do not hold it yet. While there are any, the holder leaves
+    /// the transaction open for them instead of committing.
+    arriving: AtomicUsize,
+    /// Transactions committed: tells the checkpointer there is work, and tests how well
+    /// commits are shared.
+    commits: Arc<AtomicU64>,
+    ctx: Arc<FileCtx>,
+}
+
+struct State {
+    conn: Connection,
+    /// The open transaction's batch, if a transaction is open.
+    batch: Option<Arc<Batch>>,
+    calls: usize,
+}
+
+/// The calls sharing one transaction, waiting for its outcome.
+struct Batch {
+    outcome: Mutex<Option<Result<()>>>,
+    settled: Condvar,
+}
+
+impl Batch {
+    fn settle(&self, outcome: Result<()>) {
+        *self.outcome.lock() = Some(outcome);
+        self.settled.notify_all();
+    }
+
+    fn wait(&self) -> Result<()> {
+        let mut outcome = self.outcome.lock();
+        loop {
+            if let Some(o) = outcome.as_ref() {
+                return o.clone();
+            }
+            self.settled.wait(&mut outcome);
+        }
+    }
+}
+
+impl Writer {
+    pub fn new(conn: Connection, ctx: Arc<FileCtx>) -> Self {
+        Writer {
+            state: Mutex::new(State { conn, batch: None, calls: 0 }),
+            arriving: AtomicUsize::new(0),
+            commits: Arc::default(),
+            ctx,
+        }
+    }
+
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    pub fn commit_counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.commits)
+    }
+
+    /// Callers queued for the connection right now.
+    pub fn queued(&self) -> usize {
+        self.arriving.load(Ordering::SeqCst)
+    }
+
+    /// Runs `job` in the transaction shared with the callers of this moment, isolated from
+    /// their failures; returns once that transaction committed (or failed).
+    pub fn run<R>(&self, job: impl FnOnce(&Tx<'_>) -> Result<R, TxError>) -> Result<R> {
+        self.arriving.fetch_add(1, Ordering::SeqCst);
+        let mut st = self.state.lock();
+        self.arriving.fetch_sub(1, Ordering::SeqCst);
+        let batch = match &st.batch {
+            Some(b) => Arc::clone(b),
+            None => {
+                // BEGIN IMMEDIATE takes the file's write lock now (waiting up to the busy
+                // timeout), so that the work below never meets a lock it can not wait for.
+                exec(&st.conn, "BEGIN IMMEDIATE").map_err(|e| self.ctx.sql_error(e))?;
+                let b = Arc::new(Batch { outcome: Mutex::new(None), settled: Condvar::new() });
+                st.batch = Some(Arc::clone(&b));
+                st.calls = 0;
+                b
+            }
+        };
+        // The first call of a transaction needs no savepoint: if it fails, rolling back the
+        // whole transaction loses nothing else (and saves copying every page it touches).
+        let first = st.calls == 0;
+        st.calls += 1;
+
+        let (result, panicked) = self.isolated(&st.conn, job, first);
+        if st.conn.is_autocommit() {
+            // The transaction ended: rolled back above (a first call failed) or by SQLite
+            // itself (a full disk, an I/O error), when every call of the batch is lost.
+            let e = match &result {
+                Err(e) => e.clone(),
+                Ok(_) => {
+                    Error::new(ErrorKind::StorageFailed, format!("store {}: transaction lost", self.ctx.path.display()))
+                }
+            };
+            st.batch = None;
+            batch.settle(Err(e.clone()));
+            drop(st);
+            resume(panicked);
+            return result.and(Err(e));
+        }
+
+        if self.arriving.load(Ordering::SeqCst) > 0 && st.calls < MAX_CALLS_PER_COMMIT {
+            // Someone queued will commit (or hand on): wait for the batch's outcome.
+            drop(st);
+            resume(panicked);
+            let value = result?;
+            batch.wait()?;
+            return Ok(value);
+        }
+
+        let committed = exec(&st.conn, "COMMIT").map_err(|e| self.ctx.sql_error(e));
+        if committed.is_err() && !st.conn.is_autocommit() {
+            let _ = exec(&st.conn, "ROLLBACK");
+        }
+        if committed.is_ok() {
+            self.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        st.batch = None;
+        batch.settle(committed.clone());
+        drop(st);
+        resume(panicked);
+        let value = result?;
+        committed.map(|()| value)
+    }
+
+    /// Runs `job` so that a failure or a panic undoes its writes and nothing else: between
+    /// SAVEPOINT and RELEASE, or for the `first` call of a transaction, alone in it (then a
+    /// failure rolls the transaction back). A panic is handed back to be resumed once the batch
+    /// is taken care of.
+    fn isolated<R>(
+        &self,
+        conn: &Connection,
+        job: impl FnOnce(&Tx<'_>) -> Result<R, TxError>,
+        first: bool,
+    ) -> (Result<R>, Option<Box<dyn std::any::Any + Send>>) {
+        if !first {
+            if let Err(e) = exec(conn, "SAVEPOINT call") {
+                return (Err(self.ctx.sql_error(e)), None);
+            }
+        }
+        let tx = Tx::new(conn);
+        let (result, panicked) = match panic::catch_unwind(AssertUnwindSafe(|| job(&tx))) {
+            Ok(r) => (r.map_err(|e| self.ctx.error(e)), None),
+            Err(p) => {
+                let e = Error::new(ErrorKind::StorageFailed, "a store call panicked; its writes were rolled back");
+                (Err(e), Some(p))
+            }
+        };
+        if conn.is_autocommit() {
+            return (result, panicked);
+        }
+        let ended = match (&result, first) {
+            (Ok(_), true) => Ok(()),
+            (Ok(_), false) => exec(conn, "RELEASE call"),
+            (Err(_), true) => exec(conn, "ROLLBACK"),
+            (Err(_), false) => exec(conn, "ROLLBACK TO call").and_then(|()| exec(conn, "RELEASE call")),
+        };
+        match ended {
+            Ok(()) => (result, panicked),
+            Err(e) => (Err(self.ctx.sql_error(e)), panicked),
+        }
+    }
+}
+
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+fn resume(panicked: Option<Box<dyn std::any::Any + Send>>) {
+    if let Some(p) = panicked {
+        panic::resume_unwind(p);
+    }
+}

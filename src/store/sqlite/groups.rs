@@ -1,0 +1,100 @@
+//! Consumer groups: named ones shared by every process, anonymous ones owned by one broker
+//! instance; removing them with their deliveries; and purging what waits in them.
+
+use rusqlite::OptionalExtension;
+
+use super::errors::TxResult;
+use super::tx::Tx;
+use super::GroupId;
+
+impl Tx<'_> {
+    /// See `SqliteFile::named_group`.
+    pub(crate) fn named_group(&self, topic: &str, name: &str) -> TxResult<GroupId> {
+        let topic_id = self.topic_id(topic)?;
+        let found = self
+            .stmt("SELECT id FROM consumer_groups WHERE topic_id = ?1 AND name = ?2")?
+            .query_row((topic_id, name), |r| r.get(0))
+            .optional()?;
+        if let Some(id) = found {
+            return Ok(GroupId(id));
+        }
+        let id = self.stmt("INSERT INTO consumer_groups (topic_id, name) VALUES (?1, ?2)")?.insert((topic_id, name))?;
+        // Only a topic without groups retains, so what it holds now was published before any
+        // group and belongs to this first one.
+        self.take_over_retained(topic_id, GroupId(id))?;
+        Ok(GroupId(id))
+    }
+
+    /// See `SqliteFile::anonymous_group`.
+    pub(crate) fn anonymous_group(&self, topic: &str, owner: &str) -> TxResult<GroupId> {
+        let topic_id = self.topic_id(topic)?;
+        let id =
+            self.stmt("INSERT INTO consumer_groups (topic_id, owner) VALUES (?1, ?2)")?.insert((topic_id, owner))?;
+        Ok(GroupId(id))
+    }
+
+    /// See `SqliteFile::remove_group`.
+    pub(crate) fn remove_group(&self, g: GroupId) -> TxResult<u64> {
+        // One statement per state, each walking that state's partial index.
+        let mut dropped = 0;
+        for sql in [
+            "DELETE FROM deliveries WHERE group_id = ?1 AND state = 0 RETURNING message",
+            "DELETE FROM deliveries WHERE group_id = ?1 AND state = 1 RETURNING message",
+            "DELETE FROM deliveries WHERE group_id = ?1 AND state = 2 RETURNING message",
+        ] {
+            let bodies: Vec<i64> = self.stmt(sql)?.query_map([g.0], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            for body in &bodies {
+                self.unref(*body)?;
+            }
+            dropped += bodies.len() as u64;
+        }
+        self.stmt("DELETE FROM consumer_groups WHERE id = ?1")?.execute([g.0])?;
+        Ok(dropped)
+    }
+
+    /// See `SqliteFile::remove_owner_groups`.
+    pub(crate) fn remove_owner_groups(&self, owner: &str) -> TxResult<()> {
+        let groups: Vec<i64> = self
+            .stmt("SELECT id FROM consumer_groups WHERE owner = ?1")?
+            .query_map([owner], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for g in groups {
+            self.remove_group(GroupId(g))?;
+        }
+        Ok(())
+    }
+
+    /// See `SqliteFile::purge`.
+    pub(crate) fn purge(&self, topic: Option<&str>) -> TxResult<u64> {
+        let topics: Vec<i64> = match topic {
+            Some(name) => self
+                .stmt("SELECT id FROM topics WHERE name = ?1")?
+                .query_row([name], |r| r.get(0))
+                .optional()?
+                .into_iter()
+                .collect(),
+            None => {
+                self.stmt("SELECT id FROM topics")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+            }
+        };
+        let mut purged = 0;
+        for topic_id in topics {
+            for g in self.group_ids(topic_id)? {
+                let bodies: Vec<i64> = self
+                    .stmt("DELETE FROM deliveries WHERE group_id = ?1 AND state = 0 RETURNING message")?
+                    .query_map([g.0], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                for body in &bodies {
+                    self.unref(*body)?;
+                }
+                self.stmt("UPDATE consumer_groups SET ready = 0 WHERE id = ?1")?.execute([g.0])?;
+                purged += bodies.len() as u64;
+            }
+            let retained = "SELECT message FROM retained WHERE topic_id = ?1";
+            self.stmt(&format!("DELETE FROM messages WHERE id IN ({retained})"))?.execute([topic_id])?;
+            purged += self.stmt("DELETE FROM retained WHERE topic_id = ?1")?.execute([topic_id])? as u64;
+            self.stmt("UPDATE topics SET retained = 0 WHERE id = ?1")?.execute([topic_id])?;
+        }
+        Ok(purged)
+    }
+}

@@ -1,0 +1,141 @@
+//! Claims and their settlement. A claim leases deliveries to an owner until a deadline; an ack
+//! deletes them, a requeue gives them back; a lease that runs out gives them back by itself,
+//! at the next claim of their group in any process, with attempt + 1. Acks and requeues quote
+//! the attempt they were handed, so a consumer that lost its lease can not settle the
+//! redelivery someone else holds now.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rusqlite::{params, OptionalExtension};
+
+use super::errors::TxResult;
+use super::tx::Tx;
+use super::{GroupId, StoredDelivery, StoredMessage};
+use crate::message::now_ms;
+
+/// The next deliveries of a group: walks `deliveries_ready` in order, no sort.
+pub(super) const SELECT_READY: &str = "SELECT d.key, d.attempt, m.msg_id, m.payload, m.metadata, m.priority, \
+                                       m.timestamp_ms FROM deliveries AS d JOIN messages AS m ON m.id = d.message \
+                                       WHERE d.group_id = ?1 AND d.state = 0 ORDER BY d.priority DESC, d.seq LIMIT ?2";
+/// Delays that ran out: ready again, behind what is queued (the seq is taken afterwards).
+pub(super) const PROMOTE_DELAYED: &str = "UPDATE deliveries SET state = 0, seq = (SELECT value FROM counters WHERE \
+                                          name = 'seq') WHERE group_id = ?1 AND state = 1 AND due <= ?2";
+/// Leases that ran out: ready again with attempt + 1, so a late ack of the old lease fails.
+pub(super) const PROMOTE_EXPIRED: &str = "UPDATE deliveries SET state = 0, owner = NULL, attempt = attempt + 1, \
+                                          seq = (SELECT value FROM counters WHERE name = 'seq') \
+                                          WHERE group_id = ?1 AND state = 2 AND due <= ?2";
+pub(super) const MARK_LEASED: &str = "UPDATE deliveries SET state = 2, owner = ?2, due = ?3 WHERE key = ?1";
+pub(super) const DELETE_LEASED: &str =
+    "DELETE FROM deliveries WHERE key = ?1 AND state = 2 AND owner = ?2 AND attempt = ?3 RETURNING message";
+/// Leases are few (what consumers hold), so owner-wide updates scan their partial index.
+pub(super) const EXTEND_LEASES: &str =
+    "UPDATE deliveries INDEXED BY deliveries_leased SET due = ?2 WHERE state = 2 AND owner = ?1";
+pub(super) const RELEASE_OWNER: &str = "UPDATE deliveries INDEXED BY deliveries_leased SET state = 0, owner = NULL, \
+                                        attempt = attempt + 1, seq = ?2 WHERE state = 2 AND owner = ?1 \
+                                        RETURNING group_id";
+
+/// Milliseconds from now until `lease` ends.
+fn deadline(now: i64, lease: Duration) -> i64 {
+    now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Tx<'_> {
+    /// See `SqliteFile::claim`.
+    pub(crate) fn claim(&self, g: GroupId, max: usize, owner: &str, lease: Duration) -> TxResult<Vec<StoredDelivery>> {
+        let now = now_ms() as i64;
+        self.promote_due(g, now)?;
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
+        let claimed: Vec<StoredDelivery> = self
+            .stmt(SELECT_READY)?
+            .query_map(params![g.0, limit], |r| {
+                Ok(StoredDelivery {
+                    key: r.get(0)?,
+                    group: g,
+                    attempt: r.get(1)?,
+                    message: StoredMessage {
+                        id: r.get(2)?,
+                        payload: r.get(3)?,
+                        metadata: r.get(4)?,
+                        priority: r.get(5)?,
+                        timestamp_ms: r.get::<_, i64>(6)? as u64,
+                    },
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let until = deadline(now, lease);
+        let mut mark = self.stmt(MARK_LEASED)?;
+        for d in &claimed {
+            mark.execute(params![d.key, owner, until])?;
+        }
+        self.add_ready(g, -(claimed.len() as i64))?;
+        Ok(claimed)
+    }
+
+    /// Makes `g`'s delayed deliveries that are due, and its expired leases, ready again.
+    fn promote_due(&self, g: GroupId, now: i64) -> TxResult<()> {
+        let n = self.stmt(PROMOTE_DELAYED)?.execute(params![g.0, now])?
+            + self.stmt(PROMOTE_EXPIRED)?.execute(params![g.0, now])?;
+        if n > 0 {
+            // The promoted rows took the next number; now it is theirs.
+            self.take_seq(1)?;
+            self.add_ready(g, n as i64)?;
+        }
+        Ok(())
+    }
+
+    /// See `SqliteFile::ack`.
+    pub(crate) fn ack(&self, owner: &str, keys: &[(i64, u32)]) -> TxResult<Vec<bool>> {
+        let mut delete = self.stmt(DELETE_LEASED)?;
+        let mut acked = Vec::with_capacity(keys.len());
+        for &(key, attempt) in keys {
+            let body: Option<i64> = delete.query_row(params![key, owner, attempt], |r| r.get(0)).optional()?;
+            if let Some(body) = body {
+                self.unref(body)?;
+            }
+            acked.push(body.is_some());
+        }
+        Ok(acked)
+    }
+
+    /// See `SqliteFile::requeue`.
+    pub(crate) fn requeue(&self, owner: &str, key: i64, attempt: u32, available_at_ms: u64) -> TxResult<bool> {
+        let now = now_ms() as i64;
+        let at = i64::try_from(available_at_ms).unwrap_or(i64::MAX);
+        let state = if at <= now { 0 } else { 1 };
+        let seq = self.take_seq(1)?;
+        let group: Option<i64> = self
+            .stmt(
+                "UPDATE deliveries SET state = ?5, owner = NULL, attempt = attempt + 1, due = ?4, seq = ?6 \
+                 WHERE key = ?1 AND state = 2 AND owner = ?2 AND attempt = ?3 RETURNING group_id",
+            )?
+            .query_row(params![key, owner, attempt, at, state, seq], |r| r.get(0))
+            .optional()?;
+        if let (Some(g), 0) = (group, state) {
+            self.add_ready(GroupId(g), 1)?;
+        }
+        Ok(group.is_some())
+    }
+
+    /// See `SqliteFile::extend_leases`.
+    pub(crate) fn extend_leases(&self, owner: &str, lease: Duration) -> TxResult<u64> {
+        let until = deadline(now_ms() as i64, lease);
+        Ok(self.stmt(EXTEND_LEASES)?.execute(params![owner, until])? as u64)
+    }
+
+    /// See `SqliteFile::release_owner`.
+    pub(crate) fn release_owner(&self, owner: &str) -> TxResult<u64> {
+        let seq = self.take_seq(1)?;
+        let mut per_group = BTreeMap::<i64, i64>::new();
+        let mut stmt = self.stmt(RELEASE_OWNER)?;
+        let mut rows = stmt.query(params![owner, seq])?;
+        while let Some(row) = rows.next()? {
+            *per_group.entry(row.get(0)?).or_default() += 1;
+        }
+        drop(rows);
+        for (g, n) in &per_group {
+            self.add_ready(GroupId(*g), *n)?;
+        }
+        Ok(per_group.values().sum::<i64>() as u64)
+    }
+}

@@ -1,0 +1,134 @@
+//! Publish: one body per message, one delivery per group of the topic; or, while the topic has
+//! no group, retention under its limit and policy.
+
+use rusqlite::params;
+
+use super::errors::TxResult;
+use super::tx::Tx;
+use super::{NewMessage, PublishReceipt, Retention};
+use crate::error::{Error, ErrorKind};
+
+const INSERT_MESSAGE: &str = "INSERT INTO messages (refs, priority, timestamp_ms, msg_id, payload, metadata) \
+                              VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+/// A new delivery is ready, at attempt 1, and queued by its key.
+pub(super) const INSERT_DELIVERY: &str = "INSERT INTO deliveries (key, group_id, message, priority, seq, state, \
+                                          attempt, due, owner) VALUES (?1, ?2, ?3, ?4, ?1, 0, 1, 0, NULL)";
+
+impl Tx<'_> {
+    /// See `SqliteFile::publish`.
+    pub(crate) fn publish(
+        &self,
+        topic: &str,
+        msgs: &[NewMessage<'_>],
+        retention: Retention,
+    ) -> TxResult<PublishReceipt> {
+        if msgs.is_empty() {
+            return Ok(PublishReceipt::default());
+        }
+        let topic_id = self.topic_id(topic)?;
+        let groups = self.group_ids(topic_id)?;
+        if groups.is_empty() {
+            return self.retain(topic, topic_id, msgs, retention);
+        }
+        let fan_out = groups.len() as i64;
+        // Keys in insertion order, so that every insert appends to the table's b-tree.
+        let mut key = self.take_seq(msgs.len() as i64 * fan_out)?;
+        let mut insert_message = self.stmt(INSERT_MESSAGE)?;
+        let mut insert_delivery = self.stmt(INSERT_DELIVERY)?;
+        for m in msgs {
+            let body = insert_message.insert(params![
+                fan_out,
+                m.priority,
+                m.timestamp_ms as i64,
+                m.id,
+                m.payload,
+                m.metadata
+            ])?;
+            for g in &groups {
+                insert_delivery.execute(params![key, g.0, body, m.priority])?;
+                key += 1;
+            }
+        }
+        for g in &groups {
+            self.add_ready(*g, msgs.len() as i64)?;
+        }
+        Ok(PublishReceipt { groups, retained: false, discarded: 0 })
+    }
+
+    fn retain(
+        &self,
+        topic: &str,
+        topic_id: i64,
+        msgs: &[NewMessage<'_>],
+        retention: Retention,
+    ) -> TxResult<PublishReceipt> {
+        let held = self
+            .stmt("SELECT retained FROM topics WHERE id = ?1")?
+            .query_row([topic_id], |r| r.get::<_, i64>(0))? as usize;
+        let n = msgs.len();
+        // Which of the new messages to keep, and how many of the oldest retained ones to drop.
+        let (keep, drop_oldest) = match retention {
+            Retention::Off => return Ok(PublishReceipt::default()),
+            Retention::Reject(limit) if held + n > limit => {
+                return Err(Error::new(
+                    ErrorKind::Full,
+                    format!(
+                        "topic {topic:?} has no consumer group and already retains {held} of at most {limit} messages"
+                    ),
+                )
+                .into())
+            }
+            Retention::Reject(_) => (msgs, 0),
+            Retention::DropOldest(limit) if n >= limit => (&msgs[n - limit..], held),
+            Retention::DropOldest(limit) => (msgs, (held + n).saturating_sub(limit)),
+            Retention::DropNewest(limit) => (&msgs[..limit.saturating_sub(held).min(n)], 0),
+        };
+        if drop_oldest > 0 {
+            self.drop_oldest_retained(topic_id, drop_oldest)?;
+        }
+        let mut insert_message = self.stmt(INSERT_MESSAGE)?;
+        let mut insert_retained = self.stmt("INSERT INTO retained (topic_id, message) VALUES (?1, ?2)")?;
+        for m in keep {
+            let body =
+                insert_message.insert(params![1, m.priority, m.timestamp_ms as i64, m.id, m.payload, m.metadata])?;
+            insert_retained.execute([topic_id, body])?;
+        }
+        let now_held = held - drop_oldest + keep.len();
+        self.stmt("UPDATE topics SET retained = ?2 WHERE id = ?1")?.execute([topic_id, now_held as i64])?;
+        let discarded = (drop_oldest + n - keep.len()) as u64;
+        Ok(PublishReceipt { groups: Vec::new(), retained: !keep.is_empty(), discarded })
+    }
+
+    /// Discards the `n` oldest messages `topic_id` retains. A retained body has no other
+    /// reference (deliveries are only made of it when a group takes it over).
+    fn drop_oldest_retained(&self, topic_id: i64, n: usize) -> TxResult<()> {
+        let oldest = "SELECT message FROM retained WHERE topic_id = ?1 ORDER BY message LIMIT ?2";
+        self.stmt(&format!("DELETE FROM messages WHERE id IN ({oldest})"))?.execute([topic_id, n as i64])?;
+        self.stmt(&format!("DELETE FROM retained WHERE topic_id = ?1 AND message IN ({oldest})"))?
+            .execute([topic_id, n as i64])?;
+        Ok(())
+    }
+
+    /// Hands what `topic_id` retains to the new group `g`, oldest first; returns how many.
+    pub(super) fn take_over_retained(&self, topic_id: i64, g: super::GroupId) -> TxResult<u64> {
+        let held: Vec<(i64, i32)> = self
+            .stmt(
+                "SELECT r.message, m.priority FROM retained AS r JOIN messages AS m ON m.id = r.message \
+                 WHERE r.topic_id = ?1 ORDER BY r.message",
+            )?
+            .query_map([topic_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        if held.is_empty() {
+            return Ok(0);
+        }
+        let first = self.take_seq(held.len() as i64)?;
+        let mut insert_delivery = self.stmt(INSERT_DELIVERY)?;
+        for (key, (body, priority)) in (first..).zip(&held) {
+            insert_delivery.execute(params![key, g.0, body, priority])?;
+        }
+        self.stmt("DELETE FROM retained WHERE topic_id = ?1")?.execute([topic_id])?;
+        self.stmt("UPDATE topics SET retained = 0 WHERE id = ?1")?.execute([topic_id])?;
+        self.add_ready(g, held.len() as i64)?;
+        Ok(held.len() as u64)
+    }
+}

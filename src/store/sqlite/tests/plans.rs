@@ -1,0 +1,67 @@
+//! The hot statements walk their indexes: no full scan of the backlog, no sort.
+
+use super::super::leases::{
+    DELETE_LEASED, EXTEND_LEASES, MARK_LEASED, PROMOTE_DELAYED, PROMOTE_EXPIRED, RELEASE_OWNER, SELECT_READY,
+};
+use super::super::publish::INSERT_DELIVERY;
+use super::super::reads::{MAY_CLAIM, NEXT_DUE};
+use super::*;
+
+/// The query plan of `sql`, one line per step.
+fn plan(f: &SqliteFile, sql: &str) -> String {
+    f.readers
+        .with(|c| {
+            let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+            let mut rows = stmt.raw_query();
+            let mut lines = Vec::new();
+            while let Some(r) = rows.next()? {
+                lines.push(r.get::<_, String>(3)?);
+            }
+            Ok(lines.join("\n"))
+        })
+        .unwrap()
+}
+
+#[test]
+fn claims_and_settlements_use_their_indexes() {
+    let dir = TempDir::new("plans");
+    let f = open(&dir.file("s.db"));
+    let g = f.named_group("t", "w").unwrap();
+    publish_ids(&f, "t", &["a", "b", "c"]);
+    f.claim(g, 1, "me", LEASE).unwrap();
+
+    let p = plan(&f, SELECT_READY);
+    assert!(p.contains("SEARCH d USING INDEX deliveries_ready (group_id=?)"), "{p}");
+    assert!(p.contains("SEARCH m USING INTEGER PRIMARY KEY"), "{p}");
+    assert!(!p.contains("TEMP B-TREE") && !p.contains("SCAN"), "{p}");
+
+    let p = plan(&f, PROMOTE_DELAYED);
+    assert!(p.contains("USING INDEX deliveries_delayed (group_id=? AND due<?)"), "{p}");
+    let p = plan(&f, PROMOTE_EXPIRED);
+    assert!(p.contains("USING INDEX deliveries_leased (group_id=? AND due<?)"), "{p}");
+    for sql in [DELETE_LEASED, MARK_LEASED] {
+        let p = plan(&f, sql);
+        assert!(p.contains("USING INTEGER PRIMARY KEY") && !p.contains("SCAN"), "{sql}: {p}");
+    }
+    // Owner-wide updates scan only the leases (a partial index), never the backlog.
+    for sql in [EXTEND_LEASES, RELEASE_OWNER] {
+        let p = plan(&f, sql);
+        assert!(p.contains("SCAN deliveries USING INDEX deliveries_leased"), "{sql}: {p}");
+    }
+    let p = plan(&f, INSERT_DELIVERY);
+    assert!(!p.contains("SCAN"), "{p}");
+}
+
+#[test]
+fn pollers_probe_indexes_only() {
+    let dir = TempDir::new("plans-reads");
+    let f = open(&dir.file("s.db"));
+    publish_ids(&f, "t", &["a"]);
+    let p = plan(&f, MAY_CLAIM);
+    assert!(p.contains("SEARCH g USING INTEGER PRIMARY KEY"), "{p}");
+    assert!(p.contains("deliveries_delayed (group_id=? AND due<?)"), "{p}");
+    assert!(p.contains("deliveries_leased (group_id=? AND due<?)"), "{p}");
+    let p = plan(&f, NEXT_DUE);
+    assert!(p.contains("deliveries_delayed (group_id=?)") && p.contains("deliveries_leased (group_id=?)"), "{p}");
+    assert!(!p.contains("TEMP B-TREE") && !p.contains("SCAN deliveries"), "{p}");
+}
