@@ -26,13 +26,23 @@ impl std::fmt::Display for JsonError {
 /// Checks that `bytes` is one JSON value, with optional surrounding whitespace.
 pub(crate) fn validate(bytes: &[u8]) -> Result<(), JsonError> {
     let mut p = Parser { b: bytes, i: 0 };
-    p.value()?;
-    p.skip_ws();
-    if p.i != bytes.len() {
-        return Err(p.err("trailing characters after the value"));
-    }
-    Ok(())
+    let checked = p.value().and_then(|()| {
+        p.skip_ws();
+        if p.i == bytes.len() {
+            Ok(())
+        } else {
+            Err(Fail("trailing characters after the value"))
+        }
+    });
+    checked.map_err(|Fail(reason)| JsonError { offset: p.i, reason })
 }
+
+/// A failure inside the parser: only the reason, so that results stay one register wide; the
+/// offset is the parser's position, read once at the top.
+#[derive(Clone, Copy)]
+struct Fail(&'static str);
+
+type Step = Result<(), Fail>;
 
 /// Whether `bytes` starts (after whitespace) with `{`: with `validate`, a JSON object.
 pub(crate) fn is_object(bytes: &[u8]) -> bool {
@@ -79,8 +89,8 @@ impl Nesting {
 }
 
 impl Parser<'_> {
-    fn err(&self, reason: &'static str) -> JsonError {
-        JsonError { offset: self.i, reason }
+    fn err(&self, reason: &'static str) -> Fail {
+        Fail(reason)
     }
 
     fn peek(&self) -> Option<u8> {
@@ -94,7 +104,7 @@ impl Parser<'_> {
     }
 
     /// One value, containers included, iteratively (no recursion, so no stack to overflow).
-    fn value(&mut self) -> Result<(), JsonError> {
+    fn value(&mut self) -> Step {
         let mut nest = Nesting { inline: [0; INLINE_DEPTH / 64], spill: Vec::new(), depth: 0 };
         loop {
             // A value is expected here.
@@ -159,7 +169,7 @@ impl Parser<'_> {
     }
 
     /// `"key" :`, leaving the position at the member's value.
-    fn key(&mut self) -> Result<(), JsonError> {
+    fn key(&mut self) -> Step {
         if self.peek() != Some(b'"') {
             return Err(self.err("expected a string key"));
         }
@@ -172,7 +182,7 @@ impl Parser<'_> {
         Ok(())
     }
 
-    fn literal(&mut self, word: &'static [u8]) -> Result<(), JsonError> {
+    fn literal(&mut self, word: &'static [u8]) -> Step {
         if self.b[self.i..].starts_with(word) {
             self.i += word.len();
             Ok(())
@@ -189,7 +199,7 @@ impl Parser<'_> {
         self.i - start
     }
 
-    fn number(&mut self) -> Result<(), JsonError> {
+    fn number(&mut self) -> Step {
         if self.peek() == Some(b'-') {
             self.i += 1;
         }
@@ -219,7 +229,7 @@ impl Parser<'_> {
     }
 
     /// A string, from its opening quote past its closing one.
-    fn string(&mut self) -> Result<(), JsonError> {
+    fn string(&mut self) -> Step {
         self.i += 1;
         loop {
             self.skip_plain();
@@ -241,17 +251,21 @@ impl Parser<'_> {
     fn skip_plain(&mut self) {
         const ONES: u64 = 0x0101_0101_0101_0101;
         const HIGH: u64 = 0x8080_8080_8080_8080;
-        // Whether any byte of `w` is zero (exact in the high bit of that byte's lane, which is
-        // all that is tested).
-        let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH != 0;
+        // The high bit of each zero byte of `w`. Borrows can also mark bytes above a zero
+        // byte, but never below one, so the lowest mark is exact: that is all that is used.
+        let zeros = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
         while let Some(chunk) = self.b.get(self.i..self.i + 8) {
             let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-            let special = w & HIGH != 0 // non-ASCII
-                || has_zero(w & 0xe0e0_e0e0_e0e0_e0e0) // below 0x20
-                || has_zero(w ^ (ONES * u64::from(b'"')))
-                || has_zero(w ^ (ONES * u64::from(b'\\')));
-            if special {
-                break;
+            // Non-ASCII; then, for ASCII lanes, below 0x20, a quote, a backslash. (A non-ASCII
+            // lane can be marked by the others too; it needs a look anyway.)
+            let special = (w & HIGH)
+                | zeros(w & 0xe0e0_e0e0_e0e0_e0e0)
+                | zeros(w ^ (ONES * u64::from(b'"')))
+                | zeros(w ^ (ONES * u64::from(b'\\')));
+            if special != 0 {
+                // Little-endian: the lowest marked lane is the first byte needing a look.
+                self.i += (special.trailing_zeros() / 8) as usize;
+                return;
             }
             self.i += 8;
         }
@@ -263,7 +277,7 @@ impl Parser<'_> {
         }
     }
 
-    fn escape(&mut self) -> Result<(), JsonError> {
+    fn escape(&mut self) -> Step {
         self.i += 1;
         match self.peek() {
             Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.i += 1,
@@ -283,7 +297,7 @@ impl Parser<'_> {
     }
 
     /// One multi-byte UTF-8 character (the lead byte is at the position).
-    fn utf8_char(&mut self) -> Result<(), JsonError> {
+    fn utf8_char(&mut self) -> Step {
         let len = match self.b[self.i] {
             0xc2..=0xdf => 2,
             0xe0..=0xef => 3,
