@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,7 @@ func main() {
 	seconds := flag.Float64("seconds", 5, "time bound of the measured phase")
 	flag.Float64("rate", 0, "unused (accepted for a uniform command line)")
 	flag.Uint64("batch", 0, "unused")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured phase to this file (go tool pprof)")
 	flag.CommandLine.Parse(os.Args[min(2, len(os.Args)):])
 	if len(os.Args) < 2 || os.Args[1] != "1to1" {
 		die("usage: gobench 1to1 [--messages N] [--warmup N] [--seconds S]")
@@ -81,11 +83,22 @@ func main() {
 	join()
 	delivered.Store(0)
 
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			die("cpuprofile: %v", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			die("cpuprofile: %v", err)
+		}
+		defer f.Close()
+	}
 	t0 := time.Now()
 	sent := publish(*warmup, *messages, t0.Add(time.Duration(*seconds*float64(time.Second))))
 	tPub := time.Since(t0)
 	join()
 	elapsed := time.Since(t0).Seconds()
+	pprof.StopCPUProfile() // a no-op without --cpuprofile
 	got := delivered.Load()
 	if got != sent {
 		die("1to1: %d deliveries for %d messages", got, sent)

@@ -270,6 +270,28 @@ func (b *Broker) Ack(id DeliveryID) error {
 	return err
 }
 
+// AckBatch acks the deliveries in ids, in order, in one call (brokk_broker_ack_batch), as Ack
+// would each: for a batch taken with FetchBatch. A failing id does not stop the others. It
+// returns how many were acked and, if any failed, the error of the first failure, whose
+// message names its index and id (ids[i] (id): ...). ErrClosed stops the batch where it
+// occurred. An empty ids acks nothing and succeeds.
+func (b *Broker) AckBatch(ids []DeliveryID) (int, error) {
+	var cids *C.uint64_t // NULL for an empty batch, which brokk accepts
+	if len(ids) > 0 {
+		cids = (*C.uint64_t)(unsafe.Pointer(&ids[0]))
+	}
+	p, err := b.acquire("ack batch")
+	if err != nil {
+		return 0, err
+	}
+	defer b.release()
+	var acked C.size_t
+	err = check("ack batch", C.gbrokk_broker_ack_batch(p, cids, C.size_t(len(ids)), &acked))
+	runtime.KeepAlive(b)
+	runtime.KeepAlive(ids)
+	return int(acked), err
+}
+
 // Nack nacks a delivery awaiting an ack (brokk_broker_nack). With requeue it is delivered
 // again (attempt + 1) no earlier than delay from now, unless its attempt limit is reached;
 // without, it is given up (dead-lettered if its subscription or fetch named a topic). reason

@@ -1,7 +1,9 @@
 package brokk
 
 // The Go half of the trampolines in shims.c. brokk calls the C trampolines on its own threads;
-// they call these with user_data turned back into the integer cgo.Handle it is. No panic may
+// they call these with user_data turned back into the integer handle it is (handles.go) and,
+// for a message, a view that the trampoline filled on its C stack with every field of the
+// message (brokk_message_read), so that the Message accessors make no cgo call. No panic may
 // unwind into C, so each one recovers.
 
 /*
@@ -12,48 +14,43 @@ import "C"
 import (
 	"fmt"
 	"os"
-	"runtime/cgo"
 	"strings"
 	"unsafe"
 )
 
 //export gbrokkHandle
-func gbrokkHandle(handle C.uintptr_t, msg *C.brokk_message) (verdict C.brokk_verdict) {
-	m := &Message{ptr: msg}
+func gbrokkHandle(h C.uintptr_t, view *C.gbrokk_view) (verdict C.brokk_verdict) {
+	m := &Message{v: viewRef(view)}
 	defer func() {
-		m.ptr = nil // the view dies when we return
+		m.v = noView // the view dies when we return
 		if r := recover(); r != nil {
 			// A panicking handler fails its delivery; listeners see why in OnFailed.
 			reason := strings.ToValidUTF8(fmt.Sprintf("panic: %v", r), "\uFFFD")
 			p, n := cText(reason)
-			_ = check("set failure reason", C.gbrokk_message_set_failure_reason(msg, p, n))
+			_ = check("set failure reason", C.gbrokk_message_set_failure_reason(view.message, p, n))
 			verdict = C.BROKK_VERDICT_NACK
 		}
 	}()
-	handler := cgo.Handle(handle).Value().(Handler)
-	return C.brokk_verdict(handler(m))
+	return C.brokk_verdict(handle(h).value().handler(m))
 }
 
 // gbrokkRelease is every registration's free_user_data: brokk calls it exactly once, after
 // the last invocation.
 //
 //export gbrokkRelease
-func gbrokkRelease(handle C.uintptr_t) {
-	h := cgo.Handle(handle)
-	v := h.Value()
-	h.Delete()
-	liveHandles.Add(-1)
+func gbrokkRelease(h C.uintptr_t) {
+	r := handle(h).delete()
 	if hook := releaseHook.Load(); hook != nil {
-		(*hook)(h)
+		(*hook)(handle(h))
 	}
-	if l, ok := v.(*Listener); ok && l.OnRelease != nil {
+	if l := r.listener; l != nil && l.OnRelease != nil {
 		defer recoverListener("OnRelease")
 		l.OnRelease()
 	}
 }
 
-func listener(handle C.uintptr_t) *Listener {
-	return cgo.Handle(handle).Value().(*Listener)
+func listener(h C.uintptr_t) *Listener {
+	return handle(h).value().listener
 }
 
 func recoverListener(event string) {
@@ -63,10 +60,10 @@ func recoverListener(event string) {
 }
 
 //export gbrokkOnMessage
-func gbrokkOnMessage(handle C.uintptr_t, event C.uint32_t, msg *C.brokk_message) {
-	m := &Message{ptr: msg}
-	defer func() { m.ptr = nil }()
-	l := listener(handle)
+func gbrokkOnMessage(h C.uintptr_t, event C.uint32_t, view *C.gbrokk_view) {
+	m := &Message{v: viewRef(view)}
+	defer func() { m.v = noView }()
+	l := listener(h)
 	switch event {
 	case C.GBROKK_ON_PUBLISH:
 		defer recoverListener("OnPublish")
@@ -81,18 +78,18 @@ func gbrokkOnMessage(handle C.uintptr_t, event C.uint32_t, msg *C.brokk_message)
 }
 
 //export gbrokkOnFailed
-func gbrokkOnFailed(handle C.uintptr_t, msg *C.brokk_message, reason *C.char, reasonLen C.size_t, requeued C.bool) {
-	m := &Message{ptr: msg}
-	defer func() { m.ptr = nil }()
+func gbrokkOnFailed(h C.uintptr_t, view *C.gbrokk_view, reason *C.char, reasonLen C.size_t, requeued C.bool) {
+	m := &Message{v: viewRef(view)}
+	defer func() { m.v = noView }()
 	defer recoverListener("OnFailed")
 	r := string(unsafe.Slice((*byte)(unsafe.Pointer(reason)), reasonLen))
-	listener(handle).OnFailed(m, r, bool(requeued))
+	listener(h).OnFailed(m, r, bool(requeued))
 }
 
 //export gbrokkOnSubscription
-func gbrokkOnSubscription(handle C.uintptr_t, event C.uint32_t, topic *C.char, topicLen C.size_t, id C.uint64_t) {
+func gbrokkOnSubscription(h C.uintptr_t, event C.uint32_t, topic *C.char, topicLen C.size_t, id C.uint64_t) {
 	t := string(unsafe.Slice((*byte)(unsafe.Pointer(topic)), topicLen))
-	l := listener(handle)
+	l := listener(h)
 	if event == C.GBROKK_ON_SUBSCRIBE {
 		defer recoverListener("OnSubscribe")
 		l.OnSubscribe(t, SubscriptionID(id))
@@ -103,8 +100,8 @@ func gbrokkOnSubscription(handle C.uintptr_t, event C.uint32_t, topic *C.char, t
 }
 
 //export gbrokkOnTopicCreated
-func gbrokkOnTopicCreated(handle C.uintptr_t, topic *C.char, topicLen C.size_t) {
+func gbrokkOnTopicCreated(h C.uintptr_t, topic *C.char, topicLen C.size_t) {
 	defer recoverListener("OnTopicCreated")
 	t := string(unsafe.Slice((*byte)(unsafe.Pointer(topic)), topicLen))
-	listener(handle).OnTopicCreated(t)
+	listener(h).OnTopicCreated(t)
 }

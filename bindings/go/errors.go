@@ -30,12 +30,16 @@ const (
 	StatusWouldDeadlock       Status = C.BROKK_STATUS_WOULD_DEADLOCK
 	StatusUnsupportedBackend  Status = C.BROKK_STATUS_UNSUPPORTED_BACKEND
 	StatusInvalidGroup        Status = C.BROKK_STATUS_INVALID_GROUP
+	StatusIncompatibleStore   Status = C.BROKK_STATUS_INCOMPATIBLE_STORE
+	StatusCannotOpenStore     Status = C.BROKK_STATUS_CANNOT_OPEN_STORE
 	StatusUnknownSubscription Status = C.BROKK_STATUS_UNKNOWN_SUBSCRIPTION
 	StatusUnknownDelivery     Status = C.BROKK_STATUS_UNKNOWN_DELIVERY
 	StatusAlreadySettled      Status = C.BROKK_STATUS_ALREADY_SETTLED
 	StatusUnknownListener     Status = C.BROKK_STATUS_UNKNOWN_LISTENER
 	StatusTimeout             Status = C.BROKK_STATUS_TIMEOUT
 	StatusFull                Status = C.BROKK_STATUS_FULL
+	StatusUnavailable         Status = C.BROKK_STATUS_UNAVAILABLE
+	StatusStorageFailed       Status = C.BROKK_STATUS_STORAGE_FAILED
 	StatusClosed              Status = C.BROKK_STATUS_CLOSED
 	StatusPanic               Status = C.BROKK_STATUS_PANIC
 )
@@ -55,12 +59,16 @@ var (
 	ErrWouldDeadlock       error = StatusWouldDeadlock
 	ErrUnsupportedBackend  error = StatusUnsupportedBackend
 	ErrInvalidGroup        error = StatusInvalidGroup
+	ErrIncompatibleStore   error = StatusIncompatibleStore // not a brokk store, a newer one, or corrupt
+	ErrCannotOpenStore     error = StatusCannotOpenStore   // the store cannot be opened as given
 	ErrUnknownSubscription error = StatusUnknownSubscription
 	ErrUnknownDelivery     error = StatusUnknownDelivery
 	ErrAlreadySettled      error = StatusAlreadySettled
 	ErrUnknownListener     error = StatusUnknownListener
 	ErrTimeout             error = StatusTimeout
 	ErrFull                error = StatusFull
+	ErrUnavailable         error = StatusUnavailable   // the store is out of reach for now
+	ErrStorageFailed       error = StatusStorageFailed // the store failed to read or write
 	ErrClosed              error = StatusClosed
 	ErrPanic               error = StatusPanic
 )

@@ -15,6 +15,7 @@ var sentinels = []error{
 	ErrInvalidArgument, ErrInvalidURL, ErrBufferTooSmall, ErrWouldDeadlock, ErrUnsupportedBackend,
 	ErrInvalidGroup, ErrUnknownSubscription, ErrUnknownDelivery, ErrAlreadySettled, ErrUnknownListener,
 	ErrTimeout, ErrFull, ErrClosed, ErrPanic,
+	ErrIncompatibleStore, ErrCannotOpenStore, ErrUnavailable, ErrStorageFailed,
 }
 
 // expectErr checks that err matches want and no other sentinel, is an *Error with brokk's
@@ -142,9 +143,29 @@ func TestBadInputGivesTheRightSentinel(t *testing.T) {
 	must(b.Publish("reasons", []byte(`1`), nil))(t)
 	expectErr(t, "set failure reason: not UTF-8", receive(t, res, "the handler"), ErrInvalidUTF8)
 
-	// Statuses this API cannot produce still map to their sentinels.
-	for _, s := range []Status{StatusBufferTooSmall, StatusPanic} {
+	// Statuses this API cannot produce (or not with the memory backend) still map to their
+	// sentinels, with brokk's class and description.
+	for _, s := range []Status{StatusBufferTooSmall, StatusPanic, StatusIncompatibleStore, StatusCannotOpenStore,
+		StatusUnavailable, StatusStorageFailed} {
 		expectErr(t, s.String(), &Error{Op: "test", Status: s, Message: "synthetic"}, s)
+		if s.String() == "unknown status" {
+			t.Errorf("status %d has no description", uint32(s))
+		}
+	}
+	classes := map[error]Class{
+		ErrIncompatibleStore: ClassCaller, ErrCannotOpenStore: ClassCaller,
+		ErrUnavailable: ClassTransient, ErrStorageFailed: ClassTransient,
+	}
+	for sentinel, want := range classes {
+		if got := ClassOf(&Error{Op: "test", Status: sentinel.(Status)}); got != want {
+			t.Errorf("%v: class %v, want %v", sentinel, got, want)
+		}
+	}
+	numbers := map[Status]uint32{StatusIncompatibleStore: 13, StatusCannotOpenStore: 14, StatusUnavailable: 202, StatusStorageFailed: 203}
+	for s, n := range numbers {
+		if uint32(s) != n {
+			t.Errorf("%v is %d, want %d (brokk.h)", s, uint32(s), n)
+		}
 	}
 	if ClassOf(nil) != ClassOK || ClassOf(errors.New("other")) != ClassBug || ClassOf(fmt.Errorf("wrapped: %w", ErrClosed)) != ClassTerminal {
 		t.Error("ClassOf")

@@ -3,6 +3,7 @@ package brokk_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"brokk.dev/brokk"
@@ -69,4 +70,45 @@ func ExampleBroker_Fetch() {
 	// "job 1" priority 9
 	// "job 2" priority 5
 	// "job 0" priority 1
+}
+
+// Pull in batches: up to max deliveries per call, then one call to ack them all.
+func ExampleBroker_FetchBatch() {
+	b, err := brokk.Open("", nil)
+	if err != nil {
+		panic(err)
+	}
+	defer b.Close(context.Background())
+	var batch []brokk.BatchMessage
+	for i := 0; i < 5; i++ {
+		batch = append(batch, brokk.BatchMessage{Payload: []byte(fmt.Sprintf(`{"job": %d}`, i))})
+	}
+	if _, err := b.PublishBatch("jobs", batch); err != nil {
+		panic(err)
+	}
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		ds, err := b.FetchBatch(ctx, "jobs", 3, nil)
+		cancel()
+		if err != nil {
+			panic(err)
+		}
+		if ds == nil {
+			break // nothing within 100 ms
+		}
+		ids := make([]brokk.DeliveryID, len(ds))
+		payloads := make([]string, len(ds))
+		for i, d := range ds {
+			payloads[i] = string(d.Message().Payload())
+			ids[i] = d.Message().DeliveryID()
+			d.Close() // the id is all AckBatch needs
+		}
+		fmt.Println(strings.Join(payloads, " "))
+		if n, err := b.AckBatch(ids); err != nil {
+			panic(fmt.Sprintf("acked %d of %d: %v", n, len(ids), err))
+		}
+	}
+	// Output:
+	// {"job": 0} {"job": 1} {"job": 2}
+	// {"job": 3} {"job": 4}
 }

@@ -8,7 +8,10 @@ import "C"
 import (
 	"context"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // FetchOptions configure Fetch (brokk_fetch_options); zero fields mean the defaults, a nil
@@ -35,26 +38,23 @@ type FetchOptions struct {
 func (b *Broker) Fetch(ctx context.Context, topic string, opts *FetchOptions) (*Delivery, error) {
 	var pin runtime.Pinner
 	defer pin.Unpin()
-	var copts *C.brokk_fetch_options
-	if opts != nil {
-		deadline, err := durationMs("fetch", "AckDeadline", opts.AckDeadline)
-		if err != nil {
-			return nil, err
-		}
-		copts = &C.brokk_fetch_options{ack_deadline_ms: deadline, max_attempts: C.uint32_t(opts.MaxAttempts)}
-		copts.group, copts.group_len = cOptText(opts.Group, &pin)
-		copts.dead_letter_topic, copts.dead_letter_topic_len = cOptText(opts.DeadLetterTopic, &pin)
+	copts, err := fetchOptions("fetch", opts, &pin)
+	if err != nil {
+		return nil, err
 	}
 	ctopic, ctopicLen := cText(topic)
 	var d *C.brokk_delivery
-	err := waitInSlices(ctx, func(ms C.uint64_t) (bool, error) {
+	var view C.gbrokk_view // read in the fetch's own cgo call
+	err = waitInSlices(ctx, func(ms C.uint64_t) (bool, error) {
 		p, err := b.acquire("fetch")
 		if err != nil {
 			return true, err
 		}
 		defer b.release()
-		err = check("fetch", C.gbrokk_broker_fetch(p, ctopic, ctopicLen, copts, ms, &d))
+		r := C.gbrokk_broker_fetch(p, ctopic, ctopicLen, copts, ms)
 		runtime.KeepAlive(b)
+		d, view = r.delivery, r.view
+		err = check("fetch", r.result)
 		return err != nil || d != nil, err
 	})
 	runtime.KeepAlive(topic)
@@ -67,23 +67,190 @@ func (b *Broker) Fetch(ctx context.Context, topic string, opts *FetchOptions) (*
 	if d == nil {
 		return nil, nil
 	}
-	delivery := &Delivery{ptr: d, broker: b}
-	delivery.msg.ptr = C.brokk_delivery_message(d)
-	delivery.cleanup = runtime.AddCleanup(delivery, freeDelivery, d)
+	delivery := &Delivery{broker: b}
+	copy(delivery.view[:], viewAsWords(&view))
+	delivery.own(d)
 	return delivery, nil
 }
 
-func freeDelivery(d *C.brokk_delivery) { C.brokk_delivery_free(d) }
+// FetchBatch takes up to max deliveries of a consumer group on topic in one call
+// (brokk_broker_fetch_batch): it waits for the first as Fetch does (ctx's deadline, slices of
+// at most 100 ms if ctx can be cancelled, ctx.Err() once it is cancelled), then takes what is
+// queued at that moment, highest priority first, FIFO within a priority. It returns nil, nil if
+// none came in time. Each delivery is the caller's, as one from Fetch is: it awaits Ack or Nack
+// (AckBatch acks many in one call) and must be closed.
+//
+// max must be at least 1: brokk refuses 0 with ErrInvalidArgument, and the binding a negative
+// max. The call sets aside room for max deliveries; a max above MaxFetchBatch counts as
+// MaxFetchBatch, so that "everything queued" (math.MaxInt) takes at most that many per call.
+func (b *Broker) FetchBatch(ctx context.Context, topic string, max int, opts *FetchOptions) ([]*Delivery, error) {
+	if max < 0 {
+		return nil, errorf("fetch batch", StatusInvalidArgument, "max is negative (%d)", max)
+	}
+	max = min(max, MaxFetchBatch)
+	var pin runtime.Pinner
+	defer pin.Unpin()
+	copts, err := fetchOptions("fetch batch", opts, &pin)
+	if err != nil {
+		return nil, err
+	}
+	ctopic, ctopicLen := cText(topic)
+	// brokk writes up to max C pointers here; one spare slot keeps the pointer non-NULL when
+	// max is 0, so that brokk sees the max it is given and answers it. The buffer is only
+	// scratch (the deliveries are copied out), so it is reused across calls.
+	scratch := deliveryScratch(max + 1)
+	defer fetchScratch.Put(scratch)
+	out := *scratch
+	var n C.size_t
+	err = waitInSlices(ctx, func(ms C.uint64_t) (bool, error) {
+		p, err := b.acquire("fetch batch")
+		if err != nil {
+			return true, err
+		}
+		defer b.release()
+		err = check("fetch batch", C.gbrokk_broker_fetch_batch(p, ctopic, ctopicLen, copts, C.size_t(max), ms, &out[0], &n))
+		runtime.KeepAlive(b)
+		return err != nil || n > 0, err
+	})
+	runtime.KeepAlive(topic)
+	if err != nil || n == 0 {
+		return nil, err // brokk writes no delivery on failure
+	}
+	// Every view in one cgo call, into memory that the deliveries share; one cleanup for the
+	// whole batch frees those that are dropped unclosed.
+	batch := newFetchedBatch(out[:n])
+	C.gbrokk_deliveries_read(&out[0], n, unsafe.Pointer(&batch.views[0]))
+	deliveries := make([]*Delivery, n)
+	for i := range deliveries {
+		d := &Delivery{ptr: out[i], broker: b, batch: batch, index: i}
+		d.msg.v = viewRef(&batch.views[i])
+		deliveries[i] = d
+	}
+	return deliveries, nil
+}
+
+// fetchedBatch is what the deliveries of one FetchBatch share: their views, and the C
+// deliveries that are not closed yet, which one cleanup frees once none of the Deliveries is
+// reachable (a cleanup per delivery, with its Stop in Close, cost as much as the batched fetch).
+type fetchedBatch struct {
+	// views are in memory that Go allocated as pointer-free ([]uint64): they hold only C
+	// pointers, so the collector has nothing to scan, and cgo, given it as an unsafe.Pointer,
+	// nothing to check when brokk fills them.
+	views []C.gbrokk_view
+	open  *openDeliveries
+}
+
+// openDeliveries is the batch cleanup's argument: it must not refer to the fetchedBatch.
+type openDeliveries struct {
+	mu   sync.Mutex
+	ptrs []*C.brokk_delivery // nil once closed
+}
+
+// viewWords is the size of a gbrokk_view in 8-byte words: views that Go keeps live in memory
+// typed as words, which the collector does not scan for pointers (they hold only C pointers,
+// whose lookups would cost the collector more than the fetch).
+const viewWords = (unsafe.Sizeof(C.gbrokk_view{}) + 7) / 8
+
+// A gbrokk_view is a whole number of words (this fails to compile otherwise).
+var _ = [1]struct{}{}[unsafe.Sizeof(C.gbrokk_view{})%8]
+
+// viewAsWords is v's memory as words.
+func viewAsWords(v *C.gbrokk_view) []uint64 {
+	return unsafe.Slice((*uint64)(unsafe.Pointer(v)), unsafe.Sizeof(*v)/8)
+}
+
+func newFetchedBatch(ptrs []*C.brokk_delivery) *fetchedBatch {
+	n := len(ptrs)
+	mem := make([]uint64, uintptr(n)*viewWords) // 8-byte aligned, like gbrokk_view
+	b := &fetchedBatch{
+		views: unsafe.Slice((*C.gbrokk_view)(unsafe.Pointer(&mem[0])), n),
+		open:  &openDeliveries{ptrs: append([]*C.brokk_delivery(nil), ptrs...)},
+	}
+	runtime.AddCleanup(b, freeOpenDeliveries, b.open)
+	return b
+}
+
+// forget takes delivery i out of the cleanup's hands: it is being closed.
+func (o *openDeliveries) forget(i int) {
+	o.mu.Lock()
+	o.ptrs[i] = nil
+	o.mu.Unlock()
+}
+
+func freeOpenDeliveries(o *openDeliveries) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for i, p := range o.ptrs {
+		if p != nil {
+			C.brokk_delivery_free(p)
+			o.ptrs[i] = nil
+			cleanupFrees.Add(1)
+		}
+	}
+}
+
+// fetchScratch holds *[]*C.brokk_delivery buffers for FetchBatch.
+var fetchScratch sync.Pool
+
+// deliveryScratch is a buffer of n delivery pointers, from fetchScratch if one is big enough.
+func deliveryScratch(n int) *[]*C.brokk_delivery {
+	if p, ok := fetchScratch.Get().(*[]*C.brokk_delivery); ok && cap(*p) >= n {
+		*p = (*p)[:n]
+		return p
+	}
+	s := make([]*C.brokk_delivery, n)
+	return &s
+}
+
+// fetchOptions converts opts (nil: NULL), pinning the Go memory its strings point to.
+func fetchOptions(op string, opts *FetchOptions, pin *runtime.Pinner) (*C.brokk_fetch_options, error) {
+	if opts == nil {
+		return nil, nil
+	}
+	deadline, err := durationMs(op, "AckDeadline", opts.AckDeadline)
+	if err != nil {
+		return nil, err
+	}
+	copts := &C.brokk_fetch_options{ack_deadline_ms: deadline, max_attempts: C.uint32_t(opts.MaxAttempts)}
+	copts.group, copts.group_len = cOptText(opts.Group, pin)
+	copts.dead_letter_topic, copts.dead_letter_topic_len = cOptText(opts.DeadLetterTopic, pin)
+	return copts, nil
+}
+
+// MaxFetchBatch is the most deliveries one FetchBatch call takes (a larger max counts as this).
+const MaxFetchBatch = 1 << 16
+
+// cleanupFrees counts the deliveries that cleanups freed because they were dropped unclosed
+// (for tests).
+var cleanupFrees atomic.Int64
+
+func freeDelivery(d *C.brokk_delivery) {
+	C.brokk_delivery_free(d)
+	cleanupFrees.Add(1)
+}
 
 // Delivery is a fetched delivery (brokk_delivery), owned by the caller until Close, Ack or
 // Nack. Freeing does not settle it: a delivery closed unsettled stays in flight until acked or
 // nacked by its DeliveryID (or its ack deadline passes, or the broker closes). A Delivery is
 // for one goroutine at a time.
 type Delivery struct {
-	msg     Message // the view, valid until the delivery is freed
-	ptr     *C.brokk_delivery
-	broker  *Broker
+	msg    Message // the view, valid until the delivery is freed
+	ptr    *C.brokk_delivery
+	broker *Broker
+	// A Delivery from Fetch has its own view (a gbrokk_view, see viewWords) and cleanup; one
+	// from FetchBatch shares them with its batch, where it is open.ptrs[index].
+	view    [viewWords]uint64
 	cleanup runtime.Cleanup
+	batch   *fetchedBatch
+	index   int
+}
+
+// own takes the C delivery p, whose view is d.view, with a cleanup as a safety net. (The
+// collector does not follow msg.v, but msg is inside d: whoever holds the Message holds d.)
+func (d *Delivery) own(p *C.brokk_delivery) {
+	d.ptr = p
+	d.msg.v = viewRef((*C.gbrokk_view)(unsafe.Pointer(&d.view)))
+	d.cleanup = runtime.AddCleanup(d, freeDelivery, p)
 }
 
 // Message is the delivery's message view, valid until the Delivery is closed.
@@ -94,8 +261,12 @@ func (d *Delivery) Close() {
 	if d.ptr == nil {
 		return
 	}
-	d.cleanup.Stop()
-	d.msg.ptr = nil
+	if d.batch != nil {
+		d.batch.open.forget(d.index)
+	} else {
+		d.cleanup.Stop()
+	}
+	d.msg.v = noView
 	C.brokk_delivery_free(d.ptr)
 	d.ptr = nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"runtime"
-	"runtime/cgo"
 	"strconv"
 	"sync"
 	"testing"
@@ -26,7 +25,7 @@ func scaled(d time.Duration) time.Duration { return time.Duration(float64(d) * s
 func patience() time.Duration { return scaled(10 * time.Second) }
 
 // waitCtx is a context with the patience deadline.
-func waitCtx(t *testing.T) context.Context {
+func waitCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), patience())
 	t.Cleanup(cancel)
 	return ctx
@@ -100,13 +99,13 @@ func receive[T any](t *testing.T, ch <-chan T, what string) T {
 // releases records every handle free_user_data deletes, through the package's test hook.
 type releases struct {
 	mu    sync.Mutex
-	count map[cgo.Handle]int
+	count map[handle]int
 	total int
 }
 
 func watchReleases(t *testing.T) *releases {
-	r := &releases{count: map[cgo.Handle]int{}}
-	hook := func(h cgo.Handle) {
+	r := &releases{count: map[handle]int{}}
+	hook := func(h handle) {
 		r.mu.Lock()
 		r.count[h]++
 		r.total++
@@ -117,7 +116,7 @@ func watchReleases(t *testing.T) *releases {
 	return r
 }
 
-func (r *releases) snapshot() (total int, twice []cgo.Handle) {
+func (r *releases) snapshot() (total int, twice []handle) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for h, n := range r.count {

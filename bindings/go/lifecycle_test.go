@@ -37,6 +37,8 @@ func TestUseAfterCloseReturnsErrClosed(t *testing.T) {
 		"ack":          b.Ack(1),
 		"nack":         b.Nack(1, false, 0, ""),
 		"fetch":        second(b.Fetch(expired(), "t", nil)),
+		"fetch batch":  second(b.FetchBatch(expired(), "t", 4, nil)),
+		"ack batch":    second(b.AckBatch([]DeliveryID{1, 2})),
 		"count":        second(b.Count("t")),
 		"count all":    second(b.CountAll()),
 		"purge":        second(b.Purge("t")),

@@ -58,7 +58,7 @@ func (b *Broker) AddListener(l Listener) (ListenerID, error) {
 		return 0, err
 	}
 	defer b.release()
-	h := newHandle(&l)
+	h := newHandle(&registration{listener: &l})
 	var id C.uint64_t
 	err = check("add listener", C.gbrokk_broker_add_listener(p, C.uintptr_t(h), events, &id))
 	runtime.KeepAlive(b)

@@ -32,29 +32,41 @@ type BatchMessage struct {
 // defaults) and returns the message id. It works from any goroutine, including handlers.
 // A nil payload is refused with ErrNullArgument; an empty one with ErrInvalidJSON.
 func (b *Broker) Publish(topic string, payload []byte, opts *PublishOptions) (string, error) {
-	var pin runtime.Pinner
-	defer pin.Unpin()
-	var copts *C.brokk_publish_options
+	// The options go as scalars and the id comes back in the result (shims.h): no Go pointer to
+	// a Go output crosses, so Publish allocates only the id string it returns (and nothing
+	// when the caller gave the id).
+	var (
+		hasOpts     bool
+		cid, cmeta  *C.char
+		cidLen      C.size_t
+		cmetaLen    C.size_t
+		cpriority   C.int32_t
+		ctopic, tln = cText(topic)
+	)
 	if opts != nil {
-		copts = new(C.brokk_publish_options)
-		setPublishOptions(copts, opts, &pin)
+		hasOpts = true
+		cid, cidLen = cOptText(opts.ID, nil)
+		cmeta, cmetaLen = cBytes(opts.Metadata, nil)
+		cpriority = C.int32_t(opts.Priority)
 	}
-	ctopic, ctopicLen := cText(topic)
 	cpayload, cpayloadLen := cBytes(payload, nil)
 	p, err := b.acquire("publish")
 	if err != nil {
 		return "", err
 	}
-	defer b.release()
-	var id [C.BROKK_ID_BUFFER_SIZE]C.char
-	err = check("publish", C.gbrokk_broker_publish(p, ctopic, ctopicLen, cpayload, cpayloadLen, copts,
-		&id[0], C.size_t(len(id))))
+	r := C.gbrokk_broker_publish(p, ctopic, tln, cpayload, cpayloadLen, C.bool(hasOpts), cid, cidLen, cmeta, cmetaLen, cpriority)
+	b.release()
 	runtime.KeepAlive(b)
+	runtime.KeepAlive(topic)
 	runtime.KeepAlive(payload)
-	if err != nil {
+	runtime.KeepAlive(opts)
+	if err := check("publish", r.result); err != nil {
 		return "", err
 	}
-	return C.GoString(&id[0]), nil
+	if cidLen > 0 {
+		return opts.ID, nil // the caller's id is the message's id: nothing to copy
+	}
+	return string(unsafe.Slice((*byte)(unsafe.Pointer(&r.id[0])), r.id_len)), nil
 }
 
 func setPublishOptions(c *C.brokk_publish_options, o *PublishOptions, pin *runtime.Pinner) {

@@ -15,32 +15,53 @@
 
 const char gbrokk_empty[1] = "";
 
+const gbrokk_view gbrokk_no_view = {0};
+
 /* ---- trampolines --------------------------------------------------------------------------- */
 
+/* Fills `view` with the message and every field of it: the Go side then reads the fields
+ * without a cgo call per accessor. brokk_message_read fails only for NULL, which brokk never
+ * passes to a callback (its output is then untouched: zeroed here, all the same). */
+static void read_view(const brokk_message *message, gbrokk_view *view) {
+    view->message = message;
+    if (brokk_message_read(message, &view->fields) != BROKK_STATUS_OK) {
+        memset(&view->fields, 0, sizeof view->fields);
+    }
+}
+
 static brokk_verdict handler_trampoline(void *user_data, const brokk_message *message) {
-    return gbrokkHandle((uintptr_t)user_data, (brokk_message *)message);
+    gbrokk_view view;
+    read_view(message, &view);
+    return gbrokkHandle((uintptr_t)user_data, &view);
 }
 
 static void free_trampoline(void *user_data) {
     gbrokkRelease((uintptr_t)user_data);
 }
 
+static void on_message(void *user_data, uint32_t event, const brokk_message *message) {
+    gbrokk_view view;
+    read_view(message, &view);
+    gbrokkOnMessage((uintptr_t)user_data, event, &view);
+}
+
 static void on_publish_trampoline(void *user_data, const brokk_message *message) {
-    gbrokkOnMessage((uintptr_t)user_data, GBROKK_ON_PUBLISH, (brokk_message *)message);
+    on_message(user_data, GBROKK_ON_PUBLISH, message);
 }
 
 static void on_dispatched_trampoline(void *user_data, const brokk_message *message) {
-    gbrokkOnMessage((uintptr_t)user_data, GBROKK_ON_DISPATCHED, (brokk_message *)message);
+    on_message(user_data, GBROKK_ON_DISPATCHED, message);
 }
 
 static void on_processed_trampoline(void *user_data, const brokk_message *message) {
-    gbrokkOnMessage((uintptr_t)user_data, GBROKK_ON_PROCESSED, (brokk_message *)message);
+    on_message(user_data, GBROKK_ON_PROCESSED, message);
 }
 
 static void on_failed_trampoline(void *user_data, const brokk_message *message, const char *reason,
                                  size_t reason_len, bool requeued) {
-    gbrokkOnFailed((uintptr_t)user_data, (brokk_message *)message, (char *)reason, reason_len,
-                   requeued);
+    gbrokk_view view;
+    read_view(message, &view);
+    gbrokkOnFailed((uintptr_t)user_data, &view, (char *)reason, reason_len, requeued);
 }
 
 static void on_subscribe_trampoline(void *user_data, const char *topic, size_t topic_len,
@@ -87,12 +108,20 @@ gbrokk_result gbrokk_broker_join(const brokk_broker *broker, uint64_t timeout_ms
     return result(brokk_broker_join(broker, timeout_ms, remaining_out));
 }
 
-gbrokk_result gbrokk_broker_publish(const brokk_broker *broker, const char *topic,
-                                    size_t topic_len, const char *payload, size_t payload_len,
-                                    const brokk_publish_options *options, char *id_out,
-                                    size_t id_out_cap) {
-    return result(brokk_broker_publish(broker, topic, topic_len, payload, payload_len, options,
-                                       id_out, id_out_cap));
+gbrokk_publish_result gbrokk_broker_publish(const brokk_broker *broker, const char *topic,
+                                            size_t topic_len, const char *payload,
+                                            size_t payload_len, bool has_options,
+                                            const char *id, size_t id_len, const char *metadata,
+                                            size_t metadata_len, int32_t priority) {
+    gbrokk_publish_result r;
+    brokk_publish_options options = {id, id_len, metadata, metadata_len, priority};
+    /* A caller's id is the message's id: Go returns its own string, so brokk need not copy it. */
+    bool want_id = !(has_options && id != NULL);
+    r.result = result(brokk_broker_publish(broker, topic, topic_len, payload, payload_len,
+                                           has_options ? &options : NULL, want_id ? r.id : NULL,
+                                           want_id ? sizeof r.id : 0));
+    r.id_len = want_id && r.result.status == BROKK_STATUS_OK ? strlen(r.id) : 0;
+    return r;
 }
 
 gbrokk_result gbrokk_broker_publish_batch(const brokk_broker *broker, const char *topic,
@@ -126,10 +155,35 @@ gbrokk_result gbrokk_broker_nack(const brokk_broker *broker, uint64_t delivery_i
                                     reason_len));
 }
 
-gbrokk_result gbrokk_broker_fetch(const brokk_broker *broker, const char *topic,
-                                  size_t topic_len, const brokk_fetch_options *options,
-                                  uint64_t timeout_ms, brokk_delivery **delivery_out) {
-    return result(brokk_broker_fetch(broker, topic, topic_len, options, timeout_ms, delivery_out));
+gbrokk_fetch_result gbrokk_broker_fetch(const brokk_broker *broker, const char *topic,
+                                        size_t topic_len, const brokk_fetch_options *options,
+                                        uint64_t timeout_ms) {
+    gbrokk_fetch_result r;
+    memset(&r, 0, sizeof r);
+    r.result = result(brokk_broker_fetch(broker, topic, topic_len, options, timeout_ms,
+                                         &r.delivery));
+    if (r.delivery != NULL) read_view(brokk_delivery_message(r.delivery), &r.view);
+    return r;
+}
+
+gbrokk_result gbrokk_broker_fetch_batch(const brokk_broker *broker, const char *topic,
+                                        size_t topic_len, const brokk_fetch_options *options,
+                                        size_t max, uint64_t timeout_ms,
+                                        brokk_delivery **deliveries_out, size_t *count_out) {
+    return result(brokk_broker_fetch_batch(broker, topic, topic_len, options, max, timeout_ms,
+                                           deliveries_out, count_out));
+}
+
+void gbrokk_deliveries_read(brokk_delivery *const *deliveries, size_t count, void *views_out) {
+    gbrokk_view *views = views_out;
+    for (size_t i = 0; i < count; i++) {
+        read_view(brokk_delivery_message(deliveries[i]), &views[i]);
+    }
+}
+
+gbrokk_result gbrokk_broker_ack_batch(const brokk_broker *broker, const uint64_t *ids,
+                                     size_t count, size_t *acked_out) {
+    return result(brokk_broker_ack_batch(broker, ids, count, acked_out));
 }
 
 gbrokk_result gbrokk_broker_count(const brokk_broker *broker, const brokk_str *topics,

@@ -40,10 +40,6 @@ gbrokk_result gbrokk_broker_close(const brokk_broker *broker, uint64_t timeout_m
                                   brokk_close_report *report_out);
 gbrokk_result gbrokk_broker_join(const brokk_broker *broker, uint64_t timeout_ms,
                                  uint64_t *remaining_out);
-gbrokk_result gbrokk_broker_publish(const brokk_broker *broker, const char *topic,
-                                    size_t topic_len, const char *payload, size_t payload_len,
-                                    const brokk_publish_options *options, char *id_out,
-                                    size_t id_out_cap);
 gbrokk_result gbrokk_broker_publish_batch(const brokk_broker *broker, const char *topic,
                                           size_t topic_len, const brokk_batch_message *messages,
                                           size_t count, char *ids_out, size_t ids_out_cap);
@@ -52,9 +48,12 @@ gbrokk_result gbrokk_broker_ack(const brokk_broker *broker, uint64_t delivery_id
 gbrokk_result gbrokk_broker_nack(const brokk_broker *broker, uint64_t delivery_id, bool requeue,
                                  uint64_t requeue_delay_ms, const char *reason,
                                  size_t reason_len);
-gbrokk_result gbrokk_broker_fetch(const brokk_broker *broker, const char *topic,
-                                  size_t topic_len, const brokk_fetch_options *options,
-                                  uint64_t timeout_ms, brokk_delivery **delivery_out);
+gbrokk_result gbrokk_broker_ack_batch(const brokk_broker *broker, const uint64_t *ids,
+                                     size_t count, size_t *acked_out);
+gbrokk_result gbrokk_broker_fetch_batch(const brokk_broker *broker, const char *topic,
+                                        size_t topic_len, const brokk_fetch_options *options,
+                                        size_t max, uint64_t timeout_ms,
+                                        brokk_delivery **deliveries_out, size_t *count_out);
 gbrokk_result gbrokk_broker_count(const brokk_broker *broker, const brokk_str *topics,
                                   size_t topic_count, uint64_t *count_out);
 gbrokk_result gbrokk_broker_purge(const brokk_broker *broker, const brokk_str *topics,
@@ -67,13 +66,67 @@ gbrokk_result gbrokk_message_set_failure_reason(const brokk_message *msg, const 
                                                 size_t reason_len);
 gbrokk_result gbrokk_message_set_requeue_delay(const brokk_message *msg, uint64_t delay_ms);
 
-/* Registrations: `handle` is a runtime/cgo.Handle, passed to brokk as user_data (an integer
- * cast to a pointer here, in C, never in Go) and deleted by the free_user_data trampoline. */
+/* Registrations: `handle` is a handle of the Go side's table (handles.go), passed to brokk as
+ * user_data (an integer cast to a pointer here, in C, never in Go) and deleted by the
+ * free_user_data trampoline. */
 gbrokk_result gbrokk_broker_subscribe(const brokk_broker *broker, const char *topic,
                                       size_t topic_len, uintptr_t handle,
                                       const brokk_subscription_options *options,
                                       uint64_t *subscription_id_out);
 gbrokk_result gbrokk_broker_add_listener(const brokk_broker *broker, uintptr_t handle,
                                          uint32_t events, uint64_t *listener_id_out);
+
+/* Publish without a pointer from Go to a Go output: the options come as scalars (`has_options`
+ * false means NULL options) and the id comes back in the result, so nothing Go passes has to
+ * live on the heap (cgo moves every Go object whose address it passes to the heap). */
+typedef struct gbrokk_publish_result {
+    gbrokk_result result;
+    size_t id_len; /* strlen(id) on BROKK_STATUS_OK; 0 (and id unset) if the caller gave the id */
+    char id[BROKK_ID_BUFFER_SIZE];
+} gbrokk_publish_result;
+
+gbrokk_publish_result gbrokk_broker_publish(const brokk_broker *broker, const char *topic,
+                                            size_t topic_len, const char *payload,
+                                            size_t payload_len, bool has_options,
+                                            const char *id, size_t id_len, const char *metadata,
+                                            size_t metadata_len, int32_t priority);
+
+/* A message view and every field of it (brokk_message_read): what a Go Message reads, so that
+ * its accessors make no cgo call. The trampolines fill one on their C stack for the duration of
+ * the callback; a fetched delivery's lives in the Go Delivery. */
+typedef struct gbrokk_view {
+    const brokk_message *message;
+    brokk_message_fields fields;
+} gbrokk_view;
+
+/* An invalid view: a NULL message and empty fields (what a Go Message points to once its
+ * callback has returned or its Delivery is closed). */
+extern const gbrokk_view gbrokk_no_view;
+
+/* Never defined: Go holds a gbrokk_view as a *gbrokk_view_ref. cgo makes a pointer to an
+ * incomplete C type a pointer the garbage collector ignores (runtime/cgo.Incomplete), so a Go
+ * Message, which holds nothing else, is allocated without pointers: the cheapest allocation
+ * Go has, made once per handler call. */
+typedef struct gbrokk_view_ref gbrokk_view_ref;
+
+/* brokk_broker_fetch, then, if a delivery came, its view (brokk_delivery_message and
+ * brokk_message_read): one cgo call per fetch, and no Go pointer passed (cgo would check the
+ * memory it points to). `delivery` is NULL and `view` zero when none came in time. */
+typedef struct gbrokk_fetch_result {
+    gbrokk_result result;
+    brokk_delivery *delivery;
+    gbrokk_view view;
+} gbrokk_fetch_result;
+
+gbrokk_fetch_result gbrokk_broker_fetch(const brokk_broker *broker, const char *topic,
+                                        size_t topic_len, const brokk_fetch_options *options,
+                                        uint64_t timeout_ms);
+
+/* The view of each of `count` fetched deliveries into `views_out[i]` (brokk_delivery_message
+ * and brokk_message_read): one cgo call for a whole batch of brokk_broker_fetch_batch.
+ * `views_out` is an array of gbrokk_view, passed as void * so that cgo, which checks what a Go
+ * pointer of a struct type with pointers points to field by field, leaves the Go memory (made
+ * pointer-free on purpose, see fetch.go) alone. */
+void gbrokk_deliveries_read(brokk_delivery *const *deliveries, size_t count, void *views_out);
 
 #endif /* BROKK_GO_SHIMS_H */

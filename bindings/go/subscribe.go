@@ -58,7 +58,7 @@ type SubscribeOptions struct {
 
 // Subscribe subscribes handler to topic (brokk_broker_subscribe): every message published on
 // it afterwards is delivered to the handler, as its own copy or, with a Group, shared among
-// the group's members. The handler is released (its cgo.Handle deleted) after its last
+// the group's members. The handler is released (its handle deleted) after its last
 // invocation, once unsubscribed or the broker closed.
 func (b *Broker) Subscribe(topic string, handler Handler, opts *SubscribeOptions) (SubscriptionID, error) {
 	if handler == nil {
@@ -87,7 +87,7 @@ func (b *Broker) Subscribe(topic string, handler Handler, opts *SubscribeOptions
 		return 0, err
 	}
 	defer b.release()
-	h := newHandle(handler)
+	h := newHandle(&registration{handler: handler})
 	var id C.uint64_t
 	err = check("subscribe", C.gbrokk_broker_subscribe(p, ctopic, ctopicLen, C.uintptr_t(h), copts, &id))
 	runtime.KeepAlive(b)
