@@ -241,20 +241,22 @@ pub unsafe extern "C" fn brokk_message_read(
     fields_out: *mut brokk_message_fields,
 ) -> brokk_status {
     guard(|| {
-        reference(msg, "msg")?;
+        let m = reference(msg, "msg")?;
         let out = super::strings::output(fields_out, "fields_out")?;
+        let d = m.delivery();
+        let published = d.id() == 0;
         *out = brokk_message_fields {
-            topic: brokk_message_topic(msg),
-            id: brokk_message_id(msg),
-            parent_id: brokk_message_parent_id(msg),
-            payload: brokk_message_payload(msg),
-            metadata: brokk_message_metadata(msg),
-            group: brokk_message_group(msg),
-            delivery_id: brokk_message_delivery_id(msg),
-            subscription_id: brokk_message_subscription_id(msg),
-            timestamp_ms: brokk_message_timestamp_ms(msg),
-            priority: brokk_message_priority(msg),
-            attempt: brokk_message_attempt(msg),
+            topic: brokk_str::from_str(d.topic()),
+            id: if published { brokk_str::from_str(d.parent_id()) } else { brokk_str::from_bytes(m.id_text()) },
+            parent_id: if published { brokk_str::empty() } else { brokk_str::from_str(d.parent_id()) },
+            payload: brokk_str::from_bytes(d.payload()),
+            metadata: brokk_str::from_bytes(d.metadata()),
+            group: d.group().map_or(brokk_str::empty(), brokk_str::from_str),
+            delivery_id: d.id(),
+            subscription_id: d.subscription(),
+            timestamp_ms: d.message().timestamp_ms(),
+            priority: d.priority(),
+            attempt: d.attempt(),
         };
         Ok(())
     })
