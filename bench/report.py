@@ -33,6 +33,7 @@ SCENARIOS = {
     "fanout4": "fan-out to 4 subscribers",
     "group4x2": "4 publishers -> group of 2 workers",
     "pull": "pull: fetch + ack",
+    "pull-batch64": "pull: fetch_batch + ack_batch, 64 per call",
     "batch100": "batch publish, 100 per call",
     "batch1000": "batch publish, 1000 per call",
     "latency": "publish -> handler latency, fixed rate",

@@ -57,6 +57,7 @@ RUNS = [
     ("fanout4", "crossbeam", "channel", ["fanout4"], FAN, SMOKE),
     ("group4x2", "brokk-c", "brokk", ["group4x2"], FAST, SMOKE),
     ("pull", "brokk-c", "brokk", ["pull"], {"messages": 2_000_000, "warmup": 200_000, "seconds": 5}, SMOKE),
+    ("pull-batch64", "brokk-c", "brokk", ["pull-batch", "--batch", "64"], {"messages": 2_000_000, "warmup": 200_000, "seconds": 5}, SMOKE),
     ("batch100", "brokk-c", "brokk", ["batch", "--batch", "100"], FAST, SMOKE),
     ("batch1000", "brokk-c", "brokk", ["batch", "--batch", "1000"], FAST, SMOKE),
     ("latency", "brokk-c", "brokk", ["latency"], LAT, SMOKE_LAT),

@@ -5,6 +5,7 @@
  *   brokk_bench fanout4   1 publisher -> 4 ungrouped subscribers (deliveries/s)
  *   brokk_bench group4x2  4 publishers -> 1 group of 2 subscriptions
  *   brokk_bench pull      fetch + ack on one thread, messages published beforehand
+ *   brokk_bench pull-batch  the same with fetch_batch + ack_batch, --batch B per call
  *   brokk_bench batch     brokk_broker_publish_batch (--batch B) -> 1 auto-ack subscriber
  *   brokk_bench latency   publish -> handler latency at a fixed rate (--rate R)
  *   brokk_bench memory    RSS per message queued in a named group with no consumer
@@ -22,7 +23,7 @@
 
 #define TOPIC "bench"
 #define TOPIC_LEN (sizeof TOPIC - 1)
-#define SCENARIOS "1to1 fanout4 group4x2 pull batch latency memory memory-retained"
+#define SCENARIOS "1to1 fanout4 group4x2 pull pull-batch batch latency memory memory-retained"
 
 static void check(brokk_status s, const char *what) {
     if (s != BROKK_STATUS_OK) DIE("%s: %s (%s)", what, brokk_status_str(s), brokk_last_error());
@@ -219,7 +220,32 @@ static uint64_t fetch_ack(brokk_broker *b, uint64_t max, uint64_t deadline_ns, u
     return n;
 }
 
-static void run_pull(const bench_opts *o) {
+/* The same with brokk_broker_fetch_batch + brokk_broker_ack_batch, `batch` per call. */
+static uint64_t fetch_ack_batch(brokk_broker *b, size_t batch, uint64_t max, uint64_t deadline_ns,
+                                uint64_t *bytes) {
+    brokk_delivery *ds[1024];
+    uint64_t ids[1024];
+    if (batch > 1024) batch = 1024;
+    uint64_t n = 0;
+    while (n < max) {
+        size_t want = max - n < batch ? (size_t)(max - n) : batch, got = 0;
+        check(brokk_broker_fetch_batch(b, TOPIC, TOPIC_LEN, NULL, want, 0, ds, &got), "fetch_batch");
+        if (!got) DIE("pull: queue empty after %" PRIu64 " fetches", n);
+        for (size_t i = 0; i < got; i++) {
+            const brokk_message *m = brokk_delivery_message(ds[i]);
+            *bytes += brokk_message_payload(m).len;
+            ids[i] = brokk_message_delivery_id(m);
+        }
+        size_t acked = 0;
+        check(brokk_broker_ack_batch(b, ids, got, &acked), "ack_batch");
+        for (size_t i = 0; i < got; i++) brokk_delivery_free(ds[i]);
+        n += got;
+        if (now_ns() >= deadline_ns) break;
+    }
+    return n;
+}
+
+static void run_pull(const bench_opts *o, size_t B /* 0: one fetch and one ack per message */) {
     brokk_broker_options bo = {0};
     bo.queue_capacity = o->warmup + o->messages + 1;
     brokk_broker *b = open_broker(&bo);
@@ -229,13 +255,21 @@ static void run_pull(const bench_opts *o) {
     if (none) DIE("pull: unexpected delivery");
     prepublish(b, 0, o->warmup + o->messages);
     uint64_t bytes = 0;
-    fetch_ack(b, o->warmup, UINT64_MAX, &bytes);
-
-    uint64_t t0 = now_ns();
-    uint64_t got = fetch_ack(b, o->messages, t0 + (uint64_t)(o->seconds * 1e9), &bytes);
+    uint64_t t0 = 0, got = 0;
+    if (B) {
+        fetch_ack_batch(b, B, o->warmup, UINT64_MAX, &bytes);
+        t0 = now_ns();
+        got = fetch_ack_batch(b, B, o->messages, t0 + (uint64_t)(o->seconds * 1e9), &bytes);
+    } else {
+        fetch_ack(b, o->warmup, UINT64_MAX, &bytes);
+        t0 = now_ns();
+        got = fetch_ack(b, o->messages, t0 + (uint64_t)(o->seconds * 1e9), &bytes);
+    }
     uint64_t t1 = now_ns();
 
-    bench_record r = {.scenario = "pull", .impl = "brokk-c", .unit = "messages"};
+    char scenario[32];
+    snprintf(scenario, sizeof scenario, B ? "pull-batch%zu" : "pull", B);
+    bench_record r = {.scenario = scenario, .impl = "brokk-c", .unit = "messages"};
     r.messages = got;
     r.deliveries = got;
     r.seconds = (double)(t1 - t0) / 1e9;
@@ -431,7 +465,8 @@ int main(int argc, char **argv) {
     if (!strcmp(o.scenario, "1to1")) run_push(&o, 1, "1to1");
     else if (!strcmp(o.scenario, "fanout4")) run_push(&o, 4, "fanout4");
     else if (!strcmp(o.scenario, "group4x2")) run_group(&o);
-    else if (!strcmp(o.scenario, "pull")) run_pull(&o);
+    else if (!strcmp(o.scenario, "pull")) run_pull(&o, 0);
+    else if (!strcmp(o.scenario, "pull-batch")) run_pull(&o, (size_t)o.batch);
     else if (!strcmp(o.scenario, "batch")) run_batch(&o);
     else if (!strcmp(o.scenario, "latency")) run_latency(&o);
     else if (!strcmp(o.scenario, "memory")) run_memory(&o, false);
