@@ -26,7 +26,7 @@ import brokk
 from brokk import _callbacks, _ffi
 
 S32 = "abcdefghijklmnopqrstuvwxyz012345"
-N = 50_000
+N = int(__import__("os").environ.get("PROFILE_N", "50000"))
 lib = _ffi.lib
 
 
@@ -109,10 +109,11 @@ def main() -> None:
         prof = cProfile.Profile()
         t = time.perf_counter()
         prof.enable()
-        for d in views:
-            entry.run(lib.brokk_delivery_message(d))
+        addresses = [ctypes.cast(lib.brokk_delivery_message(d), ctypes.c_void_p).value for d in views]
+        for address in addresses:
+            entry.run(address)
         prof.disable()
-        lines.append(f"handler entry (Message._from_view + call), profiled {rate(len(views), time.perf_counter() - t)}")
+        lines.append(f"handler entry (message copy + call), profiled {rate(len(views), time.perf_counter() - t)}")
         handler_profile = top(prof)
         for d in views:
             lib.brokk_delivery_free(d)
@@ -145,6 +146,20 @@ def main() -> None:
             b.ack(m.delivery_id)
         prof.disable()
         fetch_profile = top(prof)
+        b.close(force=True)
+
+    # ---- fetch_many + ack_many: the batch pull ----------------------------------------------------
+    with brokk.Broker(queue_capacity=N + 1) as b:
+        assert b.fetch("bench", timeout=0) is None
+        for i in range(0, N, 1000):
+            b.publish_batch("bench", [brokk.BatchMessage(raw=r) for r in raw[i : i + 1000]])
+        t = time.perf_counter()
+        taken = 0
+        while taken < N:
+            batch = b.fetch_many("bench", 128)
+            b.ack_many([m.delivery_id for m in batch])
+            taken += len(batch)
+        lines.append(f"binding fetch_many(128) + ack_many {rate(taken, time.perf_counter() - t)}")
         b.close(force=True)
 
     lines += ["", "## cProfile: binding publish(dict), 20 000 calls", "", publish_profile]

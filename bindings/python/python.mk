@@ -8,7 +8,8 @@
 # examples/python/pipeline.py and checks that it tells the same story as the C demo.
 
 PYTHON       ?= python3
-PY_VENV      := $(BUILD)/python-venv
+# PYTHON=python3.12 (or a path) runs the suite on that interpreter, in a venv of its own.
+PY_VENV      := $(BUILD)/python-venv$(if $(filter python3,$(PYTHON)),,-$(notdir $(PYTHON)))
 PY           := $(PY_VENV)/bin/python
 TADWEEN_PIN  := tadween-core==0.1.0b3
 
@@ -22,6 +23,7 @@ python-venv: lib $(PY)
 	@# packaged is exactly bindings/python/brokk.
 	rm -rf bindings/python/build bindings/python/brokk.egg-info
 	$(PY) -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps ./bindings/python
+	@$(PY) -c "import pytest" 2>/dev/null || $(PY) -m pip install --quiet --disable-pip-version-check pytest
 	@$(PY) -c "import importlib.metadata as m; assert m.version('tadween-core') == '$(TADWEEN_PIN:tadween-core==%=%)'" \
 	  2>/dev/null || \
 	  $(PY) -m pip install --quiet --disable-pip-version-check --timeout 30 "$(TADWEEN_PIN)" || \

@@ -3,6 +3,7 @@ long waits, the same call repeated in slices); the library decides everything.""
 
 from __future__ import annotations
 
+import array
 import atexit
 import ctypes
 import dataclasses
@@ -13,7 +14,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from ctypes import POINTER, byref, c_char, c_size_t, c_uint64
+from ctypes import POINTER, byref, c_char, c_size_t, c_uint64, c_void_p
 from typing import Any
 
 from . import _callbacks, _ffi
@@ -25,10 +26,24 @@ from ._errors import (
     error_for,
     invalid_argument,
 )
-from ._message import Message
+from ._json import dumps as _dumps
+from ._message import Message, _fetched, _Handle
 from ._owned import Owned
 
 lib = _ffi.lib
+# Pre-bound: the per-message paths look nothing up at call time.
+_publish = _ffi.lib_address.brokk_broker_publish  # the broker, options and id buffer by address
+_fetch = lib.brokk_broker_fetch
+_fetch_batch = lib.brokk_broker_fetch_batch
+_ack = lib.brokk_broker_ack
+_ack_batch = _ffi.lib_address.brokk_broker_ack_batch  # the ids by address (an array.array)
+_last_error = _ffi.last_error
+_ID_BUFFER_SIZE = _ffi.BROKK_ID_BUFFER_SIZE
+_u64_array = array.array
+assert array.array("Q").itemsize == 8, "array type Q is not 64-bit here"
+_SIZE_MAX = 2 ** (8 * ctypes.sizeof(c_size_t)) - 1
+_DELIVERY_PP = POINTER(POINTER(_ffi.brokk_delivery))
+_tls = threading.local()  # per thread: .id_out, the id buffer publish reuses
 
 # Long waits are cut into slices this long, so that a signal (Ctrl-C) is handled between two of
 # them: Python runs signal handlers only between bytecodes, never inside a C call.
@@ -143,8 +158,29 @@ def _len(data: bytes | None) -> int:
     return 0 if data is None else len(data)
 
 
+# json.dumps(value, ensure_ascii=False), without its per-call set-up (see _json.py).
+_encode_json = _dumps
+
+
 def _json(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return _encode_json(value).encode("utf-8", "surrogatepass")
+
+
+# Topic names as the bytes C gets, for the names a program publishes on again and again.
+_topic_cache: dict[str, bytes] = {}
+_TOPIC_CACHE_SIZE = 1024
+
+
+def _topic_bytes(topic: Any) -> bytes | None:
+    if type(topic) is not str:
+        return _bytes("topic", topic)
+    data = _topic_cache.get(topic)
+    if data is None:
+        data = _bytes("topic", topic)
+        if len(_topic_cache) >= _TOPIC_CACHE_SIZE:
+            _topic_cache.clear()
+        _topic_cache[topic] = data
+    return data
 
 
 def _payload(payload: Any, raw: Any) -> bytes:
@@ -168,6 +204,26 @@ def _publish_options(id: Any, metadata: Any, priority: Any, keep: list) -> _ffi.
     meta = _metadata(metadata)
     keep += [id_bytes, meta]
     return _ffi.brokk_publish_options(id_bytes, _len(id_bytes), meta, _len(meta), _i32("priority", priority))
+
+
+def _fetch_options(
+    group: Any, ack_deadline: Any, max_attempts: Any, dead_letter_topic: Any
+) -> _ffi.brokk_fetch_options | None:
+    """The options of a fetch; None (NULL: all zero, the library's defaults) when none is set."""
+    if group is None and ack_deadline is None and dead_letter_topic is None and type(max_attempts) is int:
+        if max_attempts == 0:
+            return None
+    group_bytes = _bytes("group", group)
+    dlt = _bytes("dead_letter_topic", dead_letter_topic)
+    # The struct holds c_char_p fields, which keep their bytes alive.
+    return _ffi.brokk_fetch_options(
+        group=group_bytes,
+        group_len=_len(group_bytes),
+        ack_deadline_ms=0 if ack_deadline is None else _ms("ack_deadline", ack_deadline),
+        max_attempts=_u32("max_attempts", max_attempts),
+        dead_letter_topic=dlt,
+        dead_letter_topic_len=_len(dlt),
+    )
 
 
 def _topics(topics: Any, keep: list) -> tuple[Any, int]:
@@ -233,6 +289,7 @@ class Broker(Owned):
         out = POINTER(_ffi.brokk_broker)()
         check(lib.brokk_broker_new(url_bytes, byref(options), byref(out)))
         super().__init__(out)
+        self._address = ctypes.cast(out, c_void_p).value  # for the calls bound by address
         self.url = url
         self.last_handler_error: BaseException | None = None
         self.last_listener_error: BaseException | None = None
@@ -274,17 +331,48 @@ class Broker(Owned):
         """Publishes `payload` (serialised with json.dumps), or `raw` bytes of JSON as they are,
         on `topic`; returns the message id (`id`, or one brokk generated). `metadata`: a dict
         (or the JSON text of an object)."""
-        topic_bytes = _bytes("topic", topic)
-        data = _payload(payload, raw)
-        keep: list = []
-        options = _publish_options(id, metadata, priority, keep)
-        id_out = ctypes.create_string_buffer(_ffi.BROKK_ID_BUFFER_SIZE)
-        with self._use() as ptr:
-            check(
-                lib.brokk_broker_publish(
-                    ptr, topic_bytes, _len(topic_bytes), data, len(data), byref(options), id_out, len(id_out)
-                )
+        # The hot path of a producer: one C call, nothing built that the defaults do not need
+        # (no options struct without options, the id buffer reused per thread, the topic's
+        # bytes cached), and the in-flight bracket of Owned._use inlined.
+        topic_bytes = _topic_cache.get(topic) if type(topic) is str else None
+        if topic_bytes is None:
+            topic_bytes = _topic_bytes(topic)
+        if raw is None and payload is not _MISSING:
+            data = _encode_json(payload).encode("utf-8", "surrogatepass")
+        elif type(raw) is bytes and (payload is _MISSING or payload is None):
+            data = raw
+        else:
+            data = _payload(payload, raw)
+        if id is None and metadata is None and type(priority) is int and priority == 0:
+            options = None  # NULL: the defaults
+        else:
+            keep: list = []
+            options = byref(_publish_options(id, metadata, priority, keep))
+        try:
+            id_out, id_address = _tls.id_out
+        except AttributeError:
+            id_out = ctypes.create_string_buffer(_ID_BUFFER_SIZE)
+            id_address = ctypes.addressof(id_out)
+            _tls.id_out = (id_out, id_address)
+        with self._lock:
+            if self._ptr is None or self._release_pending:
+                raise self._closed_error()
+            self._users += 1
+        try:
+            status = _publish(
+                self._address,
+                topic_bytes,
+                len(topic_bytes) if topic_bytes is not None else 0,
+                data,
+                len(data),
+                options,
+                id_address,
+                _ID_BUFFER_SIZE,
             )
+            if status:
+                raise error_for(status, _last_error())
+        finally:
+            self._unuse()
         return id_out.value.decode("ascii")
 
     def publish_batch(self, topic: str, messages: Iterable[BatchMessage | Any]) -> list[str]:
@@ -314,10 +402,8 @@ class Broker(Owned):
                 )
             )
         size = _ffi.BROKK_ID_BUFFER_SIZE
-        return [
-            ids_out.raw[i * size : (i + 1) * size].split(b"\0", 1)[0].decode("ascii")
-            for i in range(len(items))
-        ]
+        raw = ids_out.raw  # one copy: .raw copies the whole buffer each time it is read
+        return [raw[i * size : (i + 1) * size].split(b"\0", 1)[0].decode("ascii") for i in range(len(items))]
 
     # ---- subscribe -----------------------------------------------------------------------------
 
@@ -396,41 +482,99 @@ class Broker(Owned):
         """Takes the next delivery of `group` (None: the group "default") on `topic`, highest
         priority first, waiting up to `timeout` seconds (0: not at all; None: without limit);
         None if none came. The delivery awaits ``ack``/``nack`` by ``delivery_id``."""
-        topic_bytes = _bytes("topic", topic)
-        group_bytes = _bytes("group", group)
-        dlt = _bytes("dead_letter_topic", dead_letter_topic)
-        options = _ffi.brokk_fetch_options(
-            group=group_bytes,
-            group_len=_len(group_bytes),
-            ack_deadline_ms=0 if ack_deadline is None else _ms("ack_deadline", ack_deadline),
-            max_attempts=_u32("max_attempts", max_attempts),
-            dead_letter_topic=dlt,
-            dead_letter_topic_len=_len(dlt),
-        )
+        topic_bytes = _topic_bytes(topic)
+        options = _fetch_options(group, ack_deadline, max_attempts, dead_letter_topic)
+        options_ref = None if options is None else byref(options)
         total_ms = _wait_ms("timeout", timeout)
         deadline = None if total_ms == _ffi.BROKK_WAIT_FOREVER else time.monotonic() + total_ms / 1000
         while True:
             slice_ms = _slice(deadline)
-            out = POINTER(_ffi.brokk_delivery)()
-            try:
-                with self._use() as ptr:
-                    check(
-                        lib.brokk_broker_fetch(
-                            ptr, topic_bytes, _len(topic_bytes), byref(options), slice_ms, byref(out)
-                        )
+            out = c_void_p()
+            with self._use() as ptr:
+                check(
+                    _fetch(
+                        ptr,
+                        topic_bytes,
+                        _len(topic_bytes),
+                        options_ref,
+                        slice_ms,
+                        ctypes.cast(byref(out), _DELIVERY_PP),
                     )
-                if out:
-                    return Message._from_view(lib.brokk_delivery_message(out))
-            finally:
-                if out:
-                    lib.brokk_delivery_free(out)  # does not settle it
+                )
+                if out.value:
+                    return _fetched([_Handle(out.value)])[0]
             if deadline is not None and time.monotonic() >= deadline:
                 return None
+
+    def fetch_many(
+        self,
+        topic: str,
+        max: int,
+        *,
+        group: str | None = None,
+        timeout: float | None = 0.0,
+        ack_deadline: float | None = None,
+        max_attempts: int = 0,
+        dead_letter_topic: str | None = None,
+    ) -> list[Message]:
+        """Takes up to `max` deliveries of `group` (None: the group "default") on `topic` in one
+        call (brokk_broker_fetch_batch): waits up to `timeout` seconds for the first (0: not at
+        all; None: without limit), then takes what is queued at that moment, highest priority
+        first. Returns them in that order, [] if none came. Each awaits ``ack``/``nack`` by
+        ``delivery_id``; ``ack_many`` acks a batch in one call. `max` must be at least 1
+        (0: ``InvalidArgumentError``, from the library)."""
+        topic_bytes = _topic_bytes(topic)
+        n = _int("max", max, 0, _SIZE_MAX)
+        options = _fetch_options(group, ack_deadline, max_attempts, dead_letter_topic)
+        options_ref = None if options is None else byref(options)
+        out = (c_void_p * n)()
+        out_ref = ctypes.cast(out, _DELIVERY_PP)
+        count = c_size_t()
+        count_ref = byref(count)
+        total_ms = _wait_ms("timeout", timeout)
+        deadline = None if total_ms == _ffi.BROKK_WAIT_FOREVER else time.monotonic() + total_ms / 1000
+        while True:
+            slice_ms = _slice(deadline)
+            with self._use() as ptr:
+                status = _fetch_batch(
+                    ptr, topic_bytes, _len(topic_bytes), options_ref, n, slice_ms, out_ref, count_ref
+                )
+                check(status)
+                if count.value:
+                    # Each handle owned first, so that all are freed whatever happens next.
+                    return _fetched(list(map(_Handle, out[: count.value])))
+            if deadline is not None and time.monotonic() >= deadline:
+                return []
 
     def ack(self, delivery_id: int) -> None:
         """Acks a delivery awaiting an ack (manual-ack handler's, or fetched)."""
         with self._use() as ptr:
-            check(lib.brokk_broker_ack(ptr, _u64("delivery_id", delivery_id)))
+            check(_ack(ptr, _u64("delivery_id", delivery_id)))
+
+    def ack_many(self, delivery_ids: Iterable[int]) -> int:
+        """Acks every delivery in `delivery_ids`, in order, in one call (brokk_broker_ack_batch);
+        returns how many were acked. A failing id does not stop the others: after trying them
+        all, the first failure is raised (its message names the index and the id), with
+        ``.acked`` set to how many were acked. ``ClosedError`` stops where the broker closed."""
+        ids = delivery_ids if type(delivery_ids) is list else list(delivery_ids)
+        n = len(ids)
+        # The common case converted in bulk (array checks the range of each: OverflowError);
+        # anything else goes through the per-id conversion, which raises what ack() raises.
+        try:
+            if bool in set(map(type, ids)):
+                raise TypeError
+            id_array = _u64_array("Q", ids)
+        except (TypeError, OverflowError):
+            id_array = _u64_array("Q", [_u64(f"delivery_ids[{k}]", i) for k, i in enumerate(ids)])
+        address = id_array.buffer_info()[0] if n else None
+        acked = c_size_t()
+        with self._use() as ptr:
+            status = _ack_batch(ptr, address, n, byref(acked))
+            if status:
+                error = error_for(status, _last_error())
+                error.acked = acked.value
+                raise error
+        return acked.value
 
     def nack(
         self, delivery_id: int, requeue: bool = False, delay: float = 0.0, reason: str | None = None

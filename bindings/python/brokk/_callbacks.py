@@ -6,6 +6,10 @@ fresh integer key, passes that integer as ``user_data``, and passes ``FREE`` as
 entry. The CFUNCTYPE trampolines below are created once, at import, and live as long as the
 module: a collected CFUNCTYPE object would crash the next callback.
 
+Each brokk thread keeps one Python thread state from its first callback on (``_threadstate``),
+and the trampolines receive message views as plain addresses, copied with one
+brokk_message_read each (``_message._read``): see the comments at the trampolines.
+
 A trampoline never lets an exception reach C. A handler's exception (any BaseException) becomes
 a NACK whose failure reason is the exception's text, and is kept on the broker
 (``last_handler_error``); a listener's is kept (``last_listener_error``) and logged.
@@ -13,15 +17,17 @@ a NACK whose failure reason is the exception's text, and is kept on the broker
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import logging
 import threading
 import weakref
 from collections.abc import Callable
+from ctypes import CFUNCTYPE, c_bool, c_size_t, c_void_p
 from typing import Any
 
-from . import _ffi
-from ._message import Message, Requeue, Verdict
+from . import _ffi, _threadstate
+from ._message import Message, Requeue, Verdict, _copy, _read
 
 log = logging.getLogger("brokk")
 
@@ -65,11 +71,23 @@ def in_callback() -> bool:
     return getattr(_local, "depth", 0) > 0
 
 
+def _first_call_on_thread() -> None:
+    """The first trampoline call on this thread (its thread-local storage is new): keep its
+    thread state from now on, so that the next calls find it and ``_local`` persists."""
+    _threadstate.pin()
+    _local.depth = 1
+
+
 class _Inside:
+    """For the rare trampolines (listeners, finalisers); the handler trampoline inlines it."""
+
     __slots__ = ()
 
     def __enter__(self) -> None:
-        _local.depth = getattr(_local, "depth", 0) + 1
+        try:
+            _local.depth += 1
+        except AttributeError:
+            _first_call_on_thread()
 
     def __exit__(self, *exc: object) -> None:
         _local.depth -= 1
@@ -100,37 +118,52 @@ class HandlerEntry:
         self.handler = handler
         self.owner = weakref.ref(owner)
 
-    def run(self, msg) -> int:
+    def run(self, msg: int) -> int:
+        """Runs the handler on the message view at address `msg` (valid during this call); the
+        handler trampoline inlines this."""
         try:
-            message = Message._from_view(msg)
-            result = self.handler(message)
+            result = self.handler(_read(msg))
             if result is None:
                 return _ACK
-            if isinstance(result, Requeue):
-                return _requeue(msg, result)
-            if isinstance(result, int) and not isinstance(result, bool) and result in _VERDICTS:
-                return int(result)
-            raise TypeError(
-                f"handler returned {result!r}; expected None, a brokk.Verdict or brokk.requeue(...)"
-            )
-        except Requeue as r:
-            return _requeue(msg, r)
+            return self.verdict(msg, result)
         except BaseException as exc:  # noqa: BLE001 - nothing may unwind into brokk
-            owner = self.owner()
-            if owner is not None:
-                owner._record_handler_error(exc)
-            reason = _encode(exception_text(exc))
-            _ffi.lib.brokk_message_set_failure_reason(msg, reason, len(reason))
-            return _NACK
+            return self.failed(msg, exc)
+
+    def verdict(self, msg: int, result: Any) -> int:
+        """The verdict for what the handler returned, other than None (ACK)."""
+        if isinstance(result, Requeue):
+            return _requeue(msg, result)
+        if isinstance(result, int) and not isinstance(result, bool) and result in _VERDICTS:
+            return int(result)
+        raise TypeError(f"handler returned {result!r}; expected None, a brokk.Verdict or brokk.requeue(...)")
+
+    def failed(self, msg: int, exc: BaseException) -> int:
+        """The handler raised `exc` (or returned something that is no verdict)."""
+        if isinstance(exc, Requeue):
+            return _requeue(msg, exc)
+        owner = self.owner()
+        if owner is not None:
+            owner._record_handler_error(exc)
+        reason = _encode(exception_text(exc))
+        _ffi.lib.brokk_message_set_failure_reason(_view(msg), reason, len(reason))
+        return _NACK
 
 
-def _requeue(msg, r: Requeue) -> int:
+def _view(msg: int):
+    """A message address as the ``const brokk_message *`` the library's functions take."""
+    return ctypes.cast(msg, _MESSAGE_P)
+
+
+_MESSAGE_P = ctypes.POINTER(_ffi.brokk_message)
+
+
+def _requeue(msg: int, r: Requeue) -> int:
     delay = r.delay or 0
     if delay > 0:
-        _ffi.lib.brokk_message_set_requeue_delay(msg, max(1, round(delay * 1000)))
+        _ffi.lib.brokk_message_set_requeue_delay(_view(msg), max(1, round(delay * 1000)))
     if r.reason:
         reason = _encode(r.reason)
-        _ffi.lib.brokk_message_set_failure_reason(msg, reason, len(reason))
+        _ffi.lib.brokk_message_set_failure_reason(_view(msg), reason, len(reason))
     return _REQUEUE
 
 
@@ -159,12 +192,26 @@ class ListenerEntry:
 
 
 def _handler_trampoline(user_data, msg):
+    # The hot path: one call per delivery, with `_inside` and HandlerEntry.run inlined.
     try:
-        with _inside:
-            entry = _lookup(user_data)
+        local = _local
+        try:
+            local.depth += 1
+        except AttributeError:
+            _first_call_on_thread()
+        try:
+            entry = _registry.get(user_data) if user_data else None
             if entry is None:  # cannot happen: brokk frees only after the last call
                 return _NACK
-            return entry.run(msg)
+            try:
+                result = entry.handler(_read(msg))
+                if result is None:
+                    return _ACK
+                return entry.verdict(msg, result)
+            except BaseException as exc:  # noqa: BLE001 - nothing may unwind into brokk
+                return entry.failed(msg, exc)
+        finally:
+            local.depth -= 1
     except BaseException:  # noqa: BLE001 - last resort, keep it trivial
         return _NACK
 
@@ -179,25 +226,25 @@ def _listener_event(user_data, name: str, make_args: Callable[[], tuple]) -> Non
         pass
 
 
-def _text(ptr, length: int) -> str:
-    return _ffi.ctypes.string_at(ptr, length).decode("utf-8") if length else ""
+def _text(ptr: int, length: int) -> str:
+    return _copy(ptr, length).decode("utf-8") if length else ""
 
 
 def _on_publish(user_data, msg):
-    _listener_event(user_data, "on_publish", lambda: (Message._from_view(msg),))
+    _listener_event(user_data, "on_publish", lambda: (_read(msg),))
 
 
 def _on_dispatched(user_data, msg):
-    _listener_event(user_data, "on_dispatched", lambda: (Message._from_view(msg),))
+    _listener_event(user_data, "on_dispatched", lambda: (_read(msg),))
 
 
 def _on_processed(user_data, msg):
-    _listener_event(user_data, "on_processed", lambda: (Message._from_view(msg),))
+    _listener_event(user_data, "on_processed", lambda: (_read(msg),))
 
 
 def _on_failed(user_data, msg, reason, reason_len, requeued):
     _listener_event(
-        user_data, "on_failed", lambda: (Message._from_view(msg), _text(reason, reason_len), bool(requeued))
+        user_data, "on_failed", lambda: (_read(msg), _text(reason, reason_len), bool(requeued))
     )
 
 
@@ -226,14 +273,30 @@ def _free_trampoline(user_data):
 
 
 # Created once, never collected (module globals).
-HANDLER = _ffi.brokk_handler_cb(_handler_trampoline)
-FREE = _ffi.brokk_free_cb(_free_trampoline)
+#
+# The trampolines are built on CFUNCTYPEs that declare every pointer as c_void_p, so ctypes hands
+# them plain integers (a message address goes straight to brokk_message_read) instead of building
+# a ctypes pointer object per call; each is then cast to the header's callback type, which has
+# the same C signature (pointers are pointers), for the argtypes of subscribe and the fields of
+# brokk_listener. A cast keeps the object it was made from alive.
+_HANDLER_THUNK = CFUNCTYPE(_ffi.brokk_verdict, c_void_p, c_void_p)(_handler_trampoline)
+_FREE_THUNK = CFUNCTYPE(None, c_void_p)(_free_trampoline)
+_MESSAGE_EVENT = CFUNCTYPE(None, c_void_p, c_void_p)
+_FAILED_EVENT = CFUNCTYPE(None, c_void_p, c_void_p, c_void_p, c_size_t, c_bool)
+_SUBSCRIPTION_EVENT = CFUNCTYPE(None, c_void_p, c_void_p, c_size_t, _ffi.c_uint64)
+_TOPIC_EVENT = CFUNCTYPE(None, c_void_p, c_void_p, c_size_t)
+_LISTENER_THUNKS = {
+    "on_publish": (_MESSAGE_EVENT(_on_publish), _ffi.brokk_message_event_cb),
+    "on_dispatched": (_MESSAGE_EVENT(_on_dispatched), _ffi.brokk_message_event_cb),
+    "on_processed": (_MESSAGE_EVENT(_on_processed), _ffi.brokk_message_event_cb),
+    "on_failed": (_FAILED_EVENT(_on_failed), _ffi.brokk_failed_event_cb),
+    "on_subscribe": (_SUBSCRIPTION_EVENT(_on_subscribe), _ffi.brokk_subscription_event_cb),
+    "on_unsubscribe": (_SUBSCRIPTION_EVENT(_on_unsubscribe), _ffi.brokk_subscription_event_cb),
+    "on_topic_created": (_TOPIC_EVENT(_on_topic_created), _ffi.brokk_topic_event_cb),
+}
+
+HANDLER = ctypes.cast(_HANDLER_THUNK, _ffi.brokk_handler_cb)
+FREE = ctypes.cast(_FREE_THUNK, _ffi.brokk_free_cb)
 LISTENER_CALLBACKS = {
-    "on_publish": _ffi.brokk_message_event_cb(_on_publish),
-    "on_dispatched": _ffi.brokk_message_event_cb(_on_dispatched),
-    "on_processed": _ffi.brokk_message_event_cb(_on_processed),
-    "on_failed": _ffi.brokk_failed_event_cb(_on_failed),
-    "on_subscribe": _ffi.brokk_subscription_event_cb(_on_subscribe),
-    "on_unsubscribe": _ffi.brokk_subscription_event_cb(_on_unsubscribe),
-    "on_topic_created": _ffi.brokk_topic_event_cb(_on_topic_created),
+    name: ctypes.cast(thunk, cb_type) for name, (thunk, cb_type) in _LISTENER_THUNKS.items()
 }

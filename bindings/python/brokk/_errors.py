@@ -1,10 +1,11 @@
 """Statuses and the exceptions they map to.
 
 The class of a status (brokk_status_classify) picks the base exception: a caller mistake is a
-``CallerError`` (also a ``ValueError``), a timeout a ``TimeoutError`` (also the builtin one), a
-full store a ``FullError``, a closed broker a ``ClosedError`` (also a ``RuntimeError``), a bug a
-``BrokkPanic``. Each known status has its own subclass, so callers can catch as precisely as they
-like.
+``CallerError`` (also a ``ValueError``), any other retryable failure a ``TransientError`` (a
+timeout a ``TimeoutError``, also the builtin one; a full queue a ``FullError``; a store out of
+reach an ``UnavailableError``; a failed read or write a ``StorageFailedError``), a closed broker a
+``ClosedError`` (also a ``RuntimeError``), a bug a ``BrokkPanic``. Each known status has its own
+subclass, so callers can catch as precisely as they like.
 """
 
 from __future__ import annotations
@@ -31,12 +32,16 @@ class Status(enum.IntEnum):
     WOULD_DEADLOCK = _ffi.BROKK_STATUS_WOULD_DEADLOCK
     UNSUPPORTED_BACKEND = _ffi.BROKK_STATUS_UNSUPPORTED_BACKEND
     INVALID_GROUP = _ffi.BROKK_STATUS_INVALID_GROUP
+    INCOMPATIBLE_STORE = _ffi.BROKK_STATUS_INCOMPATIBLE_STORE
+    CANNOT_OPEN_STORE = _ffi.BROKK_STATUS_CANNOT_OPEN_STORE
     UNKNOWN_SUBSCRIPTION = _ffi.BROKK_STATUS_UNKNOWN_SUBSCRIPTION
     UNKNOWN_DELIVERY = _ffi.BROKK_STATUS_UNKNOWN_DELIVERY
     ALREADY_SETTLED = _ffi.BROKK_STATUS_ALREADY_SETTLED
     UNKNOWN_LISTENER = _ffi.BROKK_STATUS_UNKNOWN_LISTENER
     TIMEOUT = _ffi.BROKK_STATUS_TIMEOUT
     FULL = _ffi.BROKK_STATUS_FULL
+    UNAVAILABLE = _ffi.BROKK_STATUS_UNAVAILABLE
+    STORAGE_FAILED = _ffi.BROKK_STATUS_STORAGE_FAILED
     CLOSED = _ffi.BROKK_STATUS_CLOSED
     PANIC = _ffi.BROKK_STATUS_PANIC
 
@@ -108,6 +113,15 @@ class FullError(TransientError):
     """A bounded store or queue is full; nothing was published."""
 
 
+class UnavailableError(TransientError):
+    """The store is out of reach for now (a file locked by another process, a server that does
+    not answer); nothing was done."""
+
+
+class StorageFailedError(TransientError):
+    """The store failed to read or write (an I/O error, a full disk); the call had no effect."""
+
+
 class NullArgumentError(CallerError):
     pass
 
@@ -156,6 +170,16 @@ class InvalidGroupError(CallerError):
     pass
 
 
+class IncompatibleStoreError(CallerError):
+    """The store is not a brokk store, was written by a newer brokk, or is corrupt; it was left
+    unchanged."""
+
+
+class CannotOpenStoreError(CallerError):
+    """The store cannot be opened as given (a directory, a missing parent folder, no permission,
+    a read-only file, a bad server address); nothing was changed."""
+
+
 class UnknownSubscriptionError(CallerError, LookupError):
     pass
 
@@ -185,12 +209,16 @@ _BY_STATUS: dict[int, type[BrokkError]] = {
     Status.WOULD_DEADLOCK: WouldDeadlockError,
     Status.UNSUPPORTED_BACKEND: UnsupportedBackendError,
     Status.INVALID_GROUP: InvalidGroupError,
+    Status.INCOMPATIBLE_STORE: IncompatibleStoreError,
+    Status.CANNOT_OPEN_STORE: CannotOpenStoreError,
     Status.UNKNOWN_SUBSCRIPTION: UnknownSubscriptionError,
     Status.UNKNOWN_DELIVERY: UnknownDeliveryError,
     Status.ALREADY_SETTLED: AlreadySettledError,
     Status.UNKNOWN_LISTENER: UnknownListenerError,
     Status.TIMEOUT: TimeoutError,
     Status.FULL: FullError,
+    Status.UNAVAILABLE: UnavailableError,
+    Status.STORAGE_FAILED: StorageFailedError,
     Status.CLOSED: ClosedError,
     Status.PANIC: BrokkPanic,
 }

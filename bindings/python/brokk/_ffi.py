@@ -79,12 +79,16 @@ BROKK_STATUS_BUFFER_TOO_SMALL = 9
 BROKK_STATUS_WOULD_DEADLOCK = 10
 BROKK_STATUS_UNSUPPORTED_BACKEND = 11
 BROKK_STATUS_INVALID_GROUP = 12
+BROKK_STATUS_INCOMPATIBLE_STORE = 13
+BROKK_STATUS_CANNOT_OPEN_STORE = 14
 BROKK_STATUS_UNKNOWN_SUBSCRIPTION = 100
 BROKK_STATUS_UNKNOWN_DELIVERY = 101
 BROKK_STATUS_ALREADY_SETTLED = 102
 BROKK_STATUS_UNKNOWN_LISTENER = 103
 BROKK_STATUS_TIMEOUT = 200
 BROKK_STATUS_FULL = 201
+BROKK_STATUS_UNAVAILABLE = 202
+BROKK_STATUS_STORAGE_FAILED = 203
 BROKK_STATUS_CLOSED = 300
 BROKK_STATUS_PANIC = 900
 
@@ -186,6 +190,24 @@ class brokk_listener(Structure):
     ]
 
 
+class brokk_message_fields(Structure):
+    # Every field of a message view at once (brokk_message_read); the views live as long as the
+    # message view they were read from.
+    _fields_ = [
+        ("topic", brokk_str),
+        ("id", brokk_str),
+        ("parent_id", brokk_str),
+        ("payload", brokk_str),
+        ("metadata", brokk_str),
+        ("group", brokk_str),
+        ("delivery_id", c_uint64),
+        ("subscription_id", c_uint64),
+        ("timestamp_ms", c_uint64),
+        ("priority", c_int32),
+        ("attempt", c_uint32),
+    ]
+
+
 class brokk_publish_options(Structure):
     _fields_ = [
         ("id", c_char_p),
@@ -252,12 +274,26 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "brokk_broker_new": (brokk_status, [c_char_p, _P(brokk_broker_options), _P(_P(brokk_broker))]),
     "brokk_broker_free": (None, [_P(brokk_broker)]),
     "brokk_broker_ack": (brokk_status, [_P(brokk_broker), c_uint64]),
+    "brokk_broker_ack_batch": (brokk_status, [_P(brokk_broker), _P(c_uint64), c_size_t, _P(c_size_t)]),
     "brokk_broker_nack": (brokk_status, [_P(brokk_broker), c_uint64, c_bool, c_uint64, c_char_p, c_size_t]),
     "brokk_broker_join": (brokk_status, [_P(brokk_broker), c_uint64, _P(c_uint64)]),
     "brokk_broker_close": (brokk_status, [_P(brokk_broker), c_uint64, c_bool, _P(brokk_close_report)]),
     "brokk_broker_fetch": (
         brokk_status,
         [_P(brokk_broker), c_char_p, c_size_t, _P(brokk_fetch_options), c_uint64, _P(_P(brokk_delivery))],
+    ),
+    "brokk_broker_fetch_batch": (
+        brokk_status,
+        [
+            _P(brokk_broker),
+            c_char_p,
+            c_size_t,
+            _P(brokk_fetch_options),
+            c_size_t,
+            c_uint64,
+            _P(_P(brokk_delivery)),
+            _P(c_size_t),
+        ],
     ),
     "brokk_delivery_message": (_P(brokk_message), [_P(brokk_delivery)]),
     "brokk_delivery_free": (None, [_P(brokk_delivery)]),
@@ -279,6 +315,7 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "brokk_message_timestamp_ms": (c_uint64, [_P(brokk_message)]),
     "brokk_message_set_failure_reason": (brokk_status, [_P(brokk_message), c_char_p, c_size_t]),
     "brokk_message_set_requeue_delay": (brokk_status, [_P(brokk_message), c_uint64]),
+    "brokk_message_read": (brokk_status, [_P(brokk_message), _P(brokk_message_fields)]),
     "brokk_broker_publish": (
         brokk_status,
         [
@@ -362,6 +399,48 @@ lib, LIBRARY_PATH = _load()
 
 for _name, (_restype, _argtypes) in FUNCTIONS.items():
     _fn = getattr(lib, _name)
+    _fn.restype = _restype
+    _fn.argtypes = _argtypes
+del _name, _restype, _argtypes, _fn
+
+# ---- the per-message calls, bound a second time for the hot path --------------------------------
+# brokk_message_read, brokk_message_delivery_id, brokk_delivery_message and brokk_delivery_free
+# run once per message a handler, listener or fetch copies. They only read or free memory: they
+# never wait, take no lock another thread could hold while it needs the GIL, and never call back.
+# So they are bound again through a PyDLL handle on the same library, which keeps the GIL during
+# the call: releasing and retaking it costs more than the call, and hands the GIL to a waiting
+# thread (a publisher) in the middle of copying a message. Their pointer arguments are plain
+# addresses (c_void_p), so the callers pass integers instead of building ctypes pointer objects.
+# Every other function stays on `lib` (a CDLL): anything that may wait must release the GIL.
+# tests/test_ffi_header.py checks these against FUNCTIONS.
+GIL_HELD_FUNCTIONS: dict[str, tuple[object, list[object]]] = {
+    "brokk_message_delivery_id": (c_uint64, [c_void_p]),
+    "brokk_message_read": (brokk_status, [c_void_p, c_void_p]),
+    "brokk_delivery_message": (c_void_p, [c_void_p]),
+    "brokk_delivery_free": (None, [c_void_p]),
+}
+
+# brokk_broker_publish, once per message a producer sends, is bound a second time too, on a CDLL
+# (it may wait: it releases the GIL), with its pointers as plain addresses: ctypes converts an int
+# for a c_void_p faster than it checks a ctypes pointer object against a POINTER type. So is
+# brokk_broker_ack_batch, whose ids come from an array.array (its buffer address).
+ADDRESS_FUNCTIONS: dict[str, tuple[object, list[object]]] = {
+    "brokk_broker_ack_batch": (brokk_status, [POINTER(brokk_broker), c_void_p, c_size_t, POINTER(c_size_t)]),
+    "brokk_broker_publish": (
+        brokk_status,
+        [c_void_p, c_char_p, c_size_t, c_char_p, c_size_t, c_void_p, c_void_p, c_size_t],
+    ),
+}
+
+lib_address = ctypes.CDLL(str(LIBRARY_PATH))
+for _name, (_restype, _argtypes) in ADDRESS_FUNCTIONS.items():
+    _fn = getattr(lib_address, _name)
+    _fn.restype = _restype
+    _fn.argtypes = _argtypes
+
+lib_gil = ctypes.PyDLL(str(LIBRARY_PATH))
+for _name, (_restype, _argtypes) in GIL_HELD_FUNCTIONS.items():
+    _fn = getattr(lib_gil, _name)
     _fn.restype = _restype
     _fn.argtypes = _argtypes
 del _name, _restype, _argtypes, _fn

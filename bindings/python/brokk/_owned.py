@@ -42,7 +42,10 @@ class Owned:
         self._ptr = ptr
         self._users = 0
         self._release_pending = False
-        self._cond = threading.Condition(threading.Lock())
+        # _lock is _cond's lock: holding one is holding the other. The per-call bracket takes the
+        # bare lock (a C-level context manager), not the Condition's Python-level one.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._freed = threading.Event()  # set once the C free has returned
 
     def _closed_error(self) -> Exception:
@@ -54,7 +57,7 @@ class Owned:
         return self._ptr is None or self._release_pending
 
     def _acquire(self) -> Any:
-        with self._cond:
+        with self._lock:
             if self._ptr is None or self._release_pending:
                 raise self._closed_error()
             self._users += 1
@@ -62,11 +65,13 @@ class Owned:
 
     def _unuse(self) -> None:
         ptr = None
-        with self._cond:
+        with self._lock:
             self._users -= 1
-            if self._users == 0:
+            # Only a pending release waits for the count to reach 0 (_release sets
+            # _release_pending before it waits), so there is nothing to do otherwise.
+            if self._users == 0 and self._release_pending:
                 self._cond.notify_all()
-                if self._release_pending and self._ptr is not None:
+                if self._ptr is not None:
                     ptr, self._ptr = self._ptr, None
         if ptr is not None:
             self._free(ptr, background=True)  # this thread only happened to be last
@@ -98,9 +103,16 @@ class Owned:
         if background or _callbacks.in_callback():
             # Not a daemon: interpreter exit waits for a free under way, so that no handler it
             # waits for runs into a finalising interpreter.
-            threading.Thread(target=self._free_now, args=(ptr,), name="brokk-release").start()
-        else:
-            self._free_now(ptr)
+            try:
+                threading.Thread(target=self._free_now, args=(ptr,), name="brokk-release").start()
+                return
+            except RuntimeError:
+                # "can't create new thread at interpreter shutdown" (3.12+): the atexit hook is
+                # waiting for this very free, so it runs here rather than not at all. (From
+                # inside a callback brokk_broker_free returns at once and finishes the teardown
+                # on a brokk thread.)
+                pass
+        self._free_now(ptr)
 
     def _free_now(self, ptr: Any) -> None:
         try:

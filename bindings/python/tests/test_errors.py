@@ -10,7 +10,7 @@ import pytest
 from conftest import T
 
 import brokk
-from brokk import _ffi
+from brokk import _errors, _ffi
 
 BAD_TOPICS = ["", "has space", "x" * 256, "ünï", "a/b", "comma,topic"]
 
@@ -302,3 +302,23 @@ def test_library_reports_closed_while_a_close_is_draining():
     b.close(T(10))
     assert len(seen) == 1 and isinstance(seen[0], brokk.ClosedError)
     assert "released" not in seen[0].message  # brokk's own CLOSED, not the binding's
+
+
+@pytest.mark.parametrize(
+    ("status", "cls", "base"),
+    [
+        (brokk.Status.INCOMPATIBLE_STORE, brokk.IncompatibleStoreError, brokk.CallerError),
+        (brokk.Status.CANNOT_OPEN_STORE, brokk.CannotOpenStoreError, brokk.CallerError),
+        (brokk.Status.UNAVAILABLE, brokk.UnavailableError, brokk.TransientError),
+        (brokk.Status.STORAGE_FAILED, brokk.StorageFailedError, brokk.TransientError),
+    ],
+)
+def test_store_statuses_have_their_exceptions(status, cls, base):
+    assert int(status) in (13, 14, 202, 203)
+    error = _errors.error_for(int(status), "detail")
+    assert type(error) is cls and isinstance(error, base) and error.status is status
+    assert brokk.classify(status) == (
+        brokk.StatusClass.CALLER if base is brokk.CallerError else brokk.StatusClass.TRANSIENT
+    )
+    assert isinstance(error, ValueError) == (base is brokk.CallerError)
+    assert str(error) == f"{status.name}: detail"

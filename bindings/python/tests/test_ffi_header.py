@@ -110,6 +110,26 @@ def test_every_header_function_is_bound_with_matching_types(header):
         assert restype in expected(ret, header), f"{name} returns C {ret!r}, bound {restype}"
 
 
+@pytest.mark.parametrize("table", ["GIL_HELD_FUNCTIONS", "ADDRESS_FUNCTIONS"])
+def test_second_bindings_match_the_header_bindings(table):
+    """The hot-path functions bound a second time (by address, or keeping the GIL) take the same
+    arguments as in FUNCTIONS, with plain addresses (c_void_p) where those have pointers."""
+    library = {"GIL_HELD_FUNCTIONS": _ffi.lib_gil, "ADDRESS_FUNCTIONS": _ffi.lib_address}[table]
+    assert isinstance(library, ctypes.PyDLL) == (table == "GIL_HELD_FUNCTIONS")
+    for name, (restype, argtypes) in getattr(_ffi, table).items():
+        header_restype, header_argtypes = _ffi.FUNCTIONS[name]
+        fn = getattr(library, name)
+        assert fn.restype is restype and list(fn.argtypes) == list(argtypes), name
+        assert len(argtypes) == len(header_argtypes), name
+        for i, (fast, declared) in enumerate(zip(argtypes, header_argtypes, strict=True)):
+            if fast is not declared:
+                assert fast is c_void_p and (
+                    issubclass(declared, ctypes._Pointer) or declared in (c_char_p, c_void_p)
+                ), f"{name} argument {i}: {fast} for {declared}"
+        if restype is not header_restype:
+            assert restype is c_void_p and issubclass(header_restype, ctypes._Pointer), name
+
+
 def test_structs_have_the_same_fields_in_the_same_order(header):
     structs = header["structs"]
     assert set(structs) >= {
