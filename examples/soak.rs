@@ -182,7 +182,7 @@ fn main() {
     check("dispatched = processed + failed + requeued", t.dispatched == t.processed + t.failed + t.requeued);
     check(
         "dead letters all delivered",
-        s.topics.iter().find(|x| x.name == "soak.dlq").map_or(true, |d| d.published == t.dead_lettered),
+        s.topics.iter().find(|x| x.name == "soak.dlq").is_none_or(|d| d.published == t.dead_lettered),
     );
     // Flat: after warm-up, memory may grow by allocator noise, not with the message count.
     check("memory flat after warm-up (under +32 MiB)", end_rss <= warm_rss + 32 * 1024);

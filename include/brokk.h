@@ -180,6 +180,10 @@ typedef uint32_t brokk_status_class;
 // A message broker. Create with brokk_broker_new, release with brokk_broker_free.
 // Threads: every function taking `const brokk_broker *` may be called from any thread,
 // concurrently, until brokk_broker_free.
+// Stores: on a SQLite store, every call that reads or writes the file (publish, subscribe,
+// unsubscribe, fetch, ack, nack, count, purge, stats, join) may also fail with UNAVAILABLE
+// (another process held the file locked past busy_timeout_ms) or STORAGE_FAILED (an I/O
+// error, a full disk); such a failure changes nothing, and the call may be retried.
 typedef struct brokk_broker brokk_broker;
 
 // A delivery taken with brokk_broker_fetch, owned by the caller until brokk_delivery_free.
@@ -228,12 +232,16 @@ typedef struct brokk_broker_options {
 // What brokk_broker_close did.
 typedef struct brokk_close_report {
     // Deliveries still unfinished when `timeout_ms` ran out (0 when everything finished in
-    // time, and for a forced close): dropped, or handlers that finish on their own.
+    // time, and for a forced close): dropped, or handlers that finish on their own. (A SQLite
+    // store keeps those of named groups in the file.)
     uint64_t remaining;
     // Deliveries a forced close dropped: queued ones and those awaiting an ack. Handlers
-    // running at that moment finish on their own and are not counted.
+    // running at that moment finish on their own and are not counted. (A SQLite store drops
+    // only what this broker's ungrouped subscriptions had waiting; what it held goes back to
+    // the file, attempt + 1.)
     uint64_t dropped;
-    // Messages retained by topics without a consumer group, discarded by the close.
+    // Messages retained by topics without a consumer group, discarded by the close (0 on a
+    // SQLite store, which keeps them).
     uint64_t retained_discarded;
 } brokk_close_report;
 
@@ -517,15 +525,25 @@ typedef struct brokk_subscription_options {
 extern "C" {
 #endif // __cplusplus
 
-// Creates a broker on the backend `url` names: "memory://" (the default) keeps queues in this
-// process. Worker threads and the listener thread start now.
+// Creates a broker on the backend `url` names. Worker threads and the listener thread start
+// now. "memory://" (the default) keeps queues in this process. "sqlite:///absolute/path.db"
+// (or "sqlite://relative/path.db") keeps them in a SQLite file, created if missing, that
+// several processes may share: members of one named group compete across processes, and
+// every group gets each message any process publishes. Its options go in a query:
+// `synchronous=normal|full` (full: every commit survives a power loss), `busy_timeout_ms=N`
+// (how long to wait for another process's lock, 5000 by default), `lease_ms=N` (how long a
+// delivery stays this broker's if it stops renewing it, say because it crashed; 30000 by
+// default). A file that is not a usable store is refused and left untouched.
 // Copies: url and options; no pointer is kept. `url` is NUL-terminated; NULL means
 // "memory://". `options` may be NULL for defaults.
 // Out: on BROKK_STATUS_OK, `*broker_out` holds a new broker that the caller owns and must
 // release with brokk_broker_free; untouched otherwise.
 // Threads: any.
 // Errors: NULL_ARGUMENT (broker_out), INVALID_UTF8, INVALID_URL, UNSUPPORTED_BACKEND,
-// INVALID_ARGUMENT (options out of range, or threads could not be started).
+// INVALID_ARGUMENT (options out of range, or threads could not be started),
+// INCOMPATIBLE_STORE (not a brokk store, a newer schema, damaged), CANNOT_OPEN_STORE (a
+// directory, a missing folder, no permission), UNAVAILABLE (locked by another process past
+// busy_timeout_ms), STORAGE_FAILED.
 brokk_status brokk_broker_new(const char *url,
                               const struct brokk_broker_options *options,
                               struct brokk_broker **broker_out);
@@ -546,7 +564,8 @@ void brokk_broker_free(struct brokk_broker *broker);
 // running): counted processed.
 // Threads: any thread, including from inside the handler that received the delivery.
 // Errors: NULL_ARGUMENT, UNKNOWN_DELIVERY (never issued), ALREADY_SETTLED (acked or nacked
-// before, or auto-acked), CLOSED.
+// before, or auto-acked), CLOSED, UNAVAILABLE and STORAGE_FAILED (a store's failure: the
+// delivery still awaits its ack).
 brokk_status brokk_broker_ack(const struct brokk_broker *broker, uint64_t delivery_id);
 
 // Acks the `count` deliveries in `ids` (as brokk_broker_ack each, in order): one call for a
@@ -558,7 +577,7 @@ brokk_status brokk_broker_ack(const struct brokk_broker *broker, uint64_t delive
 // and brokk_last_error() names its index and id. CLOSED stops the batch where it occurred.
 // Threads: any thread.
 // Errors: NULL_ARGUMENT (`ids` NULL with `count` > 0), UNKNOWN_DELIVERY, ALREADY_SETTLED,
-// CLOSED.
+// CLOSED, UNAVAILABLE and STORAGE_FAILED (those ids still await their ack).
 brokk_status brokk_broker_ack_batch(const struct brokk_broker *broker,
                                     const uint64_t *ids,
                                     size_t count,
@@ -571,7 +590,8 @@ brokk_status brokk_broker_ack_batch(const struct brokk_broker *broker,
 // of UTF-8, may be NULL) is passed to listeners' on_failed.
 // Copies: reason.
 // Threads: any thread, including from inside the handler that received the delivery.
-// Errors: NULL_ARGUMENT, INVALID_UTF8, UNKNOWN_DELIVERY, ALREADY_SETTLED, CLOSED.
+// Errors: NULL_ARGUMENT, INVALID_UTF8, UNKNOWN_DELIVERY, ALREADY_SETTLED, CLOSED,
+// UNAVAILABLE and STORAGE_FAILED (a store's failure: the delivery still awaits its nack).
 brokk_status brokk_broker_nack(const struct brokk_broker *broker,
                                uint64_t delivery_id,
                                bool requeue,
@@ -580,7 +600,9 @@ brokk_status brokk_broker_nack(const struct brokk_broker *broker,
                                size_t reason_len);
 
 // Waits until no delivery is queued, running or awaiting an ack, and every listener event has
-// been delivered, or until `timeout_ms` passes (BROKK_WAIT_FOREVER: no limit).
+// been delivered, or until `timeout_ms` passes (BROKK_WAIT_FOREVER: no limit). On a SQLite
+// store this is this broker's work: what it holds, and what waits in the file for the groups
+// it uses (whoever takes it); not what other processes hold.
 // Out: if `remaining_out` is not NULL, on BROKK_STATUS_OK it holds 0 and on
 // BROKK_STATUS_TIMEOUT the deliveries still outstanding; untouched otherwise.
 // Threads: any thread except this broker's own handlers and listeners.
@@ -595,6 +617,9 @@ brokk_status brokk_broker_join(const struct brokk_broker *broker,
 // included, the workers stop, and every later call on this broker fails with CLOSED (a second
 // close included) until brokk_broker_free. Handlers still running when time runs out finish
 // on their own. With `force`, nothing is waited for: everything outstanding is dropped at once.
+// On a SQLite store nothing durable is dropped: named groups' deliveries and retained
+// messages stay in the file, and deliveries this broker holds go back to it (attempt + 1) for
+// other processes; its ungrouped subscriptions' groups are removed.
 // Out: if `report_out` is not NULL, on BROKK_STATUS_OK and BROKK_STATUS_TIMEOUT it holds what
 // the close did; untouched on other statuses.
 // Threads: any thread. From inside this broker's own handler or listener only a forced close

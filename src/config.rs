@@ -47,11 +47,57 @@ pub enum RetentionPolicy {
     Off,
 }
 
+/// Default wait for a SQLite file another process holds locked (`busy_timeout_ms`).
+pub const DEFAULT_SQLITE_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Default lease of a delivery claimed from a shared store without an ack deadline
+/// (`lease_ms`): renewed every third of it while the broker lives, so only the deliveries of
+/// a broker that stopped (crashed, or hung that long) come back to other consumers.
+pub const DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Which store holds the queues.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
     /// In this process's memory; the default.
     Memory,
+    /// A SQLite file that several processes (several brokers) may share.
+    Sqlite(SqliteConfig),
+}
+
+/// Where and how to open a SQLite store: `sqlite:///abs/path.db` or `sqlite://relative/path.db`,
+/// with optional `?synchronous=normal|full&busy_timeout_ms=N&lease_ms=N`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteConfig {
+    pub path: std::path::PathBuf,
+    pub synchronous: Synchronous,
+    /// How long a write waits for a lock another process holds before failing with
+    /// `ErrorKind::Unavailable`.
+    pub busy_timeout: std::time::Duration,
+    /// How long a delivery claimed without an ack deadline stays this broker's if it stops
+    /// renewing it (see `DEFAULT_LEASE`).
+    pub lease: std::time::Duration,
+}
+
+impl SqliteConfig {
+    /// `path` with `Synchronous::Normal`, the default busy timeout and the default lease.
+    pub fn new(path: impl Into<std::path::PathBuf>) -> Self {
+        SqliteConfig {
+            path: path.into(),
+            synchronous: Synchronous::Normal,
+            busy_timeout: DEFAULT_SQLITE_BUSY_TIMEOUT,
+            lease: DEFAULT_LEASE,
+        }
+    }
+}
+
+/// How hard a SQLite commit tries to survive failures; both use a write-ahead log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// A commit survives this process crashing; a power loss may lose the last commits (the
+    /// file stays consistent).
+    #[default]
+    Normal,
+    /// Every commit is synced to disk and survives a power loss.
+    Full,
 }
 
 /// How to build a broker. `Default` gives the memory backend with default limits.
@@ -91,7 +137,8 @@ impl Default for BrokerConfig {
 }
 
 impl BrokerConfig {
-    /// A default configuration for the backend named by `url` (`memory://`; empty means memory).
+    /// A default configuration for the backend named by `url` (`memory://`, `sqlite://...`;
+    /// empty means memory).
     pub fn from_url(url: &str) -> Result<Self> {
         Ok(BrokerConfig { backend: parse_url(url)?, ..Default::default() })
     }
@@ -144,8 +191,9 @@ impl BrokerConfig {
     }
 }
 
-/// Parses a backend URL. Known schemes of later backends get `UnsupportedBackend`, anything
-/// else `InvalidUrl`.
+/// Parses a backend URL: `memory://`, or `sqlite:///absolute/path.db` (also
+/// `sqlite://relative/path.db`) with optional `?synchronous=normal|full&busy_timeout_ms=N`.
+/// Known schemes of later backends get `UnsupportedBackend`, anything else `InvalidUrl`.
 pub fn parse_url(url: &str) -> Result<Backend> {
     let url = url.trim();
     if url.is_empty() {
@@ -162,12 +210,81 @@ pub fn parse_url(url: &str) -> Result<Backend> {
         "memory" => {
             Err(Error::new(ErrorKind::InvalidUrl, format!("memory:// takes nothing after the scheme; got {rest:?}")))
         }
-        "sqlite" | "redis" | "rediss" | "redis+cluster" => Err(Error::new(
+        "sqlite" => parse_sqlite(rest).map(Backend::Sqlite),
+        "redis" | "rediss" | "redis+cluster" => Err(Error::new(
             ErrorKind::UnsupportedBackend,
             format!("the {scheme} backend is not available in this build of brokk"),
         )),
         _ => Err(Error::new(ErrorKind::InvalidUrl, format!("unknown backend scheme {scheme:?}"))),
     }
+}
+
+fn invalid(why: String) -> Error {
+    Error::new(ErrorKind::InvalidUrl, why)
+}
+
+/// What follows `sqlite://`: the path (percent-escapes decoded), then the query options.
+fn parse_sqlite(rest: &str) -> Result<SqliteConfig> {
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    let path = percent_decode(path)?;
+    if path.is_empty() || path == "/" {
+        return Err(invalid(format!(
+            "sqlite:// needs a file path, as in sqlite:///var/lib/app/brokk.db; got {rest:?}"
+        )));
+    }
+    let mut config = SqliteConfig::new(path);
+    for pair in query.into_iter().flat_map(|q| q.split('&')).filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "synchronous" => {
+                config.synchronous = match value.to_ascii_lowercase().as_str() {
+                    "normal" => Synchronous::Normal,
+                    "full" => Synchronous::Full,
+                    _ => return Err(invalid(format!("synchronous must be normal or full; got {value:?}"))),
+                }
+            }
+            "busy_timeout_ms" => config.busy_timeout = millis(key, value, 0)?,
+            "lease_ms" => config.lease = millis(key, value, 3)?,
+            _ => {
+                return Err(invalid(format!(
+                    "unknown sqlite:// option {key:?}; the options are synchronous, busy_timeout_ms and lease_ms"
+                )))
+            }
+        }
+    }
+    Ok(config)
+}
+
+/// A URL option in milliseconds, at least `min`.
+fn millis(key: &str, value: &str, min: u64) -> Result<std::time::Duration> {
+    match value.parse::<u64>() {
+        Ok(ms) if ms >= min => Ok(std::time::Duration::from_millis(ms)),
+        _ => Err(invalid(format!("{key} must be a whole number of milliseconds, at least {min}; got {value:?}"))),
+    }
+}
+
+/// Decodes `%XX` escapes (a path with spaces or `?` in it), refusing broken ones and non-UTF-8.
+fn percent_decode(s: &str) -> Result<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                Some(b) => out.push(b),
+                None => return Err(invalid(format!("bad percent-escape in {s:?}"))),
+            }
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| invalid(format!("{s:?} decodes to a path that is not UTF-8")))
 }
 
 #[cfg(test)]
@@ -182,7 +299,34 @@ mod tests {
         assert_eq!(parse_url("memory://x").unwrap_err().kind(), ErrorKind::InvalidUrl);
         assert_eq!(parse_url("memory").unwrap_err().kind(), ErrorKind::InvalidUrl);
         assert_eq!(parse_url("ftp://x").unwrap_err().kind(), ErrorKind::InvalidUrl);
-        assert_eq!(parse_url("sqlite:///tmp/x.db").unwrap_err().kind(), ErrorKind::UnsupportedBackend);
         assert_eq!(parse_url("redis://localhost").unwrap_err().kind(), ErrorKind::UnsupportedBackend);
+    }
+
+    #[test]
+    fn sqlite_urls() {
+        let sqlite = |url: &str| match parse_url(url) {
+            Ok(Backend::Sqlite(c)) => c,
+            other => panic!("{url}: {other:?}"),
+        };
+        let c = sqlite("sqlite:///var/lib/app/brokk.db");
+        assert_eq!(c, SqliteConfig::new("/var/lib/app/brokk.db"));
+        assert_eq!(sqlite("SQLITE://data/q.db").path, std::path::Path::new("data/q.db"));
+        assert_eq!(sqlite("sqlite:///tmp/with%20space.db").path, std::path::Path::new("/tmp/with space.db"));
+        let c = sqlite("sqlite:///x.db?synchronous=FULL&busy_timeout_ms=250&lease_ms=900");
+        assert_eq!((c.synchronous, c.busy_timeout.as_millis(), c.lease.as_millis()), (Synchronous::Full, 250, 900));
+        assert_eq!(sqlite("sqlite:///x.db?synchronous=normal&").synchronous, Synchronous::Normal);
+        for bad in [
+            "sqlite://",
+            "sqlite:///",
+            "sqlite://?synchronous=full",
+            "sqlite:///x.db?synchronous=off",
+            "sqlite:///x.db?busy_timeout_ms=-1",
+            "sqlite:///x.db?lease_ms=0",
+            "sqlite:///x.db?journal=wal",
+            "sqlite:///x%zz.db",
+            "sqlite:///x%ff.db",
+        ] {
+            assert_eq!(parse_url(bad).unwrap_err().kind(), ErrorKind::InvalidUrl, "{bad}");
+        }
     }
 }

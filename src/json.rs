@@ -372,9 +372,9 @@ mod tests {
             for at in 0..=len {
                 for s in specials {
                     let mut doc = b"\"".to_vec();
-                    doc.extend(std::iter::repeat(b'a').take(at));
+                    doc.extend(std::iter::repeat_n(b'a', at));
                     doc.extend_from_slice(s);
-                    doc.extend(std::iter::repeat(b'z').take(len - at));
+                    doc.extend(std::iter::repeat_n(b'z', len - at));
                     doc.push(b'"');
                     assert_eq!(validate(&doc).is_ok(), serde_accepts(&doc), "{:?}", String::from_utf8_lossy(&doc));
                 }

@@ -31,9 +31,21 @@ impl Message {
     /// Builds a message from parts already validated by the caller (see `broker::publish`):
     /// topic at most 255 bytes, id at most 128, payload at most u32::MAX.
     pub(crate) fn new(topic: &str, id: &str, payload: &[u8], metadata: Option<&[u8]>, priority: i32) -> Self {
+        Self::restore(topic, id, payload, metadata, priority, now_ms())
+    }
+
+    /// A message as a durable store kept it: the same parts, and the time it was published.
+    pub(crate) fn restore(
+        topic: &str,
+        id: &str,
+        payload: &[u8],
+        metadata: Option<&[u8]>,
+        priority: i32,
+        timestamp_ms: u64,
+    ) -> Self {
         let metadata = metadata.unwrap_or(&[]);
         let mut header = [0u8; HEADER];
-        header[TIMESTAMP..PRIORITY].copy_from_slice(&now_ms().to_le_bytes());
+        header[TIMESTAMP..PRIORITY].copy_from_slice(&timestamp_ms.to_le_bytes());
         header[PRIORITY..TOPIC_LEN].copy_from_slice(&priority.to_le_bytes());
         header[TOPIC_LEN] = u8::try_from(topic.len()).expect("topic validated: at most 255 bytes");
         header[ID_LEN] = u8::try_from(id.len()).expect("id validated: at most 128 bytes");
@@ -93,6 +105,12 @@ impl Message {
         }
     }
 
+    /// The metadata as given at publish; None when none was (then `metadata()` reads `{}`).
+    /// A store keeps this, so that a restored message is the one published.
+    pub(crate) fn given_metadata(&self) -> Option<&[u8]> {
+        (self.data[HAS_METADATA] != 0).then(|| &self.data[self.payload_end()..])
+    }
+
     /// Milliseconds since the Unix epoch at publish.
     pub fn timestamp_ms(&self) -> u64 {
         u64::from_le_bytes(self.data[TIMESTAMP..PRIORITY].try_into().expect("8 bytes"))
@@ -125,15 +143,23 @@ impl std::fmt::Debug for Message {
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub(crate) message: Message,
+    /// What `ack` and `nack` quote in this process.
     pub(crate) id: u64,
+    /// The store's own name for this delivery, which settling it quotes: the row key in SQLite
+    /// (the same in every process, and kept across redeliveries); the id itself in memory.
+    pub(crate) key: u64,
     pub(crate) subscription: u64,
+    /// Kept by the store: 1 on the first delivery, one more for each requeue or lost lease.
     pub(crate) attempt: u32,
+    /// For a shared store: the lease of this hand-out is renewed while this broker holds it
+    /// (no ack deadline); otherwise it runs out at the ack deadline (see `store::Lease`).
+    pub(crate) renewed: bool,
     pub(crate) group: Option<Arc<str>>,
 }
 
 impl Delivery {
     pub(crate) fn of_published(message: Message) -> Self {
-        Delivery { message, id: 0, subscription: 0, attempt: 0, group: None }
+        Delivery { message, id: 0, key: 0, subscription: 0, attempt: 0, renewed: false, group: None }
     }
 
     pub fn message(&self) -> &Message {

@@ -1,11 +1,15 @@
 //! Property test: random sequences of publish, fetch, ack, nack, requeue, purge and count on
 //! a broker, checked step by step against a simple model of what the broker must do (pull
-//! consumers only, so that everything is deterministic).
+//! consumers only, so that everything is deterministic). The same property runs on memory and
+//! on SQLite (a new file per case).
+
+mod common;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use brokk::{Broker, BrokerConfig, Delivery, PublishOptions};
+use brokk::{BrokerConfig, Delivery, PublishOptions};
+use common::Kit;
 use proptest::prelude::*;
 
 const TOPICS: [&str; 2] = ["a", "b"];
@@ -98,8 +102,8 @@ fn number(d: &Delivery) -> u64 {
     std::str::from_utf8(d.payload()).unwrap().parse().unwrap()
 }
 
-fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let broker = Broker::with_config(&BrokerConfig { worker_threads: 2, ..Default::default() }).unwrap();
+fn run(kit: &Kit, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let broker = kit.with(BrokerConfig { worker_threads: 2, ..Default::default() });
     let mut model = Model::default();
     let mut next = 0u64;
     for op in ops {
@@ -175,6 +179,15 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
     #[test]
     fn the_broker_behaves_like_its_model(ops in proptest::collection::vec(op(), 1..80)) {
-        run(ops)?;
+        run(&Kit::memory(), ops)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    #[test]
+    fn the_sqlite_broker_behaves_like_its_model(ops in proptest::collection::vec(op(), 1..80)) {
+        // One folder per case (removed with the kit), so that no case sees another's file.
+        run(&Kit::sqlite("model"), ops)?;
     }
 }

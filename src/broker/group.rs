@@ -10,16 +10,18 @@ use std::time::Instant;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::subscription::Subscription;
+use crate::error::Result;
 use crate::message::Delivery;
 use crate::stats::TopicCounters;
-use crate::store::DeliveryQueue;
+use crate::store::GroupQueue;
 
 pub(crate) struct Group {
     /// None for the anonymous group of one ungrouped subscription.
     pub name: Option<Arc<str>>,
     pub topic: Arc<str>,
     pub counters: Arc<TopicCounters>,
-    pub queue: Box<dyn DeliveryQueue>,
+    /// The store's queue of this group.
+    pub queue: Arc<dyn GroupQueue>,
     /// Copy-on-write list of push members.
     members: RwLock<Arc<[Arc<Subscription>]>>,
     /// Where the next search for a member with spare capacity starts (round robin).
@@ -39,7 +41,7 @@ impl Group {
         name: Option<Arc<str>>,
         topic: Arc<str>,
         counters: Arc<TopicCounters>,
-        queue: Box<dyn DeliveryQueue>,
+        queue: Arc<dyn GroupQueue>,
     ) -> Self {
         Group {
             name,
@@ -65,6 +67,19 @@ impl Group {
     pub(crate) fn deactivate(&self) {
         self.active.store(false, Ordering::SeqCst);
         self.wake_all_fetchers();
+    }
+
+    /// Undoes `deactivate` (an unsubscribe whose store removal failed).
+    pub(crate) fn reactivate(&self) {
+        self.active.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether someone waits for this group's deliveries: a push member, a blocked fetcher, or
+    /// a publisher blocked on its full queue.
+    pub(crate) fn is_watched(&self) -> bool {
+        !self.members.read().is_empty()
+            || self.waiters.load(Ordering::SeqCst) > 0
+            || self.space_waiters.load(Ordering::SeqCst) > 0
     }
 
     pub(crate) fn add_member(&self, sub: Arc<Subscription>) {
@@ -130,10 +145,20 @@ impl Group {
 
     /// Waits until the queue has room for `n` more deliveries under `capacity`, or until
     /// `deadline`; returns whether there is room. Also returns true once the group or the
-    /// broker (`open`) is done, so that the publish goes on and meets that instead.
-    pub(crate) fn wait_for_room(&self, n: usize, capacity: usize, deadline: Instant, open: impl Fn() -> bool) -> bool {
+    /// broker (`open`) is done, so that the publish goes on and meets that instead. `waiting`
+    /// runs each time it starts to wait.
+    pub(crate) fn wait_for_room(
+        &self,
+        n: usize,
+        capacity: usize,
+        deadline: Instant,
+        open: impl Fn() -> bool,
+        waiting: impl Fn(),
+    ) -> bool {
+        // A failing store read counts as room: the publish goes on and meets the failure.
+        let full = || self.queue.backlog().is_ok_and(|len| len + n > capacity);
         loop {
-            if self.queue.len() + n <= capacity || !self.is_active() || !open() {
+            if !full() || !self.is_active() || !open() {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -141,39 +166,42 @@ impl Group {
             }
             let mut guard = self.wait_lock.lock();
             self.space_waiters.fetch_add(1, Ordering::SeqCst);
-            if self.queue.len() + n > capacity && self.is_active() && open() {
+            waiting();
+            if full() && self.is_active() && open() {
                 self.space_cv.wait_until(&mut guard, deadline);
             }
             self.space_waiters.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
-    /// Takes up to `max` deliveries into `out`, waiting until `deadline` (None: no limit)
-    /// while the queue is empty, the group active and `open()` true. Returns how many it took
-    /// (0: none came in time, or the group or broker is done).
+    /// Claims deliveries into `out` with `claim`, waiting until `deadline` (None: no limit)
+    /// while there are none, the group is active and `open()` is true; `waiting` runs each time
+    /// it starts to wait. Returns how many it took (0: none came in time, or the group or
+    /// broker is done).
     pub(crate) fn take(
         &self,
-        max: usize,
         out: &mut Vec<Delivery>,
         deadline: Option<Instant>,
         open: impl Fn() -> bool,
-    ) -> usize {
+        mut claim: impl FnMut(&mut Vec<Delivery>) -> Result<usize>,
+        waiting: impl Fn(),
+    ) -> Result<usize> {
         loop {
             if !self.is_active() || !open() {
-                return 0;
+                return Ok(0);
             }
-            let before = out.len();
-            self.queue.pop_batch(max, out);
-            if out.len() > before {
+            let got = claim(out)?;
+            if got > 0 {
                 self.made_room();
-                return out.len() - before;
+                return Ok(got);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return 0;
+                return Ok(0);
             }
             let mut guard = self.wait_lock.lock();
             self.waiters.fetch_add(1, Ordering::SeqCst);
-            // Re-check under the lock: a push after our pop and before this point has either
+            waiting();
+            // Re-check under the lock: a push after our claim and before this point has either
             // seen waiters > 0 (and will notify after we wait) or is visible here.
             if self.queue.len() == 0 && self.is_active() && open() {
                 match deadline {

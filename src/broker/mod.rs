@@ -4,6 +4,7 @@ mod group;
 mod ids;
 mod pending;
 mod policy;
+mod poller;
 pub(crate) mod quiesce;
 pub(crate) mod reentry;
 mod shared;
@@ -100,15 +101,21 @@ pub struct FetchOptions<'a> {
 pub struct CloseReport {
     /// Deliveries still unfinished when the timeout ran out (0 if everything finished in
     /// time, and for a forced close); they were dropped, or are handlers finishing on their own.
+    /// (A SQLite store keeps those of named groups in the file.)
     pub remaining: u64,
     /// Deliveries a forced close dropped: queued ones and those awaiting a manual ack. Handlers
-    /// running at that moment are not counted; they finish on their own.
+    /// running at that moment are not counted; they finish on their own. (A SQLite store drops
+    /// only what this broker's ungrouped subscriptions had waiting; what it held goes back to
+    /// the file with attempt + 1.)
     pub dropped: u64,
-    /// Messages that topics retained for want of a consumer group, discarded by the close.
+    /// Messages that topics retained for want of a consumer group, discarded by the close (0
+    /// on a SQLite store, which keeps them).
     pub retained_discarded: u64,
 }
 
-/// An in-process message broker. Cloning gives another handle to the same broker; when the
+/// A message broker. Its store is in this process (memory, the default) or a SQLite file that
+/// several processes share (see `Broker::open`). Cloning gives another handle to the same
+/// broker; when the
 /// last handle is dropped the broker is torn down: it is closed with force, its threads are
 /// joined, and every handler and listener (with whatever it owns) is dropped, so nothing of it
 /// runs afterwards. Dropping it from inside one of its own handlers finishes that teardown on
@@ -143,7 +150,19 @@ impl Broker {
         Broker::with_config(&BrokerConfig::default())
     }
 
-    /// A broker on the backend `url` names (`memory://`).
+    /// A broker on the backend `url` names: `memory://`, or `sqlite:///path/to/file.db` (also
+    /// `sqlite://relative/path.db`) with optional `?synchronous=normal|full&busy_timeout_ms=N
+    /// &lease_ms=N` (see `SqliteConfig`).
+    ///
+    /// On SQLite, several brokers (in one process or many) share the file: members of a named
+    /// group compete across them, each group gets every message any of them publishes, and an
+    /// ungrouped subscription gets every message published on its topic while it exists. What
+    /// a broker claims is leased to it: until its ack deadline, or (none) for `lease_ms`,
+    /// renewed every third of that while the broker lives; so only a broker that stopped loses
+    /// its deliveries to others, with attempt + 1. A broker sees other processes' work within
+    /// a few milliseconds: it watches the file for changes every 5 ms while it has consumers.
+    /// Every call that reads or writes the file may fail with `Unavailable` (locked by another
+    /// process past the busy timeout) or `StorageFailed`, and then changes nothing.
     pub fn open(url: &str) -> Result<Broker> {
         Broker::with_config(&BrokerConfig::from_url(url)?)
     }
@@ -259,11 +278,13 @@ impl Broker {
 
     /// Messages waiting on `topics` (all when None): retained ones plus deliveries queued in
     /// groups, one per group; deliveries in flight are not counted. Unknown topics count 0.
+    /// On SQLite this counts the whole file, whichever process published or consumes.
     pub fn count(&self, topics: Option<&[&str]>) -> Result<u64> {
         self.shared().count(topics)
     }
 
     /// Discards what `count` counts and returns how many; deliveries in flight are untouched.
+    /// On SQLite this purges the whole file, other processes' groups included.
     pub fn purge(&self, topics: Option<&[&str]>) -> Result<u64> {
         self.shared().purge(topics)
     }
@@ -284,6 +305,8 @@ impl Broker {
         self.shared().remove_listener(listener)
     }
 
+    /// This broker's counters. On SQLite, the `queued` and `retained` gauges are the file's
+    /// (every process's groups); the counters and the other gauges are this broker's own.
     pub fn stats(&self) -> Result<BrokerStats> {
         self.shared().stats()
     }
@@ -291,7 +314,9 @@ impl Broker {
     /// Waits until no delivery is queued, running or awaiting an ack and every listener event
     /// has been delivered; `None` waits without limit. Retained messages (a topic with no
     /// group) are not waited for. A timeout error carries the deliveries left. From inside a
-    /// handler or listener of this broker it fails with `WouldDeadlock`.
+    /// handler or listener of this broker it fails with `WouldDeadlock`. On SQLite this is this
+    /// broker's work: what it holds, and what waits in the file for the groups it uses
+    /// (whoever takes it), not what other processes hold.
     pub fn join(&self, timeout: Option<Duration>) -> Result<()> {
         self.shared().join(timeout)
     }
@@ -303,6 +328,11 @@ impl Broker {
     /// on their own. `force` drops everything at once, reporting what it dropped; it is the only
     /// close allowed from inside a handler or listener. Later calls, a second close included,
     /// fail with `Closed`.
+    ///
+    /// On SQLite nothing durable is dropped: what waits in named groups and what topics retain
+    /// stay in the file for the next broker, and what this broker holds (awaiting an ack, or
+    /// claimed by a worker) goes back to the file at once with attempt + 1, for the other
+    /// processes. This broker's ungrouped subscriptions' groups are removed with what they had.
     pub fn close(&self, timeout: Option<Duration>, force: bool) -> Result<CloseReport> {
         self.shared().close(timeout, force)
     }

@@ -54,8 +54,10 @@ impl PendingAcks {
         &self.shards[(id as usize) % SHARDS]
     }
 
-    pub(crate) fn insert(&self, entry: PendingAck) {
-        self.shard(entry.delivery.id).lock().insert(entry.delivery.id, entry);
+    /// Registers a delivery; returns whether it replaced an entry (a shared store may hand the
+    /// same delivery out again once an old lease on it ran out).
+    pub(crate) fn insert(&self, entry: PendingAck) -> bool {
+        self.shard(entry.delivery.id).lock().insert(entry.delivery.id, entry).is_some()
     }
 
     pub(crate) fn remove(&self, id: u64) -> Option<PendingAck> {

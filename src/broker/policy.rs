@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::names::validate_topic;
+use crate::store::Lease;
 
 #[derive(Debug, Default)]
 pub(crate) struct DeliveryPolicy {
@@ -31,6 +32,12 @@ impl DeliveryPolicy {
     /// Whether a delivery on its `attempt` may be tried again.
     pub(crate) fn may_retry(&self, attempt: u32) -> bool {
         self.max_attempts == 0 || attempt < self.max_attempts
+    }
+
+    /// How long a claim holds deliveries under this policy: until the ack deadline, or (none)
+    /// for as long as this broker lives.
+    pub(crate) fn lease(&self) -> Lease {
+        self.ack_deadline.map_or(Lease::Renewed, Lease::Until)
     }
 
     /// Whether deliveries under this policy must be tracked until settled.

@@ -97,6 +97,8 @@ impl Quiesce {
     }
 
     /// Sets WAITING on every counter and says whether all counts were zero at that moment.
+    /// A fold, not `all`: every counter must get the bit, whatever the ones before held.
+    #[allow(clippy::unnecessary_fold)]
     fn mark_and_check_idle(&self) -> bool {
         self.counters().iter().fold(true, |idle, c| c.fetch_or(WAITING, Ordering::AcqRel) & COUNT == 0 && idle)
     }

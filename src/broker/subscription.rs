@@ -17,7 +17,7 @@ use super::policy::DeliveryPolicy;
 use crate::handler::{Handler, Verdict};
 use crate::message::Delivery;
 
-/// Most deliveries a worker takes from a queue at once.
+/// Deliveries a worker's buffers hold without growing (stores choose the batch size).
 pub(crate) const MAX_BATCH: usize = 16;
 
 /// Most handler invocations one subscription may run at once.
@@ -79,19 +79,6 @@ impl Subscription {
 
     pub(crate) fn release(&self) {
         self.scheduled.fetch_sub(1, Ordering::SeqCst);
-    }
-
-    /// How many deliveries a worker takes at once. A batch when this member alone consumes the
-    /// group with one worker: order is kept and the queue lock is taken once per batch; the
-    /// price is that a higher priority arriving meanwhile waits for the rest of the batch, so
-    /// batches stay small. One at a time when workers or members compete, so that none
-    /// withholds deliveries from the others.
-    pub(crate) fn batch_size(&self) -> usize {
-        if self.concurrency == 1 && !self.group.contended() {
-            MAX_BATCH
-        } else {
-            1
-        }
     }
 
     /// Runs the handler; a panic becomes a nack with the panic message as reason.

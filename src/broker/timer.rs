@@ -9,14 +9,14 @@ use std::time::Instant;
 use parking_lot::{Condvar, Mutex};
 
 use super::group::Group;
-use crate::message::Delivery;
 use crate::stats::TopicCounters;
 
 pub(crate) enum Job {
     /// The ack deadline of delivery `id`, handed out as `attempt`, has passed.
     Deadline { id: u64, attempt: u32 },
-    /// A delayed requeue is due: `delivery` goes back to `group` (whose counters these are).
-    Release { group: Weak<Group>, counters: Arc<TopicCounters>, delivery: Delivery },
+    /// A delivery requeued with a delay into `group` (whose counters these are) is due: the
+    /// store releases it, and a consumer is woken.
+    Wake { group: Weak<Group>, counters: Arc<TopicCounters> },
 }
 
 struct Entry {
@@ -64,7 +64,7 @@ impl Timer {
         }
         s.seq += 1;
         let seq = s.seq;
-        let earliest = s.heap.peek().map_or(true, |e| due < e.due);
+        let earliest = s.heap.peek().is_none_or(|e| due < e.due);
         s.heap.push(Entry { due, seq, job });
         if earliest {
             self.changed.notify_one();

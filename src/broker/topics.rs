@@ -1,26 +1,29 @@
 //! The topic registry. Topics are created by the first publish, subscribe or fetch that names
-//! them and live as long as the broker. A topic holds its consumer groups and the messages
-//! retained while it had none.
+//! them and live as long as the broker. A topic holds this broker's consumer groups of it, and
+//! its side in the store (which keeps what it retains while it has no group).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
 use super::group::Group;
-use crate::message::Message;
+use crate::error::Result;
 use crate::stats::TopicCounters;
+use crate::store::TopicStore;
 
 pub(crate) struct Topic {
     pub name: Arc<str>,
     pub counters: Arc<TopicCounters>,
+    pub store: Arc<dyn TopicStore>,
     /// Copy-on-write list: publishers read it under a brief read lock; group changes replace
     /// it.
     groups: RwLock<Arc<[Arc<Group>]>>,
-    /// Messages published while the topic had no group, kept for the first named group.
-    /// Its lock also orders "no group: retain" against "first named group: take them over".
-    pub retained: Mutex<VecDeque<Message>>,
+    /// Held while groups are added or removed, and by a publish that must see the list as it
+    /// is in the store (an in-process store's first named group takes over what the topic
+    /// retained: no publish may overtake those).
+    pub order: Mutex<()>,
 }
 
 impl Topic {
@@ -32,7 +35,7 @@ impl Topic {
         self.groups.read().iter().find(|g| g.name.as_deref() == Some(name)).cloned()
     }
 
-    /// Adds a group; call with `retained` locked, so that no publish retains meanwhile.
+    /// Adds a group; call with `order` locked.
     pub(crate) fn add_group(&self, group: Arc<Group>) {
         let mut list = self.groups.write();
         let mut next: Vec<_> = list.iter().cloned().collect();
@@ -84,24 +87,30 @@ impl Hasher for NameHasher {
 }
 
 impl Topics {
-    /// The topic named `name` (already validated), and whether this call created it.
-    pub(crate) fn get_or_create(&self, name: &str) -> (Arc<Topic>, bool) {
+    /// The topic named `name` (already validated), and whether this call created it; `store`
+    /// makes the store's side of a new one.
+    pub(crate) fn get_or_create(
+        &self,
+        name: &str,
+        store: impl FnOnce(&Arc<str>) -> Result<Arc<dyn TopicStore>>,
+    ) -> Result<(Arc<Topic>, bool)> {
         if let Some(t) = self.map.read().get(name) {
-            return (Arc::clone(t), false);
+            return Ok((Arc::clone(t), false));
         }
         let mut map = self.map.write();
         if let Some(t) = map.get(name) {
-            return (Arc::clone(t), false);
+            return Ok((Arc::clone(t), false));
         }
         let name: Arc<str> = Arc::from(name);
         let topic = Arc::new(Topic {
+            store: store(&name)?,
             name: Arc::clone(&name),
             counters: Arc::default(),
             groups: RwLock::new(Arc::from(Vec::new())),
-            retained: Mutex::new(VecDeque::new()),
+            order: Mutex::new(()),
         });
         map.insert(name, Arc::clone(&topic));
-        (topic, true)
+        Ok((topic, true))
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<Arc<Topic>> {

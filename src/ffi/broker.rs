@@ -49,6 +49,10 @@ const _: () = {
 /// A message broker. Create with brokk_broker_new, release with brokk_broker_free.
 /// Threads: every function taking `const brokk_broker *` may be called from any thread,
 /// concurrently, until brokk_broker_free.
+/// Stores: on a SQLite store, every call that reads or writes the file (publish, subscribe,
+/// unsubscribe, fetch, ack, nack, count, purge, stats, join) may also fail with UNAVAILABLE
+/// (another process held the file locked past busy_timeout_ms) or STORAGE_FAILED (an I/O
+/// error, a full disk); such a failure changes nothing, and the call may be retried.
 pub struct brokk_broker {
     pub(crate) inner: Broker,
 }
@@ -142,15 +146,25 @@ pub(crate) fn timeout(ms: u64) -> Option<Duration> {
     (ms != BROKK_WAIT_FOREVER).then(|| Duration::from_millis(ms))
 }
 
-/// Creates a broker on the backend `url` names: "memory://" (the default) keeps queues in this
-/// process. Worker threads and the listener thread start now.
+/// Creates a broker on the backend `url` names. Worker threads and the listener thread start
+/// now. "memory://" (the default) keeps queues in this process. "sqlite:///absolute/path.db"
+/// (or "sqlite://relative/path.db") keeps them in a SQLite file, created if missing, that
+/// several processes may share: members of one named group compete across processes, and
+/// every group gets each message any process publishes. Its options go in a query:
+/// `synchronous=normal|full` (full: every commit survives a power loss), `busy_timeout_ms=N`
+/// (how long to wait for another process's lock, 5000 by default), `lease_ms=N` (how long a
+/// delivery stays this broker's if it stops renewing it, say because it crashed; 30000 by
+/// default). A file that is not a usable store is refused and left untouched.
 /// Copies: url and options; no pointer is kept. `url` is NUL-terminated; NULL means
 /// "memory://". `options` may be NULL for defaults.
 /// Out: on BROKK_STATUS_OK, `*broker_out` holds a new broker that the caller owns and must
 /// release with brokk_broker_free; untouched otherwise.
 /// Threads: any.
 /// Errors: NULL_ARGUMENT (broker_out), INVALID_UTF8, INVALID_URL, UNSUPPORTED_BACKEND,
-/// INVALID_ARGUMENT (options out of range, or threads could not be started).
+/// INVALID_ARGUMENT (options out of range, or threads could not be started),
+/// INCOMPATIBLE_STORE (not a brokk store, a newer schema, damaged), CANNOT_OPEN_STORE (a
+/// directory, a missing folder, no permission), UNAVAILABLE (locked by another process past
+/// busy_timeout_ms), STORAGE_FAILED.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_broker_new(
     url: *const c_char,
@@ -201,7 +215,8 @@ pub unsafe extern "C" fn brokk_broker_free(broker: *mut brokk_broker) {
 /// running): counted processed.
 /// Threads: any thread, including from inside the handler that received the delivery.
 /// Errors: NULL_ARGUMENT, UNKNOWN_DELIVERY (never issued), ALREADY_SETTLED (acked or nacked
-/// before, or auto-acked), CLOSED.
+/// before, or auto-acked), CLOSED, UNAVAILABLE and STORAGE_FAILED (a store's failure: the
+/// delivery still awaits its ack).
 #[no_mangle]
 pub unsafe extern "C" fn brokk_broker_ack(broker: *const brokk_broker, delivery_id: u64) -> brokk_status {
     guard(|| {
@@ -219,7 +234,7 @@ pub unsafe extern "C" fn brokk_broker_ack(broker: *const brokk_broker, delivery_
 /// and brokk_last_error() names its index and id. CLOSED stops the batch where it occurred.
 /// Threads: any thread.
 /// Errors: NULL_ARGUMENT (`ids` NULL with `count` > 0), UNKNOWN_DELIVERY, ALREADY_SETTLED,
-/// CLOSED.
+/// CLOSED, UNAVAILABLE and STORAGE_FAILED (those ids still await their ack).
 #[no_mangle]
 pub unsafe extern "C" fn brokk_broker_ack_batch(
     broker: *const brokk_broker,
@@ -256,7 +271,8 @@ pub unsafe extern "C" fn brokk_broker_ack_batch(
 /// of UTF-8, may be NULL) is passed to listeners' on_failed.
 /// Copies: reason.
 /// Threads: any thread, including from inside the handler that received the delivery.
-/// Errors: NULL_ARGUMENT, INVALID_UTF8, UNKNOWN_DELIVERY, ALREADY_SETTLED, CLOSED.
+/// Errors: NULL_ARGUMENT, INVALID_UTF8, UNKNOWN_DELIVERY, ALREADY_SETTLED, CLOSED,
+/// UNAVAILABLE and STORAGE_FAILED (a store's failure: the delivery still awaits its nack).
 #[no_mangle]
 pub unsafe extern "C" fn brokk_broker_nack(
     broker: *const brokk_broker,
@@ -276,7 +292,9 @@ pub unsafe extern "C" fn brokk_broker_nack(
 }
 
 /// Waits until no delivery is queued, running or awaiting an ack, and every listener event has
-/// been delivered, or until `timeout_ms` passes (BROKK_WAIT_FOREVER: no limit).
+/// been delivered, or until `timeout_ms` passes (BROKK_WAIT_FOREVER: no limit). On a SQLite
+/// store this is this broker's work: what it holds, and what waits in the file for the groups
+/// it uses (whoever takes it); not what other processes hold.
 /// Out: if `remaining_out` is not NULL, on BROKK_STATUS_OK it holds 0 and on
 /// BROKK_STATUS_TIMEOUT the deliveries still outstanding; untouched otherwise.
 /// Threads: any thread except this broker's own handlers and listeners.
@@ -308,12 +326,16 @@ pub unsafe extern "C" fn brokk_broker_join(
 #[derive(Debug, Clone, Copy, Default)]
 pub struct brokk_close_report {
     /// Deliveries still unfinished when `timeout_ms` ran out (0 when everything finished in
-    /// time, and for a forced close): dropped, or handlers that finish on their own.
+    /// time, and for a forced close): dropped, or handlers that finish on their own. (A SQLite
+    /// store keeps those of named groups in the file.)
     pub remaining: u64,
     /// Deliveries a forced close dropped: queued ones and those awaiting an ack. Handlers
-    /// running at that moment finish on their own and are not counted.
+    /// running at that moment finish on their own and are not counted. (A SQLite store drops
+    /// only what this broker's ungrouped subscriptions had waiting; what it held goes back to
+    /// the file, attempt + 1.)
     pub dropped: u64,
-    /// Messages retained by topics without a consumer group, discarded by the close.
+    /// Messages retained by topics without a consumer group, discarded by the close (0 on a
+    /// SQLite store, which keeps them).
     pub retained_discarded: u64,
 }
 
@@ -323,6 +345,9 @@ pub struct brokk_close_report {
 /// included, the workers stop, and every later call on this broker fails with CLOSED (a second
 /// close included) until brokk_broker_free. Handlers still running when time runs out finish
 /// on their own. With `force`, nothing is waited for: everything outstanding is dropped at once.
+/// On a SQLite store nothing durable is dropped: named groups' deliveries and retained
+/// messages stay in the file, and deliveries this broker holds go back to it (attempt + 1) for
+/// other processes; its ungrouped subscriptions' groups are removed.
 /// Out: if `report_out` is not NULL, on BROKK_STATUS_OK and BROKK_STATUS_TIMEOUT it holds what
 /// the close did; untouched on other statuses.
 /// Threads: any thread. From inside this broker's own handler or listener only a forced close

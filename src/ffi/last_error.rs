@@ -19,5 +19,5 @@ pub(crate) fn set(message: &str) {
 /// Threads: per thread; read it on the thread that made the failing call, right after it.
 #[no_mangle]
 pub extern "C" fn brokk_last_error() -> *const c_char {
-    super::boundary::guard_value(b"\0".as_ptr().cast(), || LAST_ERROR.with(|e| e.borrow().as_ptr()))
+    super::boundary::guard_value(c"".as_ptr(), || LAST_ERROR.with(|e| e.borrow().as_ptr()))
 }

@@ -200,7 +200,7 @@ impl brokk_status {
 /// Threads: any.
 #[no_mangle]
 pub extern "C" fn brokk_status_str(status: u32) -> *const c_char {
-    super::boundary::guard_value(b"unknown status\0".as_ptr().cast(), || {
+    super::boundary::guard_value(c"unknown status".as_ptr(), || {
         brokk_status::from_raw(status).map_or("unknown status\0", brokk_status::describe).as_ptr().cast()
     })
 }

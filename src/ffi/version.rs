@@ -19,7 +19,7 @@ pub const BROKK_ABI_VERSION: u32 = 1;
 /// Returns: a NUL-terminated string with static lifetime; never NULL; do not free.
 #[no_mangle]
 pub extern "C" fn brokk_version() -> *const c_char {
-    super::boundary::guard_value(b"\0".as_ptr().cast(), || concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast())
+    super::boundary::guard_value(c"".as_ptr(), || concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast())
 }
 
 /// The library's BROKK_VERSION_NUMBER, to compare with the header the program was built with.

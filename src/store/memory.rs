@@ -1,102 +1,418 @@
-//! The in-process store: per group, one ring buffer per priority level in an ordered map. With
-//! the usual handful of levels, a push or pop is a map lookup plus a ring operation, and rings
-//! stop allocating once they reach their working size.
+//! The in-process store. Per group, one ring buffer per priority level in an ordered map: with
+//! the usual handful of levels, a push or claim is a map lookup plus a ring operation, and rings
+//! stop allocating once they reach their working size. Per topic, the messages retained while it
+//! has no group. Nothing outlives the process, so settling is free and leases mean nothing.
 
+use std::any::Any;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use parking_lot::{Mutex, RwLock};
 
-use parking_lot::Mutex;
+use super::{
+    Fanout, GroupQueue, Lease, OpenedGroup, Published, Purged, Receipt, Requeue, Requeued, Retention, Store, StoreKind,
+    TopicStore,
+};
+use crate::error::{Error, ErrorKind, Result};
+use crate::message::{Delivery, Message};
 
-use super::{DeliveryQueue, Store};
-use crate::message::Delivery;
+/// Most deliveries a push worker takes at once when it alone consumes its group.
+const BATCH: usize = 16;
 
-pub(crate) struct MemoryStore;
+pub(crate) struct MemoryStore {
+    topics: RwLock<HashMap<Arc<str>, Arc<MemoryTopic>>>,
+    /// Delivery ids: the next one to hand out. Shared by every topic of the store.
+    ids: Arc<AtomicU64>,
+}
 
-impl Store for MemoryStore {
-    fn open_queue(&self, _topic: &str, _group: Option<&str>) -> Box<dyn DeliveryQueue> {
-        Box::new(MemoryQueue { levels: Mutex::new(Levels::default()), len: AtomicUsize::new(0) })
+impl MemoryStore {
+    pub(crate) fn new() -> Self {
+        MemoryStore { topics: RwLock::default(), ids: Arc::new(AtomicU64::new(1)) }
+    }
+
+    /// The topics named (all when None) that exist.
+    fn select(&self, names: Option<&[&str]>) -> Vec<Arc<MemoryTopic>> {
+        let topics = self.topics.read();
+        match names {
+            None => topics.values().cloned().collect(),
+            Some(names) => names.iter().filter_map(|n| topics.get(*n).cloned()).collect(),
+        }
     }
 }
+
+impl Store for MemoryStore {
+    fn kind(&self) -> StoreKind {
+        StoreKind::InProcess
+    }
+
+    fn topic(&self, name: &Arc<str>) -> Result<Arc<dyn TopicStore>> {
+        let topic = Arc::clone(self.topics.write().entry(Arc::clone(name)).or_insert_with(|| {
+            Arc::new(MemoryTopic {
+                name: Arc::clone(name),
+                ids: Arc::clone(&self.ids),
+                state: Mutex::new(TopicState::default()),
+            })
+        }));
+        Ok(topic)
+    }
+
+    fn batch_size(&self, contended: bool, _deadline: bool) -> usize {
+        if contended {
+            1
+        } else {
+            BATCH
+        }
+    }
+
+    fn issued(&self, id: u64) -> bool {
+        id != 0 && id < self.ids.load(Ordering::Relaxed)
+    }
+
+    fn count(&self, topics: Option<&[&str]>) -> Result<u64> {
+        Ok(self.select(topics).iter().map(|t| t.waiting()).sum())
+    }
+
+    fn purge(&self, topics: Option<&[&str]>) -> Result<Vec<Purged>> {
+        Ok(self.select(topics).iter().map(|t| t.purge()).filter(|p| p.deliveries + p.retained > 0).collect())
+    }
+}
+
+#[derive(Default)]
+struct TopicState {
+    retained: VecDeque<Message>,
+    /// Every group registered, for count and purge, and to tell whether the topic has any.
+    queues: Vec<Arc<MemoryQueue>>,
+}
+
+struct MemoryTopic {
+    name: Arc<str>,
+    ids: Arc<AtomicU64>,
+    /// Also orders "no group: retain" against "first named group: take them over".
+    state: Mutex<TopicState>,
+}
+
+impl MemoryTopic {
+    fn waiting(&self) -> u64 {
+        let st = self.state.lock();
+        st.retained.len() as u64 + st.queues.iter().map(|q| q.len() as u64).sum::<u64>()
+    }
+
+    fn purge(&self) -> Purged {
+        let mut st = self.state.lock();
+        let retained = std::mem::take(&mut st.retained).len() as u64;
+        let deliveries = st.queues.iter().map(|q| q.drain_ready()).sum();
+        Purged { topic: self.name.to_string(), deliveries, retained }
+    }
+
+    fn deliveries<'a>(
+        &'a self,
+        messages: &'a [Message],
+        group: &'a Option<Arc<str>>,
+        first: u64,
+    ) -> impl Iterator<Item = Delivery> + 'a {
+        messages.iter().zip(first..).map(move |(m, id)| Delivery {
+            message: m.clone(),
+            id,
+            key: id,
+            subscription: 0,
+            attempt: 1,
+            renewed: false,
+            group: group.clone(),
+        })
+    }
+
+    fn retain(&self, messages: &[Message], retention: Retention) -> Result<Published> {
+        let mut st = self.state.lock();
+        if !st.queues.is_empty() {
+            return Ok(Published::GroupsChanged);
+        }
+        let retained = &mut st.retained;
+        let n = messages.len();
+        let mut discarded = 0;
+        match retention {
+            Retention::Off => {}
+            Retention::Reject(limit) if retained.len() + n > limit => {
+                return Err(Error::new(
+                    ErrorKind::Full,
+                    format!(
+                        "topic {:?} has no consumer group and already retains {} of at most {limit} messages",
+                        self.name,
+                        retained.len()
+                    ),
+                ));
+            }
+            Retention::Reject(_) => retained.extend(messages.iter().cloned()),
+            Retention::DropOldest(limit) => {
+                retained.extend(messages.iter().cloned());
+                while retained.len() > limit {
+                    retained.pop_front();
+                    discarded += 1;
+                }
+            }
+            Retention::DropNewest(limit) => {
+                let room = limit.saturating_sub(retained.len()).min(n);
+                retained.extend(messages[..room].iter().cloned());
+                discarded = (n - room) as u64;
+            }
+        }
+        Ok(Published::Done(Receipt { no_group: true, held: retained.len() as u64, discarded }))
+    }
+}
+
+impl TopicStore for MemoryTopic {
+    fn open_group(&self, name: Option<&str>) -> Result<OpenedGroup> {
+        let queue = Arc::new(MemoryQueue::new(name.map(Arc::from)));
+        let mut st = self.state.lock();
+        let mut taken_over = 0;
+        if name.is_some() {
+            // Queued before the group is registered, so no later publish overtakes them.
+            let taken: Vec<_> = std::mem::take(&mut st.retained).into_iter().collect();
+            taken_over = taken.len() as u64;
+            if !taken.is_empty() {
+                let first = self.ids.fetch_add(taken_over, Ordering::Relaxed);
+                queue.push(&mut self.deliveries(&taken, &queue.name, first));
+            }
+        }
+        st.queues.push(Arc::clone(&queue));
+        Ok(OpenedGroup { queue, taken_over })
+    }
+
+    fn remove_group(&self, queue: &dyn GroupQueue) -> Result<u64> {
+        let mut st = self.state.lock();
+        let target = queue as *const dyn GroupQueue as *const u8;
+        st.queues.retain(|q| !std::ptr::eq(Arc::as_ptr(q) as *const u8, target));
+        Ok(queue.discard())
+    }
+
+    fn publish(&self, messages: &[Message], groups: &dyn Fanout, retention: Retention) -> Result<Published> {
+        let n = groups.len();
+        if n == 0 {
+            return self.retain(messages, retention);
+        }
+        let per_group = messages.len() as u64;
+        let mut next = self.ids.fetch_add(per_group * groups.receivers() as u64, Ordering::Relaxed);
+        for i in 0..n {
+            let Some(queue) = groups.receiving(i) else { continue };
+            let queue = queue.as_any().downcast_ref::<MemoryQueue>().expect("a memory store's group");
+            queue.push(&mut self.deliveries(messages, &queue.name, next));
+            next += per_group;
+        }
+        Ok(Published::Done(Receipt::default()))
+    }
+
+    fn close(&self) -> u64 {
+        std::mem::take(&mut self.state.lock().retained).len() as u64
+    }
+}
+
+/// Priority levels kept while empty; past this, empty ones are dropped.
+const KEPT_EMPTY_LEVELS: usize = 8;
 
 #[derive(Default)]
 struct Levels {
     /// Highest priority first.
     rings: BTreeMap<Reverse<i32>, VecDeque<Delivery>>,
     len: usize,
+    /// Requeued with a delay: (due, delivery), released by `release_due`.
+    delayed: Vec<(Instant, Delivery)>,
 }
 
-struct MemoryQueue {
+pub(crate) struct MemoryQueue {
+    name: Option<Arc<str>>,
     levels: Mutex<Levels>,
     /// `levels.len`, readable without the lock: publish checks every group's length against
     /// its capacity, and must not take each queue's lock to do it.
     len: AtomicUsize,
 }
 
-impl DeliveryQueue for MemoryQueue {
-    fn push(&self, deliveries: &mut dyn Iterator<Item = Delivery>) -> usize {
+impl MemoryQueue {
+    fn new(name: Option<Arc<str>>) -> Self {
+        MemoryQueue { name, levels: Mutex::new(Levels::default()), len: AtomicUsize::new(0) }
+    }
+
+    /// Adds deliveries all at once (a consumer sees all or none of them).
+    fn push(&self, deliveries: &mut dyn Iterator<Item = Delivery>) {
         let mut l = self.levels.lock();
         for d in deliveries {
             l.rings.entry(Reverse(d.priority())).or_default().push_back(d);
             l.len += 1;
         }
         self.len.store(l.len, Ordering::Release);
-        l.len
     }
 
-    fn pop_batch(&self, max: usize, out: &mut Vec<Delivery>) {
+    /// Removes every ready delivery; returns how many.
+    fn drain_ready(&self) -> u64 {
+        let mut l = self.levels.lock();
+        let n = l.len;
+        l.rings.clear();
+        l.len = 0;
+        self.len.store(0, Ordering::Release);
+        n as u64
+    }
+}
+
+impl GroupQueue for MemoryQueue {
+    fn claim(&self, max: usize, _lease: Lease, out: &mut Vec<Delivery>) -> Result<usize> {
         let mut l = self.levels.lock();
         let mut taken = 0;
-        while taken < max {
-            let Some(mut level) = l.rings.first_entry() else { break };
-            let ring = level.get_mut();
+        // Emptied levels stay (up to a few), with their ring's memory: a consumer that keeps
+        // up empties the queue after nearly every push, and removing the level each time would
+        // free and reallocate its ring and map node each time.
+        for ring in l.rings.values_mut() {
+            if taken == max {
+                break;
+            }
             let n = (max - taken).min(ring.len());
             out.extend(ring.drain(..n));
             taken += n;
-            // Empty levels go, so the first entry is always the highest waiting priority.
-            if ring.is_empty() {
-                level.remove();
-            }
+        }
+        if l.rings.len() > KEPT_EMPTY_LEVELS {
+            l.rings.retain(|_, ring| !ring.is_empty());
         }
         l.len -= taken;
         self.len.store(l.len, Ordering::Release);
+        Ok(taken)
+    }
+
+    fn settle(&self, _done: &[Delivery]) -> Result<()> {
+        Ok(())
+    }
+
+    fn requeue(&self, delivery: &Delivery, how: Requeue) -> Result<Requeued> {
+        let mut delivery = delivery.clone();
+        delivery.subscription = 0;
+        match how {
+            Requeue::Unstarted => {}
+            Requeue::Now => delivery.attempt += 1,
+            Requeue::At(due) => {
+                delivery.attempt += 1;
+                self.levels.lock().delayed.push((due, delivery));
+                return Ok(Requeued::Delayed);
+            }
+        }
+        self.push(&mut std::iter::once(delivery));
+        Ok(Requeued::Ready)
     }
 
     fn len(&self) -> usize {
         self.len.load(Ordering::Acquire)
     }
 
-    fn drain(&self) -> Vec<Delivery> {
+    fn waiting(&self) -> Result<u64> {
+        Ok(0)
+    }
+
+    fn release_due(&self) -> usize {
         let mut l = self.levels.lock();
+        let now = Instant::now();
+        let mut released = 0;
+        let mut i = 0;
+        while i < l.delayed.len() {
+            if l.delayed[i].0 <= now {
+                let (_, d) = l.delayed.remove(i);
+                l.rings.entry(Reverse(d.priority())).or_default().push_back(d);
+                l.len += 1;
+                released += 1;
+            } else {
+                i += 1;
+            }
+        }
+        self.len.store(l.len, Ordering::Release);
+        released
+    }
+
+    fn discard(&self) -> u64 {
+        let mut l = self.levels.lock();
+        let n = l.len + l.delayed.len();
+        l.rings.clear();
+        l.delayed.clear();
         l.len = 0;
         self.len.store(0, Ordering::Release);
-        std::mem::take(&mut l.rings).into_values().flatten().collect()
+        n as u64
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::Message;
 
-    fn d(priority: i32, n: u64) -> Delivery {
-        let m = Message::new("t", "id", b"1", None, priority);
-        Delivery { message: m, id: n, subscription: 0, attempt: 1, group: None }
+    struct All<'a>(&'a [Arc<dyn GroupQueue>]);
+    impl Fanout for All<'_> {
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn receivers(&self) -> usize {
+            self.0.len()
+        }
+        fn queue(&self, i: usize) -> &dyn GroupQueue {
+            &*self.0[i]
+        }
+        fn receiving(&self, i: usize) -> Option<&dyn GroupQueue> {
+            Some(&*self.0[i])
+        }
+    }
+
+    fn ids(out: &[Delivery]) -> Vec<String> {
+        out.iter().map(|d| d.parent_id().to_owned()).collect()
     }
 
     #[test]
     fn highest_priority_first_fifo_within() {
-        let q = MemoryStore.open_queue("t", None);
-        let items = [(0, 1), (5, 2), (0, 3), (-3, 4), (5, 5), (9, 6)];
-        assert_eq!(q.push(&mut items.iter().map(|&(p, n)| d(p, n))), 6);
+        let store = MemoryStore::new();
+        let topic = store.topic(&Arc::from("t")).unwrap();
+        let q = topic.open_group(Some("g")).unwrap().queue;
+        let items = [("1", 0), ("2", 5), ("3", 0), ("4", -3), ("5", 5), ("6", 9)];
+        let messages: Vec<_> = items.iter().map(|&(id, p)| Message::new("t", id, b"1", None, p)).collect();
+        topic.publish(&messages, &All(&[Arc::clone(&q)]), Retention::Off).unwrap();
+        assert_eq!(q.len(), 6);
         let mut out = Vec::new();
-        q.pop_batch(4, &mut out);
-        assert_eq!(out.iter().map(|d| d.id).collect::<Vec<_>>(), vec![6, 2, 5, 1]);
+        assert_eq!(q.claim(4, Lease::Renewed, &mut out).unwrap(), 4);
+        assert_eq!(ids(&out), ["6", "2", "5", "1"]);
         assert_eq!(q.len(), 2);
         out.clear();
-        q.pop_batch(10, &mut out);
-        assert_eq!(out.iter().map(|d| d.id).collect::<Vec<_>>(), vec![3, 4]);
-        assert_eq!(q.len(), 0);
+        q.claim(10, Lease::Renewed, &mut out).unwrap();
+        assert_eq!(ids(&out), ["3", "4"]);
+        assert_eq!((q.len(), store.count(None).unwrap()), (0, 0));
+    }
+
+    #[test]
+    fn the_first_named_group_takes_over_what_the_topic_retained() {
+        let store = MemoryStore::new();
+        let topic = store.topic(&Arc::from("t")).unwrap();
+        let m = |id| Message::new("t", id, b"1", None, 0);
+        let receipt = topic.publish(&[m("a"), m("b")], &All(&[]), Retention::DropOldest(1)).unwrap();
+        assert_eq!(receipt, Published::Done(Receipt { no_group: true, held: 1, discarded: 1 }));
+        let anonymous = topic.open_group(None).unwrap();
+        assert_eq!((anonymous.taken_over, anonymous.queue.len()), (0, 0));
+        // The caller's list is stale (no group): told so, nothing done.
+        assert_eq!(topic.publish(&[m("c")], &All(&[]), Retention::Off).unwrap(), Published::GroupsChanged);
+        let named = topic.open_group(Some("g")).unwrap();
+        assert_eq!((named.taken_over, named.queue.len()), (1, 1));
+        assert_eq!(topic.remove_group(&*anonymous.queue).unwrap(), 0);
+        assert_eq!(store.purge(None).unwrap(), [Purged { topic: "t".into(), deliveries: 1, retained: 0 }]);
+    }
+
+    #[test]
+    fn delayed_deliveries_wait_for_release() {
+        let store = MemoryStore::new();
+        let topic = store.topic(&Arc::from("t")).unwrap();
+        let q = topic.open_group(Some("g")).unwrap().queue;
+        topic.publish(&[Message::new("t", "a", b"1", None, 0)], &All(&[Arc::clone(&q)]), Retention::Off).unwrap();
+        let mut out = Vec::new();
+        q.claim(1, Lease::Renewed, &mut out).unwrap();
+        let d = out.pop().unwrap();
+        assert_eq!(
+            q.requeue(&d, Requeue::At(Instant::now() + std::time::Duration::from_secs(3600))).unwrap(),
+            Requeued::Delayed
+        );
+        assert_eq!((q.len(), q.release_due()), (0, 0));
+        assert_eq!(q.discard(), 1);
     }
 }

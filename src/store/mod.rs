@@ -1,32 +1,293 @@
-//! The storage seam: where deliveries wait between publish and dispatch. The broker decides
-//! what to deliver to whom and when; a store only keeps each group's queue in priority order.
-//! Memory is the only store so far; durable stores (SQLite, Redis) plug in here.
+//! The storage seam. The broker core decides who gets what and when: members and fetchers,
+//! delivery policies, events, counters, join and close. A store keeps what waits: per topic the
+//! messages retained while the topic has no consumer group, per group its deliveries in
+//! priority order (FIFO within a priority), the deliveries a consumer holds until it settles
+//! them, and requeued ones waiting out a delay. Both backends implement the same three traits
+//! and the core has one code path over them:
+//!
+//! - [`Store`]: the whole store: topics, count and purge, and for a store shared by processes
+//!   the signals the core polls (changes by others, heartbeats) and what close gives back.
+//! - [`TopicStore`]: one topic: registering groups (the first named group takes over what the
+//!   topic retained) and publishing (fan-out to every group, or retention).
+//! - [`GroupQueue`]: one consumer group's queue: claim, settle, requeue, lengths.
+//!
+//! **In process or shared** ([`StoreKind`]). Memory keeps each queue in this process, so the
+//! core counts a delivery as outstanding (for join and close) from publish to settle, and wakes
+//! consumers itself. SQLite (and Redis, next) keeps queues in a place several processes share:
+//! another process may publish into a group this one consumes, or take what this one published.
+//! So the core counts only what this process holds (claimed, not settled), asks the store what
+//! waits in its groups ([`GroupQueue::waiting`]), and a poller thread watches for changes by
+//! others ([`Store::changed`]) to wake local consumers.
+//!
+//! **Deliveries and leases.** A claim hands deliveries to this broker. A shared store leases
+//! them to this broker instance: until the lease ends no other process gets them, and a crashed
+//! process's deliveries come back (attempt + 1) once its leases run out. A settle quotes the
+//! delivery's `key` and `attempt`, so a late settle after a lost lease changes nothing.
+//!
+//! Redis fits the same shape: a stream per topic with a consumer group per brokk group (publish
+//! is XADD, claim is XREADGROUP, settle is XACK, expired leases are XAUTOCLAIM of the pending
+//! entries list), a sorted set per group for delayed requeues, and pub/sub or keyspace events
+//! for `changed`.
 
 mod memory;
-// The durable engine, not wired into the broker yet.
-#[allow(dead_code)]
 pub(crate) mod sqlite;
 
+use std::any::Any;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 pub(crate) use memory::MemoryStore;
+pub(crate) use sqlite::SqliteStore;
 
-use crate::message::Delivery;
+use crate::error::Result;
+use crate::message::{Delivery, Message};
 
-/// A family of queues, one per consumer group.
-pub(crate) trait Store: Send + Sync {
-    /// Opens the queue of `group` (None: the anonymous group of one subscription) of `topic`.
-    fn open_queue(&self, topic: &str, group: Option<&str>) -> Box<dyn DeliveryQueue>;
+/// Where a store keeps its queues; see the module documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoreKind {
+    /// In this process: the core counts deliveries from publish to settle.
+    InProcess,
+    /// Shared by processes: the core counts what it holds, asks the store for the rest, and
+    /// polls it for changes made by others.
+    Shared,
 }
 
-/// One group's waiting deliveries: highest priority first, first in first out within a
-/// priority. Safe to use from any thread.
-pub(crate) trait DeliveryQueue: Send + Sync {
-    /// Adds deliveries (all at once: a consumer sees all or none of them) and returns how many
-    /// now wait.
-    fn push(&self, deliveries: &mut dyn Iterator<Item = Delivery>) -> usize;
-    /// Moves up to `max` deliveries from the front into `out`, in order.
-    fn pop_batch(&self, max: usize, out: &mut Vec<Delivery>);
-    /// Deliveries waiting.
+/// How a shared store wants to be watched.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Watch {
+    /// How often to call [`Store::changed`] while local consumers wait.
+    pub poll: Duration,
+    /// How often to call [`Store::heartbeat`]: a third of the lease, so that two heartbeats may
+    /// fail before a lease runs out.
+    pub heartbeat: Duration,
+}
+
+/// What publish does on a topic with no group (see `config::RetentionPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retention {
+    /// Keep up to this many; a publish that does not fit fails with `Full`, keeping nothing.
+    Reject(usize),
+    /// Keep up to this many, discarding the oldest.
+    DropOldest(usize),
+    /// Keep up to this many, discarding what does not fit of the new ones.
+    DropNewest(usize),
+    /// Keep nothing (the broker counts them unrouted).
+    Off,
+}
+
+/// How long a claim holds its deliveries (a shared store's lease; memory ignores it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lease {
+    /// The store's lease (`config::DEFAULT_LEASE` unless configured), renewed by
+    /// [`Store::heartbeat`] while this broker holds them.
+    Renewed,
+    /// Until the ack deadline: not renewed, so that once it passes the delivery is another
+    /// consumer's even if this process is gone.
+    Until(Duration),
+}
+
+/// How a delivery goes back to its group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Requeue {
+    /// Behind the others of its priority, with attempt + 1.
+    Now,
+    /// Like `Now`, but not before this moment.
+    At(Instant),
+    /// Claimed but never handed out (its member stopped mid-batch): back as it was.
+    Unstarted,
+}
+
+/// Where a requeued delivery went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Requeued {
+    /// Ready in the queue now: wake a consumer.
+    Ready,
+    /// Waiting out its delay: wake a consumer then.
+    Delayed,
+    /// The store no longer had it: its group was removed, or (shared) the lease was lost and
+    /// someone else has it now.
+    Gone,
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Receipt {
+    /// The topic had no group at all (in any process): the messages were retained as the
+    /// retention allows, or, with retention off, went nowhere.
+    pub no_group: bool,
+    /// With `no_group`: messages the topic retains now.
+    pub held: u64,
+    /// Messages (new or formerly retained) that retention discarded.
+    pub discarded: u64,
+}
+
+/// The outcome of [`TopicStore::publish`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Published {
+    Done(Receipt),
+    /// An in-process store found a group registered that the caller's list did not have (a
+    /// race with the first group's creation): nothing was done; publish again with the
+    /// current list, under the topic's ordering lock.
+    GroupsChanged,
+}
+
+/// The local groups a publish goes to, as the core sees them at that moment.
+pub(crate) trait Fanout {
+    /// Local groups of the topic (the skipped ones included).
     fn len(&self) -> usize;
-    /// Removes and returns every waiting delivery.
-    fn drain(&self) -> Vec<Delivery>;
+    /// Those that get the messages: `len` less the skipped ones.
+    fn receivers(&self) -> usize;
+    /// The queue of group `i`.
+    fn queue(&self, i: usize) -> &dyn GroupQueue;
+    /// The queue of group `i` if it gets the messages; None if backpressure `Drop` leaves it
+    /// out (its queue is full).
+    fn receiving(&self, i: usize) -> Option<&dyn GroupQueue>;
+}
+
+/// A group just registered.
+pub(crate) struct OpenedGroup {
+    pub queue: Arc<dyn GroupQueue>,
+    /// Retained messages this (first named) group took over.
+    pub taken_over: u64,
+}
+
+/// What purge discarded on one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Purged {
+    pub topic: String,
+    /// Ready deliveries discarded from the topic's groups.
+    pub deliveries: u64,
+    /// Retained messages discarded.
+    pub retained: u64,
+}
+
+/// The store's own figures for a topic, where they differ from what this process counted (a
+/// shared store: other processes publish and consume too).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Gauges {
+    /// Ready deliveries in the topic's groups, in every process.
+    pub queued: u64,
+    /// Messages the topic retains.
+    pub retained: u64,
+}
+
+/// A whole store. Safe to use from any thread.
+pub(crate) trait Store: Send + Sync {
+    fn kind(&self) -> StoreKind;
+
+    /// The store's side of topic `name`, which the core keeps for the topic's life.
+    fn topic(&self, name: &Arc<str>) -> Result<Arc<dyn TopicStore>>;
+
+    /// How many deliveries a push worker claims at once: as many as it will run soon. Fewer when
+    /// consumers of this process compete for the group (so that none withholds deliveries from
+    /// the others), and one when each has its own ack deadline (a lease runs from the claim).
+    fn batch_size(&self, contended: bool, deadline: bool) -> usize;
+
+    /// Whether this broker ever handed out delivery `id` (tells `UnknownDelivery` from
+    /// `AlreadySettled`).
+    fn issued(&self, id: u64) -> bool;
+
+    /// Messages waiting on `topics` (all when None): retained ones plus ready deliveries, one
+    /// per group. A shared store counts what the whole store holds.
+    fn count(&self, topics: Option<&[&str]>) -> Result<u64>;
+
+    /// Discards what `count` counts; returns what it discarded, per topic that had any.
+    fn purge(&self, topics: Option<&[&str]>) -> Result<Vec<Purged>>;
+
+    /// For a shared store: how to watch it. None: nothing outside this process changes it.
+    fn watch(&self) -> Option<Watch> {
+        None
+    }
+
+    /// Whether anyone (another process, or this one) changed the store since the last call.
+    fn changed(&self) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Renews this broker's renewed leases, says it is alive, and collects what brokers that
+    /// went silent left behind (their anonymous groups).
+    fn heartbeat(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Counts this broker's writes to a shared store: a reader that saw the same number before
+    /// and after looking at several things saw them at one moment (see `Shared::wait_idle`).
+    fn generation(&self) -> u64 {
+        0
+    }
+
+    /// The broker is closing: give back what it holds (redelivered elsewhere with attempt + 1)
+    /// and remove what only it used (its anonymous groups).
+    fn close(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// One topic of a store.
+pub(crate) trait TopicStore: Send + Sync {
+    /// Registers a group: named (`Some`: shared with every process that opens the store under
+    /// that name; the first one takes over what the topic retained, in publish order), or
+    /// anonymous (`None`: one subscription's own, owned by this broker).
+    fn open_group(&self, name: Option<&str>) -> Result<OpenedGroup>;
+
+    /// Removes an anonymous group and every delivery of it; returns how many it had waiting.
+    fn remove_group(&self, queue: &dyn GroupQueue) -> Result<u64>;
+
+    /// Gives every group of the topic except the skipped ones its own delivery of each message,
+    /// all at once, or, while the topic has no group, retains them under `retention`. All or
+    /// nothing.
+    fn publish(&self, messages: &[Message], groups: &dyn Fanout, retention: Retention) -> Result<Published>;
+
+    /// The store's figures for this topic, or None where this process's counters are exact.
+    fn gauges(&self) -> Result<Option<Gauges>> {
+        Ok(None)
+    }
+
+    /// The broker is closing: discards what the topic retains if it lives only in this process
+    /// (a durable store keeps it); returns how many.
+    fn close(&self) -> u64;
+}
+
+/// One consumer group's queue. Safe to use from any thread.
+pub(crate) trait GroupQueue: Send + Sync + Any {
+    /// Takes up to `max` ready deliveries into `out` (highest priority first, FIFO within one),
+    /// held under `lease`; returns how many.
+    fn claim(&self, max: usize, lease: Lease, out: &mut Vec<Delivery>) -> Result<usize>;
+
+    /// The deliveries are done (acked, failed or dropped): gone from the store.
+    fn settle(&self, done: &[Delivery]) -> Result<()>;
+
+    /// Gives a claimed delivery back to the group.
+    fn requeue(&self, delivery: &Delivery, how: Requeue) -> Result<Requeued>;
+
+    /// Ready deliveries, read without I/O: exact in process; for a shared store the last
+    /// figure seen (refreshed by claims, local publishes and the poller).
+    fn len(&self) -> usize;
+
+    /// Ready deliveries, exactly, as backpressure holds them against the queue capacity: for a
+    /// shared store read from it (other processes publish into the same group).
+    fn backlog(&self) -> Result<usize> {
+        Ok(self.len())
+    }
+
+    /// For join and close: deliveries of this group that wait in a shared store for a consumer
+    /// (ready, delayed, or leased to someone whose lease ran out). An in-process store says 0:
+    /// the core counts its deliveries itself.
+    fn waiting(&self) -> Result<u64>;
+
+    /// Moves delayed deliveries that are due to the ready queue; returns how many. (A shared
+    /// store does that inside its claims.)
+    fn release_due(&self) -> usize;
+
+    /// For the poller: re-reads `len` from a shared store, and returns when a delayed delivery
+    /// or a lease of the group comes due next (None: none).
+    fn refresh(&self) -> Result<Option<Instant>> {
+        Ok(None)
+    }
+
+    /// The group or the broker is done: discards what waits if it lives only in this process
+    /// (a durable store keeps it); returns how many.
+    fn discard(&self) -> u64;
+
+    fn as_any(&self) -> &dyn Any;
 }

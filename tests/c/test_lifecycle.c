@@ -53,7 +53,7 @@ static void new_rejects_bad_urls(void) {
 }
 
 static void new_rejects_unsupported_backends(void) {
-    expect_new_fails("sqlite:///tmp/x.db", NULL, BROKK_STATUS_UNSUPPORTED_BACKEND, "sqlite");
+    expect_new_fails("sqlite:///nonexistent-brokk-dir/x.db", NULL, BROKK_STATUS_CANNOT_OPEN_STORE, "nonexistent-brokk-dir");
     expect_new_fails("redis://localhost:6379", NULL, BROKK_STATUS_UNSUPPORTED_BACKEND, "redis");
 }
 

@@ -77,6 +77,7 @@ impl Writer {
         }
     }
 
+    #[cfg_attr(not(test), allow(dead_code))] // The engine's tests use it; the broker does not.
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
     }
@@ -86,6 +87,7 @@ impl Writer {
     }
 
     /// Callers queued for the connection right now.
+    #[cfg_attr(not(test), allow(dead_code))] // The engine's tests use it; the broker does not.
     pub fn queued(&self) -> usize {
         self.arriving.load(Ordering::SeqCst)
     }

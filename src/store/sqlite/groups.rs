@@ -5,24 +5,25 @@ use rusqlite::OptionalExtension;
 
 use super::errors::TxResult;
 use super::tx::Tx;
-use super::GroupId;
+use super::{GroupId, PurgedTopic};
 
 impl Tx<'_> {
-    /// See `SqliteFile::named_group`.
-    pub(crate) fn named_group(&self, topic: &str, name: &str) -> TxResult<GroupId> {
+    /// See `SqliteFile::open_named_group`.
+    pub(crate) fn named_group(&self, topic: &str, name: &str) -> TxResult<(GroupId, u64)> {
         let topic_id = self.topic_id(topic)?;
         let found = self
             .stmt("SELECT id FROM consumer_groups WHERE topic_id = ?1 AND name = ?2")?
             .query_row((topic_id, name), |r| r.get(0))
             .optional()?;
         if let Some(id) = found {
-            return Ok(GroupId(id));
+            return Ok((GroupId(id), 0));
         }
         let id = self.stmt("INSERT INTO consumer_groups (topic_id, name) VALUES (?1, ?2)")?.insert((topic_id, name))?;
-        // Only a topic without groups retains, so what it holds now was published before any
-        // group and belongs to this first one.
-        self.take_over_retained(topic_id, GroupId(id))?;
-        Ok(GroupId(id))
+        // A topic retains only while it has no group at all; what it holds now was published
+        // before any group (or while only anonymous ones came and went) and belongs to this
+        // first named one.
+        let taken = self.take_over_retained(topic_id, GroupId(id))?;
+        Ok((GroupId(id), taken))
     }
 
     /// See `SqliteFile::anonymous_group`.
@@ -35,21 +36,29 @@ impl Tx<'_> {
 
     /// See `SqliteFile::remove_group`.
     pub(crate) fn remove_group(&self, g: GroupId) -> TxResult<u64> {
+        self.remove_group_counted(g).map(|(waiting, leased)| waiting + leased)
+    }
+
+    /// See `SqliteFile::remove_group_counted`.
+    pub(crate) fn remove_group_counted(&self, g: GroupId) -> TxResult<(u64, u64)> {
         // One statement per state, each walking that state's partial index.
-        let mut dropped = 0;
-        for sql in [
+        let mut dropped = [0; 3];
+        for (state, sql) in [
             "DELETE FROM deliveries WHERE group_id = ?1 AND state = 0 RETURNING message",
             "DELETE FROM deliveries WHERE group_id = ?1 AND state = 1 RETURNING message",
             "DELETE FROM deliveries WHERE group_id = ?1 AND state = 2 RETURNING message",
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
             let bodies: Vec<i64> = self.stmt(sql)?.query_map([g.0], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
             for body in &bodies {
                 self.unref(*body)?;
             }
-            dropped += bodies.len() as u64;
+            dropped[state] = bodies.len() as u64;
         }
         self.stmt("DELETE FROM consumer_groups WHERE id = ?1")?.execute([g.0])?;
-        Ok(dropped)
+        Ok((dropped[0] + dropped[1], dropped[2]))
     }
 
     /// See `SqliteFile::remove_owner_groups`.
@@ -65,20 +74,28 @@ impl Tx<'_> {
     }
 
     /// See `SqliteFile::purge`.
+    #[cfg_attr(not(test), allow(dead_code))] // The engine's tests use it; the broker does not.
     pub(crate) fn purge(&self, topic: Option<&str>) -> TxResult<u64> {
-        let topics: Vec<i64> = match topic {
+        Ok(self.purge_topics(topic)?.iter().map(|p| p.deliveries + p.retained).sum())
+    }
+
+    /// See `SqliteFile::purge_topics`.
+    pub(crate) fn purge_topics(&self, topic: Option<&str>) -> TxResult<Vec<PurgedTopic>> {
+        let topics: Vec<(i64, String)> = match topic {
             Some(name) => self
-                .stmt("SELECT id FROM topics WHERE name = ?1")?
-                .query_row([name], |r| r.get(0))
+                .stmt("SELECT id, name FROM topics WHERE name = ?1")?
+                .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?
                 .into_iter()
                 .collect(),
-            None => {
-                self.stmt("SELECT id FROM topics")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
-            }
+            None => self
+                .stmt("SELECT id, name FROM topics ORDER BY name")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?,
         };
-        let mut purged = 0;
-        for topic_id in topics {
+        let mut purged = Vec::new();
+        for (topic_id, name) in topics {
+            let mut this = PurgedTopic { topic: name, ..Default::default() };
             for g in self.group_ids(topic_id)? {
                 let bodies: Vec<i64> = self
                     .stmt("DELETE FROM deliveries WHERE group_id = ?1 AND state = 0 RETURNING message")?
@@ -88,12 +105,15 @@ impl Tx<'_> {
                     self.unref(*body)?;
                 }
                 self.stmt("UPDATE consumer_groups SET ready = 0 WHERE id = ?1")?.execute([g.0])?;
-                purged += bodies.len() as u64;
+                this.deliveries += bodies.len() as u64;
             }
             let retained = "SELECT message FROM retained WHERE topic_id = ?1";
             self.stmt(&format!("DELETE FROM messages WHERE id IN ({retained})"))?.execute([topic_id])?;
-            purged += self.stmt("DELETE FROM retained WHERE topic_id = ?1")?.execute([topic_id])? as u64;
+            this.retained = self.stmt("DELETE FROM retained WHERE topic_id = ?1")?.execute([topic_id])? as u64;
             self.stmt("UPDATE topics SET retained = 0 WHERE id = ?1")?.execute([topic_id])?;
+            if this.deliveries + this.retained > 0 {
+                purged.push(this);
+            }
         }
         Ok(purged)
     }

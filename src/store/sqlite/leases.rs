@@ -22,9 +22,11 @@ pub(super) const SELECT_READY: &str = "SELECT d.key, d.attempt, m.msg_id, m.payl
 pub(super) const PROMOTE_DELAYED: &str = "UPDATE deliveries SET state = 0, seq = (SELECT value FROM counters WHERE \
                                           name = 'seq') WHERE group_id = ?1 AND state = 1 AND due <= ?2";
 /// Leases that ran out: ready again with attempt + 1, so a late ack of the old lease fails.
+/// Except the claimer's own (`?3`, `?4`): a live holder times its leases itself.
 pub(super) const PROMOTE_EXPIRED: &str = "UPDATE deliveries SET state = 0, owner = NULL, attempt = attempt + 1, \
                                           seq = (SELECT value FROM counters WHERE name = 'seq') \
-                                          WHERE group_id = ?1 AND state = 2 AND due <= ?2";
+                                          WHERE group_id = ?1 AND state = 2 AND due <= ?2 \
+                                          AND owner NOT IN (?3, ?4)";
 pub(super) const MARK_LEASED: &str = "UPDATE deliveries SET state = 2, owner = ?2, due = ?3 WHERE key = ?1";
 pub(super) const DELETE_LEASED: &str =
     "DELETE FROM deliveries WHERE key = ?1 AND state = 2 AND owner = ?2 AND attempt = ?3 RETURNING message";
@@ -41,10 +43,38 @@ fn deadline(now: i64, lease: Duration) -> i64 {
 }
 
 impl Tx<'_> {
+    /// See `SqliteFile::claim_counted`.
+    pub(crate) fn claim_counted(
+        &self,
+        g: GroupId,
+        max: usize,
+        owner: &str,
+        lease: Duration,
+        spare: [&str; 2],
+    ) -> TxResult<(Vec<StoredDelivery>, u64)> {
+        let claimed = self.claim_sparing(g, max, owner, lease, spare)?;
+        let left: Option<i64> =
+            self.stmt("SELECT ready FROM consumer_groups WHERE id = ?1")?.query_row([g.0], |r| r.get(0)).optional()?;
+        Ok((claimed, left.unwrap_or(0).max(0) as u64))
+    }
+
     /// See `SqliteFile::claim`.
+    #[cfg_attr(not(test), allow(dead_code))] // The engine's tests use it; the broker does not.
     pub(crate) fn claim(&self, g: GroupId, max: usize, owner: &str, lease: Duration) -> TxResult<Vec<StoredDelivery>> {
+        self.claim_sparing(g, max, owner, lease, [owner, owner])
+    }
+
+    /// `claim`, leaving the expired leases of the holders in `spare` alone.
+    fn claim_sparing(
+        &self,
+        g: GroupId,
+        max: usize,
+        owner: &str,
+        lease: Duration,
+        spare: [&str; 2],
+    ) -> TxResult<Vec<StoredDelivery>> {
         let now = now_ms() as i64;
-        self.promote_due(g, now)?;
+        self.promote_due(g, now, spare)?;
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
         let claimed: Vec<StoredDelivery> = self
             .stmt(SELECT_READY)?
@@ -73,9 +103,9 @@ impl Tx<'_> {
     }
 
     /// Makes `g`'s delayed deliveries that are due, and its expired leases, ready again.
-    fn promote_due(&self, g: GroupId, now: i64) -> TxResult<()> {
+    fn promote_due(&self, g: GroupId, now: i64, spare: [&str; 2]) -> TxResult<()> {
         let n = self.stmt(PROMOTE_DELAYED)?.execute(params![g.0, now])?
-            + self.stmt(PROMOTE_EXPIRED)?.execute(params![g.0, now])?;
+            + self.stmt(PROMOTE_EXPIRED)?.execute(params![g.0, now, spare[0], spare[1]])?;
         if n > 0 {
             // The promoted rows took the next number; now it is theirs.
             self.take_seq(1)?;
@@ -112,6 +142,21 @@ impl Tx<'_> {
             .query_row(params![key, owner, attempt, at, state, seq], |r| r.get(0))
             .optional()?;
         if let (Some(g), 0) = (group, state) {
+            self.add_ready(GroupId(g), 1)?;
+        }
+        Ok(group.is_some())
+    }
+
+    /// See `SqliteFile::release`. The row keeps its `seq`: it goes back where it was.
+    pub(crate) fn release(&self, owner: &str, key: i64, attempt: u32) -> TxResult<bool> {
+        let group: Option<i64> = self
+            .stmt(
+                "UPDATE deliveries SET state = 0, owner = NULL, due = 0 \
+                 WHERE key = ?1 AND state = 2 AND owner = ?2 AND attempt = ?3 RETURNING group_id",
+            )?
+            .query_row(params![key, owner, attempt], |r| r.get(0))
+            .optional()?;
+        if let Some(g) = group {
             self.add_ready(GroupId(g), 1)?;
         }
         Ok(group.is_some())

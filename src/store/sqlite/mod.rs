@@ -1,5 +1,6 @@
-//! The durable store: one SQLite file that several processes share. Not wired into the broker
-//! yet; this module is the engine, with a Rust API shaped for the storage seam.
+//! The durable store: one SQLite file that several processes share. This module is the engine,
+//! a Rust API over the file; `seam` implements the broker's storage seam (`store::Store`) on it
+//! and says what the broker does with it (leases, watching, close).
 //!
 //! **Model.** A topic's consumer groups each get their own *delivery* (a row) of every message
 //! published while they exist. A named group ("workers" on "jobs") is the same group in every
@@ -31,6 +32,10 @@
 //! A thread per `SqliteFile` checkpoints the write-ahead log off the commit path
 //! (`checkpoint.rs`).
 //!
+//! **Owners** (`owners.rs`) are the broker instances that use the file: each registers, says it
+//! is alive at its heartbeats and unregisters at close; the anonymous groups of one gone silent
+//! are collected.
+//!
 //! **Opening** (`open.rs`, `schema.rs`) checks the path and the file header before SQLite touches
 //! the file, and refuses, untouched, anything that is not a brokk store of a known version;
 //! older versions are migrated in one transaction.
@@ -41,16 +46,18 @@ mod errors;
 mod groups;
 mod leases;
 mod open;
+mod owners;
 mod publish;
 mod reads;
 mod schema;
+mod seam;
 mod tx;
 
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,7 +71,9 @@ use commit::Writer;
 use errors::FileCtx;
 use reads::Readers;
 
+pub(crate) use super::Retention;
 pub(crate) use errors::TxError;
+pub(crate) use seam::SqliteStore;
 pub(crate) use tx::Tx;
 
 /// How hard a commit tries to survive failures. Both use a write-ahead log.
@@ -89,6 +98,7 @@ pub(crate) struct SqliteOptions {
 
 impl SqliteOptions {
     /// `path` with `SyncLevel::Normal` and a 5 s busy timeout.
+    #[cfg_attr(not(test), allow(dead_code))] // The engine's tests use it; the broker does not.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         SqliteOptions { path: path.into(), sync: SyncLevel::Normal, busy_timeout: Duration::from_secs(5) }
     }
@@ -105,6 +115,7 @@ pub(crate) struct StoredMessage {
 }
 
 impl StoredMessage {
+    #[cfg_attr(not(test), allow(dead_code))] // The engine's tests use it; the broker does not.
     pub fn as_new(&self) -> NewMessage<'_> {
         NewMessage {
             id: &self.id,
@@ -143,28 +154,30 @@ pub(crate) struct StoredDelivery {
     pub attempt: u32,
 }
 
-/// What publish does on a topic with no group (see `config::RetentionPolicy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Retention {
-    /// Keep up to this many; a publish that does not fit fails with `Full`, keeping nothing.
-    Reject(usize),
-    /// Keep up to this many, discarding the oldest.
-    DropOldest(usize),
-    /// Keep up to this many, discarding what does not fit of the new ones.
-    DropNewest(usize),
-    /// Keep nothing (the broker counts them unrouted).
-    Off,
-}
-
 /// What became of a publish.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct PublishReceipt {
-    /// Groups that got a delivery of every message; empty when the topic had none.
+    /// Groups that got a delivery of every message; empty when the topic had none (or every
+    /// one was skipped).
     pub groups: Vec<GroupId>,
     /// Some of the messages were retained for a future group.
     pub retained: bool,
     /// Messages (new or formerly retained) that retention discarded.
     pub discarded: u64,
+    /// The topic had no group at all, so retention applied.
+    pub no_group: bool,
+    /// Messages the topic retains after this publish.
+    pub held: u64,
+}
+
+/// What `purge_topics` discarded on one topic.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PurgedTopic {
+    pub topic: String,
+    /// Ready deliveries of its groups.
+    pub deliveries: u64,
+    /// Retained messages.
+    pub retained: u64,
 }
 
 /// One open store file. Send + Sync: share it in an `Arc`.
@@ -206,10 +219,6 @@ impl SqliteFile {
         Ok(SqliteFile { _checkpointer: checkpointer, writer, readers, idle: Mutex::default(), version, ctx })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.ctx.path
-    }
-
     /// Runs `f` in one transaction with the other writes of this moment (all of it or none of
     /// it commits): for example a dead-letter publish together with the ack of the original.
     /// `f` must not call methods of this `SqliteFile`: it runs holding the write connection.
@@ -219,9 +228,16 @@ impl SqliteFile {
 
     /// The named group `name` of `topic`, created if new; a new one takes over the messages
     /// the topic retained.
+    #[cfg_attr(not(test), allow(dead_code))] // The engine's tests use it; the broker does not.
     pub fn named_group(&self, topic: &str, name: &str) -> Result<GroupId> {
+        self.open_named_group(topic, name).map(|(g, _)| g)
+    }
+
+    /// `named_group`, also saying how many retained messages the group took over (0 unless
+    /// this call created it).
+    pub fn open_named_group(&self, topic: &str, name: &str) -> Result<(GroupId, u64)> {
         if let Some(g) = self.readers.named_group(topic, name)? {
-            return Ok(g);
+            return Ok((g, 0));
         }
         self.writer.run(|tx| tx.named_group(topic, name))
     }
@@ -232,8 +248,15 @@ impl SqliteFile {
     }
 
     /// Deletes the group and every delivery of it (claimed ones too); returns how many.
+    #[cfg_attr(not(test), allow(dead_code))] // The engine's tests use it; the broker does not.
     pub fn remove_group(&self, g: GroupId) -> Result<u64> {
         self.writer.run(|tx| tx.remove_group(g))
+    }
+
+    /// `remove_group`, saying how many of the deliveries were waiting (ready or delayed) and how
+    /// many were leased.
+    pub fn remove_group_counted(&self, g: GroupId) -> Result<(u64, u64)> {
+        self.writer.run(|tx| tx.remove_group_counted(g))
     }
 
     /// Removes the anonymous groups of broker instance `owner` (it is closing).
@@ -242,37 +265,66 @@ impl SqliteFile {
     }
 
     /// The groups of `topic`, oldest first, with their names (None: anonymous).
+    #[cfg_attr(not(test), allow(dead_code))] // The engine's tests use it; the broker does not.
     pub fn groups_of(&self, topic: &str) -> Result<Vec<(GroupId, Option<String>)>> {
         self.readers.groups_of(topic)
     }
 
     /// Gives every group of `topic` a delivery of each message, or retains them while it has
     /// none. All or nothing, and durable (per `SyncLevel`) when it returns.
+    #[cfg_attr(not(test), allow(dead_code))] // The engine's tests use it; the broker does not.
     pub fn publish(&self, topic: &str, msgs: &[NewMessage<'_>], retention: Retention) -> Result<PublishReceipt> {
-        self.writer.run(|tx| tx.publish(topic, msgs, retention))
+        self.publish_except(topic, msgs, retention, &[])
+    }
+
+    /// `publish`, leaving the groups in `skip` out (backpressure `Drop`: they are full). A topic
+    /// whose groups are all skipped still has groups: nothing is retained.
+    pub fn publish_except(
+        &self,
+        topic: &str,
+        msgs: &[NewMessage<'_>],
+        retention: Retention,
+        skip: &[GroupId],
+    ) -> Result<PublishReceipt> {
+        self.writer.run(|tx| tx.publish_except(topic, msgs, retention, skip))
     }
 
     /// Leases up to `max` deliveries of group `g` to `owner` for `lease`: highest priority
     /// first, oldest first within a priority. Delays that ran out and leases that expired count
     /// as available (the latter with attempt + 1).
+    #[cfg_attr(not(test), allow(dead_code))] // The engine's tests use it; the broker does not.
     pub fn claim(&self, g: GroupId, max: usize, owner: &str, lease: Duration) -> Result<Vec<StoredDelivery>> {
+        self.claim_counted(g, max, owner, lease, ["", ""]).map(|(claimed, _)| claimed)
+    }
+
+    /// `claim`, also returning how many deliveries of `g` are ready after it. Expired leases of
+    /// the holders in `spare` are not reclaimed: a live broker times its own leases (its ack
+    /// deadlines), and reclaiming them too would race with it.
+    pub fn claim_counted(
+        &self,
+        g: GroupId,
+        max: usize,
+        owner: &str,
+        lease: Duration,
+        spare: [&str; 2],
+    ) -> Result<(Vec<StoredDelivery>, u64)> {
         if max == 0 {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), self.ready_len(g)?));
         }
         // Idle polling must not take the write lock that the writers of every process need:
         // after a claim of `g` found nothing, the next one first asks a reader whether it could
         // find anything. (A busy consumer skips that read.)
         if self.idle.lock().contains(&g) && !self.readers.may_claim(g, now_ms())? {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), 0));
         }
-        let claimed = self.writer.run(|tx| tx.claim(g, max, owner, lease))?;
+        let (claimed, left) = self.writer.run(|tx| tx.claim_counted(g, max, owner, lease, spare))?;
         let mut idle = self.idle.lock();
         if claimed.is_empty() {
             idle.insert(g);
         } else {
             idle.remove(&g);
         }
-        Ok(claimed)
+        Ok((claimed, left))
     }
 
     /// Deletes each `(key, attempt)` still leased to `owner` at that attempt; false where the
@@ -285,6 +337,29 @@ impl SqliteFile {
     /// `available_at_ms` (now or earlier: at once). False if the lease was lost.
     pub fn requeue(&self, owner: &str, key: i64, attempt: u32, available_at_ms: u64) -> Result<bool> {
         self.writer.run(|tx| tx.requeue(owner, key, attempt, available_at_ms))
+    }
+
+    /// Gives a delivery leased to `owner` back as it was (same attempt, same place in the queue):
+    /// it was claimed but never handed to a consumer. False if the lease was lost.
+    pub fn release(&self, owner: &str, key: i64, attempt: u32) -> Result<bool> {
+        self.writer.run(|tx| tx.release(owner, key, attempt))
+    }
+
+    /// Registers broker instance `owner`, which holds deliveries under `lease`, as alive now.
+    /// Registering again (a heartbeat) says it is still alive.
+    pub fn register_owner(&self, owner: &str, lease: Duration) -> Result<()> {
+        self.writer.run(|tx| tx.register_owner(owner, lease.as_millis() as u64, now_ms()))
+    }
+
+    /// Unregisters broker instance `owner` (it is closing).
+    pub fn forget_owner(&self, owner: &str) -> Result<()> {
+        self.writer.run(|tx| tx.forget_owner(owner))
+    }
+
+    /// Removes the anonymous groups of owners silent for three of their leases (see
+    /// `owners.rs`), with their deliveries; returns how many groups.
+    pub fn collect_silent_owners(&self) -> Result<u64> {
+        self.writer.run(|tx| tx.collect_silent_owners(now_ms()))
     }
 
     /// Renews every lease of `owner` to `lease` from now (a heartbeat for long handlers); returns
@@ -310,6 +385,7 @@ impl SqliteFile {
     }
 
     /// Ready deliveries of the named group `group` of `topic` (0 if there is no such group).
+    #[cfg_attr(not(test), allow(dead_code))] // The engine's tests use it; the broker does not.
     pub fn count_group(&self, topic: &str, group: &str) -> Result<u64> {
         self.readers.count_group(topic, group)
     }
@@ -321,11 +397,29 @@ impl SqliteFile {
 
     /// Discards the ready deliveries and retained messages of `topic` (all topics when None);
     /// returns how many. Delayed and leased deliveries stay.
+    #[cfg_attr(not(test), allow(dead_code))] // The engine's tests use it; the broker does not.
     pub fn purge(&self, topic: Option<&str>) -> Result<u64> {
         self.writer.run(|tx| tx.purge(topic))
     }
 
+    /// `purge`, saying what it discarded per topic (topics with nothing discarded left out).
+    pub fn purge_topics(&self, topic: Option<&str>) -> Result<Vec<PurgedTopic>> {
+        self.writer.run(|tx| tx.purge_topics(topic))
+    }
+
+    /// Deliveries of `g` that wait for a consumer at `now_ms`: ready, delayed, and leased ones
+    /// whose lease ran out (they come back at the next claim).
+    pub fn waiting(&self, g: GroupId, now_ms: u64) -> Result<u64> {
+        self.readers.waiting(g, now_ms)
+    }
+
+    /// Ready deliveries of every group of `topic`, and the messages it retains.
+    pub fn topic_figures(&self, topic: &str) -> Result<(u64, u64)> {
+        self.readers.topic_figures(topic)
+    }
+
     /// Messages `topic` retains for want of a group.
+    #[cfg_attr(not(test), allow(dead_code))] // The engine's tests use it; the broker does not.
     pub fn retained_len(&self, topic: &str) -> Result<u64> {
         self.readers.retained_len(topic)
     }

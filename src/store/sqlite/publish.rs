@@ -5,7 +5,7 @@ use rusqlite::params;
 
 use super::errors::TxResult;
 use super::tx::Tx;
-use super::{NewMessage, PublishReceipt, Retention};
+use super::{GroupId, NewMessage, PublishReceipt, Retention};
 use crate::error::{Error, ErrorKind};
 
 const INSERT_MESSAGE: &str = "INSERT INTO messages (refs, priority, timestamp_ms, msg_id, payload, metadata) \
@@ -16,19 +16,35 @@ pub(super) const INSERT_DELIVERY: &str = "INSERT INTO deliveries (key, group_id,
 
 impl Tx<'_> {
     /// See `SqliteFile::publish`.
+    #[cfg_attr(not(test), allow(dead_code))] // The engine's tests use it; the broker does not.
     pub(crate) fn publish(
         &self,
         topic: &str,
         msgs: &[NewMessage<'_>],
         retention: Retention,
     ) -> TxResult<PublishReceipt> {
+        self.publish_except(topic, msgs, retention, &[])
+    }
+
+    /// See `SqliteFile::publish_except`.
+    pub(crate) fn publish_except(
+        &self,
+        topic: &str,
+        msgs: &[NewMessage<'_>],
+        retention: Retention,
+        skip: &[GroupId],
+    ) -> TxResult<PublishReceipt> {
         if msgs.is_empty() {
             return Ok(PublishReceipt::default());
         }
         let topic_id = self.topic_id(topic)?;
-        let groups = self.group_ids(topic_id)?;
+        let mut groups = self.group_ids(topic_id)?;
         if groups.is_empty() {
             return self.retain(topic, topic_id, msgs, retention);
+        }
+        groups.retain(|g| !skip.contains(g));
+        if groups.is_empty() {
+            return Ok(PublishReceipt::default());
         }
         let fan_out = groups.len() as i64;
         // Keys in insertion order, so that every insert appends to the table's b-tree.
@@ -52,7 +68,7 @@ impl Tx<'_> {
         for g in &groups {
             self.add_ready(*g, msgs.len() as i64)?;
         }
-        Ok(PublishReceipt { groups, retained: false, discarded: 0 })
+        Ok(PublishReceipt { groups, ..Default::default() })
     }
 
     fn retain(
@@ -66,9 +82,10 @@ impl Tx<'_> {
             .stmt("SELECT retained FROM topics WHERE id = ?1")?
             .query_row([topic_id], |r| r.get::<_, i64>(0))? as usize;
         let n = msgs.len();
+        let nothing = PublishReceipt { no_group: true, held: held as u64, ..Default::default() };
         // Which of the new messages to keep, and how many of the oldest retained ones to drop.
         let (keep, drop_oldest) = match retention {
-            Retention::Off => return Ok(PublishReceipt::default()),
+            Retention::Off => return Ok(nothing),
             Retention::Reject(limit) if held + n > limit => {
                 return Err(Error::new(
                     ErrorKind::Full,
@@ -96,7 +113,13 @@ impl Tx<'_> {
         let now_held = held - drop_oldest + keep.len();
         self.stmt("UPDATE topics SET retained = ?2 WHERE id = ?1")?.execute([topic_id, now_held as i64])?;
         let discarded = (drop_oldest + n - keep.len()) as u64;
-        Ok(PublishReceipt { groups: Vec::new(), retained: !keep.is_empty(), discarded })
+        Ok(PublishReceipt {
+            groups: Vec::new(),
+            retained: !keep.is_empty(),
+            discarded,
+            no_group: true,
+            held: now_held as u64,
+        })
     }
 
     /// Discards the `n` oldest messages `topic_id` retains. A retained body has no other

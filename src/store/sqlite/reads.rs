@@ -16,6 +16,12 @@ pub(super) const MAY_CLAIM: &str = "SELECT g.ready > 0 \
     OR EXISTS (SELECT 1 FROM deliveries WHERE group_id = ?1 AND state = 1 AND due <= ?2) \
     OR EXISTS (SELECT 1 FROM deliveries WHERE group_id = ?1 AND state = 2 AND due <= ?2) \
     FROM consumer_groups AS g WHERE g.id = ?1";
+/// The ready counter plus two walks of the time-ordered indexes (delayed: all; leased: those
+/// that ran out).
+pub(super) const WAITING: &str = "SELECT g.ready \
+    + (SELECT count(*) FROM deliveries WHERE group_id = ?1 AND state = 1) \
+    + (SELECT count(*) FROM deliveries WHERE group_id = ?1 AND state = 2 AND due <= ?2) \
+    FROM consumer_groups AS g WHERE g.id = ?1";
 /// The first entry of each time-ordered index for the group.
 pub(super) const NEXT_DUE: &str = "SELECT \
     (SELECT due FROM deliveries WHERE group_id = ?1 AND state = 1 ORDER BY due LIMIT 1), \
@@ -53,6 +59,7 @@ impl Readers {
         self.with(|c| c.prepare_cached(sql)?.query_row([topic, name], |r| r.get(0).map(GroupId)).optional())
     }
 
+    #[cfg_attr(not(test), allow(dead_code))] // The engine's tests use it; the broker does not.
     pub fn groups_of(&self, topic: &str) -> Result<Vec<(GroupId, Option<String>)>> {
         let sql = "SELECT g.id, g.name FROM consumer_groups AS g JOIN topics AS t ON t.id = g.topic_id \
                    WHERE t.name = ?1 ORDER BY g.id";
@@ -69,6 +76,7 @@ impl Readers {
         self.count(sql, [topic])
     }
 
+    #[cfg_attr(not(test), allow(dead_code))] // The engine's tests use it; the broker does not.
     pub fn count_group(&self, topic: &str, group: &str) -> Result<u64> {
         let sql = "SELECT g.ready FROM consumer_groups AS g JOIN topics AS t ON t.id = g.topic_id \
                    WHERE t.name = ?1 AND g.name = ?2";
@@ -81,6 +89,16 @@ impl Readers {
         self.count(sql, [])
     }
 
+    pub fn topic_figures(&self, topic: &str) -> Result<(u64, u64)> {
+        let sql = "SELECT (SELECT coalesce(sum(ready), 0) FROM consumer_groups WHERE topic_id = t.id), t.retained \
+                   FROM topics AS t WHERE t.name = ?1";
+        let found = self.with(|c| {
+            c.prepare_cached(sql)?.query_row([topic], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))).optional()
+        })?;
+        Ok(found.map_or((0, 0), |(q, r)| (q.max(0) as u64, r.max(0) as u64)))
+    }
+
+    #[cfg_attr(not(test), allow(dead_code))] // The engine's tests use it; the broker does not.
     pub fn retained_len(&self, topic: &str) -> Result<u64> {
         self.count("SELECT retained FROM topics WHERE name = ?1", [topic])
     }
@@ -88,6 +106,10 @@ impl Readers {
     /// Whether a claim of `g` at `now` could find anything: ready rows, or due ones to promote.
     pub fn may_claim(&self, g: GroupId, now: u64) -> Result<bool> {
         self.count(MAY_CLAIM, params![g.0, now as i64]).map(|n| n > 0)
+    }
+
+    pub fn waiting(&self, g: GroupId, now: u64) -> Result<u64> {
+        self.count(WAITING, params![g.0, now as i64])
     }
 
     pub fn next_available_at(&self, g: GroupId) -> Result<Option<u64>> {

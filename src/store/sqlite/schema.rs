@@ -19,7 +19,7 @@ pub(super) struct Step {
 }
 
 /// Every version so far, oldest first. Version 1 is the base, made from an empty file.
-pub(super) const STEPS: &[Step] = &[Step { to: 1, run: create_v1 }];
+pub(super) const STEPS: &[Step] = &[Step { to: 1, run: create_v1 }, Step { to: 2, run: create_v2 }];
 
 /// The tables and indexes of version 1 (see the module doc of `sqlite` for the states).
 const V1: &str = "
@@ -80,6 +80,21 @@ fn create_v1(conn: &Connection) -> rusqlite::Result<()> {
         (crate::message::now_ms().to_string(), concat!("brokk ", env!("CARGO_PKG_VERSION"))),
     )?;
     Ok(())
+}
+
+/// Version 2: the broker instances that use the file (`owners`), each with the lease it holds
+/// deliveries under and when it last said it was alive, so that the anonymous groups of one
+/// that stopped can be collected (see `owners.rs`).
+const V2: &str = "
+CREATE TABLE owners (
+    owner TEXT PRIMARY KEY NOT NULL,
+    lease_ms INTEGER NOT NULL,
+    seen_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+fn create_v2(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(V2)
 }
 
 /// What `open` found in the file.

@@ -39,7 +39,11 @@ fn a_new_file_is_created_and_an_empty_one_adopted() {
     let version: u32 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
     let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     let meta: String = c.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).unwrap();
-    assert_eq!((app, version, mode.as_str(), meta.as_str()), (APPLICATION_ID, 1, "wal", "1"));
+    let latest = schema::STEPS.last().unwrap().to;
+    assert_eq!(
+        (app, version, mode.as_str(), meta.as_str()),
+        (APPLICATION_ID, latest, "wal", latest.to_string().as_str())
+    );
 
     let empty = dir.file("empty.db");
     fs::write(&empty, b"").unwrap();
@@ -180,8 +184,8 @@ fn a_locked_file_is_unavailable_after_the_busy_timeout() {
     publish(&f, "t", &[msg("x", 0)], Retention::Off).unwrap();
 }
 
-/// Version 2 of a made-up future: the steps `open_with` runs are a parameter, so a migration
-/// can be staged on a real version-1 file.
+/// A step of a made-up future version: the steps `open_with` runs are a parameter, so a
+/// migration can be staged on a real file of this build's version.
 fn add_notes(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch("CREATE TABLE notes (text TEXT); INSERT INTO notes VALUES ('migrated')")
 }
@@ -190,22 +194,28 @@ fn broken_step(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch("CREATE TABLE half (x); SELECT * FROM no_such_table")
 }
 
+/// This build's steps, then `more`, numbered after them.
+fn future(more: &[fn(&Connection) -> rusqlite::Result<()>]) -> Vec<Step> {
+    let latest = schema::STEPS.last().unwrap().to;
+    let ours = schema::STEPS.iter().map(|s| Step { to: s.to, run: s.run });
+    ours.chain(more.iter().zip(latest + 1..).map(|(&run, to)| Step { to, run })).collect()
+}
+
 #[test]
 fn an_older_schema_is_migrated_in_one_transaction() {
     let dir = TempDir::new("migrate");
     let path = dir.file("s.db");
     brokk_file(&path);
-    let v2 = [Step { to: 1, run: schema::STEPS[0].run }, Step { to: 2, run: add_notes }];
+    let latest = schema::STEPS.last().unwrap().to;
 
-    // A failing step leaves the file at version 1, unchanged.
-    let failing =
-        [Step { to: 1, run: schema::STEPS[0].run }, Step { to: 2, run: add_notes }, Step { to: 3, run: broken_step }];
+    // A failing step leaves the file at this build's version, unchanged.
+    let failing = future(&[add_notes, broken_step]);
     let before = fs::read(&path).unwrap();
     let e = SqliteFile::open_with(&options(&path), &failing).err().unwrap();
-    assert!(e.message().contains("migrating to schema version 3 failed"), "{}", e.message());
+    assert!(e.message().contains(&format!("migrating to schema version {} failed", latest + 2)), "{}", e.message());
     assert_eq!(fs::read(&path).unwrap(), before);
 
-    let f = SqliteFile::open_with(&options(&path), &v2).unwrap();
+    let f = SqliteFile::open_with(&options(&path), &future(&[add_notes])).unwrap();
     let (version, note): (u32, String) = f
         .readers
         .with(|c| {
@@ -214,18 +224,37 @@ fn an_older_schema_is_migrated_in_one_transaction() {
             })
         })
         .unwrap();
-    assert_eq!((version, note.as_str()), (2, "migrated"));
+    assert_eq!((version, note.as_str()), (latest + 1, "migrated"));
     assert_eq!(f.count_topic("t").unwrap(), 300, "the data came along");
     drop(f);
-    // This build knows only version 1: the migrated file is now from its future.
+    // This build knows only its own version: the migrated file is now from its future.
     refused(&path, ErrorKind::IncompatibleStore);
+}
+
+#[test]
+fn a_version_1_store_is_migrated_to_this_builds_version() {
+    let dir = TempDir::new("from-v1");
+    let path = dir.file("s.db");
+    {
+        let v1 = SqliteFile::open_with(&options(&path), &schema::STEPS[..1]).unwrap();
+        let g = v1.named_group("t", "w").unwrap();
+        publish_ids(&v1, "t", &["a", "b"]);
+        v1.anonymous_group("t", "an-old-broker").unwrap();
+        assert_eq!(v1.ready_len(g).unwrap(), 2);
+    }
+    let f = open(&path);
+    let g = f.named_group("t", "w").unwrap();
+    assert_eq!(ids(&f.claim(g, 10, "me", LEASE).unwrap()), ["a", "b"], "the data came along");
+    f.register_owner("me", LEASE).unwrap();
+    assert_eq!(rows(&f, "owners"), 1);
+    // The version-1 broker never registered: its anonymous group counts as silent.
+    assert_eq!(f.collect_silent_owners().unwrap(), 1);
 }
 
 #[test]
 fn a_brand_new_file_is_made_with_every_step() {
     let dir = TempDir::new("fresh-steps");
     let path = dir.file("s.db");
-    let v2 = [Step { to: 1, run: schema::STEPS[0].run }, Step { to: 2, run: add_notes }];
-    let f = SqliteFile::open_with(&options(&path), &v2).unwrap();
-    assert_eq!(rows(&f, "notes"), 1);
+    let f = SqliteFile::open_with(&options(&path), &future(&[add_notes])).unwrap();
+    assert_eq!((rows(&f, "notes"), rows(&f, "owners")), (1, 0));
 }

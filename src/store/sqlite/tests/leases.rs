@@ -172,3 +172,62 @@ fn what_is_committed_survives_reopening() {
     assert_eq!(f.release_owner("gone").unwrap(), 1);
     assert_eq!(ids(&f.claim(g, 10, "me", LEASE).unwrap()), ["b", "a"]);
 }
+
+#[test]
+fn a_released_delivery_goes_back_where_it_was_with_the_same_attempt() {
+    let dir = TempDir::new("release");
+    let f = open(&dir.file("s.db"));
+    let g = f.named_group("t", "w").unwrap();
+    publish_ids(&f, "t", &["a", "b", "c"]);
+    let (two, left) = f.claim_counted(g, 2, "me", LEASE, ["", ""]).unwrap();
+    assert_eq!((ids(&two), left), (vec!["a", "b"], 1));
+    assert!(f.release("me", two[1].key, 1).unwrap());
+    assert!(!f.release("me", two[1].key, 1).unwrap(), "not leased any more");
+    assert!(f.release("me", two[0].key, 1).unwrap());
+    let again = f.claim(g, 10, "me", LEASE).unwrap();
+    assert_eq!(ids(&again), ["a", "b", "c"]);
+    assert!(again.iter().all(|d| d.attempt == 1));
+}
+
+#[test]
+fn a_claim_leaves_the_claimers_own_expired_leases_to_it() {
+    let dir = TempDir::new("spare");
+    let f = open(&dir.file("s.db"));
+    let g = f.named_group("t", "w").unwrap();
+    publish_ids(&f, "t", &["a"]);
+    let first = f.claim(g, 1, "me+d", Duration::from_millis(1)).unwrap();
+    sleep(Duration::from_millis(5));
+    let (mine, _) = f.claim_counted(g, 1, "me", LEASE, ["me", "me+d"]).unwrap();
+    assert!(mine.is_empty(), "its own lease: its deadline timer requeues it");
+    assert_eq!(settle_all(&f, "me+d", &first), [true], "still its own");
+    publish_ids(&f, "t", &["b"]);
+    f.claim(g, 1, "crashed", Duration::from_millis(1)).unwrap();
+    sleep(Duration::from_millis(5));
+    let (theirs, _) = f.claim_counted(g, 1, "me", LEASE, ["me", "me+d"]).unwrap();
+    assert_eq!((ids(&theirs), theirs[0].attempt), (vec!["b"], 2), "someone else's: taken back");
+}
+
+#[test]
+fn silent_owners_lose_their_anonymous_groups_and_live_ones_keep_theirs() {
+    let dir = TempDir::new("owners");
+    let f = open(&dir.file("s.db"));
+    let now = now_ms();
+    // "gone" last said it was alive four of its 100 ms leases ago; "alive" just now.
+    f.atomically(|tx| {
+        tx.register_owner("gone", 100, now - 400)?;
+        tx.register_owner("alive", 100, now)
+    })
+    .unwrap();
+    let (gone, alive) = (f.anonymous_group("t", "gone").unwrap(), f.anonymous_group("t", "alive").unwrap());
+    let named = f.named_group("t", "w").unwrap();
+    publish_ids(&f, "t", &["a", "b"]);
+    assert_eq!(f.ready_len(gone).unwrap(), 2);
+    assert_eq!(f.collect_silent_owners().unwrap(), 1);
+    assert_eq!(f.groups_of("t").unwrap().iter().map(|(g, _)| *g).collect::<Vec<_>>(), [alive, named]);
+    assert_eq!(rows(&f, "owners"), 1, "the silent owner is forgotten too");
+    publish_ids(&f, "t", &["c"]);
+    assert_eq!((f.ready_len(alive).unwrap(), f.ready_len(named).unwrap()), (3, 3));
+    f.forget_owner("alive").unwrap();
+    assert_eq!(f.collect_silent_owners().unwrap(), 1, "an unregistered owner's groups go too");
+    assert_eq!(f.count_topic("t").unwrap(), 3, "named groups are never collected");
+}

@@ -4,7 +4,7 @@ use super::super::leases::{
     DELETE_LEASED, EXTEND_LEASES, MARK_LEASED, PROMOTE_DELAYED, PROMOTE_EXPIRED, RELEASE_OWNER, SELECT_READY,
 };
 use super::super::publish::INSERT_DELIVERY;
-use super::super::reads::{MAY_CLAIM, NEXT_DUE};
+use super::super::reads::{MAY_CLAIM, NEXT_DUE, WAITING};
 use super::*;
 
 /// The query plan of `sql`, one line per step.
@@ -61,6 +61,12 @@ fn pollers_probe_indexes_only() {
     assert!(p.contains("SEARCH g USING INTEGER PRIMARY KEY"), "{p}");
     assert!(p.contains("deliveries_delayed (group_id=? AND due<?)"), "{p}");
     assert!(p.contains("deliveries_leased (group_id=? AND due<?)"), "{p}");
+    let p = plan(&f, WAITING);
+    assert!(
+        p.contains("deliveries_delayed (group_id=?)") && p.contains("deliveries_leased (group_id=? AND due<?)"),
+        "{p}"
+    );
+    assert!(!p.contains("SCAN deliveries"), "{p}");
     let p = plan(&f, NEXT_DUE);
     assert!(p.contains("deliveries_delayed (group_id=?)") && p.contains("deliveries_leased (group_id=?)"), "{p}");
     assert!(!p.contains("TEMP B-TREE") && !p.contains("SCAN deliveries"), "{p}");

@@ -101,7 +101,7 @@ fn every_group_gets_a_copy_and_bodies_are_shared() {
     let g2 = f.named_group("t", "audit").unwrap();
     assert_eq!(f.named_group("t", "billing").unwrap(), g1);
     let r = publish(&f, "t", &[msg("a", 0), msg("b", 0), msg("c", 0)], Retention::Off).unwrap();
-    assert_eq!(r, PublishReceipt { groups: vec![g1, g2], retained: false, discarded: 0 });
+    assert_eq!(r, PublishReceipt { groups: vec![g1, g2], ..Default::default() });
     assert_eq!(rows(&f, "messages"), 3, "one body per message, not per group");
     let d1 = f.claim(g1, 10, "me", LEASE).unwrap();
     let d2 = f.claim(g2, 10, "me", LEASE).unwrap();
@@ -141,8 +141,9 @@ fn reject_keeps_up_to_the_limit_then_refuses() {
     let f = open(&dir.file("s.db"));
     for id in ["a", "b"] {
         let r = publish(&f, "t", &[msg(id, 0)], Retention::Reject(2)).unwrap();
-        assert_eq!(r, PublishReceipt { groups: vec![], retained: true, discarded: 0 });
+        assert!(r.retained && r.no_group && r.groups.is_empty() && r.discarded == 0, "{r:?}");
     }
+    assert_eq!(publish(&f, "t", &[], Retention::Reject(2)).unwrap(), PublishReceipt::default());
     let e = publish(&f, "t", &[msg("c", 0)], Retention::Reject(2)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Full);
     assert!(e.message().contains("retains 2 of at most 2"), "{}", e.message());
@@ -179,7 +180,7 @@ fn off_keeps_nothing() {
     let dir = TempDir::new("off");
     let f = open(&dir.file("s.db"));
     let r = publish(&f, "t", &[msg("a", 0)], Retention::Off).unwrap();
-    assert_eq!(r, PublishReceipt::default());
+    assert_eq!(r, PublishReceipt { no_group: true, ..Default::default() });
     assert_eq!(f.retained_len("t").unwrap(), 0);
     assert_eq!(rows(&f, "messages"), 0);
 }
@@ -267,4 +268,35 @@ fn a_dead_letter_and_its_ack_commit_together_or_not_at_all() {
     // The dead-letter topic is full: the ack is rolled back with it.
     assert_eq!(dead_letter(&ds[1], 1).unwrap_err().kind(), ErrorKind::Full);
     assert_eq!(settle_all(&f, "me", &ds[1..]), [true], "still leased, not acked");
+}
+
+#[test]
+fn skipped_groups_get_nothing_and_a_topic_with_groups_retains_nothing() {
+    let dir = TempDir::new("skip");
+    let f = open(&dir.file("s.db"));
+    let (full, other) = (f.named_group("t", "full").unwrap(), f.named_group("t", "other").unwrap());
+    let msgs = [msg("a", 0), msg("b", 0)];
+    let batch: Vec<_> = msgs.iter().map(StoredMessage::as_new).collect();
+    let r = f.publish_except("t", &batch, Retention::Reject(10), &[full]).unwrap();
+    assert_eq!(r, PublishReceipt { groups: vec![other], ..Default::default() });
+    assert_eq!((f.ready_len(full).unwrap(), f.ready_len(other).unwrap()), (0, 2));
+    let r = f.publish_except("t", &batch, Retention::Reject(10), &[full, other]).unwrap();
+    assert_eq!((r, f.retained_len("t").unwrap()), (PublishReceipt::default(), 0));
+}
+
+#[test]
+fn purge_says_what_it_discarded_per_topic_and_waiting_counts_what_comes_back() {
+    let dir = TempDir::new("purge-topics");
+    let f = open(&dir.file("s.db"));
+    publish_ids(&f, "kept", &["r1", "r2"]);
+    let g = f.named_group("t", "w").unwrap();
+    publish_ids(&f, "t", &["a", "b", "c"]);
+    let held = f.claim(g, 1, "me", LEASE).unwrap();
+    assert_eq!(f.waiting(g, crate::message::now_ms()).unwrap(), 2);
+    assert!(f.requeue("me", held[0].key, 1, crate::message::now_ms() + 3_600_000).unwrap());
+    assert_eq!(f.waiting(g, crate::message::now_ms()).unwrap(), 3, "the delayed one waits too");
+    let purged = f.purge_topics(None).unwrap();
+    let got: Vec<_> = purged.iter().map(|p| (p.topic.as_str(), p.deliveries, p.retained)).collect();
+    assert_eq!(got, [("kept", 0, 2), ("t", 2, 0)]);
+    assert_eq!(f.waiting(g, crate::message::now_ms()).unwrap(), 1);
 }
