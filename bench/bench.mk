@@ -1,7 +1,7 @@
 # Benchmarks (bench/README.md). Included by the root Makefile, which provides CARGO, CC, BUILD
 # and `lib` (target/release/libbrokk.so).
 #
-#   make bench-all      release build, every program, every scenario, 3 rounds (~7 min on 2
+#   make bench-all      release build, every program, every scenario, 3 rounds (~8 min on 2
 #                       cores), then build/bench/results.json, docs/bench/results.md and
 #                       docs/bench/results.png
 #   make bench-smoke    the same programs at tiny sizes (seconds): checks only that each builds
@@ -12,6 +12,7 @@
 #
 # Peers that cannot be built here are skipped with the reason (and what to install), never
 # failed: ZeroMQ needs Debian's libzmq3-dev, the raw channel needs crates.io (crossbeam-channel),
+# the hand-written SQLite peer needs crates.io (rusqlite, SQLite bundled: a C compiler),
 # the Go program needs go and bindings/go, the Python peers need PyPI (tadween-core, pynenc,
 # matplotlib) and a Python 3.12 for pynenc. BENCH_REPEAT=N (default 3) runs every scenario N
 # times, round after round, and keeps the median run.
@@ -29,7 +30,7 @@ BENCH_PY = $$( [ -x $(BENCH_VENV)/bin/python ] && echo $(BENCH_VENV)/bin/python 
 BENCH_REPEAT ?= 3
 
 .PHONY: bench-all bench-smoke bench-build bench-build-c bench-build-zmq bench-build-channel \
-        bench-build-go bench-venv bench-report bench-profile bench-clean
+        bench-build-sqlite bench-build-go bench-venv bench-report bench-profile bench-clean
 
 bench-all: lib bench-build bench-venv
 	BENCH_REPEAT=$(BENCH_REPEAT) $(BENCH_PY) bench/run.py --report
@@ -38,7 +39,7 @@ bench-all: lib bench-build bench-venv
 bench-smoke: lib bench-build $(if $(filter 0,$(BENCH_SMOKE_VENV)),,bench-venv)
 	$(BENCH_PY) bench/run.py --smoke --repeat 1 --report
 
-bench-build: bench-build-c bench-build-zmq bench-build-channel bench-build-go
+bench-build: bench-build-c bench-build-zmq bench-build-channel bench-build-sqlite bench-build-go
 
 $(BENCH_BIN) $(BENCH_SKIP):
 	mkdir -p $@
@@ -63,12 +64,26 @@ bench-build-zmq: | $(BENCH_BIN) $(BENCH_SKIP)
 bench-build-channel: | $(BENCH_BIN) $(BENCH_SKIP)
 	@rm -f $(BENCH_SKIP)/crossbeam
 	@if $(CARGO) build --release --quiet --manifest-path bench/rust/Cargo.toml \
-	        --target-dir $(BENCH_DIR)/rust-target 2>$(BENCH_SKIP)/crossbeam.log; then \
+	        --target-dir $(BENCH_DIR)/rust-target --bin brokk-bench-channel 2>$(BENCH_SKIP)/crossbeam.log; then \
 	    cp $(BENCH_DIR)/rust-target/release/brokk-bench-channel $(BENCH_BIN)/channel_bench; \
 	else \
 	    cat $(BENCH_SKIP)/crossbeam.log; \
 	    echo "cargo build of bench/rust failed (crossbeam-channel from crates.io; see build/bench/skip/crossbeam.log)" \
 	        | tee $(BENCH_SKIP)/crossbeam; \
+	fi
+
+# The hand-written SQLite peer: the same Cargo project, its binary behind the "sqlite" feature so
+# that a failure to get or build rusqlite leaves the channel peer alone.
+bench-build-sqlite: | $(BENCH_BIN) $(BENCH_SKIP)
+	@rm -f $(BENCH_SKIP)/rusqlite
+	@if $(CARGO) build --release --quiet --manifest-path bench/rust/Cargo.toml \
+	        --target-dir $(BENCH_DIR)/rust-target --features sqlite --bin brokk-bench-sqlite \
+	        2>$(BENCH_SKIP)/rusqlite.log; then \
+	    cp $(BENCH_DIR)/rust-target/release/brokk-bench-sqlite $(BENCH_BIN)/sqlite_bench; \
+	else \
+	    cat $(BENCH_SKIP)/rusqlite.log; \
+	    echo "cargo build of bench/rust --features sqlite failed (rusqlite from crates.io, SQLite bundled; see build/bench/skip/rusqlite.log)" \
+	        | tee $(BENCH_SKIP)/rusqlite; \
 	fi
 
 # The Go binding is built from bindings/go (a replace directive); skipped while it does not build.

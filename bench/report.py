@@ -27,6 +27,8 @@ IMPLS = {
     "crossbeam": "raw crossbeam-channel",
     "tadween": "Tadween InMemoryBroker",
     "pynenc": "pynenc MemBroker",
+    "rusqlite": "hand-written rusqlite",
+    "pynenc-sqlite": "pynenc SQLiteBroker",
 }
 SCENARIOS = {
     "1to1": "1 publisher -> 1 subscriber",
@@ -40,6 +42,13 @@ SCENARIOS = {
     "latency-spin": "latency, receiver busy-polling (floor)",
     "memory": "1M messages queued in a group",
     "memory-retained": "1M messages retained (no group yet)",
+    "sqlite-publish-threads4": "SQLite: durable publish, 4 threads",
+    "sqlite-pull": "SQLite: fetch + ack, one at a time",
+    "sqlite-pull-batch64": "SQLite: fetch_batch + ack_batch, 64 per call",
+    "sqlite-batch10000": "SQLite: batch publish, 10 000 per call",
+    "sqlite-pull-backlog-1k": "SQLite: fetch + ack, 1 000 queued",
+    "sqlite-pull-backlog-100k": "SQLite: fetch + ack, 100 000 queued",
+    "sqlite-pull-backlog-1m": "SQLite: fetch + ack, 1 000 000 queued",
 }
 
 # (id, description, numerator (scenario, impl, field), denominator or None, comparison, bound)
@@ -62,7 +71,20 @@ TARGETS = [
      ("pull", "brokk-py", "rate"), ("pull", "pynenc", "rate"), ">=", 1.0),
     ("memory", "< 200 bytes of broker overhead per queued message",
      ("memory", "brokk-c", "overhead_per_msg"), None, "<", 200.0),
+    ("sqlite-publish-vs-pynenc", "SQLite durable publish, 4 threads >= 50x pynenc SQLiteBroker route",
+     ("sqlite-publish-threads4", "brokk-c", "rate"), ("sqlite-publish-threads4", "pynenc-sqlite", "rate"), ">=", 50.0),
+    ("sqlite-pull-vs-pynenc", "SQLite fetch + ack >= 20x pynenc SQLiteBroker retrieve",
+     ("sqlite-pull", "brokk-c", "rate"), ("sqlite-pull", "pynenc-sqlite", "rate"), ">=", 20.0),
+    ("sqlite-batch", "SQLite batch publish of 10 000 >= 300 k msgs/s",
+     ("sqlite-batch10000", "brokk-c", "rate"), None, ">=", 300_000.0),
+    # Flat: the rate with 1 M queued keeps at least half the rate with 1 k queued (a queue that
+    # scans its backlog on each fetch would fall about 1000x over that range).
+    ("sqlite-backlog-flat", "SQLite fetch + ack with 1 M queued >= 0.5x with 1 k queued",
+     ("sqlite-pull-backlog-1m", "brokk-c", "rate"), ("sqlite-pull-backlog-1k", "brokk-c", "rate"), ">=", 0.5),
 ]
+
+# The unit an absolute target's figure is shown in.
+UNITS = {"memory": " B", "latency-p50": " µs", "latency-p99": " µs", "sqlite-batch": " msgs/s"}
 
 # More ratios from the same run, for reading the targets (no verdict).
 COMPARISONS = [
@@ -75,6 +97,17 @@ COMPARISONS = [
     ("Python latency p50 brokk / Tadween", ("latency", "brokk-py", "latency_us.p50"), ("latency", "tadween", "latency_us.p50")),
     ("Python latency p99 brokk / Tadween", ("latency", "brokk-py", "latency_us.p99"), ("latency", "tadween", "latency_us.p99")),
     ("pull brokk C ABI / pynenc (Python)", ("pull", "brokk-c", "rate"), ("pull", "pynenc", "rate")),
+    ("SQLite publish, 4 threads: brokk / hand-written rusqlite",
+     ("sqlite-publish-threads4", "brokk-c", "rate"), ("sqlite-publish-threads4", "rusqlite", "rate")),
+    ("SQLite fetch + ack: brokk / hand-written rusqlite pop",
+     ("sqlite-pull", "brokk-c", "rate"), ("sqlite-pull", "rusqlite", "rate")),
+    ("SQLite fetch_batch + ack_batch (64) / fetch + ack, brokk",
+     ("sqlite-pull-batch64", "brokk-c", "rate"), ("sqlite-pull", "brokk-c", "rate")),
+    ("SQLite fetch + ack, 100 k / 1 k queued, brokk",
+     ("sqlite-pull-backlog-100k", "brokk-c", "rate"), ("sqlite-pull-backlog-1k", "brokk-c", "rate")),
+    ("SQLite pop, 1 M / 1 k queued, hand-written rusqlite",
+     ("sqlite-pull-backlog-1m", "rusqlite", "rate"), ("sqlite-pull-backlog-1k", "rusqlite", "rate")),
+    ("memory / SQLite fetch + ack, brokk C ABI", ("pull", "brokk-c", "rate"), ("sqlite-pull", "brokk-c", "rate")),
 ]
 
 
@@ -126,6 +159,14 @@ def _n(v: float | None, unit: str = "") -> str:
     else:
         s = f"{v:.2f}"
     return s + unit
+
+
+def _shown(t: dict) -> str:
+    """A target's measured figure: a ratio, or a value in its unit."""
+    if t["ratio"]:
+        return f"{t['value']:.2f}x"
+    unit = UNITS.get(t["id"], "")
+    return _n(t["value"], unit) if unit == " msgs/s" else f"{t['value']:.1f}{unit}"
 
 
 def _us(v: float | None) -> str:
@@ -189,8 +230,7 @@ def markdown(results: dict) -> str:
             measured = f"{t['value']:.2f}x ({_n(t['numerator'])} / {_n(t['denominator'])})"
             verdict = "**met**" if t["met"] else "**missed**"
         else:
-            unit = " B" if t["id"] == "memory" else " µs"
-            measured = f"{t['value']:.1f}{unit}"
+            measured = _shown(t)
             verdict = "**met**" if t["met"] else "**missed**"
             lat = next((r for r in recs if r["scenario"] == "latency" and r["impl"] == "brokk-c"), {})
             if t["id"].startswith("latency") and lat.get("messages") and (lat.get("sends_late") or 0) > 0.01 * lat["messages"]:
@@ -203,7 +243,10 @@ def markdown(results: dict) -> str:
         "",
         "Rates are messages/s, except the fan-out rows: deliveries/s (4 per message). Latency in "
         "µs, from just before publish to the start of the handler (or receive), at the rate shown. "
-        "Memory: resident-set growth per queued message, minus the payload bytes.",
+        "Memory: resident-set growth per queued message, minus the payload bytes. SQLite rows: "
+        "each run on a fresh file on disk, synchronous=normal (WAL), every call returning after "
+        "its commit; the batch row counts the publish calls alone, the backlog rows only the "
+        "fetch + ack time.",
         "",
         "| scenario | implementation | rate /s | p50 µs | p99 µs | p99.9 µs | B/msg beyond payload | notes |",
         "|---|---|---|---|---|---|---|---|",
@@ -240,7 +283,11 @@ def markdown(results: dict) -> str:
         if t["ratio"]:
             num, den = t["refs"]
             ratio = "—" if t["value"] is None else f"{t['value']:.2f}x"
-            lines.append(f"| {SHORT[num[1]]} / {SHORT[den[1]]}, {SCENARIOS[num[0]]} | {ratio} | {t['op']} {t['bound']:g}x |")
+            if num[0] == den[0]:
+                label = f"{SHORT[num[1]]} / {SHORT[den[1]]}, {SCENARIOS[num[0]]}"
+            else:
+                label = f"{SCENARIOS[num[0]]} / {SCENARIOS[den[0]]}, {SHORT[num[1]]}"
+            lines.append(f"| {label} | {ratio} | {t['op']} {t['bound']:g}x |")
     for c in results["comparisons"]:
         ratio = "—" if c["ratio"] is None else f"{c['ratio']:.3g}x"
         lines.append(f"| {c['comparison']} | {ratio} | |")
@@ -249,10 +296,11 @@ def markdown(results: dict) -> str:
         lines += ["", "## Not measured", ""]
         seen = set()
         for s in results["skipped"]:
-            if s["impl"] in seen:
+            if (s["impl"], s["reason"]) in seen:
                 continue
-            seen.add(s["impl"])
-            lines.append(f"- {IMPLS.get(s['impl'], s['impl'])}: skipped, {s['reason']}")
+            seen.add((s["impl"], s["reason"]))
+            on = f" on {s['url']}" if s.get("url") else ""
+            lines.append(f"- {IMPLS.get(s['impl'], s['impl'])}{on}: skipped, {s['reason']}")
         for f in results["failed"]:
             lines.append(f"- {f['scenario']} / {IMPLS.get(f['impl'], f['impl'])}: failed (exit {f['exit']})")
     lines += ["", "![results chart](results.png)", ""]
@@ -263,9 +311,11 @@ def markdown(results: dict) -> str:
 
 
 SHORT = {"brokk-c": "brokk C", "brokk-go": "brokk Go", "brokk-py": "brokk Python", "zmq-pushpull": "ZeroMQ",
-         "zmq-pubsub": "ZeroMQ PUB/SUB", "crossbeam": "raw channel", "tadween": "Tadween", "pynenc": "pynenc"}
+         "zmq-pubsub": "ZeroMQ PUB/SUB", "crossbeam": "raw channel", "tadween": "Tadween", "pynenc": "pynenc",
+         "rusqlite": "rusqlite", "pynenc-sqlite": "pynenc SQLite"}
 COLORS = {"brokk-c": "#1f5fa8", "brokk-go": "#4f8fd8", "brokk-py": "#7fb2ea", "zmq-pushpull": "#d9822b",
-          "zmq-pubsub": "#d9822b", "crossbeam": "#7a7a7a", "tadween": "#8e5cb5", "pynenc": "#3a9a5b"}
+          "zmq-pubsub": "#d9822b", "crossbeam": "#7a7a7a", "tadween": "#8e5cb5", "pynenc": "#3a9a5b",
+          "rusqlite": "#b8860b", "pynenc-sqlite": "#3a9a5b"}
 
 
 def chart(results: dict, path: Path) -> None:
@@ -279,7 +329,7 @@ def chart(results: dict, path: Path) -> None:
     def rec(s: str, i: str) -> dict | None:
         return next((r for r in recs if r["scenario"] == s and r["impl"] == i), None)
 
-    fig, axes = plt.subplots(2, 2, figsize=(14, 10))
+    fig, axes = plt.subplots(3, 2, figsize=(14, 15))
     fig.suptitle(f"brokk benchmarks ({results['environment'].get('cpus')} CPUs, {results['generated'][:16]} UTC, "
                  f"{results['mode']} run)", fontsize=13)
 
@@ -346,6 +396,39 @@ def chart(results: dict, path: Path) -> None:
     ax.set_axisbelow(True)
     ax.grid(axis="y", which="major", alpha=0.4)
 
+    sql = []
+    for s, impls in [("sqlite-publish-threads4", ["brokk-c", "rusqlite", "pynenc-sqlite"]),
+                     ("sqlite-pull", ["brokk-c", "rusqlite", "pynenc-sqlite"]),
+                     ("sqlite-pull-batch64", ["brokk-c"]), ("sqlite-batch10000", ["brokk-c"])]:
+        items = [(i, (rec(s, i) or {}).get("rate")) for i in impls]
+        if any(v for _, v in items):
+            sql.append((s.removeprefix("sqlite-"), items))
+    bars(axes[2][0], sql, "SQLite file, durable (each call returns after its commit)", "messages/s, log scale")
+
+    ax = axes[2][1]
+    for impl in ["brokk-c", "rusqlite"]:
+        pts = sorted((r["backlog"], r["rate"]) for r in recs
+                     if r["scenario"].startswith("sqlite-pull-backlog-") and r["impl"] == impl and r.get("backlog"))
+        if pts:
+            ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", color=COLORS[impl],
+                    label=f"{IMPLS[impl]}{': fetch + ack' if impl == 'brokk-c' else ': naive pop'}")
+            for x, y in pts:
+                ax.annotate(_n(y), (x, y), textcoords="offset points", xytext=(4, 6), fontsize=8)
+    ax.set_xscale("log")
+    sizes = sorted({r["backlog"] for r in recs if r["scenario"].startswith("sqlite-pull-backlog-") and r.get("backlog")})
+    if sizes:
+        ax.set_xticks(sizes, [_n(x).replace(".00", "") for x in sizes], fontsize=8)
+        ax.minorticks_off()
+        ax.set_xlim(sizes[0] / 2, sizes[-1] * 2)
+    ax.set_ylim(bottom=0, top=max([ax.get_ylim()[1], 1]) * 1.25)
+    ax.set_xlabel("messages queued while measuring, log scale")
+    ax.set_ylabel("per second, one message at a time")
+    ax.set_title("SQLite: fetch + ack as the backlog grows", fontsize=11)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="lower left")
+    ax.set_axisbelow(True)
+    ax.grid(alpha=0.4)
+
     ax = axes[1][1]
     ts = [t for t in results["targets"] if t["value"] is not None]
     # Attainment: how far past (>1) or short of (<1) its bound each target is.
@@ -354,7 +437,7 @@ def chart(results: dict, path: Path) -> None:
     colors = ["#2ca02c" if t["met"] else "#d62728" for t in ts]
     ax.barh(range(len(ts)), att, color=colors)
     for j, (t, a) in enumerate(zip(ts, att)):
-        shown = f"{t['value']:.2f}x" if t["ratio"] else f"{t['value']:.1f}{' B' if t['id'] == 'memory' else ' µs'}"
+        shown = _shown(t)
         ax.text(a * 1.05, j, f"{shown} ({'met' if t['met'] else 'missed'})", va="center", fontsize=8)
     ax.set_yticks(range(len(ts)), [t["target"] for t in ts], fontsize=8)
     ax.invert_yaxis()

@@ -46,6 +46,18 @@ PY = {"messages": 200_000, "warmup": 10_000, "seconds": 4}
 PY_LAT = {"rate": 2_000, "seconds": 5, "warmup": 1_000}
 SMOKE_PY = {"messages": 300, "warmup": 50, "seconds": 1}
 SMOKE_PY_LAT = {"rate": 500, "seconds": 0.2, "warmup": 50}
+# SQLite: every run on a fresh file (bench/README.md). A durable call costs 100-300 µs, so the
+# bounds are mostly the seconds; --messages only caps what is prepublished.
+SQL = ["--url", "sqlite://"]
+SQL_PUB = {"messages": 1_000_000, "warmup": 2_000, "seconds": 3}
+SQL_PULL = {"messages": 200_000, "warmup": 2_000, "seconds": 3}
+SQL_PY = {"messages": 20_000, "warmup": 200, "seconds": 3}
+SQL_BACKLOG = {"messages": 5_000, "warmup": 500, "seconds": 2}
+SMOKE_SQL = {"messages": 300, "warmup": 30, "seconds": 0.5}
+SMOKE_SQL_PY = {"messages": 100, "warmup": 10, "seconds": 0.5}
+SMOKE_BACKLOG = {"messages": 200, "warmup": 20, "seconds": 0.5}
+# Smoke runs use small backlogs (1k, 2k, 5k), so their records are named after those sizes.
+BACKLOGS = [("1k", 1_000, 1_000), ("100k", 100_000, 2_000), ("1m", 1_000_000, 5_000)]
 
 RUNS = [
     ("1to1", "brokk-c", "brokk", ["1to1"], FAST, SMOKE),
@@ -72,10 +84,27 @@ RUNS = [
     ("latency", "tadween", "py", ["tadween", "latency"], PY_LAT, SMOKE_PY_LAT),
     ("pull", "brokk-py", "py", ["brokk-py", "pull"], PY, SMOKE_PY),
     ("pull", "pynenc", "py", ["pynenc", "pull"], {"messages": 1_000_000, "warmup": 50_000, "seconds": 5}, SMOKE_PY),
+    # SQLite, a fresh file per run, synchronous=normal everywhere.
+    ("sqlite-publish-threads4", "brokk-c", "brokk", ["publish-threads", "--threads", "4"] + SQL, SQL_PUB, SMOKE_SQL),
+    ("sqlite-publish-threads4", "rusqlite", "sqlite", ["publish-threads", "--threads", "4"], SQL_PUB, SMOKE_SQL),
+    ("sqlite-publish-threads4", "pynenc-sqlite", "py", ["pynenc", "sqlite-route", "--threads", "4"], SQL_PY, SMOKE_SQL_PY),
+    ("sqlite-pull", "brokk-c", "brokk", ["pull"] + SQL, SQL_PULL, SMOKE_SQL),
+    ("sqlite-pull", "rusqlite", "sqlite", ["pull"], SQL_PULL, SMOKE_SQL),
+    ("sqlite-pull", "pynenc-sqlite", "py", ["pynenc", "sqlite-retrieve"], SQL_PY, SMOKE_SQL_PY),
+    ("sqlite-pull-batch64", "brokk-c", "brokk", ["pull-batch", "--batch", "64"] + SQL,
+     {"messages": 400_000, "warmup": 10_000, "seconds": 3}, SMOKE_SQL),
+    ("sqlite-batch10000", "brokk-c", "brokk", ["batch", "--batch", "10000"] + SQL,
+     {"messages": 1_000_000, "warmup": 20_000, "seconds": 3}, {"messages": 20_000, "warmup": 10_000, "seconds": 1}),
+] + [
+    (f"sqlite-pull-backlog-{label}", impl, program, ["pull-backlog"] + (SQL if program == "brokk" else []),
+     {**SQL_BACKLOG, "backlog": n}, {**SMOKE_BACKLOG, "backlog": smoke_n})
+    for label, n, smoke_n in BACKLOGS
+    for impl, program in [("brokk-c", "brokk"), ("rusqlite", "sqlite")]
 ]
 
 # Which Python import each Python implementation needs.
-PY_IMPORTS = {"brokk-py": "brokk", "tadween": "tadween_core.broker", "pynenc": "pynenc.broker.mem_broker"}
+PY_IMPORTS = {"brokk-py": "brokk", "tadween": "tadween_core.broker", "pynenc": "pynenc.broker.mem_broker",
+              "pynenc-sqlite": "pynenc.broker.sqlite_broker"}
 
 
 def sh(*cmd: str, cwd: Path = ROOT) -> str:
@@ -143,8 +172,9 @@ def main() -> int:
     o = ap.parse_args()
 
     bindir = Path(o.bin)
-    out = Path(o.out) if o.out else ROOT / ("build/bench/smoke/results.json" if o.smoke else "build/bench/results.json")
+    out = Path(o.out).resolve() if o.out else ROOT / ("build/bench/smoke/results.json" if o.smoke else "build/bench/results.json")
     out.parent.mkdir(parents=True, exist_ok=True)
+    out_shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
     skipdir = ROOT / "build/bench/skip"
     python = o.python or (str(ROOT / "build/bench/venv/bin/python") if (ROOT / "build/bench/venv/bin/python").exists()
                           else shutil.which("python3") or "")
@@ -156,10 +186,11 @@ def main() -> int:
         "zmq": [str(bindir / "zmq_bench")],
         "channel": [str(bindir / "channel_bench")],
         "go": [str(bindir / "gobench")],
+        "sqlite": [str(bindir / "sqlite_bench")],
         "py": [python, str(HERE / "python/pybench.py")],
     }
 
-    def unavailable(program: str, impl: str) -> str | None:
+    def unavailable(program: str, impl: str, url: str | None) -> str | None:
         reason_file = skipdir / impl
         if reason_file.exists():
             return reason_file.read_text().strip()
@@ -168,6 +199,13 @@ def main() -> int:
         exe = Path(programs[program][0])
         if not exe.exists():
             return f"{exe.relative_to(ROOT) if exe.is_relative_to(ROOT) else exe} was not built"
+        if url:
+            # Does the library take this backend? brokk_bench probe exits 3 if brokk_broker_new
+            # refuses the URL (say, a library built before the SQLite store).
+            p = subprocess.run(programs[program] + ["probe", "--url", url], cwd=ROOT, env=env,
+                               capture_output=True, text=True, timeout=60)
+            if p.returncode == 3:
+                return p.stdout.strip() or f"libbrokk refuses {url}"
         return None
 
     results = {
@@ -181,19 +219,23 @@ def main() -> int:
     }
     checked: dict[str, str | None] = {}
     started = time.monotonic()
-    print(f"bench: {'smoke' if o.smoke else 'full'} run, {o.repeat} round(s); results in {out.relative_to(ROOT)}",
+    print(f"bench: {'smoke' if o.smoke else 'full'} run, {o.repeat} round(s); results in {out_shown}",
           file=sys.stderr)
     runs = [r for r in RUNS if o.only in f"{r[0]}/{r[1]}"]
     collected: dict[tuple[str, str], list[dict]] = {}
     for rnd in range(o.repeat):
         for scenario, impl, program, args, full, smoke in runs:
-            if impl not in checked:
-                checked[impl] = unavailable(program, impl)
-                if checked[impl]:
-                    print(f"  SKIP {impl}: {checked[impl]}", file=sys.stderr)
-            if checked[impl]:
+            # brokk on another backend than memory:// is checked apart: the library may lack it.
+            url = args[args.index("--url") + 1] if program == "brokk" and "--url" in args else None
+            key = f"{impl} on {url}" if url else impl
+            if key not in checked:
+                checked[key] = unavailable(program, impl, url)
+                if checked[key]:
+                    print(f"  SKIP {key}: {checked[key]}", file=sys.stderr)
+            if checked[key]:
                 if rnd == 0:
-                    results["skipped"].append({"scenario": scenario, "impl": impl, "reason": checked[impl]})
+                    results["skipped"].append({"scenario": scenario, "impl": impl, "reason": checked[key],
+                                               **({"url": url} if url else {})})
                 continue
             sizes = smoke if o.smoke else full
             argv = programs[program] + args
@@ -246,7 +288,7 @@ def main() -> int:
     results.update(report.evaluate(results))
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"bench: {len(results['records'])} results, {len(results['skipped'])} skipped, "
-          f"{len(results['failed'])} failed in {results['environment']['total_seconds']} s -> {out.relative_to(ROOT)}",
+          f"{len(results['failed'])} failed in {results['environment']['total_seconds']} s -> {out_shown}",
           file=sys.stderr)
     if o.report:
         report.write_all(results, smoke=o.smoke)

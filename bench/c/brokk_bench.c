@@ -10,6 +10,19 @@
  *   brokk_bench latency   publish -> handler latency at a fixed rate (--rate R)
  *   brokk_bench memory    RSS per message queued in a named group with no consumer
  *   brokk_bench memory-retained   the same, retained by a topic that has no group yet
+ *   brokk_bench publish-threads   --threads T publishers, single publishes into a named group
+ *                         with no consumer (on SQLite: each publish returns after its commit)
+ *   brokk_bench pull-backlog      fetch + ack one at a time while --backlog N messages stay
+ *                         queued (refilled between timed rounds)
+ *   brokk_bench probe     opens and closes a broker on --url: exit 0 if the library accepts it,
+ *                         3 if it refuses the URL (bench/run.py skips such rows)
+ *
+ * --url URL picks the backend (default memory://). "sqlite://" with no path, optionally with a
+ * query ("sqlite://?synchronous=full"), means a fresh file in a new directory under
+ * $BENCH_TMPDIR, $TMPDIR or /tmp, deleted with its -wal and -shm at exit; a URL with a path is
+ * used as given and left in place. On SQLite every record's scenario gets the prefix "sqlite-"
+ * ("sqlite-full-" with synchronous=full), and the batch scenario measures the publish calls
+ * into a named group with no consumer instead of publish -> subscriber.
  *
  * Each measured phase follows a warm-up and is bounded by --messages and --seconds, whichever
  * comes first. Throughput counts from the first publish to the moment join() returns, i.e.
@@ -19,19 +32,94 @@
 #include "common.h"
 
 #include <brokk.h>
+#include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 
 #define TOPIC "bench"
 #define TOPIC_LEN (sizeof TOPIC - 1)
-#define SCENARIOS "1to1 fanout4 group4x2 pull pull-batch batch latency memory memory-retained"
+#define SCENARIOS                                                                                   \
+    "1to1 fanout4 group4x2 pull pull-batch batch latency memory memory-retained publish-threads " \
+    "pull-backlog probe"
 
 static void check(brokk_status s, const char *what) {
     if (s != BROKK_STATUS_OK) DIE("%s: %s (%s)", what, brokk_status_str(s), brokk_last_error());
 }
 
+/* ---- the backend: --url ------------------------------------------------------------------- */
+
+static const char *g_url = "memory://"; /* what brokk_broker_new gets */
+static bool g_sqlite;                   /* a SQLite store */
+static const char *g_prefix = "";       /* of every scenario name: "", "sqlite-", "sqlite-full-" */
+static char g_tmpdir[PATH_MAX];         /* the temporary directory to remove at exit, if any */
+static char g_tmpdb[PATH_MAX + 16];
+static char g_url_buf[PATH_MAX + 160];
+/* How often the measured loops read the clock: every 1024 calls in memory, every 64 on a
+ * store, whose calls are 100x slower. */
+static uint64_t g_check_mask = 1023;
+
+static void remove_temp_store(void) {
+    if (!g_tmpdir[0]) return;
+    static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+    char path[PATH_MAX + 32];
+    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
+        snprintf(path, sizeof path, "%s%s", g_tmpdb, suffixes[i]);
+        unlink(path);
+    }
+    rmdir(g_tmpdir);
+    g_tmpdir[0] = 0;
+}
+
+static void on_signal(int sig) {
+    remove_temp_store(); /* unlink and rmdir are async-signal-safe */
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Resolves --url: "sqlite://" with no path becomes a fresh file in a new temporary directory. */
+static void setup_url(const char *url) {
+    g_url = url;
+    if (strncmp(url, "sqlite://", 9) != 0) return;
+    g_sqlite = true;
+    g_check_mask = 63;
+    g_prefix = strstr(url, "synchronous=full") ? "sqlite-full-" : "sqlite-";
+    const char *rest = url + 9;
+    if (*rest && *rest != '?') return; /* a path: used as given */
+    const char *dir = getenv("BENCH_TMPDIR");
+    if (!dir || !*dir) dir = getenv("TMPDIR");
+    if (!dir || !*dir) dir = "/tmp";
+    snprintf(g_tmpdir, sizeof g_tmpdir, "%s/brokk-bench-XXXXXX", dir);
+    if (!mkdtemp(g_tmpdir)) DIE("mkdtemp %s: %s", g_tmpdir, strerror(errno));
+    snprintf(g_tmpdb, sizeof g_tmpdb, "%s/store.db", g_tmpdir);
+    snprintf(g_url_buf, sizeof g_url_buf, "sqlite://%s%s", g_tmpdb, rest);
+    g_url = g_url_buf;
+    atexit(remove_temp_store);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+}
+
+/* The scenario name a record carries: the backend's prefix, then `name`. */
+static const char *scenario_name(const char *name) {
+    static char buf[8][64];
+    static int next;
+    char *s = buf[next++ % 8];
+    snprintf(s, sizeof buf[0], "%s%s", g_prefix, name);
+    return s;
+}
+
+/* Prints a record, its scenario prefixed by the backend's, with the store it ran on. */
+static void emit(bench_record *r) {
+    r->scenario = scenario_name(r->scenario);
+    if (g_sqlite)
+        bench_extra(r, "\"store\": \"sqlite\", \"synchronous\": \"%s\", \"store_file\": \"%s\"",
+                    strstr(g_url, "synchronous=full") ? "full" : "normal",
+                    g_tmpdir[0] ? "fresh temporary file" : "given by --url");
+    bench_emit(r);
+}
+
 static brokk_broker *open_broker(const brokk_broker_options *o) {
     brokk_broker *b;
-    check(brokk_broker_new("memory://", o, &b), "brokk_broker_new");
+    check(brokk_broker_new(g_url, o, &b), "brokk_broker_new");
     return b;
 }
 
@@ -97,7 +185,7 @@ static uint64_t publish_until(brokk_broker *b, uint64_t first, uint64_t max, uin
     while (n < max) {
         publish_one(b, first + n);
         n++;
-        if ((n & 1023) == 0 && now_ns() >= deadline_ns) break;
+        if ((n & g_check_mask) == 0 && now_ns() >= deadline_ns) break;
     }
     return n;
 }
@@ -130,7 +218,7 @@ static void run_push(const bench_opts *o, int subscribers, const char *scenario)
     bench_extra(&r, "\"publish_rate\": %.1f, \"subscribers\": %d",
                 (double)sent / ((double)(t_pub - t0) / 1e9), subscribers);
     finish(b);
-    bench_emit(&r);
+    emit(&r);
 }
 
 /* ---- group4x2 ------------------------------------------------------------------------------- */
@@ -181,14 +269,15 @@ static void run_group(const bench_opts *o) {
     bench_extra(&r, "\"publishers\": %d, \"workers\": %d, \"split\": [%" PRIu64 ", %" PRIu64 "]",
                 PUBLISHERS, WORKERS, atomic_load(&c[0].delivered), atomic_load(&c[1].delivered));
     finish(b);
-    bench_emit(&r);
+    emit(&r);
 }
 
 /* ---- pull ----------------------------------------------------------------------------------- */
 
-/* Publishes `count` messages with publish_batch in chunks of 1000 (not timed). */
+/* Publishes `count` messages with publish_batch in chunks of 10 000 (not timed; on SQLite
+ * each chunk is one commit). */
 static void prepublish(brokk_broker *b, uint64_t first, uint64_t count) {
-    enum { CHUNK = 1000 };
+    enum { CHUNK = 10000 };
     static char bufs[CHUNK][BENCH_PAYLOAD_MAX];
     static brokk_batch_message msgs[CHUNK];
     for (uint64_t done = 0; done < count;) {
@@ -215,7 +304,7 @@ static uint64_t fetch_ack(brokk_broker *b, uint64_t max, uint64_t deadline_ns, u
         check(brokk_broker_ack(b, brokk_message_delivery_id(m)), "ack");
         brokk_delivery_free(d);
         n++;
-        if ((n & 1023) == 0 && now_ns() >= deadline_ns) break;
+        if ((n & g_check_mask) == 0 && now_ns() >= deadline_ns) break;
     }
     return n;
 }
@@ -277,7 +366,7 @@ static void run_pull(const bench_opts *o, size_t B /* 0: one fetch and one ack p
     bench_extra(&r, "\"prepublished\": %" PRIu64, o->warmup + o->messages);
     check(brokk_broker_close(b, 0, true, NULL), "close");
     brokk_broker_free(b);
-    bench_emit(&r);
+    emit(&r);
 }
 
 /* ---- batch -------------------------------------------------------------------------------- */
@@ -332,7 +421,7 @@ static void run_batch(const bench_opts *o) {
     finish(b);
     free(bufs);
     free(msgs);
-    bench_emit(&r);
+    emit(&r);
 }
 
 /* ---- latency ------------------------------------------------------------------------------- */
@@ -401,7 +490,7 @@ static void run_latency(const bench_opts *o) {
     free(send_ns);
     free(s.recv_ns);
     free(lat);
-    bench_emit(&r);
+    emit(&r);
 }
 
 /* ---- memory ------------------------------------------------------------------------------- */
@@ -456,18 +545,207 @@ static void run_memory(const bench_opts *o, bool retained) {
                          : "queued in the group 'default' named by a fetch, no consumer");
     check(brokk_broker_close(b, 0, true, NULL), "close");
     brokk_broker_free(b);
-    bench_emit(&r);
+    emit(&r);
+}
+
+/* ---- publish-threads: durable single publishes from several threads ------------------------- */
+
+/* Messages waiting on the topic (brokk_broker_count). */
+static uint64_t waiting(brokk_broker *b) {
+    uint64_t n = 0;
+    brokk_str topic = {TOPIC, TOPIC_LEN};
+    check(brokk_broker_count(b, &topic, 1, &n), "count");
+    return n;
+}
+
+/* A broker whose topic has the group "default", named by a fetch: what is published queues
+ * there, with no consumer. */
+static brokk_broker *open_queueing(uint64_t capacity) {
+    brokk_broker_options bo = {0};
+    bo.queue_capacity = capacity + 1;
+    bo.retention_limit = capacity + 1;
+    brokk_broker *b = open_broker(&bo);
+    brokk_delivery *none = NULL;
+    check(brokk_broker_fetch(b, TOPIC, TOPIC_LEN, NULL, 0, &none), "fetch");
+    if (none) DIE("unexpected delivery on a new store");
+    return b;
+}
+
+static void run_publish_threads(const bench_opts *o) {
+    int T = o->threads ? (int)o->threads : 4;
+    if (T > 64) T = 64;
+    brokk_broker *b = open_queueing(o->warmup + o->messages);
+    publish_until(b, 0, o->warmup, UINT64_MAX);
+
+    pthread_t th[64];
+    pub_job jobs[64];
+    uint64_t t0 = now_ns();
+    for (int i = 0; i < T; i++) {
+        uint64_t share = o->messages / (uint64_t)T + ((uint64_t)i < o->messages % (uint64_t)T);
+        jobs[i] = (pub_job){b, o->warmup + (uint64_t)i * o->messages, share,
+                            t0 + (uint64_t)(o->seconds * 1e9), 0};
+        pthread_create(&th[i], NULL, publisher_thread, &jobs[i]);
+    }
+    uint64_t sent = 0;
+    for (int i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        sent += jobs[i].sent;
+    }
+    uint64_t t1 = now_ns();
+    uint64_t queued = waiting(b);
+    if (queued != o->warmup + sent)
+        DIE("publish-threads: %" PRIu64 " queued for %" PRIu64 " published", queued, o->warmup + sent);
+
+    char scenario[32];
+    snprintf(scenario, sizeof scenario, "publish-threads%d", T);
+    bench_record r = {.scenario = scenario, .impl = "brokk-c", .unit = "messages"};
+    r.messages = sent;
+    r.deliveries = 0;
+    r.seconds = (double)(t1 - t0) / 1e9;
+    r.rate = (double)sent / r.seconds;
+    bench_extra(&r, "\"threads\": %d, \"queued\": %" PRIu64 ", \"note\": \"%d threads, "
+                "brokk_broker_publish one message at a time%s\"",
+                T, queued, T, g_sqlite ? ", each returning after its commit" : "");
+    check(brokk_broker_close(b, 0, true, NULL), "close");
+    brokk_broker_free(b);
+    emit(&r);
+}
+
+/* ---- batch publish into a store: what the publish calls sustain ----------------------------- */
+
+static void run_batch_store(const bench_opts *o) {
+    size_t B = (size_t)(o->batch ? o->batch : 100);
+    char (*bufs)[BENCH_PAYLOAD_MAX] = malloc(B * sizeof *bufs);
+    brokk_batch_message *msgs = calloc(B, sizeof *msgs);
+    if (!bufs || !msgs) DIE("out of memory");
+    brokk_broker *b = open_queueing(o->warmup + o->messages + B);
+    uint64_t next = 0, sent = 0, calls = 0, t0 = 0, t1 = 0;
+    for (int phase = 0; phase < 2; phase++) {
+        uint64_t limit = phase == 0 ? o->warmup : o->messages, n = 0;
+        uint64_t deadline = UINT64_MAX;
+        if (phase == 1) {
+            t0 = now_ns();
+            deadline = t0 + (uint64_t)(o->seconds * 1e9);
+        }
+        while (n < limit) {
+            size_t k = 0;
+            for (; k < B && n + k < limit; k++) {
+                msgs[k].payload = bufs[k];
+                msgs[k].payload_len = bench_payload(bufs[k], next++);
+            }
+            check(brokk_broker_publish_batch(b, TOPIC, TOPIC_LEN, msgs, k, NULL, 0),
+                  "publish_batch");
+            n += k;
+            calls += phase;
+            if (now_ns() >= deadline) break;
+        }
+        sent = n;
+    }
+    t1 = now_ns();
+    uint64_t queued = waiting(b);
+    if (queued != next) DIE("batch: %" PRIu64 " queued for %" PRIu64 " published", queued, next);
+
+    char scenario[32];
+    snprintf(scenario, sizeof scenario, "batch%zu", B);
+    bench_record r = {.scenario = scenario, .impl = "brokk-c", .unit = "messages"};
+    r.messages = sent;
+    r.deliveries = 0;
+    r.seconds = (double)(t1 - t0) / 1e9;
+    r.rate = (double)sent / r.seconds;
+    bench_extra(&r, "\"batch\": %zu, \"calls\": %" PRIu64 ", \"queued_at_end\": %" PRIu64
+                ", \"note\": \"publish_batch calls alone (each returns after its commit), into a "
+                "named group with no consumer; %" PRIu64 " already queued at the start\"",
+                B, calls, queued, o->warmup);
+    check(brokk_broker_close(b, 0, true, NULL), "close");
+    brokk_broker_free(b);
+    free(bufs);
+    free(msgs);
+    emit(&r);
+}
+
+/* ---- pull-backlog: fetch + ack while a large backlog waits ---------------------------------- */
+
+/* "1k", "100k", "1m", or the number. */
+static void size_label(char *buf, size_t cap, uint64_t n) {
+    if (n >= 1000000 && n % 1000000 == 0) snprintf(buf, cap, "%" PRIu64 "m", n / 1000000);
+    else if (n >= 1000 && n % 1000 == 0) snprintf(buf, cap, "%" PRIu64 "k", n / 1000);
+    else snprintf(buf, cap, "%" PRIu64, n);
+}
+
+static void run_pull_backlog(const bench_opts *o) {
+    uint64_t N = o->backlog ? o->backlog : 1000;
+    /* Timed rounds of R fetch + ack, each followed by an untimed batch publish of R more, so the
+     * backlog stays between N - R and N. */
+    uint64_t R = N / 10 < 100 ? (N / 10 ? N / 10 : 1) : 100;
+    brokk_broker *b = open_queueing(N + R);
+    uint64_t tp = now_ns();
+    prepublish(b, 0, N);
+    double fill_s = (double)(now_ns() - tp) / 1e9;
+    uint64_t next = N, bytes = 0, busy_ns = 0, got = 0;
+    for (int phase = 0; phase < 2; phase++) {
+        uint64_t limit = phase == 0 ? o->warmup : o->messages, n = 0;
+        busy_ns = 0;
+        while (n < limit) {
+            uint64_t k = limit - n < R ? limit - n : R;
+            uint64_t t = now_ns();
+            fetch_ack(b, k, UINT64_MAX, &bytes);
+            busy_ns += now_ns() - t;
+            prepublish(b, next, k);
+            next += k;
+            n += k;
+            if (phase == 1 && (double)busy_ns / 1e9 >= o->seconds) break;
+        }
+        got = n;
+    }
+    uint64_t queued = waiting(b);
+    if (queued != N) DIE("pull-backlog: %" PRIu64 " queued, expected %" PRIu64, queued, N);
+
+    char label[24], scenario[48];
+    size_label(label, sizeof label, N);
+    snprintf(scenario, sizeof scenario, "pull-backlog-%s", label);
+    bench_record r = {.scenario = scenario, .impl = "brokk-c", .unit = "messages"};
+    r.messages = got;
+    r.deliveries = got;
+    r.seconds = (double)busy_ns / 1e9;
+    r.rate = (double)got / r.seconds;
+    bench_extra(&r, "\"backlog\": %" PRIu64 ", \"refill\": %" PRIu64 ", \"fill_seconds\": %.3f, "
+                "\"fill_rate\": %.1f, \"note\": \"fetch + ack one at a time, backlog held between "
+                "%" PRIu64 " and %" PRIu64 " (filled at %.0f msgs/s)\"",
+                N, R, fill_s, (double)N / fill_s, N - R, N, (double)N / fill_s);
+    check(brokk_broker_close(b, 0, true, NULL), "close");
+    brokk_broker_free(b);
+    emit(&r);
+}
+
+/* ---- probe: does the library take this URL? ----------------------------------------------- */
+
+static int run_probe(void) {
+    brokk_broker *b = NULL;
+    brokk_status s = brokk_broker_new(g_url, NULL, &b);
+    if (s != BROKK_STATUS_OK) {
+        printf("libbrokk refuses %s: %s (%s)\n", g_sqlite ? "sqlite:// URLs" : g_url,
+               brokk_status_str(s), brokk_last_error());
+        return 3;
+    }
+    check(brokk_broker_close(b, 1000, false, NULL), "close");
+    brokk_broker_free(b);
+    printf("ok\n");
+    return 0;
 }
 
 int main(int argc, char **argv) {
     bench_opts o = bench_parse(argc, argv, SCENARIOS);
     if (brokk_abi_version() != BROKK_ABI_VERSION) DIE("libbrokk ABI mismatch");
+    setup_url(o.url);
+    if (!strcmp(o.scenario, "probe")) return run_probe();
     if (!strcmp(o.scenario, "1to1")) run_push(&o, 1, "1to1");
     else if (!strcmp(o.scenario, "fanout4")) run_push(&o, 4, "fanout4");
     else if (!strcmp(o.scenario, "group4x2")) run_group(&o);
     else if (!strcmp(o.scenario, "pull")) run_pull(&o, 0);
     else if (!strcmp(o.scenario, "pull-batch")) run_pull(&o, (size_t)o.batch);
-    else if (!strcmp(o.scenario, "batch")) run_batch(&o);
+    else if (!strcmp(o.scenario, "batch")) g_sqlite ? run_batch_store(&o) : run_batch(&o);
+    else if (!strcmp(o.scenario, "publish-threads")) run_publish_threads(&o);
+    else if (!strcmp(o.scenario, "pull-backlog")) run_pull_backlog(&o);
     else if (!strcmp(o.scenario, "latency")) run_latency(&o);
     else if (!strcmp(o.scenario, "memory")) run_memory(&o, false);
     else if (!strcmp(o.scenario, "memory-retained")) run_memory(&o, true);

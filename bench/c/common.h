@@ -145,19 +145,24 @@ typedef struct {
     double rate;       /* messages/s for the latency scenario */
     uint64_t batch;    /* batch size (batch scenario) */
     uint64_t spin_us;  /* latency pacing: busy-wait window before each send (0: sleep only) */
+    const char *url;   /* backend URL (brokk_bench only; "memory://" unless --url) */
+    uint64_t threads;  /* publisher threads (publish-threads scenario) */
+    uint64_t backlog;  /* messages kept queued while measuring (pull-backlog scenario) */
 } bench_opts;
 
 static inline void bench_usage(const char *prog, const char *scenarios) {
     fprintf(stderr,
             "usage: %s SCENARIO [--messages N] [--warmup N] [--seconds S] [--rate R] [--batch B] "
-            "[--spin-us U]\n"
+            "[--spin-us U] [--url URL] [--threads T] [--backlog N]\n"
             "scenarios: %s\n",
             prog, scenarios);
     exit(2);
 }
 
 static inline bench_opts bench_parse(int argc, char **argv, const char *scenarios) {
-    bench_opts o = {NULL, 2000000, 200000, 5.0, 50000.0, 100, 0};
+    bench_opts o = {.scenario = NULL, .messages = 2000000, .warmup = 200000, .seconds = 5.0,
+                    .rate = 50000.0, .batch = 100, .spin_us = 0, .url = "memory://",
+                    .threads = 4, .backlog = 1000};
     if (argc < 2) bench_usage(argv[0], scenarios);
     o.scenario = argv[1];
     for (int i = 2; i < argc; i++) {
@@ -169,6 +174,9 @@ static inline bench_opts bench_parse(int argc, char **argv, const char *scenario
         else if (!strcmp(k, "--rate")) o.rate = strtod(v, NULL);
         else if (!strcmp(k, "--batch")) o.batch = strtoull(v, NULL, 10);
         else if (!strcmp(k, "--spin-us")) o.spin_us = strtoull(v, NULL, 10);
+        else if (!strcmp(k, "--url")) o.url = v;
+        else if (!strcmp(k, "--threads")) o.threads = strtoull(v, NULL, 10);
+        else if (!strcmp(k, "--backlog")) o.backlog = strtoull(v, NULL, 10);
         else bench_usage(argv[0], scenarios);
     }
     if (o.messages == 0) o.messages = 1;

@@ -7,6 +7,12 @@
     pybench.py tadween 1to1        Tadween's InMemoryBroker, the same as brokk-py 1to1
     pybench.py tadween latency     ... and the same latency run
     pybench.py pynenc pull         pynenc's MemBroker: retrieve_invocation, ids routed beforehand
+    pybench.py pynenc sqlite-route --threads T
+                                   pynenc's SQLiteBroker: route_invocation from T threads (one
+                                   INSERT and commit per call), into a fresh file
+    pybench.py pynenc sqlite-retrieve
+                                   pynenc's SQLiteBroker: retrieve_invocation, ids routed
+                                   beforehand (route_invocations, one transaction)
 
 Every implementation gets the same payload, {"i": n, "s": "<32 chars>"}, as a Python dict (the
 natural argument of both brokers), with the same warm-up and bounds (--messages, --seconds,
@@ -18,8 +24,11 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import os
 import platform
+import shutil
 import sys
+import tempfile
 import threading
 import time
 
@@ -329,10 +338,133 @@ def run_pull_pynenc(o: argparse.Namespace) -> None:
     )
 
 
+# ---- pynenc's SQLiteBroker ---------------------------------------------------------------------------
+
+
+def _pynenc_sqlite(tmpdir: str):
+    """A pynenc SQLiteBroker on a fresh file in `tmpdir`. pynenc's own settings: every call opens
+    a connection (WAL, synchronous NORMAL, busy timeout 30 s), runs its statements, commits."""
+    import logging
+
+    logging.disable(logging.WARNING)
+    from pynenc import Pynenc
+    from pynenc.broker.sqlite_broker import SQLiteBroker
+
+    app = Pynenc(config_values={"app_id": "brokk-bench", "sqlite_db_path": os.path.join(tmpdir, "pynenc.db")})
+    broker = SQLiteBroker(app)
+    broker.conf  # noqa: B018  (its config is a cached_property: computed once, before any thread)
+    return broker
+
+
+def _tmpdir() -> str:
+    base = os.environ.get("BENCH_TMPDIR") or None  # None: $TMPDIR or /tmp
+    return tempfile.mkdtemp(prefix="brokk-bench-pynenc-", dir=base)
+
+
+def run_sqlite_route_pynenc(o: argparse.Namespace) -> None:
+    from pynenc.identifiers.invocation_id import generate_invocation_id
+
+    threads = max(1, o.threads)
+    tmp = _tmpdir()
+    try:
+        broker = _pynenc_sqlite(tmp)
+        for _ in range(o.warmup):
+            broker.route_invocation(generate_invocation_id(), "default", 0.0)
+        sent = [0] * threads
+        share = [o.messages // threads + (i < o.messages % threads) for i in range(threads)]
+        t0 = time.perf_counter()
+        deadline = t0 + o.seconds
+
+        def publisher(i: int) -> None:
+            n = 0
+            while n < share[i]:
+                broker.route_invocation(generate_invocation_id(), "default", 0.0)
+                n += 1
+                if n & 15 == 0 and time.perf_counter() >= deadline:
+                    break
+            sent[i] = n
+
+        workers = [threading.Thread(target=publisher, args=(i,)) for i in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        t1 = time.perf_counter()
+        queued = broker.count_invocations(["default"])
+        total = sum(sent)
+        if queued != o.warmup + total:
+            raise SystemExit(f"pynenc sqlite-route: {queued} queued for {o.warmup + total} routed")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    emit(
+        {
+            "scenario": f"sqlite-publish-threads{threads}",
+            "impl": "pynenc-sqlite",
+            "unit": "messages",
+            "messages": total,
+            "deliveries": 0,
+            "seconds": t1 - t0,
+            "rate": total / (t1 - t0),
+            "threads": threads,
+            "queued": queued,
+            "store": "sqlite",
+            "synchronous": "normal",
+            "note": f"route_invocation from {threads} threads: a new connection, one INSERT and a commit per call",
+            "version": version_of("pynenc"),
+        }
+    )
+
+
+def run_sqlite_retrieve_pynenc(o: argparse.Namespace) -> None:
+    from pynenc.identifiers.invocation_id import generate_invocation_id
+
+    total = o.warmup + o.messages
+    tmp = _tmpdir()
+    try:
+        broker = _pynenc_sqlite(tmp)
+        chunk = 10_000
+        for first in range(0, total, chunk):
+            broker.route_invocations([generate_invocation_id() for _ in range(min(chunk, total - first))], "default", 0.0)
+
+        def take(limit: int, deadline: float) -> int:
+            n = 0
+            while n < limit:
+                if broker.retrieve_invocation("default") is None:
+                    raise SystemExit(f"pynenc sqlite-retrieve: queue empty after {n} retrieves")
+                n += 1
+                if n & 15 == 0 and time.perf_counter() >= deadline:
+                    break
+            return n
+
+        take(o.warmup, float("inf"))
+        t0 = time.perf_counter()
+        got = take(o.messages, t0 + o.seconds)
+        t1 = time.perf_counter()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    emit(
+        {
+            "scenario": "sqlite-pull",
+            "impl": "pynenc-sqlite",
+            "unit": "messages",
+            "messages": got,
+            "deliveries": got,
+            "seconds": t1 - t0,
+            "rate": got / (t1 - t0),
+            "prepublished": total,
+            "store": "sqlite",
+            "synchronous": "normal",
+            "note": "retrieve_invocation: a new connection, BEGIN IMMEDIATE, SELECT ... LIMIT 1, DELETE, "
+            "COMMIT; it returns the id only, there is no ack",
+            "version": version_of("pynenc"),
+        }
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("impl", choices=["brokk-py", "tadween", "pynenc"])
-    ap.add_argument("scenario", choices=["1to1", "latency", "pull"])
+    ap.add_argument("scenario", choices=["1to1", "latency", "pull", "sqlite-route", "sqlite-retrieve"])
     ap.add_argument("--messages", type=int, default=200_000)
     ap.add_argument("--warmup", type=int, default=20_000)
     ap.add_argument("--seconds", type=float, default=5.0)
@@ -343,9 +475,14 @@ def main() -> None:
         default=0,
         help="brokk-py pull: messages per fetch_many (default 128; 1: fetch + ack)",
     )
+    ap.add_argument("--threads", type=int, default=4, help="pynenc sqlite-route: publisher threads")
     o = ap.parse_args()
     o.messages = max(1, o.messages)
-    if o.scenario == "pull":
+    if o.scenario.startswith("sqlite-"):
+        if o.impl != "pynenc":
+            ap.error(f"{o.scenario}: pynenc only")
+        (run_sqlite_route_pynenc if o.scenario == "sqlite-route" else run_sqlite_retrieve_pynenc)(o)
+    elif o.scenario == "pull":
         if o.impl == "brokk-py":
             run_pull_brokk(o)
         elif o.impl == "pynenc":
