@@ -31,75 +31,77 @@ func deliveryIDs(ds []*Delivery) []DeliveryID {
 }
 
 func TestFetchBatchTakesUpToMaxInOrder(t *testing.T) {
-	b := open(t, nil)
-	jobs := []struct {
-		id       string
-		priority int32
-	}{{"resize", 1}, {"email", 5}, {"reindex", 0}, {"charge", 9}, {"report", -1}, {"refund", 9}, {"warm", 0}, {"fraud", 5}}
-	batch := make([]BatchMessage, len(jobs))
-	for i, j := range jobs {
-		batch[i] = BatchMessage{Payload: []byte(strconv.Quote(j.id)), PublishOptions: PublishOptions{
-			ID: j.id, Priority: j.priority, Metadata: []byte(`{"n": ` + strconv.Itoa(i) + `}`)}}
-	}
-	before := time.Now()
-	must(b.PublishBatch("jobs", batch))(t)
-	want := []string{"charge", "refund", "email", "fraud", "resize", "reindex", "warm", "report"}
-	opts := &FetchOptions{Group: "workers"}
+	forEachBackend(t, func(t *testing.T) {
+		b := open(t, nil)
+		jobs := []struct {
+			id       string
+			priority int32
+		}{{"resize", 1}, {"email", 5}, {"reindex", 0}, {"charge", 9}, {"report", -1}, {"refund", 9}, {"warm", 0}, {"fraud", 5}}
+		batch := make([]BatchMessage, len(jobs))
+		for i, j := range jobs {
+			batch[i] = BatchMessage{Payload: []byte(strconv.Quote(j.id)), PublishOptions: PublishOptions{
+				ID: j.id, Priority: j.priority, Metadata: []byte(`{"n": ` + strconv.Itoa(i) + `}`)}}
+		}
+		before := time.Now()
+		must(b.PublishBatch("jobs", batch))(t)
+		want := []string{"charge", "refund", "email", "fraud", "resize", "reindex", "warm", "report"}
+		opts := &FetchOptions{Group: "workers"}
 
-	first := must(b.FetchBatch(waitCtx(t), "jobs", 3, opts))(t)
-	if len(first) != 3 {
-		t.Fatalf("max 3 took %d", len(first))
-	}
-	// max above what is queued takes what is queued.
-	rest := must(b.FetchBatch(waitCtx(t), "jobs", 100, opts))(t)
-	if len(rest) != len(jobs)-3 {
-		t.Fatalf("max 100 took %d, want the %d left", len(rest), len(jobs)-3)
-	}
-	all := append(first, rest...)
-	seenIDs := map[DeliveryID]bool{}
-	for i, d := range all {
-		s := copyOut(d.Message())
-		j := -1
-		for k := range jobs {
-			if jobs[k].id == want[i] {
-				j = k
+		first := must(b.FetchBatch(waitCtx(t), "jobs", 3, opts))(t)
+		if len(first) != 3 {
+			t.Fatalf("max 3 took %d", len(first))
+		}
+		// max above what is queued takes what is queued.
+		rest := must(b.FetchBatch(waitCtx(t), "jobs", 100, opts))(t)
+		if len(rest) != len(jobs)-3 {
+			t.Fatalf("max 100 took %d, want the %d left", len(rest), len(jobs)-3)
+		}
+		all := append(first, rest...)
+		seenIDs := map[DeliveryID]bool{}
+		for i, d := range all {
+			s := copyOut(d.Message())
+			j := -1
+			for k := range jobs {
+				if jobs[k].id == want[i] {
+					j = k
+				}
+			}
+			if s.parent != want[i] || string(s.payload) != strconv.Quote(want[i]) || s.topic != "jobs" || s.group != "workers" ||
+				s.attempt != 1 || s.priority != jobs[j].priority || s.sub != 0 || string(s.metadata) != `{"n": `+strconv.Itoa(j)+`}` {
+				t.Errorf("delivery %d: %+v, want %q", i, s, want[i])
+			}
+			if s.delivery == 0 || seenIDs[s.delivery] || s.id != strconv.FormatUint(uint64(s.delivery), 10) {
+				t.Errorf("delivery %d: id %d (text %q) is zero, repeated or mismatched", i, s.delivery, s.id)
+			}
+			seenIDs[s.delivery] = true
+			if s.timestamp.Before(before.Add(-time.Minute)) || s.timestamp.After(time.Now().Add(time.Minute)) {
+				t.Errorf("delivery %d: timestamp %v is not around now", i, s.timestamp)
 			}
 		}
-		if s.parent != want[i] || string(s.payload) != strconv.Quote(want[i]) || s.topic != "jobs" || s.group != "workers" ||
-			s.attempt != 1 || s.priority != jobs[j].priority || s.sub != 0 || string(s.metadata) != `{"n": `+strconv.Itoa(j)+`}` {
-			t.Errorf("delivery %d: %+v, want %q", i, s, want[i])
+		ids := deliveryIDs(all)
+		// Closing one delivery invalidates its view only, not those of the batch it came with.
+		first[0].Close()
+		if m := first[0].Message(); m.Topic() != "" || m.DeliveryID() != 0 || len(m.Payload()) != 0 {
+			t.Errorf("view of a closed delivery still readable: %q %d", m.Topic(), m.DeliveryID())
 		}
-		if s.delivery == 0 || seenIDs[s.delivery] || s.id != strconv.FormatUint(uint64(s.delivery), 10) {
-			t.Errorf("delivery %d: id %d (text %q) is zero, repeated or mismatched", i, s.delivery, s.id)
+		if got := first[1].Message().ParentID(); got != "refund" {
+			t.Errorf("its neighbour in the batch reads %q, want refund", got)
 		}
-		seenIDs[s.delivery] = true
-		if s.timestamp.Before(before.Add(-time.Minute)) || s.timestamp.After(time.Now().Add(time.Minute)) {
-			t.Errorf("delivery %d: timestamp %v is not around now", i, s.timestamp)
+		// Every one awaits an ack; AckBatch settles them all, the closed one included (by id).
+		if n := must(b.AckBatch(ids))(t); n != len(all) {
+			t.Errorf("AckBatch acked %d of %d", n, len(all))
 		}
-	}
-	ids := deliveryIDs(all)
-	// Closing one delivery invalidates its view only, not those of the batch it came with.
-	first[0].Close()
-	if m := first[0].Message(); m.Topic() != "" || m.DeliveryID() != 0 || len(m.Payload()) != 0 {
-		t.Errorf("view of a closed delivery still readable: %q %d", m.Topic(), m.DeliveryID())
-	}
-	if got := first[1].Message().ParentID(); got != "refund" {
-		t.Errorf("its neighbour in the batch reads %q, want refund", got)
-	}
-	// Every one awaits an ack; AckBatch settles them all, the closed one included (by id).
-	if n := must(b.AckBatch(ids))(t); n != len(all) {
-		t.Errorf("AckBatch acked %d of %d", n, len(all))
-	}
-	for _, d := range all {
-		d.Close()
-	}
-	if st := must(b.Stats())(t); st.Processed != uint64(len(jobs)) || st.InFlight != 0 {
-		t.Errorf("stats after AckBatch: %+v", st)
-	}
-	// Nothing left: nil, nil at once with a passed deadline.
-	if ds, err := b.FetchBatch(expired(), "jobs", 10, opts); ds != nil || err != nil {
-		t.Errorf("empty queue: %v, %v; want nil, nil", ds, err)
-	}
+		for _, d := range all {
+			d.Close()
+		}
+		if st := must(b.Stats())(t); st.Processed != uint64(len(jobs)) || st.InFlight != 0 {
+			t.Errorf("stats after AckBatch: %+v", st)
+		}
+		// Nothing left: nil, nil at once with a passed deadline.
+		if ds, err := b.FetchBatch(expired(), "jobs", 10, opts); ds != nil || err != nil {
+			t.Errorf("empty queue: %v, %v; want nil, nil", ds, err)
+		}
+	})
 }
 
 func TestFetchBatchBadInput(t *testing.T) {
@@ -179,38 +181,40 @@ func TestFetchBatchHonoursItsContext(t *testing.T) {
 }
 
 func TestAckBatchNamesTheFailingIndex(t *testing.T) {
-	b := open(t, nil)
-	publishJobs(t, b, "jobs", 4)
-	ds := must(b.FetchBatch(waitCtx(t), "jobs", 4, nil))(t)
-	if len(ds) != 4 {
-		t.Fatalf("took %d of 4", len(ds))
-	}
-	ids := deliveryIDs(ds)
-	for _, d := range ds {
-		d.Close() // ids are all AckBatch needs
-	}
-
-	// An unknown id in the middle: the others are acked all the same.
-	n, err := b.AckBatch([]DeliveryID{ids[0], 987654, ids[1]})
-	expectErr(t, "unknown id in the middle", err, ErrUnknownDelivery)
-	if n != 2 || err == nil || !strings.Contains(err.Error(), "ids[1]") || !strings.Contains(err.Error(), "987654") {
-		t.Errorf("acked %d (want 2), error %v (want it to name ids[1] and 987654)", n, err)
-	}
-	// Already settled ids, then fresh ones: the first failure is reported, the rest acked.
-	n, err = b.AckBatch([]DeliveryID{ids[2], ids[0], ids[1], ids[3]})
-	expectErr(t, "settled ids", err, ErrAlreadySettled)
-	if n != 2 || err == nil || !strings.Contains(err.Error(), "ids[1]") {
-		t.Errorf("acked %d (want 2), error %v (want it to name ids[1], the first failure)", n, err)
-	}
-	// Nothing to ack: 0, nil.
-	for _, empty := range [][]DeliveryID{nil, {}} {
-		if n, err := b.AckBatch(empty); n != 0 || err != nil {
-			t.Errorf("AckBatch(%v): %d, %v", empty, n, err)
+	forEachBackend(t, func(t *testing.T) {
+		b := open(t, nil)
+		publishJobs(t, b, "jobs", 4)
+		ds := must(b.FetchBatch(waitCtx(t), "jobs", 4, nil))(t)
+		if len(ds) != 4 {
+			t.Fatalf("took %d of 4", len(ds))
 		}
-	}
-	if st := must(b.Stats())(t); st.Processed != 4 || st.InFlight != 0 {
-		t.Errorf("stats %+v; want 4 processed, none in flight", st)
-	}
+		ids := deliveryIDs(ds)
+		for _, d := range ds {
+			d.Close() // ids are all AckBatch needs
+		}
+
+		// An unknown id in the middle: the others are acked all the same.
+		n, err := b.AckBatch([]DeliveryID{ids[0], 987654, ids[1]})
+		expectErr(t, "unknown id in the middle", err, ErrUnknownDelivery)
+		if n != 2 || err == nil || !strings.Contains(err.Error(), "ids[1]") || !strings.Contains(err.Error(), "987654") {
+			t.Errorf("acked %d (want 2), error %v (want it to name ids[1] and 987654)", n, err)
+		}
+		// Already settled ids, then fresh ones: the first failure is reported, the rest acked.
+		n, err = b.AckBatch([]DeliveryID{ids[2], ids[0], ids[1], ids[3]})
+		expectErr(t, "settled ids", err, ErrAlreadySettled)
+		if n != 2 || err == nil || !strings.Contains(err.Error(), "ids[1]") {
+			t.Errorf("acked %d (want 2), error %v (want it to name ids[1], the first failure)", n, err)
+		}
+		// Nothing to ack: 0, nil.
+		for _, empty := range [][]DeliveryID{nil, {}} {
+			if n, err := b.AckBatch(empty); n != 0 || err != nil {
+				t.Errorf("AckBatch(%v): %d, %v", empty, n, err)
+			}
+		}
+		if st := must(b.Stats())(t); st.Processed != 4 || st.InFlight != 0 {
+			t.Errorf("stats %+v; want 4 processed, none in flight", st)
+		}
+	})
 }
 
 func TestBatchCallsOnAClosedBroker(t *testing.T) {

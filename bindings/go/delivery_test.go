@@ -32,169 +32,177 @@ func copyOut(m *Message) seen {
 }
 
 func TestRoundTripKeepsPayloadAndMetadataExact(t *testing.T) {
-	b := open(t, nil)
-	got := make(chan seen, 2)
-	sub := must(b.Subscribe("orders", func(m *Message) Verdict { got <- copyOut(m); return Ack }, nil))(t)
+	forEachBackend(t, func(t *testing.T) {
+		b := open(t, nil)
+		got := make(chan seen, 2)
+		sub := must(b.Subscribe("orders", func(m *Message) Verdict { got <- copyOut(m); return Ack }, nil))(t)
 
-	// Odd spacing, escapes and non-ASCII: delivered byte for byte, never re-encoded.
-	payload := []byte("{ \"item\" :\"anvil\",\n\t\"qty\": 2, \"note\": \"na\u00efve \\u2603 \\\"q\\\"\" , \"n\": 1.50e3 }")
-	metadata := []byte(`{"channel":  "web", "tags": ["a", "b"]}`)
-	before := time.Now()
-	id := must(b.Publish("orders", payload, &PublishOptions{ID: "order-1", Metadata: metadata, Priority: 7}))(t)
-	if id != "order-1" {
-		t.Fatalf("publish returned id %q, want order-1", id)
-	}
-	s := receive(t, got, "the delivery")
-	if !bytes.Equal(s.payload, payload) {
-		t.Errorf("payload %q, want %q", s.payload, payload)
-	}
-	if !bytes.Equal(s.metadata, metadata) {
-		t.Errorf("metadata %q, want %q", s.metadata, metadata)
-	}
-	if s.topic != "orders" || s.parent != "order-1" || s.group != "" || s.priority != 7 || s.attempt != 1 || s.sub != sub {
-		t.Errorf("got %+v", s)
-	}
-	if s.delivery == 0 || s.id != strconv.FormatUint(uint64(s.delivery), 10) {
-		t.Errorf("delivery id %d, id text %q", s.delivery, s.id)
-	}
-	if s.timestamp.Before(before.Add(-time.Minute)) || s.timestamp.After(time.Now().Add(time.Minute)) {
-		t.Errorf("timestamp %v is not around now", s.timestamp)
-	}
+		// Odd spacing, escapes and non-ASCII: delivered byte for byte, never re-encoded.
+		payload := []byte("{ \"item\" :\"anvil\",\n\t\"qty\": 2, \"note\": \"na\u00efve \\u2603 \\\"q\\\"\" , \"n\": 1.50e3 }")
+		metadata := []byte(`{"channel":  "web", "tags": ["a", "b"]}`)
+		before := time.Now()
+		id := must(b.Publish("orders", payload, &PublishOptions{ID: "order-1", Metadata: metadata, Priority: 7}))(t)
+		if id != "order-1" {
+			t.Fatalf("publish returned id %q, want order-1", id)
+		}
+		s := receive(t, got, "the delivery")
+		if !bytes.Equal(s.payload, payload) {
+			t.Errorf("payload %q, want %q", s.payload, payload)
+		}
+		if !bytes.Equal(s.metadata, metadata) {
+			t.Errorf("metadata %q, want %q", s.metadata, metadata)
+		}
+		if s.topic != "orders" || s.parent != "order-1" || s.group != "" || s.priority != 7 || s.attempt != 1 || s.sub != sub {
+			t.Errorf("got %+v", s)
+		}
+		if s.delivery == 0 || s.id != strconv.FormatUint(uint64(s.delivery), 10) {
+			t.Errorf("delivery id %d, id text %q", s.delivery, s.id)
+		}
+		if s.timestamp.Before(before.Add(-time.Minute)) || s.timestamp.After(time.Now().Add(time.Minute)) {
+			t.Errorf("timestamp %v is not around now", s.timestamp)
+		}
 
-	// Defaults: a generated id, metadata {}, priority 0.
-	gen := must(b.Publish("orders", []byte(`[]`), nil))(t)
-	s = receive(t, got, "the second delivery")
-	if gen == "" || s.parent != gen || string(s.metadata) != "{}" || s.priority != 0 || string(s.payload) != "[]" {
-		t.Errorf("generated id %q, got %+v", gen, s)
-	}
+		// Defaults: a generated id, metadata {}, priority 0.
+		gen := must(b.Publish("orders", []byte(`[]`), nil))(t)
+		s = receive(t, got, "the second delivery")
+		if gen == "" || s.parent != gen || string(s.metadata) != "{}" || s.priority != 0 || string(s.payload) != "[]" {
+			t.Errorf("generated id %q, got %+v", gen, s)
+		}
+	})
 }
 
 func TestFanOutAndGroups(t *testing.T) {
-	b := open(t, &Options{WorkerThreads: 4})
-	const n = 50
-	var mu sync.Mutex
-	perSub := map[SubscriptionID]int{}
-	groupCopies := map[string]int{} // parent id -> deliveries to group "g"
-	record := func(m *Message) Verdict {
+	forEachBackend(t, func(t *testing.T) {
+		b := open(t, &Options{WorkerThreads: 4})
+		const n = 50
+		var mu sync.Mutex
+		perSub := map[SubscriptionID]int{}
+		groupCopies := map[string]int{} // parent id -> deliveries to group "g"
+		record := func(m *Message) Verdict {
+			mu.Lock()
+			defer mu.Unlock()
+			perSub[m.SubscriptionID()]++
+			if m.Group() == "g" {
+				groupCopies[m.ParentID()]++
+			}
+			return Ack
+		}
+		a := must(b.Subscribe("news", record, nil))(t)
+		c := must(b.Subscribe("news", record, nil))(t)
+		g1 := must(b.Subscribe("news", record, &SubscribeOptions{Group: "g", Concurrency: 2}))(t)
+		g2 := must(b.Subscribe("news", record, &SubscribeOptions{Group: "g", Concurrency: 2}))(t)
+		for i := 0; i < n; i++ {
+			must(b.Publish("news", []byte(strconv.Itoa(i)), nil))(t)
+		}
+		join(t, b)
 		mu.Lock()
 		defer mu.Unlock()
-		perSub[m.SubscriptionID()]++
-		if m.Group() == "g" {
-			groupCopies[m.ParentID()]++
+		if perSub[a] != n || perSub[c] != n {
+			t.Errorf("ungrouped subscriptions got %d and %d deliveries, want %d each", perSub[a], perSub[c], n)
 		}
-		return Ack
-	}
-	a := must(b.Subscribe("news", record, nil))(t)
-	c := must(b.Subscribe("news", record, nil))(t)
-	g1 := must(b.Subscribe("news", record, &SubscribeOptions{Group: "g", Concurrency: 2}))(t)
-	g2 := must(b.Subscribe("news", record, &SubscribeOptions{Group: "g", Concurrency: 2}))(t)
-	for i := 0; i < n; i++ {
-		must(b.Publish("news", []byte(strconv.Itoa(i)), nil))(t)
-	}
-	join(t, b)
-	mu.Lock()
-	defer mu.Unlock()
-	if perSub[a] != n || perSub[c] != n {
-		t.Errorf("ungrouped subscriptions got %d and %d deliveries, want %d each", perSub[a], perSub[c], n)
-	}
-	if perSub[g1]+perSub[g2] != n {
-		t.Errorf("group members got %d + %d deliveries, want %d in all", perSub[g1], perSub[g2], n)
-	}
-	if len(groupCopies) != n {
-		t.Errorf("group saw %d distinct messages, want %d", len(groupCopies), n)
-	}
-	for id, k := range groupCopies {
-		if k != 1 {
-			t.Errorf("message %s went to the group %d times", id, k)
+		if perSub[g1]+perSub[g2] != n {
+			t.Errorf("group members got %d + %d deliveries, want %d in all", perSub[g1], perSub[g2], n)
 		}
-	}
-	st := must(b.Stats())(t)
-	if st.Published != n || st.Processed != 3*n || st.Dispatched != 3*n || st.Groups != 3 || st.Subscriptions != 4 {
-		t.Errorf("stats %+v", st)
-	}
+		if len(groupCopies) != n {
+			t.Errorf("group saw %d distinct messages, want %d", len(groupCopies), n)
+		}
+		for id, k := range groupCopies {
+			if k != 1 {
+				t.Errorf("message %s went to the group %d times", id, k)
+			}
+		}
+		st := must(b.Stats())(t)
+		if st.Published != n || st.Processed != 3*n || st.Dispatched != 3*n || st.Groups != 3 || st.Subscriptions != 4 {
+			t.Errorf("stats %+v", st)
+		}
+	})
 }
 
 func TestPrioritiesViaFetch(t *testing.T) {
-	b := open(t, nil)
-	jobs := []struct {
-		id       string
-		priority int32
-	}{{"resize", 1}, {"email", 5}, {"reindex", 0}, {"charge", 9}, {"report", -1}, {"refund", 9}, {"warm", 0}, {"fraud", 5}}
-	batch := make([]BatchMessage, len(jobs))
-	for i, j := range jobs {
-		batch[i] = BatchMessage{Payload: []byte(strconv.Quote(j.id)), PublishOptions: PublishOptions{ID: j.id, Priority: j.priority}}
-	}
-	ids := must(b.PublishBatch("jobs", batch))(t)
-	for i, j := range jobs {
-		if ids[i] != j.id {
-			t.Fatalf("batch id %d is %q, want %q", i, ids[i], j.id)
+	forEachBackend(t, func(t *testing.T) {
+		b := open(t, nil)
+		jobs := []struct {
+			id       string
+			priority int32
+		}{{"resize", 1}, {"email", 5}, {"reindex", 0}, {"charge", 9}, {"report", -1}, {"refund", 9}, {"warm", 0}, {"fraud", 5}}
+		batch := make([]BatchMessage, len(jobs))
+		for i, j := range jobs {
+			batch[i] = BatchMessage{Payload: []byte(strconv.Quote(j.id)), PublishOptions: PublishOptions{ID: j.id, Priority: j.priority}}
 		}
-	}
-	if n := must(b.Count("jobs"))(t); n != uint64(len(jobs)) {
-		t.Fatalf("count %d, want %d retained", n, len(jobs))
-	}
-	// Highest priority first, FIFO within one priority.
-	want := []string{"charge", "refund", "email", "fraud", "resize", "reindex", "warm", "report"}
-	for i, w := range want {
-		d := must(b.Fetch(waitCtx(t), "jobs", &FetchOptions{Group: "workers"}))(t)
-		if d == nil {
-			t.Fatalf("fetch %d: nothing", i)
+		ids := must(b.PublishBatch("jobs", batch))(t)
+		for i, j := range jobs {
+			if ids[i] != j.id {
+				t.Fatalf("batch id %d is %q, want %q", i, ids[i], j.id)
+			}
 		}
-		m := d.Message()
-		if m.ParentID() != w || m.Group() != "workers" || m.Attempt() != 1 || string(m.Payload()) != strconv.Quote(w) {
-			t.Errorf("fetch %d: %q (group %q, attempt %d), want %q", i, m.ParentID(), m.Group(), m.Attempt(), w)
+		if n := must(b.Count("jobs"))(t); n != uint64(len(jobs)) {
+			t.Fatalf("count %d, want %d retained", n, len(jobs))
 		}
-		if err := d.Ack(); err != nil {
-			t.Fatal(err)
+		// Highest priority first, FIFO within one priority.
+		want := []string{"charge", "refund", "email", "fraud", "resize", "reindex", "warm", "report"}
+		for i, w := range want {
+			d := must(b.Fetch(waitCtx(t), "jobs", &FetchOptions{Group: "workers"}))(t)
+			if d == nil {
+				t.Fatalf("fetch %d: nothing", i)
+			}
+			m := d.Message()
+			if m.ParentID() != w || m.Group() != "workers" || m.Attempt() != 1 || string(m.Payload()) != strconv.Quote(w) {
+				t.Errorf("fetch %d: %q (group %q, attempt %d), want %q", i, m.ParentID(), m.Group(), m.Attempt(), w)
+			}
+			if err := d.Ack(); err != nil {
+				t.Fatal(err)
+			}
+			// Acked means closed: the view is gone and reads as zero values.
+			if m.Topic() != "" || m.DeliveryID() != 0 || len(m.Payload()) != 0 || !m.Timestamp().IsZero() || m.Attempt() != 0 {
+				t.Errorf("view still readable after Ack: topic %q, delivery %d", m.Topic(), m.DeliveryID())
+			}
 		}
-		// Acked means closed: the view is gone and reads as zero values.
-		if m.Topic() != "" || m.DeliveryID() != 0 || len(m.Payload()) != 0 || !m.Timestamp().IsZero() || m.Attempt() != 0 {
-			t.Errorf("view still readable after Ack: topic %q, delivery %d", m.Topic(), m.DeliveryID())
+		if d := must(b.Fetch(expired(), "jobs", &FetchOptions{Group: "workers"}))(t); d != nil {
+			t.Errorf("fetch on an empty queue returned %q", d.Message().ParentID())
 		}
-	}
-	if d := must(b.Fetch(expired(), "jobs", &FetchOptions{Group: "workers"}))(t); d != nil {
-		t.Errorf("fetch on an empty queue returned %q", d.Message().ParentID())
-	}
+	})
 }
 
 func TestManualAckFromAnotherGoroutine(t *testing.T) {
-	b := open(t, nil)
-	const n = 20
-	pending := make(chan DeliveryID, n)
-	must(b.Subscribe("invoices", func(m *Message) Verdict {
-		pending <- m.DeliveryID()
-		return Later
-	}, &SubscribeOptions{ManualAck: true}))(t)
-	var acked []DeliveryID
-	done := make(chan error, 1)
-	go func() { // the committer: not a brokk thread
-		for i := 0; i < n; i++ {
-			id := <-pending
-			if err := b.Ack(id); err != nil {
-				done <- err
-				return
+	forEachBackend(t, func(t *testing.T) {
+		b := open(t, nil)
+		const n = 20
+		pending := make(chan DeliveryID, n)
+		must(b.Subscribe("invoices", func(m *Message) Verdict {
+			pending <- m.DeliveryID()
+			return Later
+		}, &SubscribeOptions{ManualAck: true}))(t)
+		var acked []DeliveryID
+		done := make(chan error, 1)
+		go func() { // the committer: not a brokk thread
+			for i := 0; i < n; i++ {
+				id := <-pending
+				if err := b.Ack(id); err != nil {
+					done <- err
+					return
+				}
+				acked = append(acked, id)
 			}
-			acked = append(acked, id)
+			done <- nil
+		}()
+		for i := 0; i < n; i++ {
+			must(b.Publish("invoices", []byte(`{}`), nil))(t)
 		}
-		done <- nil
-	}()
-	for i := 0; i < n; i++ {
-		must(b.Publish("invoices", []byte(`{}`), nil))(t)
-	}
-	if err := receive(t, done, "the committer"); err != nil {
-		t.Fatal(err)
-	}
-	join(t, b)
-	st := must(b.Stats())(t)
-	if st.Processed != n || st.InFlight != 0 {
-		t.Errorf("processed %d in flight %d, want %d and 0", st.Processed, st.InFlight, n)
-	}
-	if err := b.Ack(acked[0]); !errors.Is(err, ErrAlreadySettled) {
-		t.Errorf("second ack: %v, want ErrAlreadySettled", err)
-	}
-	if err := b.Nack(acked[1], true, 0, "late"); !errors.Is(err, ErrAlreadySettled) {
-		t.Errorf("nack after ack: %v, want ErrAlreadySettled", err)
-	}
+		if err := receive(t, done, "the committer"); err != nil {
+			t.Fatal(err)
+		}
+		join(t, b)
+		st := must(b.Stats())(t)
+		if st.Processed != n || st.InFlight != 0 {
+			t.Errorf("processed %d in flight %d, want %d and 0", st.Processed, st.InFlight, n)
+		}
+		if err := b.Ack(acked[0]); !errors.Is(err, ErrAlreadySettled) {
+			t.Errorf("second ack: %v, want ErrAlreadySettled", err)
+		}
+		if err := b.Nack(acked[1], true, 0, "late"); !errors.Is(err, ErrAlreadySettled) {
+			t.Errorf("nack after ack: %v, want ErrAlreadySettled", err)
+		}
+	})
 }
 
 type failure struct {
@@ -213,100 +221,104 @@ func failures(t *testing.T, b *Broker) <-chan failure {
 }
 
 func TestNackWithRequeueAndDelay(t *testing.T) {
-	b := open(t, nil)
-	failed := failures(t, b)
-	type attempt struct {
-		id      DeliveryID
-		attempt uint32
-	}
-	got := make(chan attempt, 10)
-	must(b.Subscribe("retry", func(m *Message) Verdict {
-		got <- attempt{m.DeliveryID(), m.Attempt()}
-		if m.Attempt() == 1 {
-			return Later // nacked below, from the test goroutine
+	forEachBackend(t, func(t *testing.T) {
+		b := open(t, nil)
+		failed := failures(t, b)
+		type attempt struct {
+			id      DeliveryID
+			attempt uint32
 		}
-		return Ack
-	}, &SubscribeOptions{ManualAck: true}))(t)
-	must(b.Publish("retry", []byte(`1`), &PublishOptions{ID: "m1"}))(t)
-	first := receive(t, got, "attempt 1")
-	if err := b.Nack(first.id, true, 20*time.Millisecond, "try again"); err != nil {
-		t.Fatal(err)
-	}
-	second := receive(t, got, "attempt 2")
-	if second.id != first.id || second.attempt != 2 {
-		t.Errorf("redelivery %+v after %+v: want the same delivery id, attempt 2", second, first)
-	}
-	f := receive(t, failed, "the failed event")
-	if f != (failure{"m1", "try again", 1, true}) {
-		t.Errorf("failed event %+v", f)
-	}
+		got := make(chan attempt, 10)
+		must(b.Subscribe("retry", func(m *Message) Verdict {
+			got <- attempt{m.DeliveryID(), m.Attempt()}
+			if m.Attempt() == 1 {
+				return Later // nacked below, from the test goroutine
+			}
+			return Ack
+		}, &SubscribeOptions{ManualAck: true}))(t)
+		must(b.Publish("retry", []byte(`1`), &PublishOptions{ID: "m1"}))(t)
+		first := receive(t, got, "attempt 1")
+		if err := b.Nack(first.id, true, 20*time.Millisecond, "try again"); err != nil {
+			t.Fatal(err)
+		}
+		second := receive(t, got, "attempt 2")
+		if second.id != first.id || second.attempt != 2 {
+			t.Errorf("redelivery %+v after %+v: want the same delivery id, attempt 2", second, first)
+		}
+		f := receive(t, failed, "the failed event")
+		if f != (failure{"m1", "try again", 1, true}) {
+			t.Errorf("failed event %+v", f)
+		}
 
-	// The same from inside a handler: reason and delay set on the message, verdict Requeue.
-	must(b.Subscribe("backoff", func(m *Message) Verdict {
-		got <- attempt{m.DeliveryID(), m.Attempt()}
-		if m.Attempt() == 1 {
-			if err := m.SetFailureReason("busy"); err != nil {
-				t.Error(err)
+		// The same from inside a handler: reason and delay set on the message, verdict Requeue.
+		must(b.Subscribe("backoff", func(m *Message) Verdict {
+			got <- attempt{m.DeliveryID(), m.Attempt()}
+			if m.Attempt() == 1 {
+				if err := m.SetFailureReason("busy"); err != nil {
+					t.Error(err)
+				}
+				if err := m.SetRequeueDelay(10 * time.Millisecond); err != nil {
+					t.Error(err)
+				}
+				return Requeue
 			}
-			if err := m.SetRequeueDelay(10 * time.Millisecond); err != nil {
-				t.Error(err)
-			}
-			return Requeue
+			return Ack
+		}, nil))(t)
+		must(b.Publish("backoff", []byte(`2`), &PublishOptions{ID: "m2"}))(t)
+		first = receive(t, got, "attempt 1")
+		second = receive(t, got, "attempt 2")
+		if second.id != first.id || second.attempt != 2 {
+			t.Errorf("redelivery %+v after %+v", second, first)
 		}
-		return Ack
-	}, nil))(t)
-	must(b.Publish("backoff", []byte(`2`), &PublishOptions{ID: "m2"}))(t)
-	first = receive(t, got, "attempt 1")
-	second = receive(t, got, "attempt 2")
-	if second.id != first.id || second.attempt != 2 {
-		t.Errorf("redelivery %+v after %+v", second, first)
-	}
-	if f := receive(t, failed, "the failed event"); f != (failure{"m2", "busy", 1, true}) {
-		t.Errorf("failed event %+v", f)
-	}
-	join(t, b)
-	if st := must(b.Stats())(t); st.Requeued != 2 || st.Processed != 2 || st.Failed != 0 {
-		t.Errorf("stats %+v", st)
-	}
+		if f := receive(t, failed, "the failed event"); f != (failure{"m2", "busy", 1, true}) {
+			t.Errorf("failed event %+v", f)
+		}
+		join(t, b)
+		if st := must(b.Stats())(t); st.Requeued != 2 || st.Processed != 2 || st.Failed != 0 {
+			t.Errorf("stats %+v", st)
+		}
+	})
 }
 
 func TestAckDeadlineRedelivers(t *testing.T) {
-	b := open(t, nil)
-	attempts := make(chan uint32, 10)
-	must(b.Subscribe("slow", func(m *Message) Verdict {
-		attempts <- m.Attempt()
-		if m.Attempt() == 1 {
-			return Later // never acked: the deadline takes it back
+	forEachBackend(t, func(t *testing.T) {
+		b := open(t, nil)
+		attempts := make(chan uint32, 10)
+		must(b.Subscribe("slow", func(m *Message) Verdict {
+			attempts <- m.Attempt()
+			if m.Attempt() == 1 {
+				return Later // never acked: the deadline takes it back
+			}
+			return Ack
+		}, &SubscribeOptions{ManualAck: true, AckDeadline: 30 * time.Millisecond}))(t)
+		must(b.Publish("slow", []byte(`{}`), nil))(t)
+		if a := receive(t, attempts, "attempt 1"); a != 1 {
+			t.Fatalf("first attempt %d", a)
 		}
-		return Ack
-	}, &SubscribeOptions{ManualAck: true, AckDeadline: 30 * time.Millisecond}))(t)
-	must(b.Publish("slow", []byte(`{}`), nil))(t)
-	if a := receive(t, attempts, "attempt 1"); a != 1 {
-		t.Fatalf("first attempt %d", a)
-	}
-	if a := receive(t, attempts, "the redelivery"); a != 2 {
-		t.Fatalf("redelivery attempt %d", a)
-	}
-	join(t, b)
-	if st := must(b.Stats())(t); st.Expired != 1 || st.Processed != 1 {
-		t.Errorf("stats %+v", st)
-	}
+		if a := receive(t, attempts, "the redelivery"); a != 2 {
+			t.Fatalf("redelivery attempt %d", a)
+		}
+		join(t, b)
+		if st := must(b.Stats())(t); st.Expired != 1 || st.Processed != 1 {
+			t.Errorf("stats %+v", st)
+		}
 
-	// A fetched delivery left unsettled past its deadline goes back to the group.
-	must(b.Publish("pull", []byte(`{}`), &PublishOptions{ID: "p1"}))(t)
-	opts := &FetchOptions{AckDeadline: 30 * time.Millisecond}
-	d1 := must(b.Fetch(waitCtx(t), "pull", opts))(t)
-	if d1 == nil {
-		t.Fatal("no delivery")
-	}
-	d1.Close() // releases the handle only: still in flight
-	d2 := must(b.Fetch(waitCtx(t), "pull", opts))(t)
-	if d2 == nil || d2.Message().ParentID() != "p1" || d2.Message().Attempt() != 2 {
-		t.Fatalf("refetch: %v", d2)
-	}
-	if err := d2.Ack(); err != nil {
-		t.Fatal(err)
-	}
+		// A fetched delivery left unsettled past its deadline goes back to the group.
+		must(b.Publish("pull", []byte(`{}`), &PublishOptions{ID: "p1"}))(t)
+		opts := &FetchOptions{AckDeadline: 30 * time.Millisecond}
+		d1 := must(b.Fetch(waitCtx(t), "pull", opts))(t)
+		if d1 == nil {
+			t.Fatal("no delivery")
+		}
+		d1.Close() // releases the handle only: still in flight
+		d2 := must(b.Fetch(waitCtx(t), "pull", opts))(t)
+		if d2 == nil || d2.Message().ParentID() != "p1" || d2.Message().Attempt() != 2 {
+			t.Fatalf("refetch: %v", d2)
+		}
+		if err := d2.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 func TestDeadLetters(t *testing.T) {
@@ -408,35 +420,37 @@ func TestBackpressureAndRetentionGiveErrFull(t *testing.T) {
 }
 
 func TestCountAndPurge(t *testing.T) {
-	b := open(t, nil)
-	for i := 0; i < 3; i++ {
-		must(b.Publish("a", []byte(`1`), nil))(t)
-	}
-	for i := 0; i < 2; i++ {
-		must(b.Publish("b", []byte(`1`), nil))(t)
-	}
-	check := func(what string, got uint64, err error, want uint64) {
-		t.Helper()
-		if err != nil || got != want {
-			t.Errorf("%s = %d, %v; want %d", what, got, err, want)
+	forEachBackend(t, func(t *testing.T) {
+		b := open(t, nil)
+		for i := 0; i < 3; i++ {
+			must(b.Publish("a", []byte(`1`), nil))(t)
 		}
-	}
-	n, err := b.Count("a")
-	check(`Count("a")`, n, err, 3)
-	n, err = b.Count("a", "b", "unknown")
-	check(`Count("a", "b", "unknown")`, n, err, 5)
-	n, err = b.Count()
-	check("Count()", n, err, 0)
-	n, err = b.CountAll()
-	check("CountAll()", n, err, 5)
-	n, err = b.Purge()
-	check("Purge()", n, err, 0)
-	n, err = b.Purge("a")
-	check(`Purge("a")`, n, err, 3)
-	n, err = b.PurgeAll()
-	check("PurgeAll()", n, err, 2)
-	n, err = b.CountAll()
-	check("CountAll() after purging", n, err, 0)
+		for i := 0; i < 2; i++ {
+			must(b.Publish("b", []byte(`1`), nil))(t)
+		}
+		check := func(what string, got uint64, err error, want uint64) {
+			t.Helper()
+			if err != nil || got != want {
+				t.Errorf("%s = %d, %v; want %d", what, got, err, want)
+			}
+		}
+		n, err := b.Count("a")
+		check(`Count("a")`, n, err, 3)
+		n, err = b.Count("a", "b", "unknown")
+		check(`Count("a", "b", "unknown")`, n, err, 5)
+		n, err = b.Count()
+		check("Count()", n, err, 0)
+		n, err = b.CountAll()
+		check("CountAll()", n, err, 5)
+		n, err = b.Purge()
+		check("Purge()", n, err, 0)
+		n, err = b.Purge("a")
+		check(`Purge("a")`, n, err, 3)
+		n, err = b.PurgeAll()
+		check("PurgeAll()", n, err, 2)
+		n, err = b.CountAll()
+		check("CountAll() after purging", n, err, 0)
+	})
 }
 
 func TestFetchHonoursItsContext(t *testing.T) {

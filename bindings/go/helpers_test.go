@@ -3,6 +3,7 @@ package brokk
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
@@ -40,9 +41,16 @@ func expired() context.Context {
 
 // open opens a broker that is closed when the test ends (a test that leaves work queued
 // force-closes it itself: Close waits for queued work).
+// On a subtest of forEachBackend it opens that subtest's backend; elsewhere memory://.
 func open(t *testing.T, opts *Options) *Broker {
 	t.Helper()
-	b, err := Open("memory://", opts)
+	return openURL(t, backendOf(t), opts)
+}
+
+// openURL is open on the backend url names.
+func openURL(t *testing.T, url string, opts *Options) *Broker {
+	t.Helper()
+	b, err := Open(url, opts)
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
@@ -143,3 +151,34 @@ func settleHandles(t *testing.T) int64 {
 	}
 	return last
 }
+
+// backendURLs maps each subtest of forEachBackend to the backend URL its brokers use.
+var backendURLs sync.Map // *testing.T -> string
+
+// forEachBackend runs body as two subtests, "memory" and "sqlite": open(t, …) inside body
+// opens a broker on memory://, then on a fresh SQLite file in t.TempDir().
+func forEachBackend(t *testing.T, body func(t *testing.T)) {
+	t.Helper()
+	for _, backend := range []string{"memory", "sqlite"} {
+		t.Run(backend, func(t *testing.T) {
+			url := "memory://"
+			if backend == "sqlite" {
+				url = sqliteURL(t.TempDir(), "brokk.db")
+			}
+			backendURLs.Store(t, url)
+			t.Cleanup(func() { backendURLs.Delete(t) })
+			body(t)
+		})
+	}
+}
+
+// backendOf is the backend URL forEachBackend chose for t, or memory://.
+func backendOf(t *testing.T) string {
+	if url, ok := backendURLs.Load(t); ok {
+		return url.(string)
+	}
+	return "memory://"
+}
+
+// sqliteURL is the URL of the SQLite store dir/name (dir is absolute, as t.TempDir() is).
+func sqliteURL(dir, name string) string { return "sqlite://" + filepath.Join(dir, name) }

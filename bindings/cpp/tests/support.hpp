@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -185,6 +186,37 @@ void expect_error(brokk::Status status, F&& f) {
         ADD_FAILURE() << "wrong exception type " << typeid(e).name() << ": " << e.what();
     }
 }
+
+// A fresh directory under the system's temp folder, removed with everything in it.
+class TempDir {
+public:
+    TempDir() {
+        std::string name = (std::filesystem::temp_directory_path() / "brokk-cpp-XXXXXX").string();
+        if (mkdtemp(name.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+        path_ = name;
+    }
+    ~TempDir() {
+        std::error_code ignored;
+        std::filesystem::remove_all(path_, ignored);
+    }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    const std::filesystem::path& path() const { return path_; }
+
+private:
+    std::filesystem::path path_;
+};
+
+// The URL of the SQLite store at `path` (absolute: sqlite:// + /abs/path).
+inline std::string sqlite_url(const std::filesystem::path& path) { return "sqlite://" + path.string(); }
+
+// The fixture of the value-parametrised tests that run on each backend ("memory", "sqlite"):
+// url() is memory://, or a SQLite file in a directory of the test's own.
+class Backend : public ::testing::TestWithParam<std::string> {
+protected:
+    std::string url() const { return GetParam() == "sqlite" ? sqlite_url(dir_.path() / "brokk.db") : "memory://"; }
+    TempDir dir_;
+};
 
 }  // namespace support
 

@@ -3,6 +3,7 @@
 #include "support.hpp"
 
 using namespace std::chrono_literals;
+using support::Backend;
 using brokk::Verdict;
 using support::expect_error;
 using support::Log;
@@ -25,10 +26,10 @@ brokk::SubscriptionOptions manual() {
 
 }  // namespace
 
-TEST(ManualAck, AckedFromAnotherThread) {
+TEST_P(Backend, ManualAckAckedFromAnotherThread) {
     Log<Seen> seen;
     Log<std::string> errors;
-    brokk::Broker broker;
+    brokk::Broker broker(url());
     broker.subscribe("invoices", later(seen), manual());
     for (int i = 0; i < 5; i++) broker.publish("invoices", std::to_string(i));
 
@@ -70,10 +71,10 @@ TEST(ManualAck, AutoAckedDeliveryIsAlreadySettled) {
     expect_error<brokk::CallerError>(BROKK_STATUS_ALREADY_SETTLED, [&] { broker.ack(seen.items()[0].delivery_id); });
 }
 
-TEST(Nack, RequeueWithDelayFromOutsideTheHandler) {
+TEST_P(Backend, NackRequeueWithDelayFromOutsideTheHandler) {
     support::Observed observed;
     Log<Seen> seen;
-    brokk::Broker broker;
+    brokk::Broker broker(url());
     broker.add_listener(observed.listener());
     broker.subscribe("jobs", later(seen), manual());
     broker.publish("jobs", "\"j\"", brokk::PublishOptions{std::string("job-1"), std::nullopt, 0});
@@ -100,10 +101,10 @@ TEST(Nack, RequeueWithDelayFromOutsideTheHandler) {
     EXPECT_EQ(s.failed, 0u);
 }
 
-TEST(Nack, WithoutRequeueGivesUp) {
+TEST_P(Backend, NackWithoutRequeueGivesUp) {
     support::Observed observed;
     Log<Seen> seen;
-    brokk::Broker broker;
+    brokk::Broker broker(url());
     broker.add_listener(observed.listener());
     broker.subscribe("jobs", later(seen), manual());
     broker.publish("jobs", "1");
@@ -166,8 +167,8 @@ TEST(AckDeadline, UnackedDeliveryIsRedelivered) {
     expect_error<brokk::CallerError>(BROKK_STATUS_ALREADY_SETTLED, [&] { broker.ack(seen.items()[0].delivery_id); });
 }
 
-TEST(AckDeadline, UnackedFetchIsTakenBack) {
-    brokk::Broker broker;
+TEST_P(Backend, AckDeadlineUnackedFetchIsTakenBack) {
+    brokk::Broker broker(url());
     broker.publish("jobs", "\"j\"");
     brokk::FetchOptions f;
     f.ack_deadline = 50ms;
@@ -272,9 +273,9 @@ TEST(Retention, RejectPolicyThrowsFullError) {
     EXPECT_EQ(broker.count({"r"}), 2u);
 }
 
-TEST(JoinClose, TimeoutsCarryWhatRemains) {
+TEST_P(Backend, JoinCloseTimeoutsCarryWhatRemains) {
     Log<Seen> seen;
-    brokk::Broker broker;
+    brokk::Broker broker(url());
     broker.subscribe("held", later(seen), manual());  // never acked
     broker.publish("held", "1");
     broker.publish("held", "2");
@@ -315,9 +316,9 @@ TEST(JoinClose, ForcedCloseReportsWhatItDropped) {
     EXPECT_EQ(r.retained_discarded, 2u);
 }
 
-TEST(JoinClose, GracefulCloseDrains) {
+TEST_P(Backend, JoinCloseGracefulCloseDrains) {
     std::atomic<int> handled{0};
-    brokk::Broker broker;
+    brokk::Broker broker(url());
     broker.subscribe("t", [&handled](const brokk::Message&) {
         handled++;
         return Verdict::Ack;

@@ -6,6 +6,7 @@
 #include <set>
 
 using namespace std::chrono_literals;
+using support::Backend;
 using brokk::Verdict;
 using support::expect_error;
 using support::Log;
@@ -83,9 +84,9 @@ void expect_same(const Seen& a, const Seen& b) {
 
 // ---- fetch_batch ----------------------------------------------------------------------------
 
-TEST(FetchBatch, HighestPriorityFirstInOneCallAndOneAckBatch) {
+TEST_P(Backend, FetchBatchHighestPriorityFirstInOneCallAndOneAckBatch) {
     support::Observed observed;
-    brokk::Broker broker;
+    brokk::Broker broker(url());
     broker.add_listener(observed.listener());
     const std::pair<const char*, std::int32_t> jobs[] = {{"\"a\"", 1}, {"\"b\"", 5}, {"\"c\"", 0},
                                                          {"\"d\"", 9}, {"\"e\"", -1}, {"\"f\"", 9}};
@@ -233,8 +234,8 @@ TEST(FetchBatch, BadInputThrowsCallerErrors) {
 
 // ---- ack_batch ------------------------------------------------------------------------------
 
-TEST(AckBatch, ThrowsTheFirstFailureAfterAckingTheRest) {
-    brokk::Broker broker;
+TEST_P(Backend, AckBatchThrowsTheFirstFailureAfterAckingTheRest) {
+    brokk::Broker broker(url());
     publish_numbers(broker, "mid", 6);
     const std::vector<std::uint64_t> id = ids_of(broker.fetch_batch("mid", 6));
     ASSERT_EQ(id.size(), 6u);

@@ -3,9 +3,11 @@
 #include "support.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <set>
 
 using namespace std::chrono_literals;
+using support::Backend;
 using brokk::Verdict;
 using support::expect_error;
 using support::Log;
@@ -70,9 +72,9 @@ TEST(PubSub, GeneratedIdsAndDefaultMetadata) {
     EXPECT_EQ(seen.items()[1].parent_id, second);
 }
 
-TEST(PubSub, FanOutGivesEveryUngroupedSubscriptionItsOwnCopy) {
+TEST_P(Backend, PubSubFanOutGivesEveryUngroupedSubscriptionItsOwnCopy) {
     Log<Seen> a, b;
-    brokk::Broker broker;
+    brokk::Broker broker(url());
     broker.subscribe("news", recorder(a));
     broker.subscribe("news", recorder(b));
     std::vector<std::string> ids;
@@ -91,9 +93,9 @@ TEST(PubSub, FanOutGivesEveryUngroupedSubscriptionItsOwnCopy) {
     }
 }
 
-TEST(PubSub, GroupMembersCompeteAndEachGroupGetsEveryMessage) {
+TEST_P(Backend, PubSubGroupMembersCompeteAndEachGroupGetsEveryMessage) {
     Log<Seen> g1, g2, h;
-    brokk::Broker broker;
+    brokk::Broker broker(url());
     brokk::SubscriptionOptions in_g;
     in_g.group = "g";
     brokk::SubscriptionOptions in_h;
@@ -120,8 +122,8 @@ TEST(PubSub, GroupMembersCompeteAndEachGroupGetsEveryMessage) {
     EXPECT_EQ(h.items()[0].group, "h");
 }
 
-TEST(Fetch, HighestPriorityFirstFifoWithinOne) {
-    brokk::Broker broker;
+TEST_P(Backend, FetchHighestPriorityFirstFifoWithinOne) {
+    brokk::Broker broker(url());
     const std::pair<const char*, std::int32_t> jobs[] = {{"\"a\"", 1}, {"\"b\"", 5}, {"\"c\"", 0},
                                                          {"\"d\"", 9}, {"\"e\"", -1}, {"\"f\"", 9}};
     for (const auto& [payload, priority] : jobs) {
@@ -164,8 +166,8 @@ TEST(Fetch, PriorityOrdersPushDeliveriesToo) {
     EXPECT_EQ(seen.items()[1].payload, "\"low\"");
 }
 
-TEST(Publish, BatchIsAllOrNothing) {
-    brokk::Broker broker;
+TEST_P(Backend, PublishBatchIsAllOrNothing) {
+    brokk::Broker broker(url());
     std::vector<brokk::BatchMessage> batch(3);
     for (std::size_t i = 0; i < batch.size(); i++) {
         batch[i].payload = "{\"n\": " + std::to_string(i) + "}";
@@ -194,8 +196,8 @@ TEST(Publish, BatchIsAllOrNothing) {
     broker.ack(d->delivery_id());
 }
 
-TEST(CountPurge, ByTopicListAndForAll) {
-    brokk::Broker broker;
+TEST_P(Backend, CountPurgeByTopicListAndForAll) {
+    brokk::Broker broker(url());
     for (int i = 0; i < 2; i++) broker.publish("a", "1");
     for (int i = 0; i < 3; i++) broker.publish("b", "1");
     EXPECT_EQ(broker.count(), 5u);
@@ -285,4 +287,143 @@ TEST(Stats, StructAndJson) {
     EXPECT_EQ(json.back(), '}');  // the length excludes the NUL
     EXPECT_NE(json.find("\"totals\""), std::string::npos) << json;
     EXPECT_NE(json.find("\"s\""), std::string::npos) << json;
+}
+
+// ---- SQLite: what only a file does -------------------------------------------------------------
+
+// The TEST_P(Backend, …) tests above and in test_ack.cpp and test_batch.cpp run on each backend.
+INSTANTIATE_TEST_SUITE_P(OnEach, Backend, ::testing::Values(std::string("memory"), std::string("sqlite")),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
+namespace {
+
+brokk::FetchOptions in_group(const std::string& group) {
+    brokk::FetchOptions o;
+    o.group = group;
+    return o;
+}
+
+}  // namespace
+
+TEST(SQLite, QueuedMessagesSurviveANewBrokerOnTheSameFile) {
+    support::TempDir dir;
+    const std::string url = support::sqlite_url(dir.path() / "store.db");
+    {
+        brokk::Broker first(url);
+        EXPECT_FALSE(first.fetch("durable", 0ms, in_group("g")).has_value());  // the group exists now
+        for (int i = 0; i < 3; i++) {
+            brokk::PublishOptions o;
+            o.id = "m-" + std::to_string(i);
+            o.priority = i % 2;
+            first.publish("durable", std::to_string(i), o);
+        }
+        first.publish("retained", "\"kept\"");  // no group on this topic: retained
+        EXPECT_EQ(first.count(), 4u);
+        // A graceful close would wait for group g to be drained, as on memory://; forced, it
+        // leaves everything durable in the file.
+        first.close(0ms, true);
+    }
+    brokk::Broker second(url);
+    EXPECT_EQ(second.count(), 4u);
+    std::vector<brokk::Delivery> got = second.fetch_batch("durable", 10, support::wait_bound(), in_group("g"));
+    std::vector<std::string> order;
+    std::vector<std::uint64_t> ids;
+    for (const brokk::Delivery& d : got) {
+        order.push_back(std::string(d.message().parent_id()) + "/" + std::string(d.message().payload()));
+        EXPECT_EQ(d.message().attempt(), 1u);
+        ids.push_back(d.delivery_id());
+    }
+    EXPECT_EQ(order, (std::vector<std::string>{"m-1/1", "m-0/0", "m-2/2"}));
+    second.ack_batch(ids);
+    std::optional<brokk::Delivery> kept = second.fetch("retained", support::wait_bound(), in_group("late"));
+    ASSERT_TRUE(kept.has_value());
+    EXPECT_EQ(kept->message().payload(), "\"kept\"");
+    second.ack(kept->delivery_id());
+    second.join(support::wait_bound());
+    EXPECT_EQ(second.count(), 0u);
+}
+
+TEST(SQLite, CloseHandsHeldDeliveriesBackWithTheNextAttempt) {
+    support::TempDir dir;
+    const std::string url = support::sqlite_url(dir.path() / "store.db");
+    {
+        brokk::Broker first(url);
+        first.publish("held", "1");
+        std::optional<brokk::Delivery> d = first.fetch("held", support::wait_bound(), in_group("g"));
+        ASSERT_TRUE(d.has_value());
+        EXPECT_EQ(d->message().attempt(), 1u);
+        EXPECT_EQ(first.count({"held"}), 0u);  // in flight: not counted
+        try {
+            first.close(20ms);
+            FAIL() << "close returned OK with a delivery awaiting an ack";
+        } catch (const brokk::TimeoutError& e) {
+            EXPECT_EQ(e.remaining(), 1u);
+        }
+    }
+    brokk::Broker second(url);
+    EXPECT_EQ(second.count({"held"}), 1u);
+    std::optional<brokk::Delivery> again = second.fetch("held", support::wait_bound(), in_group("g"));
+    ASSERT_TRUE(again.has_value());
+    EXPECT_EQ(again->message().attempt(), 2u);
+    EXPECT_EQ(again->message().payload(), "1");
+    second.ack(again->delivery_id());
+}
+
+TEST(SQLite, TwoBrokersOnOneFileCompeteInAGroupAndCountThePurgeCoversTheFile) {
+    support::TempDir dir;
+    const std::string url = support::sqlite_url(dir.path() / "shared.db");
+    brokk::Broker a(url), b(url);
+    for (const brokk::Broker* x : {&a, &b}) EXPECT_FALSE(x->fetch("shared", 0ms, in_group("workers")).has_value());
+    EXPECT_FALSE(b.fetch("shared", 0ms, in_group("audit")).has_value());
+    for (int i = 0; i < 20; i++) a.publish("shared", std::to_string(i));
+    EXPECT_EQ(b.count({"shared"}), 40u);  // the whole file: both groups
+    std::multiset<int> taken;
+    for (const brokk::Broker* x : {&a, &b, &a, &b}) {
+        std::vector<brokk::Delivery> batch = x->fetch_batch("shared", 5, support::wait_bound(), in_group("workers"));
+        std::vector<std::uint64_t> ids;
+        for (const brokk::Delivery& d : batch) {
+            taken.insert(std::stoi(std::string(d.message().payload())));
+            ids.push_back(d.delivery_id());
+        }
+        x->ack_batch(ids);
+    }
+    ASSERT_EQ(taken.size(), 20u);
+    EXPECT_EQ(std::set<int>(taken.begin(), taken.end()).size(), 20u);  // each taken once
+    EXPECT_EQ(a.count(), 20u);                                           // the audit group's copies
+    EXPECT_EQ(b.purge({"shared"}), 20u);
+    EXPECT_EQ(a.count(), 0u);
+}
+
+TEST(SQLite, BadFilesThrowTheirStoreErrors) {
+    support::TempDir dir;
+    // A directory, and a file in a folder that does not exist: CannotOpenStoreError.
+    expect_error<brokk::CannotOpenStoreError>(BROKK_STATUS_CANNOT_OPEN_STORE,
+                                              [&] { brokk::Broker b(support::sqlite_url(dir.path())); });
+    expect_error<brokk::CannotOpenStoreError>(
+        BROKK_STATUS_CANNOT_OPEN_STORE, [&] { brokk::Broker b(support::sqlite_url(dir.path() / "no" / "such" / "x.db")); });
+    EXPECT_FALSE(std::filesystem::exists(dir.path() / "no"));
+    // Random bytes: IncompatibleStoreError, and the file is left as it was.
+    const std::filesystem::path junk = dir.path() / "junk.db";
+    std::string bytes(8192, '\0');
+    std::uint32_t x = 0x9e3779b9u;
+    for (char& c : bytes) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        c = static_cast<char>(x & 0xff);
+    }
+    {
+        std::FILE* f = std::fopen(junk.c_str(), "wb");
+        ASSERT_NE(f, nullptr);
+        ASSERT_EQ(std::fwrite(bytes.data(), 1, bytes.size(), f), bytes.size());
+        std::fclose(f);
+    }
+    expect_error<brokk::IncompatibleStoreError>(BROKK_STATUS_INCOMPATIBLE_STORE,
+                                                [&] { brokk::Broker b(support::sqlite_url(junk)); });
+    EXPECT_EQ(std::filesystem::file_size(junk), bytes.size());
+    // Both are caller errors: retrying the same call fails again.
+    try {
+        brokk::Broker b(support::sqlite_url(junk));
+        FAIL() << "opened random bytes";
+    } catch (const brokk::CallerError& e) {
+        EXPECT_EQ(e.status_class(), BROKK_STATUS_CLASS_CALLER);
+    }
 }

@@ -43,12 +43,39 @@ def pytest_report_header(config):
     return [f"brokk {brokk.version()} from {brokk.LIBRARY_PATH} (timeout scale {SCALE})", tadween]
 
 
+BACKENDS = ("memory", "sqlite")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "both_backends: run the test's `broker` once on memory:// and once on a fresh SQLite file"
+    )
+
+
+def pytest_generate_tests(metafunc):
+    # A test marked both_backends that takes `broker` runs on each backend; others on memory.
+    if "backend_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_backends"):
+        metafunc.parametrize("backend_url", BACKENDS, indirect=True)
+
+
+def sqlite_url(path: Path, query: str = "") -> str:
+    """The URL of a SQLite store at the absolute `path`."""
+    return f"sqlite://{Path(path).resolve()}" + (f"?{query}" if query else "")
+
+
 @pytest.fixture
-def broker():
-    """A broker with two workers; closed (with force) and checked for leaked callbacks after
-    the test."""
+def backend_url(request, tmp_path):
+    """The backend URL of the test's broker: memory://, or a SQLite file in tmp_path."""
+    backend = getattr(request, "param", "memory")
+    return "memory://" if backend == "memory" else sqlite_url(tmp_path / "brokk.db")
+
+
+@pytest.fixture
+def broker(backend_url):
+    """A broker with two workers (on memory://, or on SQLite for tests marked both_backends);
+    closed (with force) and checked for leaked callbacks after the test."""
     before = _callbacks.registry_size()
-    b = brokk.Broker(workers=2)
+    b = brokk.Broker(backend_url, workers=2)
     yield b
     b.close(force=True)
     # free_user_data ran for every registration of this broker: the registry is back.

@@ -18,6 +18,7 @@ def _published(broker, topic: str, n: int, **kw) -> None:
     broker.publish_batch(topic, [brokk.BatchMessage({"n": i}, **kw) for i in range(n)])
 
 
+@pytest.mark.both_backends
 def test_fetch_many_takes_up_to_max_in_publish_order(broker):
     _published(broker, "jobs", 10)
     first = broker.fetch_many("jobs", 4)
@@ -34,6 +35,7 @@ def test_fetch_many_takes_up_to_max_in_publish_order(broker):
     assert broker.stats().processed == 10
 
 
+@pytest.mark.both_backends
 def test_fetch_many_takes_highest_priority_first(broker):
     assert broker.fetch_many("prio", 1) == []
     broker.publish_batch("prio", [brokk.BatchMessage(name, priority=p) for name, p in
@@ -43,6 +45,7 @@ def test_fetch_many_takes_highest_priority_first(broker):
     broker.ack_many(m.delivery_id for m in got)  # any iterable
 
 
+@pytest.mark.both_backends
 def test_fetch_many_gives_the_same_messages_as_fetch(broker):
     assert broker.fetch("same") is None
     for i in range(2):
@@ -56,6 +59,7 @@ def test_fetch_many_gives_the_same_messages_as_fetch(broker):
     broker.ack_many([one.delivery_id, many.delivery_id])
 
 
+@pytest.mark.both_backends
 def test_fetch_many_waits_for_the_first_delivery(broker):
     assert broker.fetch_many("later", 1) == []
     timer = threading.Timer(0.2, lambda: broker.publish("later", "now"))
@@ -86,6 +90,7 @@ def test_fetch_many_options_group_deadline_and_dead_letters(broker):
     broker.ack_many([dead.delivery_id])
 
 
+@pytest.mark.both_backends
 def test_ack_many_acks_the_rest_and_names_the_bad_index(broker):
     _published(broker, "ack", 4)
     msgs = broker.fetch_many("ack", 4)

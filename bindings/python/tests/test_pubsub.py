@@ -25,6 +25,7 @@ PAYLOADS = [
 ]
 
 
+@pytest.mark.both_backends
 @pytest.mark.parametrize("payload", PAYLOADS, ids=lambda p: type(p).__name__)
 def test_round_trip_is_exact(broker, payload):
     got = queue.Queue()
@@ -62,6 +63,7 @@ def test_generated_ids_are_unique(broker):
     assert all(len(i) == 33 and i[16] == "-" for i in ids), ids
 
 
+@pytest.mark.both_backends
 def test_fan_out_gives_each_subscription_its_own_copy(broker):
     a, b = queue.Queue(), queue.Queue()
     broker.subscribe("fan", a.put)
@@ -73,6 +75,7 @@ def test_fan_out_gives_each_subscription_its_own_copy(broker):
     assert ma.payload == mb.payload == {"n": 1}
 
 
+@pytest.mark.both_backends
 def test_group_members_compete_and_each_group_gets_a_copy(broker):
     lock = threading.Lock()
     seen: dict[str, list[int]] = {"g1": [], "g2": [], "solo": []}
@@ -97,6 +100,7 @@ def test_group_members_compete_and_each_group_gets_a_copy(broker):
     assert stats.processed == 80 and stats.groups == 2
 
 
+@pytest.mark.both_backends
 def test_fetch_takes_highest_priority_first_fifo_within(broker):
     # Published before any consumer: the topic retains them for the first named group.
     jobs = [("low-1", 0), ("high-1", 9), ("mid-1", 5), ("high-2", 9), ("neg", -3), ("low-2", 0), ("mid-2", 5)]
@@ -111,6 +115,7 @@ def test_fetch_takes_highest_priority_first_fifo_within(broker):
     assert broker.fetch("jobs", group="workers", timeout=0.01) is None
 
 
+@pytest.mark.both_backends
 def test_fetch_without_group_uses_default_group_and_waits(broker):
     def later():
         broker.publish("pull", {"late": True})
@@ -124,6 +129,7 @@ def test_fetch_without_group_uses_default_group_and_waits(broker):
     broker.join(T(5))
 
 
+@pytest.mark.both_backends
 def test_publish_batch_is_all_or_nothing(broker):
     ids = broker.publish_batch(
         "batch",
@@ -142,6 +148,7 @@ def test_publish_batch_is_all_or_nothing(broker):
     assert broker.publish_batch("batch", []) == []
 
 
+@pytest.mark.both_backends
 def test_count_and_purge(broker):
     for i in range(3):
         broker.publish("a", i)
@@ -213,6 +220,7 @@ def test_stats_and_stats_json_agree_after_join(broker):
     assert js["topics"]["s"]["failed"] == 5 and js["broker"]["workers"] == 2
 
 
+@pytest.mark.both_backends
 def test_unsubscribe_stops_delivery(broker):
     got = []
     sub = broker.subscribe("u", got.append)

@@ -11,6 +11,7 @@ from conftest import T, wait_for
 import brokk
 
 
+@pytest.mark.both_backends
 def test_manual_ack_from_another_thread(broker, recorder):
     broker.add_listener(recorder)
     pending = queue.Queue()
@@ -36,6 +37,7 @@ def test_manual_ack_from_another_thread(broker, recorder):
     assert len(recorder.of("processed")) == 5
 
 
+@pytest.mark.both_backends
 def test_manual_ack_delivery_can_be_acked_inside_its_handler(broker):
     def handler(msg):
         broker.ack(msg.delivery_id)  # re-entrant ack, before the verdict
@@ -59,6 +61,7 @@ def test_auto_ack_delivery_is_already_settled(broker):
         broker.ack(ids.get(timeout=T(10)))
 
 
+@pytest.mark.both_backends
 def test_nack_requeue_with_delay_redelivers_with_next_attempt(broker, recorder):
     broker.add_listener(recorder)
     broker.publish("retry", {"job": 1})
@@ -75,6 +78,7 @@ def test_nack_requeue_with_delay_redelivers_with_next_attempt(broker, recorder):
     assert broker.stats().requeued == 1
 
 
+@pytest.mark.both_backends
 def test_nack_without_requeue_gives_up(broker, recorder):
     broker.add_listener(recorder)
     broker.publish("give.up", 1)
@@ -123,6 +127,7 @@ def test_verdict_requeue_returned_directly(broker):
     assert attempts == [1, 2]
 
 
+@pytest.mark.both_backends
 def test_ack_deadline_redelivers_a_fetched_delivery(broker, recorder):
     broker.add_listener(recorder)
     broker.publish("deadline", {"d": 1})
@@ -176,6 +181,7 @@ def test_dead_letter_after_max_attempts(broker):
     assert stats.dead_lettered == 1 and stats.requeued == 1
 
 
+@pytest.mark.both_backends
 def test_dead_letter_of_a_nacked_fetch(broker):
     broker.publish("pulled", 1)
     msg = broker.fetch("pulled", timeout=T(10), dead_letter_topic="pulled.dead", group="g")
@@ -235,6 +241,7 @@ def test_retention_reject_raises_full_error_and_drop_oldest_keeps_newest():
         assert b.stats().unrouted == 1 and b.count() == 0
 
 
+@pytest.mark.both_backends
 def test_unknown_delivery(broker):
     with pytest.raises(brokk.UnknownDeliveryError) as err:
         broker.ack(987654)
@@ -243,6 +250,7 @@ def test_unknown_delivery(broker):
         broker.nack(987654, requeue=True)
 
 
+@pytest.mark.both_backends
 def test_redelivered_fetch_can_be_settled_once(broker):
     broker.publish("once", 1)
     msg = broker.fetch("once", timeout=T(10))
