@@ -30,9 +30,29 @@ define check_pipeline_output
 	  { echo "examples: $(1) does not show 6 commits" >&2; exit 1; }
 endef
 
+$(BUILD)/two_process: examples/c/two_process.c include/brokk.h | $(BUILD)
+	$(CC) $(CFLAGS) $(WARN) -Iinclude $< -o $@ $(LINK_RELEASE)
+
+# two_process on a fresh SQLite file: publish then consume as two invocations (the publisher
+# has exited before the consumer starts), then the forked demo; each consumer gets all 5.
+TWO_PROCESS_DB := $(abspath $(BUILD))/two_process.db
+define run_two_process
+	@rm -f $(TWO_PROCESS_DB) $(TWO_PROCESS_DB)-wal $(TWO_PROCESS_DB)-shm
+	$(BUILD)/two_process publish $(TWO_PROCESS_DB) > $(BUILD)/two_process.out
+	$(BUILD)/two_process consume $(TWO_PROCESS_DB) >> $(BUILD)/two_process.out
+	$(BUILD)/two_process demo $(TWO_PROCESS_DB) >> $(BUILD)/two_process.out
+	@rm -f $(TWO_PROCESS_DB) $(TWO_PROCESS_DB)-wal $(TWO_PROCESS_DB)-shm
+	@test "$$(grep -c 'consumed 5 of 5 orders' $(BUILD)/two_process.out)" = 2 && \
+	  test "$$(grep -c '{"order":5} (attempt 1)' $(BUILD)/two_process.out)" = 2 && \
+	  grep -q '^two_process: done' $(BUILD)/two_process.out || \
+	  { cat $(BUILD)/two_process.out >&2; echo "examples: two_process failed" >&2; exit 1; }
+	@echo "examples: two_process passed"
+endef
+
 VALGRIND := valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
 
-test-examples: lib $(BUILD)/pipeline
+test-examples: lib $(BUILD)/pipeline $(BUILD)/two_process
+	$(call run_two_process)
 	$(BUILD)/pipeline > $(BUILD)/pipeline.out
 	$(call check_pipeline_output,$(BUILD)/pipeline.out)
 	$(VALGRIND) --log-file=$(BUILD)/pipeline.valgrind.log $(BUILD)/pipeline > $(BUILD)/pipeline.valgrind.out \

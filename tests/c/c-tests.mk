@@ -1,10 +1,13 @@
 # The C suite (tests/c). Included by the root Makefile, whose CC, CFLAGS, WARN, BUILD,
 # LINK_DEBUG and lib-debug it uses.
 #
-#   make test-c           static checks, every program plainly, again under valgrind memcheck,
-#                         and the AddressSanitizer build (test-c-asan); the last line is the total
-#                         "N passed, N failed" over all of them. Fails if anything failed.
+#   make test-c           static checks, every program plainly on memory://, again plainly on
+#                         SQLite (a temp file per broker, plus the multi-process test), under
+#                         valgrind memcheck and the AddressSanitizer build (test-c-asan; both on
+#                         memory:// only); the last line is the total "N passed, N failed" over
+#                         all of them. Fails if anything failed.
 #   make test-c-plain     just the plain run          make test-c-valgrind   just valgrind
+#   make test-c-sqlite    the plain run on SQLite (BROKK_TEST_URL=sqlite; see check.h)
 #   make test-c-asan      just the ASan/UBSan build   make test-c-static     header/symbol checks
 #   make c-tests          build the programs only; run one with build/c-tests/test_x [name filter]
 #
@@ -16,23 +19,26 @@ CT_OUT   := $(BUILD)/c-tests
 CT_PROGS := test_basics test_lifecycle test_publish test_delivery test_ack test_listeners \
             test_stats test_close test_reentry test_threads test_consumer test_batch test_reliability \
             test_symbols header_cpp
+# Programs only the SQLite stage runs (they need a store shared between processes).
+CT_SQLITE_PROGS := test_processes
 CT_BINS      := $(addprefix $(CT_OUT)/,$(CT_PROGS))
+CT_SQLITE_BINS := $(CT_BINS) $(addprefix $(CT_OUT)/,$(CT_SQLITE_PROGS))
 CT_ASAN_BINS := $(addprefix $(CT_OUT)/asan/,$(CT_PROGS))
 CT_DEPS      := $(CT_SRC)/check.h $(CT_SRC)/recorder.h include/brokk.h
 CT_SAN       := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 CT_VALGRIND  := valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
                 --show-leak-kinds=definite --num-callers=40 --fair-sched=yes
 
-.PHONY: c-tests test-c test-c-plain test-c-valgrind test-c-asan test-c-static
+.PHONY: c-tests test-c test-c-plain test-c-sqlite test-c-valgrind test-c-asan test-c-static
 
 # Under `make test-c` each stage records its counts and carries on, so the final summing step
 # can print the total; it then fails if any stage failed. A stage run on its own fails at once.
 test-c: CT_KEEP_GOING := 1
-test-c: test-c-static test-c-plain test-c-valgrind test-c-asan
+test-c: test-c-static test-c-plain test-c-sqlite test-c-valgrind test-c-asan
 	@sh $(CT_SRC)/sum.sh $(CT_OUT)/static.counts $(CT_OUT)/plain.counts \
-	    $(CT_OUT)/valgrind.counts $(CT_OUT)/asan.counts
+	    $(CT_OUT)/sqlite.counts $(CT_OUT)/valgrind.counts $(CT_OUT)/asan.counts
 
-c-tests: $(CT_BINS) $(CT_ASAN_BINS)
+c-tests: $(CT_SQLITE_BINS) $(CT_ASAN_BINS)
 
 $(CT_OUT) $(CT_OUT)/asan: | $(BUILD)
 	mkdir -p $@
@@ -59,6 +65,9 @@ test-c-static: lib-debug | $(CT_OUT)
 
 test-c-plain: lib-debug $(CT_BINS)
 	@CT_KEEP_GOING="$(CT_KEEP_GOING)" sh $(CT_SRC)/run.sh plain $(CT_OUT) $(CT_BINS)
+
+test-c-sqlite: lib-debug $(CT_SQLITE_BINS)
+	@CT_KEEP_GOING="$(CT_KEEP_GOING)" sh $(CT_SRC)/run.sh sqlite $(CT_OUT) $(CT_SQLITE_BINS)
 
 test-c-valgrind: lib-debug $(CT_BINS)
 	@CT_KEEP_GOING="$(CT_KEEP_GOING)" CT_VALGRIND="$(CT_VALGRIND)" \

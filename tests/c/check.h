@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- failure accounting ------------------------------------------------------------------ */
 
@@ -133,17 +134,21 @@ typedef struct test_case {
 #define RUN_TESTS(program, table, argc, argv) \
     run_tests((program), (table), sizeof(table) / sizeof((table)[0]), (argc), (argv))
 
+static inline void test_db_cleanup(void);
+static inline bool test_sqlite(void);
+
 static inline int run_tests(const char *program, const test_case *tests, size_t n, int argc,
                             char **argv) {
     unsigned passed = 0, failed = 0;
     const char *filter = argc > 1 ? argv[1] : NULL;
     setvbuf(stdout, NULL, _IOLBF, 0);
-    printf("# %s\n", program);
+    printf("# %s (%s)\n", program, test_sqlite() ? "sqlite" : "memory");
     for (size_t i = 0; i < n; i++) {
         if (filter && !strstr(tests[i].name, filter)) continue;
         unsigned before = atomic_load(&check_failures_);
         check_skip_reason_ = NULL;
         tests[i].fn();
+        test_db_cleanup();
         unsigned after = atomic_load(&check_failures_);
         pthread_mutex_lock(&check_print_lock_);
         if (after == before) {
@@ -356,9 +361,77 @@ static inline void delayed_open_join(delayed_open *d) { pthread_join(d->thread, 
 
 /* ---- brokk conveniences ------------------------------------------------------------------------ */
 
+/*
+ * The backend under test. BROKK_TEST_URL=sqlite runs every broker the suite creates through
+ * new_broker*() on SQLite: a fresh file per broker, in a private temp directory made on first
+ * use; run_tests() deletes the files (with their -wal/-shm) after each test, and an atexit hook
+ * removes whatever is left and the directory. Unset, empty or "memory": memory:// (URL NULL).
+ * Tests that expect something different on SQLite branch on test_sqlite() and say why.
+ */
+static inline bool test_sqlite(void) {
+    const char *e = getenv("BROKK_TEST_URL");
+    return e && strncmp(e, "sqlite", 6) == 0;
+}
+
+static char test_db_dir_[256];
+static atomic_uint test_db_next_;    /* files handed out so far */
+static atomic_uint test_db_cleaned_; /* files [0, cleaned) already deleted */
+static pthread_mutex_t test_db_lock_ = PTHREAD_MUTEX_INITIALIZER;
+
+/* Deletes db files [from, to) with their -wal, -shm and -journal companions. */
+static inline void test_db_remove_range_(unsigned from, unsigned to) {
+    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
+    char path[320];
+    for (unsigned i = from; i < to; i++)
+        for (size_t k = 0; k < sizeof suffix / sizeof suffix[0]; k++) {
+            snprintf(path, sizeof path, "%s/b%u.db%s", test_db_dir_, i, suffix[k]);
+            (void)remove(path);
+        }
+}
+
+/* Called by run_tests after each test, when the test's brokers are freed. */
+static inline void test_db_cleanup(void) {
+    if (!test_db_dir_[0]) return;
+    pthread_mutex_lock(&test_db_lock_);
+    unsigned to = atomic_load(&test_db_next_);
+    test_db_remove_range_(atomic_load(&test_db_cleaned_), to);
+    atomic_store(&test_db_cleaned_, to);
+    pthread_mutex_unlock(&test_db_lock_);
+}
+
+static inline void test_db_atexit_(void) {
+    if (!test_db_dir_[0]) return;
+    test_db_remove_range_(0, atomic_load(&test_db_next_)); /* forked children never call this */
+    (void)rmdir(test_db_dir_);
+}
+
+/*
+ * A fresh "sqlite:///..." URL in buf (a new file each call), or NULL when the memory backend
+ * is under test. extra, if not NULL, is appended (e.g. "?lease_ms=500").
+ */
+static inline const char *test_url(char *buf, size_t cap, const char *extra) {
+    if (!test_sqlite()) return NULL;
+    pthread_mutex_lock(&test_db_lock_);
+    if (!test_db_dir_[0]) {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(test_db_dir_, sizeof test_db_dir_, "%s/brokk-ctest-XXXXXX",
+                 tmp && tmp[0] ? tmp : "/tmp");
+        if (!mkdtemp(test_db_dir_)) {
+            perror("mkdtemp");
+            abort();
+        }
+        atexit(test_db_atexit_);
+    }
+    pthread_mutex_unlock(&test_db_lock_);
+    unsigned n = atomic_fetch_add(&test_db_next_, 1);
+    snprintf(buf, cap, "sqlite://%s/b%u.db%s", test_db_dir_, n, extra ? extra : "");
+    return buf;
+}
+
 static inline brokk_broker *new_broker_opts(const brokk_broker_options *opts) {
     brokk_broker *b = NULL;
-    if (!CHECK_OK(brokk_broker_new(NULL, opts, &b))) return NULL;
+    char url[400];
+    if (!CHECK_OK(brokk_broker_new(test_url(url, sizeof url, NULL), opts, &b))) return NULL;
     CHECK(b != NULL);
     return b;
 }

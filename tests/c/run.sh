@@ -1,6 +1,9 @@
 #!/bin/sh
 # Runs C test programs in one mode and adds up their results.
-#   run.sh MODE OUTDIR PROGRAM...     MODE: plain | valgrind | asan
+#   run.sh MODE OUTDIR PROGRAM...     MODE: plain | sqlite | valgrind | asan
+# "sqlite" is the plain run with BROKK_TEST_URL=sqlite: every broker the suite creates is on
+# its own temporary SQLite file (see check.h); the other modes use memory:// unless
+# BROKK_TEST_URL is set in the environment.
 # Each program prints "ok - x" / "not ok - x" lines and ends with "<name>: N passed, N failed".
 # A program that crashes, hangs (killed by timeout), or exits non-zero although it reported no
 # failure (valgrind errors or definite leaks, sanitizer reports) counts one more failure.
@@ -16,6 +19,10 @@ mkdir -p "$logdir"
 
 case $mode in
 plain)
+    scale=${BROKK_TEST_TIMEOUT_SCALE:-1}
+    limit=120
+    ;;
+sqlite)
     scale=${BROKK_TEST_TIMEOUT_SCALE:-1}
     limit=120
     ;;
@@ -42,6 +49,11 @@ for prog in "$@"; do
     case $mode in
     plain)
         BROKK_TEST_TIMEOUT_SCALE=$scale BROKK_TEST_TOOL=none \
+            timeout -k 10 $limit "$prog" >"$log" 2>&1
+        rc=$?
+        ;;
+    sqlite)
+        BROKK_TEST_URL=sqlite BROKK_TEST_TIMEOUT_SCALE=$scale BROKK_TEST_TOOL=none \
             timeout -k 10 $limit "$prog" >"$log" 2>&1
         rc=$?
         ;;
@@ -79,7 +91,7 @@ for prog in "$@"; do
     if [ "${VERBOSE:-0}" = 1 ]; then
         cat "$log"
     else
-        grep -v '^ok - ' "$log" | grep -vE '^# [A-Za-z0-9_]+$' | grep -vE "^$name: [0-9]+ passed" || true
+        grep -v '^ok - ' "$log" | grep -vE '^# [A-Za-z0-9_]+( \((memory|sqlite)\))?$' | grep -vE "^$name: [0-9]+ passed" || true
         grep '^ok - .* # SKIP' "$log" || true
         echo "$name: $pass passed, $fail failed"
     fi

@@ -228,7 +228,11 @@ static void close_in_progress_refuses_new_work(void) {
     CHECK_EQ(c.st, BROKK_STATUS_OK);
     CHECK_EQ(c.report.remaining, 0);
     CHECK_EQ(c.report.dropped, 0);
-    CHECK(c.report.retained_discarded >= 1); /* the "probe" messages nobody consumed */
+    /* the "probe" messages nobody consumed; a SQLite store keeps them in the file (0) */
+    if (test_sqlite())
+        CHECK_EQ(c.report.retained_discarded, 0);
+    else
+        CHECK(c.report.retained_discarded >= 1);
     CHECK_EQ(atomic_load(&x.done), 3);
     brokk_broker_free(b);
     CHECK_EQ(atomic_load(&x.freed), 1);
@@ -276,7 +280,8 @@ static void close_discards_retained_messages(void) {
         JOIN_OK(b); /* "join never waits for retained messages" */
         brokk_close_report r = sentinel_report();
         CHECK_OK(brokk_broker_close(b, BROKK_WAIT_FOREVER, force, &r));
-        CHECK_EQ(r.retained_discarded, 4);
+        /* A SQLite store keeps retained messages in the file, so the close discards none. */
+        CHECK_EQ(r.retained_discarded, test_sqlite() ? 0 : 4);
         CHECK_EQ(r.remaining, 0);
         CHECK_EQ(r.dropped, 0);
         brokk_broker_free(b);

@@ -78,8 +78,13 @@ impl Shared {
             // A batch when this member alone consumes the group with one worker: order is kept
             // and the store is visited once per batch; the price is that a higher priority
             // arriving meanwhile waits for the rest of the batch, so batches stay small.
-            let contended = member.concurrency > 1 || group.contended();
-            let max = self.store.batch_size(contended, member.policy.ack_deadline.is_some());
+            // A member running several handlers at once takes one delivery per worker: a batch
+            // would run in sequence what its other workers could run beside it.
+            let max = if member.concurrency > 1 {
+                1
+            } else {
+                self.store.batch_size(group.contended(), member.policy.ack_deadline.is_some())
+            };
             match self.claim(group, max, member.policy.lease(), &mut buffers.batch) {
                 Ok(0) => continue,
                 Ok(_) => {

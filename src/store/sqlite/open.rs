@@ -35,19 +35,63 @@ enum Existing {
 /// The writer connection of a store, with the schema created, validated or migrated.
 pub(super) fn open_writer(ctx: &FileCtx, steps: &[Step]) -> Result<Connection> {
     let existing = preflight(ctx)?;
-    let created = matches!(existing, Existing::Missing);
-    let conn = connect(ctx, created, WRITER_CACHE_KIB).and_then(|c| {
+    // Several processes opening a new file at once would race to create the schema and switch
+    // it to WAL, and SQLite answers such races with SQLITE_BUSY without waiting. So the whole
+    // preparation runs under an exclusive flock(2) on the file, held only while opening. On
+    // Linux, flock and SQLite's fcntl locks do not interact, so SQLite's own locking is
+    // untouched.
+    let (lock, created) = open_lock(ctx, matches!(existing, Existing::Missing))?;
+    let conn = connect(ctx, false, WRITER_CACHE_KIB).and_then(|c| {
         schema::prepare(&c, ctx, steps)?;
         c.pragma_update(None, "wal_autocheckpoint", checkpoint::BACKSTOP_PAGES).map_err(|e| ctx.open_error(e))?;
         Ok(c)
     });
     if conn.is_err() && created {
-        // Leave no trace of a store that could not be made.
+        // Leave no trace of a store that could not be made. Safe under the lock: nobody else
+        // can have finished opening a file whose schema was never made.
         for p in [ctx.path.clone(), suffixed(&ctx.path, "-wal"), suffixed(&ctx.path, "-shm")] {
             let _ = fs::remove_file(p);
         }
     }
+    drop(lock);
     conn
+}
+
+/// Opens (creating it if `missing`) and flock-s the store file, waiting up to the busy
+/// timeout. Returns the locked file and whether this call created it.
+fn open_lock(ctx: &FileCtx, missing: bool) -> Result<(File, bool)> {
+    let (file, created) = if missing {
+        match OpenOptions::new().read(true).write(true).create_new(true).open(&ctx.path) {
+            Ok(f) => (f, true),
+            // Another process created it meanwhile: open theirs.
+            Err(e) if e.kind() == IoKind::AlreadyExists => {
+                (File::open(&ctx.path).map_err(|e| ctx.cannot_open(e))?, false)
+            }
+            Err(e) => return Err(ctx.cannot_open(e)),
+        }
+    } else {
+        (File::open(&ctx.path).map_err(|e| ctx.cannot_open(e))?, false)
+    };
+    let deadline = std::time::Instant::now() + ctx.busy_timeout;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok((file, created)),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(crate::error::Error::new(
+                    crate::error::ErrorKind::Unavailable,
+                    format!(
+                        "store {} is being opened by another process for longer than the busy timeout ({} ms)",
+                        ctx.path.display(),
+                        ctx.busy_timeout.as_millis()
+                    ),
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(ctx.cannot_open(e)),
+        }
+    }
 }
 
 /// A connection for reads only, to a store `open_writer` prepared.
