@@ -404,11 +404,13 @@ typedef struct brokk_stats {
     uint64_t requeued;
     // Deliveries discarded unprocessed by unsubscribe, purge or close (counter).
     uint64_t dropped;
-    // Deliveries waiting for a worker (gauge).
+    // Deliveries waiting for a worker (gauge). On SQLite, read from the file: what waits
+    // in its groups, whichever process opened them.
     uint64_t queued;
     // Deliveries in a handler or awaiting a manual ack (gauge).
     uint64_t in_flight;
-    // Messages kept by topics that have no consumer group (gauge).
+    // Messages kept by topics that have no consumer group (gauge). On SQLite, read from the
+    // file.
     uint64_t retained;
     // Retained messages discarded by the retention policy, purge or close (counter).
     uint64_t retained_dropped;

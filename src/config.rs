@@ -192,7 +192,7 @@ impl BrokerConfig {
 }
 
 /// Parses a backend URL: `memory://`, or `sqlite:///absolute/path.db` (also
-/// `sqlite://relative/path.db`) with optional `?synchronous=normal|full&busy_timeout_ms=N`.
+/// `sqlite://relative/path.db`) with optional `?synchronous=normal|full&busy_timeout_ms=N&lease_ms=N`.
 /// Known schemes of later backends get `UnsupportedBackend`, anything else `InvalidUrl`.
 pub fn parse_url(url: &str) -> Result<Backend> {
     let url = url.trim();

@@ -33,6 +33,24 @@ impl brokk_message {
         brokk_message { delivery, id_text: OnceCell::new(), reason: RefCell::new(None), requeue_delay_ms: Cell::new(0) }
     }
 
+    /// What brokk_message_id returns: the delivery id as text, or in on_publish (delivery id 0)
+    /// the published id.
+    fn id_view(&self) -> brokk_str {
+        match self.delivery().id() {
+            0 => brokk_str::from_str(self.delivery().parent_id()),
+            _ => brokk_str::from_bytes(self.id_text()),
+        }
+    }
+
+    /// What brokk_message_parent_id returns: empty in on_publish, where the view is the
+    /// published message itself.
+    fn parent_id_view(&self) -> brokk_str {
+        match self.delivery().id() {
+            0 => brokk_str::empty(),
+            _ => brokk_str::from_str(self.delivery().parent_id()),
+        }
+    }
+
     /// The delivery id as decimal text; empty for id 0 (the published message itself).
     fn id_text(&self) -> &[u8] {
         let (digits, len) = self.id_text.get_or_init(|| {
@@ -100,15 +118,7 @@ pub unsafe extern "C" fn brokk_message_metadata(msg: *const brokk_message) -> br
 /// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_id(msg: *const brokk_message) -> brokk_str {
-    guard_value(brokk_str::empty(), || {
-        with(msg, brokk_str::empty(), |m| {
-            if m.delivery().id() == 0 {
-                brokk_str::from_str(m.delivery().parent_id())
-            } else {
-                brokk_str::from_bytes(m.id_text())
-            }
-        })
-    })
+    guard_value(brokk_str::empty(), || with(msg, brokk_str::empty(), brokk_message::id_view))
 }
 
 /// The id of the published message this delivery copies: the id brokk_broker_publish returned
@@ -116,15 +126,7 @@ pub unsafe extern "C" fn brokk_message_id(msg: *const brokk_message) -> brokk_st
 /// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_parent_id(msg: *const brokk_message) -> brokk_str {
-    guard_value(brokk_str::empty(), || {
-        with(msg, brokk_str::empty(), |m| {
-            if m.delivery().id() == 0 {
-                brokk_str::empty()
-            } else {
-                brokk_str::from_str(m.delivery().parent_id())
-            }
-        })
-    })
+    guard_value(brokk_str::empty(), || with(msg, brokk_str::empty(), brokk_message::parent_id_view))
 }
 
 /// The delivery id that brokk_broker_ack and brokk_broker_nack take; unique within the broker
@@ -244,11 +246,10 @@ pub unsafe extern "C" fn brokk_message_read(
         let m = reference(msg, "msg")?;
         let out = super::strings::output(fields_out, "fields_out")?;
         let d = m.delivery();
-        let published = d.id() == 0;
         *out = brokk_message_fields {
             topic: brokk_str::from_str(d.topic()),
-            id: if published { brokk_str::from_str(d.parent_id()) } else { brokk_str::from_bytes(m.id_text()) },
-            parent_id: if published { brokk_str::empty() } else { brokk_str::from_str(d.parent_id()) },
+            id: m.id_view(),
+            parent_id: m.parent_id_view(),
             payload: brokk_str::from_bytes(d.payload()),
             metadata: brokk_str::from_bytes(d.metadata()),
             group: d.group().map_or(brokk_str::empty(), brokk_str::from_str),

@@ -29,11 +29,13 @@ pub struct brokk_stats {
     pub requeued: u64,
     /// Deliveries discarded unprocessed by unsubscribe, purge or close (counter).
     pub dropped: u64,
-    /// Deliveries waiting for a worker (gauge).
+    /// Deliveries waiting for a worker (gauge). On SQLite, read from the file: what waits
+    /// in its groups, whichever process opened them.
     pub queued: u64,
     /// Deliveries in a handler or awaiting a manual ack (gauge).
     pub in_flight: u64,
-    /// Messages kept by topics that have no consumer group (gauge).
+    /// Messages kept by topics that have no consumer group (gauge). On SQLite, read from the
+    /// file.
     pub retained: u64,
     /// Retained messages discarded by the retention policy, purge or close (counter).
     pub retained_dropped: u64,

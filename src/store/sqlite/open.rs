@@ -187,7 +187,7 @@ fn check_header(ctx: &FileCtx, file: &mut File, len: u64) -> Result<()> {
         n if n >= 512 && n.is_power_of_two() => u64::from(n),
         n => return Err(ctx.incompatible(format!("its header is damaged (page size {n})"))),
     };
-    if len % page_size != 0 {
+    if !len.is_multiple_of(page_size) {
         return Err(ctx.incompatible(format!("it is truncated or damaged ({len} bytes, pages of {page_size})")));
     }
     // The recorded size is only meaningful when the change counter matches, and a write-ahead

@@ -87,7 +87,7 @@ impl SqliteQueue {
 /// Milliseconds since the epoch at `at`, rounded up: never earlier than asked.
 fn epoch_ms(at: Instant) -> u64 {
     let wait = at.saturating_duration_since(Instant::now());
-    now_ms() + wait.as_millis() as u64 + u64::from(wait.subsec_nanos() % 1_000_000 != 0) + 1
+    now_ms() + wait.as_millis() as u64 + u64::from(!wait.subsec_nanos().is_multiple_of(1_000_000)) + 1
 }
 
 impl GroupQueue for SqliteQueue {
