@@ -70,7 +70,9 @@ fn concurrent_publishes_share_commits() {
         }
     });
     let commits = f.writer.commits() - before;
-    assert!(commits <= 1000, "{commits} commits for 1000 publishes");
+    // Four threads publishing at once share commits (about four publishes each, measured); a
+    // bound this loose still fails if the writer goes back to committing each call alone.
+    assert!(commits < 900, "{commits} commits for 1000 publishes");
     assert_eq!(f.ready_len(g).unwrap(), 1000);
     // Each thread's messages stay in its order.
     let all = f.claim(g, 2000, "me", LEASE).unwrap();
