@@ -17,8 +17,9 @@
 //! *expected* size): the caller that opened the transaction lingers, releasing the connection,
 //! until the batch has that many calls (the one that completes it commits) or a short while
 //! passes (twice what a commit costs lately: waiting for a caller is worth it when it saves a
-//! commit). A lone caller expects 1 and never lingers; when concurrency drops, one linger
-//! shrinks the expectation.
+//! commit). It lingers only while other callers are inside `run` (the last batch's, still
+//! waking up): nobody else in sight, nobody to wait for. A lone caller expects 1 and never
+//! lingers; when concurrency drops, one linger shrinks the expectation.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -47,6 +48,8 @@ pub(super) struct Writer {
     arriving: AtomicUsize,
     /// Signalled when a call joins the open transaction, for its lingering opener.
     joined: Condvar,
+    /// Callers inside `run`, wherever they are in it.
+    inside: AtomicUsize,
     /// Transactions committed: tells the checkpointer there is work, and tests how well
     /// commits are shared.
     commits: Arc<AtomicU64>,
@@ -93,6 +96,7 @@ impl Writer {
             state: Mutex::new(State { conn, batch: None, calls: 0, expected: 1, commit_cost: MIN_LINGER }),
             arriving: AtomicUsize::new(0),
             joined: Condvar::new(),
+            inside: AtomicUsize::new(0),
             commits: Arc::default(),
             ctx,
         }
@@ -116,6 +120,7 @@ impl Writer {
     /// Runs `job` in the transaction shared with the callers of this moment, isolated from
     /// their failures; returns once that transaction committed (or failed).
     pub fn run<R>(&self, job: impl FnOnce(&Tx<'_>) -> Result<R, TxError>) -> Result<R> {
+        let _inside = Inside::enter(&self.inside);
         self.arriving.fetch_add(1, Ordering::SeqCst);
         let mut st = self.state.lock();
         self.arriving.fetch_sub(1, Ordering::SeqCst);
@@ -155,7 +160,7 @@ impl Writer {
         }
 
         if !self.complete(&st) {
-            if opener {
+            if opener && self.inside.load(Ordering::SeqCst) > st.calls {
                 // Linger for the callers expected; one of them may complete the batch and commit.
                 let until = Instant::now() + (st.commit_cost * 2).clamp(MIN_LINGER, MAX_LINGER);
                 while self.is_open(&st, &batch) && !self.complete(&st) {
@@ -248,6 +253,22 @@ impl Writer {
             Ok(()) => (result, panicked),
             Err(e) => (Err(self.ctx.sql_error(e)), panicked),
         }
+    }
+}
+
+/// Counts a caller inside `run` until it returns, however it returns.
+struct Inside<'a>(&'a AtomicUsize);
+
+impl<'a> Inside<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Inside(count)
+    }
+}
+
+impl Drop for Inside<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
