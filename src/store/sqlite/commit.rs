@@ -30,6 +30,7 @@ use parking_lot::{Condvar, Mutex};
 use rusqlite::Connection;
 
 use super::errors::{FileCtx, TxError};
+use super::keys::{KeyBlock, Keys};
 use super::tx::Tx;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -65,6 +66,10 @@ struct State {
     expected: usize,
     /// What a commit costs lately (a moving average).
     commit_cost: Duration,
+    /// The delivery keys this writer holds (see `keys.rs`), and what it held when the open
+    /// transaction began: put back if the transaction is lost.
+    keys: Keys,
+    keys_at_begin: KeyBlock,
 }
 
 /// The calls sharing one transaction, waiting for its outcome.
@@ -93,7 +98,15 @@ impl Batch {
 impl Writer {
     pub fn new(conn: Connection, ctx: Arc<FileCtx>) -> Self {
         Writer {
-            state: Mutex::new(State { conn, batch: None, calls: 0, expected: 1, commit_cost: MIN_LINGER }),
+            state: Mutex::new(State {
+                conn,
+                batch: None,
+                calls: 0,
+                expected: 1,
+                commit_cost: MIN_LINGER,
+                keys: Keys::default(),
+                keys_at_begin: KeyBlock::default(),
+            }),
             arriving: AtomicUsize::new(0),
             joined: Condvar::new(),
             inside: AtomicUsize::new(0),
@@ -133,6 +146,7 @@ impl Writer {
                 let b = Arc::new(Batch { outcome: Mutex::new(None), settled: Condvar::new() });
                 st.batch = Some(Arc::clone(&b));
                 st.calls = 0;
+                st.keys_at_begin = st.keys.get();
                 (b, true)
             }
         };
@@ -141,7 +155,7 @@ impl Writer {
         let first = st.calls == 0;
         st.calls += 1;
 
-        let (result, panicked) = self.isolated(&st.conn, job, first);
+        let (result, panicked) = self.isolated(&st.conn, &st.keys, job, first);
         if st.conn.is_autocommit() {
             // The transaction ended: rolled back above (a first call failed) or by SQLite
             // itself (a full disk, an I/O error), when every call of the batch is lost.
@@ -152,6 +166,7 @@ impl Writer {
                 }
             };
             st.batch = None;
+            st.keys.set(st.keys_at_begin);
             batch.settle(Err(e.clone()));
             self.joined.notify_all();
             drop(st);
@@ -187,8 +202,11 @@ impl Writer {
 
         let started = Instant::now();
         let committed = exec(&st.conn, "COMMIT").map_err(|e| self.ctx.sql_error(e));
-        if committed.is_err() && !st.conn.is_autocommit() {
-            let _ = exec(&st.conn, "ROLLBACK");
+        if committed.is_err() {
+            if !st.conn.is_autocommit() {
+                let _ = exec(&st.conn, "ROLLBACK");
+            }
+            st.keys.set(st.keys_at_begin);
         }
         if committed.is_ok() {
             self.commits.fetch_add(1, Ordering::Relaxed);
@@ -224,6 +242,7 @@ impl Writer {
     fn isolated<R>(
         &self,
         conn: &Connection,
+        keys: &Keys,
         job: impl FnOnce(&Tx<'_>) -> Result<R, TxError>,
         first: bool,
     ) -> (Result<R>, Option<Box<dyn std::any::Any + Send>>) {
@@ -232,7 +251,9 @@ impl Writer {
                 return (Err(self.ctx.sql_error(e)), None);
             }
         }
-        let tx = Tx::new(conn);
+        // Keys reserved by a call that is rolled back were reserved by nobody.
+        let keys_before = keys.get();
+        let tx = Tx::new(conn, keys);
         let (result, panicked) = match panic::catch_unwind(AssertUnwindSafe(|| job(&tx))) {
             Ok(r) => (r.map_err(|e| self.ctx.error(e)), None),
             Err(p) => {
@@ -240,6 +261,9 @@ impl Writer {
                 (Err(e), Some(p))
             }
         };
+        if result.is_err() {
+            keys.set(keys_before);
+        }
         if conn.is_autocommit() {
             return (result, panicked);
         }
@@ -251,7 +275,10 @@ impl Writer {
         };
         match ended {
             Ok(()) => (result, panicked),
-            Err(e) => (Err(self.ctx.sql_error(e)), panicked),
+            Err(e) => {
+                keys.set(keys_before);
+                (Err(self.ctx.sql_error(e)), panicked)
+            }
         }
     }
 }

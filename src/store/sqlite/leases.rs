@@ -18,13 +18,14 @@ use crate::message::now_ms;
 pub(super) const SELECT_READY: &str = "SELECT d.key, d.attempt, m.msg_id, m.payload, m.metadata, m.priority, \
                                        m.timestamp_ms FROM deliveries AS d JOIN messages AS m ON m.id = d.message \
                                        WHERE d.group_id = ?1 AND d.state = 0 ORDER BY d.priority DESC, d.seq LIMIT ?2";
-/// Delays that ran out: ready again, behind what is queued (the seq is taken afterwards).
-pub(super) const PROMOTE_DELAYED: &str = "UPDATE deliveries SET state = 0, seq = (SELECT value FROM counters WHERE \
-                                          name = 'seq') WHERE group_id = ?1 AND state = 1 AND due <= ?2";
+/// Delays that ran out: ready again, behind what is queued (the group's next number, taken
+/// afterwards).
+pub(super) const PROMOTE_DELAYED: &str = "UPDATE deliveries SET state = 0, seq = (SELECT cg.seq FROM consumer_groups \
+                                          AS cg WHERE cg.id = ?1) WHERE group_id = ?1 AND state = 1 AND due <= ?2";
 /// Leases that ran out: ready again with attempt + 1, so a late ack of the old lease fails.
 /// Except the claimer's own (`?3`, `?4`): a live holder times its leases itself.
 pub(super) const PROMOTE_EXPIRED: &str = "UPDATE deliveries SET state = 0, owner = NULL, attempt = attempt + 1, \
-                                          seq = (SELECT value FROM counters WHERE name = 'seq') \
+                                          seq = (SELECT cg.seq FROM consumer_groups AS cg WHERE cg.id = ?1) \
                                           WHERE group_id = ?1 AND state = 2 AND due <= ?2 \
                                           AND owner NOT IN (?3, ?4)";
 pub(super) const MARK_LEASED: &str = "UPDATE deliveries SET state = 2, owner = ?2, due = ?3 WHERE key = ?1";
@@ -33,8 +34,10 @@ pub(super) const DELETE_LEASED: &str =
 /// Leases are few (what consumers hold), so owner-wide updates scan their partial index.
 pub(super) const EXTEND_LEASES: &str =
     "UPDATE deliveries INDEXED BY deliveries_leased SET due = ?2 WHERE state = 2 AND owner = ?1";
+/// Each row goes behind its group's queue (the groups' next numbers are taken afterwards).
 pub(super) const RELEASE_OWNER: &str = "UPDATE deliveries INDEXED BY deliveries_leased SET state = 0, owner = NULL, \
-                                        attempt = attempt + 1, seq = ?2 WHERE state = 2 AND owner = ?1 \
+                                        attempt = attempt + 1, seq = (SELECT cg.seq FROM consumer_groups AS cg \
+                                        WHERE cg.id = deliveries.group_id) WHERE state = 2 AND owner = ?1 \
                                         RETURNING group_id";
 
 /// Milliseconds from now until `lease` ends.
@@ -107,9 +110,8 @@ impl Tx<'_> {
         let n = self.stmt(PROMOTE_DELAYED)?.execute(params![g.0, now])?
             + self.stmt(PROMOTE_EXPIRED)?.execute(params![g.0, now, spare[0], spare[1]])?;
         if n > 0 {
-            // The promoted rows took the next number; now it is theirs.
-            self.take_seq(1)?;
-            self.add_ready(g, n as i64)?;
+            // The promoted rows took the group's next number; now it is theirs.
+            self.take_group_seq(g, 1, n as i64)?;
         }
         Ok(())
     }
@@ -133,16 +135,17 @@ impl Tx<'_> {
         let now = now_ms() as i64;
         let at = i64::try_from(available_at_ms).unwrap_or(i64::MAX);
         let state = if at <= now { 0 } else { 1 };
-        let seq = self.take_seq(1)?;
+        // Behind its group's queue: the group's next number, taken below.
         let group: Option<i64> = self
             .stmt(
-                "UPDATE deliveries SET state = ?5, owner = NULL, attempt = attempt + 1, due = ?4, seq = ?6 \
+                "UPDATE deliveries SET state = ?5, owner = NULL, attempt = attempt + 1, due = ?4, \
+                 seq = (SELECT cg.seq FROM consumer_groups AS cg WHERE cg.id = deliveries.group_id) \
                  WHERE key = ?1 AND state = 2 AND owner = ?2 AND attempt = ?3 RETURNING group_id",
             )?
-            .query_row(params![key, owner, attempt, at, state, seq], |r| r.get(0))
+            .query_row(params![key, owner, attempt, at, state], |r| r.get(0))
             .optional()?;
-        if let (Some(g), 0) = (group, state) {
-            self.add_ready(GroupId(g), 1)?;
+        if let Some(g) = group {
+            self.take_group_seq(GroupId(g), 1, i64::from(state == 0))?;
         }
         Ok(group.is_some())
     }
@@ -170,16 +173,15 @@ impl Tx<'_> {
 
     /// See `SqliteFile::release_owner`.
     pub(crate) fn release_owner(&self, owner: &str) -> TxResult<u64> {
-        let seq = self.take_seq(1)?;
         let mut per_group = BTreeMap::<i64, i64>::new();
         let mut stmt = self.stmt(RELEASE_OWNER)?;
-        let mut rows = stmt.query(params![owner, seq])?;
+        let mut rows = stmt.query(params![owner])?;
         while let Some(row) = rows.next()? {
             *per_group.entry(row.get(0)?).or_default() += 1;
         }
         drop(rows);
         for (g, n) in &per_group {
-            self.add_ready(GroupId(*g), *n)?;
+            self.take_group_seq(GroupId(*g), 1, *n)?;
         }
         Ok(per_group.values().sum::<i64>() as u64)
     }

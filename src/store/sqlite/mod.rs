@@ -20,10 +20,10 @@
 //! however large the backlog, with no sort. A claim first promotes its group's due rows (delays
 //! that ran out, leases that expired: attempt + 1) through the two time-ordered indexes, so a
 //! crashed process's deliveries come back to any member of the group in any process. `seq`
-//! orders rows within a priority: new rows take it from one counter, and a requeued or
-//! reclaimed row takes a fresh one, so it goes to the back of its priority as in the memory
-//! store. `key` never changes and is never reused: a late ack of a lost lease can not hit
-//! another delivery.
+//! orders rows within a priority: each group numbers its rows in its own row (written anyway
+//! for its ready count), and a requeued or reclaimed row takes a fresh number, so it goes to
+//! the back of its priority as in the memory store. `key` never changes and is never reused
+//! (`keys.rs`): a late ack of a lost lease can not hit another delivery.
 //!
 //! **Writes** go through one connection per `SqliteFile` with group commit (see `commit.rs`):
 //! concurrent callers share one `BEGIN IMMEDIATE … COMMIT`, each in its own savepoint, and each
@@ -44,6 +44,7 @@ mod checkpoint;
 mod commit;
 mod errors;
 mod groups;
+mod keys;
 mod leases;
 mod open;
 mod owners;

@@ -10,9 +10,9 @@ use crate::error::{Error, ErrorKind};
 
 const INSERT_MESSAGE: &str = "INSERT INTO messages (refs, priority, timestamp_ms, msg_id, payload, metadata) \
                               VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-/// A new delivery is ready, at attempt 1, and queued by its key.
+/// A new delivery is ready, at attempt 1, queued at `?5` of its group's order.
 pub(super) const INSERT_DELIVERY: &str = "INSERT INTO deliveries (key, group_id, message, priority, seq, state, \
-                                          attempt, due, owner) VALUES (?1, ?2, ?3, ?4, ?1, 0, 1, 0, NULL)";
+                                          attempt, due, owner) VALUES (?1, ?2, ?3, ?4, ?5, 0, 1, 0, NULL)";
 
 impl Tx<'_> {
     /// See `SqliteFile::publish`.
@@ -47,11 +47,13 @@ impl Tx<'_> {
             return Ok(PublishReceipt::default());
         }
         let fan_out = groups.len() as i64;
+        let n = msgs.len() as i64;
         // Keys in insertion order, so that every insert appends to the table's b-tree.
-        let mut key = self.take_seq(msgs.len() as i64 * fan_out)?;
+        let mut key = self.take_keys(n * fan_out)?;
+        let firsts: Vec<i64> = groups.iter().map(|g| self.take_group_seq(*g, n, n)).collect::<TxResult<_>>()?;
         let mut insert_message = self.stmt(INSERT_MESSAGE)?;
         let mut insert_delivery = self.stmt(INSERT_DELIVERY)?;
-        for m in msgs {
+        for (i, m) in (0..).zip(msgs) {
             let body = insert_message.insert(params![
                 fan_out,
                 m.priority,
@@ -60,13 +62,10 @@ impl Tx<'_> {
                 m.payload,
                 m.metadata
             ])?;
-            for g in &groups {
-                insert_delivery.execute(params![key, g.0, body, m.priority])?;
+            for (g, first) in groups.iter().zip(&firsts) {
+                insert_delivery.execute(params![key, g.0, body, m.priority, first + i])?;
                 key += 1;
             }
-        }
-        for g in &groups {
-            self.add_ready(*g, msgs.len() as i64)?;
         }
         Ok(PublishReceipt { groups, ..Default::default() })
     }
@@ -144,14 +143,14 @@ impl Tx<'_> {
         if held.is_empty() {
             return Ok(0);
         }
-        let first = self.take_seq(held.len() as i64)?;
+        let n = held.len() as i64;
+        let (first_key, first_seq) = (self.take_keys(n)?, self.take_group_seq(g, n, n)?);
         let mut insert_delivery = self.stmt(INSERT_DELIVERY)?;
-        for (key, (body, priority)) in (first..).zip(&held) {
-            insert_delivery.execute(params![key, g.0, body, priority])?;
+        for ((key, seq), (body, priority)) in (first_key..).zip(first_seq..).zip(&held) {
+            insert_delivery.execute(params![key, g.0, body, priority, seq])?;
         }
         self.stmt("DELETE FROM retained WHERE topic_id = ?1")?.execute([topic_id])?;
         self.stmt("UPDATE topics SET retained = 0 WHERE id = ?1")?.execute([topic_id])?;
-        self.add_ready(g, held.len() as i64)?;
         Ok(held.len() as u64)
     }
 }

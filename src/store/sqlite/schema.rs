@@ -19,7 +19,8 @@ pub(super) struct Step {
 }
 
 /// Every version so far, oldest first. Version 1 is the base, made from an empty file.
-pub(super) const STEPS: &[Step] = &[Step { to: 1, run: create_v1 }, Step { to: 2, run: create_v2 }];
+pub(super) const STEPS: &[Step] =
+    &[Step { to: 1, run: create_v1 }, Step { to: 2, run: create_v2 }, Step { to: 3, run: create_v3 }];
 
 /// The tables and indexes of version 1 (see the module doc of `sqlite` for the states).
 const V1: &str = "
@@ -95,6 +96,20 @@ CREATE TABLE owners (
 
 fn create_v2(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V2)
+}
+
+/// Version 3: each group orders its own deliveries (`consumer_groups.seq`), and the file-wide
+/// counter (`counters.seq`) only hands out delivery keys, in blocks reserved by each writer (see
+/// `keys.rs`). A publish then writes the group row it already wrote (for `ready`) instead of
+/// one more page, the counter's, in every commit. Existing groups continue from the file-wide
+/// value, so what they hold stays in front of what comes next.
+const V3: &str = "
+ALTER TABLE consumer_groups ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+UPDATE consumer_groups SET seq = (SELECT value FROM counters WHERE name = 'seq');
+";
+
+fn create_v3(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(V3)
 }
 
 /// What `open` found in the file.

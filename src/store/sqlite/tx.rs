@@ -1,21 +1,28 @@
 //! The write side's building blocks, valid inside a transaction that `Writer` opened. The
 //! operations themselves are in `publish.rs`, `groups.rs` and `leases.rs`; here are the
-//! bookkeeping pieces they share: topics, sequence numbers, reference counts and counters.
+//! bookkeeping pieces they share: topics, queue order, reference counts and counters (delivery
+//! keys are in `keys.rs`).
 
 use rusqlite::{CachedStatement, Connection, OptionalExtension};
 
 use super::errors::TxResult;
+use super::keys::Keys;
 use super::GroupId;
 
 /// A transaction in progress (more exactly: a savepoint of one). Every write of the store is a
 /// method of it, so that several can run in one transaction (`SqliteFile::atomically`).
 pub(crate) struct Tx<'c> {
     conn: &'c Connection,
+    keys: &'c Keys,
 }
 
 impl<'c> Tx<'c> {
-    pub(super) fn new(conn: &'c Connection) -> Self {
-        Tx { conn }
+    pub(super) fn new(conn: &'c Connection, keys: &'c Keys) -> Self {
+        Tx { conn, keys }
+    }
+
+    pub(super) fn keys(&self) -> &'c Keys {
+        self.keys
     }
 
     pub(super) fn stmt(&self, sql: &str) -> rusqlite::Result<CachedStatement<'c>> {
@@ -38,12 +45,12 @@ impl<'c> Tx<'c> {
         Ok(ids)
     }
 
-    /// Takes `n` numbers from the file's sequence (delivery keys and queue order) and returns
-    /// the first. The sequence only grows, so keys are never reused and a fresh `seq` goes
-    /// after every row already queued.
-    pub(super) fn take_seq(&self, n: i64) -> TxResult<i64> {
-        let sql = "UPDATE counters SET value = value + ?1 WHERE name = 'seq' RETURNING value - ?1";
-        Ok(self.stmt(sql)?.query_row([n], |r| r.get(0))?)
+    /// Takes `n` numbers of `g`'s queue order and adds `ready` to its count of ready
+    /// deliveries, in one write of its row; returns the first number. The order only grows, so
+    /// a fresh number goes after every row of the group already queued.
+    pub(super) fn take_group_seq(&self, g: GroupId, n: i64, ready: i64) -> TxResult<i64> {
+        let sql = "UPDATE consumer_groups SET seq = seq + ?2, ready = ready + ?3 WHERE id = ?1 RETURNING seq - ?2";
+        Ok(self.stmt(sql)?.query_row([g.0, n, ready], |r| r.get(0))?)
     }
 
     /// Drops one reference to a message body, deleting it with its last one.

@@ -8,6 +8,7 @@ use std::time::Instant;
 use rusqlite::Connection;
 
 use super::super::schema::{self, Step, APPLICATION_ID};
+use super::super::GroupId;
 use super::*;
 use crate::error::{Error, ErrorKind};
 
@@ -235,16 +236,30 @@ fn an_older_schema_is_migrated_in_one_transaction() {
 fn a_version_1_store_is_migrated_to_this_builds_version() {
     let dir = TempDir::new("from-v1");
     let path = dir.file("s.db");
-    {
-        let v1 = SqliteFile::open_with(&options(&path), &schema::STEPS[..1]).unwrap();
-        let g = v1.named_group("t", "w").unwrap();
-        publish_ids(&v1, "t", &["a", "b"]);
-        v1.anonymous_group("t", "an-old-broker").unwrap();
-        assert_eq!(v1.ready_len(g).unwrap(), 2);
-    }
+    drop(SqliteFile::open_with(&options(&path), &schema::STEPS[..1]).unwrap());
+    // What a version-1 broker wrote (this build writes version 3): a named group with two
+    // deliveries ordered by the file-wide counter, and an anonymous group.
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "INSERT INTO topics (id, name) VALUES (1, 't');
+             INSERT INTO consumer_groups (id, topic_id, name, ready) VALUES (1, 1, 'w', 2);
+             INSERT INTO consumer_groups (id, topic_id, owner) VALUES (2, 1, 'an-old-broker');
+             INSERT INTO messages (id, refs, priority, timestamp_ms, msg_id, payload) VALUES
+                 (1, 1, 0, 1, 'a', X'31'), (2, 1, 0, 2, 'b', X'32');
+             INSERT INTO deliveries (key, group_id, message, priority, seq, state, attempt, due) VALUES
+                 (7, 1, 1, 0, 7, 0, 1, 0), (8, 1, 2, 0, 8, 0, 1, 0);
+             UPDATE counters SET value = 9 WHERE name = 'seq';",
+        )
+        .unwrap();
     let f = open(&path);
     let g = f.named_group("t", "w").unwrap();
-    assert_eq!(ids(&f.claim(g, 10, "me", LEASE).unwrap()), ["a", "b"], "the data came along");
+    assert_eq!(g, GroupId(1));
+    // A new delivery goes behind the old ones, under a key neither of them has.
+    publish_ids(&f, "t", &["c"]);
+    let got = f.claim(g, 10, "me", LEASE).unwrap();
+    assert_eq!(ids(&got), ["a", "b", "c"], "the data came along, in its order");
+    assert!(got[2].key > 8, "key {} of the new delivery", got[2].key);
     f.register_owner("me", LEASE).unwrap();
     assert_eq!(rows(&f, "owners"), 1);
     // The version-1 broker never registered: its anonymous group counts as silent.

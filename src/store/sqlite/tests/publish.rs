@@ -300,3 +300,27 @@ fn purge_says_what_it_discarded_per_topic_and_waiting_counts_what_comes_back() {
     assert_eq!(got, [("kept", 0, 2), ("t", 2, 0)]);
     assert_eq!(f.waiting(g, crate::message::now_ms()).unwrap(), 1);
 }
+
+#[test]
+fn keys_reserved_by_a_rolled_back_call_are_nobodys() {
+    let dir = TempDir::new("keys");
+    let path = dir.file("s.db");
+    let (f, other) = (open(&path), open(&path));
+    let g = f.named_group("t", "w").unwrap();
+    // The call reserves a block of keys and takes some, then fails: the reservation is rolled
+    // back with it.
+    let many: Vec<_> = (0..10).map(|i| msg(&format!("gone-{i}"), 0)).collect();
+    let failed = f.atomically(|tx| {
+        tx.publish("t", &many.iter().map(StoredMessage::as_new).collect::<Vec<_>>(), Retention::Off)?;
+        tx.publish("lonely", &[msg("never", 0).as_new()], Retention::Reject(0))
+    });
+    assert_eq!(failed.unwrap_err().kind(), ErrorKind::Full);
+    // The other writer now reserves the keys the failed call had taken; this one must not
+    // use them again (the key is the table's primary key: a reuse fails the insert).
+    let theirs: Vec<String> = (0..20).map(|i| format!("other-{i}")).collect();
+    publish_ids(&other, "t", &theirs.iter().map(String::as_str).collect::<Vec<_>>());
+    publish_ids(&f, "t", &["from-f"]);
+    let got = f.claim(g, 100, "me", LEASE).unwrap();
+    assert_eq!(got.len(), 21);
+    assert_eq!(ids(&got)[20], "from-f");
+}
