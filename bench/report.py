@@ -29,6 +29,8 @@ IMPLS = {
     "pynenc": "pynenc MemBroker",
     "rusqlite": "hand-written rusqlite",
     "pynenc-sqlite": "pynenc SQLiteBroker",
+    "pynenc-mem": "pynenc MemBroker",
+    "brokk-pynenc": "brokk pynenc plugin (BrokkBroker)",
 }
 SCENARIOS = {
     "1to1": "1 publisher -> 1 subscriber",
@@ -49,6 +51,10 @@ SCENARIOS = {
     "sqlite-pull-backlog-1k": "SQLite: fetch + ack, 1 000 queued",
     "sqlite-pull-backlog-100k": "SQLite: fetch + ack, 100 000 queued",
     "sqlite-pull-backlog-1m": "SQLite: fetch + ack, 1 000 000 queued",
+    "pynenc-route": "pynenc broker: route_invocation, memory",
+    "pynenc-retrieve": "pynenc broker: retrieve_invocation, memory",
+    "pynenc-sqlite-route": "pynenc broker: route_invocation, SQLite",
+    "pynenc-sqlite-retrieve": "pynenc broker: retrieve_invocation, SQLite",
 }
 
 # (id, description, numerator (scenario, impl, field), denominator or None, comparison, bound)
@@ -75,6 +81,15 @@ TARGETS = [
      ("sqlite-publish-threads4", "brokk-c", "rate"), ("sqlite-publish-threads4", "pynenc-sqlite", "rate"), ">=", 50.0),
     ("sqlite-pull-vs-pynenc", "SQLite fetch + ack >= 20x pynenc SQLiteBroker retrieve",
      ("sqlite-pull", "brokk-c", "rate"), ("sqlite-pull", "pynenc-sqlite", "rate"), ">=", 20.0),
+    # The pynenc plugin against pynenc's own brokers, through pynenc's broker interface.
+    ("pynenc-plugin-route", "pynenc plugin route_invocation (memory) >= pynenc MemBroker",
+     ("pynenc-route", "brokk-pynenc", "rate"), ("pynenc-route", "pynenc-mem", "rate"), ">=", 1.0),
+    ("pynenc-plugin-retrieve", "pynenc plugin retrieve_invocation (memory) >= pynenc MemBroker",
+     ("pynenc-retrieve", "brokk-pynenc", "rate"), ("pynenc-retrieve", "pynenc-mem", "rate"), ">=", 1.0),
+    ("pynenc-plugin-sqlite-route", "pynenc plugin route_invocation (SQLite) >= 20x pynenc SQLiteBroker",
+     ("pynenc-sqlite-route", "brokk-pynenc", "rate"), ("pynenc-sqlite-route", "pynenc-sqlite", "rate"), ">=", 20.0),
+    ("pynenc-plugin-sqlite-retrieve", "pynenc plugin retrieve_invocation (SQLite) >= 20x pynenc SQLiteBroker",
+     ("pynenc-sqlite-retrieve", "brokk-pynenc", "rate"), ("pynenc-sqlite-retrieve", "pynenc-sqlite", "rate"), ">=", 20.0),
     ("sqlite-batch", "SQLite batch publish of 10 000 >= 300 k msgs/s",
      ("sqlite-batch10000", "brokk-c", "rate"), None, ">=", 300_000.0),
     # Flat: the rate with 1 M queued keeps at least half the rate with 1 k queued (a queue that
@@ -312,10 +327,11 @@ def markdown(results: dict) -> str:
 
 SHORT = {"brokk-c": "brokk C", "brokk-go": "brokk Go", "brokk-py": "brokk Python", "zmq-pushpull": "ZeroMQ",
          "zmq-pubsub": "ZeroMQ PUB/SUB", "crossbeam": "raw channel", "tadween": "Tadween", "pynenc": "pynenc",
-         "rusqlite": "rusqlite", "pynenc-sqlite": "pynenc SQLite"}
+         "rusqlite": "rusqlite", "pynenc-sqlite": "pynenc SQLite", "pynenc-mem": "pynenc MemBroker",
+         "brokk-pynenc": "brokk plugin"}
 COLORS = {"brokk-c": "#1f5fa8", "brokk-go": "#4f8fd8", "brokk-py": "#7fb2ea", "zmq-pushpull": "#d9822b",
           "zmq-pubsub": "#d9822b", "crossbeam": "#7a7a7a", "tadween": "#8e5cb5", "pynenc": "#3a9a5b",
-          "rusqlite": "#b8860b", "pynenc-sqlite": "#3a9a5b"}
+          "rusqlite": "#b8860b", "pynenc-sqlite": "#3a9a5b", "pynenc-mem": "#3a9a5b", "brokk-pynenc": "#7fb2ea"}
 
 
 def chart(results: dict, path: Path) -> None:
@@ -369,7 +385,9 @@ def chart(results: dict, path: Path) -> None:
     bars(axes[0][0], native, "Throughput: C ABI, Go and native peers", "messages/s (fan-out: deliveries/s), log scale")
 
     py = []
-    for s, impls in [("1to1", ["brokk-py", "tadween"]), ("pull", ["brokk-py", "pynenc"])]:
+    for s, impls in [("1to1", ["brokk-py", "tadween"]), ("pull", ["brokk-py", "pynenc"]),
+                     ("pynenc-route", ["brokk-pynenc", "pynenc-mem"]),
+                     ("pynenc-retrieve", ["brokk-pynenc", "pynenc-mem"])]:
         items = [(i, (rec(s, i) or {}).get("rate")) for i in impls]
         if any(v for _, v in items):
             py.append((s, items))
@@ -399,7 +417,9 @@ def chart(results: dict, path: Path) -> None:
     sql = []
     for s, impls in [("sqlite-publish-threads4", ["brokk-c", "rusqlite", "pynenc-sqlite"]),
                      ("sqlite-pull", ["brokk-c", "rusqlite", "pynenc-sqlite"]),
-                     ("sqlite-pull-batch64", ["brokk-c"]), ("sqlite-batch10000", ["brokk-c"])]:
+                     ("sqlite-pull-batch64", ["brokk-c"]), ("sqlite-batch10000", ["brokk-c"]),
+                     ("pynenc-sqlite-route", ["brokk-pynenc", "pynenc-sqlite"]),
+                     ("pynenc-sqlite-retrieve", ["brokk-pynenc", "pynenc-sqlite"])]:
         items = [(i, (rec(s, i) or {}).get("rate")) for i in impls]
         if any(v for _, v in items):
             sql.append((s.removeprefix("sqlite-"), items))

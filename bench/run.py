@@ -84,6 +84,16 @@ RUNS = [
     ("latency", "tadween", "py", ["tadween", "latency"], PY_LAT, SMOKE_PY_LAT),
     ("pull", "brokk-py", "py", ["brokk-py", "pull"], PY, SMOKE_PY),
     ("pull", "pynenc", "py", ["pynenc", "pull"], {"messages": 1_000_000, "warmup": 50_000, "seconds": 5}, SMOKE_PY),
+    # pynenc's broker interface, one call at a time: pynenc's own brokers against brokk's pynenc
+    # plugin (brokk.pynenc_plugin.BrokkBroker), in memory and on a SQLite file.
+    ("pynenc-route", "pynenc-mem", "py", ["pynenc-broker", "route", "--broker", "mem"], PY, SMOKE_PY),
+    ("pynenc-route", "brokk-pynenc", "py", ["pynenc-broker", "route", "--broker", "brokk-memory"], PY, SMOKE_PY),
+    ("pynenc-retrieve", "pynenc-mem", "py", ["pynenc-broker", "retrieve", "--broker", "mem"], PY, SMOKE_PY),
+    ("pynenc-retrieve", "brokk-pynenc", "py", ["pynenc-broker", "retrieve", "--broker", "brokk-memory"], PY, SMOKE_PY),
+    ("pynenc-sqlite-route", "pynenc-sqlite", "py", ["pynenc-broker", "route", "--broker", "sqlite"], SQL_PY, SMOKE_SQL_PY),
+    ("pynenc-sqlite-route", "brokk-pynenc", "py", ["pynenc-broker", "route", "--broker", "brokk-sqlite"], SQL_PY, SMOKE_SQL_PY),
+    ("pynenc-sqlite-retrieve", "pynenc-sqlite", "py", ["pynenc-broker", "retrieve", "--broker", "sqlite"], SQL_PY, SMOKE_SQL_PY),
+    ("pynenc-sqlite-retrieve", "brokk-pynenc", "py", ["pynenc-broker", "retrieve", "--broker", "brokk-sqlite"], SQL_PY, SMOKE_SQL_PY),
     # SQLite, a fresh file per run, synchronous=normal everywhere.
     ("sqlite-publish-threads4", "brokk-c", "brokk", ["publish-threads", "--threads", "4"] + SQL, SQL_PUB, SMOKE_SQL),
     ("sqlite-publish-threads4", "rusqlite", "sqlite", ["publish-threads", "--threads", "4"], SQL_PUB, SMOKE_SQL),
@@ -104,7 +114,8 @@ RUNS = [
 
 # Which Python import each Python implementation needs.
 PY_IMPORTS = {"brokk-py": "brokk", "tadween": "tadween_core.broker", "pynenc": "pynenc.broker.mem_broker",
-              "pynenc-sqlite": "pynenc.broker.sqlite_broker"}
+              "pynenc-sqlite": "pynenc.broker.sqlite_broker", "pynenc-mem": "pynenc.broker.mem_broker",
+              "brokk-pynenc": "brokk.pynenc_plugin"}
 
 
 def sh(*cmd: str, cwd: Path = ROOT) -> str:

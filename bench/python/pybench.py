@@ -13,6 +13,12 @@
     pybench.py pynenc sqlite-retrieve
                                    pynenc's SQLiteBroker: retrieve_invocation, ids routed
                                    beforehand (route_invocations, one transaction)
+    pybench.py pynenc-broker route|retrieve --broker mem|sqlite|brokk-memory|brokk-sqlite
+                                   pynenc's broker interface, one call at a time on one thread:
+                                   route_invocation into an empty queue, or retrieve_invocation
+                                   of ids routed beforehand; pynenc's MemBroker and SQLiteBroker
+                                   against brokk's pynenc plugin (brokk.pynenc_plugin.BrokkBroker)
+                                   on memory:// and on a SQLite file
 
 Every implementation gets the same payload, {"i": n, "s": "<32 chars>"}, as a Python dict (the
 natural argument of both brokers), with the same warm-up and bounds (--messages, --seconds,
@@ -461,10 +467,108 @@ def run_sqlite_retrieve_pynenc(o: argparse.Namespace) -> None:
     )
 
 
+# ---- pynenc's broker interface: pynenc's brokers against the brokk plugin -------------------------
+
+# --broker -> (impl name in the results, store)
+PYNENC_BROKERS = {
+    "mem": ("pynenc-mem", "memory"),
+    "sqlite": ("pynenc-sqlite", "sqlite"),
+    "brokk-memory": ("brokk-pynenc", "memory"),
+    "brokk-sqlite": ("brokk-pynenc", "sqlite"),
+}
+
+
+def _pynenc_broker(kind: str, tmpdir: str):
+    """A broker as a pynenc app gets it, each on a fresh store: MemBroker, SQLiteBroker (as in
+    _pynenc_sqlite), or BrokkBroker chosen with broker_cls (memory://, or a SQLite file with
+    brokk's defaults: WAL, synchronous=normal, like pynenc's)."""
+    import logging
+
+    logging.disable(logging.WARNING)
+    if kind == "sqlite":
+        return _pynenc_sqlite(tmpdir)
+    from pynenc import Pynenc
+
+    if kind == "mem":
+        from pynenc.broker.mem_broker import MemBroker
+
+        return MemBroker(Pynenc(config_values={"app_id": "brokk-bench"}))
+    import brokk.pynenc_plugin  # noqa: F401  (what the pynenc.plugins entry point imports)
+
+    url = "memory://" if kind == "brokk-memory" else f"sqlite://{os.path.join(tmpdir, 'brokk.db')}"
+    broker = Pynenc(config_values={"app_id": "brokk-bench", "broker_cls": "BrokkBroker", "brokk_url": url}).broker
+    assert type(broker).__name__ == "BrokkBroker"
+    return broker
+
+
+def run_pynenc_broker(o: argparse.Namespace) -> None:
+    from pynenc.identifiers.invocation_id import generate_invocation_id
+
+    impl, store = PYNENC_BROKERS[o.broker]
+    route = o.scenario == "route"
+    tmp = _tmpdir()
+    try:
+        broker = _pynenc_broker(o.broker, tmp)
+        total = o.warmup + o.messages
+        ids = [generate_invocation_id() for _ in range(total)]
+        if not route:
+            for first in range(0, total, 10_000):
+                broker.route_invocations(ids[first : first + 10_000], "default", 0.0)
+
+        def run(start: int, limit: int, deadline: float) -> int:
+            n = 0
+            if route:
+                while n < limit:
+                    broker.route_invocation(ids[start + n], "default", 0.0)
+                    n += 1
+                    if n & 63 == 0 and time.perf_counter() >= deadline:
+                        break
+            else:
+                while n < limit:
+                    if broker.retrieve_invocation("default") is None:
+                        raise SystemExit(f"{impl} retrieve: queue empty after {start + n} retrieves")
+                    n += 1
+                    if n & 63 == 0 and time.perf_counter() >= deadline:
+                        break
+            return n
+
+        warm = run(0, o.warmup, float("inf"))
+        t0 = time.perf_counter()
+        got = run(warm, o.messages, t0 + o.seconds)
+        t1 = time.perf_counter()
+        # Checked, so that a broker that loses or duplicates work cannot post a figure.
+        queued = broker.count_invocations(["default"])
+        expected = warm + got if route else total - warm - got
+        if queued != expected:
+            raise SystemExit(f"{impl} {o.scenario}: {queued} queued, expected {expected}")
+        if hasattr(broker, "close"):
+            broker.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    what = "route_invocation" if route else "retrieve_invocation"
+    emit(
+        {
+            "scenario": f"pynenc-{'sqlite-' if store == 'sqlite' else ''}{o.scenario}",
+            "impl": impl,
+            "unit": "messages",
+            "messages": got,
+            "deliveries": 0 if route else got,
+            "seconds": t1 - t0,
+            "rate": got / (t1 - t0),
+            "store": store,
+            **({"synchronous": "normal"} if store == "sqlite" else {}),
+            **({} if route else {"prepublished": total}),
+            "note": f"{what}, one call at a time on one thread"
+            + (" (fetch + ack of one delivery per call)" if impl == "brokk-pynenc" and not route else ""),
+            "version": version_of("pynenc"),
+        }
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("impl", choices=["brokk-py", "tadween", "pynenc"])
-    ap.add_argument("scenario", choices=["1to1", "latency", "pull", "sqlite-route", "sqlite-retrieve"])
+    ap.add_argument("impl", choices=["brokk-py", "tadween", "pynenc", "pynenc-broker"])
+    ap.add_argument("scenario", choices=["1to1", "latency", "pull", "sqlite-route", "sqlite-retrieve", "route", "retrieve"])
     ap.add_argument("--messages", type=int, default=200_000)
     ap.add_argument("--warmup", type=int, default=20_000)
     ap.add_argument("--seconds", type=float, default=5.0)
@@ -476,8 +580,14 @@ def main() -> None:
         help="brokk-py pull: messages per fetch_many (default 128; 1: fetch + ack)",
     )
     ap.add_argument("--threads", type=int, default=4, help="pynenc sqlite-route: publisher threads")
+    ap.add_argument("--broker", choices=sorted(PYNENC_BROKERS), default="mem", help="pynenc-broker: which broker")
     o = ap.parse_args()
     o.messages = max(1, o.messages)
+    if o.impl == "pynenc-broker" or o.scenario in ("route", "retrieve"):
+        if o.impl != "pynenc-broker" or o.scenario not in ("route", "retrieve"):
+            ap.error("pynenc-broker takes route or retrieve, and only it does")
+        run_pynenc_broker(o)
+        return
     if o.scenario.startswith("sqlite-"):
         if o.impl != "pynenc":
             ap.error(f"{o.scenario}: pynenc only")

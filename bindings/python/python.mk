@@ -13,7 +13,7 @@ PY_VENV      := $(BUILD)/python-venv$(if $(filter python3,$(PYTHON)),,-$(notdir 
 PY           := $(PY_VENV)/bin/python
 TADWEEN_PIN  := tadween-core==0.1.0b3
 
-.PHONY: test-python python-venv
+.PHONY: test-python python-venv test-python-pynenc
 
 $(PY):
 	$(PYTHON) -m venv --system-site-packages $(PY_VENV)
@@ -29,7 +29,7 @@ python-venv: lib $(PY)
 	  $(PY) -m pip install --quiet --disable-pip-version-check --timeout 30 "$(TADWEEN_PIN)" || \
 	  echo "python: $(TADWEEN_PIN) could not be installed; the side-by-side Tadween tests will skip"
 
-test-python: python-venv
+test-python: python-venv test-python-pynenc
 	@# From build/, so that the brokk imported is the installed package, not bindings/python/brokk.
 	cd $(BUILD) && BROKK_EXPECT_PACKAGED_LIBRARY=1 $(abspath $(PY)) -m pytest -p no:cacheprovider -rs \
 	  $(abspath bindings/python/tests)
@@ -37,3 +37,46 @@ test-python: python-venv
 	  { cat $(BUILD)/pipeline-python.out; exit 1; }
 	$(call check_pipeline_output,$(BUILD)/pipeline-python.out)
 	@echo "python: pipeline example passed"
+
+# The pynenc plugin (brokk/pynenc_plugin.py) against pynenc itself: pynenc 0.4.0 needs Python
+# 3.12, so its tests (bindings/python/tests/pynenc_plugin, which skip elsewhere) run in a venv of
+# their own, made with PYNENC_PYTHON (python3.12 on PATH, else pyenv's 3.12). pynenc is
+# installed from PyPI once; while the venv has the pinned version, nothing is downloaded. If it
+# cannot be installed, the target fails and says why (BROKK_PYNENC_REQUIRED=1 makes a skip
+# inside the suite a failure too). The tests compile tests/pynenc_plugin/route_ids.c with $(CC).
+PYNENC_PIN    := pynenc==0.4.0
+# The first of these that runs and is a 3.12: python3.12 on PATH (a pyenv shim may not run), pyenv's.
+PYNENC_PYTHON ?= $(firstword $(foreach p,python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12),\
+  $(shell $(p) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null && echo $(p))) python3.12)
+PYN_VENV      := $(BUILD)/python-venv-pynenc
+PYN           := $(PYN_VENV)/bin/python
+
+$(PYN):
+	@$(PYNENC_PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] < (3, 12))' 2>/dev/null || \
+	  { echo "python: the pynenc plugin tests need Python >= 3.12 (pynenc 0.4.0); $(PYNENC_PYTHON) is not one." \
+	         "Set PYNENC_PYTHON=/path/to/python3.12"; exit 1; }
+	$(PYNENC_PYTHON) -m venv $(PYN_VENV)
+
+test-python-pynenc: lib $(PYN)
+	@# Its own copy of the package, built from a scratch directory so as not to race the
+	@# other venv's build of bindings/python.
+	rm -rf $(BUILD)/python-pynenc-src && mkdir -p $(BUILD)/python-pynenc-src && \
+	  cp -r bindings/python/brokk bindings/python/pyproject.toml bindings/python/setup.py \
+	    bindings/python/README.md $(BUILD)/python-pynenc-src/ && \
+	  rm -rf $(BUILD)/python-pynenc-src/brokk/__pycache__ $(BUILD)/python-pynenc-src/brokk/*/__pycache__
+	@# Without build isolation (which would fetch setuptools from PyPI on every run).
+	@$(PYN) -c "import setuptools" 2>/dev/null || \
+	  $(PYN) -m pip install --quiet --disable-pip-version-check --timeout 30 "setuptools>=64" || \
+	  { echo "python: setuptools could not be installed into $(PYN_VENV)"; exit 1; }
+	BROKK_LIBRARY=$(abspath target/release/libbrokk.so) $(PYN) -m pip install --quiet \
+	  --disable-pip-version-check --force-reinstall --no-deps --no-build-isolation $(BUILD)/python-pynenc-src
+	@$(PYN) -c "import pytest" 2>/dev/null || \
+	  $(PYN) -m pip install --quiet --disable-pip-version-check --timeout 30 pytest || \
+	  { echo "python: pytest could not be installed into $(PYN_VENV)"; exit 1; }
+	@$(PYN) -c "import importlib.metadata as m; assert m.version('pynenc') == '$(PYNENC_PIN:pynenc==%=%)'" \
+	  2>/dev/null || \
+	  $(PYN) -m pip install --quiet --disable-pip-version-check --timeout 30 "$(PYNENC_PIN)" || \
+	  { echo "python: $(PYNENC_PIN) could not be installed into $(PYN_VENV) (PyPI unreachable?);" \
+	         "the pynenc plugin tests cannot run"; exit 1; }
+	cd $(BUILD) && BROKK_PYNENC_REQUIRED=1 BROKK_EXPECT_PACKAGED_LIBRARY=1 $(abspath $(PYN)) -m pytest \
+	  -p no:cacheprovider -rs $(abspath bindings/python/tests/pynenc_plugin)

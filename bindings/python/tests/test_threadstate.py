@@ -106,9 +106,13 @@ def test_a_publisher_is_not_starved_by_busy_handlers(broker):
     """Handlers that take the GIL for every delivery and a publisher that needs it for every
     publish both progress: the GIL is handed back after every callback."""
     count = [0]
+    lock = threading.Lock()
 
     def handler(msg):
-        count[0] += msg.payload["n"] >= 0
+        # Two workers run this at once: `+=` on a shared cell may lose an update between its
+        # read and its write, so it counts under a lock.
+        with lock:
+            count[0] += msg.payload["n"] >= 0
 
     broker.subscribe("busy", handler, concurrency=2)
     n = 20_000

@@ -1,0 +1,358 @@
+"""brokk as a pynenc broker plugin: ``broker_cls = "BrokkBroker"``.
+
+pynenc (0.4.0) routes invocation ids to named queues with a priority and lets its runners
+retrieve them. ``BrokkBroker`` implements pynenc's ``BaseBroker`` on a ``brokk.Broker``, so that
+a pynenc application keeps its queues in memory, in a SQLite file or on Redis (chosen by URL),
+and a C, C++ or Go program can route invocation ids to the same queues. It is registered in the
+``pynenc.plugins`` entry-point group (bindings/python/pyproject.toml); pynenc imports it at app
+start, and ``broker_cls`` picks it by class name.
+
+The mapping, which a producer in another language follows to route work here:
+
+- queue ``Q`` of app ``A`` is the brokk topic ``pynenc.A.Q`` (``brokk_topic_prefix``, default
+  ``"pynenc.{app_id}."``, then the queue name);
+- an invocation id is a message whose payload is the id as a JSON string (``"3f2a...-..."``);
+- pynenc's priority ``p`` (a float in [-100, 100]) is the brokk priority ``round(p * 1e6)``
+  (``PRIORITY_SCALE``): higher first, FIFO within one priority, as in pynenc. Priorities closer
+  than 1e-6 are one priority;
+- workers fetch from the topic's group named ``default`` (a fetch without a group).
+
+Nothing else: validation is pynenc's own (queue names, priorities, the queue-mismatch policy),
+and ordering, "each id retrieved once", counting and purging are brokk's. Differences from
+pynenc's brokers and the optional acknowledged retrieval are in docs/pynenc.md.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from cistell import ConfigField
+from pynenc.broker.base_broker import BaseBroker
+from pynenc.conf.config_base import ConfigPynencBase
+from pynenc.conf.config_broker import ConfigBroker, validate_priority
+from pynenc.exceptions import ConfigError
+from pynenc.identifiers.invocation_id import InvocationId
+
+import brokk
+
+if TYPE_CHECKING:
+    from pynenc.app import Pynenc
+    from pynenc.builder import PynencBuilder
+
+__all__ = [
+    "PRIORITY_SCALE",
+    "BrokkBroker",
+    "BrokkBuilderPlugin",
+    "ConfigBrokerBrokk",
+    "ConfigBrokk",
+    "brokk_priority",
+]
+
+# pynenc priority p -> brokk priority round(p * PRIORITY_SCALE); pynenc bounds p to [-100, 100],
+# so the result stays within [-1e8, 1e8], well inside brokk's int32.
+PRIORITY_SCALE = 1_000_000
+# "No limit" for brokk's retention_limit and queue_capacity: pynenc's queues are unbounded.
+_UNBOUNDED = 2**63 - 1
+# route_invocations publishes in batches of at most this many ids (each batch all or nothing).
+_BATCH = 10_000
+_PRIORITY_CACHE_SIZE = 1024
+
+
+def brokk_priority(priority: Any) -> int:
+    """The brokk priority of a pynenc priority, validated as pynenc validates it."""
+    return round(validate_priority(priority, label="Broker priority") * PRIORITY_SCALE)
+
+
+class ConfigBrokk(ConfigPynencBase):
+    """Settings of the brokk broker plugin (section ``brokk`` of pynenc's config file; env vars
+    ``PYNENC__BROKK_URL``, ...).
+
+    :cvar ConfigField[str] brokk_url:
+        Where the queues live: ``memory://`` (the default: this process),
+        ``sqlite:///abs/path/file.db`` (a file several processes share), ``redis://host:port/db``.
+    :cvar ConfigField[str] brokk_topic_prefix:
+        Prepended to a queue name to make its brokk topic; ``{app_id}`` is replaced by the app id,
+        so that apps sharing a store keep apart, as pynenc's SQLiteBroker does.
+    :cvar ConfigField[float] brokk_ack_deadline_sec:
+        0 (the default): retrieve takes the id for good, as pynenc's brokers do. Above 0:
+        acknowledged retrieval. The id stays held until ``BrokkBroker.ack_invocation``; if that
+        does not come within this many seconds, or the worker's process dies (SQLite, Redis), it
+        is delivered again.
+    :cvar ConfigField[int] brokk_max_attempts:
+        With acknowledged retrieval: deliveries of one routed id before it is given up and
+        dropped; 0: no limit.
+    :cvar ConfigField[int] brokk_queue_capacity:
+        Ids one queue may hold before routing fails with ``brokk.FullError``; 0 (the default):
+        no limit, as in pynenc.
+    """
+
+    brokk_url = ConfigField("memory://")
+    brokk_topic_prefix = ConfigField("pynenc.{app_id}.")
+    brokk_ack_deadline_sec = ConfigField(0.0)
+    brokk_max_attempts = ConfigField(0)
+    brokk_queue_capacity = ConfigField(0)
+
+
+class ConfigBrokerBrokk(ConfigBroker, ConfigBrokk):
+    """Configuration of ``BrokkBroker``: pynenc's broker settings plus ``ConfigBrokk``."""
+
+
+class BrokkBroker(BaseBroker):
+    """pynenc's broker interface on brokk. See the module docstring for the mapping."""
+
+    def __init__(self, app: Pynenc) -> None:
+        super().__init__(app)
+        conf = self.conf
+        try:
+            self._prefix = str(conf.brokk_topic_prefix).format(app_id=app.app_id)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(f"brokk_topic_prefix {conf.brokk_topic_prefix!r}: {exc}") from exc
+        deadline = float(conf.brokk_ack_deadline_sec)
+        if not deadline >= 0:
+            raise ConfigError(f"brokk_ack_deadline_sec must be >= 0, not {deadline}")
+        self.acknowledged = deadline > 0
+        # Acknowledged retrieval fetches with a deadline (options); otherwise none (NULL options).
+        self._fetch_options: dict[str, Any] = {}
+        if self.acknowledged:
+            self._fetch_options = {"ack_deadline": deadline, "max_attempts": int(conf.brokk_max_attempts)}
+        self._held: dict[str, list[int]] = {}  # acknowledged retrieval: id -> delivery ids
+        self._lock = threading.Lock()
+        # Queue names already known good (configured, validated): topic, without re-validating.
+        self._topics: dict[str, str] = {}
+        self._used: set[str] = set()  # every queue this broker has touched, for purge
+        self._priorities: dict[Any, int] = {}
+        self._pid = 0
+        self._client: brokk.Broker | None = None
+        self._open()
+
+    @cached_property
+    def conf(self) -> ConfigBrokerBrokk:
+        return ConfigBrokerBrokk(
+            config_values=self.app.config_values, config_filepath=self.app.config_filepath
+        )
+
+    # ---- the brokk broker ------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return str(self.conf.brokk_url)
+
+    def _open(self) -> brokk.Broker:
+        limit = int(self.conf.brokk_queue_capacity) or _UNBOUNDED
+        try:
+            client = brokk.Broker(self.url, workers=2, retention_limit=limit, queue_capacity=limit)
+        except brokk.CallerError as exc:  # a bad URL, a path that cannot be a store
+            raise ConfigError(f"brokk_url {self.url!r}: {exc}") from exc
+        self._client, self._pid = client, os.getpid()
+        return client
+
+    @property
+    def client(self) -> brokk.Broker:
+        """The ``brokk.Broker`` under this broker (reopened in a forked child, whose copy of the
+        parent's has no threads)."""
+        client = self._client
+        if self._pid != os.getpid() or client is None:
+            with self._lock:
+                self._held.clear()  # the parent's deliveries are the parent's
+                client = self._open()
+        return client
+
+    def close(self) -> None:
+        """Closes the brokk broker at once. On SQLite and Redis, what is queued stays in the store
+        and ids held unacknowledged go back to their queue; in memory, the queues are gone."""
+        if self._client is not None and self._pid == os.getpid():
+            self._client.close(force=True)
+        self._client = None
+
+    # ---- names -----------------------------------------------------------------------------------
+
+    def topic(self, queue_name: str) -> str:
+        """The brokk topic of a pynenc queue (not validated)."""
+        return self._prefix + queue_name
+
+    def _validate_queue_names(self, queue_names: Sequence[str]) -> None:
+        # pynenc's validation, skipped for names already validated and configured: for those it
+        # can neither fail nor log, so skipping it changes nothing but the time it takes.
+        topics = self._topics
+        for name in queue_names:
+            if name not in topics:
+                break
+        else:
+            return
+        super()._validate_queue_names(queue_names)
+        configured = self.configured_queue_set
+        for name in queue_names:
+            self._used.add(name)
+            if name in configured:
+                topics[name] = self.topic(name)
+
+    def _topic_of(self, queue_name: str) -> str:
+        topic = self._topics.get(queue_name)
+        if topic is None:
+            self._validate_queue_names((queue_name,))
+            topic = self.topic(queue_name)
+        return topic
+
+    def _priority(self, priority: Any) -> int:
+        try:
+            return self._priorities[priority]
+        except (KeyError, TypeError):
+            value = brokk_priority(priority)
+            if len(self._priorities) >= _PRIORITY_CACHE_SIZE:
+                self._priorities.clear()
+            try:
+                self._priorities[priority] = value
+            except TypeError:
+                pass  # an unhashable priority that pynenc accepted
+            return value
+
+    # ---- route -----------------------------------------------------------------------------------
+
+    def route_invocation(self, invocation_id: InvocationId, queue_name: str, priority: float) -> None:
+        """As BaseBroker's (the same validation, in the same order), once per queue name."""
+        topic = self._topic_of(queue_name)
+        self._publish(topic, invocation_id, self._priority(priority))
+
+    def route_invocations(
+        self, invocation_ids: Sequence[InvocationId], queue_name: str, priority: float
+    ) -> None:
+        topic = self._topic_of(queue_name)
+        self._publish_many(topic, invocation_ids, self._priority(priority))
+
+    def _route_invocation(self, invocation_id: InvocationId, queue_name: str, priority: float) -> None:
+        self._publish(self.topic(queue_name), invocation_id, self._priority(priority))
+
+    def _route_invocations(
+        self, invocation_ids: Sequence[InvocationId], queue_name: str, priority: float
+    ) -> None:
+        self._publish_many(self.topic(queue_name), invocation_ids, self._priority(priority))
+
+    def _publish(self, topic: str, invocation_id: InvocationId, priority: int) -> None:
+        try:
+            self.client.publish(topic, str(invocation_id), priority=priority)
+        except brokk.InvalidTopicError as exc:  # a topic over 255 bytes
+            raise ConfigError(f"queue topic {topic!r} is not a valid brokk topic: {exc}") from exc
+
+    def _publish_many(self, topic: str, invocation_ids: Sequence[InvocationId], priority: int) -> None:
+        ids = [str(i) for i in invocation_ids]
+        client = self.client
+        for first in range(0, len(ids), _BATCH):
+            batch = [brokk.BatchMessage(payload=i, priority=priority) for i in ids[first : first + _BATCH]]
+            try:
+                client.publish_batch(topic, batch)
+            except brokk.InvalidTopicError as exc:
+                raise ConfigError(f"queue topic {topic!r} is not a valid brokk topic: {exc}") from exc
+
+    # ---- retrieve --------------------------------------------------------------------------------
+
+    def retrieve_invocation(self, queue_name: str | None = None) -> InvocationId | None:
+        """The next invocation id of `queue_name` (None: the first configured queue), highest
+        priority first and FIFO within a priority, or None at once if the queue is empty."""
+        topic = self._topic_of(self.conf.queues[0] if queue_name is None else queue_name)
+        client = self.client
+        while True:
+            message = client.fetch(topic, timeout=0, **self._fetch_options)
+            if message is None:
+                return None
+            invocation_id = message.payload
+            if type(invocation_id) is not str:
+                # Not something pynenc can route: given up (dropped, counted failed by brokk).
+                client.nack(message.delivery_id, reason="payload is not an invocation id (a JSON string)")
+                self.app.logger.warning(
+                    f"brokk: dropped a message on {topic!r} whose payload is not a JSON string: "
+                    f"{message.raw_payload[:100]!r}"
+                )
+                continue
+            if self.acknowledged:
+                with self._lock:
+                    self._held.setdefault(invocation_id, []).append(message.delivery_id)
+            else:
+                client.ack(message.delivery_id)
+            return InvocationId(invocation_id)
+
+    def ack_invocation(self, invocation_id: InvocationId) -> int:
+        """Acknowledged retrieval: the worker is done with `invocation_id`; it is never delivered
+        again. Returns how many held deliveries of it were acked (0: none held, or taken back
+        after the deadline)."""
+        return self._settle(invocation_id, requeue=None)
+
+    def nack_invocation(self, invocation_id: InvocationId, requeue: bool = True) -> int:
+        """Acknowledged retrieval: gives `invocation_id` back to its queue now (``requeue``), or
+        drops it. Returns how many held deliveries of it were settled."""
+        return self._settle(invocation_id, requeue=requeue)
+
+    def _settle(self, invocation_id: InvocationId, requeue: bool | None) -> int:
+        with self._lock:
+            deliveries = self._held.pop(str(invocation_id), [])
+        client = self.client
+        done = 0
+        for delivery_id in deliveries:
+            try:
+                if requeue is None:
+                    client.ack(delivery_id)
+                else:
+                    client.nack(delivery_id, requeue=requeue)
+                done += 1
+            except (brokk.UnknownDeliveryError, brokk.AlreadySettledError):
+                pass  # its deadline passed: brokk took it back and delivers it again
+        return done
+
+    # ---- count and purge -------------------------------------------------------------------------
+
+    def count_invocations(self, queue_names: Sequence[str] | None = None) -> int:
+        """Ids waiting in `queue_names` (None: every configured queue); ids retrieved and not yet
+        acknowledged (acknowledged retrieval) are not counted."""
+        queues = self.conf.queues if queue_names is None else tuple(queue_names)
+        self._validate_queue_names(queues)
+        if not queues:
+            return 0
+        return self.client.count([self.topic(q) for q in queues])
+
+    def purge(self) -> None:
+        """Discards every id waiting in the configured queues and in every queue this broker has
+        routed to, retrieved from or counted (what pynenc's MemBroker clears)."""
+        queues = set(self.conf.queues) | self._used
+        self.client.purge(sorted(self.topic(q) for q in queues))
+        with self._lock:
+            self._held.clear()
+
+
+# ---- PynencBuilder: .brokk_broker(url) ------------------------------------------------------------
+
+
+class BrokkBuilderPlugin:
+    """Adds ``brokk_broker(url, ...)`` to ``PynencBuilder`` (pynenc calls
+    ``register_builder_methods`` for every ``pynenc.plugins`` entry point)."""
+
+    @staticmethod
+    def register_builder_methods(builder_class: type) -> None:
+        builder_class.register_plugin_method("brokk_broker", brokk_broker)
+
+
+def brokk_broker(
+    builder: PynencBuilder,
+    url: str = "memory://",
+    *,
+    topic_prefix: str | None = None,
+    ack_deadline_sec: float | None = None,
+    max_attempts: int | None = None,
+    queue_capacity: int | None = None,
+) -> PynencBuilder:
+    """Puts the app's broker on brokk at `url`. Call it after ``memory()`` or ``sqlite()``,
+    which set every component, the broker included."""
+    builder._config["broker_cls"] = BrokkBroker.__name__
+    builder._config["brokk_url"] = url
+    for key, value in (
+        ("brokk_topic_prefix", topic_prefix),
+        ("brokk_ack_deadline_sec", ack_deadline_sec),
+        ("brokk_max_attempts", max_attempts),
+        ("brokk_queue_capacity", queue_capacity),
+    ):
+        if value is not None:
+            builder._config[key] = value
+    builder._plugin_components.add("brokk")
+    return builder
