@@ -29,8 +29,9 @@ pub use broker::{
     MAX_CONCURRENCY,
 };
 pub use config::{
-    parse_url, Backend, Backpressure, BrokerConfig, RetentionPolicy, SqliteConfig, Synchronous, DEFAULT_LEASE,
-    DEFAULT_LISTENER_QUEUE, DEFAULT_MAX_PAYLOAD, DEFAULT_RETENTION_LIMIT, DEFAULT_SQLITE_BUSY_TIMEOUT, MAX_WORKERS,
+    parse_url, Backend, Backpressure, BrokerConfig, RedisConfig, RetentionPolicy, SqliteConfig, Synchronous,
+    DEFAULT_LEASE, DEFAULT_LISTENER_QUEUE, DEFAULT_MAX_PAYLOAD, DEFAULT_REDIS_PORT, DEFAULT_REDIS_PREFIX,
+    DEFAULT_REDIS_TIMEOUT, DEFAULT_RETENTION_LIMIT, DEFAULT_SQLITE_BUSY_TIMEOUT, MAX_WORKERS,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use handler::{Handler, Reason, Verdict};

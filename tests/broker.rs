@@ -404,7 +404,8 @@ fn bad_input_is_refused_and_changes_nothing(k: &Kit) {
     for url in ["ftp://x", "memory://x", "nonsense"] {
         assert_eq!(Broker::open(url).err().unwrap().kind(), ErrorKind::InvalidUrl, "{url}");
     }
-    assert_eq!(Broker::open("redis://localhost").err().unwrap().kind(), ErrorKind::UnsupportedBackend);
+    assert_eq!(Broker::open("rediss://localhost").err().unwrap().kind(), ErrorKind::UnsupportedBackend);
+    assert_eq!(Broker::open("redis://localhost:0").err().unwrap().kind(), ErrorKind::InvalidUrl);
     assert_eq!(
         Broker::with_config(&k.config(BrokerConfig { worker_threads: 100_000, ..Default::default() }))
             .err()
@@ -1276,13 +1277,19 @@ fn a_delayed_requeue_comes_back_no_earlier_than_asked(k: &Kit) {
     assert_eq!(again.attempt(), 2);
     b.nack(again.id(), true, Some(Duration::from_secs(3600)), None).unwrap();
     let report = b.close(None, true).unwrap();
-    if k.durable() {
+    if k.is_sqlite() {
         // A named group's delayed delivery stays in the file, for the next broker.
         assert_eq!(report.dropped, 0);
         drop(b);
         let file = rusqlite::Connection::open(k.dir().join("b0.db")).unwrap();
         let delayed: i64 = file.query_row("SELECT count(*) FROM deliveries WHERE state = 1", [], |r| r.get(0)).unwrap();
         assert_eq!(delayed, 1);
+    } else if let Some(prefix) = k.redis_prefix(0) {
+        // The same in Redis: the default group's delayed requeues (see docs/redis.md).
+        assert_eq!(report.dropped, 0);
+        drop(b);
+        let reply = common::redis_server::raw(k.redis_port(), &format!("ZCARD {{{prefix}:q}}:d:n:default"));
+        assert_eq!(reply.as_deref(), Some(":1\r\n"));
     } else {
         assert_eq!(report.dropped, 1, "the delayed delivery");
     }

@@ -1,7 +1,7 @@
 //! Property test: random sequences of publish, fetch, ack, nack, requeue, purge and count on
 //! a broker, checked step by step against a simple model of what the broker must do (pull
-//! consumers only, so that everything is deterministic). The same property runs on memory and
-//! on SQLite (a new file per case).
+//! consumers only, so that everything is deterministic). The same property runs on memory, on
+//! SQLite (a new file per case) and on Redis (a new key prefix per case).
 
 mod common;
 
@@ -189,5 +189,14 @@ proptest! {
     fn the_sqlite_broker_behaves_like_its_model(ops in proptest::collection::vec(op(), 1..80)) {
         // One folder per case (removed with the kit), so that no case sees another's file.
         run(&Kit::sqlite("model"), ops)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 100, ..ProptestConfig::default() })]
+    #[test]
+    fn the_redis_broker_behaves_like_its_model(ops in proptest::collection::vec(op(), 1..80)) {
+        // One key prefix per case, so that no case sees another's keys.
+        run(&Kit::redis("model"), ops)?;
     }
 }

@@ -13,7 +13,7 @@
 //!
 //! **In process or shared** ([`StoreKind`]). Memory keeps each queue in this process, so the
 //! core counts a delivery as outstanding (for join and close) from publish to settle, and wakes
-//! consumers itself. SQLite (and Redis, next) keeps queues in a place several processes share:
+//! consumers itself. SQLite and Redis keep queues in a place several processes share:
 //! another process may publish into a group this one consumes, or take what this one published.
 //! So the core counts only what this process holds (claimed, not settled), asks the store what
 //! waits in its groups ([`GroupQueue::waiting`]), and a poller thread watches for changes by
@@ -24,12 +24,14 @@
 //! process's deliveries come back (attempt + 1) once its leases run out. A settle quotes the
 //! delivery's `key` and `attempt`, so a late settle after a lost lease changes nothing.
 //!
-//! Redis fits the same shape: a stream per topic with a consumer group per brokk group (publish
-//! is XADD, claim is XREADGROUP, settle is XACK, expired leases are XAUTOCLAIM of the pending
-//! entries list), a sorted set per group for delayed requeues, and pub/sub or keyspace events
-//! for `changed`.
+//! Redis has the same shape (`redis`, and `docs/redis.md`): a stream per group and priority with
+//! a Redis consumer group (publish is XADD to every group's stream in one script, claim is
+//! XREADGROUP, settle is XACK + XDEL, a lease that ran out is XCLAIMed from the pending entries
+//! list), sorted sets for lease due times and delayed requeues, and a per-topic counter that
+//! every write script increments for `changed`.
 
 mod memory;
+pub(crate) mod redis;
 pub(crate) mod sqlite;
 
 use std::any::Any;
@@ -37,6 +39,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub(crate) use memory::MemoryStore;
+pub(crate) use redis::RedisStore;
 pub(crate) use sqlite::SqliteStore;
 
 use crate::error::Result;

@@ -1,21 +1,46 @@
 //! What the integration tests share: a kit that makes brokers on one backend, so that the same
-//! test runs on memory and on SQLite (a temporary folder per test, removed afterwards).
+//! test runs on memory, on SQLite (a temporary folder per test, removed afterwards) and on Redis
+//! (a server per test binary, each test under key prefixes of its own).
 #![allow(dead_code)]
+
+pub mod redis_server;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use brokk::{Backend, Broker, BrokerConfig, SqliteConfig};
+use brokk::{Backend, Broker, BrokerConfig, RedisConfig, SqliteConfig};
 
 pub struct Kit {
-    /// None: memory. Some: the folder that holds this test's SQLite files.
+    /// None: memory or Redis. Some: the folder that holds this test's SQLite files.
     dir: Option<PathBuf>,
+    /// Some: Redis, with this test's prefix (each broker adds its number to it).
+    redis: Option<String>,
     next: AtomicU32,
 }
 
 impl Kit {
     pub fn memory() -> Kit {
-        Kit { dir: None, next: AtomicU32::new(0) }
+        Kit { dir: None, redis: None, next: AtomicU32::new(0) }
+    }
+
+    /// A kit whose brokers each get a namespace (key prefix) of their own on the test binary's
+    /// Redis server; `name` makes it recognisable.
+    pub fn redis(name: &str) -> Kit {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let short: String = name.chars().take(32).collect();
+        let prefix = format!("t{}.{n}.{short}", std::process::id());
+        Kit { dir: None, redis: Some(prefix), next: AtomicU32::new(0) }
+    }
+
+    /// The Redis key prefix of this kit's broker number `n` (the first one is 0).
+    pub fn redis_prefix(&self, n: u32) -> Option<String> {
+        self.redis.as_ref().map(|p| format!("{p}.b{n}"))
+    }
+
+    /// The port of the Redis server of this kit.
+    pub fn redis_port(&self) -> u16 {
+        redis_server::shared().port
     }
 
     /// A kit whose brokers each get a new SQLite file in a folder of their own, under the
@@ -26,12 +51,16 @@ impl Kit {
         let dir = std::env::temp_dir().join(format!("brokk-test-{}-{n}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        Kit { dir: Some(dir), next: AtomicU32::new(0) }
+        Kit { dir: Some(dir), redis: None, next: AtomicU32::new(0) }
     }
 
-    /// Whether what waits survives the broker (SQLite): close keeps named groups' deliveries
-    /// and retained messages in the file instead of dropping them.
+    /// Whether what waits survives the broker (SQLite, Redis): close keeps named groups'
+    /// deliveries and retained messages in the store instead of dropping them.
     pub fn durable(&self) -> bool {
+        self.dir.is_some() || self.redis.is_some()
+    }
+
+    pub fn is_sqlite(&self) -> bool {
         self.dir.is_some()
     }
 
@@ -41,6 +70,12 @@ impl Kit {
 
     /// `config` on this kit's backend: for SQLite, a new file.
     pub fn config(&self, config: BrokerConfig) -> BrokerConfig {
+        if self.redis.is_some() {
+            let n = self.next.fetch_add(1, Ordering::Relaxed);
+            let mut redis = RedisConfig::new("127.0.0.1", self.redis_port());
+            redis.prefix = self.redis_prefix(n).unwrap();
+            return BrokerConfig { backend: Backend::Redis(redis), ..config };
+        }
         match &self.dir {
             None => config,
             Some(dir) => {
@@ -67,7 +102,8 @@ impl Drop for Kit {
     }
 }
 
-/// Generates, for each test function `name(&Kit)`, a `memory::name` and a `sqlite::name` test.
+/// Generates, for each test function `name(&Kit)`, a `memory::name`, a `sqlite::name` and a
+/// `redis::name` test.
 #[macro_export]
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
@@ -76,6 +112,9 @@ macro_rules! on_every_backend {
         }
         mod sqlite {
             $(#[test] fn $name() { super::$name(&super::common::Kit::sqlite(stringify!($name))) })*
+        }
+        mod redis {
+            $(#[test] fn $name() { super::$name(&super::common::Kit::redis(stringify!($name))) })*
         }
     };
 }

@@ -40,7 +40,7 @@ use crate::config::{Backend, Backpressure, BrokerConfig, RetentionPolicy, DEFAUL
 use crate::error::{Error, ErrorKind, Result};
 use crate::listener::{Event, ListenerHub};
 use crate::stats::TopicCounters;
-use crate::store::{GroupQueue, MemoryStore, Retention, SqliteStore, Store, StoreKind};
+use crate::store::{GroupQueue, MemoryStore, RedisStore, Retention, SqliteStore, Store, StoreKind};
 
 pub(crate) use settle::Outcome;
 
@@ -88,6 +88,7 @@ fn open_store(backend: &Backend) -> Result<Box<dyn Store>> {
     Ok(match backend {
         Backend::Memory => Box::new(MemoryStore::new()),
         Backend::Sqlite(config) => Box::new(SqliteStore::open(config)?),
+        Backend::Redis(config) => Box::new(RedisStore::open(config)?),
     })
 }
 

@@ -1,0 +1,149 @@
+//! One topic of the Redis store: groups registered in the topic's registry, and publish as one
+//! script that fans out to every group of the topic in every process, or retains.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{keys, reply, scripts, Local, RedisQueue};
+use crate::error::{Error, ErrorKind, Result};
+use crate::message::Message;
+use crate::store::{Fanout, Gauges, GroupQueue, OpenedGroup, Published, Receipt, Retention, TopicStore};
+
+pub(super) struct RedisTopic {
+    local: Arc<Local>,
+    name: Arc<str>,
+    base: Arc<str>,
+    index: u64,
+}
+
+impl RedisTopic {
+    pub fn new(local: Arc<Local>, name: Arc<str>, base: Arc<str>, index: u64) -> Self {
+        RedisTopic { local, name, base, index }
+    }
+}
+
+/// (ready deliveries of the topic's groups, retained messages).
+pub(super) fn figures(local: &Local, base: &str) -> Result<(u64, u64)> {
+    let r = reply::array(local.script("count", &scripts::TOPIC_FIGURES, base, |_| {})?, "count")?;
+    match r.as_slice() {
+        [q, r] => Ok((reply::int(q, "count")?.max(0) as u64, reply::int(r, "count")?.max(0) as u64)),
+        _ => Err(reply::malformed("count")),
+    }
+}
+
+impl TopicStore for RedisTopic {
+    fn open_group(&self, name: Option<&str>) -> Result<OpenedGroup> {
+        let local = &self.local;
+        let (group, owner) = match name {
+            Some(n) => (keys::named_group(n), ""),
+            None => {
+                let n = local.next_group.fetch_add(1, Ordering::Relaxed);
+                let owner = local.owner.renewed.as_str();
+                let group = keys::anonymous_group(owner, n);
+                // Listed first: a broker that dies right after still has it collected.
+                let list = keys::anonymous(&local.prefix, owner);
+                let entry = format!("{} {group}", self.name);
+                local.pool.run("register an anonymous group", |c| {
+                    ::redis::cmd("SADD").arg(&list).arg(&entry).query::<()>(c.as_dyn())
+                })?;
+                (group, owner)
+            }
+        };
+        let r = local.script("open a group", &scripts::OPEN_GROUP, &self.base, |call| {
+            call.arg(&group).arg(owner);
+        })?;
+        local.wrote();
+        local.watch(&self.name);
+        let r = reply::array(r, "open a group")?;
+        let (taken_over, ready) = match r.as_slice() {
+            [t, n] => (reply::int(t, "open a group")?.max(0) as u64, reply::int(n, "open a group")?.max(0) as u64),
+            _ => return Err(reply::malformed("open a group")),
+        };
+        let queue = RedisQueue::new(
+            Arc::clone(local),
+            Arc::clone(&self.name),
+            Arc::clone(&self.base),
+            self.index,
+            Arc::from(group),
+            name.map(Arc::from),
+            ready,
+        );
+        Ok(OpenedGroup { queue: Arc::new(queue), taken_over })
+    }
+
+    fn remove_group(&self, queue: &dyn GroupQueue) -> Result<u64> {
+        let queue = RedisQueue::of(queue);
+        let local = &self.local;
+        let r = local.script("remove a group", &scripts::REMOVE_GROUP, &self.base, |call| {
+            call.arg(&*queue.group);
+        })?;
+        local.wrote();
+        if queue.name.is_none() {
+            let list = keys::anonymous(&local.prefix, &local.owner.renewed);
+            let entry = format!("{} {}", self.name, queue.group);
+            // Only a list entry: a failure leaves a reference that collection skips.
+            let _ = local.pool.run("unregister an anonymous group", |c| {
+                ::redis::cmd("SREM").arg(&list).arg(&entry).query::<()>(c.as_dyn())
+            });
+        }
+        Ok(reply::int(&r, "remove a group")?.max(0) as u64)
+    }
+
+    fn publish(&self, messages: &[Message], groups: &dyn Fanout, retention: Retention) -> Result<Published> {
+        let (mode, limit) = match retention {
+            Retention::Off => ("off", 0),
+            Retention::Reject(n) => ("reject", n),
+            Retention::DropOldest(n) => ("oldest", n),
+            Retention::DropNewest(n) => ("newest", n),
+        };
+        let skipped: Vec<&str> = (0..groups.len())
+            .filter(|&i| groups.receiving(i).is_none())
+            .map(|i| &*RedisQueue::of(groups.queue(i)).group)
+            .collect();
+        let r = self.local.script("publish", &scripts::PUBLISH, &self.base, |call| {
+            call.arg(mode).arg(limit).arg(skipped.len());
+            for g in &skipped {
+                call.arg(*g);
+            }
+            for m in messages {
+                let meta = m.given_metadata();
+                call.arg(m.id()).arg(m.payload()).arg(u8::from(meta.is_some())).arg(meta.unwrap_or(b""));
+                call.arg(m.priority()).arg(m.timestamp_ms());
+            }
+        })?;
+        self.local.wrote();
+        let mut r = reply::array(r, "publish")?.into_iter();
+        let (Some(no_group), Some(held), Some(discarded)) = (r.next(), r.next(), r.next()) else {
+            return Err(reply::malformed("publish"));
+        };
+        let (no_group, held, discarded) =
+            (reply::int(&no_group, "publish")?, reply::int(&held, "publish")?, reply::int(&discarded, "publish")?);
+        if no_group < 0 {
+            let Retention::Reject(limit) = retention else { return Err(reply::malformed("publish")) };
+            return Err(Error::new(
+                ErrorKind::Full,
+                format!(
+                    "topic {:?} has no consumer group and already retains {held} of at most {limit} messages",
+                    self.name
+                ),
+            ));
+        }
+        let receivers: Vec<String> = r.map(|g| reply::text(g, "publish")).collect::<Result<_>>()?;
+        for i in 0..groups.len() {
+            let queue = RedisQueue::of(groups.queue(i));
+            if receivers.iter().any(|g| **g == *queue.group) {
+                queue.added(messages.len() as u64);
+            }
+        }
+        Ok(Published::Done(Receipt { no_group: no_group == 1, held: held as u64, discarded: discarded as u64 }))
+    }
+
+    fn gauges(&self) -> Result<Option<Gauges>> {
+        let (queued, retained) = figures(&self.local, &self.base)?;
+        Ok(Some(Gauges { queued, retained }))
+    }
+
+    fn close(&self) -> u64 {
+        0
+    }
+}

@@ -1,0 +1,541 @@
+//! The Redis backend where it differs from memory: brokers in several processes on one server,
+//! processes killed while they hold deliveries, a server restarted mid-run, a three-node Redis
+//! Cluster, and servers or URLs that cannot be used. Every server is a real `redis-server`
+//! started by the test (see `common::redis_server`); every wait is bounded; nothing asserts on
+//! timing.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use brokk::{Broker, Delivery, ErrorKind, FetchOptions, PublishOptions, SubscribeOptions, Verdict};
+use common::redis_server::{self, RedisServer};
+
+const LONG: Duration = Duration::from_secs(20);
+
+fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + LONG;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn payload_of(d: &Delivery) -> String {
+    String::from_utf8(d.payload().to_vec()).unwrap()
+}
+
+fn grouped(group: &str) -> SubscribeOptions<'_> {
+    SubscribeOptions { group: Some(group), ..Default::default() }
+}
+
+/// A prefix no other test uses.
+fn prefix(name: &str) -> String {
+    format!("r{}.{name}", std::process::id())
+}
+
+/// The shared server's URL with `prefix` and `options` (`&key=value...`).
+fn url(prefix: &str, options: &str) -> String {
+    format!("{}?prefix={prefix}{options}", redis_server::shared().url())
+}
+
+type Seen = Arc<Mutex<HashMap<String, Vec<u32>>>>;
+
+fn recorder(seen: &Seen) -> impl Fn(&Delivery) -> Verdict {
+    let seen = Arc::clone(seen);
+    move |d: &Delivery| {
+        seen.lock().unwrap().entry(payload_of(d)).or_default().push(d.attempt());
+        Verdict::Ack
+    }
+}
+
+// ---- child processes ----------------------------------------------------------------------------
+
+/// Set in a child process: its role and its store URL.
+const ROLE: &str = "BROKK_REDIS_ROLE";
+const URL: &str = "BROKK_REDIS_URL";
+/// Lines a child writes for the parent start with this (the test harness writes too).
+const SAYS: &str = "child:";
+
+/// Not a test of its own: the body of a child process that the tests below start from this
+/// same test binary (with `ROLE` set); without `ROLE` it does nothing.
+#[test]
+fn child() {
+    let Ok(role) = std::env::var(ROLE) else { return };
+    let b = Broker::open(&std::env::var(URL).unwrap()).unwrap();
+    match role.as_str() {
+        // A member of group "workers" on every topic it is given: processes and says so.
+        "worker" => {
+            let topics = std::env::var("BROKK_REDIS_TOPICS").unwrap();
+            for topic in topics.split(',') {
+                let handler = |d: &Delivery| {
+                    println!("{SAYS}done {} {}", payload_of(d), d.attempt());
+                    Verdict::Ack
+                };
+                b.subscribe(topic, handler, &SubscribeOptions { concurrency: 2, ..grouped("workers") }).unwrap();
+            }
+            println!("{SAYS}ready");
+        }
+        // Claims deliveries and never settles them: "jobs" under a 1 s ack deadline, "tasks"
+        // under the renewed lease; holds each until it is killed.
+        "holder" => {
+            let hold = |d: &Delivery| {
+                println!("{SAYS}held {} {} {}", d.topic(), payload_of(d), d.attempt());
+                Verdict::Later
+            };
+            let deadline =
+                SubscribeOptions { manual_ack: true, ack_deadline: Some(Duration::from_secs(1)), ..grouped("workers") };
+            b.subscribe("jobs", hold, &deadline).unwrap();
+            b.subscribe("tasks", hold, &SubscribeOptions { manual_ack: true, ..grouped("workers") }).unwrap();
+        }
+        // An ungrouped subscription, until it is killed.
+        "watcher" => {
+            b.subscribe("news", |_: &Delivery| Verdict::Ack, &SubscribeOptions::default()).unwrap();
+            println!("{SAYS}watching");
+        }
+        other => panic!("unknown role {other}"),
+    }
+    std::thread::sleep(LONG * 2);
+    panic!("the parent should have killed this child");
+}
+
+/// A child process running `child` as `role`; killed (SIGKILL) when dropped.
+struct Proc {
+    child: Child,
+    said: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(role: &str, url: &str, env: &[(&str, &str)]) -> Proc {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--exact", "child", "--nocapture", "--test-threads=1"])
+            .env(ROLE, role)
+            .env(URL, url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, said) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(at) = line.find(SAYS) {
+                    if tx.send(line[at + SAYS.len()..].to_owned()).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Proc { child, said }
+    }
+
+    fn next(&self) -> String {
+        self.said.recv_timeout(LONG).expect("the child says something")
+    }
+
+    /// SIGKILL: no destructor, no close, no release of anything the child holds.
+    fn kill(&mut self) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) takes plain integers; `pid` is our own child, not yet waited for.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Collects "done <payload> <attempt>" lines of several children into `seen` until `until`.
+fn collect_done(
+    children: &[Proc],
+    seen: &mut HashMap<String, Vec<u32>>,
+    until: impl Fn(&HashMap<String, Vec<u32>>) -> bool,
+) {
+    let deadline = Instant::now() + LONG;
+    while !until(seen) {
+        assert!(Instant::now() < deadline, "timed out; {} processed", seen.len());
+        for c in children {
+            while let Ok(line) = c.said.try_recv() {
+                let mut w = line.split(' ');
+                if w.next() == Some("done") {
+                    let (payload, attempt) = (w.next().unwrap().to_owned(), w.next().unwrap().parse().unwrap());
+                    seen.entry(payload).or_default().push(attempt);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+// ---- several processes on one server ----------------------------------------------------------
+
+/// Two worker processes form one named group: every message is processed once, by one of them,
+/// at its first attempt; a second group in this process gets its own copy of each; the counts
+/// reconcile and nothing is left in Redis.
+#[test]
+fn two_processes_share_one_named_group_and_every_message_is_processed_once() {
+    let prefix = prefix("two-procs");
+    let url = url(&prefix, "");
+    let parent = Broker::open(&url).unwrap();
+    let audit: Seen = Default::default();
+    parent.subscribe("jobs", recorder(&audit), &grouped("audit")).unwrap();
+    let workers: Vec<Proc> = (0..2).map(|_| Proc::spawn("worker", &url, &[("BROKK_REDIS_TOPICS", "jobs")])).collect();
+    for w in &workers {
+        assert_eq!(w.next(), "ready");
+    }
+    const N: usize = 400;
+    for i in 0..N {
+        parent.publish("jobs", format!("\"m{i}\"").as_bytes(), &PublishOptions::default()).unwrap();
+    }
+    let mut done = HashMap::new();
+    collect_done(&workers, &mut done, |seen| seen.values().map(Vec::len).sum::<usize>() >= N);
+    eventually("the audit group's copy of each", || audit.lock().unwrap().len() == N);
+    std::thread::sleep(Duration::from_millis(50)); // a duplicate would show by now
+    collect_done(&workers, &mut done, |_| true);
+    assert_eq!(done.len(), N, "every message");
+    assert!(done.values().all(|a| a == &[1]), "each once, at its first attempt");
+    assert!(audit.lock().unwrap().values().all(|a| a == &[1]));
+    parent.join(Some(LONG)).unwrap();
+    let t = parent.stats().unwrap().totals;
+    assert_eq!((t.published, t.processed, t.failed, t.in_flight), (N as u64, N as u64, 0, 0));
+    eventually("nothing waits anywhere", || parent.count(None).unwrap() == 0);
+    drop(workers);
+    assert_eq!(parent.close(Some(LONG), false).unwrap().remaining, 0);
+}
+
+/// A process killed while it holds deliveries: those under an ack deadline come back to the
+/// other member once the deadline passed, those under the renewed lease once it ran out; each
+/// with attempt 2.
+#[test]
+fn a_killed_consumer_s_deliveries_come_back_to_another_member_with_the_next_attempt() {
+    let prefix = prefix("killed");
+    let url = url(&prefix, "&lease_ms=600");
+    let parent = Broker::open(&url).unwrap();
+    for topic in ["jobs", "tasks"] {
+        assert!(parent.fetch(topic, Some("workers"), Some(Duration::ZERO)).unwrap().is_none());
+        for i in 0..5 {
+            parent.publish(topic, format!("\"{topic}{i}\"").as_bytes(), &PublishOptions::default()).unwrap();
+        }
+    }
+    let mut holder = Proc::spawn("holder", &url, &[]);
+    let mut held = BTreeSet::new();
+    while held.len() < 10 {
+        let line = holder.next();
+        let w: Vec<&str> = line.split(' ').collect();
+        assert_eq!((w[0], w[3]), ("held", "1"), "{line}");
+        held.insert(w[2].to_owned());
+    }
+    holder.kill();
+    let mut back = HashMap::new();
+    let deadline = Instant::now() + LONG;
+    while back.len() < 10 {
+        assert!(Instant::now() < deadline, "only {back:?} came back");
+        for topic in ["jobs", "tasks"] {
+            let opts = FetchOptions { group: Some("workers"), ..Default::default() };
+            if let Some(d) = parent.fetch_with(topic, &opts, Some(Duration::from_millis(50))).unwrap() {
+                back.insert(payload_of(&d), d.attempt());
+                parent.ack(d.id()).unwrap();
+            }
+        }
+    }
+    assert_eq!(back.keys().cloned().collect::<BTreeSet<_>>(), held);
+    assert!(back.values().all(|&a| a == 2), "{back:?}");
+    parent.join(Some(LONG)).unwrap();
+    assert_eq!(parent.count(None).unwrap(), 0);
+}
+
+/// A killed broker's ungrouped subscription keeps receiving deliveries until a live broker's
+/// heartbeat finds its owner silent for three leases and removes its group.
+#[test]
+fn a_killed_brokers_ungrouped_subscription_is_collected() {
+    let prefix = prefix("collect");
+    let url = url(&prefix, "&lease_ms=300");
+    let alive = Broker::open(&url).unwrap();
+    let mut watcher = Proc::spawn("watcher", &url, &[]);
+    assert_eq!(watcher.next(), "watching");
+    watcher.kill();
+    for i in 0..5 {
+        alive.publish("news", i.to_string().as_bytes(), &PublishOptions::default()).unwrap();
+    }
+    assert!(alive.count(Some(&["news"])).unwrap() <= 5, "the dead subscription's group is fed for now");
+    eventually("the silent owner's group to be removed", || alive.count(Some(&["news"])).unwrap() == 0);
+    alive.publish("news", b"5", &PublishOptions::default()).unwrap();
+    assert_eq!(alive.stats().unwrap().totals.retained, 1, "no group left: retained");
+}
+
+/// What waits in a named group and what a topic retains outlive the broker; a delivery held at
+/// close comes back at once with attempt + 1; an ungrouped subscription's group goes with it.
+#[test]
+fn what_waits_survives_the_broker_and_held_deliveries_come_back_at_close() {
+    let prefix = prefix("restart-broker");
+    let url = url(&prefix, "");
+    {
+        let b = Broker::open(&url).unwrap();
+        assert!(b.fetch("jobs", Some("w"), Some(Duration::ZERO)).unwrap().is_none());
+        b.subscribe("jobs", |_: &Delivery| Verdict::Ack, &SubscribeOptions::default()).unwrap();
+        for p in ["1", "2", "3"] {
+            b.publish("jobs", p.as_bytes(), &PublishOptions::default()).unwrap();
+        }
+        b.publish("early", b"\"kept\"", &PublishOptions::default()).unwrap();
+        let held = b.fetch("jobs", Some("w"), Some(Duration::ZERO)).unwrap().unwrap();
+        assert_eq!((payload_of(&held), held.attempt()), ("1".to_owned(), 1));
+        let report = b.close(Some(Duration::ZERO), false).unwrap();
+        assert_eq!(report.retained_discarded, 0, "kept in Redis");
+    }
+    let b = Broker::open(&url).unwrap();
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let d = b.fetch("jobs", Some("w"), Some(LONG)).unwrap().expect("kept for the group");
+        got.push((payload_of(&d), d.attempt()));
+        b.ack(d.id()).unwrap();
+    }
+    got.sort();
+    assert_eq!(got, [("1".to_owned(), 2), ("2".to_owned(), 1), ("3".to_owned(), 1)]);
+    let early = b.fetch("early", Some("late"), Some(Duration::ZERO)).unwrap().expect("retained across brokers");
+    assert_eq!(payload_of(&early), "\"kept\"");
+    b.ack(early.id()).unwrap();
+    b.join(Some(LONG)).unwrap();
+    assert_eq!(b.count(None).unwrap(), 0, "the closed broker's ungrouped subscription left nothing behind");
+    let anon = redis_server::raw(redis_server::shared().port, &format!("KEYS {{{prefix}:jobs}}:s:a:*"));
+    assert_eq!(anon.as_deref(), Some("*0\r\n"), "its streams are gone");
+}
+
+// ---- faults ---------------------------------------------------------------------------------------
+
+/// Redis killed and restarted in the middle of a run (append-only file, fsync always): calls
+/// made meanwhile fail with `Unavailable`, the brokers reconnect by themselves, and every
+/// publish that returned Ok is delivered; what was processed but not acked comes back.
+#[test]
+fn a_restarted_server_loses_nothing_acknowledged() {
+    let mut server = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let url = format!("{}?prefix=restart&lease_ms=600&timeout_ms=500", server.url());
+    let consumer = Broker::open(&url).unwrap();
+    let producer = Broker::open(&url).unwrap();
+    let seen: Seen = Default::default();
+    consumer.subscribe("jobs", recorder(&seen), &SubscribeOptions { concurrency: 2, ..grouped("workers") }).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (acked, unavailable) = std::thread::scope(|s| {
+        let publisher = s.spawn(|| {
+            let (mut acked, mut unavailable) = (Vec::new(), 0);
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) || acked.len() < 50 {
+                let payload = format!("\"m{i}\"");
+                match producer.publish("jobs", payload.as_bytes(), &PublishOptions::default()) {
+                    Ok(_) => acked.push(payload),
+                    Err(e) => {
+                        assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+                        assert!(e.message().contains("redis"), "a clear message: {e}");
+                        unavailable += 1;
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+                i += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            (acked, unavailable)
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        server.kill();
+        std::thread::sleep(Duration::from_millis(500));
+        server.restart();
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        publisher.join().unwrap()
+    });
+    assert!(unavailable > 0, "the publisher saw the server gone");
+    eventually("every acknowledged publish delivered", || {
+        let seen = seen.lock().unwrap();
+        acked.iter().all(|p| seen.contains_key(p))
+    });
+    eventually("nothing left waiting", || consumer.count(None).unwrap() == 0);
+    consumer.join(Some(LONG)).unwrap();
+}
+
+/// An ack made while the server is away fails with `Unavailable` and changes nothing: retried
+/// once it is back, it settles the delivery; a delivery whose failed ack is never retried comes
+/// back to its group after the lease, with the next attempt.
+#[test]
+fn a_failed_ack_can_be_retried_and_an_abandoned_one_comes_back() {
+    let mut server = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let b = Broker::open(&format!("{}?lease_ms=600&timeout_ms=300", server.url())).unwrap();
+    assert!(b.fetch("jobs", Some("w"), Some(Duration::ZERO)).unwrap().is_none());
+    for p in ["1", "2"] {
+        b.publish("jobs", p.as_bytes(), &PublishOptions::default()).unwrap();
+    }
+    let first = b.fetch("jobs", Some("w"), Some(LONG)).unwrap().unwrap();
+    let second = b.fetch("jobs", Some("w"), Some(LONG)).unwrap().unwrap();
+    server.kill();
+    for d in [&first, &second] {
+        let e = b.ack(d.id()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    }
+    server.restart();
+    eventually("the retried ack to go through", || b.ack(first.id()).is_ok());
+    let again = b.fetch("jobs", Some("w"), Some(LONG)).unwrap().expect("the abandoned delivery comes back");
+    assert_eq!((payload_of(&again), again.attempt()), (payload_of(&second), 2));
+    b.ack(again.id()).unwrap();
+    assert!(b.fetch("jobs", Some("w"), Some(Duration::from_millis(800))).unwrap().is_none(), "the first is gone");
+    b.join(Some(LONG)).unwrap();
+    assert_eq!(b.count(None).unwrap(), 0);
+}
+
+/// Bad URLs, an unreachable server, refused credentials and keys that are not a brokk store
+/// each get their own error kind, with a message that says what to do.
+#[test]
+fn unusable_urls_servers_and_stores_get_the_right_error() {
+    for bad in ["redis://", "redis://h:0", "redis://h?colour=blue", "redis://a:1,b:2", "redis://h/x"] {
+        assert_eq!(Broker::open(bad).err().unwrap().kind(), ErrorKind::InvalidUrl, "{bad}");
+    }
+    assert_eq!(Broker::open("rediss://h").err().unwrap().kind(), ErrorKind::UnsupportedBackend);
+
+    let port = redis_server::free_port();
+    let e = Broker::open(&format!("redis://127.0.0.1:{port}?timeout_ms=500")).err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(e.message().contains(&port.to_string()), "says which server: {e}");
+
+    let locked = RedisServer::start(&["--requirepass", "s3cret"]);
+    let base = format!("127.0.0.1:{}", locked.port);
+    for creds in ["", "default:wrong@", ":wrong@"] {
+        let e = Broker::open(&format!("redis://{creds}{base}")).err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::CannotOpenStore, "{creds}: {e}");
+        assert!(!e.message().contains("wrong"), "no password in messages: {e}");
+    }
+    Broker::open(&format!("redis://:s3cret@{base}")).unwrap().close(Some(LONG), false).unwrap();
+    Broker::open(&format!("redis://default:s3cret@{base}/2")).unwrap().close(Some(LONG), false).unwrap();
+    let e = Broker::open(&format!("redis://:s3cret@{base}/999")).err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::CannotOpenStore, "a database the server does not have: {e}");
+
+    let shared = redis_server::shared();
+    let other = prefix("not-brokk");
+    assert!(redis_server::raw(shared.port, &format!("SET {{{other}}}:version 99")).unwrap().starts_with("+OK"));
+    let e = Broker::open(&url(&other, "")).err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::IncompatibleStore, "{e}");
+    let list = prefix("a-list");
+    redis_server::raw(shared.port, &format!("RPUSH {{{list}}}:version x")).unwrap();
+    assert_eq!(Broker::open(&url(&list, "")).err().unwrap().kind(), ErrorKind::IncompatibleStore);
+
+    // A server that goes away under an open broker: Unavailable, then back by itself.
+    let mut server = RedisServer::start(&[]);
+    let b = Broker::open(&format!("{}?timeout_ms=500", server.url())).unwrap();
+    assert!(b.fetch("t", Some("g"), Some(Duration::ZERO)).unwrap().is_none());
+    server.kill();
+    let e = b.publish("t", b"1", &PublishOptions::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert_eq!(b.count(None).unwrap_err().kind(), ErrorKind::Unavailable);
+    server.restart();
+    eventually("the broker to reconnect", || b.publish("t", b"2", &PublishOptions::default()).is_ok());
+    let d = b.fetch("t", Some("g"), Some(LONG)).unwrap().expect("published after the restart");
+    assert_eq!(payload_of(&d), "2");
+}
+
+// ---- Redis Cluster ----------------------------------------------------------------------------------
+
+/// Three masters on loopback ports, slots spread by `redis-cli --cluster create`.
+struct Cluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                RedisServer::start(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                ])
+            })
+            .collect();
+        let addresses: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let status = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        let deadline = Instant::now() + LONG;
+        for n in &nodes {
+            while !redis_server::raw(n.port, "CLUSTER INFO").is_some_and(|r| r.contains("cluster_state:ok")) {
+                assert!(Instant::now() < deadline, "the cluster did not come up");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Cluster { nodes }
+    }
+
+    fn url(&self, options: &str) -> String {
+        let nodes: Vec<String> = self.nodes.iter().take(2).map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        format!("redis+cluster://{}{options}", nodes.join(","))
+    }
+
+    /// The port of the node that holds `key`.
+    fn node_of(&self, key: &str) -> u16 {
+        let reply = redis_server::raw(self.nodes[0].port, &format!("CLUSTER KEYSLOT {key}")).unwrap();
+        let slot: u16 = reply.trim().trim_start_matches(':').parse().unwrap();
+        for n in &self.nodes {
+            let info = redis_server::raw(n.port, "CLUSTER NODES").unwrap();
+            let me = info.lines().find(|l| l.contains("myself")).unwrap();
+            for range in me.split(' ').skip(8) {
+                let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+                if (lo.parse::<u16>().unwrap()..=hi.parse::<u16>().unwrap()).contains(&slot) {
+                    return n.port;
+                }
+            }
+        }
+        panic!("no node holds slot {slot}");
+    }
+}
+
+/// On a three-node cluster, topics land on different nodes; two worker processes form one
+/// group across them and process every message of every topic once; count and purge see all
+/// topics.
+#[test]
+fn a_group_across_two_processes_on_a_three_node_cluster() {
+    let cluster = Cluster::start();
+    let url = cluster.url("?prefix=c");
+    let parent = Broker::open(&url).unwrap();
+    let topics: Vec<String> = (0..6).map(|i| format!("topic{i}")).collect();
+    let nodes: BTreeSet<u16> = topics.iter().map(|t| cluster.node_of(&format!("{{c:{t}}}"))).collect();
+    assert!(nodes.len() >= 2, "the topics spread over the nodes: {nodes:?}");
+    let workers: Vec<Proc> =
+        (0..2).map(|_| Proc::spawn("worker", &url, &[("BROKK_REDIS_TOPICS", &topics.join(","))])).collect();
+    for w in &workers {
+        assert_eq!(w.next(), "ready");
+    }
+    const EACH: usize = 50;
+    for (t, topic) in topics.iter().enumerate() {
+        for i in 0..EACH {
+            parent.publish(topic, format!("\"{t}-{i}\"").as_bytes(), &PublishOptions::default()).unwrap();
+        }
+    }
+    let all = topics.len() * EACH;
+    let mut done = HashMap::new();
+    collect_done(&workers, &mut done, |seen| seen.values().map(Vec::len).sum::<usize>() >= all);
+    assert_eq!(done.len(), all);
+    assert!(done.values().all(|a| a == &[1]), "each once");
+    eventually("nothing waits on any node", || parent.count(None).unwrap() == 0);
+    drop(workers);
+    // With no member left, what a group gets waits on its node; count and purge see every node.
+    for topic in &topics {
+        parent.publish(topic, b"1", &PublishOptions::default()).unwrap();
+    }
+    assert_eq!(parent.count(None).unwrap(), topics.len() as u64);
+    assert_eq!(parent.purge(None).unwrap(), topics.len() as u64);
+    assert_eq!(parent.count(None).unwrap(), 0);
+}
