@@ -179,6 +179,14 @@ fn collect_done(
 
 // ---- several processes on one server ----------------------------------------------------------
 
+/// See `common::a_delay_that_ran_out_unwatched_reaches_a_new_subscriber`.
+#[test]
+fn a_delay_that_ran_out_unwatched_reaches_a_new_subscriber() {
+    let url = url(&prefix("unwatched-delay"), "&lease_ms=60000");
+    let (a, b) = (Broker::open(&url).unwrap(), Broker::open(&url).unwrap());
+    common::a_delay_that_ran_out_unwatched_reaches_a_new_subscriber(&a, &b);
+}
+
 /// Two worker processes form one named group: every message is processed once, by one of them,
 /// at its first attempt; a second group in this process gets its own copy of each; the counts
 /// reconcile and nothing is left in Redis.

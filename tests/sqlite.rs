@@ -134,6 +134,15 @@ fn a_fetch_waiting_in_one_broker_gets_what_another_publishes() {
     assert_eq!(waiter.join().unwrap().as_deref(), Some("\"across\""));
 }
 
+/// See `common::a_delay_that_ran_out_unwatched_reaches_a_new_subscriber`.
+#[test]
+fn a_delay_that_ran_out_unwatched_reaches_a_new_subscriber() {
+    let kit = Kit::sqlite("unwatched-delay");
+    let path = kit.dir().join("shared.db");
+    let (a, b) = (open(&path, "?lease_ms=60000"), open(&path, "?lease_ms=60000"));
+    common::a_delay_that_ran_out_unwatched_reaches_a_new_subscriber(&a, &b);
+}
+
 // ---- durability across brokers -----------------------------------------------------------------
 
 /// What waits in a named group, what a topic retains and what a delayed requeue holds back

@@ -9,6 +9,16 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::store::Watch;
 
+/// Why `Poller::sleep_until` returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Woken {
+    Time,
+    /// Someone started waiting: their group may have work the poller never looked for (a
+    /// delay that ran out while nobody watched it).
+    Poked,
+    Stopped,
+}
+
 #[derive(Default)]
 struct State {
     stopped: bool,
@@ -33,14 +43,18 @@ impl Poller {
         Ok(())
     }
 
-    /// Sleeps until `until`, a poke, or stop; returns false once stopped.
-    pub(crate) fn sleep_until(&self, until: Instant) -> bool {
+    /// Sleeps until `until`, a poke, or stop; says which.
+    pub(crate) fn sleep_until(&self, until: Instant) -> Woken {
         let mut s = self.state.lock();
         while !s.stopped && !s.poked && Instant::now() < until {
             self.changed.wait_until(&mut s, until);
         }
-        s.poked = false;
-        !s.stopped
+        let poked = std::mem::take(&mut s.poked);
+        match (s.stopped, poked) {
+            (true, _) => Woken::Stopped,
+            (false, true) => Woken::Poked,
+            (false, false) => Woken::Time,
+        }
     }
 
     pub(crate) fn poke(&self) {

@@ -118,3 +118,33 @@ macro_rules! on_every_backend {
         }
     };
 }
+
+/// For shared stores: `a` and `b` are two brokers on one store (opened with a lease long enough
+/// that no heartbeat comes during the test). A delivery that `a` requeued with a delay comes
+/// due while nobody in `b` watches its group (though `b`'s poller runs, for a subscription of
+/// its own, and sees `a`'s writes go by); `b` then subscribes to that group and must get it
+/// from its poller's next look, not from whatever change or heartbeat comes next.
+pub fn a_delay_that_ran_out_unwatched_reaches_a_new_subscriber(a: &Broker, b: &Broker) {
+    use brokk::{Delivery, PublishOptions, SubscribeOptions, Verdict};
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    b.subscribe("elsewhere", |_: &Delivery| Verdict::Ack, &SubscribeOptions::default()).unwrap();
+    assert!(a.fetch("late", Some("w"), Some(Duration::ZERO)).unwrap().is_none()); // makes the group
+    a.publish("late", b"\"again\"", &PublishOptions::default()).unwrap();
+    let d = a.fetch("late", Some("w"), Some(Duration::ZERO)).unwrap().expect("the delivery");
+    a.nack(d.id(), true, Some(Duration::from_millis(200)), None).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let started = Instant::now();
+    let handler = move |d: &Delivery| {
+        let _ = tx.lock().unwrap().send(d.attempt());
+        Verdict::Ack
+    };
+    b.subscribe("late", handler, &SubscribeOptions { group: Some("w"), ..Default::default() }).unwrap();
+    // The poller looks every few milliseconds; the next heartbeat is 20 s away.
+    let attempt = rx.recv_timeout(Duration::from_secs(10)).expect("the delayed delivery reached the new subscriber");
+    assert_eq!(attempt, 2);
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

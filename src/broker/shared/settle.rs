@@ -284,6 +284,11 @@ impl Shared {
                 counters.enqueued.fetch_add(1, Ordering::Relaxed);
                 if let Some(group) = group.upgrade() {
                     let released = group.queue.release_due();
+                    if released == 0 {
+                        // A shared store that does not count it due yet (its clock): the
+                        // poller looks again until it does.
+                        self.poke_poller();
+                    }
                     self.wake(&group, group.queue.len().max(released), 1);
                 }
             }

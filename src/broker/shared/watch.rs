@@ -3,15 +3,17 @@
 //!
 //! Every `watch.poll` (5 ms for SQLite) while some local group has a push member, a blocked
 //! fetcher or a blocked publisher, it asks the store whether anything changed (`changed`, a
-//! cheap version read). On a change it re-reads each such group (`refresh`: its ready count
-//! and when its next delayed delivery or lease comes due) and wakes those with work; it also
-//! wakes a group when a due time it learnt passes. With no consumer waiting it sleeps until the
+//! cheap version read). On a change, and when poked (someone started waiting: their group may
+//! hold a delay that ran out while nobody watched it), it re-reads each such group (`refresh`:
+//! its ready count and when its next delayed delivery or lease comes due) and wakes those with
+//! work; it also wakes a group when a due time it learnt passes. With no consumer waiting it sleeps until the
 //! next heartbeat, or until a subscribe or a waiting fetch pokes it. The queue itself is never
 //! polled: a claim runs only when a count or a due time says it will find something.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::Shared;
+use crate::broker::poller::Woken;
 
 impl Shared {
     pub(super) fn run_poller(&self) {
@@ -26,7 +28,8 @@ impl Shared {
             if let Some(due) = next_due {
                 until = until.min(due);
             }
-            if !poller.sleep_until(until) {
+            let woken = poller.sleep_until(until);
+            if woken == Woken::Stopped {
                 return;
             }
             let now = Instant::now();
@@ -37,8 +40,8 @@ impl Shared {
             }
             // A failing look counts as a change: look at the groups themselves.
             let changed = self.store.changed().unwrap_or(true);
-            if changed || next_due.is_some_and(|d| d <= now) {
-                next_due = self.look_again();
+            if changed || woken == Woken::Poked || next_due.is_some_and(|d| d <= now) {
+                next_due = self.look_again(watch.poll);
             } else if interested {
                 self.rewake();
             }
@@ -51,15 +54,25 @@ impl Shared {
     }
 
     /// Re-reads every watched group from the store and wakes those with work; returns the
-    /// earliest due time still ahead.
-    fn look_again(&self) -> Option<Instant> {
+    /// earliest due time still ahead (at most `poll` away for one the store does not count
+    /// due yet).
+    fn look_again(&self, poll: Duration) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         for t in self.topics.all() {
             for g in t.groups().iter().filter(|g| g.is_active() && g.is_watched()) {
                 let Ok(due) = g.queue.refresh() else { continue };
                 let now = Instant::now();
                 let released = match due {
-                    Some(d) if d <= now => g.queue.release_due(),
+                    Some(d) if d <= now => match g.queue.release_due() {
+                        // Due by this clock, not yet by the store's (Redis judges by the
+                        // server's): look again at the next poll.
+                        0 => {
+                            let soon = now + poll;
+                            next = Some(next.map_or(soon, |n| n.min(soon)));
+                            0
+                        }
+                        released => released,
+                    },
                     Some(d) => {
                         next = Some(next.map_or(d, |n| n.min(d)));
                         0
