@@ -32,6 +32,7 @@
 
 mod memory;
 pub(crate) mod redis;
+mod shared;
 pub(crate) mod sqlite;
 
 use std::any::Any;

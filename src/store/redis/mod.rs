@@ -55,6 +55,7 @@ use parking_lot::Mutex;
 
 use crate::config::RedisConfig;
 use crate::error::{Error, ErrorKind, Result};
+use crate::store::shared::Owner;
 use crate::store::{Purged, Store, StoreKind, TopicStore, Watch};
 use conn::Pool;
 use queue::RedisQueue;
@@ -72,32 +73,6 @@ const CONTENDED_BATCH: usize = 8;
 /// Delivery numbers are per topic in Redis; a delivery's id in this broker puts the topic's
 /// local index above them, so ids of different topics never collide.
 const SEQ_BITS: u32 = 40;
-
-/// Who holds a lease: this broker instance, with or without renewal (as `sqlite::seam::Owner`).
-struct Owner {
-    pub renewed: String,
-    pub deadline: String,
-}
-
-impl Owner {
-    fn new() -> Self {
-        use std::collections::hash_map::RandomState;
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = RandomState::new().build_hasher();
-        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
-        h.write_u32(std::process::id());
-        let id = format!("{:016x}-{}", h.finish(), std::process::id());
-        Owner { deadline: format!("{id}+d"), renewed: id }
-    }
-
-    pub fn holder(&self, renewed: bool) -> &str {
-        if renewed {
-            &self.renewed
-        } else {
-            &self.deadline
-        }
-    }
-}
 
 /// A delivery this broker holds: what settling, renewing or giving it back needs.
 #[derive(Clone)]

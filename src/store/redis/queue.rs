@@ -6,16 +6,16 @@
 //! never misses one of them.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::redis::Value;
-use parking_lot::Mutex;
 
 use super::{reply, scripts, Held, Local};
 use crate::error::Result;
 use crate::message::{Delivery, Message};
+use crate::store::shared::ReadyCount;
 use crate::store::{GroupQueue, Lease, Requeue, Requeued};
 
 pub(crate) struct RedisQueue {
@@ -26,16 +26,7 @@ pub(crate) struct RedisQueue {
     /// The group's id in the topic's registry: `n:<name>` or `a:<owner>:<n>`.
     pub(super) group: Arc<str>,
     pub(super) name: Option<Arc<str>>,
-    counts: Mutex<Counts>,
-    /// `counts.ready`, readable without the lock.
-    ready: AtomicU64,
-}
-
-struct Counts {
-    /// Ready deliveries, as last seen.
-    ready: u64,
-    /// Deliveries this broker made ready (published, requeued, released), ever.
-    adds: u64,
+    ready: ReadyCount,
 }
 
 /// What `group_figures.lua` says about a group.
@@ -64,34 +55,16 @@ impl RedisQueue {
         name: Option<Arc<str>>,
         ready: u64,
     ) -> Self {
-        RedisQueue {
-            local,
-            topic,
-            base,
-            index,
-            group,
-            name,
-            counts: Mutex::new(Counts { ready, adds: 0 }),
-            ready: AtomicU64::new(ready),
-        }
+        RedisQueue { local, topic, base, index, group, name, ready: ReadyCount::new(ready) }
     }
 
     /// This broker made `n` deliveries of the group ready (after the script that did).
     pub(super) fn added(&self, n: u64) {
-        let mut c = self.counts.lock();
-        c.ready += n;
-        c.adds += n;
-        self.ready.store(c.ready, Ordering::Release);
+        self.ready.added(n);
     }
 
-    /// Reads the ready count with `read`, and stores it with the additions made since.
     fn reread<R>(&self, read: impl FnOnce() -> Result<(R, u64)>) -> Result<R> {
-        let adds = self.counts.lock().adds;
-        let (value, ready) = read()?;
-        let mut c = self.counts.lock();
-        c.ready = ready + (c.adds - adds);
-        self.ready.store(c.ready, Ordering::Release);
-        Ok(value)
+        self.ready.reread(read)
     }
 
     fn figures(&self) -> Result<Figures> {
@@ -262,7 +235,7 @@ impl GroupQueue for RedisQueue {
     }
 
     fn len(&self) -> usize {
-        self.ready.load(Ordering::Acquire) as usize
+        self.ready.get() as usize
     }
 
     fn backlog(&self) -> Result<usize> {

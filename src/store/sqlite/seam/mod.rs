@@ -32,8 +32,6 @@
 mod queue;
 mod topic;
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +41,7 @@ use parking_lot::Mutex;
 use super::{SqliteFile, SqliteOptions, SyncLevel};
 use crate::config::{SqliteConfig, Synchronous};
 use crate::error::Result;
+use crate::store::shared::Owner;
 use crate::store::{Purged, Store, StoreKind, TopicStore, Watch};
 use queue::SqliteQueue;
 use topic::SqliteTopic;
@@ -56,32 +55,6 @@ pub(crate) const POLL: Duration = Duration::from_millis(5);
 /// smaller batch keeps them fair.
 const BATCH: usize = 64;
 const CONTENDED_BATCH: usize = 8;
-
-/// Who holds a lease: this broker instance, with or without renewal.
-pub(super) struct Owner {
-    /// Leases renewed by the heartbeat; also the owner of this broker's anonymous groups.
-    pub renewed: String,
-    /// Leases that end at an ack deadline.
-    pub deadline: String,
-}
-
-impl Owner {
-    fn new() -> Self {
-        let mut h = RandomState::new().build_hasher();
-        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
-        h.write_u32(std::process::id());
-        let id = format!("{:016x}-{}", h.finish(), std::process::id());
-        Owner { deadline: format!("{id}+d"), renewed: id }
-    }
-
-    pub fn holder(&self, renewed: bool) -> &str {
-        if renewed {
-            &self.renewed
-        } else {
-            &self.deadline
-        }
-    }
-}
 
 /// What the topics and queues of one store share.
 pub(super) struct Local {

@@ -1,25 +1,17 @@
 //! One consumer group of the SQLite store, as this broker sees it: claims lease rows to this
 //! broker's owner, settles delete them, requeues hand them back; `len` is the ready count last
-//! seen, kept current by this broker's own writes and by the poller's `refresh`.
-//!
-//! That count must never miss a delivery this broker added: a worker that finds it at 0 stops,
-//! trusting the publisher that made it non-zero to wake someone. But a count read from the file
-//! (a claim's, a refresh's) is only true at the moment of its transaction, and a local publish
-//! may commit after that moment yet add its `+1` before the read is stored. So additions are
-//! also counted on their own (`adds`), and a read stores what it read plus the additions made
-//! since it started. One that committed before the read and added after its start is counted
-//! twice: the count is then too high, which costs a claim that finds nothing and corrects it.
+//! seen, kept current by this broker's own writes and by the poller's `refresh` (see
+//! `store::shared::ReadyCount`).
 
 use std::any::Any;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use parking_lot::Mutex;
 
 use super::Local;
 use crate::error::Result;
 use crate::message::{now_ms, Delivery, Message};
+use crate::store::shared::ReadyCount;
 use crate::store::sqlite::GroupId;
 use crate::store::{GroupQueue, Lease, Requeue, Requeued};
 
@@ -28,48 +20,21 @@ pub(crate) struct SqliteQueue {
     topic: Arc<str>,
     pub(super) id: GroupId,
     name: Option<Arc<str>>,
-    counts: Mutex<Counts>,
-    /// `counts.ready`, readable without the lock.
-    ready: AtomicU64,
-}
-
-/// See the module doc.
-struct Counts {
-    /// Ready deliveries, as last seen.
-    ready: u64,
-    /// Deliveries this broker made ready (published, requeued, released), ever.
-    adds: u64,
+    ready: ReadyCount,
 }
 
 impl SqliteQueue {
     pub(super) fn new(local: Arc<Local>, topic: Arc<str>, id: GroupId, name: Option<Arc<str>>, ready: u64) -> Self {
-        SqliteQueue {
-            local,
-            topic,
-            id,
-            name,
-            counts: Mutex::new(Counts { ready, adds: 0 }),
-            ready: AtomicU64::new(ready),
-        }
+        SqliteQueue { local, topic, id, name, ready: ReadyCount::new(ready) }
     }
 
     /// This broker made `n` deliveries of the group ready (after the commit that did).
     pub(super) fn added(&self, n: u64) {
-        let mut c = self.counts.lock();
-        c.ready += n;
-        c.adds += n;
-        self.ready.store(c.ready, Ordering::Release);
+        self.ready.added(n);
     }
 
-    /// Reads the ready count from the file with `read`, and stores it with the additions made
-    /// since the read started.
     fn reread<R>(&self, read: impl FnOnce() -> Result<(R, u64)>) -> Result<R> {
-        let adds = self.counts.lock().adds;
-        let (value, ready) = read()?;
-        let mut c = self.counts.lock();
-        c.ready = ready + (c.adds - adds);
-        self.ready.store(c.ready, Ordering::Release);
-        Ok(value)
+        self.ready.reread(read)
     }
 
     fn requeued(&self, back: bool, then: Requeued) -> Requeued {
@@ -149,7 +114,7 @@ impl GroupQueue for SqliteQueue {
     }
 
     fn len(&self) -> usize {
-        self.ready.load(Ordering::Acquire) as usize
+        self.ready.get() as usize
     }
 
     fn backlog(&self) -> Result<usize> {
