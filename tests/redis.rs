@@ -10,29 +10,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use brokk::{Broker, Delivery, ErrorKind, FetchOptions, PublishOptions, SubscribeOptions, Verdict};
 use common::redis_server::{self, RedisServer};
-
-const LONG: Duration = Duration::from_secs(20);
-
-fn eventually(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + LONG;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn payload_of(d: &Delivery) -> String {
-    String::from_utf8(d.payload().to_vec()).unwrap()
-}
-
-fn grouped(group: &str) -> SubscribeOptions<'_> {
-    SubscribeOptions { group: Some(group), ..Default::default() }
-}
+use common::shared_store::{eventually, grouped, payload_of, recorder, Seen, LONG};
 
 /// A prefix no other test uses.
 fn prefix(name: &str) -> String {
@@ -42,16 +25,6 @@ fn prefix(name: &str) -> String {
 /// The shared server's URL with `prefix` and `options` (`&key=value...`).
 fn url(prefix: &str, options: &str) -> String {
     format!("{}?prefix={prefix}{options}", redis_server::shared().url())
-}
-
-type Seen = Arc<Mutex<HashMap<String, Vec<u32>>>>;
-
-fn recorder(seen: &Seen) -> impl Fn(&Delivery) -> Verdict {
-    let seen = Arc::clone(seen);
-    move |d: &Delivery| {
-        seen.lock().unwrap().entry(payload_of(d)).or_default().push(d.attempt());
-        Verdict::Ack
-    }
 }
 
 // ---- child processes ----------------------------------------------------------------------------

@@ -5,17 +5,16 @@
 
 mod common;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Barrier, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{mpsc, Arc, Barrier};
+use std::time::Duration;
 
 use brokk::{BatchMessage, Broker, Delivery, ErrorKind, FetchOptions, PublishOptions, SubscribeOptions, Verdict};
+use common::shared_store::{eventually, grouped, payload_of, recorder, Seen, LONG};
 use common::Kit;
-
-const LONG: Duration = Duration::from_secs(30);
 
 fn url(path: &Path, options: &str) -> String {
     format!("sqlite://{}{options}", path.display())
@@ -23,33 +22,6 @@ fn url(path: &Path, options: &str) -> String {
 
 fn open(path: &Path, options: &str) -> Broker {
     Broker::open(&url(path, options)).unwrap()
-}
-
-fn eventually(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + LONG;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-fn payload_of(d: &Delivery) -> String {
-    String::from_utf8(d.payload().to_vec()).unwrap()
-}
-
-fn grouped(group: &str) -> SubscribeOptions<'_> {
-    SubscribeOptions { group: Some(group), ..Default::default() }
-}
-
-/// What handlers saw: payload -> attempts, in order of processing.
-type Seen = Arc<Mutex<HashMap<String, Vec<u32>>>>;
-
-fn recorder(seen: &Seen) -> impl Fn(&Delivery) -> Verdict {
-    let seen = Arc::clone(seen);
-    move |d: &Delivery| {
-        seen.lock().unwrap().entry(payload_of(d)).or_default().push(d.attempt());
-        Verdict::Ack
-    }
 }
 
 fn total(seen: &Seen) -> usize {
