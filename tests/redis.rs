@@ -160,6 +160,50 @@ fn a_delay_that_ran_out_unwatched_reaches_a_new_subscriber() {
     common::a_delay_that_ran_out_unwatched_reaches_a_new_subscriber(&a, &b);
 }
 
+/// A group's stream of a priority goes once its last entry is settled, requeued with a delay or
+/// purged: claims walk the priorities in use, and priorities used once (pynenc's are floats)
+/// must not pile up. The next delivery of that priority makes the stream again.
+#[test]
+fn drained_priority_streams_are_removed() {
+    let prefix = prefix("drained");
+    let b = Broker::open(&url(&prefix, "")).unwrap();
+    let port = redis_server::shared().port;
+    let streams = || {
+        let reply = redis_server::raw(port, &format!("KEYS {{{prefix}:t}}:s:*")).unwrap();
+        reply.lines().filter(|l| l.contains(":s:")).count()
+    };
+    assert!(b.fetch("t", Some("w"), Some(Duration::ZERO)).unwrap().is_none()); // makes the group
+    for p in 0..50 {
+        let opts = PublishOptions { priority: p, ..Default::default() };
+        b.publish("t", format!("{p}").as_bytes(), &opts).unwrap();
+    }
+    assert_eq!(streams(), 50);
+    // Acked: gone, stream by stream.
+    for expected in (25..50).rev() {
+        let d = b.fetch("t", Some("w"), Some(Duration::ZERO)).unwrap().unwrap();
+        assert_eq!(payload_of(&d), expected.to_string());
+        b.ack(d.id()).unwrap();
+    }
+    assert_eq!(streams(), 25);
+    // Requeued with a delay: out of its stream until due; back in one when claimed again.
+    let d = b.fetch("t", Some("w"), Some(Duration::ZERO)).unwrap().unwrap();
+    b.nack(d.id(), true, Some(Duration::from_millis(50)), None).unwrap();
+    assert_eq!(streams(), 24);
+    // Purged: every stream goes; a new message of an old priority works as before.
+    assert_eq!(b.purge(None).unwrap(), 24);
+    assert_eq!(streams(), 0);
+    b.publish("t", b"\"again\"", &PublishOptions { priority: 7, ..Default::default() }).unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let d = b.fetch("t", Some("w"), Some(LONG)).unwrap().unwrap();
+        got.push((payload_of(&d), d.attempt()));
+        b.ack(d.id()).unwrap();
+    }
+    got.sort();
+    assert_eq!(got, [("\"again\"".to_string(), 1), ("24".to_string(), 2)]);
+    assert_eq!(streams(), 0);
+}
+
 /// Two worker processes form one named group: every message is processed once, by one of them,
 /// at its first attempt; a second group in this process gets its own copy of each; the counts
 /// reconcile and nothing is left in Redis.

@@ -46,6 +46,19 @@ local function enqueue(g, p, k, a, id, payload, meta, ts)
   return redis.call('XADD', open_stream(g, p), '*', 'k', k, 'a', a, 'i', id, 'p', payload, 't', ts)
 end
 
+-- Removes the stream of group g for priority p once no entry is left in it (every entry of it
+-- was settled, moved or purged; a handed-out entry is only deleted after its XACK, so nothing
+-- is pending either), with its consumers: claims walk the priorities in use, and priorities
+-- that were used once must not slow every later claim. The next delivery of that priority
+-- makes it again.
+local function drop_if_drained(g, p)
+  local key = stream(g, p)
+  if redis.call('XLEN', key) == 0 then
+    redis.call('DEL', key)
+    redis.call('ZREM', prios(g), p)
+  end
+end
+
 local function fields_of(flat)
   local f = {}
   for i = 1, #flat, 2 do f[flat[i]] = flat[i + 1] end

@@ -23,6 +23,7 @@ for _, g in ipairs(redis.call('HKEYS', GROUPS)) do
     forget(g, member)
     deliveries = deliveries + 1
   end
+  for _, p in ipairs(redis.call('ZRANGE', prios(g), 0, -1)) do drop_if_drained(g, p) end
   redis.call('HSET', READY, g, 0)
 end
 local retained = redis.call('XLEN', RETAINED)

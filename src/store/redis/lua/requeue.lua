@@ -35,4 +35,5 @@ local has_meta = 0
 if f.m then has_meta = 1 end
 redis.call('HSET', delayed_msgs(g), f.k, cmsgpack.pack({p, attempt + 1, f.i, f.p, f.t, has_meta, f.m or ''}))
 redis.call('ZADD', delayed(g), server_now() + tonumber(ARGV[7]), f.k)
+drop_if_drained(g, p)
 return 2

@@ -3,6 +3,7 @@
 -- it) is theirs now and stays. Returns how many were deleted.
 local g, holder = ARGV[2], ARGV[3]
 local done = 0
+local drained = {}
 for i = 4, #ARGV - 1, 2 do
   local member, attempt = ARGV[i], ARGV[i + 1]
   if redis.call('HGET', holders(g), member) == holder .. ' ' .. attempt then
@@ -11,8 +12,10 @@ for i = 4, #ARGV - 1, 2 do
     redis.call('XACK', key, CG, id)
     redis.call('XDEL', key, id)
     forget(g, member)
+    drained[p] = true
     done = done + 1
   end
 end
+for p in pairs(drained) do drop_if_drained(g, p) end
 if done > 0 then redis.call('INCR', GEN) end
 return done
