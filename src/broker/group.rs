@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
@@ -156,7 +156,7 @@ impl Group {
         waiting: impl Fn(),
     ) -> bool {
         // A failing store read counts as room: the publish goes on and meets the failure.
-        let full = || self.queue.backlog().is_ok_and(|len| len + n > capacity);
+        let full = || self.queue.backlog(Duration::ZERO).is_ok_and(|len| len + n > capacity);
         loop {
             if !full() || !self.is_active() || !open() {
                 return true;

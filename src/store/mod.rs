@@ -268,9 +268,12 @@ pub(crate) trait GroupQueue: Send + Sync + Any {
     /// figure seen (refreshed by claims, local publishes and the poller).
     fn len(&self) -> usize;
 
-    /// Ready deliveries, exactly, as backpressure holds them against the queue capacity: for a
-    /// shared store read from it (other processes publish into the same group).
-    fn backlog(&self) -> Result<usize> {
+    /// Ready deliveries, as backpressure holds them against the queue capacity. A shared store
+    /// reads them from the store (other processes publish into the same group), unless it read
+    /// them less than `max_age` ago (`Duration::ZERO`: read now); its own additions since are
+    /// counted either way.
+    fn backlog(&self, max_age: Duration) -> Result<usize> {
+        let _ = max_age;
         Ok(self.len())
     }
 

@@ -5,6 +5,7 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -58,11 +59,14 @@ struct Counts {
     ready: u64,
     /// Deliveries this broker made ready (published, requeued, released), ever.
     adds: u64,
+    /// When the last read from the store started.
+    read_at: Option<Instant>,
 }
 
 impl ReadyCount {
     pub fn new(ready: u64) -> Self {
-        ReadyCount { counts: Mutex::new(Counts { ready, adds: 0 }), ready: AtomicU64::new(ready) }
+        let counts = Counts { ready, adds: 0, read_at: Some(Instant::now()) };
+        ReadyCount { counts: Mutex::new(counts), ready: AtomicU64::new(ready) }
     }
 
     pub fn get(&self) -> u64 {
@@ -80,11 +84,26 @@ impl ReadyCount {
     /// Reads the count from the store with `read` (which returns a value and the count), and
     /// stores it with the additions made since the read started.
     pub fn reread<R>(&self, read: impl FnOnce() -> Result<(R, u64)>) -> Result<R> {
-        let adds = self.counts.lock().adds;
+        let (adds, started) = (self.counts.lock().adds, Instant::now());
         let (value, ready) = read()?;
         let mut c = self.counts.lock();
         c.ready = ready + (c.adds - adds);
+        c.read_at = Some(started);
         self.ready.store(c.ready, Ordering::Release);
         Ok(value)
+    }
+
+    /// The count, if it was read from the store less than `max_age` ago.
+    pub fn fresh(&self, max_age: Duration) -> Option<u64> {
+        let c = self.counts.lock();
+        c.read_at.filter(|at| at.elapsed() < max_age).map(|_| c.ready)
+    }
+
+    /// `fresh(max_age)`, or else the count read now with `read` (see `reread`).
+    pub fn backlog(&self, max_age: Duration, read: impl FnOnce() -> Result<u64>) -> Result<u64> {
+        match self.fresh(max_age) {
+            Some(n) => Ok(n),
+            None => self.reread(|| read().map(|n| (n, n))),
+        }
     }
 }

@@ -13,6 +13,10 @@ use crate::broker::topics::Topic;
 use crate::broker::{BatchMessage, PublishOptions};
 use crate::config::Backpressure;
 use crate::error::{Error, ErrorKind, Result};
+
+/// How old a shared store's count of a group may be for a publish to take it as it is (see
+/// `admit`).
+const BACKLOG_MAX_AGE: Duration = Duration::from_millis(50);
 use crate::listener::Event;
 use crate::message::{Delivery, Message};
 use crate::names::{validate_id, validate_topic};
@@ -216,13 +220,22 @@ impl Shared {
     /// Which local groups take `n` more deliveries under the queue capacity. A full group waits
     /// (Block, up to the publish timeout), fails the whole publish (Fail, or Block timed out),
     /// or is left out (Drop). The capacity is a soft bound: publishers admitted at the same
-    /// moment may each add their messages. (A shared store's length is the one last seen.)
+    /// moment may each add their messages.
+    ///
+    /// A shared store's count comes from the store, because other processes publish into the
+    /// group too; a count read less than `BACKLOG_MAX_AGE` ago (by a claim, the poller or an
+    /// earlier publish) is taken as it is, plus this broker's own additions since, so that a
+    /// publish does not cost a second round trip to a server. What others added within that
+    /// window may go over the capacity; a group that looks full is read again before it counts
+    /// as full.
     fn admit(&self, topic: &Topic, groups: &[Arc<Group>], n: usize, may_block: bool) -> Result<Skip> {
         let cap = self.queue_capacity;
         let mut full = Skip::default();
         for (i, g) in groups.iter().enumerate() {
-            // A shared store's count is read from it: other processes publish into the group.
-            let len = if self.in_process { g.queue.len() } else { g.queue.backlog()? };
+            let mut len = if self.in_process { g.queue.len() } else { g.queue.backlog(BACKLOG_MAX_AGE)? };
+            if len + n > cap && !self.in_process {
+                len = g.queue.backlog(Duration::ZERO)?;
+            }
             if len + n > cap {
                 full.add(i);
             }

@@ -238,9 +238,8 @@ impl GroupQueue for RedisQueue {
         self.ready.get() as usize
     }
 
-    fn backlog(&self) -> Result<usize> {
-        let ready = self.reread(|| self.figures().map(|f| (f.ready, f.ready)))?;
-        Ok(ready as usize)
+    fn backlog(&self, max_age: Duration) -> Result<usize> {
+        Ok(self.ready.backlog(max_age, || self.figures().map(|f| f.ready))? as usize)
     }
 
     fn waiting(&self) -> Result<u64> {

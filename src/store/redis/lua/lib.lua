@@ -29,12 +29,19 @@ local function holders(g) return B .. ':h:' .. g end -- hash: handed-out entry -
 local function delayed(g) return B .. ':d:' .. g end -- zset: delivery number -> due (ms)
 local function delayed_msgs(g) return B .. ':dv:' .. g end -- hash: delivery number -> packed delivery
 
+-- The streams this call has opened, by group and priority: a batch publish opens each once.
+local opened = {}
+
 -- The stream of group g for priority p, created with its consumer group on first use.
 local function open_stream(g, p)
-  local key = stream(g, p)
+  local slot = g .. ' ' .. p
+  local key = opened[slot]
+  if key then return key end
+  key = stream(g, p)
   if redis.call('ZADD', prios(g), p, p) == 1 then
     redis.pcall('XGROUP', 'CREATE', key, CG, '0', 'MKSTREAM')
   end
+  opened[slot] = key
   return key
 end
 
@@ -56,6 +63,7 @@ local function drop_if_drained(g, p)
   if redis.call('XLEN', key) == 0 then
     redis.call('DEL', key)
     redis.call('ZREM', prios(g), p)
+    opened[g .. ' ' .. p] = nil
   end
 end
 

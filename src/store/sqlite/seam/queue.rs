@@ -117,9 +117,8 @@ impl GroupQueue for SqliteQueue {
         self.ready.get() as usize
     }
 
-    fn backlog(&self) -> Result<usize> {
-        let ready = self.reread(|| self.local.file.ready_len(self.id).map(|n| (n, n)))?;
-        Ok(ready as usize)
+    fn backlog(&self, max_age: Duration) -> Result<usize> {
+        Ok(self.ready.backlog(max_age, || self.local.file.ready_len(self.id))? as usize)
     }
 
     fn waiting(&self) -> Result<u64> {
