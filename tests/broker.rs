@@ -1394,7 +1394,31 @@ fn memory_stays_bounded_under_a_publisher_faster_than_its_consumer(k: &Kit) {
     assert!(peak.load(SeqCst) <= 64 + 4, "queue peaked at {}", peak.load(SeqCst));
 }
 
+/// A join that times out says what is outstanding: exactly the deliveries handed out and not
+/// settled, never a claim a worker has just started (on a shared store a claim counts as
+/// outstanding while it runs, but it holds nothing). Repeated: the race is short.
+fn a_timed_out_join_reports_what_is_held(k: &Kit) {
+    for round in 0..10 {
+        let b = k.broker(2);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&calls);
+        let handler = move |_: &Delivery| {
+            seen.fetch_add(1, SeqCst);
+            Verdict::Later
+        };
+        b.subscribe("m", handler, &SubscribeOptions { concurrency: 4, ..manual() }).unwrap();
+        for _ in 0..4 {
+            b.publish("m", b"1", &PublishOptions::default()).unwrap();
+        }
+        eventually("4 deliveries handed out", || calls.load(SeqCst) == 4);
+        let e = b.join(Some(Duration::ZERO)).unwrap_err();
+        assert_eq!((e.kind(), e.remaining()), (ErrorKind::Timeout, 4), "round {round}: {e}");
+        b.close(Some(LONG), true).unwrap();
+    }
+}
+
 on_every_backend!(
+    a_timed_out_join_reports_what_is_held,
     fan_out_gives_each_subscription_its_own_delivery_of_shared_bytes,
     payload_and_metadata_arrive_byte_for_byte,
     concurrency_one_is_strictly_fifo,

@@ -1,7 +1,7 @@
 //! Counts the work `join` and `close` wait for: deliveries not yet settled (queued, running or
-//! awaiting an ack), handler invocations still running (a handler may ack its own delivery and
-//! go on), publishes in progress (accepted, not yet queued) and listener events not yet
-//! delivered.
+//! awaiting an ack), claims in progress against a shared store (they may bring deliveries),
+//! handler invocations still running (a handler may ack its own delivery and go on), publishes
+//! in progress (accepted, not yet queued) and listener events not yet delivered.
 //!
 //! Counting is lock-free, and a transition to zero costs nothing unless someone waits: each
 //! counter carries a WAITING bit beside its count, in the same atomic word. A waiter sets the
@@ -35,6 +35,9 @@ const COUNT: u64 = WAITING - 1;
 #[derive(Default)]
 pub(crate) struct Quiesce {
     deliveries: AtomicU64,
+    /// Deliveries that claims in progress may bring (their `max`): kept apart from
+    /// `deliveries`, which says what is held.
+    claims: AtomicU64,
     events: AtomicU64,
     handlers: AtomicU64,
     publishes: AtomicU64,
@@ -50,6 +53,14 @@ impl Quiesce {
 
     pub(crate) fn done_deliveries(&self, n: u64) {
         self.done(&self.deliveries, n);
+    }
+
+    pub(crate) fn add_claims(&self, n: u64) {
+        self.claims.fetch_add(n, Ordering::AcqRel);
+    }
+
+    pub(crate) fn done_claims(&self, n: u64) {
+        self.done(&self.claims, n);
     }
 
     pub(crate) fn add_events(&self, n: u64) {
@@ -92,8 +103,8 @@ impl Quiesce {
         }
     }
 
-    fn counters(&self) -> [&AtomicU64; 4] {
-        [&self.deliveries, &self.events, &self.handlers, &self.publishes]
+    fn counters(&self) -> [&AtomicU64; 5] {
+        [&self.deliveries, &self.claims, &self.events, &self.handlers, &self.publishes]
     }
 
     /// Sets WAITING on every counter and says whether all counts were zero at that moment.

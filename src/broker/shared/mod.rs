@@ -215,14 +215,16 @@ impl Shared {
     /// sees a delivery neither waiting in the store nor held.
     fn claiming(&self, max: usize) {
         if !self.in_process && max > 0 {
-            self.quiesce.add_deliveries(max as u64);
+            self.quiesce.add_claims(max as u64);
         }
     }
 
-    /// The claim that `claiming(max)` announced took `got`.
+    /// The claim that `claiming(max)` announced took `got`: held now. (Counted held before the
+    /// claim stops counting, so that join never sees both at zero while they exist.)
     fn claimed(&self, max: usize, got: usize) {
-        if !self.in_process {
-            self.quiesce.done_deliveries(max.saturating_sub(got) as u64);
+        if !self.in_process && max > 0 {
+            self.quiesce.add_deliveries(got as u64);
+            self.quiesce.done_claims(max as u64);
         }
     }
 
