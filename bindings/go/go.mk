@@ -6,6 +6,9 @@
 #                  so that a missing runtime.KeepAlive becomes a use after free; then the Go
 #                  pipeline example (with -race), its output checked for the same facts as the
 #                  C demo's.
+#                  The tests that call forEachBackend run on memory://, SQLite and Redis (one
+#                  redis-server per test binary, started through tests/redis/server.sh on first
+#                  use and stopped by TestMain; needs redis-server installed).
 #   make demo-go   runs the Go pipeline example.
 #
 # Needs Go 1.24 or later on PATH, and nothing from the network: the binding uses only the

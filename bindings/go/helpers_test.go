@@ -2,14 +2,104 @@ package brokk
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
+
+// TestMain stops the package's redis-server (if a test started one) after the tests have run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if err := redis.stop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// redisServer is the one redis-server of a test run: tests/redis/server.sh starts it on the
+// first "redis" subtest of forEachBackend (so `go test -list` and runs with no such subtest start
+// nothing), owned by this process's pid (its watchdog kills it within a second if the test binary
+// dies), and TestMain stops it after m.Run. Without redis-server the redis subtests fail, saying
+// why; they never skip.
+type redisServer struct {
+	once sync.Once
+	dir  string
+	url  string // redis://127.0.0.1:PORT/0
+	err  error
+}
+
+var redis redisServer
+
+// serverScript is tests/redis/server.sh (the tests run in bindings/go).
+func serverScript() string { return filepath.Join("..", "..", "tests", "redis", "server.sh") }
+
+func (r *redisServer) baseURL() (string, error) {
+	r.once.Do(func() {
+		dir, err := os.MkdirTemp("", "brokk-go-redis-")
+		if err != nil {
+			r.err = err
+			return
+		}
+		r.dir = dir
+		out, err := exec.Command("sh", serverScript(), "start", dir, strconv.Itoa(os.Getpid())).Output()
+		if err != nil {
+			msg := ""
+			if ee, ok := err.(*exec.ExitError); ok {
+				msg = strings.TrimSpace(string(ee.Stderr))
+			}
+			r.err = fmt.Errorf("tests/redis/server.sh could not start redis-server (apt-get install redis-server): %v: %s", err, msg)
+			return
+		}
+		r.url = "redis://127.0.0.1:" + strings.TrimSpace(string(out)) + "/0"
+	})
+	return r.url, r.err
+}
+
+func (r *redisServer) stop() error {
+	if r.dir == "" {
+		return nil
+	}
+	defer os.RemoveAll(r.dir)
+	if out, err := exec.Command("sh", serverScript(), "stop", r.dir).CombinedOutput(); err != nil {
+		return fmt.Errorf("stopping redis-server: %v: %s", err, out)
+	}
+	return nil
+}
+
+var redisPrefixes atomic.Uint64
+
+// redisURL is the URL of a fresh store on the run's redis-server: a key prefix of t's own
+// ("go<pid>-<n>-<test name>", at most 64 of letters, digits and "_.-").
+func redisURL(t *testing.T) string {
+	t.Helper()
+	base, err := redis.baseURL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := fmt.Sprintf("go%d-%d-", os.Getpid(), redisPrefixes.Add(1))
+	for _, c := range t.Name() {
+		if len(prefix) >= 64 {
+			break
+		}
+		if (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-' {
+			prefix += string(c)
+		} else {
+			prefix += "_"
+		}
+	}
+	return base + "?prefix=" + prefix
+}
 
 // scale multiplies every wait bound (BROKK_TEST_TIMEOUT_SCALE, default 1), as the C suite's
 // does. Bounds only keep a broken test from hanging; no test asserts how long anything took.
@@ -155,15 +245,20 @@ func settleHandles(t *testing.T) int64 {
 // backendURLs maps each subtest of forEachBackend to the backend URL its brokers use.
 var backendURLs sync.Map // *testing.T -> string
 
-// forEachBackend runs body as two subtests, "memory" and "sqlite": open(t, …) inside body
-// opens a broker on memory://, then on a fresh SQLite file in t.TempDir().
+// forEachBackend runs body as three subtests, "memory", "sqlite" and "redis": open(t, …) inside
+// body opens a broker on memory://, then on a fresh SQLite file in t.TempDir(), then on the run's
+// redis-server under a key prefix of the subtest's own (every open in one subtest shares the
+// store, as they share the SQLite file).
 func forEachBackend(t *testing.T, body func(t *testing.T)) {
 	t.Helper()
-	for _, backend := range []string{"memory", "sqlite"} {
+	for _, backend := range []string{"memory", "sqlite", "redis"} {
 		t.Run(backend, func(t *testing.T) {
 			url := "memory://"
-			if backend == "sqlite" {
+			switch backend {
+			case "sqlite":
 				url = sqliteURL(t.TempDir(), "brokk.db")
+			case "redis":
+				url = redisURL(t)
 			}
 			backendURLs.Store(t, url)
 			t.Cleanup(func() { backendURLs.Delete(t) })

@@ -2,12 +2,15 @@
 # LINK_DEBUG and lib-debug it uses.
 #
 #   make test-c           static checks, every program plainly on memory://, again plainly on
-#                         SQLite (a temp file per broker, plus the multi-process test), under
+#                         SQLite (a temp file per broker, plus the multi-process test), again on
+#                         Redis (a prefix per broker, plus the multi-process test), under
 #                         valgrind memcheck and the AddressSanitizer build (test-c-asan; both on
 #                         memory:// only); the last line is the total "N passed, N failed" over
 #                         all of them. Fails if anything failed.
 #   make test-c-plain     just the plain run          make test-c-valgrind   just valgrind
 #   make test-c-sqlite    the plain run on SQLite (BROKK_TEST_URL=sqlite; see check.h)
+#   make test-c-redis     the plain run on a redis-server of its own (tests/redis/server.sh, started
+#                         and stopped by run.sh; BROKK_TEST_URL=redis://...; needs redis-server)
 #   make test-c-asan      just the ASan/UBSan build   make test-c-static     header/symbol checks
 #   make c-tests          build the programs only; run one with build/c-tests/test_x [name filter]
 #
@@ -19,7 +22,7 @@ CT_OUT   := $(BUILD)/c-tests
 CT_PROGS := test_basics test_lifecycle test_publish test_delivery test_ack test_listeners \
             test_stats test_close test_reentry test_threads test_consumer test_batch test_reliability \
             test_symbols header_cpp
-# Programs only the SQLite stage runs (they need a store shared between processes).
+# Programs only the SQLite and Redis stages run (they need a store shared between processes).
 CT_SQLITE_PROGS := test_processes
 CT_BINS      := $(addprefix $(CT_OUT)/,$(CT_PROGS))
 CT_SQLITE_BINS := $(CT_BINS) $(addprefix $(CT_OUT)/,$(CT_SQLITE_PROGS))
@@ -29,14 +32,14 @@ CT_SAN       := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-saniti
 CT_VALGRIND  := valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
                 --show-leak-kinds=definite --num-callers=40 --fair-sched=yes
 
-.PHONY: c-tests test-c test-c-plain test-c-sqlite test-c-valgrind test-c-asan test-c-static
+.PHONY: c-tests test-c test-c-plain test-c-sqlite test-c-redis test-c-valgrind test-c-asan test-c-static
 
 # Under `make test-c` each stage records its counts and carries on, so the final summing step
 # can print the total; it then fails if any stage failed. A stage run on its own fails at once.
 test-c: CT_KEEP_GOING := 1
-test-c: test-c-static test-c-plain test-c-sqlite test-c-valgrind test-c-asan
+test-c: test-c-static test-c-plain test-c-sqlite test-c-redis test-c-valgrind test-c-asan
 	@sh $(CT_SRC)/sum.sh $(CT_OUT)/static.counts $(CT_OUT)/plain.counts \
-	    $(CT_OUT)/sqlite.counts $(CT_OUT)/valgrind.counts $(CT_OUT)/asan.counts
+	    $(CT_OUT)/sqlite.counts $(CT_OUT)/redis.counts $(CT_OUT)/valgrind.counts $(CT_OUT)/asan.counts
 
 c-tests: $(CT_SQLITE_BINS) $(CT_ASAN_BINS)
 
@@ -68,6 +71,9 @@ test-c-plain: lib-debug $(CT_BINS)
 
 test-c-sqlite: lib-debug $(CT_SQLITE_BINS)
 	@CT_KEEP_GOING="$(CT_KEEP_GOING)" sh $(CT_SRC)/run.sh sqlite $(CT_OUT) $(CT_SQLITE_BINS)
+
+test-c-redis: lib-debug $(CT_SQLITE_BINS)
+	@CT_KEEP_GOING="$(CT_KEEP_GOING)" sh $(CT_SRC)/run.sh redis $(CT_OUT) $(CT_SQLITE_BINS)
 
 test-c-valgrind: lib-debug $(CT_BINS)
 	@CT_KEEP_GOING="$(CT_KEEP_GOING)" CT_VALGRIND="$(CT_VALGRIND)" \

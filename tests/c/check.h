@@ -136,13 +136,14 @@ typedef struct test_case {
 
 static inline void test_db_cleanup(void);
 static inline bool test_sqlite(void);
+static inline bool test_redis(void);
 
 static inline int run_tests(const char *program, const test_case *tests, size_t n, int argc,
                             char **argv) {
     unsigned passed = 0, failed = 0;
     const char *filter = argc > 1 ? argv[1] : NULL;
     setvbuf(stdout, NULL, _IOLBF, 0);
-    printf("# %s (%s)\n", program, test_sqlite() ? "sqlite" : "memory");
+    printf("# %s (%s)\n", program, test_sqlite() ? "sqlite" : test_redis() ? "redis" : "memory");
     for (size_t i = 0; i < n; i++) {
         if (filter && !strstr(tests[i].name, filter)) continue;
         unsigned before = atomic_load(&check_failures_);
@@ -365,13 +366,26 @@ static inline void delayed_open_join(delayed_open *d) { pthread_join(d->thread, 
  * The backend under test. BROKK_TEST_URL=sqlite runs every broker the suite creates through
  * new_broker*() on SQLite: a fresh file per broker, in a private temp directory made on first
  * use; run_tests() deletes the files (with their -wal/-shm) after each test, and an atexit hook
- * removes whatever is left and the directory. Unset, empty or "memory": memory:// (URL NULL).
- * Tests that expect something different on SQLite branch on test_sqlite() and say why.
+ * removes whatever is left and the directory. BROKK_TEST_URL=redis://127.0.0.1:PORT/0 (a server
+ * run.sh started for this run, tests/redis/server.sh) runs them on Redis: a fresh key prefix per
+ * broker ("c<pid>-<n>"), so brokers share nothing unless a test passes one URL to several; the
+ * keys go away with the server at the end of the run. Unset, empty or "memory": memory:// (URL
+ * NULL). Tests that expect something different on SQLite or Redis branch on test_sqlite(),
+ * test_redis() or test_durable() and say why.
  */
 static inline bool test_sqlite(void) {
     const char *e = getenv("BROKK_TEST_URL");
     return e && strncmp(e, "sqlite", 6) == 0;
 }
+
+static inline bool test_redis(void) {
+    const char *e = getenv("BROKK_TEST_URL");
+    return e && strncmp(e, "redis://", 8) == 0;
+}
+
+/* A store that outlives the broker (SQLite or Redis): queues, groups and retained messages stay
+ * in it at close, for the next broker on the same file or prefix. */
+static inline bool test_durable(void) { return test_sqlite() || test_redis(); }
 
 static char test_db_dir_[256];
 static atomic_uint test_db_next_;    /* files handed out so far */
@@ -406,10 +420,23 @@ static inline void test_db_atexit_(void) {
 }
 
 /*
- * A fresh "sqlite:///..." URL in buf (a new file each call), or NULL when the memory backend
- * is under test. extra, if not NULL, is appended (e.g. "?lease_ms=500").
+ * A fresh "sqlite:///..." URL in buf (a new file each call), a fresh
+ * "redis://host:port/db?prefix=c<pid>-<n>" (a new prefix each call), or NULL when the memory
+ * backend is under test. extra, if not NULL, is an option string starting with '?' (e.g.
+ * "?lease_ms=500"), appended as is to a SQLite URL and after "&" to a Redis one.
  */
 static inline const char *test_url(char *buf, size_t cap, const char *extra) {
+    if (test_redis()) {
+        unsigned n = atomic_fetch_add(&test_db_next_, 1);
+        const char *opts = extra && extra[0] == '?' ? extra + 1 : extra;
+        int len = snprintf(buf, cap, "%s?prefix=c%ld-%u%s%s", getenv("BROKK_TEST_URL"),
+                           (long)getpid(), n, opts && opts[0] ? "&" : "", opts ? opts : "");
+        if (len < 0 || (size_t)len >= cap) {
+            fprintf(stderr, "test_url: %s does not fit in %zu bytes\n", buf, cap);
+            abort();
+        }
+        return buf;
+    }
     if (!test_sqlite()) return NULL;
     pthread_mutex_lock(&test_db_lock_);
     if (!test_db_dir_[0]) {

@@ -1,8 +1,12 @@
 #!/bin/sh
 # Runs C test programs in one mode and adds up their results.
-#   run.sh MODE OUTDIR PROGRAM...     MODE: plain | sqlite | valgrind | asan
+#   run.sh MODE OUTDIR PROGRAM...     MODE: plain | sqlite | redis | valgrind | asan
 # "sqlite" is the plain run with BROKK_TEST_URL=sqlite: every broker the suite creates is on
-# its own temporary SQLite file (see check.h); the other modes use memory:// unless
+# its own temporary SQLite file (see check.h). "redis" is the plain run on a redis-server this
+# script starts for the run (tests/redis/server.sh, files in OUTDIR/redis-server, owned by this
+# shell: a watchdog kills it if the script dies) and stops at the end, however it ends, with
+# BROKK_TEST_URL=redis://127.0.0.1:PORT/0: every broker gets its own key prefix (see check.h).
+# Without redis-server the stage fails, saying why. The other modes use memory:// unless
 # BROKK_TEST_URL is set in the environment.
 # Each program prints "ok - x" / "not ok - x" lines and ends with "<name>: N passed, N failed".
 # A program that crashes, hangs (killed by timeout), or exits non-zero although it reported no
@@ -22,7 +26,7 @@ plain)
     scale=${BROKK_TEST_TIMEOUT_SCALE:-1}
     limit=120
     ;;
-sqlite)
+sqlite | redis)
     scale=${BROKK_TEST_TIMEOUT_SCALE:-1}
     limit=120
     ;;
@@ -43,6 +47,26 @@ esac
 total_pass=0
 total_fail=0
 echo "== C tests ($mode)"
+
+if [ "$mode" = redis ]; then
+    server="$(dirname "$0")/../redis/server.sh"
+    mkdir -p "$out"
+    sdir=$(cd "$out" && pwd)/redis-server # absolute: redis-server resolves paths after --dir
+    # Stopped on every way out; the server's watchdog covers a kill -9 of this shell.
+    trap 'sh "$server" stop "$sdir"' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    if ! port=$(sh "$server" start "$sdir" $$); then
+        echo "not ok - the redis stage could not start redis-server (see above)"
+        echo "0 1" >"$out/$mode.counts"
+        echo "C tests ($mode) total:"
+        echo "0 passed, 1 failed"
+        [ -n "${CT_KEEP_GOING:-}" ] && exit 0
+        exit 1
+    fi
+    echo "# redis-server on 127.0.0.1:$port (files in $sdir)"
+    redis_url=redis://127.0.0.1:$port/0
+fi
 for prog in "$@"; do
     name=$(basename "$prog")
     log=$logdir/$name.out
@@ -54,6 +78,11 @@ for prog in "$@"; do
         ;;
     sqlite)
         BROKK_TEST_URL=sqlite BROKK_TEST_TIMEOUT_SCALE=$scale BROKK_TEST_TOOL=none \
+            timeout -k 10 $limit "$prog" >"$log" 2>&1
+        rc=$?
+        ;;
+    redis)
+        BROKK_TEST_URL=$redis_url BROKK_TEST_TIMEOUT_SCALE=$scale BROKK_TEST_TOOL=none \
             timeout -k 10 $limit "$prog" >"$log" 2>&1
         rc=$?
         ;;
@@ -91,7 +120,7 @@ for prog in "$@"; do
     if [ "${VERBOSE:-0}" = 1 ]; then
         cat "$log"
     else
-        grep -v '^ok - ' "$log" | grep -vE '^# [A-Za-z0-9_]+( \((memory|sqlite)\))?$' | grep -vE "^$name: [0-9]+ passed" || true
+        grep -v '^ok - ' "$log" | grep -vE '^# [A-Za-z0-9_]+( \((memory|sqlite|redis)\))?$' | grep -vE "^$name: [0-9]+ passed" || true
         grep '^ok - .* # SKIP' "$log" || true
         echo "$name: $pass passed, $fail failed"
     fi

@@ -1,11 +1,12 @@
 /*
- * Several processes on one SQLite file (run by the sqlite stage only; skipped on memory://).
+ * Several processes on one store: a SQLite file, or one Redis prefix (run by the sqlite and redis
+ * stages only; skipped on memory://).
  *
- * The parent makes a fresh db path and forks CHILDREN children before it creates any broker
+ * The parent makes a fresh db path (SQLite) or prefix (Redis) and forks CHILDREN children before it creates any broker
  * (a fork from a process with broker threads running is not something to rely on). Each child
  * opens its own broker on the file, publishes K messages (payload "cI-J", distinct per child),
  * and consumes the topic in one named group with fetch/ack until every child has published
- * (a counter in shared memory) and brokk_broker_count on the file reads 0. Each child writes
+ * (a counter in shared memory) and brokk_broker_count on the store reads 0. Each child writes
  * what it published ("P payload published-id") and processed ("C payload parent-id attempt")
  * to its own file. The parent waits for every child with a bound (killing and reaping any left
  * over, so nothing outlives the test), then checks that every message was processed exactly
@@ -29,6 +30,8 @@ typedef struct shared_state {
     atomic_uint failed;    /* children that gave up */
 } shared_state;
 
+/* Where the children write what they did: the db path (SQLite), or a file in a temp
+ * directory of the test's own (Redis); "<base>.child<i>". */
 static char db_path[450];
 
 static void child_file(char *buf, size_t cap, unsigned child) {
@@ -102,15 +105,25 @@ static int cmp_str(const void *a, const void *b) {
 }
 
 static void four_processes_share_one_group(void) {
-    if (!test_sqlite()) {
-        test_skip("needs a store shared between processes (BROKK_TEST_URL=sqlite)");
+    if (!test_durable()) {
+        test_skip("needs a store shared between processes (BROKK_TEST_URL=sqlite or redis://...)");
         return;
     }
     char url[450];
-    if (!test_url(url, sizeof url, "?synchronous=normal")) return;
-    /* url is "sqlite://" + absolute path + options */
-    snprintf(db_path, sizeof db_path, "%s", url + strlen("sqlite://"));
-    *strchr(db_path, '?') = '\0';
+    char tmpdir[300] = "";
+    if (test_redis()) {
+        /* One prefix, one URL, for every child: they share the group through it. */
+        if (!test_url(url, sizeof url, NULL)) return;
+        const char *tmp = getenv("TMPDIR");
+        snprintf(tmpdir, sizeof tmpdir, "%s/brokk-cproc-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+        if (!CHECK(mkdtemp(tmpdir) != NULL)) return;
+        snprintf(db_path, sizeof db_path, "%s/out", tmpdir);
+    } else {
+        if (!test_url(url, sizeof url, "?synchronous=normal")) return;
+        /* url is "sqlite://" + absolute path + options */
+        snprintf(db_path, sizeof db_path, "%s", url + strlen("sqlite://"));
+        *strchr(db_path, '?') = '\0';
+    }
 
     shared_state *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
                             -1, 0);
@@ -217,12 +230,13 @@ static void four_processes_share_one_group(void) {
         if (strcmp(ids[i - 1], ids[i]) == 0) FAILF("published id %s given twice", ids[i]);
     for (unsigned i = 0; i < nids; i++) free(ids[i]);
 
-    /* A broker opened afterwards sees an empty file. */
+    /* A broker opened afterwards sees an empty store. */
     brokk_broker *b = NULL;
     if (CHECK_OK(brokk_broker_new(url, NULL, &b))) {
         CHECK_EQ(count_of(b, NULL), 0);
         brokk_broker_free(b);
     }
+    if (tmpdir[0]) (void)rmdir(tmpdir);
 }
 
 static const test_case TESTS[] = {

@@ -14,17 +14,31 @@ set -eu
 cmd=${1:?usage: server.sh start DIR OWNER_PID [options] | stop DIR}
 dir=${2:?usage: server.sh start DIR OWNER_PID [options] | stop DIR}
 
+# Whether process $1 runs (a zombie does not: the server's parent, the shell that started it,
+# is gone, and whoever inherited it may reap it late).
+alive() {
+    s=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+    [ -n "$s" ] && [ "${s#Z}" = "$s" ]
+}
+
 stop() {
-    for f in watchdog.pid redis.pid; do
-        [ -f "$dir/$f" ] || continue
-        pid=$(cat "$dir/$f")
+    # The watchdog first (it only sleeps), then the server: asked to shut down without saving,
+    # which it does at once (SIGTERM takes it a second or two); killed if it is not gone in 2 s.
+    if [ -f "$dir/watchdog.pid" ]; then
+        kill -9 "$(cat "$dir/watchdog.pid")" 2>/dev/null || true
+        rm -f "$dir/watchdog.pid"
+    fi
+    [ -f "$dir/redis.pid" ] || return 0
+    pid=$(cat "$dir/redis.pid")
+    if [ -f "$dir/port" ]; then
+        redis-cli -p "$(cat "$dir/port")" shutdown nosave >/dev/null 2>&1 || kill "$pid" 2>/dev/null || true
+    else
         kill "$pid" 2>/dev/null || true
-        # Until it is gone (2 s), then for good.
-        i=0
-        while kill -0 "$pid" 2>/dev/null && [ $i -lt 20 ]; do sleep 0.1; i=$((i + 1)); done
-        kill -9 "$pid" 2>/dev/null || true
-        rm -f "$dir/$f"
-    done
+    fi
+    i=0
+    while alive "$pid" && [ $i -lt 40 ]; do sleep 0.05; i=$((i + 1)); done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$dir/redis.pid" "$dir/port"
 }
 
 case $cmd in
@@ -45,14 +59,14 @@ start)
                 echo "$port" >"$dir/port"
                 pid=$(cat "$dir/redis.pid")
                 (
-                    while kill -0 "$owner" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 1; done
+                    while alive "$owner" && alive "$pid"; do sleep 1; done
                     kill -9 "$pid" 2>/dev/null
                 ) </dev/null >/dev/null 2>&1 &
                 echo $! >"$dir/watchdog.pid"
                 echo "$port"
                 exit 0
             fi
-            kill -0 "$(cat "$dir/redis.pid")" 2>/dev/null || break # it died: port taken?
+            alive "$(cat "$dir/redis.pid")" || break # it died: port taken?
             sleep 0.05
             i=$((i + 1))
         done

@@ -12,13 +12,17 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <typeinfo>
 #include <vector>
+
+#include <unistd.h>
 
 namespace support {
 
@@ -210,12 +214,112 @@ private:
 // The URL of the SQLite store at `path` (absolute: sqlite:// + /abs/path).
 inline std::string sqlite_url(const std::filesystem::path& path) { return "sqlite://" + path.string(); }
 
-// The fixture of the value-parametrised tests that run on each backend ("memory", "sqlite"):
-// url() is memory://, or a SQLite file in a directory of the test's own.
+// ---- Redis: one server for the whole run ----------------------------------------------------
+
+#ifndef BROKK_SOURCE_ROOT
+#error "BROKK_SOURCE_ROOT (the checkout, for tests/redis/server.sh) is set by CMakeLists.txt"
+#endif
+
+// The redis-server the "redis" tests use, started once (tests/redis/server.sh). Under ctest a
+// fixture test ("redis.start", owned by ctest's pid) starts it before the first test and
+// "redis.stop" stops it after the last; the tests find its port in the file
+// BROKK_TEST_REDIS_PORT_FILE names. Run directly (no such variable), the test binary starts its
+// own on first use, owned by its pid, and RedisServer::TearDown (a gtest global environment)
+// stops it after the last test. No redis-server: the test fails, saying why (never a skip).
+class RedisServer : public ::testing::Environment {
+public:
+    static RedisServer& instance() {
+        static RedisServer* server = new RedisServer;  // owned by gtest once registered
+        return *server;
+    }
+
+    // "redis://127.0.0.1:PORT/0".
+    std::string base_url() {
+        std::lock_guard<std::mutex> lock(m_);
+        if (port_.empty()) start();
+        return "redis://127.0.0.1:" + port_ + "/0";
+    }
+
+    void TearDown() override {
+        std::lock_guard<std::mutex> lock(m_);
+        if (dir_.empty()) return;
+        const std::string cmd = "sh '" + script() + "' stop '" + dir_ + "'";
+        if (std::system(cmd.c_str()) != 0) ADD_FAILURE() << "could not stop redis-server: " << cmd;
+        std::error_code ignored;
+        std::filesystem::remove_all(dir_, ignored);
+        dir_.clear();
+        port_.clear();
+    }
+
+private:
+    static std::string script() { return std::string(BROKK_SOURCE_ROOT) + "/tests/redis/server.sh"; }
+
+    static std::string read_port(const std::string& file) {
+        std::ifstream in(file);
+        std::string port;
+        in >> port;
+        return port;
+    }
+
+    void start() {
+        if (const char* file = std::getenv("BROKK_TEST_REDIS_PORT_FILE"); file != nullptr && *file != '\0') {
+            port_ = read_port(file);
+            if (port_.empty())
+                throw std::runtime_error(std::string("no redis-server port in ") + file +
+                                         " (the ctest fixture redis.start failed? is redis-server installed?)");
+            return;
+        }
+        std::string name = (std::filesystem::temp_directory_path() / "brokk-cpp-redis-XXXXXX").string();
+        if (mkdtemp(name.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+        dir_ = name;
+        const std::string cmd = "sh '" + script() + "' start '" + dir_ + "' " + std::to_string(getpid()) + " >/dev/null";
+        if (std::system(cmd.c_str()) != 0)
+            throw std::runtime_error("tests/redis/server.sh could not start redis-server (installed? apt-get install redis-server)");
+        port_ = read_port(dir_ + "/port");
+        if (port_.empty()) throw std::runtime_error("tests/redis/server.sh wrote no port in " + dir_);
+    }
+
+    std::mutex m_;
+    std::string dir_, port_;
+};
+
+inline ::testing::Environment* const redis_environment = ::testing::AddGlobalTestEnvironment(&RedisServer::instance());
+
+// A key prefix of the running test's own ("cpp<pid>-<n>-<test name>", at most 64 characters of
+// letters, digits and "_.-"), so tests sharing the server share nothing.
+inline std::string redis_prefix() {
+    static std::atomic<unsigned> next{0};
+    std::string name = "x";
+    if (const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info())
+        name = std::string(info->test_suite_name()) + "." + info->name();
+    std::string prefix = "cpp" + std::to_string(getpid()) + "-" + std::to_string(next++) + "-";
+    for (char c : name) {
+        if (prefix.size() >= 64) break;
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+        prefix += ok ? c : '_';
+    }
+    return prefix;
+}
+
+// The URL of a fresh Redis store: the shared server, a prefix nobody else uses.
+inline std::string redis_url() { return RedisServer::instance().base_url() + "?prefix=" + redis_prefix(); }
+
+// The fixture of the value-parametrised tests that run on each backend ("memory", "sqlite",
+// "redis"): url() is memory://, a SQLite file in a directory of the test's own, or the shared
+// redis-server under a prefix of the test's own (the same store for each call in one test, as
+// the SQLite file is).
 class Backend : public ::testing::TestWithParam<std::string> {
 protected:
-    std::string url() const { return GetParam() == "sqlite" ? sqlite_url(dir_.path() / "brokk.db") : "memory://"; }
+    std::string url() {
+        if (GetParam() == "sqlite") return sqlite_url(dir_.path() / "brokk.db");
+        if (GetParam() == "redis") {
+            if (redis_.empty()) redis_ = redis_url();
+            return redis_;
+        }
+        return "memory://";
+    }
     TempDir dir_;
+    std::string redis_;
 };
 
 }  // namespace support

@@ -292,7 +292,7 @@ TEST(Stats, StructAndJson) {
 // ---- SQLite: what only a file does -------------------------------------------------------------
 
 // The TEST_P(Backend, …) tests above and in test_ack.cpp and test_batch.cpp run on each backend.
-INSTANTIATE_TEST_SUITE_P(OnEach, Backend, ::testing::Values(std::string("memory"), std::string("sqlite")),
+INSTANTIATE_TEST_SUITE_P(OnEach, Backend, ::testing::Values(std::string("memory"), std::string("sqlite"), std::string("redis")),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 namespace {

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import redis_test_server
+
 import brokk
 from brokk import _callbacks
 
@@ -43,17 +45,21 @@ def pytest_report_header(config):
     return [f"brokk {brokk.version()} from {brokk.LIBRARY_PATH} (timeout scale {SCALE})", tadween]
 
 
-BACKENDS = ("memory", "sqlite")
+BACKENDS = ("memory", "sqlite", "redis")
 
 
 def pytest_configure(config):
+    # The name predates the third backend; it means "every backend" (BACKENDS).
     config.addinivalue_line(
-        "markers", "both_backends: run the test's `broker` once on memory:// and once on a fresh SQLite file"
+        "markers",
+        "both_backends: run the test's `broker` on every backend: memory://, a fresh SQLite file, and "
+        "the session's redis-server under a key prefix of the test's own",
     )
 
 
 def pytest_generate_tests(metafunc):
-    # A test marked both_backends that takes `broker` runs on each backend; others on memory.
+    # A test marked both_backends that takes `broker` runs on each backend of BACKENDS; others
+    # on memory.
     if "backend_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_backends"):
         metafunc.parametrize("backend_url", BACKENDS, indirect=True)
 
@@ -63,11 +69,37 @@ def sqlite_url(path: Path, query: str = "") -> str:
     return f"sqlite://{Path(path).resolve()}" + (f"?{query}" if query else "")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _redis_server_stopped_at_session_end():
+    """Stops the session's redis-server, if a test started one (starts nothing itself)."""
+    yield
+    redis_test_server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> str:
+    """The session's redis-server (tests/redis/server.sh, owner: this pytest process), started
+    on first use and stopped at the end of the session: its redis://127.0.0.1:PORT/0. Fails,
+    saying why, when redis-server is missing."""
+    return redis_test_server.base_url()
+
+
+def redis_url(request, query: str = "") -> str:
+    """A fresh store for the requesting test on the session's server: a key prefix of its own."""
+    request.getfixturevalue("redis_server")
+    return redis_test_server.url(request.node.name, query)
+
+
 @pytest.fixture
 def backend_url(request, tmp_path):
-    """The backend URL of the test's broker: memory://, or a SQLite file in tmp_path."""
+    """The backend URL of the test's broker: memory://, a SQLite file in tmp_path, or the
+    session's redis-server under a key prefix of the test's own."""
     backend = getattr(request, "param", "memory")
-    return "memory://" if backend == "memory" else sqlite_url(tmp_path / "brokk.db")
+    if backend == "memory":
+        return "memory://"
+    if backend == "redis":
+        return redis_url(request)
+    return sqlite_url(tmp_path / "brokk.db")
 
 
 @pytest.fixture

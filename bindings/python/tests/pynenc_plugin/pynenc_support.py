@@ -47,17 +47,22 @@ def T(seconds: float) -> float:
 
 
 # The backends every parametrised test runs on.
-# TODO(redis): once the Redis backend is in libbrokk, add "redis" here and give its URL in
-# backend_url() below (e.g. from BROKK_TEST_REDIS_URL, skipping when unset); nothing else changes.
-BACKENDS = ("memory", "sqlite")
+BACKENDS = ("memory", "sqlite", "redis")
 
 
 def backend_url(backend: str, tmp_path: Path) -> str:
-    """The brokk URL of `backend` for one test."""
+    """The brokk URL of `backend` for one test. Redis: the session's redis-server (tests/
+    redis_test_server.py: started on first use, stopped at the end of the session by
+    tests/conftest.py, which pytest loads for this directory too) under a key prefix of the
+    test's own (tmp_path's name is the test's)."""
     if backend == "memory":
         return "memory://"
     if backend == "sqlite":
         return f"sqlite://{(tmp_path / 'brokk.db').resolve()}?lease_ms=1000"
+    if backend == "redis":
+        import redis_test_server  # tests/, on sys.path through tests/conftest.py
+
+        return redis_test_server.url(tmp_path.name, "lease_ms=1000")
     raise ValueError(f"unknown backend {backend!r}")
 
 
@@ -67,15 +72,16 @@ def quiet() -> None:
 
 def build_app(backend: str, tmp_path: Path, url: str | None = None, **config):
     """A pynenc app whose broker is BrokkBroker at `url` (default: the backend's URL), with
-    pynenc's own components of the same kind (memory, or SQLite in tmp_path), built through
-    PynencBuilder and the plugin's builder method."""
+    pynenc's own components of the same kind (memory, or SQLite in tmp_path; memory for Redis,
+    pynenc having no Redis components of its own in 0.4.0's core), built through PynencBuilder
+    and the plugin's builder method."""
     from pynenc import PynencBuilder
 
     builder = PynencBuilder().app_id(config.pop("app_id", f"brokktest{next(_ids)}"))
-    if backend == "memory":
-        builder = builder.memory()
-    else:
+    if backend == "sqlite":
         builder = builder.sqlite(sqlite_db_path=str(tmp_path / "pynenc.db"))
+    else:
+        builder = builder.memory()
     builder = builder.brokk_broker(url or backend_url(backend, tmp_path))
     if config:
         builder = builder.custom_config(**config)
