@@ -1,7 +1,7 @@
 # Benchmarks (bench/README.md). Included by the root Makefile, which provides CARGO, CC, BUILD
 # and `lib` (target/release/libbrokk.so).
 #
-#   make bench-all      release build, every program, every scenario, 3 rounds (~8 min on 2
+#   make bench-all      release build, every program, every scenario, 3 rounds (~12 min on 2
 #                       cores), then build/bench/results.json, docs/bench/results.md and
 #                       docs/bench/results.png
 #   make bench-smoke    the same programs at tiny sizes (seconds): checks only that each builds
@@ -14,7 +14,9 @@
 # failed: ZeroMQ needs Debian's libzmq3-dev, the raw channel needs crates.io (crossbeam-channel),
 # the hand-written SQLite peer needs crates.io (rusqlite, SQLite bundled: a C compiler),
 # the Go program needs go and bindings/go, the Python peers need PyPI (tadween-core, pynenc,
-# matplotlib) and a Python 3.12 for pynenc. BENCH_REPEAT=N (default 3) runs every scenario N
+# matplotlib) and a Python 3.12 for pynenc, the pynenc-redis peer a second venv
+# (build/bench/venv-redis: pynenc-redis 0.3.0 with pynenc 0.3.1). The Redis rows need Debian's
+# redis-server (run.py starts one through tests/redis/server.sh) and redis-tools (redis-benchmark). BENCH_REPEAT=N (default 3) runs every scenario N
 # times, round after round, and keeps the median run.
 
 CARGO ?= cargo
@@ -100,6 +102,7 @@ bench-build-go: lib | $(BENCH_BIN) $(BENCH_SKIP)
 
 bench-venv: | $(BENCH_SKIP)
 	@sh bench/venv.sh $(BENCH_VENV) $(BENCH_SKIP)
+	@sh bench/venv.sh --redis $(BENCH_VENV)-redis $(BENCH_SKIP)
 
 bench-report:
 	$(BENCH_PY) bench/report.py $(BENCH_DIR)/results.json

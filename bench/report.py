@@ -31,6 +31,9 @@ IMPLS = {
     "pynenc-sqlite": "pynenc SQLiteBroker",
     "pynenc-mem": "pynenc MemBroker",
     "brokk-pynenc": "brokk pynenc plugin (BrokkBroker)",
+    "redis-benchmark": "redis-benchmark XADD, unpipelined",
+    "redis-benchmark-pipelined": "redis-benchmark XADD, pipelined (-P 64)",
+    "pynenc-redis": "pynenc-redis RedisBroker",
 }
 SCENARIOS = {
     "1to1": "1 publisher -> 1 subscriber",
@@ -55,6 +58,18 @@ SCENARIOS = {
     "pynenc-retrieve": "pynenc broker: retrieve_invocation, memory",
     "pynenc-sqlite-route": "pynenc broker: route_invocation, SQLite",
     "pynenc-sqlite-retrieve": "pynenc broker: retrieve_invocation, SQLite",
+    "redis-publish-threads1": "Redis: publish, 1 thread / 1 client",
+    "redis-publish-threads4": "Redis: publish, 4 threads / 4 clients",
+    "redis-batch1000": "Redis: batch publish, 1 000 per call",
+    "redis-batch10000": "Redis: batch publish, 10 000 per call",
+    "redis-xadd-pipelined64": "Redis: raw XADD, 1 client, pipeline 64",
+    "redis-pull": "Redis: fetch + ack, one at a time",
+    "redis-pull-batch64": "Redis: fetch_batch + ack_batch, 64 per call",
+    "redis-pull-backlog-1k": "Redis: fetch + ack, 1 000 queued",
+    "redis-pull-backlog-100k": "Redis: fetch + ack, 100 000 queued",
+    "redis-pull-backlog-1m": "Redis: fetch + ack, 1 000 000 queued",
+    "pynenc-redis-route": "pynenc broker: route_invocation, Redis",
+    "pynenc-redis-retrieve": "pynenc broker: retrieve_invocation, Redis",
 }
 
 # (id, description, numerator (scenario, impl, field), denominator or None, comparison, bound)
@@ -96,6 +111,15 @@ TARGETS = [
     # scans its backlog on each fetch would fall about 1000x over that range).
     ("sqlite-backlog-flat", "SQLite fetch + ack with 1 M queued >= 0.5x with 1 k queued",
      ("sqlite-pull-backlog-1m", "brokk-c", "rate"), ("sqlite-pull-backlog-1k", "brokk-c", "rate"), ">=", 0.5),
+    # Redis, against the same local server in the same run (bench/README.md).
+    ("redis-publish-vs-xadd", "Redis publish, 4 threads >= 0.8x redis-benchmark XADD, 4 clients unpipelined",
+     ("redis-publish-threads4", "brokk-c", "rate"), ("redis-publish-threads4", "redis-benchmark", "rate"), ">=", 0.8),
+    ("redis-batch-vs-pipelined", "Redis batch publish (10 000) >= 0.5x pipelined XADD",
+     ("redis-batch10000", "brokk-c", "rate"), ("redis-xadd-pipelined64", "redis-benchmark-pipelined", "rate"), ">=", 0.5),
+    ("redis-pull-vs-pynenc", "Redis fetch + ack >= 10x pynenc-redis RedisBroker retrieve",
+     ("redis-pull", "brokk-c", "rate"), ("pynenc-redis-retrieve", "pynenc-redis", "rate"), ">=", 10.0),
+    ("redis-backlog-flat", "Redis fetch + ack with 1 M queued >= 0.5x with 1 k queued",
+     ("redis-pull-backlog-1m", "brokk-c", "rate"), ("redis-pull-backlog-1k", "brokk-c", "rate"), ">=", 0.5),
 ]
 
 # The unit an absolute target's figure is shown in.
@@ -123,6 +147,23 @@ COMPARISONS = [
     ("SQLite pop, 1 M / 1 k queued, hand-written rusqlite",
      ("sqlite-pull-backlog-1m", "rusqlite", "rate"), ("sqlite-pull-backlog-1k", "rusqlite", "rate")),
     ("memory / SQLite fetch + ack, brokk C ABI", ("pull", "brokk-c", "rate"), ("sqlite-pull", "brokk-c", "rate")),
+    ("Redis publish, 1 thread / redis-benchmark XADD, 1 client",
+     ("redis-publish-threads1", "brokk-c", "rate"), ("redis-publish-threads1", "redis-benchmark", "rate")),
+    ("Redis publish, 4 / 1 threads, brokk", ("redis-publish-threads4", "brokk-c", "rate"), ("redis-publish-threads1", "brokk-c", "rate")),
+    ("Redis batch publish (1 000) / pipelined XADD",
+     ("redis-batch1000", "brokk-c", "rate"), ("redis-xadd-pipelined64", "redis-benchmark-pipelined", "rate")),
+    ("Redis fetch_batch + ack_batch (64) / pynenc-redis retrieve",
+     ("redis-pull-batch64", "brokk-c", "rate"), ("pynenc-redis-retrieve", "pynenc-redis", "rate")),
+    ("Redis fetch_batch + ack_batch (64) / fetch + ack, brokk",
+     ("redis-pull-batch64", "brokk-c", "rate"), ("redis-pull", "brokk-c", "rate")),
+    ("Redis fetch + ack, 100 k / 1 k queued, brokk",
+     ("redis-pull-backlog-100k", "brokk-c", "rate"), ("redis-pull-backlog-1k", "brokk-c", "rate")),
+    ("Redis fetch + ack / redis-benchmark XADD, 1 client",
+     ("redis-pull", "brokk-c", "rate"), ("redis-publish-threads1", "redis-benchmark", "rate")),
+    ("pynenc plugin route (Redis) / pynenc-redis RedisBroker",
+     ("pynenc-redis-route", "brokk-pynenc", "rate"), ("pynenc-redis-route", "pynenc-redis", "rate")),
+    ("pynenc plugin retrieve (Redis) / pynenc-redis RedisBroker",
+     ("pynenc-redis-retrieve", "brokk-pynenc", "rate"), ("pynenc-redis-retrieve", "pynenc-redis", "rate")),
 ]
 
 
@@ -300,8 +341,10 @@ def markdown(results: dict) -> str:
             ratio = "—" if t["value"] is None else f"{t['value']:.2f}x"
             if num[0] == den[0]:
                 label = f"{SHORT[num[1]]} / {SHORT[den[1]]}, {SCENARIOS[num[0]]}"
-            else:
+            elif num[1] == den[1]:
                 label = f"{SCENARIOS[num[0]]} / {SCENARIOS[den[0]]}, {SHORT[num[1]]}"
+            else:
+                label = f"{SHORT[num[1]]}, {SCENARIOS[num[0]]} / {SHORT[den[1]]}, {SCENARIOS[den[0]]}"
             lines.append(f"| {label} | {ratio} | {t['op']} {t['bound']:g}x |")
     for c in results["comparisons"]:
         ratio = "—" if c["ratio"] is None else f"{c['ratio']:.3g}x"
@@ -328,10 +371,12 @@ def markdown(results: dict) -> str:
 SHORT = {"brokk-c": "brokk C", "brokk-go": "brokk Go", "brokk-py": "brokk Python", "zmq-pushpull": "ZeroMQ",
          "zmq-pubsub": "ZeroMQ PUB/SUB", "crossbeam": "raw channel", "tadween": "Tadween", "pynenc": "pynenc",
          "rusqlite": "rusqlite", "pynenc-sqlite": "pynenc SQLite", "pynenc-mem": "pynenc MemBroker",
-         "brokk-pynenc": "brokk plugin"}
+         "brokk-pynenc": "brokk plugin", "redis-benchmark": "redis-benchmark",
+         "redis-benchmark-pipelined": "redis-benchmark -P 64", "pynenc-redis": "pynenc RedisBroker"}
 COLORS = {"brokk-c": "#1f5fa8", "brokk-go": "#4f8fd8", "brokk-py": "#7fb2ea", "zmq-pushpull": "#d9822b",
           "zmq-pubsub": "#d9822b", "crossbeam": "#7a7a7a", "tadween": "#8e5cb5", "pynenc": "#3a9a5b",
-          "rusqlite": "#b8860b", "pynenc-sqlite": "#3a9a5b", "pynenc-mem": "#3a9a5b", "brokk-pynenc": "#7fb2ea"}
+          "rusqlite": "#b8860b", "pynenc-sqlite": "#3a9a5b", "pynenc-mem": "#3a9a5b", "brokk-pynenc": "#7fb2ea",
+          "redis-benchmark": "#c0392b", "redis-benchmark-pipelined": "#e57368", "pynenc-redis": "#3a9a5b"}
 
 
 def chart(results: dict, path: Path) -> None:
@@ -345,7 +390,7 @@ def chart(results: dict, path: Path) -> None:
     def rec(s: str, i: str) -> dict | None:
         return next((r for r in recs if r["scenario"] == s and r["impl"] == i), None)
 
-    fig, axes = plt.subplots(3, 2, figsize=(14, 15))
+    fig, axes = plt.subplots(4, 2, figsize=(14, 20))
     fig.suptitle(f"brokk benchmarks ({results['environment'].get('cpus')} CPUs, {results['generated'][:16]} UTC, "
                  f"{results['mode']} run)", fontsize=13)
 
@@ -425,29 +470,49 @@ def chart(results: dict, path: Path) -> None:
             sql.append((s.removeprefix("sqlite-"), items))
     bars(axes[2][0], sql, "SQLite file, durable (each call returns after its commit)", "messages/s, log scale")
 
-    ax = axes[2][1]
-    for impl in ["brokk-c", "rusqlite"]:
-        pts = sorted((r["backlog"], r["rate"]) for r in recs
-                     if r["scenario"].startswith("sqlite-pull-backlog-") and r["impl"] == impl and r.get("backlog"))
-        if pts:
-            ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", color=COLORS[impl],
-                    label=f"{IMPLS[impl]}{': fetch + ack' if impl == 'brokk-c' else ': naive pop'}")
-            for x, y in pts:
-                ax.annotate(_n(y), (x, y), textcoords="offset points", xytext=(4, 6), fontsize=8)
-    ax.set_xscale("log")
-    sizes = sorted({r["backlog"] for r in recs if r["scenario"].startswith("sqlite-pull-backlog-") and r.get("backlog")})
-    if sizes:
-        ax.set_xticks(sizes, [_n(x).replace(".00", "") for x in sizes], fontsize=8)
-        ax.minorticks_off()
-        ax.set_xlim(sizes[0] / 2, sizes[-1] * 2)
-    ax.set_ylim(bottom=0, top=max([ax.get_ylim()[1], 1]) * 1.25)
-    ax.set_xlabel("messages queued while measuring, log scale")
-    ax.set_ylabel("per second, one message at a time")
-    ax.set_title("SQLite: fetch + ack as the backlog grows", fontsize=11)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="lower left")
-    ax.set_axisbelow(True)
-    ax.grid(alpha=0.4)
+    def backlog_panel(ax, prefix: str, impls: list[str], title: str) -> None:
+        """fetch + ack as the backlog grows: one line per implementation."""
+        sizes = set()
+        for impl in impls:
+            pts = sorted((r["backlog"], r["rate"]) for r in recs
+                         if r["scenario"].startswith(prefix) and r["impl"] == impl and r.get("backlog"))
+            sizes.update(x for x, _ in pts)
+            if pts:
+                ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", color=COLORS[impl],
+                        label=f"{IMPLS[impl]}{': fetch + ack' if impl == 'brokk-c' else ': naive pop'}")
+                for x, y in pts:
+                    ax.annotate(_n(y), (x, y), textcoords="offset points", xytext=(4, 6), fontsize=8)
+        ax.set_xscale("log")
+        sizes = sorted(sizes)
+        if sizes:
+            ax.set_xticks(sizes, [_n(x).replace(".00", "") for x in sizes], fontsize=8)
+            ax.minorticks_off()
+            ax.set_xlim(sizes[0] / 2, sizes[-1] * 2)
+        ax.set_ylim(bottom=0, top=max([ax.get_ylim()[1], 1]) * 1.25)
+        ax.set_xlabel("messages queued while measuring, log scale")
+        ax.set_ylabel("per second, one message at a time")
+        ax.set_title(title, fontsize=11)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="lower left")
+        ax.set_axisbelow(True)
+        ax.grid(alpha=0.4)
+
+    backlog_panel(axes[2][1], "sqlite-pull-backlog-", ["brokk-c", "rusqlite"], "SQLite: fetch + ack as the backlog grows")
+
+    red = []
+    for s, impls in [("redis-publish-threads1", ["brokk-c", "redis-benchmark"]),
+                     ("redis-publish-threads4", ["brokk-c", "redis-benchmark"]),
+                     ("redis-batch1000", ["brokk-c"]), ("redis-batch10000", ["brokk-c"]),
+                     ("redis-xadd-pipelined64", ["redis-benchmark-pipelined"]),
+                     ("redis-pull", ["brokk-c"]), ("redis-pull-batch64", ["brokk-c"]),
+                     ("pynenc-redis-route", ["brokk-pynenc", "pynenc-redis"]),
+                     ("pynenc-redis-retrieve", ["brokk-pynenc", "pynenc-redis"])]:
+        items = [(i, (rec(s, i) or {}).get("rate")) for i in impls]
+        if any(v for _, v in items):
+            red.append((s.removeprefix("redis-"), items))
+    bars(axes[3][0], red, "Redis, one local server (brokk C ABI against redis-benchmark and pynenc-redis)",
+         "messages/s, log scale")
+    backlog_panel(axes[3][1], "redis-pull-backlog-", ["brokk-c"], "Redis: fetch + ack as the backlog grows")
 
     ax = axes[1][1]
     ts = [t for t in results["targets"] if t["value"] is not None]

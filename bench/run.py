@@ -8,6 +8,9 @@
 bench/bench.mk builds the programs first (`make bench-all`, `make bench-smoke`). A peer that is
 not available (its program was not built, or a Python package cannot be imported) is skipped
 with the reason, recorded in the results; a program that was built but fails makes the run fail.
+The Redis rows run against one throwaway redis-server that this script starts (through
+tests/redis/server.sh) before the first of them and stops at the end, also on failure, Ctrl-C
+or SIGTERM; without redis-server they are skipped.
 
 Standard library only: the interpreter running this may lack the bench venv's packages.
 """
@@ -21,9 +24,12 @@ import os
 import platform
 import re
 import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -58,6 +64,23 @@ SMOKE_SQL_PY = {"messages": 100, "warmup": 10, "seconds": 0.5}
 SMOKE_BACKLOG = {"messages": 200, "warmup": 20, "seconds": 0.5}
 # Smoke runs use small backlogs (1k, 2k, 5k), so their records are named after those sizes.
 BACKLOGS = [("1k", 1_000, 1_000), ("100k", 100_000, 2_000), ("1m", 1_000_000, 5_000)]
+
+# Redis: one throwaway redis-server for all these rows (tests/redis/server.sh: a free loopback
+# port, no persistence), started before the first of them and stopped at the end. Every row
+# starts on an empty server (FLUSHALL) under a fresh prefix. "{redis_url}" and "{redis_port}" in
+# an argv are replaced by the server's address at run time (the URL with ?prefix=).
+RED = ["--url", "{redis_url}"]
+RED_PUB = {"messages": 1_000_000, "warmup": 2_000, "seconds": 3}
+RED_BATCH = {"messages": 2_000_000, "warmup": 20_000, "seconds": 3}
+RED_PULL = {"messages": 200_000, "warmup": 2_000, "seconds": 3}
+RED_PY = {"messages": 50_000, "warmup": 1_000, "seconds": 3}
+SMOKE_RED = {"messages": 300, "warmup": 30, "seconds": 0.5}
+SMOKE_RED_BATCH = {"messages": 4_000, "warmup": 2_000, "seconds": 0.5}
+# redis-benchmark has no time bound: --messages is sized to about 3 s here (30 k/s for one
+# client, 60 k/s for 4, 500 k/s pipelined).
+XADD = ["xadd", "--port", "{redis_port}"]
+SMOKE_XADD = {"messages": 2_000, "warmup": 200}
+REDIS_CLIENTS = [1, 4]
 
 RUNS = [
     ("1to1", "brokk-c", "brokk", ["1to1"], FAST, SMOKE),
@@ -110,12 +133,103 @@ RUNS = [
      {**SQL_BACKLOG, "backlog": n}, {**SMOKE_BACKLOG, "backlog": smoke_n})
     for label, n, smoke_n in BACKLOGS
     for impl, program in [("brokk-c", "brokk"), ("rusqlite", "sqlite")]
+] + [
+    # Redis. Publish one message a call from N threads against redis-benchmark's unpipelined
+    # XADD from N clients; batch publish against pipelined XADD (one client, 64 in flight).
+    row
+    for n in REDIS_CLIENTS
+    for row in [
+        (f"redis-publish-threads{n}", "brokk-c", "brokk", ["publish-threads", "--threads", str(n)] + RED, RED_PUB, SMOKE_RED),
+        (f"redis-publish-threads{n}", "redis-benchmark", "redisbench",
+         XADD + ["--clients", str(n), "--scenario", f"redis-publish-threads{n}"],
+         {"messages": 100_000 * (1 + (n > 1)), "warmup": 10_000}, SMOKE_XADD),
+    ]
+] + [
+    ("redis-batch1000", "brokk-c", "brokk", ["batch", "--batch", "1000"] + RED, RED_BATCH, SMOKE_RED_BATCH),
+    ("redis-batch10000", "brokk-c", "brokk", ["batch", "--batch", "10000"] + RED, RED_BATCH,
+     {"messages": 20_000, "warmup": 10_000, "seconds": 0.5}),
+    ("redis-xadd-pipelined64", "redis-benchmark-pipelined", "redisbench",
+     XADD + ["--clients", "1", "--pipeline", "64", "--scenario", "redis-xadd-pipelined64"],
+     {"messages": 1_500_000, "warmup": 50_000}, SMOKE_XADD),
+    ("redis-pull", "brokk-c", "brokk", ["pull"] + RED, RED_PULL, SMOKE_RED),
+    ("redis-pull-batch64", "brokk-c", "brokk", ["pull-batch", "--batch", "64"] + RED,
+     {"messages": 300_000, "warmup": 10_000, "seconds": 3}, SMOKE_RED),
+    # pynenc's broker interface on the server: pynenc-redis's RedisBroker (its own venv: pynenc
+    # 0.3.1) against brokk's pynenc plugin on redis:// (the main venv: pynenc 0.4.0).
+    ("pynenc-redis-route", "pynenc-redis", "pyredis", ["pynenc-broker", "route", "--broker", "redis", "--redis-url", "{redis_url}"], RED_PY, SMOKE_SQL_PY),
+    ("pynenc-redis-route", "brokk-pynenc", "py", ["pynenc-broker", "route", "--broker", "brokk-redis", "--redis-url", "{redis_url}"], RED_PY, SMOKE_SQL_PY),
+    ("pynenc-redis-retrieve", "pynenc-redis", "pyredis", ["pynenc-broker", "retrieve", "--broker", "redis", "--redis-url", "{redis_url}"], RED_PY, SMOKE_SQL_PY),
+    ("pynenc-redis-retrieve", "brokk-pynenc", "py", ["pynenc-broker", "retrieve", "--broker", "brokk-redis", "--redis-url", "{redis_url}"], RED_PY, SMOKE_SQL_PY),
+] + [
+    (f"redis-pull-backlog-{label}", "brokk-c", "brokk", ["pull-backlog"] + RED,
+     {**SQL_BACKLOG, "backlog": n}, {**SMOKE_BACKLOG, "backlog": smoke_n})
+    for label, n, smoke_n in BACKLOGS
 ]
 
 # Which Python import each Python implementation needs.
 PY_IMPORTS = {"brokk-py": "brokk", "tadween": "tadween_core.broker", "pynenc": "pynenc.broker.mem_broker",
               "pynenc-sqlite": "pynenc.broker.sqlite_broker", "pynenc-mem": "pynenc.broker.mem_broker",
-              "brokk-pynenc": "brokk.pynenc_plugin"}
+              "brokk-pynenc": "brokk.pynenc_plugin", "pynenc-redis": "pynenc_redis.broker.redis_broker"}
+
+
+class RedisServer:
+    """The bench's throwaway redis-server (tests/redis/server.sh, this process its owner: its
+    watchdog kills the server within a second of this process ending, however it ends)."""
+
+    def __init__(self) -> None:
+        self.dir: Path | None = None
+        self.port: int | None = None
+        self.failed: str | None = None
+        self.rows = 0
+
+    def start(self) -> str | None:
+        """None once the server answers, else why it cannot run (the Redis rows are skipped)."""
+        if self.port or self.failed:
+            return self.failed
+        if not shutil.which("redis-server"):
+            self.failed = "redis-server is not installed (apt-get install -y redis-server)"
+            return self.failed
+        base = os.environ.get("BENCH_TMPDIR") or None
+        self.dir = Path(tempfile.mkdtemp(prefix="brokk-bench-redis-", dir=base))
+        p = subprocess.run(["sh", str(ROOT / "tests/redis/server.sh"), "start", str(self.dir), str(os.getpid()),
+                            "--save", "", "--appendonly", "no"],
+                           capture_output=True, text=True, timeout=60)
+        if p.returncode != 0 or not p.stdout.strip().isdigit():
+            self.failed = f"tests/redis/server.sh could not start redis-server: {p.stderr.strip()[-300:]}"
+            shutil.rmtree(self.dir, ignore_errors=True)
+            return self.failed
+        self.port = int(p.stdout.strip())
+        version = sh("redis-server", "--version")
+        print(f"  redis-server on 127.0.0.1:{self.port} ({version.split(' sha=')[0]})", file=sys.stderr)
+        return None
+
+    def command(self, *args: str) -> bytes:
+        """One command (RESP), its raw reply."""
+        req = f"*{len(args)}\r\n".encode() + b"".join(f"${len(a)}\r\n{a}\r\n".encode() for a in args)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=60) as c:
+            c.sendall(req)
+            reply = b""
+            while not reply.endswith(b"\r\n"):
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+        return reply
+
+    def fresh(self, rnd: int) -> dict:
+        """Empties the server for the next row; its placeholders, with a prefix of its own."""
+        self.rows += 1
+        if not self.command("FLUSHALL").startswith(b"+OK"):
+            raise RuntimeError("FLUSHALL failed on the bench redis-server")
+        return {"{redis_url}": f"redis://127.0.0.1:{self.port}/0?prefix=bench-r{rnd}-{self.rows}",
+                "{redis_port}": str(self.port)}
+
+    def stop(self) -> None:
+        if self.dir:
+            subprocess.run(["sh", str(ROOT / "tests/redis/server.sh"), "stop", str(self.dir)],
+                           capture_output=True, timeout=60)
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = self.port = None
 
 
 def sh(*cmd: str, cwd: Path = ROOT) -> str:
@@ -189,6 +303,8 @@ def main() -> int:
     skipdir = ROOT / "build/bench/skip"
     python = o.python or (str(ROOT / "build/bench/venv/bin/python") if (ROOT / "build/bench/venv/bin/python").exists()
                           else shutil.which("python3") or "")
+    # pynenc-redis 0.3.0 needs pynenc 0.3.1: a venv of its own (bench/venv.sh).
+    python_redis = str(ROOT / "build/bench/venv-redis/bin/python")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(ROOT / "bindings/python"), env.get("PYTHONPATH", "")] if p)
 
@@ -199,6 +315,8 @@ def main() -> int:
         "go": [str(bindir / "gobench")],
         "sqlite": [str(bindir / "sqlite_bench")],
         "py": [python, str(HERE / "python/pybench.py")],
+        "redisbench": [sys.executable, str(HERE / "python/redisbench.py")],
+        "pyredis": [python_redis, str(HERE / "python/pybench.py")],
     }
 
     def unavailable(program: str, impl: str, url: str | None) -> str | None:
@@ -207,6 +325,12 @@ def main() -> int:
             return reason_file.read_text().strip()
         if program == "py":
             return python_can_import(python, PY_IMPORTS[impl], env)
+        if program == "pyredis":
+            if not Path(python_redis).exists():
+                return "no build/bench/venv-redis (make bench-venv: pynenc-redis 0.3.0 with pynenc 0.3.1 from PyPI)"
+            return python_can_import(python_redis, PY_IMPORTS[impl], env)
+        if program == "redisbench":
+            return None if shutil.which("redis-benchmark") else "redis-benchmark is not installed (apt-get install -y redis-tools)"
         exe = Path(programs[program][0])
         if not exe.exists():
             return f"{exe.relative_to(ROOT) if exe.is_relative_to(ROOT) else exe} was not built"
@@ -234,11 +358,35 @@ def main() -> int:
           file=sys.stderr)
     runs = [r for r in RUNS if o.only in f"{r[0]}/{r[1]}"]
     collected: dict[tuple[str, str], list[dict]] = {}
+    redis = RedisServer()
+    # SIGTERM ends the run as Ctrl-C does, through the finally below that stops the server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        run_all(o, runs, programs, unavailable, checked, results, collected, env, redis)
+    finally:
+        redis.stop()
+    finish(results, collected, started, out, out_shown, o)
+    return 1 if results["failed"] else 0
+
+
+def run_all(o, runs, programs, unavailable, checked, results, collected, env, redis) -> None:
     for rnd in range(o.repeat):
         for scenario, impl, program, args, full, smoke in runs:
+            subst: dict[str, str] = {}
+            if any("{redis_" in a for a in args):
+                reason = redis.start()
+                if reason:
+                    if rnd == 0:
+                        print(f"  SKIP {scenario}/{impl}: {reason}", file=sys.stderr)
+                        results["skipped"].append({"scenario": scenario, "impl": impl, "reason": reason})
+                    continue
+                subst = redis.fresh(rnd)
             # brokk on another backend than memory:// is checked apart: the library may lack it.
             url = args[args.index("--url") + 1] if program == "brokk" and "--url" in args else None
             key = f"{impl} on {url}" if url else impl
+            args = [subst.get(a, a) for a in args]
+            if url:
+                url = subst.get(url, url)
             if key not in checked:
                 checked[key] = unavailable(program, impl, url)
                 if checked[key]:
@@ -274,8 +422,13 @@ def main() -> int:
                 rec["wall_seconds"] = round(wall, 3)
                 rec["round"] = rnd
                 rec["loadavg_1min_before"] = float(load[0]) if load else None
+                if subst:
+                    rec.setdefault("store", "redis")
+                    rec["redis_server"] = sh("redis-server", "--version").split(" sha=")[0]
                 collected.setdefault((rec["scenario"], rec["impl"]), []).append(rec)
 
+
+def finish(results, collected, started, out, out_shown, o) -> None:
     for recs in collected.values():
         if len(recs) == 1:
             results["records"].append(recs[0])
@@ -303,7 +456,6 @@ def main() -> int:
           file=sys.stderr)
     if o.report:
         report.write_all(results, smoke=o.smoke)
-    return 1 if results["failed"] else 0
 
 
 if __name__ == "__main__":

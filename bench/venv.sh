@@ -3,10 +3,17 @@
 # Python 3.12 (pynenc needs it): python3.12 on PATH, else pyenv's newest 3.12, else python3.
 # Never fails the build: what cannot be installed is written to $2/<impl> (the skip reasons
 # that bench/run.py reports) and the bench goes on without it.
+#
+#   venv.sh --redis DIR SKIPDIR   the second venv (build/bench/venv-redis) from
+#                                 bench/python/requirements-redis.txt: pynenc-redis 0.3.0 needs
+#                                 pynenc 0.3.1; what fails is written to SKIPDIR/pynenc-redis
 set -u
+redis=0
+if [ "${1:-}" = --redis ]; then redis=1; shift; fi
 venv=$1
 skip=$2
 req=$(dirname "$0")/python/requirements.txt
+[ $redis = 1 ] && req=$(dirname "$0")/python/requirements-redis.txt
 mkdir -p "$skip"
 
 if [ -x "$venv/bin/python" ] && cmp -s "$req" "$venv/.requirements" 2>/dev/null; then
@@ -29,6 +36,22 @@ if [ -z "$py" ]; then
 fi
 if [ -z "$py" ]; then
     for impl in tadween pynenc; do echo "no python3 to create the bench venv" > "$skip/$impl"; done
+    exit 0
+fi
+
+if [ $redis = 1 ]; then
+    # Both pins in one pip call: pynenc-redis's own requirement must resolve to pynenc 0.3.1.
+    rm -rf "$venv"
+    specs=$(grep -v '^#' "$req" | tr '\n' ' ')
+    echo "bench-venv: installing ${specs}into $venv with $py" >&2
+    if "$py" -m venv "$venv" >"$skip/venv-redis.log" 2>&1 &&
+        "$venv/bin/python" -m pip install -q $specs >>"$skip/venv-redis.log" 2>&1; then
+        rm -f "$skip/pynenc-redis"
+        cp "$req" "$venv/.requirements"
+    else
+        echo "pip install $specs failed under $("$py" --version 2>&1) (PyPI unreachable?" \
+             "see build/bench/skip/venv-redis.log)" > "$skip/pynenc-redis"
+    fi
     exit 0
 fi
 

@@ -24,6 +24,12 @@
  * ("sqlite-full-" with synchronous=full), and the batch scenario measures the publish calls
  * into a named group with no consumer instead of publish -> subscriber.
  *
+ * "redis://HOST:PORT/DB?prefix=NAME" (or redis+cluster://) runs on that server; without a
+ * prefix= option the program adds a fresh one (bench-<pid>-<time>), so runs never share keys.
+ * Its keys stay on the server (bench/run.py flushes its throwaway server between rows). On
+ * Redis the records are named "redis-<scenario>" and batch measures the publish calls, as on
+ * SQLite.
+ *
  * Each measured phase follows a warm-up and is bounded by --messages and --seconds, whichever
  * comes first. Throughput counts from the first publish to the moment join() returns, i.e.
  * until the last delivery is settled.
@@ -50,7 +56,9 @@ static void check(brokk_status s, const char *what) {
 
 static const char *g_url = "memory://"; /* what brokk_broker_new gets */
 static bool g_sqlite;                   /* a SQLite store */
-static const char *g_prefix = "";       /* of every scenario name: "", "sqlite-", "sqlite-full-" */
+static bool g_redis;                    /* a Redis store */
+/* of every scenario name: "", "sqlite-", "sqlite-full-", "redis-" */
+static const char *g_prefix = "";
 static char g_tmpdir[PATH_MAX];         /* the temporary directory to remove at exit, if any */
 static char g_tmpdb[PATH_MAX + 16];
 static char g_url_buf[PATH_MAX + 160];
@@ -79,6 +87,18 @@ static void on_signal(int sig) {
 /* Resolves --url: "sqlite://" with no path becomes a fresh file in a new temporary directory. */
 static void setup_url(const char *url) {
     g_url = url;
+    if (!strncmp(url, "redis://", 8) || !strncmp(url, "redis+cluster://", 16)) {
+        g_redis = true;
+        g_check_mask = 63;
+        g_prefix = "redis-";
+        if (!strstr(url, "prefix=")) {
+            /* A fresh namespace: this run's keys cannot meet another run's. */
+            snprintf(g_url_buf, sizeof g_url_buf, "%s%cprefix=bench-%ld-%" PRIu64, url,
+                     strchr(url, '?') ? '&' : '?', (long)getpid(), (uint64_t)(now_ns() % 1000000000ull));
+            g_url = g_url_buf;
+        }
+        return;
+    }
     if (strncmp(url, "sqlite://", 9) != 0) return;
     g_sqlite = true;
     g_check_mask = 63;
@@ -114,6 +134,11 @@ static void emit(bench_record *r) {
         bench_extra(r, "\"store\": \"sqlite\", \"synchronous\": \"%s\", \"store_file\": \"%s\"",
                     strstr(g_url, "synchronous=full") ? "full" : "normal",
                     g_tmpdir[0] ? "fresh temporary file" : "given by --url");
+    if (g_redis) {
+        const char *p = strstr(g_url, "prefix=");
+        int n = p ? (int)strcspn(p + 7, "&") : 0;
+        bench_extra(r, "\"store\": \"redis\", \"redis_prefix\": \"%.*s\"", n, p ? p + 7 : "");
+    }
     bench_emit(r);
 }
 
@@ -605,7 +630,10 @@ static void run_publish_threads(const bench_opts *o) {
     r.rate = (double)sent / r.seconds;
     bench_extra(&r, "\"threads\": %d, \"queued\": %" PRIu64 ", \"note\": \"%d threads, "
                 "brokk_broker_publish one message at a time%s\"",
-                T, queued, T, g_sqlite ? ", each returning after its commit" : "");
+                T, queued, T,
+                g_sqlite  ? ", each returning after its commit"
+                : g_redis ? ", each returning after its script ran on the server"
+                          : "");
     check(brokk_broker_close(b, 0, true, NULL), "close");
     brokk_broker_free(b);
     emit(&r);
@@ -653,9 +681,9 @@ static void run_batch_store(const bench_opts *o) {
     r.seconds = (double)(t1 - t0) / 1e9;
     r.rate = (double)sent / r.seconds;
     bench_extra(&r, "\"batch\": %zu, \"calls\": %" PRIu64 ", \"queued_at_end\": %" PRIu64
-                ", \"note\": \"publish_batch calls alone (each returns after its commit), into a "
+                ", \"note\": \"publish_batch calls alone (each returns after its %s), into a "
                 "named group with no consumer; %" PRIu64 " already queued at the start\"",
-                B, calls, queued, o->warmup);
+                B, calls, queued, g_redis ? "script call" : "commit", o->warmup);
     check(brokk_broker_close(b, 0, true, NULL), "close");
     brokk_broker_free(b);
     free(bufs);
@@ -743,7 +771,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(o.scenario, "group4x2")) run_group(&o);
     else if (!strcmp(o.scenario, "pull")) run_pull(&o, 0);
     else if (!strcmp(o.scenario, "pull-batch")) run_pull(&o, (size_t)o.batch);
-    else if (!strcmp(o.scenario, "batch")) g_sqlite ? run_batch_store(&o) : run_batch(&o);
+    else if (!strcmp(o.scenario, "batch")) (g_sqlite || g_redis) ? run_batch_store(&o) : run_batch(&o);
     else if (!strcmp(o.scenario, "publish-threads")) run_publish_threads(&o);
     else if (!strcmp(o.scenario, "pull-backlog")) run_pull_backlog(&o);
     else if (!strcmp(o.scenario, "latency")) run_latency(&o);

@@ -19,6 +19,11 @@
                                    of ids routed beforehand; pynenc's MemBroker and SQLiteBroker
                                    against brokk's pynenc plugin (brokk.pynenc_plugin.BrokkBroker)
                                    on memory:// and on a SQLite file
+    pybench.py pynenc-broker route|retrieve --broker redis|brokk-redis --redis-url URL
+                                   the same on a Redis server: pynenc-redis's RedisBroker (PyPI
+                                   pynenc-redis 0.3.0, which needs pynenc 0.3.1: run it with the
+                                   second venv, build/bench/venv-redis) against brokk's plugin on
+                                   redis:// (pynenc 0.4.0, the main bench venv)
 
 Every implementation gets the same payload, {"i": n, "s": "<32 chars>"}, as a Python dict (the
 natural argument of both brokers), with the same warm-up and bounds (--messages, --seconds,
@@ -475,10 +480,46 @@ PYNENC_BROKERS = {
     "sqlite": ("pynenc-sqlite", "sqlite"),
     "brokk-memory": ("brokk-pynenc", "memory"),
     "brokk-sqlite": ("brokk-pynenc", "sqlite"),
+    "redis": ("pynenc-redis", "redis"),
+    "brokk-redis": ("brokk-pynenc", "redis"),
 }
 
 
-def _pynenc_broker(kind: str, tmpdir: str):
+class _Pynenc03Redis:
+    """pynenc-redis 0.3.0's RedisBroker (pynenc 0.3.1) behind the pynenc 0.4 calls that
+    run_pynenc_broker makes: 0.3.1 has one queue per app and no priorities, so the queue name and
+    priority are dropped. Each call is RedisBroker's own: route RPUSH, route_invocations RPUSH in
+    one pipeline, retrieve BLPOP (timeout queue_timeout_sec, 0.1 s), count LLEN."""
+
+    def __init__(self, url: str) -> None:
+        import pynenc_redis  # noqa: F401  (registers RedisBroker, as pynenc's plugin loading does)
+        from pynenc import Pynenc
+
+        # The server's address without brokk's options (?prefix=...); a fresh app_id keys the queue.
+        server = url.split("?", 1)[0]
+        app = Pynenc(config_values={"app_id": f"brokk-bench-{os.getpid()}-{time.time_ns() % 10**9}",
+                                    "broker_cls": "RedisBroker", "redis_url": server})
+        self.broker = app.broker
+        assert type(self.broker).__name__ == "RedisBroker", type(self.broker)
+        self.broker.purge()
+
+    def route_invocation(self, invocation_id, queue=None, priority=None) -> None:
+        self.broker.route_invocation(invocation_id)
+
+    def route_invocations(self, invocation_ids, queue=None, priority=None) -> None:
+        self.broker.route_invocations(invocation_ids)
+
+    def retrieve_invocation(self, queue=None):
+        return self.broker.retrieve_invocation()
+
+    def count_invocations(self, queues=None) -> int:
+        return self.broker.count_invocations()
+
+    def close(self) -> None:
+        self.broker.purge()
+
+
+def _pynenc_broker(kind: str, tmpdir: str, redis_url: str = ""):
     """A broker as a pynenc app gets it, each on a fresh store: MemBroker, SQLiteBroker (as in
     _pynenc_sqlite), or BrokkBroker chosen with broker_cls (memory://, or a SQLite file with
     brokk's defaults: WAL, synchronous=normal, like pynenc's)."""
@@ -487,6 +528,8 @@ def _pynenc_broker(kind: str, tmpdir: str):
     logging.disable(logging.WARNING)
     if kind == "sqlite":
         return _pynenc_sqlite(tmpdir)
+    if kind == "redis":
+        return _Pynenc03Redis(redis_url)
     from pynenc import Pynenc
 
     if kind == "mem":
@@ -495,7 +538,10 @@ def _pynenc_broker(kind: str, tmpdir: str):
         return MemBroker(Pynenc(config_values={"app_id": "brokk-bench"}))
     import brokk.pynenc_plugin  # noqa: F401  (what the pynenc.plugins entry point imports)
 
-    url = "memory://" if kind == "brokk-memory" else f"sqlite://{os.path.join(tmpdir, 'brokk.db')}"
+    if kind == "brokk-redis":
+        url = redis_url
+    else:
+        url = "memory://" if kind == "brokk-memory" else f"sqlite://{os.path.join(tmpdir, 'brokk.db')}"
     broker = Pynenc(config_values={"app_id": "brokk-bench", "broker_cls": "BrokkBroker", "brokk_url": url}).broker
     assert type(broker).__name__ == "BrokkBroker"
     return broker
@@ -508,7 +554,9 @@ def run_pynenc_broker(o: argparse.Namespace) -> None:
     route = o.scenario == "route"
     tmp = _tmpdir()
     try:
-        broker = _pynenc_broker(o.broker, tmp)
+        if store == "redis" and not o.redis_url:
+            raise SystemExit("--broker redis|brokk-redis needs --redis-url")
+        broker = _pynenc_broker(o.broker, tmp, o.redis_url)
         total = o.warmup + o.messages
         ids = [generate_invocation_id() for _ in range(total)]
         if not route:
@@ -548,7 +596,7 @@ def run_pynenc_broker(o: argparse.Namespace) -> None:
     what = "route_invocation" if route else "retrieve_invocation"
     emit(
         {
-            "scenario": f"pynenc-{'sqlite-' if store == 'sqlite' else ''}{o.scenario}",
+            "scenario": f"pynenc-{'' if store == 'memory' else store + '-'}{o.scenario}",
             "impl": impl,
             "unit": "messages",
             "messages": got,
@@ -559,8 +607,10 @@ def run_pynenc_broker(o: argparse.Namespace) -> None:
             **({"synchronous": "normal"} if store == "sqlite" else {}),
             **({} if route else {"prepublished": total}),
             "note": f"{what}, one call at a time on one thread"
-            + (" (fetch + ack of one delivery per call)" if impl == "brokk-pynenc" and not route else ""),
+            + (" (fetch + ack of one delivery per call)" if impl == "brokk-pynenc" and not route else "")
+            + (" (RedisBroker: RPUSH per route, BLPOP per retrieve; pynenc 0.3.1)" if impl == "pynenc-redis" else ""),
             "version": version_of("pynenc"),
+            **({"pynenc_redis": version_of("pynenc-redis")} if impl == "pynenc-redis" else {}),
         }
     )
 
@@ -581,6 +631,7 @@ def main() -> None:
     )
     ap.add_argument("--threads", type=int, default=4, help="pynenc sqlite-route: publisher threads")
     ap.add_argument("--broker", choices=sorted(PYNENC_BROKERS), default="mem", help="pynenc-broker: which broker")
+    ap.add_argument("--redis-url", default="", help="pynenc-broker --broker redis|brokk-redis: the server (brokk's URL)")
     o = ap.parse_args()
     o.messages = max(1, o.messages)
     if o.impl == "pynenc-broker" or o.scenario in ("route", "retrieve"):
