@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use brokk::{Broker, Delivery, ErrorKind, FetchOptions, PublishOptions, SubscribeOptions, Verdict};
+use brokk::{
+    BatchMessage, Broker, BrokerConfig, Delivery, ErrorKind, FetchOptions, PublishOptions, SubscribeOptions, Verdict,
+};
 use common::redis_server::{self, RedisServer};
 use common::shared_store::{eventually, grouped, payload_of, recorder, Seen, LONG};
 
@@ -158,6 +160,58 @@ fn a_delay_that_ran_out_unwatched_reaches_a_new_subscriber() {
     let url = url(&prefix("unwatched-delay"), "&lease_ms=60000");
     let (a, b) = (Broker::open(&url).unwrap(), Broker::open(&url).unwrap());
     common::a_delay_that_ran_out_unwatched_reaches_a_new_subscriber(&a, &b);
+}
+
+/// Publishes of several threads on one topic travel together in one script call, and each is
+/// still all or nothing on its own: with room for 10 retained messages, batches of 3 from 8
+/// threads at once retain exactly three whole batches, and the others fail with Full.
+#[test]
+fn publishes_that_travel_together_are_each_all_or_nothing() {
+    let url = url(&prefix("together"), "");
+    let b =
+        Broker::with_config(&BrokerConfig { retention_limit: 10, ..BrokerConfig::from_url(&url).unwrap() }).unwrap();
+    let results: Vec<(usize, bool)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let b = &b;
+                s.spawn(move || {
+                    (0..4)
+                        .map(|i| {
+                            let payloads: Vec<String> = (0..3).map(|j| format!("\"{t}-{i}-{j}\"")).collect();
+                            let batch: Vec<BatchMessage> = payloads
+                                .iter()
+                                .map(|p| BatchMessage { payload: p.as_bytes(), options: Default::default() })
+                                .collect();
+                            match b.publish_batch("kept", &batch) {
+                                Ok(_) => (t * 4 + i, true),
+                                Err(e) => {
+                                    assert_eq!(e.kind(), ErrorKind::Full, "{e}");
+                                    (t * 4 + i, false)
+                                }
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let kept = results.iter().filter(|(_, ok)| *ok).count();
+    assert_eq!(kept, 3, "three whole batches fit in 10");
+    assert_eq!(b.count(Some(&["kept"])).unwrap(), 9);
+    // The first group takes them over: each kept batch whole.
+    let mut got = Vec::new();
+    while let Some(d) = b.fetch("kept", Some("w"), Some(Duration::ZERO)).unwrap() {
+        got.push(payload_of(&d));
+        b.ack(d.id()).unwrap();
+    }
+    assert_eq!(got.len(), 9);
+    for (n, _) in results.iter().filter(|(_, ok)| *ok) {
+        let (t, i) = (n / 4, n % 4);
+        for j in 0..3 {
+            assert!(got.contains(&format!("\"{t}-{i}-{j}\"")), "batch {t}-{i} whole");
+        }
+    }
 }
 
 /// A group's stream of a priority goes once its last entry is settled, requeued with a delay or

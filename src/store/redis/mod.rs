@@ -37,6 +37,7 @@
 //! leases (until then they keep receiving a delivery of each message, which count counts).
 //! Named groups, their deliveries and retained messages stay in Redis for the next broker.
 
+mod combine;
 mod conn;
 mod keys;
 mod owners;

@@ -4,6 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::combine::{Args, Combiner};
 use super::{keys, reply, scripts, Local, RedisQueue};
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::Message;
@@ -14,11 +15,13 @@ pub(super) struct RedisTopic {
     name: Arc<str>,
     base: Arc<str>,
     index: u64,
+    /// Publishes of several threads that meet go in one call (see `combine.rs`).
+    combiner: Combiner,
 }
 
 impl RedisTopic {
     pub fn new(local: Arc<Local>, name: Arc<str>, base: Arc<str>, index: u64) -> Self {
-        RedisTopic { local, name, base, index }
+        RedisTopic { local, name, base, index, combiner: Combiner::default() }
     }
 }
 
@@ -100,16 +103,28 @@ impl TopicStore for RedisTopic {
             .filter(|&i| groups.receiving(i).is_none())
             .map(|i| &*RedisQueue::of(groups.queue(i)).group)
             .collect();
-        let r = self.local.script("publish", &scripts::PUBLISH, &self.base, |call| {
-            call.arg(mode).arg(limit).arg(skipped.len());
-            for g in &skipped {
-                call.arg(*g);
-            }
-            for m in messages {
-                let meta = m.given_metadata();
-                call.arg(m.id()).arg(m.payload()).arg(u8::from(meta.is_some())).arg(meta.unwrap_or(b""));
-                call.arg(m.priority()).arg(m.timestamp_ms());
-            }
+        // This publish's part of the script's arguments (see publish.lua).
+        let bytes: usize = messages.iter().map(|m| m.id().len() + m.payload().len() + 40).sum();
+        let mut args = Args::with_capacity(4 + skipped.len() + 6 * messages.len(), bytes);
+        args.push(mode).push_int(limit).push_int(skipped.len()).push_int(messages.len());
+        for g in &skipped {
+            args.push(g);
+        }
+        for m in messages {
+            let meta = m.given_metadata();
+            args.push(m.id()).push(m.payload()).push(if meta.is_some() { "1" } else { "0" });
+            args.push(meta.unwrap_or(b"")).push_int(m.priority()).push_int(m.timestamp_ms());
+        }
+        let r = self.combiner.publish(args, |batch| {
+            let r = self.local.script("publish", &scripts::PUBLISH, &self.base, |call| {
+                call.arg(batch.len());
+                for p in batch {
+                    for a in p.args.iter() {
+                        call.arg(a);
+                    }
+                }
+            })?;
+            reply::array(r, "publish")
         })?;
         self.local.wrote();
         let mut r = reply::array(r, "publish")?.into_iter();
