@@ -162,6 +162,33 @@ fn a_delay_that_ran_out_unwatched_reaches_a_new_subscriber() {
     common::a_delay_that_ran_out_unwatched_reaches_a_new_subscriber(&a, &b);
 }
 
+/// A consumer waiting for work costs the server nothing while nothing happens (the broker hears
+/// of writes on the prefix's channel instead of polling), and hears at once of what another
+/// broker publishes.
+#[test]
+fn a_waiting_consumer_listens_instead_of_polling() {
+    let server = RedisServer::start(&[]); // its own: the command count below is the server's
+    let url = format!("{}?prefix=quiet", server.url());
+    let (consumer, producer) = (Broker::open(&url).unwrap(), Broker::open(&url).unwrap());
+    let waiter = {
+        let consumer = consumer.clone();
+        std::thread::spawn(move || consumer.fetch("quiet", Some("w"), Some(LONG)).unwrap().map(|d| payload_of(&d)))
+    };
+    let commands = || {
+        let info = redis_server::raw(server.port, "INFO stats").unwrap();
+        let line = info.lines().find(|l| l.starts_with("total_commands_processed:")).unwrap().to_owned();
+        line.split(':').nth(1).unwrap().trim().parse::<u64>().unwrap()
+    };
+    std::thread::sleep(Duration::from_millis(200)); // the fetch is waiting by now
+    let before = commands();
+    std::thread::sleep(Duration::from_millis(500));
+    let idle = commands() - before;
+    // A poll every 5 ms would be about a hundred; the INFO commands themselves are two.
+    assert!(idle <= 5, "{idle} commands in 500 ms of waiting");
+    producer.publish("quiet", b"\"heard\"", &PublishOptions::default()).unwrap();
+    assert_eq!(waiter.join().unwrap().as_deref(), Some("\"heard\""));
+}
+
 /// Publishes of several threads on one topic travel together in one script call, and each is
 /// still all or nothing on its own: with room for 10 retained messages, batches of 3 from 8
 /// threads at once retain exactly three whole batches, and the others fail with Full.

@@ -123,6 +123,18 @@ impl Pool {
         })
     }
 
+    /// The client of a single server (None on a cluster), for a connection of one's own.
+    pub fn single_client(&self) -> Option<::redis::Client> {
+        match &self.target {
+            Target::Single(client) => Some(client.clone()),
+            Target::Cluster(_) => None,
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Makes a connection, or says why not (the backoff, or the server's answer).
     fn connect(&self) -> std::result::Result<Conn, RedisError> {
         let conn = match &self.target {

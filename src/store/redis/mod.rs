@@ -45,6 +45,7 @@ mod queue;
 mod reply;
 mod scripts;
 mod topic;
+mod watch;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -169,7 +170,9 @@ impl Local {
 
 pub(crate) struct RedisStore {
     local: Arc<Local>,
-    /// The topic write counters seen by the last `changed`.
+    /// On a single server: hears of every write (see `watch.rs`).
+    listener: Option<watch::Listener>,
+    /// Otherwise (a cluster): the topic write counters seen by the last `changed`.
     seen: Mutex<Option<Vec<Option<i64>>>>,
 }
 
@@ -194,7 +197,17 @@ impl RedisStore {
             poke: AtomicBool::new(false),
         };
         owners::register(&local)?;
-        Ok(RedisStore { local: Arc::new(local), seen: Mutex::new(None) })
+        let listener = match local.pool.single_client() {
+            Some(client) => {
+                let stop_word = format!("stop {}", local.owner.renewed);
+                let channel = watch::channel(&local.prefix);
+                Some(watch::Listener::start(client, channel, stop_word, local.pool.timeout()).map_err(|e| {
+                    Error::new(ErrorKind::StorageFailed, format!("redis: cannot start its listening thread: {e}"))
+                })?)
+            }
+            None => None,
+        };
+        Ok(RedisStore { local: Arc::new(local), listener, seen: Mutex::new(None) })
     }
 
     /// The named topics (all under the prefix when None) with their bases.
@@ -286,6 +299,9 @@ impl Store for RedisStore {
         if self.local.poke.swap(false, Ordering::AcqRel) {
             return Ok(true);
         }
+        if let Some(listener) = &self.listener {
+            return Ok(listener.take_changed());
+        }
         let counters: Vec<String> = self.local.topics.lock().values().map(|t| keys::generation(&t.base)).collect();
         if counters.is_empty() {
             return Ok(false);
@@ -307,6 +323,9 @@ impl Store for RedisStore {
     }
 
     fn close(&self) -> Result<()> {
+        if let Some(listener) = &self.listener {
+            listener.stop(&self.local.pool);
+        }
         let given_back = owners::give_back_all(&self.local);
         let removed = owners::remove_own_groups(&self.local);
         let forgotten = owners::forget(&self.local);
@@ -325,4 +344,13 @@ impl RedisQueue {
 /// An error for a store whose keys were left by something this build cannot read.
 fn incompatible(message: String) -> Error {
     Error::new(ErrorKind::IncompatibleStore, message)
+}
+
+impl Drop for RedisStore {
+    /// A store dropped without `close` (a failed open of the broker) stops listening too.
+    fn drop(&mut self) {
+        if let Some(listener) = &self.listener {
+            listener.stop(&self.local.pool);
+        }
+    }
 }

@@ -79,6 +79,6 @@ for _, p in ipairs(redis.call('ZREVRANGE', prios(g), 0, -1)) do
   end
 end
 if taken_ready > 0 then redis.call('HINCRBY', READY, g, -taken_ready) end
-if got > 0 or wrote then redis.call('INCR', GEN) end
+if got > 0 or wrote then touched() end
 out[1] = ready_of(g)
 return out

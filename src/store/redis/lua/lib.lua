@@ -16,6 +16,15 @@ local SEQ = B .. ':seq' -- counter: delivery numbers of the topic
 local RETAINED = B .. ':r' -- stream: messages kept while the topic has no group
 local CG = 'brokk' -- the Redis consumer group of every delivery stream
 local FREE = '-' -- holder of a delivery given back in place (ready again, same entry)
+-- Brokers waiting for work listen on this channel (watch.rs); one per prefix.
+local CHANGES = '{' .. string.match(B, '^{([^:]*):') .. '}:changes'
+
+-- Every write of the topic says so: its counter (read by brokers that poll it, on a cluster)
+-- and a message to the brokers that listen.
+local function touched()
+  redis.call('INCR', GEN)
+  redis.call('PUBLISH', CHANGES, B)
+end
 
 local function server_now()
   local t = redis.call('TIME')
@@ -134,7 +143,7 @@ end
 local function register(g, owner)
   redis.call('HSET', GROUPS, g, owner)
   redis.call('HSET', READY, g, 0)
-  redis.call('INCR', GEN)
+  touched()
   if owner ~= '' then return 0 end
   local entries = redis.call('XRANGE', RETAINED, '-', '+')
   if #entries == 0 then return 0 end

@@ -68,5 +68,5 @@ for i = 1, tonumber(ARGV[2]) do
   replies[i] = publish(a)
   a = a + 4 + tonumber(ARGV[a + 2]) + 6 * tonumber(ARGV[a + 3])
 end
-if wrote then redis.call('INCR', GEN) end
+if wrote then touched() end
 return replies

@@ -28,5 +28,5 @@ for _, g in ipairs(redis.call('HKEYS', GROUPS)) do
 end
 local retained = redis.call('XLEN', RETAINED)
 redis.call('DEL', RETAINED)
-if deliveries + retained > 0 then redis.call('INCR', GEN) end
+if deliveries + retained > 0 then touched() end
 return {deliveries, retained}

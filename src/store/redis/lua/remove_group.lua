@@ -9,5 +9,5 @@ end
 redis.call('DEL', prios(g), leases(g), holders(g), delayed(g), delayed_msgs(g))
 redis.call('HDEL', GROUPS, g)
 redis.call('HDEL', READY, g)
-redis.call('INCR', GEN)
+touched()
 return waiting

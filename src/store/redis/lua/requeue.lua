@@ -10,7 +10,7 @@ local who, held = split_holder(redis.call('HGET', holders(g), member))
 if who ~= holder or (how ~= 'close' and held ~= attempt) then return 0 end
 local p, id = split_member(member)
 local key = stream(g, p)
-redis.call('INCR', GEN)
+touched()
 if how == 'unstarted' or how == 'close' then
   local next = held
   if how == 'close' then next = held + 1 end

@@ -17,5 +17,5 @@ for i = 4, #ARGV - 1, 2 do
   end
 end
 for p in pairs(drained) do drop_if_drained(g, p) end
-if done > 0 then redis.call('INCR', GEN) end
+if done > 0 then touched() end
 return done
