@@ -48,7 +48,7 @@ mod topic;
 mod watch;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,7 +57,7 @@ use parking_lot::Mutex;
 
 use crate::config::RedisConfig;
 use crate::error::{Error, ErrorKind, Result};
-use crate::store::shared::Owner;
+use crate::store::shared::{self, Owner};
 use crate::store::{Purged, Store, StoreKind, TopicStore, Watch};
 use conn::Pool;
 use queue::RedisQueue;
@@ -66,11 +66,6 @@ use topic::RedisTopic;
 /// How often the poller reads the topics' write counters while this broker has consumers or
 /// waiters: the latency of a hand-off from another process, for one round trip.
 pub(crate) const POLL: Duration = Duration::from_millis(5);
-
-/// Claims of a push worker: a claim is one script call, so a batch saves round trips; with
-/// several local consumers competing a smaller batch keeps them fair.
-const BATCH: usize = 64;
-const CONTENDED_BATCH: usize = 8;
 
 /// Delivery numbers are per topic in Redis; a delivery's id in this broker puts the topic's
 /// local index above them, so ids of different topics never collide.
@@ -114,8 +109,6 @@ struct Local {
     topics: Mutex<HashMap<Arc<str>, TopicEntry>>,
     /// Anonymous groups made by this broker.
     pub next_group: AtomicU64,
-    /// Makes the next `changed` say yes (see `RedisQueue::release_due`).
-    pub poke: AtomicBool,
 }
 
 impl Local {
@@ -194,7 +187,6 @@ impl RedisStore {
             touched: Mutex::default(),
             topics: Mutex::default(),
             next_group: AtomicU64::new(1),
-            poke: AtomicBool::new(false),
         };
         owners::register(&local)?;
         let listener = match local.pool.single_client() {
@@ -251,12 +243,7 @@ impl Store for RedisStore {
     }
 
     fn batch_size(&self, contended: bool, deadline: bool) -> usize {
-        match (deadline, contended) {
-            // Its lease runs from the claim: claim only what is handed out at once.
-            (true, _) => 1,
-            (false, true) => CONTENDED_BATCH,
-            (false, false) => BATCH,
-        }
+        shared::batch_size(contended, deadline)
     }
 
     fn issued(&self, id: u64) -> bool {
@@ -296,9 +283,6 @@ impl Store for RedisStore {
     }
 
     fn changed(&self) -> Result<bool> {
-        if self.local.poke.swap(false, Ordering::AcqRel) {
-            return Ok(true);
-        }
         if let Some(listener) = &self.listener {
             return Ok(listener.take_changed());
         }

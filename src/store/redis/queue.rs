@@ -6,7 +6,6 @@
 //! never misses one of them.
 
 use std::any::Any;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -252,19 +251,14 @@ impl GroupQueue for RedisQueue {
     ///
     /// The core's timer calls this at the moment it asked a delay to end, but Redis set the
     /// due time by its own clock when the requeue script ran, a round trip later: it may not be
-    /// due there yet. Then the next `changed` says yes, so that the poller re-reads the
-    /// watched groups, learns when it comes due, and wakes a consumer then.
+    /// due there yet. Then this says 0, and the core has its poller look again until it is.
     fn release_due(&self) -> usize {
         match self.figures() {
             Ok(Figures { next_due: Some(0), .. }) => {
                 self.added(1);
                 1
             }
-            Ok(Figures { next_due: Some(_), .. }) | Err(_) => {
-                self.local.poke.store(true, Ordering::Release);
-                0
-            }
-            Ok(Figures { next_due: None, .. }) => 0,
+            _ => 0,
         }
     }
 

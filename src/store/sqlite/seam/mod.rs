@@ -41,7 +41,7 @@ use parking_lot::Mutex;
 use super::{SqliteFile, SqliteOptions, SyncLevel};
 use crate::config::{SqliteConfig, Synchronous};
 use crate::error::Result;
-use crate::store::shared::Owner;
+use crate::store::shared::{self, Owner};
 use crate::store::{Purged, Store, StoreKind, TopicStore, Watch};
 use queue::SqliteQueue;
 use topic::SqliteTopic;
@@ -49,12 +49,6 @@ use topic::SqliteTopic;
 /// How often the poller looks for changes made by other processes while this broker has
 /// consumers or waiters: the latency of a cross-process hand-off, for a shared-memory read.
 pub(crate) const POLL: Duration = Duration::from_millis(5);
-
-/// Claims of a push worker: what it runs next. A claim is a commit, and the engine measured
-/// claim 64 + ack 64 at ten times one at a time; with several local consumers competing a
-/// smaller batch keeps them fair.
-const BATCH: usize = 64;
-const CONTENDED_BATCH: usize = 8;
 
 /// What the topics and queues of one store share.
 pub(super) struct Local {
@@ -107,12 +101,7 @@ impl Store for SqliteStore {
     }
 
     fn batch_size(&self, contended: bool, deadline: bool) -> usize {
-        match (deadline, contended) {
-            // Its lease runs from the claim: claim only what is handed out at once.
-            (true, _) => 1,
-            (false, true) => CONTENDED_BATCH,
-            (false, false) => BATCH,
-        }
+        shared::batch_size(contended, deadline)
     }
 
     fn issued(&self, id: u64) -> bool {
