@@ -674,6 +674,33 @@ brokk_status brokk_broker_fetch_batch(const struct brokk_broker *broker,
                                       struct brokk_delivery **deliveries_out,
                                       size_t *count_out);
 
+// Takes the next delivery of consumer group `group` (`group_len` bytes; NULL: the group
+// "default") on `topic` and acknowledges it in the same step, copying its payload (JSON) into
+// `payload_out`: brokk_broker_fetch, a copy of the payload and brokk_broker_ack, in one call
+// and, on SQLite and Redis, one store operation (on SQLite, one commit instead of two). At
+// most once: once it returns, the message is gone from the group, whatever the caller then
+// does with it. For consumers that keep no delivery open; listeners hear it dispatched, then
+// processed. Waits up to `timeout_ms` as brokk_broker_fetch does.
+// Copies: topic and group; no pointer is kept after return.
+// Out: on BROKK_STATUS_OK, `*payload_len_out` is the payload's length and `payload_out[0..len]`
+// holds it, followed by a NUL if `payload_cap` leaves room for one; or `*payload_len_out` is
+// 0: nothing came in time (a payload is never empty). On BROKK_STATUS_BUFFER_TOO_SMALL the
+// next payload has `*payload_len_out` bytes, more than `payload_cap`: nothing was taken, and
+// a call with room for it takes it. Untouched on other failures.
+// Threads: any thread, concurrently.
+// Errors: NULL_ARGUMENT (broker, topic, payload_len_out; payload_out unless payload_cap is 0),
+// INVALID_UTF8, INVALID_TOPIC, INVALID_GROUP, BUFFER_TOO_SMALL, CLOSED, UNAVAILABLE and
+// STORAGE_FAILED (nothing was taken).
+brokk_status brokk_broker_take(const struct brokk_broker *broker,
+                               const char *topic,
+                               size_t topic_len,
+                               const char *group,
+                               size_t group_len,
+                               uint64_t timeout_ms,
+                               char *payload_out,
+                               size_t payload_cap,
+                               size_t *payload_len_out);
+
 // The message view of a fetched delivery, for the brokk_message_* accessors.
 // Returns: a view valid until brokk_delivery_free(delivery); NULL for NULL.
 const struct brokk_message *brokk_delivery_message(const struct brokk_delivery *delivery);

@@ -25,8 +25,8 @@ mod stats;
 mod store;
 
 pub use broker::{
-    BatchMessage, Broker, CloseReport, FetchOptions, PublishOptions, SubscribeOptions, WeakBroker, DEFAULT_GROUP,
-    MAX_CONCURRENCY,
+    BatchMessage, Broker, CloseReport, FetchOptions, PublishOptions, SubscribeOptions, Taken, WeakBroker,
+    DEFAULT_GROUP, MAX_CONCURRENCY,
 };
 pub use config::{
     parse_url, Backend, Backpressure, BrokerConfig, RedisConfig, RetentionPolicy, SqliteConfig, Synchronous,

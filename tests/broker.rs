@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use brokk::{
     Backpressure, BatchMessage, Broker, BrokerConfig, Delivery, ErrorKind, FetchOptions, Listener, PublishOptions,
-    RetentionPolicy, SubscribeOptions, Verdict,
+    RetentionPolicy, SubscribeOptions, Taken, Verdict,
 };
 use common::Kit;
 
@@ -831,6 +831,104 @@ fn fetch_takes_highest_priority_first_and_fifo_within_a_priority(k: &Kit) {
     assert_eq!((t.published, t.dispatched, t.processed, t.retained), (6, 6, 6, 0));
 }
 
+fn taken(b: &Broker, topic: &str, group: Option<&str>, max_payload: usize) -> Taken {
+    b.take(topic, group, Some(Duration::ZERO), max_payload).unwrap()
+}
+
+fn take_acks_as_it_takes_in_priority_order_and_leaves_nothing_held(k: &Kit) {
+    let b = k.broker(2);
+    let rec = Rec::default();
+    b.add_listener(rec.clone()).unwrap();
+    assert!(matches!(taken(&b, "jobs", None, 1024), Taken::Empty), "empty queue: nothing, at once");
+    assert!(matches!(taken(&b, "jobs", Some("other"), 1024), Taken::Empty)); // a second group
+    for (p, prio_) in [("1", 0), ("22", 5), ("3", 0), ("4", -2), ("5", 5), ("666", 9)] {
+        prio(&b, "jobs", p, prio_);
+    }
+    // Too small for "666" (3 bytes): it stays first, and a take with room gets it.
+    assert!(matches!(taken(&b, "jobs", None, 2), Taken::TooLarge(3)));
+    assert!(matches!(taken(&b, "jobs", None, 0), Taken::TooLarge(3)));
+    assert_eq!(b.count(Some(&["jobs"])).unwrap(), 12, "nothing taken by a take that had no room");
+    let mut got = Vec::new();
+    let mut ids = Vec::new();
+    while let Taken::Message(d) = taken(&b, "jobs", None, 3) {
+        assert_eq!((d.group(), d.attempt()), (Some(brokk::DEFAULT_GROUP), 1));
+        got.push(payload_of(&d));
+        ids.push(d.id());
+    }
+    assert_eq!(got, ["666", "22", "5", "1", "3", "4"]);
+    // Acked as they were taken: nothing awaits an ack, nothing is held, the other group still
+    // has its own copies.
+    for id in &ids {
+        let err = b.ack(*id).unwrap_err();
+        assert!(matches!(err.kind(), ErrorKind::UnknownDelivery | ErrorKind::AlreadySettled), "{err}");
+    }
+    assert_eq!(b.count(Some(&["jobs"])).unwrap(), 6);
+    while let Taken::Message(_) = taken(&b, "jobs", Some("other"), 64) {}
+    b.join(Some(LONG)).expect("nothing held");
+    let t = b.stats().unwrap().totals;
+    assert_eq!((t.published, t.dispatched, t.processed, t.failed, t.queued), (6, 12, 12, 0, 0));
+    let events = rec.events.lock().unwrap().clone();
+    for id in &ids {
+        let dispatched = events.iter().position(|e| e == &format!("dispatched {id} 1"));
+        let processed = events.iter().position(|e| e == &format!("processed {id}"));
+        assert!(dispatched.is_some() && dispatched < processed, "{id}: dispatched, then processed: {events:?}");
+    }
+    // Bad input changes nothing; after close, CLOSED.
+    for (topic, group, kind) in [
+        ("", None, ErrorKind::InvalidTopic),
+        ("bad topic", None, ErrorKind::InvalidTopic),
+        ("jobs", Some(""), ErrorKind::InvalidGroup),
+        ("jobs", Some("bad group"), ErrorKind::InvalidGroup),
+    ] {
+        let err = b.take(topic, group, Some(Duration::ZERO), 64).unwrap_err();
+        assert_eq!(err.kind(), kind, "{topic:?} {group:?}");
+    }
+    b.close(Some(LONG), false).unwrap();
+    assert_eq!(b.take("jobs", None, Some(Duration::ZERO), 64).unwrap_err().kind(), ErrorKind::Closed);
+}
+
+fn concurrent_takers_get_each_message_exactly_once(k: &Kit) {
+    let b = k.broker(2);
+    assert!(matches!(taken(&b, "jobs", Some("w"), 64), Taken::Empty)); // the group, before publishing
+    const N: usize = 400;
+    let batch: Vec<String> = (0..N).map(|i| i.to_string()).collect();
+    let messages: Vec<BatchMessage> = batch.iter().map(|p| BatchMessage { payload: p.as_bytes(), ..Default::default() }).collect();
+    b.publish_batch("jobs", &messages).unwrap();
+    let takers: Vec<_> = (0..4)
+        .map(|_| {
+            let b = b.clone();
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                while let Taken::Message(d) = taken(&b, "jobs", Some("w"), 64) {
+                    mine.push(payload_of(&d).parse::<usize>().unwrap());
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all: Vec<usize> = takers.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..N).collect::<Vec<_>>(), "each message taken once");
+    b.join(Some(Duration::ZERO)).expect("nothing held");
+}
+
+fn a_take_waits_up_to_its_timeout(k: &Kit) {
+    let b = k.broker(2);
+    let t0 = Instant::now();
+    assert!(matches!(b.take("jobs", None, Some(Duration::from_millis(30)), 64).unwrap(), Taken::Empty));
+    assert!(t0.elapsed() >= Duration::from_millis(30), "waited for the timeout");
+    let waiter = {
+        let b = b.clone();
+        std::thread::spawn(move || match b.take("jobs", None, Some(LONG), 64).unwrap() {
+            Taken::Message(d) => payload_of(&d),
+            other => panic!("{other:?}"),
+        })
+    };
+    eventually("the taker to create the group", || b.stats().unwrap().totals.groups == 1);
+    publish(&b, "jobs", "\"wake\"");
+    assert_eq!(waiter.join().unwrap(), "\"wake\"");
+}
+
 fn fetch_batch_takes_in_order_and_ack_batch_settles_all_but_the_bad_ids(k: &Kit) {
     let b = k.broker(2);
     let opts = FetchOptions::default();
@@ -1442,6 +1540,9 @@ on_every_backend!(
     publishers_racing_close_get_ok_or_closed_and_counts_reconcile,
     fetch_takes_highest_priority_first_and_fifo_within_a_priority,
     fetch_batch_takes_in_order_and_ack_batch_settles_all_but_the_bad_ids,
+    take_acks_as_it_takes_in_priority_order_and_leaves_nothing_held,
+    concurrent_takers_get_each_message_exactly_once,
+    a_take_waits_up_to_its_timeout,
     push_subscriptions_take_priorities_in_order_too,
     fetch_blocks_until_a_message_or_the_timeout,
     a_blocked_fetch_returns_closed_when_the_broker_closes,

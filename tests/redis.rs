@@ -162,6 +162,14 @@ fn a_delay_that_ran_out_unwatched_reaches_a_new_subscriber() {
     common::a_delay_that_ran_out_unwatched_reaches_a_new_subscriber(&a, &b);
 }
 
+/// See `common::two_brokers_taking_from_one_group_get_each_message_once`.
+#[test]
+fn two_brokers_taking_from_one_group_get_each_message_once() {
+    let url = url(&prefix("two-takers"), "");
+    let (a, b) = (Broker::open(&url).unwrap(), Broker::open(&url).unwrap());
+    common::two_brokers_taking_from_one_group_get_each_message_once(&a, &b);
+}
+
 /// A consumer waiting for work costs the server nothing while nothing happens (the broker hears
 /// of writes on the prefix's channel instead of polling), and hears at once of what another
 /// broker publishes.

@@ -115,6 +115,14 @@ fn a_delay_that_ran_out_unwatched_reaches_a_new_subscriber() {
     common::a_delay_that_ran_out_unwatched_reaches_a_new_subscriber(&a, &b);
 }
 
+/// See `common::two_brokers_taking_from_one_group_get_each_message_once`.
+#[test]
+fn two_brokers_taking_from_one_group_get_each_message_once() {
+    let kit = Kit::sqlite("two-takers");
+    let path = kit.dir().join("shared.db");
+    common::two_brokers_taking_from_one_group_get_each_message_once(&open(&path, ""), &open(&path, ""));
+}
+
 // ---- durability across brokers -----------------------------------------------------------------
 
 /// What waits in a named group, what a topic retains and what a delayed requeue holds back

@@ -96,6 +96,18 @@ pub struct FetchOptions<'a> {
     pub dead_letter_topic: Option<&'a str>,
 }
 
+/// What `take` found.
+#[derive(Debug, Clone)]
+pub enum Taken {
+    /// The next delivery, already acknowledged: it is gone from its group.
+    Message(Delivery),
+    /// Nothing came in time.
+    Empty,
+    /// The next delivery's payload has this many bytes, over the caller's limit: it was left
+    /// where it is, for a take with room for it (or a fetch).
+    TooLarge(usize),
+}
+
 /// What a `close` did. The broker is closed whatever the report says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CloseReport {
@@ -250,6 +262,15 @@ impl Broker {
         let mut out = Vec::with_capacity(max.min(1024));
         self.shared().fetch(topic, options, max, timeout, &mut out)?;
         Ok(out)
+    }
+
+    /// Takes the next delivery of `group` (`DEFAULT_GROUP` when None) on `topic` and acks it in
+    /// the same step, as `fetch` then `ack` would, but in one store operation (one commit on
+    /// SQLite): at most once, for consumers that keep no delivery open (pynenc's retrieve).
+    /// Waits up to `timeout` as `fetch` does. Listeners hear it dispatched, then processed.
+    /// A payload over `max_payload` bytes is not taken (`Taken::TooLarge`).
+    pub fn take(&self, topic: &str, group: Option<&str>, timeout: Option<Duration>, max_payload: usize) -> Result<Taken> {
+        self.shared().take(topic, group, timeout, max_payload)
     }
 
     /// Acks a delivery awaiting a manual ack.

@@ -8,7 +8,7 @@ use super::broker::{brokk_broker, timeout};
 use super::message::brokk_message;
 use super::status::brokk_status;
 use super::strings::{brokk_str, optional_text, output, reference, text};
-use crate::broker::FetchOptions;
+use crate::broker::{FetchOptions, Taken};
 use crate::message::Delivery;
 
 /// A delivery taken with brokk_broker_fetch, owned by the caller until brokk_delivery_free.
@@ -115,6 +115,65 @@ pub unsafe extern "C" fn brokk_broker_fetch_batch(
             *slot = into_handle(d);
         }
         *count = slots.len();
+        Ok(())
+    })
+}
+
+/// Takes the next delivery of consumer group `group` (`group_len` bytes; NULL: the group
+/// "default") on `topic` and acknowledges it in the same step, copying its payload (JSON) into
+/// `payload_out`: brokk_broker_fetch, a copy of the payload and brokk_broker_ack, in one call
+/// and, on SQLite and Redis, one store operation (on SQLite, one commit instead of two). At
+/// most once: once it returns, the message is gone from the group, whatever the caller then
+/// does with it. For consumers that keep no delivery open; listeners hear it dispatched, then
+/// processed. Waits up to `timeout_ms` as brokk_broker_fetch does.
+/// Copies: topic and group; no pointer is kept after return.
+/// Out: on BROKK_STATUS_OK, `*payload_len_out` is the payload's length and `payload_out[0..len]`
+/// holds it, followed by a NUL if `payload_cap` leaves room for one; or `*payload_len_out` is
+/// 0: nothing came in time (a payload is never empty). On BROKK_STATUS_BUFFER_TOO_SMALL the
+/// next payload has `*payload_len_out` bytes, more than `payload_cap`: nothing was taken, and
+/// a call with room for it takes it. Untouched on other failures.
+/// Threads: any thread, concurrently.
+/// Errors: NULL_ARGUMENT (broker, topic, payload_len_out; payload_out unless payload_cap is 0),
+/// INVALID_UTF8, INVALID_TOPIC, INVALID_GROUP, BUFFER_TOO_SMALL, CLOSED, UNAVAILABLE and
+/// STORAGE_FAILED (nothing was taken).
+#[no_mangle]
+pub unsafe extern "C" fn brokk_broker_take(
+    broker: *const brokk_broker,
+    topic: *const c_char,
+    topic_len: usize,
+    group: *const c_char,
+    group_len: usize,
+    timeout_ms: u64,
+    payload_out: *mut c_char,
+    payload_cap: usize,
+    payload_len_out: *mut usize,
+) -> brokk_status {
+    guard(|| {
+        let broker = reference(broker, "broker")?;
+        let topic = text(topic, topic_len, "topic")?;
+        let group = optional_text(group, group_len, "group")?;
+        let len_out = output(payload_len_out, "payload_len_out")?;
+        if payload_out.is_null() && payload_cap > 0 {
+            return Err(fail(brokk_status::NullArgument, "payload_out is NULL (and payload_cap is not 0)"));
+        }
+        match broker.inner.take(topic, group, timeout(timeout_ms), payload_cap)? {
+            Taken::Message(delivery) => {
+                let payload = delivery.payload();
+                std::ptr::copy_nonoverlapping(payload.as_ptr(), payload_out.cast::<u8>(), payload.len());
+                if payload.len() < payload_cap {
+                    *payload_out.add(payload.len()) = 0;
+                }
+                *len_out = payload.len();
+            }
+            Taken::Empty => *len_out = 0,
+            Taken::TooLarge(size) => {
+                *len_out = size;
+                return Err(fail(
+                    brokk_status::BufferTooSmall,
+                    format!("the next payload has {size} bytes; payload_out holds {payload_cap}"),
+                ));
+            }
+        }
         Ok(())
     })
 }

@@ -14,7 +14,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::{
     Fanout, GroupQueue, Lease, OpenedGroup, Published, Purged, Receipt, Requeue, Requeued, Retention, Store, StoreKind,
-    TopicStore,
+    Take, TopicStore,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::{Delivery, Message};
@@ -279,6 +279,25 @@ impl GroupQueue for MemoryQueue {
 
     fn settle(&self, _done: &[Delivery]) -> Result<()> {
         Ok(())
+    }
+
+    /// A claim of one that looks at the payload before it pops: one lock, nothing to put back.
+    fn take(&self, max_payload: usize) -> Result<Take> {
+        let mut l = self.levels.lock();
+        let Some(ring) = l.rings.values_mut().find(|ring| !ring.is_empty()) else {
+            return Ok(Take::Empty);
+        };
+        let size = ring.front().map_or(0, |d| d.message.payload().len());
+        if size > max_payload {
+            return Ok(Take::TooLarge(size));
+        }
+        let delivery = ring.pop_front().expect("a ring found not empty");
+        if l.rings.len() > KEPT_EMPTY_LEVELS {
+            l.rings.retain(|_, ring| !ring.is_empty());
+        }
+        l.len -= 1;
+        self.len.store(l.len, Ordering::Release);
+        Ok(Take::Got(delivery))
     }
 
     fn requeue(&self, delivery: &Delivery, how: Requeue) -> Result<Requeued> {

@@ -149,3 +149,35 @@ pub fn a_delay_that_ran_out_unwatched_reaches_a_new_subscriber(a: &Broker, b: &B
     assert_eq!(attempt, 2);
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// For shared stores: `a` and `b` are two brokers on one store, taking from one group at once.
+/// Each message published is taken by exactly one of them, and neither holds anything after.
+pub fn two_brokers_taking_from_one_group_get_each_message_once(a: &Broker, b: &Broker) {
+    use brokk::{BatchMessage, Taken};
+    use std::time::Duration;
+
+    const N: usize = 300;
+    assert!(matches!(a.take("jobs", Some("w"), Some(Duration::ZERO), 64).unwrap(), Taken::Empty));
+    let payloads: Vec<String> = (0..N).map(|i| i.to_string()).collect();
+    let batch: Vec<BatchMessage> =
+        payloads.iter().map(|p| BatchMessage { payload: p.as_bytes(), ..Default::default() }).collect();
+    b.publish_batch("jobs", &batch).unwrap();
+    let takers: Vec<_> = [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .map(|broker| {
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                while let Taken::Message(d) = broker.take("jobs", Some("w"), Some(Duration::ZERO), 64).unwrap() {
+                    mine.push(std::str::from_utf8(d.payload()).unwrap().parse::<usize>().unwrap());
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all: Vec<usize> = takers.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..N).collect::<Vec<_>>(), "each message taken once, by one broker");
+    assert_eq!(a.count(Some(&["jobs"])).unwrap(), 0);
+    a.join(Some(Duration::ZERO)).expect("nothing held in a");
+    b.join(Some(Duration::ZERO)).expect("nothing held in b");
+}

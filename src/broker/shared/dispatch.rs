@@ -18,14 +18,14 @@ use crate::broker::reentry;
 use crate::broker::subscription::{Subscription, MAX_BATCH};
 use crate::broker::timer::Job;
 use crate::broker::workers::Task;
-use crate::broker::{FetchOptions, DEFAULT_GROUP};
+use crate::broker::{FetchOptions, Taken, DEFAULT_GROUP};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handler::{Reason, Verdict};
 use crate::listener::Event;
 use crate::message::Delivery;
 use crate::names::{validate_group, validate_topic};
 use crate::stats::TopicCounters;
-use crate::store::{Lease, Requeue, Requeued};
+use crate::store::{Lease, Requeue, Requeued, Take};
 
 /// Batches a worker runs for one subscription before it lets others have the pool.
 const MAX_TURNS: usize = 64;
@@ -347,5 +347,58 @@ impl Shared {
             i += 1;
         }
         Ok(())
+    }
+
+    /// See `Broker::take`: a fetch whose delivery the store settles as it hands it out.
+    pub(crate) fn take(
+        &self,
+        topic: &str,
+        group: Option<&str>,
+        timeout: Option<Duration>,
+        max_payload: usize,
+    ) -> Result<Taken> {
+        self.ensure_not_closed()?;
+        validate_topic(topic)?;
+        let group_name = group.unwrap_or(DEFAULT_GROUP);
+        validate_group(group_name)?;
+        let topic = self.topic(topic)?;
+        let group = self.named_group(&topic, group_name)?;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut found = Take::Empty;
+        // `group.take` waits as a fetch does; the claim it calls is the store's take, which
+        // leaves what it found in `found` (no Vec: nothing is held once it returns).
+        group.take(
+            &mut Vec::new(),
+            deadline,
+            || self.state() != CLOSED,
+            |_| {
+                // Counted as a claim in progress while the store works, as a fetch's claim is.
+                self.claiming(1);
+                let taken = group.queue.take(max_payload);
+                if !self.in_process {
+                    self.quiesce.done_claims(1);
+                }
+                found = taken?;
+                Ok(usize::from(!matches!(found, Take::Empty)))
+            },
+            || self.poke_poller(),
+        )?;
+        let delivery = match found {
+            Take::Got(delivery) => delivery,
+            Take::TooLarge(size) => return Ok(Taken::TooLarge(size)),
+            Take::Empty if self.state() == CLOSED => return Err(Error::closed()),
+            Take::Empty => return Ok(Taken::Empty),
+        };
+        let c = &group.counters;
+        c.dequeued.fetch_add(1, Ordering::Relaxed);
+        c.dispatched.fetch_add(1, Ordering::Relaxed);
+        c.processed.fetch_add(1, Ordering::Relaxed);
+        self.emit(|| Event::Dispatched(delivery.clone()));
+        self.emit(|| Event::Processed(delivery.clone()));
+        if self.in_process {
+            // In process, a delivery counts as unfinished from its publish to its settle.
+            self.quiesce.done_deliveries(1);
+        }
+        Ok(Taken::Message(delivery))
     }
 }

@@ -11,7 +11,7 @@ use rusqlite::{params, OptionalExtension};
 
 use super::errors::TxResult;
 use super::tx::Tx;
-use super::{GroupId, StoredDelivery, StoredMessage};
+use super::{GroupId, StoredDelivery, StoredMessage, StoredTake};
 use crate::message::now_ms;
 
 /// The next deliveries of a group: walks `deliveries_ready` in order, no sort.
@@ -59,6 +59,29 @@ impl Tx<'_> {
         let left: Option<i64> =
             self.stmt("SELECT ready FROM consumer_groups WHERE id = ?1")?.query_row([g.0], |r| r.get(0)).optional()?;
         Ok((claimed, left.unwrap_or(0).max(0) as u64))
+    }
+
+    /// See `SqliteFile::take_counted`: a claim of one and its ack in one transaction.
+    pub(crate) fn take_counted(
+        &self,
+        g: GroupId,
+        owner: &str,
+        lease: Duration,
+        spare: [&str; 2],
+        max_payload: usize,
+    ) -> TxResult<(StoredTake, u64)> {
+        let (mut claimed, left) = self.claim_counted(g, 1, owner, lease, spare)?;
+        Ok(match claimed.pop() {
+            None => (StoredTake::Empty, left),
+            Some(d) if d.message.payload.len() > max_payload => {
+                self.release(owner, d.key, d.attempt)?;
+                (StoredTake::TooLarge(d.message.payload.len()), left + 1)
+            }
+            Some(d) => {
+                self.ack(owner, &[(d.key, d.attempt)])?;
+                (StoredTake::Got(d), left)
+            }
+        })
     }
 
     /// See `SqliteFile::claim`.

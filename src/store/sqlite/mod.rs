@@ -143,6 +143,17 @@ pub(crate) struct NewMessage<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct GroupId(pub i64);
 
+/// What `SqliteFile::take_counted` found.
+#[derive(Debug)]
+pub(crate) enum StoredTake {
+    /// Claimed and deleted.
+    Got(StoredDelivery),
+    /// Nothing ready.
+    Empty,
+    /// The next ready delivery's payload has this many bytes, over the limit: left ready.
+    TooLarge(usize),
+}
+
 /// A delivery handed out by `claim`: settle it with `ack` or `requeue` quoting `key` and
 /// `attempt`, before its lease runs out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -326,6 +337,30 @@ impl SqliteFile {
             idle.remove(&g);
         }
         Ok((claimed, left))
+    }
+
+    /// `claim_counted` of one and, in the same transaction, its ack: one commit that leaves the
+    /// delivery gone from the file (or, if its payload is over `max_payload` bytes, ready as it
+    /// was). With the ready count left.
+    pub fn take_counted(
+        &self,
+        g: GroupId,
+        owner: &str,
+        lease: Duration,
+        spare: [&str; 2],
+        max_payload: usize,
+    ) -> Result<(StoredTake, u64)> {
+        if self.idle.lock().contains(&g) && !self.readers.may_claim(g, now_ms())? {
+            return Ok((StoredTake::Empty, 0));
+        }
+        let (taken, left) = self.writer.run(|tx| tx.take_counted(g, owner, lease, spare, max_payload))?;
+        let mut idle = self.idle.lock();
+        if matches!(taken, StoredTake::Empty) {
+            idle.insert(g);
+        } else {
+            idle.remove(&g);
+        }
+        Ok((taken, left))
     }
 
     /// Deletes each `(key, attempt)` still leased to `owner` at that attempt; false where the

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::*;
 use crate::message::now_ms;
+use crate::store::sqlite::StoredTake;
 
 /// A lease or delay that runs out during the test. Checks that it has not run out yet are
 /// skipped when the machine was too slow to make them before it did.
@@ -230,4 +231,28 @@ fn silent_owners_lose_their_anonymous_groups_and_live_ones_keep_theirs() {
     f.forget_owner("alive").unwrap();
     assert_eq!(f.collect_silent_owners().unwrap(), 1, "an unregistered owner's groups go too");
     assert_eq!(f.count_topic("t").unwrap(), 3, "named groups are never collected");
+}
+
+#[test]
+fn a_take_claims_and_deletes_in_one_commit_and_leaves_a_payload_too_large_ready() {
+    let dir = TempDir::new("take");
+    let f = open(&dir.file("s.db"));
+    let g = f.named_group("jobs", "workers").unwrap();
+    publish_ids(&f, "jobs", &["first", "second"]);
+    let spare = ["me", "me"];
+    let before = f.writer.commits();
+    let (taken, left) = f.take_counted(g, "me", LEASE, spare, 1 << 20).unwrap();
+    assert_eq!(f.writer.commits() - before, 1, "claim and ack in one commit");
+    let StoredTake::Got(d) = taken else { panic!("{taken:?}") };
+    assert_eq!((d.message.id.as_str(), d.attempt, left), ("first", 1, 1));
+    // Gone from the file: no lease left behind for anyone to reclaim.
+    assert_eq!(f.next_available_at(g).unwrap(), None);
+    assert_eq!(rows(&f, "messages"), 1, "the first message's body is gone");
+    // Too large: left ready, in its place, at its attempt.
+    let size = r#"{"id":"second"}"#.len();
+    let (taken, left) = f.take_counted(g, "me", LEASE, spare, size - 1).unwrap();
+    assert!(matches!(taken, StoredTake::TooLarge(n) if n == size), "{taken:?}");
+    assert_eq!((left, f.ready_len(g).unwrap()), (1, 1));
+    let rest = f.claim(g, 10, "me", LEASE).unwrap();
+    assert_eq!((ids(&rest), rest[0].attempt), (vec!["second"], 1));
 }
