@@ -48,7 +48,8 @@
 // reads every field of the message (brokk_message_read) before it enters Go, so a [Message]'s
 // accessors make no cgo call: they only copy. Publish allocates only the id string it returns;
 // a handler call allocates the 8-byte Message. Fetch makes one cgo call per delivery, and
-// FetchBatch two per batch.
+// FetchBatch two per batch. Take makes one per payload up to 4 KiB (two for a larger one) and
+// allocates only the payload it returns.
 //
 // # Errors
 //

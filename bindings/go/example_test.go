@@ -72,6 +72,36 @@ func ExampleBroker_Fetch() {
 	// "job 0" priority 1
 }
 
+// Take: fetch and ack in one step, at most once; the payload is a copy, nothing is left to settle.
+func ExampleBroker_Take() {
+	b, err := brokk.Open("", nil)
+	if err != nil {
+		panic(err)
+	}
+	defer b.Close(context.Background())
+	for i, p := range []int32{0, 7} {
+		payload := []byte(fmt.Sprintf(`{"job": %d}`, i))
+		if _, err := b.Publish("jobs", payload, &brokk.PublishOptions{Priority: p}); err != nil {
+			panic(err)
+		}
+	}
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		payload, ok, err := b.Take(ctx, "jobs", &brokk.TakeOptions{Group: "workers"})
+		cancel()
+		if err != nil {
+			panic(err)
+		}
+		if !ok {
+			break // nothing within 100 ms
+		}
+		fmt.Printf("%s\n", payload)
+	}
+	// Output:
+	// {"job": 1}
+	// {"job": 0}
+}
+
 // Pull in batches: up to max deliveries per call, then one call to ack them all.
 func ExampleBroker_FetchBatch() {
 	b, err := brokk.Open("", nil)

@@ -174,6 +174,16 @@ gbrokk_result gbrokk_broker_fetch_batch(const brokk_broker *broker, const char *
                                            deliveries_out, count_out));
 }
 
+gbrokk_take_result gbrokk_broker_take(const brokk_broker *broker, const char *topic,
+                                      size_t topic_len, const char *group, size_t group_len,
+                                      uint64_t timeout_ms, char *payload_out, size_t payload_cap) {
+    gbrokk_take_result r;
+    r.len = 0;
+    r.result = result(brokk_broker_take(broker, topic, topic_len, group, group_len, timeout_ms,
+                                        payload_out, payload_cap, &r.len));
+    return r;
+}
+
 void gbrokk_deliveries_read(brokk_delivery *const *deliveries, size_t count, void *views_out) {
     gbrokk_view *views = views_out;
     for (size_t i = 0; i < count; i++) {

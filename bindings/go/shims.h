@@ -122,6 +122,19 @@ gbrokk_fetch_result gbrokk_broker_fetch(const brokk_broker *broker, const char *
                                         size_t topic_len, const brokk_fetch_options *options,
                                         uint64_t timeout_ms);
 
+/* brokk_broker_take with the payload's length returned by value: the only Go pointer passed is
+ * `payload_out`, the caller's pointer-free buffer. `len` is what brokk wrote to
+ * *payload_len_out: the payload's length (0: nothing came) on BROKK_STATUS_OK, the size needed
+ * on BROKK_STATUS_BUFFER_TOO_SMALL, 0 otherwise. */
+typedef struct gbrokk_take_result {
+    gbrokk_result result;
+    size_t len;
+} gbrokk_take_result;
+
+gbrokk_take_result gbrokk_broker_take(const brokk_broker *broker, const char *topic,
+                                      size_t topic_len, const char *group, size_t group_len,
+                                      uint64_t timeout_ms, char *payload_out, size_t payload_cap);
+
 /* The view of each of `count` fetched deliveries into `views_out[i]` (brokk_delivery_message
  * and brokk_message_read): one cgo call for a whole batch of brokk_broker_fetch_batch.
  * `views_out` is an array of gbrokk_view, passed as void * so that cgo, which checks what a Go
