@@ -27,6 +27,7 @@ from ._errors import (
     invalid_argument,
 )
 from ._json import dumps as _dumps
+from ._json import loads as _loads
 from ._message import Message, _fetched, _Handle
 from ._owned import Owned
 
@@ -36,6 +37,8 @@ _publish = _ffi.lib_address.brokk_broker_publish  # the broker, options and id b
 _fetch = lib.brokk_broker_fetch
 _fetch_batch = lib.brokk_broker_fetch_batch
 _ack = lib.brokk_broker_ack
+_take = _ffi.lib_address.brokk_broker_take  # the broker, payload buffer and length by address
+_BUFFER_TOO_SMALL = _ffi.BROKK_STATUS_BUFFER_TOO_SMALL
 _ack_batch = _ffi.lib_address.brokk_broker_ack_batch  # the ids by address (an array.array)
 _last_error = _ffi.last_error
 _ID_BUFFER_SIZE = _ffi.BROKK_ID_BUFFER_SIZE
@@ -43,7 +46,22 @@ _u64_array = array.array
 assert array.array("Q").itemsize == 8, "array type Q is not 64-bit here"
 _SIZE_MAX = 2 ** (8 * ctypes.sizeof(c_size_t)) - 1
 _DELIVERY_PP = POINTER(POINTER(_ffi.brokk_delivery))
-_tls = threading.local()  # per thread: .id_out, the id buffer publish reuses
+_tls = threading.local()  # per thread: .id_out, the id buffer publish reuses; .take_out, take's
+# A thread's take buffer starts this big and grows to the largest payload it took, up to
+# _TAKE_BUFFER_KEEP; a larger one gets a buffer of its own for that call.
+_TAKE_BUFFER = 4096
+_TAKE_BUFFER_KEEP = 1 << 20
+
+
+def _take_buffer(size: int) -> tuple[Any, memoryview, int, int, Any, int]:
+    """A payload buffer for brokk_broker_take: (its ctypes view, kept for its address; a
+    memoryview of it, which copies a payload out faster than ctypes.string_at; its address; its
+    size; the length out and its address)."""
+    data = bytearray(size)
+    view = (c_char * size).from_buffer(data)
+    length = c_size_t()
+    return view, memoryview(data), ctypes.addressof(view), size, length, ctypes.addressof(length)
+
 
 # Long waits are cut into slices this long, so that a signal (Ctrl-C) is handled between two of
 # them: Python runs signal handlers only between bytecodes, never inside a C call.
@@ -354,11 +372,11 @@ class Broker(Owned):
             id_out = ctypes.create_string_buffer(_ID_BUFFER_SIZE)
             id_address = ctypes.addressof(id_out)
             _tls.id_out = (id_out, id_address)
-        with self._lock:
-            if self._ptr is None or self._release_pending:
-                raise self._closed_error()
-            self._users += 1
+        calls = self._calls
+        calls.append(None)  # the in-flight bracket of Owned._acquire/_unuse, inlined
         try:
+            if self._release_pending:
+                raise self._closed_error()
             status = _publish(
                 self._address,
                 topic_bytes,
@@ -372,7 +390,9 @@ class Broker(Owned):
             if status:
                 raise error_for(status, _last_error())
         finally:
-            self._unuse()
+            calls.pop()
+            if self._release_pending and not calls:
+                self._last_out()
         return id_out.value.decode("ascii")
 
     def publish_batch(self, topic: str, messages: Iterable[BatchMessage | Any]) -> list[str]:
@@ -505,6 +525,81 @@ class Broker(Owned):
                     return _fetched([_Handle(out.value)])[0]
             if deadline is not None and time.monotonic() >= deadline:
                 return None
+
+    def take_raw(self, topic: str, *, group: str | None = None, timeout: float | None = 0.0) -> bytes | None:
+        """Takes the next delivery of `group` (None: the group "default") on `topic` and acks it
+        in the same step (brokk_broker_take: one call, and on SQLite one commit): returns its
+        payload, the JSON text as bytes, or None if none came within `timeout` seconds (0: not at
+        all; None: without limit). At most once: the message is gone from the group once this
+        returns, whatever happens next. For consumers that keep no delivery open; listeners
+        hear it dispatched, then processed."""
+        # The hot path of a taker: one C call into a per-thread buffer, the in-flight bracket
+        # of Owned inlined, and no deadline arithmetic for the usual timeout of 0.
+        topic_bytes = _topic_cache.get(topic) if type(topic) is str else None
+        if topic_bytes is None:
+            topic_bytes = _topic_bytes(topic)
+        if group is None:
+            group_bytes = None
+            group_len = 0
+        else:
+            group_bytes = _bytes("group", group)
+            group_len = len(group_bytes) if group_bytes is not None else 0
+        topic_len = len(topic_bytes) if topic_bytes is not None else 0
+        if timeout == 0 and type(timeout) in (float, int):
+            deadline = None
+            slice_ms = 0
+        else:
+            total_ms = _wait_ms("timeout", timeout)
+            deadline = None if total_ms == _ffi.BROKK_WAIT_FOREVER else time.monotonic() + total_ms / 1000
+            slice_ms = _slice(deadline)
+        try:
+            out = _tls.take_out
+        except AttributeError:
+            out = _tls.take_out = _take_buffer(_TAKE_BUFFER)
+        calls = self._calls
+        while True:
+            _, buffer, address, size, length, length_address = out
+            calls.append(None)  # the in-flight bracket of Owned._acquire/_unuse, inlined
+            try:
+                if self._release_pending:
+                    raise self._closed_error()
+                status = _take(
+                    self._address,
+                    topic_bytes,
+                    topic_len,
+                    group_bytes,
+                    group_len,
+                    slice_ms,
+                    address,
+                    size,
+                    length_address,
+                )
+            finally:
+                calls.pop()
+                if self._release_pending and not calls:
+                    self._last_out()
+            if status == 0:
+                n = length.value
+                if n:
+                    return buffer[:n].tobytes()
+                if slice_ms == 0 or (deadline is not None and time.monotonic() >= deadline):
+                    return None
+                slice_ms = _slice(deadline)
+            elif status == _BUFFER_TOO_SMALL and length.value > size:
+                # Nothing was taken: again, with room for that payload (or a larger one's, if
+                # another consumer took that one meanwhile).
+                out = _take_buffer(length.value + 1)
+                if length.value < _TAKE_BUFFER_KEEP:
+                    _tls.take_out = out
+            else:
+                raise error_for(status, _last_error())
+
+    def take(
+        self, topic: str, *, group: str | None = None, timeout: float | None = 0.0, default: Any = None
+    ) -> Any:
+        """``take_raw``, with the payload parsed (json.loads); `default` if none came."""
+        raw = self.take_raw(topic, group=group, timeout=timeout)
+        return default if raw is None else _loads(raw)
 
     def fetch_many(
         self,

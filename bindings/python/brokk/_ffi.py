@@ -295,6 +295,10 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
             _P(c_size_t),
         ],
     ),
+    "brokk_broker_take": (
+        brokk_status,
+        [_P(brokk_broker), c_char_p, c_size_t, c_char_p, c_size_t, c_uint64, _P(c_char), c_size_t, _P(c_size_t)],
+    ),
     "brokk_delivery_message": (_P(brokk_message), [_P(brokk_delivery)]),
     "brokk_delivery_free": (None, [_P(brokk_delivery)]),
     "brokk_broker_count": (brokk_status, [_P(brokk_broker), _P(brokk_str), c_size_t, _P(c_uint64)]),
@@ -422,13 +426,26 @@ GIL_HELD_FUNCTIONS: dict[str, tuple[object, list[object]]] = {
 
 # brokk_broker_publish, once per message a producer sends, is bound a second time too, on a CDLL
 # (it may wait: it releases the GIL), with its pointers as plain addresses: ctypes converts an int
-# for a c_void_p faster than it checks a ctypes pointer object against a POINTER type. So is
-# brokk_broker_ack_batch, whose ids come from an array.array (its buffer address).
+# for a c_void_p faster than it checks a ctypes pointer object against a POINTER type. So are
+# brokk_broker_ack_batch, whose ids come from an array.array (its buffer address), and
+# brokk_broker_take, once per message a taker takes, whose buffer and length are per thread.
+# Where pointers are 64-bit, publish and take declare their bytes, sizes and timeout as c_void_p
+# too: ctypes converts an argument for c_void_p (int, bytes or None) in about half the time it
+# takes for c_char_p, c_size_t or c_uint64, and those are all 64-bit integer arguments of one
+# register class in the C calling conventions of such platforms (x86-64 and AArch64; System V
+# and Windows alike). (Measured: a nine-argument take, 1.34 µs a call with the declared types,
+# 0.86 µs with c_void_p.) Elsewhere they keep the declared types.
+_W = c_void_p if ctypes.sizeof(c_void_p) == 8 else None
 ADDRESS_FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "brokk_broker_ack_batch": (brokk_status, [POINTER(brokk_broker), c_void_p, c_size_t, POINTER(c_size_t)]),
     "brokk_broker_publish": (
         brokk_status,
-        [c_void_p, c_char_p, c_size_t, c_char_p, c_size_t, c_void_p, c_void_p, c_size_t],
+        [c_void_p, _W or c_char_p, _W or c_size_t, _W or c_char_p, _W or c_size_t, c_void_p, c_void_p, _W or c_size_t],
+    ),
+    "brokk_broker_take": (
+        brokk_status,
+        [c_void_p, _W or c_char_p, _W or c_size_t, _W or c_char_p, _W or c_size_t, _W or c_uint64, c_void_p,
+         _W or c_size_t, c_void_p],
     ),
 }
 

@@ -4,6 +4,13 @@
 Every call that uses the pointer brackets itself with ``_use()``, which counts it as in flight.
 The C free runs once no call is in flight: at once if none is, otherwise when the last one
 ends. So a free never races a call on another thread, and a thread never waits for its own call.
+
+The bracket takes no lock: it is on every call, and two lock round trips cost more than a
+short C call. A call appends to ``_calls`` and then reads ``_release_pending``; a release sets
+``_release_pending`` and then reads ``_calls``. Each of those is one operation under the GIL, so
+whichever comes second sees the other: a call that started before the release is in ``_calls``
+(the release leaves the free to it), and a call that starts after sees the flag and raises.
+Whoever frees takes the pointer under ``_lock``, so it is freed once.
 A free may wait (brokk_broker_free waits for the handlers running at that moment), so it runs
 on a thread of its own whenever the thread asking for it must not wait: a brokk thread inside a
 callback, a thread whose call happened to be the last in flight, or a close that has a deadline
@@ -40,10 +47,10 @@ class Owned:
 
     def __init__(self, ptr: Any):
         self._ptr = ptr
-        self._users = 0
+        self._calls: list[None] = []  # one item per call in flight (see the module docstring)
         self._release_pending = False
-        # _lock is _cond's lock: holding one is holding the other. The per-call bracket takes the
-        # bare lock (a C-level context manager), not the Condition's Python-level one.
+        # Taken only to take the pointer for its free, and by a release that waits for the calls
+        # in flight (_cond, notified by the last of them).
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._freed = threading.Event()  # set once the C free has returned
@@ -57,24 +64,31 @@ class Owned:
         return self._ptr is None or self._release_pending
 
     def _acquire(self) -> Any:
-        with self._lock:
-            if self._ptr is None or self._release_pending:
-                raise self._closed_error()
-            self._users += 1
-            return self._ptr
+        self._calls.append(None)
+        if self._release_pending:
+            self._unuse()
+            raise self._closed_error()
+        return self._ptr
 
     def _unuse(self) -> None:
-        ptr = None
-        with self._lock:
-            self._users -= 1
-            # Only a pending release waits for the count to reach 0 (_release sets
-            # _release_pending before it waits), so there is nothing to do otherwise.
-            if self._users == 0 and self._release_pending:
-                self._cond.notify_all()
-                if self._ptr is not None:
-                    ptr, self._ptr = self._ptr, None
+        calls = self._calls
+        calls.pop()
+        if self._release_pending and not calls:
+            self._last_out()
+
+    def _last_out(self) -> None:
+        """The last call in flight ended with a release pending: frees, unless someone did."""
+        ptr = self._take_ptr(notify=True)
         if ptr is not None:
             self._free(ptr, background=True)  # this thread only happened to be last
+
+    def _take_ptr(self, notify: bool = False) -> Any:
+        """The pointer, for its free, once (None to anyone after the first)."""
+        with self._lock:
+            ptr, self._ptr = self._ptr, None
+            if notify:
+                self._cond.notify_all()
+        return ptr
 
     def _use(self) -> _Use:
         return _Use(self)
@@ -85,16 +99,14 @@ class Owned:
         seconds for the calls in flight and for the free, wherever it runs, to have returned.
         Returns whether it has."""
         deadline = time.monotonic() + wait
-        ptr = None
-        with self._cond:
-            if self._ptr is not None:
-                self._release_pending = True
-                if wait > 0:
-                    self._cond.wait_for(lambda: self._users == 0, timeout=wait)
-                if self._users == 0 and self._ptr is not None:
-                    ptr, self._ptr = self._ptr, None
-        if ptr is not None:
-            self._free(ptr, background)
+        self._release_pending = True
+        if self._calls and wait > 0:
+            with self._cond:
+                self._cond.wait_for(lambda: not self._calls or self._ptr is None, timeout=wait)
+        if not self._calls:
+            ptr = self._take_ptr()
+            if ptr is not None:
+                self._free(ptr, background)
         if wait > 0:
             self._freed.wait(max(0.0, deadline - time.monotonic()))
         return self._freed.is_set()

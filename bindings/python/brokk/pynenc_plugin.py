@@ -24,8 +24,10 @@ pynenc's brokers and the optional acknowledged retrieval are in docs/pynenc.md.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
+import weakref
 from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -60,6 +62,38 @@ _UNBOUNDED = 2**63 - 1
 # route_invocations publishes in batches of at most this many ids (each batch all or nothing).
 _BATCH = 10_000
 _PRIORITY_CACHE_SIZE = 1024
+# Brokers of this process: a forked child drops its copy's client (which has no threads there)
+# and opens its own on first use.
+_brokers: weakref.WeakSet[BrokkBroker] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for broker in list(_brokers):
+        broker._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _id_payload(invocation_id: str) -> bytes:
+    """The JSON text of an invocation id: quoted as it is when nothing in it needs escaping
+    (pynenc's ids are UUIDs), else by the JSON encoder."""
+    if invocation_id.isascii() and invocation_id.isprintable() and '"' not in invocation_id and "\\" not in invocation_id:
+        return b'"' + invocation_id.encode("ascii") + b'"'
+    return json.dumps(invocation_id, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def _invocation_id(raw: bytes) -> str | None:
+    """The id in a payload (a JSON string), or None if it is not a string."""
+    if raw[0] == 0x22 and raw[-1] == 0x22 and 0x5C not in raw:  # quoted, no backslash escape
+        return raw[1:-1].decode("utf-8")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if type(value) is str else None
+
 
 
 def brokk_priority(priority: Any) -> int:
@@ -125,9 +159,9 @@ class BrokkBroker(BaseBroker):
         self._topics: dict[str, str] = {}
         self._used: set[str] = set()  # every queue this broker has touched, for purge
         self._priorities: dict[Any, int] = {}
-        self._pid = 0
         self._client: brokk.Broker | None = None
         self._open()
+        _brokers.add(self)
 
     @cached_property
     def conf(self) -> ConfigBrokerBrokk:
@@ -147,24 +181,29 @@ class BrokkBroker(BaseBroker):
             client = brokk.Broker(self.url, workers=2, retention_limit=limit, queue_capacity=limit)
         except brokk.CallerError as exc:  # a bad URL, a path that cannot be a store
             raise ConfigError(f"brokk_url {self.url!r}: {exc}") from exc
-        self._client, self._pid = client, os.getpid()
+        self._client = client
         return client
+
+    def _forked(self) -> None:
+        """In a forked child: the parent's client and deliveries are the parent's."""
+        self._client = None
+        self._held.clear()
+        self._lock = threading.Lock()
 
     @property
     def client(self) -> brokk.Broker:
         """The ``brokk.Broker`` under this broker (reopened in a forked child, whose copy of the
-        parent's has no threads)."""
+        parent's has no threads, and after ``close``)."""
         client = self._client
-        if self._pid != os.getpid() or client is None:
+        if client is None:
             with self._lock:
-                self._held.clear()  # the parent's deliveries are the parent's
-                client = self._open()
+                client = self._client or self._open()
         return client
 
     def close(self) -> None:
         """Closes the brokk broker at once. On SQLite and Redis, what is queued stays in the store
         and ids held unacknowledged go back to their queue; in memory, the queues are gone."""
-        if self._client is not None and self._pid == os.getpid():
+        if self._client is not None:
             self._client.close(force=True)
         self._client = None
 
@@ -214,8 +253,13 @@ class BrokkBroker(BaseBroker):
 
     def route_invocation(self, invocation_id: InvocationId, queue_name: str, priority: float) -> None:
         """As BaseBroker's (the same validation, in the same order), once per queue name."""
-        topic = self._topic_of(queue_name)
-        self._publish(topic, invocation_id, self._priority(priority))
+        # The hot path of a producer, inlined: cached topic and priority, the id quoted as is.
+        topic = self._topics.get(queue_name) or self._topic_of(queue_name)
+        try:
+            brokk_prio = self._priorities[priority]
+        except (KeyError, TypeError):
+            brokk_prio = self._priority(priority)
+        self._publish(topic, invocation_id, brokk_prio)
 
     def route_invocations(
         self, invocation_ids: Sequence[InvocationId], queue_name: str, priority: float
@@ -233,15 +277,16 @@ class BrokkBroker(BaseBroker):
 
     def _publish(self, topic: str, invocation_id: InvocationId, priority: int) -> None:
         try:
-            self.client.publish(topic, str(invocation_id), priority=priority)
+            data = _id_payload(invocation_id if type(invocation_id) is str else str(invocation_id))
+            (self._client or self.client).publish(topic, raw=data, priority=priority)
         except brokk.InvalidTopicError as exc:  # a topic over 255 bytes
             raise ConfigError(f"queue topic {topic!r} is not a valid brokk topic: {exc}") from exc
 
     def _publish_many(self, topic: str, invocation_ids: Sequence[InvocationId], priority: int) -> None:
-        ids = [str(i) for i in invocation_ids]
+        ids = [_id_payload(str(i)) for i in invocation_ids]
         client = self.client
         for first in range(0, len(ids), _BATCH):
-            batch = [brokk.BatchMessage(payload=i, priority=priority) for i in ids[first : first + _BATCH]]
+            batch = [brokk.BatchMessage(raw=i, priority=priority) for i in ids[first : first + _BATCH]]
             try:
                 client.publish_batch(topic, batch)
             except brokk.InvalidTopicError as exc:
@@ -252,8 +297,24 @@ class BrokkBroker(BaseBroker):
     def retrieve_invocation(self, queue_name: str | None = None) -> InvocationId | None:
         """The next invocation id of `queue_name` (None: the first configured queue), highest
         priority first and FIFO within a priority, or None at once if the queue is empty."""
-        topic = self._topic_of(self.conf.queues[0] if queue_name is None else queue_name)
-        client = self.client
+        if queue_name is None:
+            queue_name = self.conf.queues[0]
+        topic = self._topics.get(queue_name) or self._topic_of(queue_name)
+        client = self._client or self.client
+        if not self.acknowledged:
+            # One call, acked as it is taken (one commit on SQLite), as pynenc's brokers pop.
+            raw = client.take_raw(topic)
+            while raw is not None:
+                if raw[0] == 0x22 and raw[-1] == 0x22 and 0x5C not in raw:  # _invocation_id, inlined
+                    return raw[1:-1].decode("utf-8")  # type: ignore[return-value]  (a NewType of str)
+                invocation_id = _invocation_id(raw)
+                if invocation_id is not None:
+                    return invocation_id  # type: ignore[return-value]
+                self.app.logger.warning(
+                    f"brokk: dropped a message on {topic!r} whose payload is not a JSON string: {raw[:100]!r}"
+                )
+                raw = client.take_raw(topic)
+            return None
         while True:
             message = client.fetch(topic, timeout=0, **self._fetch_options)
             if message is None:

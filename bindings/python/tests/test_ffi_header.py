@@ -123,8 +123,11 @@ def test_second_bindings_match_the_header_bindings(table):
         assert len(argtypes) == len(header_argtypes), name
         for i, (fast, declared) in enumerate(zip(argtypes, header_argtypes, strict=True)):
             if fast is not declared:
+                # A pointer as a plain address; or, where pointers are 64-bit, a 64-bit integer
+                # (size_t, uint64_t) passed as one (see _ffi.ADDRESS_FUNCTIONS).
+                wide = ctypes.sizeof(c_void_p) == 8 and declared in (ctypes.c_size_t, ctypes.c_uint64)
                 assert fast is c_void_p and (
-                    issubclass(declared, ctypes._Pointer) or declared in (c_char_p, c_void_p)
+                    issubclass(declared, ctypes._Pointer) or declared in (c_char_p, c_void_p) or wide
                 ), f"{name} argument {i}: {fast} for {declared}"
         if restype is not header_restype:
             assert restype is c_void_p and issubclass(header_restype, ctypes._Pointer), name

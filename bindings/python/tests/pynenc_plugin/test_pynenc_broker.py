@@ -216,8 +216,22 @@ def test_too_long_a_topic_is_a_config_error(broker):
         broker.route_invocation(generate_invocation_id(), "q" * 300, 0.0)
 
 
+def test_ids_that_need_json_escapes_round_trip(broker):
+    """Ids are quoted as they are when they need no escape (pynenc's UUIDs), else encoded as
+    JSON; either way a retrieve returns them as routed, also one routed raw by another program."""
+    odd = ['with "quotes"', "back\\slash", "ünïcödé", "tab\there", "\u2028", "plain-3f2a"]
+    for iid in odd:
+        broker.route_invocation(iid, "default", 0.0)
+    broker.route_invocations(odd, "default", 0.0)
+    broker.client.publish(broker.topic("default"), raw=b'"esc\\u0041ped \\"id\\""')
+    got = [broker.retrieve_invocation() for _ in range(len(odd) * 2 + 1)]
+    assert got == odd + odd + ['escAped "id"']
+    assert broker.retrieve_invocation() is None
+
+
 def test_non_invocation_payloads_are_dropped_not_returned(broker):
     broker.client.publish(broker.topic("default"), {"not": "an id"}, priority=1)
+    broker.client.publish(broker.topic("default"), 12, priority=1)
     iid = generate_invocation_id()
     broker.route_invocation(iid, "default", 0.0)
     assert broker.retrieve_invocation() == iid

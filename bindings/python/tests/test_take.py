@@ -1,0 +1,120 @@
+"""Broker.take_raw and Broker.take (brokk_broker_take): the next delivery's payload, acked as it
+is taken."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from conftest import T
+
+import brokk
+
+
+@pytest.mark.both_backends
+def test_take_returns_payloads_highest_priority_first_and_none_when_empty(broker):
+    assert broker.take_raw("jobs") is None, "empty: None at once"
+    for payload, priority in [("a", 0), ("b", 5), ("c", 0), ("d", -1), ("e", 5)]:
+        broker.publish("jobs", payload, priority=priority)
+    got = [broker.take("jobs") for _ in range(5)]
+    assert got == ["b", "e", "a", "c", "d"]
+    assert broker.take("jobs", default="nothing") == "nothing"
+    broker.publish("jobs", {"k": [1, None]})
+    assert json.loads(broker.take_raw("jobs")) == {"k": [1, None]}
+
+
+@pytest.mark.both_backends
+def test_taken_messages_await_no_ack_and_count_as_processed(broker):
+    events = []
+
+    class Listener:
+        def on_dispatched(self, message):
+            events.append("dispatched")
+
+        def on_processed(self, message):
+            events.append("processed")
+
+    broker.add_listener(Listener())
+    assert broker.take_raw("jobs") is None  # the default group, before publishing
+    assert broker.fetch("jobs", group="other", timeout=0) is None  # a second group: its own copies
+    for i in range(3):
+        broker.publish("jobs", i)
+    assert [broker.take("jobs") for _ in range(3)] == [0, 1, 2]
+    assert broker.count(["jobs"]) == 3, "the other group's copies are still there"
+    assert [broker.take("jobs", group="other") for _ in range(3)] == [0, 1, 2]
+    broker.join(timeout=T(10))
+    stats = broker.stats()
+    assert (stats.dispatched, stats.processed, stats.in_flight, stats.queued) == (6, 6, 0, 0)
+    assert events == ["dispatched", "processed"] * 6
+
+
+@pytest.mark.both_backends
+def test_payloads_larger_than_the_first_buffer_come_whole(broker):
+    sizes = [5000, 3, 100_000, 4095, 4096, 4097, 1_000_000, 10]
+    for n in sizes:
+        broker.publish("big", "x" * n)
+    for n in sizes:
+        assert broker.take("big") == "x" * n
+
+
+def test_take_waits_up_to_its_timeout(broker):
+    t0 = time.monotonic()
+    assert broker.take_raw("jobs", timeout=0.05) is None
+    assert time.monotonic() - t0 >= 0.05
+    threading.Timer(0.05, lambda: broker.publish("jobs", "late")).start()
+    assert broker.take("jobs", timeout=T(10)) == "late"
+
+
+@pytest.mark.both_backends
+def test_concurrent_takers_get_each_message_once(broker):
+    broker.take_raw("jobs")  # the group, before publishing
+    broker.publish_batch("jobs", list(range(500)))
+    got: list[list[int]] = [[] for _ in range(4)]
+
+    def taker(k: int) -> None:
+        while (value := broker.take("jobs", default=None)) is not None:
+            got[k].append(value)
+
+    threads = [threading.Thread(target=taker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(v for mine in got for v in mine) == list(range(500))
+
+
+def test_take_bad_input_and_after_close(broker):
+    for topic, group, error in [
+        ("", None, brokk.InvalidTopicError),
+        ("bad topic", None, brokk.InvalidTopicError),
+        ("jobs", "", brokk.InvalidGroupError),
+        ("jobs", "bad group", brokk.InvalidGroupError),
+        ("\udcff", None, brokk.InvalidUTF8Error),
+    ]:
+        with pytest.raises(error):
+            broker.take_raw(topic, group=group)
+    with pytest.raises(brokk.InvalidArgumentError):
+        broker.take_raw("jobs", timeout=-1)
+    broker.close()
+    with pytest.raises(brokk.ClosedError):
+        broker.take_raw("jobs")
+
+
+def test_a_take_blocked_without_limit_returns_closed_when_the_broker_closes():
+    b = brokk.Broker("memory://")
+    outcome: list = []
+
+    def taker() -> None:
+        try:
+            outcome.append(b.take_raw("jobs", timeout=None))
+        except brokk.ClosedError as exc:
+            outcome.append(exc)
+
+    t = threading.Thread(target=taker)
+    t.start()
+    time.sleep(0.1)
+    b.close(timeout=T(10))
+    t.join(T(10))
+    assert not t.is_alive() and isinstance(outcome[0], brokk.ClosedError)
