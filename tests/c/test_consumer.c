@@ -1,7 +1,8 @@
 /*
  * The pull side and what came with it: brokk_broker_fetch and brokk_delivery, consumer groups
  * (competition inside a group, a copy per group), priorities, retention of messages published
- * before any group exists, count and purge, and brokk_broker_publish_batch.
+ * before any group exists, count and purge, brokk_broker_publish_batch, and brokk_broker_take
+ * (fetch and ack in one call).
  */
 #include "recorder.h"
 
@@ -353,6 +354,376 @@ static void fetch_serves_queued_while_closing(void) {
     CHECK_EQ(c.st, BROKK_STATUS_OK);
     CHECK_EQ(c.r.remaining, 0);
     brokk_broker_free(b);
+}
+
+/* ---- take: fetch + ack in one call ------------------------------------------------------------ */
+
+#define LEN_SENTINEL ((size_t)0xA5A5A5A5u)
+
+/* brokk_broker_take once, checking OK; returns *payload_len_out (0: nothing came), or
+ * LEN_SENTINEL if the call failed or left the length unwritten. */
+static size_t take_at(const brokk_broker *b, const char *topic, const char *group,
+                      uint64_t timeout_ms, char *buf, size_t cap, int line) {
+    size_t len = LEN_SENTINEL;
+    brokk_status st = brokk_broker_take(b, topic, strlen(topic), group, group ? strlen(group) : 0,
+                                        timeout_ms, buf, cap, &len);
+    if (st != BROKK_STATUS_OK) {
+        check_fail_(__FILE__, line, "take(%s, %s, cap %zu) returned %s: %s", topic,
+                    group ? group : "NULL", cap, brokk_status_str(st), brokk_last_error());
+        return LEN_SENTINEL;
+    }
+    if (len == LEN_SENTINEL) check_fail_(__FILE__, line, "take returned OK without writing the length");
+    return len;
+}
+#define TAKE(b, topic, group, timeout, buf, cap) \
+    take_at((b), (topic), (group), (timeout), (buf), (cap), __LINE__)
+
+/* Takes into buf (with room for a NUL) and checks the payload is `want` ("" : nothing came). */
+static bool take_is_at(const brokk_broker *b, const char *topic, const char *group,
+                       const char *want, int line) {
+    char buf[64];
+    memset(buf, 'Z', sizeof buf);
+    size_t len = take_at(b, topic, group, 0, buf, sizeof buf, line);
+    if (len == LEN_SENTINEL) return false;
+    size_t n = strlen(want);
+    if (len != n || (n && memcmp(buf, want, n) != 0)) {
+        check_fail_(__FILE__, line, "take(%s, %s) got \"%.*s\" (%zu bytes), want \"%s\"", topic,
+                    group ? group : "NULL", (int)(len < sizeof buf ? len : 0), buf, len, want);
+        return false;
+    }
+    if (n && buf[n] != '\0') {
+        check_fail_(__FILE__, line, "take left no NUL after a %zu-byte payload with room for it", n);
+        return false;
+    }
+    return true;
+}
+#define TAKE_IS(b, topic, group, want) take_is_at((b), (topic), (group), (want), __LINE__)
+
+static void take_with_nothing_there_returns_len_0(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    char buf[16];
+    CHECK_EQ(TAKE(b, "empty", NULL, 0, buf, sizeof buf), 0); /* at once, nothing */
+    CHECK_EQ(TAKE(b, "empty", "g", 0, buf, sizeof buf), 0);
+    CHECK_EQ(TAKE(b, "empty", NULL, 20, buf, sizeof buf), 0); /* waits 20 ms, then len 0 */
+    CHECK_EQ(TAKE(b, "empty", NULL, 0, NULL, 0), 0);          /* no buffer at all: fine */
+    brokk_stats s = stats_of(b);
+    CHECK_EQ(s.dispatched, 0);
+    CHECK_EQ(s.processed, 0);
+    CHECK_EQ(s.in_flight, 0);
+    brokk_broker_free(b);
+}
+
+/* Highest priority first, FIFO within one; each take acks: nothing in flight, nothing to ack,
+ * count drops, processed counts it, listeners hear dispatched then processed. Another group
+ * keeps its own copies. */
+static void take_acks_as_it_takes_in_priority_order(void) {
+    brokk_broker *b = new_broker(2);
+    if (!b) return;
+    evlog log;
+    evlog_init(&log);
+    brokk_listener l = evlog_listener(&log);
+    uint64_t lid;
+    CHECK_OK(brokk_broker_add_listener(b, &l, &lid));
+    char buf[16];
+    /* Both groups first, so each gets a copy of what comes next. */
+    CHECK_EQ(TAKE(b, "jobs", NULL, 0, buf, sizeof buf), 0);
+    CHECK_EQ(TAKE(b, "jobs", "other", 0, buf, sizeof buf), 0);
+    static const char *const payloads[] = {"1", "22", "3", "4", "5", "666", "7"};
+    static const int32_t prio[] = {0, 5, 0, -2, 5, 9, 0};
+    for (int i = 0; i < 7; i++) CHECK_OK(publish_prio(b, "jobs", payloads[i], prio[i]));
+    CHECK_EQ(count_of(b, "jobs"), 14);
+    static const char *const want[] = {"666", "22", "5", "1", "3", "7", "4"};
+    for (int i = 0; i < 7; i++) {
+        if (!TAKE_IS(b, "jobs", NULL, want[i])) break;
+        CHECK_EQ(count_of(b, "jobs"), 13 - i); /* gone from the group at once */
+        brokk_stats s = stats_of(b);
+        CHECK_EQ(s.in_flight, 0); /* nothing awaits an ack */
+        CHECK_EQ(s.processed, (uint64_t)i + 1);
+        CHECK_EQ(s.dispatched, (uint64_t)i + 1);
+    }
+    CHECK(TAKE_IS(b, "jobs", NULL, "")); /* the default group is drained */
+    CHECK_EQ(count_of(b, "jobs"), 7);  /* "other" still has its seven */
+    /* What join still waits for is the seven queued in "other", no delivery of the default
+     * group. */
+    uint64_t rem = 77;
+    CHECK_STATUS(brokk_broker_join(b, 0, &rem), BROKK_STATUS_TIMEOUT);
+    CHECK_EQ(rem, 7);
+    for (int i = 0; i < 7; i++) CHECK(TAKE_IS(b, "jobs", "other", want[i]));
+    CHECK(TAKE_IS(b, "jobs", "other", ""));
+    JOIN_OK(b);
+    brokk_stats s = stats_of(b);
+    CHECK_EQ(s.published, 7);
+    CHECK_EQ(s.dispatched, 14);
+    CHECK_EQ(s.processed, 14);
+    CHECK_EQ(s.failed, 0);
+    CHECK_EQ(s.in_flight, 0);
+    CHECK_EQ(s.queued, 0);
+    CHECK_EQ(count_of(b, "jobs"), 0);
+    CHECK_EQ(evlog_count(&log, EV_DISPATCHED), 14);
+    CHECK_EQ(evlog_count(&log, EV_PROCESSED), 14);
+    CHECK_EQ(evlog_count(&log, EV_FAILED), 0);
+    brokk_broker_free(b);
+    evlog_destroy(&log);
+}
+
+/* A take with too little room takes nothing and reports the size; one with room then takes it.
+ * Exactly the payload's size is room enough (no NUL then). */
+static void take_buffer_too_small_leaves_the_message(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    static const char big[] = "{\"k\":\"0123456789\"}"; /* 18 bytes */
+    const size_t n = sizeof big - 1;
+    CHECK_EQ(TAKE(b, "tight", NULL, 0, NULL, 0), 0); /* the group, before publishing */
+    CHECK_OK(publish_str(b, "tight", big));
+    CHECK_OK(publish_str(b, "tight", "2"));
+    char buf[64];
+    size_t len = LEN_SENTINEL;
+    CHECK_STATUS(brokk_broker_take(b, "tight", 5, NULL, 0, 0, buf, n - 1, &len),
+                 BROKK_STATUS_BUFFER_TOO_SMALL);
+    CHECK_EQ(len, n);
+    len = LEN_SENTINEL;
+    CHECK_STATUS(brokk_broker_take(b, "tight", 5, NULL, 0, 0, NULL, 0, &len),
+                 BROKK_STATUS_BUFFER_TOO_SMALL); /* cap 0 with NULL: a size query */
+    CHECK_EQ(len, n);
+    len = LEN_SENTINEL;
+    CHECK_STATUS(brokk_broker_take(b, "tight", 5, NULL, 0, wait_ms(), buf, 1, &len),
+                 BROKK_STATUS_BUFFER_TOO_SMALL); /* a message is there: no wait */
+    CHECK_EQ(len, n);
+    CHECK_EQ(count_of(b, "tight"), 2); /* nothing was taken */
+    brokk_stats s = stats_of(b);
+    CHECK_EQ(s.dispatched, 0);
+    CHECK_EQ(s.processed, 0);
+    CHECK_EQ(s.in_flight, 0);
+    /* Exactly n bytes: taken, no NUL written past them. */
+    memset(buf, 'Z', sizeof buf);
+    CHECK_EQ(TAKE(b, "tight", NULL, 0, buf, n), n);
+    CHECK_MEM(buf, n, big, n);
+    CHECK_EQ(buf[n], 'Z');
+    CHECK_EQ(count_of(b, "tight"), 1);
+    /* The next, "2", fits in a 1-byte buffer too; cap 0 is too small for any payload. */
+    len = LEN_SENTINEL;
+    CHECK_STATUS(brokk_broker_take(b, "tight", 5, NULL, 0, 0, NULL, 0, &len),
+                 BROKK_STATUS_BUFFER_TOO_SMALL);
+    CHECK_EQ(len, 1);
+    memset(buf, 'Z', sizeof buf);
+    CHECK_EQ(TAKE(b, "tight", NULL, 0, buf, sizeof buf), 1);
+    CHECK_STREQ(buf, "2");
+    CHECK_EQ(TAKE(b, "tight", NULL, 0, buf, sizeof buf), 0);
+    JOIN_OK(b);
+    s = stats_of(b);
+    CHECK_EQ(s.dispatched, 2);
+    CHECK_EQ(s.processed, 2);
+    brokk_broker_free(b);
+}
+
+/* A payload far larger than a first guess: the size query then a buffer of that size. */
+static void take_large_payload_by_size_query(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    const size_t n = 100 * 1000;
+    char *big = malloc(n + 1);
+    if (!CHECK(big != NULL)) {
+        brokk_broker_free(b);
+        return;
+    }
+    big[0] = '"';
+    for (size_t i = 1; i < n - 1; i++) big[i] = (char)('a' + i % 26);
+    big[n - 1] = '"';
+    big[n] = '\0';
+    CHECK_EQ(TAKE(b, "large", NULL, 0, NULL, 0), 0);
+    CHECK_OK(brokk_broker_publish(b, "large", 5, big, n, NULL, NULL, 0));
+    char small[4096];
+    size_t len = LEN_SENTINEL;
+    CHECK_STATUS(brokk_broker_take(b, "large", 5, NULL, 0, 0, small, sizeof small, &len),
+                 BROKK_STATUS_BUFFER_TOO_SMALL);
+    if (CHECK_EQ(len, n)) {
+        char *out = malloc(len + 1);
+        if (CHECK(out != NULL)) {
+            CHECK_EQ(TAKE(b, "large", NULL, 0, out, len + 1), n);
+            CHECK_MEM(out, strlen(out), big, n); /* whole, and NUL-terminated */
+            free(out);
+        }
+    }
+    CHECK_EQ(count_of(b, "large"), 0);
+    free(big);
+    brokk_broker_free(b);
+}
+
+static void take_rejects_bad_input(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    CHECK_EQ(TAKE(b, "t", NULL, 0, NULL, 0), 0); /* group "default" on t */
+    CHECK_OK(publish_str(b, "t", "1"));
+    char long_name[BROKK_TOPIC_MAX_LEN + 1];
+    memset(long_name, 'a', sizeof long_name);
+    char buf[16];
+    size_t len = LEN_SENTINEL;
+    CHECK_STATUS(brokk_broker_take(NULL, "t", 1, NULL, 0, 0, buf, sizeof buf, &len),
+                 BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_take(b, NULL, 1, NULL, 0, 0, buf, sizeof buf, &len),
+                 BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_take(b, "t", 1, NULL, 0, 0, buf, sizeof buf, NULL),
+                 BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_take(b, "t", 1, NULL, 0, 0, NULL, sizeof buf, &len),
+                 BROKK_STATUS_NULL_ARGUMENT); /* NULL payload_out with room claimed */
+    CHECK_STATUS(brokk_broker_take(b, "t", 1, NULL, 0, 0, NULL, 1, &len),
+                 BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_take(b, "", 0, NULL, 0, 0, buf, sizeof buf, &len),
+                 BROKK_STATUS_INVALID_TOPIC);
+    CHECK_STATUS(brokk_broker_take(b, "a b", 3, NULL, 0, 0, buf, sizeof buf, &len),
+                 BROKK_STATUS_INVALID_TOPIC);
+    CHECK_STATUS(brokk_broker_take(b, "a/b", 3, NULL, 0, 0, buf, sizeof buf, &len),
+                 BROKK_STATUS_INVALID_TOPIC);
+    CHECK_STATUS(brokk_broker_take(b, long_name, sizeof long_name, NULL, 0, 0, buf, sizeof buf, &len),
+                 BROKK_STATUS_INVALID_TOPIC);
+    CHECK_STATUS(brokk_broker_take(b, "t\xff", 2, NULL, 0, 0, buf, sizeof buf, &len),
+                 BROKK_STATUS_INVALID_UTF8);
+    CHECK_STATUS(brokk_broker_take(b, "t", 1, "", 0, 0, buf, sizeof buf, &len),
+                 BROKK_STATUS_INVALID_GROUP);
+    CHECK_STATUS(brokk_broker_take(b, "t", 1, "a b", 3, 0, buf, sizeof buf, &len),
+                 BROKK_STATUS_INVALID_GROUP);
+    CHECK_STATUS(brokk_broker_take(b, "t", 1, "a/b", 3, 0, buf, sizeof buf, &len),
+                 BROKK_STATUS_INVALID_GROUP);
+    CHECK_STATUS(brokk_broker_take(b, "t", 1, long_name, sizeof long_name, 0, buf, sizeof buf, &len),
+                 BROKK_STATUS_INVALID_GROUP);
+    CHECK_STATUS(brokk_broker_take(b, "t", 1, "g\xc3", 2, 0, buf, sizeof buf, &len),
+                 BROKK_STATUS_INVALID_UTF8);
+    /* A bad name never waits, even with a timeout. */
+    CHECK_STATUS(brokk_broker_take(b, "t", 1, "a b", 3, BROKK_WAIT_FOREVER, buf, sizeof buf, &len),
+                 BROKK_STATUS_INVALID_GROUP);
+    CHECK_STATUS(brokk_broker_take(b, "a b", 3, NULL, 0, BROKK_WAIT_FOREVER, buf, sizeof buf, &len),
+                 BROKK_STATUS_INVALID_TOPIC);
+    CHECK_EQ(len, LEN_SENTINEL); /* untouched by every failure above */
+    CHECK_EQ(count_of(b, "t"), 1); /* and nothing was taken */
+    CHECK_EQ(stats_of(b).dispatched, 0);
+    CHECK(TAKE_IS(b, "t", NULL, "1"));
+    brokk_broker_free(b);
+}
+
+/* NULL group is "default": a take and a fetch without a group share one queue. */
+static void take_null_group_is_default(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    CHECK_EQ(TAKE(b, "dg", "default", 0, NULL, 0), 0);
+    CHECK_OK(publish_str(b, "dg", "1"));
+    CHECK_OK(publish_str(b, "dg", "2"));
+    CHECK_OK(publish_str(b, "dg", "3"));
+    CHECK_EQ(count_of(b, "dg"), 3); /* one group only */
+    CHECK(TAKE_IS(b, "dg", NULL, "1"));
+    brokk_delivery *d = FETCH(b, "dg", "default", 0);
+    if (CHECK(d != NULL)) {
+        CHECK(payload_is(d, "2"));
+        CHECK_STR(brokk_message_group(msg_of(d)), "default");
+        CHECK_OK(brokk_broker_ack(b, brokk_message_delivery_id(msg_of(d))));
+        brokk_delivery_free(d);
+    }
+    CHECK(TAKE_IS(b, "dg", "default", "3"));
+    CHECK(TAKE_IS(b, "dg", NULL, ""));
+    JOIN_OK(b);
+    CHECK_EQ(stats_of(b).processed, 3);
+    brokk_broker_free(b);
+}
+
+/* A take skips a delivery another consumer of the group holds, and does not touch it. */
+static void take_leaves_held_deliveries_alone(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    CHECK_EQ(TAKE(b, "held", "w", 0, NULL, 0), 0);
+    CHECK_OK(publish_str(b, "held", "1"));
+    CHECK_OK(publish_str(b, "held", "2"));
+    brokk_delivery *d = FETCH(b, "held", "w", 0);
+    CHECK(payload_is(d, "1"));
+    CHECK(TAKE_IS(b, "held", "w", "2"));
+    CHECK(TAKE_IS(b, "held", "w", "")); /* "1" is in flight, not taken */
+    brokk_stats s = stats_of(b);
+    CHECK_EQ(s.in_flight, 1);
+    CHECK_EQ(s.processed, 1);
+    if (d) {
+        CHECK_OK(brokk_broker_ack(b, brokk_message_delivery_id(msg_of(d))));
+        brokk_delivery_free(d);
+    }
+    JOIN_OK(b);
+    CHECK_EQ(stats_of(b).processed, 2);
+    brokk_broker_free(b);
+}
+
+typedef struct later_take {
+    const brokk_broker *b;
+    uint64_t timeout_ms;
+    brokk_status st;
+    size_t len;
+    char buf[32];
+    atomic_uint started;
+} later_take;
+
+static void *take_blocking(void *arg) {
+    later_take *t = arg;
+    atomic_store(&t->started, 1);
+    t->st = brokk_broker_take(t->b, "tw", 2, NULL, 0, t->timeout_ms, t->buf, sizeof t->buf, &t->len);
+    return NULL;
+}
+
+/* A take waits for a publish; once closed, a blocked take returns CLOSED. */
+static void take_waits_for_a_publish_and_wakes_on_close(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    CHECK_EQ(TAKE(b, "tw", NULL, 0, NULL, 0), 0);
+    later_take t;
+    memset(&t, 0, sizeof t);
+    t.b = b;
+    t.timeout_ms = wait_ms();
+    t.st = BROKK_STATUS_PANIC;
+    t.len = LEN_SENTINEL;
+    atomic_init(&t.started, 0);
+    pthread_t th;
+    pthread_create(&th, NULL, take_blocking, &t);
+    while (!atomic_load(&t.started)) sleep_ms(1);
+    sleep_ms(20);
+    CHECK_OK(publish_str(b, "tw", "\"arrived\""));
+    pthread_join(th, NULL);
+    CHECK_EQ(t.st, BROKK_STATUS_OK);
+    if (CHECK_EQ(t.len, 9)) CHECK_STREQ(t.buf, "\"arrived\"");
+    JOIN_OK(b);
+    CHECK_EQ(stats_of(b).processed, 1);
+
+    /* Blocked forever on an empty queue: the close wakes it with CLOSED, length untouched. */
+    memset(&t, 0, sizeof t);
+    t.b = b;
+    t.timeout_ms = BROKK_WAIT_FOREVER;
+    t.st = BROKK_STATUS_PANIC;
+    t.len = LEN_SENTINEL;
+    atomic_init(&t.started, 0);
+    pthread_create(&th, NULL, take_blocking, &t);
+    while (!atomic_load(&t.started)) sleep_ms(1);
+    sleep_ms(20); /* most likely blocked by now; CLOSED is right either way */
+    CHECK_OK(brokk_broker_close(b, wait_ms(), false, NULL));
+    pthread_join(th, NULL);
+    CHECK_EQ(t.st, BROKK_STATUS_CLOSED);
+    CHECK_EQ(t.len, LEN_SENTINEL);
+    brokk_broker_free(b);
+}
+
+static void take_after_close_returns_closed(void) {
+    for (int force = 0; force < 2; force++) {
+        brokk_broker *b = new_broker(1);
+        if (!b) return;
+        CHECK_EQ(TAKE(b, "gone", NULL, 0, NULL, 0), 0);
+        /* Forced: a queued message is left behind, and take still refuses. (A graceful close
+         * would wait for it to be consumed.) */
+        if (force) CHECK_OK(publish_str(b, "gone", "1"));
+        CHECK_OK(brokk_broker_close(b, force ? 0 : wait_ms(), force, NULL));
+        char buf[16];
+        size_t len = LEN_SENTINEL;
+        CHECK_STATUS(brokk_broker_take(b, "gone", 4, NULL, 0, 0, buf, sizeof buf, &len),
+                     BROKK_STATUS_CLOSED);
+        CHECK_STATUS(brokk_broker_take(b, "gone", 4, "g", 1, wait_ms(), buf, sizeof buf, &len),
+                     BROKK_STATUS_CLOSED);
+        CHECK_STATUS(brokk_broker_take(b, "gone", 4, NULL, 0, 0, NULL, 0, &len),
+                     BROKK_STATUS_CLOSED);
+        CHECK_EQ(len, LEN_SENTINEL);
+        brokk_broker_free(b);
+    }
 }
 
 /* ---- priorities ------------------------------------------------------------------------------ */
@@ -1086,6 +1457,15 @@ static const test_case TESTS[] = {
     TEST_CASE(fetch_waits_for_a_publish),
     TEST_CASE(blocked_fetch_returns_closed),
     TEST_CASE(fetch_serves_queued_while_closing),
+    TEST_CASE(take_with_nothing_there_returns_len_0),
+    TEST_CASE(take_acks_as_it_takes_in_priority_order),
+    TEST_CASE(take_buffer_too_small_leaves_the_message),
+    TEST_CASE(take_large_payload_by_size_query),
+    TEST_CASE(take_rejects_bad_input),
+    TEST_CASE(take_null_group_is_default),
+    TEST_CASE(take_leaves_held_deliveries_alone),
+    TEST_CASE(take_waits_for_a_publish_and_wakes_on_close),
+    TEST_CASE(take_after_close_returns_closed),
     TEST_CASE(fetch_takes_highest_priority_first),
     TEST_CASE(push_takes_highest_priority_first),
     TEST_CASE(group_members_compete_and_groups_fan_out),

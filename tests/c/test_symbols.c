@@ -30,6 +30,7 @@ static const symbol SYMBOLS[] = {
     SYM(brokk_broker_count),
     SYM(brokk_broker_fetch),
     SYM(brokk_broker_fetch_batch),
+    SYM(brokk_broker_take),
     SYM(brokk_broker_free),
     SYM(brokk_broker_join),
     SYM(brokk_broker_nack),
@@ -68,7 +69,7 @@ static const symbol SYMBOLS[] = {
 #define N_SYMBOLS (sizeof SYMBOLS / sizeof SYMBOLS[0])
 
 static void every_symbol_links(void) {
-    CHECK_EQ(N_SYMBOLS, 42);
+    CHECK_EQ(N_SYMBOLS, 43);
     for (size_t i = 0; i < N_SYMBOLS; i++) {
         if (SYMBOLS[i].address == NULL) FAILF("%s has no address", SYMBOLS[i].name);
         for (size_t j = 0; j < i; j++)
@@ -109,6 +110,8 @@ static void signatures_are_pinned(void) {
     brokk_status (*p_fetch_batch)(const brokk_broker *, const char *, size_t,
                                   const brokk_fetch_options *, size_t, uint64_t, brokk_delivery **,
                                   size_t *) = brokk_broker_fetch_batch;
+    brokk_status (*p_take)(const brokk_broker *, const char *, size_t, const char *, size_t, uint64_t,
+                           char *, size_t, size_t *) = brokk_broker_take;
     brokk_status (*p_ack_batch)(const brokk_broker *, const uint64_t *, size_t, size_t *) =
         brokk_broker_ack_batch;
     brokk_status (*p_read)(const brokk_message *, brokk_message_fields *) = brokk_message_read;
@@ -169,6 +172,7 @@ static void signatures_are_pinned(void) {
         (any_fn)p_count,       (any_fn)p_purge,          (any_fn)p_publish_batch,
         (any_fn)p_priority,    (any_fn)p_group,          (any_fn)p_requeue_delay,
         (any_fn)p_fetch_batch, (any_fn)p_ack_batch,      (any_fn)p_read,
+        (any_fn)p_take,
     };
     CHECK_EQ(sizeof all / sizeof all[0], N_SYMBOLS);
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) CHECK(all[i] != NULL);

@@ -729,6 +729,47 @@ public:
         return out;
     }
 
+    /// Takes the next delivery of consumer group `group` (nullopt: "default") on `topic` and
+    /// acks it in the same step, waiting up to `timeout` (0: not at all); returns its payload,
+    /// or nullopt if none came in time (brokk_broker_take). At most once: the message is gone
+    /// from the group when this returns, whatever happens next. The timeout comes before the
+    /// group, as fetch's comes before its options. The payload is copied into a 4 KiB buffer on
+    /// the stack; a larger one is taken into a std::string of the size brokk reports
+    /// (BUFFER_TOO_SMALL takes nothing), retried while another consumer's take changes what
+    /// is next, within what is left of `timeout`.
+    std::optional<std::string> take(std::string_view topic, std::chrono::milliseconds timeout = std::chrono::milliseconds(0),
+                                    std::optional<std::string_view> group = std::nullopt) const {
+        const char* group_data = group ? detail::data(*group) : nullptr;
+        const std::size_t group_size = group ? group->size() : 0;
+        const auto start = std::chrono::steady_clock::now();
+        char first[4096];
+        std::size_t len = 0;
+        Status status = brokk_broker_take(raw_, detail::data(topic), topic.size(), group_data, group_size,
+                                          detail::millis(timeout), first, sizeof first, &len);
+        if (status == BROKK_STATUS_OK) {
+            if (len == 0) return std::nullopt;
+            return std::string(first, len);
+        }
+        std::string payload;
+        while (status == BROKK_STATUS_BUFFER_TOO_SMALL) {
+            payload.resize(len);  // the size of the payload that is next now
+            std::chrono::milliseconds left = timeout;
+            if (timeout != forever) {
+                const auto elapsed =
+                    std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+                left = timeout > elapsed ? timeout - elapsed : std::chrono::milliseconds(0);
+            }
+            status = brokk_broker_take(raw_, detail::data(topic), topic.size(), group_data, group_size,
+                                       detail::millis(left), payload.data(), payload.size(), &len);
+            if (status == BROKK_STATUS_OK) {
+                if (len == 0) return std::nullopt;
+                payload.resize(len);
+                return payload;
+            }
+        }
+        detail::throw_status(status);
+    }
+
     /// brokk_broker_ack.
     void ack(std::uint64_t delivery_id) const { detail::check(brokk_broker_ack(raw_, delivery_id)); }
     void ack(const Message& message) const { ack(message.delivery_id()); }
