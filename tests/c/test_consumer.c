@@ -2,7 +2,7 @@
  * The pull side and what came with it: brokk_broker_fetch and brokk_delivery, consumer groups
  * (competition inside a group, a copy per group), priorities, retention of messages published
  * before any group exists, count and purge, brokk_broker_publish_batch, and brokk_broker_take
- * (fetch and ack in one call).
+ * (fetch and ack in one call) with brokk_broker_take_with (the same, its arguments in a request).
  */
 #include "recorder.h"
 
@@ -724,6 +724,469 @@ static void take_after_close_returns_closed(void) {
         CHECK_EQ(len, LEN_SENTINEL);
         brokk_broker_free(b);
     }
+}
+
+/* ---- take_with: brokk_broker_take with its arguments in a reusable request ------------------ */
+
+/* A request for topic/group (NULL group: the default) into buf[0..cap], no wait, payload_len
+ * set to LEN_SENTINEL. */
+static brokk_take_request take_request(const char *topic, const char *group, char *buf, size_t cap) {
+    brokk_take_request r;
+    memset(&r, 0, sizeof r);
+    r.topic = topic;
+    r.topic_len = topic ? strlen(topic) : 0;
+    r.group = group;
+    r.group_len = group ? strlen(group) : 0;
+    r.timeout_ms = 0;
+    r.payload_out = buf;
+    r.payload_cap = cap;
+    r.payload_len = LEN_SENTINEL;
+    return r;
+}
+
+/* brokk_broker_take_with once, checking OK and that only payload_len changed in the request;
+ * returns request->payload_len (0: nothing came), or LEN_SENTINEL if the call failed or left
+ * it unwritten. */
+static size_t take_with_at(const brokk_broker *b, brokk_take_request *r, int line) {
+    r->payload_len = LEN_SENTINEL;
+    brokk_take_request before = *r;
+    brokk_status st = brokk_broker_take_with(b, r);
+    if (st != BROKK_STATUS_OK) {
+        check_fail_(__FILE__, line, "take_with(%.*s, %.*s, cap %zu) returned %s: %s",
+                    (int)r->topic_len, r->topic ? r->topic : "", (int)r->group_len,
+                    r->group ? r->group : "NULL", r->payload_cap, brokk_status_str(st),
+                    brokk_last_error());
+        return LEN_SENTINEL;
+    }
+    if (r->payload_len == LEN_SENTINEL)
+        check_fail_(__FILE__, line, "take_with returned OK without writing payload_len");
+    if (r->topic != before.topic || r->topic_len != before.topic_len || r->group != before.group ||
+        r->group_len != before.group_len || r->timeout_ms != before.timeout_ms ||
+        r->payload_out != before.payload_out || r->payload_cap != before.payload_cap)
+        check_fail_(__FILE__, line, "take_with changed an input field of the request");
+    return r->payload_len;
+}
+#define TAKE_WITH(b, r) take_with_at((b), (r), __LINE__)
+
+/* Takes through `r` (whose buffer must have room for `want` and a NUL) and checks the payload
+ * is `want` ("": nothing came) and NUL-terminated. */
+static bool take_with_is_at(const brokk_broker *b, brokk_take_request *r, const char *want,
+                            int line) {
+    if (r->payload_out) memset(r->payload_out, 'Z', r->payload_cap);
+    size_t len = take_with_at(b, r, line);
+    if (len == LEN_SENTINEL) return false;
+    size_t n = strlen(want);
+    if (len != n || (n && memcmp(r->payload_out, want, n) != 0)) {
+        check_fail_(__FILE__, line, "take_with got \"%.*s\" (%zu bytes), want \"%s\"",
+                    (int)(len <= r->payload_cap ? len : 0), r->payload_out ? r->payload_out : "",
+                    len, want);
+        return false;
+    }
+    if (n && n < r->payload_cap && r->payload_out[n] != '\0') {
+        check_fail_(__FILE__, line, "take_with left no NUL after a %zu-byte payload with room", n);
+        return false;
+    }
+    return true;
+}
+#define TAKE_WITH_IS(b, r, want) take_with_is_at((b), (r), (want), __LINE__)
+
+static void take_with_on_an_empty_queue_returns_len_0(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    char buf[16];
+    brokk_take_request r = take_request("empty", NULL, buf, sizeof buf);
+    CHECK_EQ(TAKE_WITH(b, &r), 0);
+    CHECK_EQ(TAKE_WITH(b, &r), 0); /* the same request again */
+    brokk_take_request g = take_request("empty", "g", buf, sizeof buf);
+    CHECK_EQ(TAKE_WITH(b, &g), 0);
+    r.timeout_ms = 20; /* waits 20 ms, then len 0 */
+    CHECK_EQ(TAKE_WITH(b, &r), 0);
+    brokk_take_request none = take_request("empty", NULL, NULL, 0); /* no buffer at all: fine */
+    CHECK_EQ(TAKE_WITH(b, &none), 0);
+    brokk_stats s = stats_of(b);
+    CHECK_EQ(s.dispatched, 0);
+    CHECK_EQ(s.processed, 0);
+    CHECK_EQ(s.in_flight, 0);
+    brokk_broker_free(b);
+}
+
+/* One request per group, each reused for every take: priority order, payload_len set each
+ * time, a NUL after each payload; each take acks. A named group gets its own copy. */
+static void take_with_reuses_one_request_in_priority_order(void) {
+    brokk_broker *b = new_broker(2);
+    if (!b) return;
+    char buf[64], obuf[64];
+    brokk_take_request r = take_request("jobs", NULL, buf, sizeof buf);
+    brokk_take_request other = take_request("jobs", "other", obuf, sizeof obuf);
+    /* Both groups first, so each gets a copy of what comes next. */
+    CHECK_EQ(TAKE_WITH(b, &r), 0);
+    CHECK_EQ(TAKE_WITH(b, &other), 0);
+    static const char *const payloads[] = {"1", "22", "3", "4", "5", "666", "7",
+                                           "{\"k\":[1,2,3]}"};
+    static const int32_t prio[] = {0, 5, 0, -2, 5, 9, 0, 5};
+    enum { N = 8 };
+    for (int i = 0; i < N; i++) CHECK_OK(publish_prio(b, "jobs", payloads[i], prio[i]));
+    CHECK_EQ(count_of(b, "jobs"), 2 * N);
+    static const char *const want[N] = {"666", "22", "5", "{\"k\":[1,2,3]}", "1", "3", "7", "4"};
+    for (int i = 0; i < N; i++) {
+        if (!TAKE_WITH_IS(b, &r, want[i])) break;
+        CHECK_EQ(r.payload_len, strlen(want[i]));
+        CHECK_EQ(count_of(b, "jobs"), 2 * N - 1 - i); /* gone from the group at once */
+        brokk_stats s = stats_of(b);
+        CHECK_EQ(s.in_flight, 0);
+        CHECK_EQ(s.processed, (uint64_t)i + 1);
+    }
+    CHECK(TAKE_WITH_IS(b, &r, "")); /* the default group is drained */
+    CHECK_EQ(r.payload_len, 0);
+    CHECK_EQ(count_of(b, "jobs"), N); /* "other" still has its copies */
+    for (int i = 0; i < N; i++) CHECK(TAKE_WITH_IS(b, &other, want[i]));
+    CHECK(TAKE_WITH_IS(b, &other, ""));
+    JOIN_OK(b);
+    brokk_stats s = stats_of(b);
+    CHECK_EQ(s.published, N);
+    CHECK_EQ(s.dispatched, 2 * N);
+    CHECK_EQ(s.processed, 2 * N);
+    CHECK_EQ(s.failed, 0);
+    CHECK_EQ(s.in_flight, 0);
+    CHECK_EQ(count_of(b, "jobs"), 0);
+    brokk_broker_free(b);
+}
+
+/* Too little room takes nothing and reports the size in payload_len; a request with a bigger
+ * buffer then takes it. Exactly the payload's size is room enough (no NUL then). */
+static void take_with_buffer_too_small_leaves_the_message(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    static const char big[] = "{\"k\":\"0123456789\"}"; /* 18 bytes */
+    const size_t n = sizeof big - 1;
+    char small[8], exact[sizeof big - 1 + 8], roomy[64];
+    brokk_take_request rs = take_request("tight", NULL, small, sizeof small);
+    CHECK_EQ(TAKE_WITH(b, &rs), 0); /* the group, before publishing */
+    CHECK_OK(publish_str(b, "tight", big));
+    CHECK_OK(publish_str(b, "tight", "2"));
+    rs.payload_len = LEN_SENTINEL;
+    CHECK_STATUS(brokk_broker_take_with(b, &rs), BROKK_STATUS_BUFFER_TOO_SMALL);
+    CHECK_EQ(rs.payload_len, n);
+    rs.payload_len = LEN_SENTINEL; /* reused: the same answer */
+    CHECK_STATUS(brokk_broker_take_with(b, &rs), BROKK_STATUS_BUFFER_TOO_SMALL);
+    CHECK_EQ(rs.payload_len, n);
+    brokk_take_request query = take_request("tight", NULL, NULL, 0); /* a size query */
+    CHECK_STATUS(brokk_broker_take_with(b, &query), BROKK_STATUS_BUFFER_TOO_SMALL);
+    CHECK_EQ(query.payload_len, n);
+    brokk_take_request one_short = take_request("tight", NULL, exact, n - 1);
+    one_short.timeout_ms = wait_ms(); /* a message is there: no wait */
+    CHECK_STATUS(brokk_broker_take_with(b, &one_short), BROKK_STATUS_BUFFER_TOO_SMALL);
+    CHECK_EQ(one_short.payload_len, n);
+    CHECK_EQ(count_of(b, "tight"), 2); /* nothing was taken */
+    brokk_stats s = stats_of(b);
+    CHECK_EQ(s.dispatched, 0);
+    CHECK_EQ(s.processed, 0);
+    CHECK_EQ(s.in_flight, 0);
+    /* Exactly n bytes: taken, no NUL written past them. */
+    brokk_take_request rx = take_request("tight", NULL, exact, n);
+    memset(exact, 'Z', sizeof exact);
+    CHECK_EQ(TAKE_WITH(b, &rx), n);
+    CHECK_MEM(exact, n, big, n);
+    CHECK_EQ(exact[n], 'Z');
+    CHECK_EQ(count_of(b, "tight"), 1);
+    /* "2" fits the small request now. */
+    CHECK(TAKE_WITH_IS(b, &rs, "2"));
+    CHECK_EQ(rs.payload_len, 1);
+    brokk_take_request rr = take_request("tight", NULL, roomy, sizeof roomy);
+    CHECK(TAKE_WITH_IS(b, &rr, ""));
+    /* Again with a payload bigger than the small buffer, taken through a bigger request. */
+    CHECK_OK(publish_str(b, "tight", big));
+    rs.payload_len = LEN_SENTINEL;
+    CHECK_STATUS(brokk_broker_take_with(b, &rs), BROKK_STATUS_BUFFER_TOO_SMALL);
+    CHECK_EQ(rs.payload_len, n);
+    CHECK(TAKE_WITH_IS(b, &rr, big));
+    CHECK_EQ(rr.payload_len, n);
+    JOIN_OK(b);
+    s = stats_of(b);
+    CHECK_EQ(s.dispatched, 3);
+    CHECK_EQ(s.processed, 3);
+    CHECK_EQ(count_of(b, "tight"), 0);
+    brokk_broker_free(b);
+}
+
+/* The group field: NULL is "default" (shared with a fetch naming none or "default"); a named
+ * group gets its own copy of everything. */
+static void take_with_group_field(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    char buf[16], gbuf[16], dbuf[16];
+    brokk_take_request r = take_request("dg", NULL, buf, sizeof buf);
+    brokk_take_request named = take_request("dg", "g", gbuf, sizeof gbuf);
+    brokk_take_request dflt = take_request("dg", "default", dbuf, sizeof dbuf);
+    CHECK_EQ(TAKE_WITH(b, &r), 0);
+    CHECK_EQ(TAKE_WITH(b, &named), 0);
+    CHECK_OK(publish_str(b, "dg", "1"));
+    CHECK_OK(publish_str(b, "dg", "2"));
+    CHECK_OK(publish_str(b, "dg", "3"));
+    CHECK_EQ(count_of(b, "dg"), 6); /* two groups: "default" and "g" */
+    CHECK(TAKE_WITH_IS(b, &r, "1"));
+    brokk_delivery *d = FETCH(b, "dg", NULL, 0);
+    if (CHECK(d != NULL)) {
+        CHECK(payload_is(d, "2"));
+        CHECK_STR(brokk_message_group(msg_of(d)), "default");
+        CHECK_OK(brokk_broker_ack(b, brokk_message_delivery_id(msg_of(d))));
+        brokk_delivery_free(d);
+    }
+    CHECK(TAKE_WITH_IS(b, &dflt, "3")); /* "default" named: the same queue as NULL */
+    CHECK(TAKE_WITH_IS(b, &r, ""));
+    CHECK(TAKE_WITH_IS(b, &dflt, ""));
+    CHECK_EQ(count_of(b, "dg"), 3);
+    CHECK(TAKE_WITH_IS(b, &named, "1"));
+    CHECK(TAKE_WITH_IS(b, &named, "2"));
+    CHECK(TAKE_WITH_IS(b, &named, "3"));
+    CHECK(TAKE_WITH_IS(b, &named, ""));
+    /* group_len counts, not a NUL: "gx" with length 1 is group "g". */
+    CHECK_OK(publish_str(b, "dg", "4"));
+    brokk_take_request prefix = take_request("dg", "gx", gbuf, sizeof gbuf);
+    prefix.group_len = 1;
+    CHECK(TAKE_WITH_IS(b, &prefix, "4"));
+    CHECK(TAKE_WITH_IS(b, &r, "4"));
+    JOIN_OK(b);
+    CHECK_EQ(stats_of(b).processed, 8);
+    brokk_broker_free(b);
+}
+
+/* Every failure leaves payload_len untouched (and takes nothing); a NULL request or broker is
+ * NULL_ARGUMENT. */
+static void take_with_rejects_bad_input(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    char buf[16];
+    brokk_take_request ok = take_request("t", NULL, buf, sizeof buf);
+    CHECK_EQ(TAKE_WITH(b, &ok), 0); /* group "default" on t */
+    CHECK_OK(publish_str(b, "t", "1"));
+    char long_name[BROKK_TOPIC_MAX_LEN + 1];
+    memset(long_name, 'a', sizeof long_name);
+    CHECK_STATUS(brokk_broker_take_with(b, NULL), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_take_with(NULL, NULL), BROKK_STATUS_NULL_ARGUMENT);
+    struct {
+        const char *topic;
+        size_t topic_len;
+        const char *group;
+        size_t group_len;
+        char *out;
+        size_t cap;
+        uint64_t timeout_ms;
+        bool null_broker;
+        brokk_status want;
+    } bad[] = {
+        {"t", 1, NULL, 0, buf, sizeof buf, 0, true, BROKK_STATUS_NULL_ARGUMENT},
+        {NULL, 1, NULL, 0, buf, sizeof buf, 0, false, BROKK_STATUS_NULL_ARGUMENT},
+        {"t", 1, NULL, 0, NULL, sizeof buf, 0, false, BROKK_STATUS_NULL_ARGUMENT},
+        {"t", 1, NULL, 0, NULL, 1, 0, false, BROKK_STATUS_NULL_ARGUMENT},
+        {"", 0, NULL, 0, buf, sizeof buf, 0, false, BROKK_STATUS_INVALID_TOPIC},
+        {"a b", 3, NULL, 0, buf, sizeof buf, 0, false, BROKK_STATUS_INVALID_TOPIC},
+        {"a/b", 3, NULL, 0, buf, sizeof buf, 0, false, BROKK_STATUS_INVALID_TOPIC},
+        {long_name, sizeof long_name, NULL, 0, buf, sizeof buf, 0, false,
+         BROKK_STATUS_INVALID_TOPIC},
+        {"t\xff", 2, NULL, 0, buf, sizeof buf, 0, false, BROKK_STATUS_INVALID_UTF8},
+        {"t", 1, "", 0, buf, sizeof buf, 0, false, BROKK_STATUS_INVALID_GROUP},
+        {"t", 1, "a b", 3, buf, sizeof buf, 0, false, BROKK_STATUS_INVALID_GROUP},
+        {"t", 1, "a/b", 3, buf, sizeof buf, 0, false, BROKK_STATUS_INVALID_GROUP},
+        {"t", 1, long_name, sizeof long_name, buf, sizeof buf, 0, false,
+         BROKK_STATUS_INVALID_GROUP},
+        {"t", 1, "g\xc3", 2, buf, sizeof buf, 0, false, BROKK_STATUS_INVALID_UTF8},
+        /* A bad name never waits, even with a timeout. */
+        {"t", 1, "a b", 3, buf, sizeof buf, BROKK_WAIT_FOREVER, false, BROKK_STATUS_INVALID_GROUP},
+        {"a b", 3, NULL, 0, buf, sizeof buf, BROKK_WAIT_FOREVER, false, BROKK_STATUS_INVALID_TOPIC},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        brokk_take_request r;
+        memset(&r, 0, sizeof r);
+        r.topic = bad[i].topic;
+        r.topic_len = bad[i].topic_len;
+        r.group = bad[i].group;
+        r.group_len = bad[i].group_len;
+        r.timeout_ms = bad[i].timeout_ms;
+        r.payload_out = bad[i].out;
+        r.payload_cap = bad[i].cap;
+        r.payload_len = LEN_SENTINEL;
+        if (!CHECK_STATUS(brokk_broker_take_with(bad[i].null_broker ? NULL : b, &r), bad[i].want))
+            FAILF("case %zu", i);
+        if (r.payload_len != LEN_SENTINEL) FAILF("case %zu wrote payload_len %zu", i, r.payload_len);
+        /* brokk_broker_take says the same about the same arguments. */
+        size_t len = LEN_SENTINEL;
+        if (!CHECK_STATUS(brokk_broker_take(bad[i].null_broker ? NULL : b, bad[i].topic,
+                                            bad[i].topic_len, bad[i].group, bad[i].group_len,
+                                            bad[i].timeout_ms, bad[i].out, bad[i].cap, &len),
+                          bad[i].want))
+            FAILF("case %zu (brokk_broker_take)", i);
+        CHECK_EQ(len, LEN_SENTINEL);
+    }
+    CHECK_EQ(count_of(b, "t"), 1); /* nothing was taken */
+    CHECK_EQ(stats_of(b).dispatched, 0);
+    CHECK(TAKE_WITH_IS(b, &ok, "1"));
+    brokk_broker_free(b);
+}
+
+static void take_with_after_close_returns_closed(void) {
+    for (int force = 0; force < 2; force++) {
+        brokk_broker *b = new_broker(1);
+        if (!b) return;
+        char buf[16];
+        brokk_take_request r = take_request("gone", NULL, buf, sizeof buf);
+        CHECK_EQ(TAKE_WITH(b, &r), 0);
+        if (force) CHECK_OK(publish_str(b, "gone", "1"));
+        CHECK_OK(brokk_broker_close(b, force ? 0 : wait_ms(), force, NULL));
+        r.payload_len = LEN_SENTINEL;
+        CHECK_STATUS(brokk_broker_take_with(b, &r), BROKK_STATUS_CLOSED);
+        CHECK_EQ(r.payload_len, LEN_SENTINEL);
+        brokk_take_request g = take_request("gone", "g", buf, sizeof buf);
+        g.timeout_ms = wait_ms();
+        CHECK_STATUS(brokk_broker_take_with(b, &g), BROKK_STATUS_CLOSED);
+        CHECK_EQ(g.payload_len, LEN_SENTINEL);
+        brokk_take_request q = take_request("gone", NULL, NULL, 0);
+        CHECK_STATUS(brokk_broker_take_with(b, &q), BROKK_STATUS_CLOSED);
+        CHECK_EQ(q.payload_len, LEN_SENTINEL);
+        brokk_broker_free(b);
+    }
+}
+
+typedef struct later_take_with {
+    const brokk_broker *b;
+    brokk_take_request r;
+    brokk_status st;
+    char buf[32];
+    atomic_uint started;
+} later_take_with;
+
+static void *take_with_blocking(void *arg) {
+    later_take_with *t = arg;
+    atomic_store(&t->started, 1);
+    t->st = brokk_broker_take_with(t->b, &t->r);
+    return NULL;
+}
+
+/* A take_with waits for a publish; once closed, a blocked one returns CLOSED. */
+static void take_with_waits_for_a_publish_and_wakes_on_close(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    CHECK_EQ(TAKE(b, "tw", NULL, 0, NULL, 0), 0);
+    later_take_with t;
+    for (int round = 0; round < 2; round++) {
+        memset(&t, 0, sizeof t);
+        t.b = b;
+        t.r = take_request("tw", NULL, t.buf, sizeof t.buf);
+        t.r.timeout_ms = round == 0 ? wait_ms() : BROKK_WAIT_FOREVER;
+        t.st = BROKK_STATUS_PANIC;
+        atomic_init(&t.started, 0);
+        pthread_t th;
+        pthread_create(&th, NULL, take_with_blocking, &t);
+        while (!atomic_load(&t.started)) sleep_ms(1);
+        sleep_ms(20);
+        if (round == 0) {
+            CHECK_OK(publish_str(b, "tw", "\"arrived\""));
+            pthread_join(th, NULL);
+            CHECK_EQ(t.st, BROKK_STATUS_OK);
+            if (CHECK_EQ(t.r.payload_len, 9)) CHECK_STREQ(t.buf, "\"arrived\"");
+            JOIN_OK(b);
+            CHECK_EQ(stats_of(b).processed, 1);
+        } else {
+            CHECK_OK(brokk_broker_close(b, wait_ms(), false, NULL));
+            pthread_join(th, NULL);
+            CHECK_EQ(t.st, BROKK_STATUS_CLOSED);
+            CHECK_EQ(t.r.payload_len, LEN_SENTINEL);
+        }
+    }
+    brokk_broker_free(b);
+}
+
+/* The same sequence of calls through brokk_broker_take on one broker and brokk_broker_take_with
+ * on another (one request per topic/group/buffer, reused) gives the same statuses, lengths and
+ * bytes, and leaves both brokers in the same state. */
+static void take_with_behaves_like_take(void) {
+    brokk_broker *bt = new_broker(1), *bw = new_broker(1);
+    if (!bt || !bw) {
+        brokk_broker_free(bt);
+        brokk_broker_free(bw);
+        return;
+    }
+    static const char big[] = "{\"big\":\"0123456789abcdef\"}"; /* 26 bytes */
+    enum { CAP_NONE, CAP_SMALL, CAP_EXACT, CAP_ROOMY, N_CAPS };
+    const size_t caps[N_CAPS] = {0, 4, sizeof big - 1, 64};
+    typedef struct op {
+        const char *topic; /* NULL: publish instead (payload in group, priority in cap) */
+        const char *group;
+        int cap;
+    } op;
+    /* Publishes are (NULL, payload, priority). */
+    static const op ops[] = {
+        {"cmp", NULL, CAP_ROOMY},  {"cmp", "g", CAP_ROOMY},   {"cmp", NULL, CAP_NONE},
+        {NULL, "1", 0},            {NULL, "22", 3},           {NULL, big, 1},
+        {NULL, "4444", 3},         {NULL, "\"s\"", -1},       {"cmp", NULL, CAP_NONE},
+        {"cmp", NULL, CAP_SMALL},  {"cmp", NULL, CAP_ROOMY},  {"cmp", NULL, CAP_SMALL},
+        {"cmp", NULL, CAP_SMALL},  {"cmp", "g", CAP_EXACT},   {"cmp", NULL, CAP_EXACT},
+        {"cmp", "g", CAP_SMALL},   {"cmp", "g", CAP_SMALL},   {"cmp", "g", CAP_SMALL},
+        {"cmp", "g", CAP_ROOMY},   {"cmp", NULL, CAP_ROOMY},  {"cmp", NULL, CAP_NONE},
+        {"cmp", "g", CAP_ROOMY},   {"cmp", NULL, CAP_ROOMY},  {"cmp", NULL, CAP_ROOMY},
+        {"cmp", "g", CAP_ROOMY},   {"cmp", "a b", CAP_ROOMY}, {"a b", NULL, CAP_ROOMY},
+        {"other", "h", CAP_ROOMY}, {NULL, big, 0},            {"cmp", NULL, CAP_SMALL},
+        {"cmp", NULL, CAP_ROOMY},  {"cmp", NULL, CAP_ROOMY},  {"cmp", "g", CAP_EXACT},
+        {"cmp", "g", CAP_EXACT},
+    };
+    /* take_with's buffers and requests: one per (topic, group, cap), kept across the ops. */
+    static char wbufs[4][N_CAPS][64];
+    brokk_take_request reqs[4][N_CAPS];
+    static const char *const topics[4] = {"cmp", "cmp", "a b", "other"};
+    static const char *const groups[4] = {NULL, "g", NULL, "h"};
+    for (int k = 0; k < 4; k++)
+        for (int c = 0; c < N_CAPS; c++)
+            reqs[k][c] = take_request(topics[k], groups[k], c == CAP_NONE ? NULL : wbufs[k][c],
+                                      caps[c]);
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        const op *o = &ops[i];
+        if (!o->topic) {
+            CHECK_OK(publish_prio(bt, "cmp", o->group, o->cap));
+            CHECK_OK(publish_prio(bw, "cmp", o->group, o->cap));
+            continue;
+        }
+        int k = strcmp(o->topic, "a b") == 0 ? 2
+                : strcmp(o->topic, "other") == 0 ? 3
+                : o->group == NULL            ? 0
+                : strcmp(o->group, "g") == 0   ? 1
+                                               : -1;
+        brokk_take_request *r;
+        brokk_take_request bad;
+        if (k >= 0) {
+            r = &reqs[k][o->cap];
+        } else { /* the bad group: a request of its own */
+            bad = take_request(o->topic, o->group, wbufs[0][o->cap], caps[o->cap]);
+            r = &bad;
+        }
+        char tbuf[64];
+        memset(tbuf, 'Z', sizeof tbuf);
+        if (r->payload_out) memset(r->payload_out, 'Z', 64);
+        size_t tlen = LEN_SENTINEL;
+        r->payload_len = LEN_SENTINEL;
+        brokk_status st = brokk_broker_take(bt, o->topic, strlen(o->topic), o->group,
+                                            o->group ? strlen(o->group) : 0, 0,
+                                            o->cap == CAP_NONE ? NULL : tbuf, caps[o->cap], &tlen);
+        brokk_status sw = brokk_broker_take_with(bw, r);
+        if (st != sw)
+            FAILF("op %zu: take returned %s, take_with %s", i, brokk_status_str(st),
+                  brokk_status_str(sw));
+        if (tlen != r->payload_len)
+            FAILF("op %zu: take wrote length %zu, take_with %zu", i, tlen, r->payload_len);
+        if (o->cap != CAP_NONE && memcmp(tbuf, r->payload_out, 64) != 0)
+            FAILF("op %zu: the buffers differ: \"%.20s\" vs \"%.20s\"", i, tbuf, r->payload_out);
+    }
+    /* Both brokers end in the same state: everything taken, the same counts. */
+    brokk_stats st = stats_of(bt), sw = stats_of(bw);
+    CHECK_EQ(st.published, sw.published);
+    CHECK_EQ(st.dispatched, sw.dispatched);
+    CHECK_EQ(st.processed, sw.processed);
+    CHECK_EQ(st.in_flight, 0);
+    CHECK_EQ(sw.in_flight, 0);
+    CHECK_EQ(st.processed, 12); /* six messages, two groups */
+    CHECK_EQ(count_of(bt, "cmp"), 0);
+    CHECK_EQ(count_of(bw, "cmp"), 0);
+    brokk_broker_free(bt);
+    brokk_broker_free(bw);
 }
 
 /* ---- priorities ------------------------------------------------------------------------------ */
@@ -1466,6 +1929,14 @@ static const test_case TESTS[] = {
     TEST_CASE(take_leaves_held_deliveries_alone),
     TEST_CASE(take_waits_for_a_publish_and_wakes_on_close),
     TEST_CASE(take_after_close_returns_closed),
+    TEST_CASE(take_with_on_an_empty_queue_returns_len_0),
+    TEST_CASE(take_with_reuses_one_request_in_priority_order),
+    TEST_CASE(take_with_buffer_too_small_leaves_the_message),
+    TEST_CASE(take_with_group_field),
+    TEST_CASE(take_with_rejects_bad_input),
+    TEST_CASE(take_with_after_close_returns_closed),
+    TEST_CASE(take_with_waits_for_a_publish_and_wakes_on_close),
+    TEST_CASE(take_with_behaves_like_take),
     TEST_CASE(fetch_takes_highest_priority_first),
     TEST_CASE(push_takes_highest_priority_first),
     TEST_CASE(group_members_compete_and_groups_fan_out),

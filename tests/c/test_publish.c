@@ -1,5 +1,6 @@
 /*
- * brokk_broker_publish: every bad input, ids, id buffers, size limits, copying.
+ * brokk_broker_publish: every bad input, ids, id buffers, size limits, copying; and
+ * brokk_broker_publish_with, the same call with its arguments but the payload in a request.
  * Every failing call must leave the id buffer untouched, publish nothing (stats) and run no
  * handler; the fixture checks all three around each call.
  */
@@ -567,6 +568,408 @@ static void publish_copies_its_inputs(void) {
     gate_destroy(&bl.g);
 }
 
+/* ---- publish_with: brokk_broker_publish with its other arguments in a reusable request -------- */
+
+/* A request for `topic` with `opts`, no id buffer. */
+static brokk_publish_request publish_request(const char *topic, const brokk_publish_options *opts) {
+    brokk_publish_request r;
+    memset(&r, 0, sizeof r);
+    r.topic = topic;
+    r.topic_len = topic ? strlen(topic) : 0;
+    r.options = opts;
+    return r;
+}
+
+/* brokk_broker_publish_with through a copy of `req` whose id buffer is a sentinel-filled
+ * id_cap-byte one (or none, if req->id_out is NULL); checks the status and, on failure, that
+ * nothing changed, as expect_publish does. On OK, copies the id to id_copy if not NULL. */
+static brokk_status expect_publish_with(fixture *fx, const brokk_publish_request *req,
+                                        const char *payload, size_t payload_len, size_t id_cap,
+                                        brokk_status want, char *id_copy, int line) {
+    char id[256];
+    memset(id, ID_SENTINEL, sizeof id);
+    brokk_publish_request r = *req;
+    if (r.id_out) {
+        r.id_out = id;
+        r.id_out_cap = id_cap;
+    }
+    brokk_stats before = stats_of(fx->b);
+    brokk_status st = brokk_broker_publish_with(fx->b, &r, payload, payload_len);
+    const char *err = st != BROKK_STATUS_OK ? brokk_last_error() : "";
+    if (st != want)
+        check_fail_(__FILE__, line, "publish_with returned %u (%s), want %u (%s); last error \"%s\"",
+                    (unsigned)st, brokk_status_str(st), (unsigned)want, brokk_status_str(want), err);
+    if (st != BROKK_STATUS_OK) {
+        if (err[0] == '\0') check_fail_(__FILE__, line, "brokk_last_error() empty on failure");
+        for (size_t i = 0; i < sizeof id; i++) {
+            if (id[i] != ID_SENTINEL) {
+                check_fail_(__FILE__, line, "id_out written on failure (byte %zu)", i);
+                break;
+            }
+        }
+        brokk_stats after = stats_of(fx->b);
+        if (after.published != before.published || after.topics != before.topics ||
+            after.unrouted != before.unrouted)
+            check_fail_(__FILE__, line, "a failed publish_with changed stats: published %llu->%llu",
+                        (unsigned long long)before.published, (unsigned long long)after.published);
+    } else {
+        if (r.topic_len == 1 && r.topic[0] == 't') fx->expected++;
+        if (r.id_out && memchr(id, '\0', id_cap < sizeof id ? id_cap : sizeof id) == NULL)
+            check_fail_(__FILE__, line, "id_out not NUL-terminated");
+        else if (r.id_out && id_copy)
+            strcpy(id_copy, id);
+    }
+    return st;
+}
+
+#define EXPECT_WITH(fx, req, payload, plen, want) \
+    expect_publish_with((fx), (req), (payload), (plen), BROKK_ID_BUFFER_SIZE, (want), NULL, __LINE__)
+#define EXPECT_WITH_S(fx, req, payload, want) \
+    EXPECT_WITH((fx), (req), (payload), strlen(payload), (want))
+
+/* One request, reused for every message to its topic: they arrive in order, all of them. */
+static void publish_with_reuses_one_request(void) {
+    fixture fx;
+    if (!fixture_init(&fx, 0)) return;
+    brokk_publish_request r = publish_request("t", NULL);
+    const brokk_publish_request copy = r;
+    unsigned n = scaled_count(200);
+    for (unsigned i = 0; i < n; i++) {
+        char payload[32];
+        int len = snprintf(payload, sizeof payload, "{\"n\":%u}", i);
+        if (!CHECK_OK(brokk_broker_publish_with(fx.b, &r, payload, (size_t)len))) break;
+        fx.expected++;
+    }
+    CHECK(memcmp(&r, &copy, sizeof r) == 0); /* the request is only read */
+    JOIN_OK(fx.b);
+    CHECK_EQ(stats_of(fx.b).published, n);
+    if (CHECK_EQ(recorder_count(&fx.rec), n))
+        for (unsigned i = 0; i < n; i++) {
+            char want[32];
+            snprintf(want, sizeof want, "{\"n\":%u}", i);
+            if (!CHECK_STREQ(fx.rec.recs[i].payload, want)) break;
+            CHECK_STREQ(fx.rec.recs[i].topic, "t");
+            CHECK_STREQ(fx.rec.recs[i].metadata, "{}");
+            CHECK_EQ(fx.rec.recs[i].priority, 0);
+        }
+    /* Two requests for two topics, interleaved: each keeps its topic. */
+    brokk_publish_request ra = publish_request("ta", NULL), rb = publish_request("tb", NULL);
+    for (int i = 0; i < 5; i++) {
+        CHECK_OK(brokk_broker_publish_with(fx.b, &ra, "1", 1));
+        CHECK_OK(brokk_broker_publish_with(fx.b, &rb, "2", 1));
+    }
+    CHECK_EQ(count_of(fx.b, "ta"), 5); /* retained: no group yet */
+    CHECK_EQ(count_of(fx.b, "tb"), 5);
+    fixture_finish(&fx);
+}
+
+/* Fetches (default group, no wait) and acks; checks payload, parent id, metadata, priority. */
+static void fetch_expect_at(const brokk_broker *b, const char *topic, const char *payload,
+                            const char *id, const char *metadata, int32_t priority, int line) {
+    brokk_delivery *d = NULL;
+    brokk_status st = brokk_broker_fetch(b, topic, strlen(topic), NULL, 0, &d);
+    if (st != BROKK_STATUS_OK || d == NULL) {
+        check_fail_(__FILE__, line, "fetch(%s) returned %s, %s", topic, brokk_status_str(st),
+                    d ? "a delivery" : "none");
+        brokk_delivery_free(d);
+        return;
+    }
+    const brokk_message *m = brokk_delivery_message(d);
+    brokk_message_fields f;
+    memset(&f, 0, sizeof f);
+    if (CHECK_OK(brokk_message_read(m, &f))) {
+        if (!view_eq(f.payload, payload) || !view_eq(f.parent_id, id) ||
+            !view_eq(f.metadata, metadata) || f.priority != priority)
+            check_fail_(__FILE__, line,
+                        "fetch(%s) got payload \"%.*s\" id \"%.*s\" metadata \"%.*s\" priority "
+                        "%d; want \"%s\" \"%s\" \"%s\" %d",
+                        topic, (int)f.payload.len, f.payload.ptr, (int)f.parent_id.len,
+                        f.parent_id.ptr, (int)f.metadata.len, f.metadata.ptr, (int)f.priority,
+                        payload, id, metadata, (int)priority);
+    }
+    CHECK_OK(brokk_broker_ack(b, brokk_message_delivery_id(m)));
+    brokk_delivery_free(d);
+}
+#define FETCH_EXPECT(b, topic, payload, id, md, prio) \
+    fetch_expect_at((b), (topic), (payload), (id), (md), (prio), __LINE__)
+
+/* A request with options (priority, id, metadata) publishes what brokk_broker_publish does
+ * with the same options; the request's options pointer stays, the options it points to change
+ * between calls. */
+static void publish_with_options_like_publish(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    brokk_delivery *d = (brokk_delivery *)1;
+    /* The default group on both topics first, so what follows queues for it. */
+    CHECK_OK(brokk_broker_fetch(b, "pw", 2, NULL, 0, &d));
+    CHECK(d == NULL);
+    d = (brokk_delivery *)1;
+    CHECK_OK(brokk_broker_fetch(b, "pp", 2, NULL, 0, &d));
+    CHECK(d == NULL);
+    static const struct {
+        const char *payload, *id, *metadata;
+        int32_t priority;
+    } msgs[] = {
+        {"0", "m-0", "{\"k\":0}", 0},
+        {"{\"x\":1}", "m-1", "{\"k\":1}", 5},
+        {"\"two\"", "m-2", NULL, -1},
+        {"[3]", NULL, "{\"k\":[3]}", 5},
+        {"4", "m-4", "{}", INT32_MAX},
+        {"5", "m-5", " {\"ws\": true} ", INT32_MIN},
+    };
+    enum { N = sizeof msgs / sizeof msgs[0] };
+    brokk_publish_options o;
+    char wid[BROKK_ID_BUFFER_SIZE], pid[BROKK_ID_BUFFER_SIZE];
+    char wids[N][BROKK_ID_BUFFER_SIZE];
+    brokk_publish_request r = publish_request("pw", &o);
+    r.id_out = wid;
+    r.id_out_cap = sizeof wid;
+    for (int i = 0; i < N; i++) {
+        memset(&o, 0, sizeof o);
+        o.priority = msgs[i].priority;
+        if (msgs[i].id) {
+            o.id = msgs[i].id;
+            o.id_len = strlen(msgs[i].id);
+        }
+        if (msgs[i].metadata) {
+            o.metadata = msgs[i].metadata;
+            o.metadata_len = strlen(msgs[i].metadata);
+        }
+        memset(wid, ID_SENTINEL, sizeof wid);
+        memset(pid, ID_SENTINEL, sizeof pid);
+        CHECK_OK(brokk_broker_publish_with(b, &r, msgs[i].payload, strlen(msgs[i].payload)));
+        CHECK_OK(brokk_broker_publish(b, "pp", 2, msgs[i].payload, strlen(msgs[i].payload), &o,
+                                      pid, sizeof pid));
+        if (!CHECK(memchr(wid, '\0', sizeof wid) != NULL)) wid[0] = '\0';
+        if (msgs[i].id) {
+            CHECK_STREQ(wid, msgs[i].id);
+            CHECK_STREQ(pid, msgs[i].id);
+        } else {
+            CHECK(strlen(wid) > 0); /* generated */
+        }
+        strcpy(wids[i], wid);
+    }
+    CHECK_EQ(count_of(b, "pw"), N);
+    CHECK_EQ(count_of(b, "pp"), N);
+    /* Highest priority first, FIFO within one; the same for both topics. */
+    static const int order[N] = {4, 1, 3, 0, 2, 5};
+    for (int k = 0; k < N; k++) {
+        int i = order[k];
+        const char *md = msgs[i].metadata ? msgs[i].metadata : "{}";
+        FETCH_EXPECT(b, "pw", msgs[i].payload, wids[i], md, msgs[i].priority);
+        if (msgs[i].id) {
+            FETCH_EXPECT(b, "pp", msgs[i].payload, msgs[i].id, md, msgs[i].priority);
+        } else { /* a generated id: just not the same as the other topic's */
+            brokk_delivery *dp = NULL;
+            if (CHECK_OK(brokk_broker_fetch(b, "pp", 2, NULL, 0, &dp)) && CHECK(dp != NULL)) {
+                const brokk_message *m = brokk_delivery_message(dp);
+                CHECK(view_eq(brokk_message_payload(m), msgs[i].payload));
+                CHECK(view_eq(brokk_message_metadata(m), md));
+                CHECK_EQ(brokk_message_priority(m), msgs[i].priority);
+                CHECK(!view_eq(brokk_message_parent_id(m), wids[i]));
+                CHECK_OK(brokk_broker_ack(b, brokk_message_delivery_id(m)));
+            }
+            brokk_delivery_free(dp);
+        }
+    }
+    CHECK_EQ(count_of(b, "pw"), 0);
+    CHECK_EQ(count_of(b, "pp"), 0);
+    JOIN_OK(b);
+    CHECK_EQ(stats_of(b).published, 2 * N);
+    brokk_broker_free(b);
+}
+
+/* id_out in the request receives each message's id, NUL-terminated: a fresh generated one
+ * per publish through the same request, or the given one. */
+static void publish_with_id_out(void) {
+    fixture fx;
+    if (!fixture_init(&fx, 0)) return;
+    char ids[4][BROKK_ID_BUFFER_SIZE];
+    brokk_publish_request r = publish_request("t", NULL);
+    r.id_out = ids[0]; /* replaced by expect_publish_with's sentinel buffer */
+    for (int i = 0; i < 3; i++)
+        expect_publish_with(&fx, &r, "{}", 2, BROKK_ID_BUFFER_SIZE, BROKK_STATUS_OK, ids[i],
+                            __LINE__);
+    CHECK(strlen(ids[0]) > 0);
+    CHECK(strcmp(ids[0], ids[1]) != 0);
+    CHECK(strcmp(ids[1], ids[2]) != 0);
+    brokk_publish_options o;
+    memset(&o, 0, sizeof o);
+    o.id = "given-id";
+    o.id_len = 8;
+    r.options = &o;
+    expect_publish_with(&fx, &r, "{}", 2, BROKK_ID_BUFFER_SIZE, BROKK_STATUS_OK, ids[3], __LINE__);
+    CHECK_STREQ(ids[3], "given-id");
+    /* Directly too, with the caller's own buffer in the request. */
+    char out[BROKK_ID_BUFFER_SIZE];
+    memset(out, ID_SENTINEL, sizeof out);
+    brokk_publish_request direct = publish_request("t", &o);
+    direct.id_out = out;
+    direct.id_out_cap = sizeof out;
+    CHECK_OK(brokk_broker_publish_with(fx.b, &direct, "5", 1));
+    fx.expected++;
+    CHECK_STREQ(out, "given-id");
+    /* No id buffer: fine, whatever the cap says. */
+    direct.id_out = NULL;
+    direct.id_out_cap = 3;
+    CHECK_OK(brokk_broker_publish_with(fx.b, &direct, "6", 1));
+    fx.expected++;
+    JOIN_OK(fx.b);
+    if (CHECK_EQ(recorder_count(&fx.rec), 6)) {
+        for (int i = 0; i < 4; i++) CHECK_STREQ(fx.rec.recs[i].parent_id, ids[i]);
+        CHECK_STREQ(fx.rec.recs[4].parent_id, "given-id");
+    }
+    fixture_finish(&fx);
+}
+
+/* id_out_cap too small: BUFFER_TOO_SMALL, nothing published, id_out untouched. */
+static void publish_with_id_buffer_too_small(void) {
+    fixture fx;
+    if (!fixture_init(&fx, 0)) return;
+    char gen[BROKK_ID_BUFFER_SIZE];
+    brokk_publish_request r = publish_request("t", NULL);
+    r.id_out = gen;
+    expect_publish_with(&fx, &r, "{}", 2, BROKK_ID_BUFFER_SIZE, BROKK_STATUS_OK, gen, __LINE__);
+    size_t glen = strlen(gen);
+    size_t caps[] = {0, 1, 8, glen};
+    for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++)
+        expect_publish_with(&fx, &r, "{}", 2, caps[i], BROKK_STATUS_BUFFER_TOO_SMALL, NULL,
+                            __LINE__);
+    expect_publish_with(&fx, &r, "{}", 2, glen + 1, BROKK_STATUS_OK, NULL, __LINE__);
+    brokk_publish_options o;
+    memset(&o, 0, sizeof o);
+    o.id = "abc";
+    o.id_len = 3;
+    r.options = &o;
+    expect_publish_with(&fx, &r, "{}", 2, 3, BROKK_STATUS_BUFFER_TOO_SMALL, NULL, __LINE__);
+    expect_publish_with(&fx, &r, "{}", 2, 0, BROKK_STATUS_BUFFER_TOO_SMALL, NULL, __LINE__);
+    expect_publish_with(&fx, &r, "{}", 2, 4, BROKK_STATUS_OK, gen, __LINE__);
+    CHECK_STREQ(gen, "abc");
+    /* The caller's buffer directly: untouched on BUFFER_TOO_SMALL. */
+    char out[8];
+    memset(out, ID_SENTINEL, sizeof out);
+    brokk_publish_request direct = publish_request("t", NULL);
+    direct.id_out = out;
+    direct.id_out_cap = sizeof out;
+    uint64_t before = stats_of(fx.b).published;
+    CHECK_STATUS(brokk_broker_publish_with(fx.b, &direct, "{}", 2), BROKK_STATUS_BUFFER_TOO_SMALL);
+    for (size_t i = 0; i < sizeof out; i++) CHECK_EQ(out[i], ID_SENTINEL);
+    CHECK_EQ(stats_of(fx.b).published, before);
+    fixture_finish(&fx);
+}
+
+static void publish_with_null_arguments(void) {
+    fixture fx;
+    if (!fixture_init(&fx, 0)) return;
+    char id[BROKK_ID_BUFFER_SIZE];
+    memset(id, ID_SENTINEL, sizeof id);
+    brokk_publish_request r = publish_request("t", NULL);
+    r.id_out = id;
+    r.id_out_cap = sizeof id;
+    CHECK_STATUS(brokk_broker_publish_with(NULL, &r, "{}", 2), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_publish_with(fx.b, NULL, "{}", 2), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_publish_with(NULL, NULL, "{}", 2), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_publish_with(fx.b, NULL, NULL, 0), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_EQ(id[0], ID_SENTINEL);
+    EXPECT_WITH(&fx, &r, NULL, 2, BROKK_STATUS_NULL_ARGUMENT);
+    EXPECT_WITH(&fx, &r, NULL, 0, BROKK_STATUS_NULL_ARGUMENT);
+    brokk_publish_request no_topic = publish_request(NULL, NULL);
+    no_topic.id_out = id;
+    EXPECT_WITH(&fx, &no_topic, "{}", 2, BROKK_STATUS_NULL_ARGUMENT);
+    no_topic.topic_len = 1;
+    EXPECT_WITH(&fx, &no_topic, "{}", 2, BROKK_STATUS_NULL_ARGUMENT);
+    EXPECT_WITH(&fx, &no_topic, NULL, 0, BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_EQ(stats_of(fx.b).published, 0);
+    fixture_finish(&fx);
+}
+
+/* Bad payloads, topics, metadata and ids: the statuses brokk_broker_publish gives, nothing
+ * published. */
+static void publish_with_rejects_bad_input(void) {
+    fixture fx;
+    if (!fixture_init(&fx, 0)) return;
+    char id[BROKK_ID_BUFFER_SIZE];
+    brokk_publish_request r = publish_request("t", NULL);
+    r.id_out = id;
+    static const char *bad_json[] = {"nonsense", "{\"a\":", "{} x", "{'a':1}", "[1,]", "01",
+                                     "NaN", "\"unterminated", "tru", " "};
+    for (size_t i = 0; i < sizeof bad_json / sizeof bad_json[0]; i++)
+        EXPECT_WITH_S(&fx, &r, bad_json[i], BROKK_STATUS_INVALID_JSON);
+    EXPECT_WITH(&fx, &r, "", 0, BROKK_STATUS_INVALID_JSON); /* empty, not NULL */
+    EXPECT_WITH(&fx, &r, "{}\0", 3, BROKK_STATUS_INVALID_JSON);
+    EXPECT_WITH(&fx, &r, "{\"a\":1}garbage", 7, BROKK_STATUS_OK); /* the length counts */
+    char long_topic[BROKK_TOPIC_MAX_LEN + 1];
+    memset(long_topic, 'a', sizeof long_topic);
+    static const char *bad_topics[] = {"", "a b", "a/b", " t", "t ", "a*", "a:b", "a#b"};
+    for (size_t i = 0; i < sizeof bad_topics / sizeof bad_topics[0]; i++) {
+        brokk_publish_request bt = publish_request(bad_topics[i], NULL);
+        bt.id_out = id;
+        EXPECT_WITH_S(&fx, &bt, "{}", BROKK_STATUS_INVALID_TOPIC);
+        CHECK_STATUS(brokk_broker_publish(fx.b, bad_topics[i], strlen(bad_topics[i]), "{}", 2,
+                                          NULL, NULL, 0),
+                     BROKK_STATUS_INVALID_TOPIC); /* as brokk_broker_publish */
+    }
+    brokk_publish_request lt = publish_request("x", NULL);
+    lt.topic = long_topic;
+    lt.topic_len = sizeof long_topic;
+    EXPECT_WITH(&fx, &lt, "{}", 2, BROKK_STATUS_INVALID_TOPIC);
+    brokk_publish_request nul = publish_request("t", NULL);
+    nul.topic = "t\0";
+    nul.topic_len = 2;
+    EXPECT_WITH(&fx, &nul, "{}", 2, BROKK_STATUS_INVALID_TOPIC);
+    brokk_publish_request utf = publish_request("\xff", NULL);
+    EXPECT_WITH(&fx, &utf, "{}", 2, BROKK_STATUS_INVALID_UTF8);
+    /* Bad options through the request. */
+    brokk_publish_options o;
+    memset(&o, 0, sizeof o);
+    o.metadata = "[1]";
+    o.metadata_len = 3;
+    r.options = &o;
+    EXPECT_WITH(&fx, &r, "{}", 2, BROKK_STATUS_INVALID_JSON);
+    memset(&o, 0, sizeof o);
+    o.id = "bad id";
+    o.id_len = 6;
+    EXPECT_WITH(&fx, &r, "{}", 2, BROKK_STATUS_INVALID_ID);
+    memset(&o, 0, sizeof o);
+    EXPECT_WITH(&fx, &r, "{}", 2, BROKK_STATUS_OK); /* the same request, fixed */
+    CHECK_EQ(stats_of(fx.b).published, 2);
+    fixture_finish(&fx);
+}
+
+/* The payload size limit holds through a request too. */
+static void publish_with_payload_size_limit(void) {
+    fixture fx;
+    if (!fixture_init(&fx, 64)) return;
+    char *p64 = json_string_of(64), *p65 = json_string_of(65);
+    brokk_publish_request r = publish_request("t", NULL);
+    EXPECT_WITH(&fx, &r, p64, 64, BROKK_STATUS_OK);
+    EXPECT_WITH(&fx, &r, p65, 65, BROKK_STATUS_PAYLOAD_TOO_LARGE);
+    JOIN_OK(fx.b);
+    if (CHECK_EQ(recorder_count(&fx.rec), 1)) CHECK_STREQ(fx.rec.recs[0].payload, p64);
+    free(p64);
+    free(p65);
+    fixture_finish(&fx);
+}
+
+static void publish_with_after_close_returns_closed(void) {
+    for (int force = 0; force < 2; force++) {
+        brokk_broker *b = new_broker(1);
+        if (!b) return;
+        char id[BROKK_ID_BUFFER_SIZE];
+        brokk_publish_request r = publish_request("gone", NULL);
+        r.id_out = id;
+        r.id_out_cap = sizeof id;
+        CHECK_OK(brokk_broker_publish_with(b, &r, "1", 1));
+        CHECK_OK(brokk_broker_close(b, force ? 0 : wait_ms(), force, NULL));
+        memset(id, ID_SENTINEL, sizeof id);
+        CHECK_STATUS(brokk_broker_publish_with(b, &r, "2", 1), BROKK_STATUS_CLOSED);
+        CHECK_STATUS(brokk_broker_publish(b, "gone", 4, "2", 1, NULL, id, sizeof id),
+                     BROKK_STATUS_CLOSED); /* as brokk_broker_publish */
+        CHECK_EQ(id[0], ID_SENTINEL); /* untouched: nothing was published */
+        brokk_broker_free(b);
+    }
+}
+
 static const test_case TESTS[] = {
     TEST_CASE(publish_null_arguments),
     TEST_CASE(publish_rejects_invalid_topics),
@@ -590,6 +993,14 @@ static const test_case TESTS[] = {
     TEST_CASE(publish_id_out_may_be_null),
     TEST_CASE(publish_combined_errors_publish_nothing),
     TEST_CASE(publish_copies_its_inputs),
+    TEST_CASE(publish_with_reuses_one_request),
+    TEST_CASE(publish_with_options_like_publish),
+    TEST_CASE(publish_with_id_out),
+    TEST_CASE(publish_with_id_buffer_too_small),
+    TEST_CASE(publish_with_null_arguments),
+    TEST_CASE(publish_with_rejects_bad_input),
+    TEST_CASE(publish_with_payload_size_limit),
+    TEST_CASE(publish_with_after_close_returns_closed),
 };
 
 int main(int argc, char **argv) { return RUN_TESTS("test_publish", TESTS, argc, argv); }

@@ -31,12 +31,14 @@ static const symbol SYMBOLS[] = {
     SYM(brokk_broker_fetch),
     SYM(brokk_broker_fetch_batch),
     SYM(brokk_broker_take),
+    SYM(brokk_broker_take_with),
     SYM(brokk_broker_free),
     SYM(brokk_broker_join),
     SYM(brokk_broker_nack),
     SYM(brokk_broker_new),
     SYM(brokk_broker_publish),
     SYM(brokk_broker_publish_batch),
+    SYM(brokk_broker_publish_with),
     SYM(brokk_broker_purge),
     SYM(brokk_broker_remove_listener),
     SYM(brokk_broker_stats),
@@ -69,7 +71,7 @@ static const symbol SYMBOLS[] = {
 #define N_SYMBOLS (sizeof SYMBOLS / sizeof SYMBOLS[0])
 
 static void every_symbol_links(void) {
-    CHECK_EQ(N_SYMBOLS, 43);
+    CHECK_EQ(N_SYMBOLS, 45);
     for (size_t i = 0; i < N_SYMBOLS; i++) {
         if (SYMBOLS[i].address == NULL) FAILF("%s has no address", SYMBOLS[i].name);
         for (size_t j = 0; j < i; j++)
@@ -112,6 +114,10 @@ static void signatures_are_pinned(void) {
                                   size_t *) = brokk_broker_fetch_batch;
     brokk_status (*p_take)(const brokk_broker *, const char *, size_t, const char *, size_t, uint64_t,
                            char *, size_t, size_t *) = brokk_broker_take;
+    brokk_status (*p_take_with)(const brokk_broker *, brokk_take_request *) =
+        brokk_broker_take_with;
+    brokk_status (*p_publish_with)(const brokk_broker *, const brokk_publish_request *,
+                                   const char *, size_t) = brokk_broker_publish_with;
     brokk_status (*p_ack_batch)(const brokk_broker *, const uint64_t *, size_t, size_t *) =
         brokk_broker_ack_batch;
     brokk_status (*p_read)(const brokk_message *, brokk_message_fields *) = brokk_message_read;
@@ -172,7 +178,7 @@ static void signatures_are_pinned(void) {
         (any_fn)p_count,       (any_fn)p_purge,          (any_fn)p_publish_batch,
         (any_fn)p_priority,    (any_fn)p_group,          (any_fn)p_requeue_delay,
         (any_fn)p_fetch_batch, (any_fn)p_ack_batch,      (any_fn)p_read,
-        (any_fn)p_take,
+        (any_fn)p_take,        (any_fn)p_take_with,      (any_fn)p_publish_with,
     };
     CHECK_EQ(sizeof all / sizeof all[0], N_SYMBOLS);
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) CHECK(all[i] != NULL);
