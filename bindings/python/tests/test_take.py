@@ -118,3 +118,28 @@ def test_a_take_blocked_without_limit_returns_closed_when_the_broker_closes():
     b.close(timeout=T(10))
     t.join(T(10))
     assert not t.is_alive() and isinstance(outcome[0], brokk.ClosedError)
+
+
+@pytest.mark.parametrize("requests", [True, False], ids=["request-form", "argument-form"])
+def test_both_call_forms_publish_and_take_alike(broker, monkeypatch, requests):
+    """Where pointers are 64-bit, publish and take go through per-thread request structs
+    (brokk_broker_publish_with, brokk_broker_take_with); elsewhere through the plain calls.
+    Both behave alike, past the per-thread cache's size too."""
+    from brokk import _broker
+
+    monkeypatch.setattr(_broker, "_REQUESTS", requests and _broker._REQUESTS)
+    topics = [f"t{i}" for i in range(_broker._MAX_REQUESTS + 20)]
+    for topic in topics:
+        broker.take_raw(topic)  # the group, before publishing
+        broker.publish(topic, topic, priority=1)
+        broker.publish(topic, topic + "-high", priority=2)
+        broker.publish(topic, topic + "-low")
+    for topic in topics:
+        assert [broker.take(topic) for _ in range(3)] == [topic + "-high", topic, topic + "-low"]
+        assert broker.take(topic) is None
+    with pytest.raises(brokk.InvalidTopicError):
+        broker.publish("bad topic", 1)
+    with pytest.raises(brokk.InvalidTopicError):
+        broker.take_raw("bad topic")
+    ids = {broker.publish("ids", i) for i in range(10)}
+    assert len(ids) == 10
