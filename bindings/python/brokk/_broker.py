@@ -37,7 +37,6 @@ _publish = _ffi.lib_address.brokk_broker_publish  # the broker, options and id b
 _fetch = lib.brokk_broker_fetch
 _fetch_batch = lib.brokk_broker_fetch_batch
 _ack = lib.brokk_broker_ack
-_take = _ffi.lib_address.brokk_broker_take  # the broker, payload buffer and length by address
 _BUFFER_TOO_SMALL = _ffi.BROKK_STATUS_BUFFER_TOO_SMALL
 _ack_batch = _ffi.lib_address.brokk_broker_ack_batch  # the ids by address (an array.array)
 _last_error = _ffi.last_error
@@ -46,23 +45,31 @@ _u64_array = array.array
 assert array.array("Q").itemsize == 8, "array type Q is not 64-bit here"
 _SIZE_MAX = 2 ** (8 * ctypes.sizeof(c_size_t)) - 1
 _DELIVERY_PP = POINTER(POINTER(_ffi.brokk_delivery))
-_tls = threading.local()  # per thread: .id_out, the id buffer publish reuses; .take_out, take's
-# A thread's take buffer starts this big and grows to the largest payload it took, up to
+_tls = threading.local()  # per thread: the id buffer and the publish and take requests
+# A take request's buffer starts this big and grows to the largest payload it took, up to
 # _TAKE_BUFFER_KEEP; a larger one gets a buffer of its own for that call.
 _TAKE_BUFFER = 4096
 _TAKE_BUFFER_KEEP = 1 << 20
 
 
-# Where pointers are 64-bit (_ffi._W), publish and take call the request forms of the C functions
-# (brokk_broker_publish_with, brokk_broker_take_with) with a request struct kept per thread and
-# per topic: ctypes converts 2 or 4 arguments instead of 9 or 8, about a third of a take's cost.
-_REQUESTS = _ffi._W is not None
+# Publish and take call the request forms of the C functions (brokk_broker_publish_with,
+# brokk_broker_take_with) with a request struct kept per thread and per topic: ctypes converts 4
+# or 2 arguments instead of 8 or 9, and each costs it about as much as the rest of the call
+# (docs/bench/analysis.md).
 _publish_with = _ffi.lib_address.brokk_broker_publish_with
 _take_with = _ffi.lib_address.brokk_broker_take_with
 _MAX_REQUESTS = 256  # per thread and kind; past it the cache starts over
+# Where every field of a take request is 8 bytes (64-bit platforms), the binding sets its
+# timeout and reads its length through a memoryview of 64-bit words, faster than a ctypes
+# attribute; elsewhere through the attributes.
+_WORDS = all(
+    getattr(_ffi.brokk_take_request, name).size == 8 for name, _ in _ffi.brokk_take_request._fields_
+)
+_TIMEOUT_WORD = _ffi.brokk_take_request.timeout_ms.offset // 8
+_LENGTH_WORD = _ffi.brokk_take_request.payload_len.offset // 8
 
 
-def _publish_request(topic: str, priority: int) -> tuple[Any, int, Any, list]:
+def _publish_request(topic: str, priority: int) -> tuple[Any, ...]:
     """This thread's publish request for `topic` at `priority` (no id, no metadata), made and
     cached: (its address, the thread's id buffer, ...what it points to, kept alive)."""
     keep: list = []
@@ -97,10 +104,10 @@ def _id_buffer() -> tuple[Any, int]:
         return _tls.id_out
 
 
-def _take_request(topic: str, group: str | None, size: int) -> tuple[Any, ...]:
+def _take_request(topic: Any, group: Any, size: int) -> tuple[Any, ...]:
     """A take request for `topic` and `group` with a payload buffer of `size` bytes: (its
-    address, its fields as 64-bit words (to set the timeout and read the length without a
-    ctypes attribute), the buffer as a memoryview, its size, ...what it points to)."""
+    address, its fields as 64-bit words or the struct itself (see _WORDS), the buffer as a
+    memoryview, its size, ...what it points to)."""
     topic_bytes = _topic_bytes(topic)
     group_bytes = None if group is None else _bytes("group", group)
     data = bytearray(size)
@@ -115,23 +122,15 @@ def _take_request(topic: str, group: str | None, size: int) -> tuple[Any, ...]:
         payload_cap=size,
         payload_len=0,
     )
-    words = memoryview(request).cast("B").cast("Q")
-    return (ctypes.addressof(request), words, memoryview(data), size, request, buffer)
+    fields = memoryview(request).cast("B").cast("Q") if _WORDS else request
+    return (ctypes.addressof(request), fields, memoryview(data), size, request, buffer)
 
 
-# Word indexes in a take request (brokk_take_request, every field 8 bytes here).
-_TIMEOUT_WORD = 4
-_LENGTH_WORD = 7
-
-
-def _take_buffer(size: int) -> tuple[Any, memoryview, int, int, Any, int]:
-    """A payload buffer for brokk_broker_take: (its ctypes view, kept for its address; a
-    memoryview of it, which copies a payload out faster than ctypes.string_at; its address; its
-    size; the length out and its address)."""
-    data = bytearray(size)
-    view = (c_char * size).from_buffer(data)
-    length = c_size_t()
-    return view, memoryview(data), ctypes.addressof(view), size, length, ctypes.addressof(length)
+def _wait_start(timeout: Any) -> tuple[float | None, int]:
+    """The deadline of a wait of `timeout` seconds (None: without limit) and its first slice."""
+    total_ms = _wait_ms("timeout", timeout)
+    deadline = None if total_ms == _ffi.BROKK_WAIT_FOREVER else time.monotonic() + total_ms / 1000
+    return deadline, _slice(deadline)
 
 
 # Long waits are cut into slices this long, so that a signal (Ctrl-C) is handled between two of
@@ -429,7 +428,7 @@ class Broker(Owned):
             data = raw
         else:
             data = _payload(payload, raw)
-        if _REQUESTS and id is None and metadata is None and type(topic) is str and type(priority) is int:
+        if id is None and metadata is None and type(topic) is str and type(priority) is int:
             # This thread's request for the topic and priority: four arguments to convert.
             try:
                 prepared = _tls.publish_requests[topic if priority == 0 else (topic, priority)]
@@ -618,88 +617,26 @@ class Broker(Owned):
         all; None: without limit). At most once: the message is gone from the group once this
         returns, whatever happens next. For consumers that keep no delivery open; listeners
         hear it dispatched, then processed."""
-        # The hot path of a taker: one C call into a per-thread buffer, the in-flight bracket
-        # of Owned inlined, and no deadline arithmetic for the usual timeout of 0.
-        if _REQUESTS and type(topic) is str:
-            return self._take_requested(topic, group, timeout)
-        topic_bytes = _topic_cache.get(topic) if type(topic) is str else None
-        if topic_bytes is None:
-            topic_bytes = _topic_bytes(topic)
-        if group is None:
-            group_bytes = None
-            group_len = 0
-        else:
-            group_bytes = _bytes("group", group)
-            group_len = len(group_bytes) if group_bytes is not None else 0
-        topic_len = len(topic_bytes) if topic_bytes is not None else 0
-        if timeout == 0 and type(timeout) in (float, int):
-            deadline = None
-            slice_ms = 0
-        else:
-            total_ms = _wait_ms("timeout", timeout)
-            deadline = None if total_ms == _ffi.BROKK_WAIT_FOREVER else time.monotonic() + total_ms / 1000
-            slice_ms = _slice(deadline)
-        try:
-            out = _tls.take_out
-        except AttributeError:
-            out = _tls.take_out = _take_buffer(_TAKE_BUFFER)
-        calls = self._calls
-        while True:
-            _, buffer, address, size, length, length_address = out
-            calls.append(None)  # the in-flight bracket of Owned._acquire/_unuse, inlined
-            try:
-                if self._release_pending:
-                    raise self._closed_error()
-                status = _take(
-                    self._address,
-                    topic_bytes,
-                    topic_len,
-                    group_bytes,
-                    group_len,
-                    slice_ms,
-                    address,
-                    size,
-                    length_address,
-                )
-            finally:
-                calls.pop()
-                if self._release_pending and not calls:
-                    self._last_out()
-            if status == 0:
-                n = length.value
-                if n:
-                    return buffer[:n].tobytes()
-                if slice_ms == 0 or (deadline is not None and time.monotonic() >= deadline):
-                    return None
-                slice_ms = _slice(deadline)
-            elif status == _BUFFER_TOO_SMALL and length.value > size:
-                # Nothing was taken: again, with room for that payload (or a larger one's, if
-                # another consumer took that one meanwhile).
-                out = _take_buffer(length.value + 1)
-                if length.value < _TAKE_BUFFER_KEEP:
-                    _tls.take_out = out
-            else:
-                raise error_for(status, _last_error())
-
-    def _take_requested(self, topic: str, group: str | None, timeout: float | None) -> bytes | None:
-        """take_raw through this thread's request for the topic and group (_take_request)."""
+        # The hot path of a taker: one C call with this thread's request for the topic and
+        # group (brokk_broker_take_with), the in-flight bracket of Owned inlined, and no
+        # deadline arithmetic for the usual timeout of 0.
         key = topic if group is None else (topic, group)
         try:
             prepared = _tls.take_requests[key]
-        except (AttributeError, KeyError):
+        except (AttributeError, KeyError, TypeError):  # TypeError: an unhashable topic or group
             prepared = self._new_take_request(key, topic, group, _TAKE_BUFFER)
         if timeout == 0 and type(timeout) in (float, int):
-            deadline = None
-            slice_ms = 0
+            deadline, slice_ms = None, 0
         else:
-            total_ms = _wait_ms("timeout", timeout)
-            deadline = None if total_ms == _ffi.BROKK_WAIT_FOREVER else time.monotonic() + total_ms / 1000
-            slice_ms = _slice(deadline)
+            deadline, slice_ms = _wait_start(timeout)
         calls = self._calls
         while True:
-            address, words, buffer, size = prepared[0], prepared[1], prepared[2], prepared[3]
-            if words[_TIMEOUT_WORD] != slice_ms:
-                words[_TIMEOUT_WORD] = slice_ms
+            address, fields, buffer, size = prepared[0], prepared[1], prepared[2], prepared[3]
+            if _WORDS:
+                if fields[_TIMEOUT_WORD] != slice_ms:
+                    fields[_TIMEOUT_WORD] = slice_ms
+            else:
+                fields.timeout_ms = slice_ms
             calls.append(None)  # the in-flight bracket of Owned._acquire/_unuse, inlined
             try:
                 if self._release_pending:
@@ -709,7 +646,7 @@ class Broker(Owned):
                 calls.pop()
                 if self._release_pending and not calls:
                     self._last_out()
-            n = words[_LENGTH_WORD]
+            n = fields[_LENGTH_WORD] if _WORDS else fields.payload_len
             if status == 0:
                 if n:
                     return buffer[:n].tobytes()
@@ -718,7 +655,8 @@ class Broker(Owned):
                 slice_ms = _slice(deadline)
             elif status == _BUFFER_TOO_SMALL and n > size:
                 # Nothing was taken: again, with room for that payload (or a larger one's, if
-                # another consumer took that one meanwhile).
+                # another consumer took that one meanwhile). A buffer over _TAKE_BUFFER_KEEP
+                # serves this call only.
                 prepared = self._new_take_request(key if n < _TAKE_BUFFER_KEEP else None, topic, group, n + 1)
             else:
                 raise error_for(status, _last_error())
@@ -727,7 +665,7 @@ class Broker(Owned):
     def _new_take_request(key: Any, topic: str, group: str | None, size: int) -> tuple[Any, ...]:
         """A take request, cached for this thread under `key` (None: not cached)."""
         prepared = _take_request(topic, group, size)
-        if key is not None:
+        if key is not None and type(topic) is str and (group is None or type(group) is str):
             try:
                 requests = _tls.take_requests
             except AttributeError:

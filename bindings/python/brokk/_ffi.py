@@ -455,13 +455,13 @@ GIL_HELD_FUNCTIONS: dict[str, tuple[object, list[object]]] = {
 # brokk_broker_publish, once per message a producer sends, is bound a second time too, on a CDLL
 # (it may wait: it releases the GIL), with its pointers as plain addresses: ctypes converts an int
 # for a c_void_p faster than it checks a ctypes pointer object against a POINTER type. So are
-# brokk_broker_ack_batch, whose ids come from an array.array (its buffer address), and
-# brokk_broker_take, once per message a taker takes, whose buffer and length are per thread.
-# Where pointers are 64-bit, publish and take declare their bytes, sizes and timeout as c_void_p
-# too: ctypes converts an argument for c_void_p (int, bytes or None) in about half the time it
-# takes for c_char_p, c_size_t or c_uint64, and those are all 64-bit integer arguments of one
-# register class in the C calling conventions of such platforms (x86-64 and AArch64; System V
-# and Windows alike). (Measured: a nine-argument take, 1.34 µs a call with the declared types,
+# brokk_broker_ack_batch, whose ids come from an array.array (its buffer address), and the
+# request forms of publish and take below.
+# Where pointers are 64-bit, publish declares its bytes and sizes as c_void_p too: ctypes
+# converts an argument for c_void_p (int, bytes or None) in about half the time it takes for
+# c_char_p, c_size_t or c_uint64, and those are all 64-bit integer arguments of one register
+# class in the C calling conventions of such platforms (x86-64 and AArch64; System V and
+# Windows alike). (Measured: a nine-argument take, 1.34 µs a call with the declared types,
 # 0.86 µs with c_void_p.) Elsewhere they keep the declared types.
 _W = c_void_p if ctypes.sizeof(c_void_p) == 8 else None
 ADDRESS_FUNCTIONS: dict[str, tuple[object, list[object]]] = {
@@ -470,14 +470,10 @@ ADDRESS_FUNCTIONS: dict[str, tuple[object, list[object]]] = {
         brokk_status,
         [c_void_p, _W or c_char_p, _W or c_size_t, _W or c_char_p, _W or c_size_t, c_void_p, c_void_p, _W or c_size_t],
     ),
-    "brokk_broker_take": (
-        brokk_status,
-        [c_void_p, _W or c_char_p, _W or c_size_t, _W or c_char_p, _W or c_size_t, _W or c_uint64, c_void_p,
-         _W or c_size_t, c_void_p],
-    ),
-    # Their request forms: ctypes spends about 1 100 instructions converting each argument, as
-    # many as the rest of a call, so the per-thread request structs the binding keeps per topic
-    # (see _broker.py) make a take cost 2 arguments instead of 9, a publish 4 instead of 8.
+    # The request forms of take and publish: ctypes spends about 1 100 instructions converting
+    # each argument, as many as the rest of a call, so the per-thread request structs the binding
+    # keeps per topic (see _broker.py) make a take cost 2 arguments instead of 9, a publish 4
+    # instead of 8.
     "brokk_broker_take_with": (brokk_status, [c_void_p, c_void_p]),
     "brokk_broker_publish_with": (brokk_status, [c_void_p, c_void_p, _W or c_char_p, _W or c_size_t]),
 }

@@ -120,14 +120,16 @@ def test_a_take_blocked_without_limit_returns_closed_when_the_broker_closes():
     assert not t.is_alive() and isinstance(outcome[0], brokk.ClosedError)
 
 
-@pytest.mark.parametrize("requests", [True, False], ids=["request-form", "argument-form"])
-def test_both_call_forms_publish_and_take_alike(broker, monkeypatch, requests):
-    """Where pointers are 64-bit, publish and take go through per-thread request structs
-    (brokk_broker_publish_with, brokk_broker_take_with); elsewhere through the plain calls.
-    Both behave alike, past the per-thread cache's size too."""
+@pytest.mark.parametrize("words", [True, False], ids=["words", "attributes"])
+def test_requests_kept_per_thread_publish_and_take_past_the_cache_size(broker, monkeypatch, words):
+    """Publish and take go through request structs kept per thread and topic
+    (brokk_broker_publish_with, brokk_broker_take_with), read through 64-bit words where every
+    field is 8 bytes and through ctypes attributes elsewhere: both work, past the per-thread
+    cache's size too; a publish with an id or metadata takes the plain call."""
     from brokk import _broker
 
-    monkeypatch.setattr(_broker, "_REQUESTS", requests and _broker._REQUESTS)
+    monkeypatch.setattr(_broker, "_WORDS", words and _broker._WORDS)
+    monkeypatch.setattr(_broker._tls, "take_requests", {}, raising=False)  # made in this mode
     topics = [f"t{i}" for i in range(_broker._MAX_REQUESTS + 20)]
     for topic in topics:
         broker.take_raw(topic)  # the group, before publishing
@@ -143,3 +145,8 @@ def test_both_call_forms_publish_and_take_alike(broker, monkeypatch, requests):
         broker.take_raw("bad topic")
     ids = {broker.publish("ids", i) for i in range(10)}
     assert len(ids) == 10
+    assert broker.publish("ids", 1, id="mine", metadata={"k": 1}) == "mine"
+    broker.publish("ids", "x" * 9000)  # grows the request's buffer
+    # The first group takes over what the topic retained, in order.
+    assert [broker.take("ids") for _ in range(12)] == [*range(10), 1, "x" * 9000]
+    assert broker.take_raw("ids") is None
