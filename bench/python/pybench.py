@@ -607,7 +607,7 @@ def run_pynenc_broker(o: argparse.Namespace) -> None:
             **({"synchronous": "normal"} if store == "sqlite" else {}),
             **({} if route else {"prepublished": total}),
             "note": f"{what}, one call at a time on one thread"
-            + (" (fetch + ack of one delivery per call)" if impl == "brokk-pynenc" and not route else "")
+            + (" (one take: the next delivery, acked as it is taken, in one call)" if impl == "brokk-pynenc" and not route else "")
             + (" (RedisBroker: RPUSH per route, BLPOP per retrieve; pynenc 0.3.1)" if impl == "pynenc-redis" else ""),
             "version": version_of("pynenc"),
             **({"pynenc_redis": version_of("pynenc-redis")} if impl == "pynenc-redis" else {}),
