@@ -892,7 +892,8 @@ fn concurrent_takers_get_each_message_exactly_once(k: &Kit) {
     assert!(matches!(taken(&b, "jobs", Some("w"), 64), Taken::Empty)); // the group, before publishing
     const N: usize = 400;
     let batch: Vec<String> = (0..N).map(|i| i.to_string()).collect();
-    let messages: Vec<BatchMessage> = batch.iter().map(|p| BatchMessage { payload: p.as_bytes(), ..Default::default() }).collect();
+    let messages: Vec<BatchMessage> =
+        batch.iter().map(|p| BatchMessage { payload: p.as_bytes(), ..Default::default() }).collect();
     b.publish_batch("jobs", &messages).unwrap();
     let takers: Vec<_> = (0..4)
         .map(|_| {

@@ -269,7 +269,13 @@ impl Broker {
     /// SQLite): at most once, for consumers that keep no delivery open (pynenc's retrieve).
     /// Waits up to `timeout` as `fetch` does. Listeners hear it dispatched, then processed.
     /// A payload over `max_payload` bytes is not taken (`Taken::TooLarge`).
-    pub fn take(&self, topic: &str, group: Option<&str>, timeout: Option<Duration>, max_payload: usize) -> Result<Taken> {
+    pub fn take(
+        &self,
+        topic: &str,
+        group: Option<&str>,
+        timeout: Option<Duration>,
+        max_payload: usize,
+    ) -> Result<Taken> {
         self.shared().take(topic, group, timeout, max_payload)
     }
 

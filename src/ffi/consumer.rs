@@ -150,7 +150,16 @@ pub unsafe extern "C" fn brokk_broker_take(
 ) -> brokk_status {
     guard(|| {
         let len_out = output(payload_len_out, "payload_len_out")?;
-        let request = brokk_take_request { topic, topic_len, group, group_len, timeout_ms, payload_out, payload_cap, payload_len: 0 };
+        let request = brokk_take_request {
+            topic,
+            topic_len,
+            group,
+            group_len,
+            timeout_ms,
+            payload_out,
+            payload_cap,
+            payload_len: 0,
+        };
         take_one(broker, &request, len_out)
     })
 }

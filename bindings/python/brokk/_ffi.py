@@ -320,7 +320,17 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     ),
     "brokk_broker_take": (
         brokk_status,
-        [_P(brokk_broker), c_char_p, c_size_t, c_char_p, c_size_t, c_uint64, _P(c_char), c_size_t, _P(c_size_t)],
+        [
+            _P(brokk_broker),
+            c_char_p,
+            c_size_t,
+            c_char_p,
+            c_size_t,
+            c_uint64,
+            _P(c_char),
+            c_size_t,
+            _P(c_size_t),
+        ],
     ),
     "brokk_broker_take_with": (brokk_status, [_P(brokk_broker), _P(brokk_take_request)]),
     "brokk_delivery_message": (_P(brokk_message), [_P(brokk_delivery)]),
@@ -468,7 +478,16 @@ ADDRESS_FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "brokk_broker_ack_batch": (brokk_status, [POINTER(brokk_broker), c_void_p, c_size_t, POINTER(c_size_t)]),
     "brokk_broker_publish": (
         brokk_status,
-        [c_void_p, _W or c_char_p, _W or c_size_t, _W or c_char_p, _W or c_size_t, c_void_p, c_void_p, _W or c_size_t],
+        [
+            c_void_p,
+            _W or c_char_p,
+            _W or c_size_t,
+            _W or c_char_p,
+            _W or c_size_t,
+            c_void_p,
+            c_void_p,
+            _W or c_size_t,
+        ],
     ),
     # The request forms of take and publish: ctypes spends about 1 100 instructions converting
     # each argument, as many as the rest of a call, so the per-thread request structs the binding

@@ -11,6 +11,7 @@ short C call. A call appends to ``_calls`` and then reads ``_release_pending``; 
 whichever comes second sees the other: a call that started before the release is in ``_calls``
 (the release leaves the free to it), and a call that starts after sees the flag and raises.
 Whoever frees takes the pointer under ``_lock``, so it is freed once.
+
 A free may wait (brokk_broker_free waits for the handlers running at that moment), so it runs
 on a thread of its own whenever the thread asking for it must not wait: a brokk thread inside a
 callback, a thread whose call happened to be the last in flight, or a close that has a deadline

@@ -79,7 +79,8 @@ if hasattr(os, "register_at_fork"):
 def _id_payload(invocation_id: str) -> bytes:
     """The JSON text of an invocation id: quoted as it is when nothing in it needs escaping
     (pynenc's ids are UUIDs), else by the JSON encoder."""
-    if invocation_id.isascii() and invocation_id.isprintable() and '"' not in invocation_id and "\\" not in invocation_id:
+    plain = invocation_id.isascii() and invocation_id.isprintable()
+    if plain and '"' not in invocation_id and "\\" not in invocation_id:
         return b'"' + invocation_id.encode("ascii") + b'"'
     return json.dumps(invocation_id, ensure_ascii=False).encode("utf-8", "surrogatepass")
 
@@ -93,7 +94,6 @@ def _invocation_id(raw: bytes) -> str | None:
     except ValueError:
         return None
     return value if type(value) is str else None
-
 
 
 def brokk_priority(priority: Any) -> int:

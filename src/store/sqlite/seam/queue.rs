@@ -41,7 +41,8 @@ impl SqliteQueue {
     /// redeliveries: it is the id too.
     fn delivery(&self, row: &StoredDelivery, renewed: bool) -> Delivery {
         let m = &row.message;
-        let message = Message::restore(&self.topic, &m.id, &m.payload, m.metadata.as_deref(), m.priority, m.timestamp_ms);
+        let message =
+            Message::restore(&self.topic, &m.id, &m.payload, m.metadata.as_deref(), m.priority, m.timestamp_ms);
         let key = row.key as u64;
         Delivery { message, id: key, key, subscription: 0, attempt: row.attempt, renewed, group: self.name.clone() }
     }
@@ -90,13 +91,16 @@ impl GroupQueue for SqliteQueue {
     fn take(&self, max_payload: usize) -> Result<Take> {
         let owner = &self.local.owner;
         let spare = [owner.renewed.as_str(), owner.deadline.as_str()];
-        let taken = self
-            .reread(|| self.local.file.take_counted(self.id, owner.holder(true), self.local.lease, spare, max_payload))?;
+        let taken = self.reread(|| {
+            self.local.file.take_counted(self.id, owner.holder(true), self.local.lease, spare, max_payload)
+        })?;
         Ok(match taken {
             StoredTake::Empty => Take::Empty,
             StoredTake::TooLarge(size) => Take::TooLarge(size),
             StoredTake::Got(row) => {
                 self.local.wrote();
+                // Issued, if settled already: a later ack of its id is ALREADY_SETTLED.
+                self.local.max_issued.fetch_max(row.key as u64, Ordering::Relaxed);
                 Take::Got(self.delivery(&row, true))
             }
         })
