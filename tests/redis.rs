@@ -14,7 +14,8 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use brokk::{
-    BatchMessage, Broker, BrokerConfig, Delivery, ErrorKind, FetchOptions, PublishOptions, SubscribeOptions, Verdict,
+    BatchMessage, Broker, BrokerConfig, Delivery, ErrorKind, FetchOptions, PublishOptions, SubscribeOptions, Taken,
+    Verdict,
 };
 use common::redis_server::{self, RedisServer};
 use common::shared_store::{eventually, grouped, payload_of, recorder, Seen, LONG};
@@ -354,12 +355,25 @@ fn a_killed_consumer_s_deliveries_come_back_to_another_member_with_the_next_atte
     let deadline = Instant::now() + LONG;
     while back.len() < 10 {
         assert!(Instant::now() < deadline, "only {back:?} came back");
-        for topic in ["jobs", "tasks"] {
-            let opts = FetchOptions { group: Some("workers"), ..Default::default() };
-            if let Some(d) = parent.fetch_with(topic, &opts, Some(Duration::from_millis(50))).unwrap() {
-                back.insert(payload_of(&d), d.attempt());
-                parent.ack(d.id()).unwrap();
+        // "tasks" by fetch and ack; "jobs" by take, first with no room, which leaves the
+        // reclaimed delivery ready where it was, at its new attempt, for a take with room.
+        let opts = FetchOptions { group: Some("workers"), ..Default::default() };
+        if let Some(d) = parent.fetch_with("tasks", &opts, Some(Duration::from_millis(50))).unwrap() {
+            back.insert(payload_of(&d), d.attempt());
+            parent.ack(d.id()).unwrap();
+        }
+        match parent.take("jobs", Some("workers"), Some(Duration::from_millis(50)), 1).unwrap() {
+            Taken::Empty => {}
+            Taken::TooLarge(size) => {
+                assert!(parent.count(Some(&["jobs"])).unwrap() >= 1, "left in place, it counts as ready");
+                match parent.take("jobs", Some("workers"), Some(Duration::ZERO), size).unwrap() {
+                    Taken::Message(d) => {
+                        back.insert(payload_of(&d), d.attempt());
+                    }
+                    other => panic!("the delivery left in place: {other:?}"),
+                }
             }
+            Taken::Message(d) => panic!("a take with room for 1 byte took {}", payload_of(&d)),
         }
     }
     assert_eq!(back.keys().cloned().collect::<BTreeSet<_>>(), held);

@@ -272,26 +272,10 @@ pub(crate) trait GroupQueue: Send + Sync + Any {
     /// The deliveries are done (acked, failed or dropped): gone from the store.
     fn settle(&self, done: &[Delivery]) -> Result<()>;
 
-    /// Takes the next ready delivery and settles it in the same step: it is gone from the
-    /// store when this returns (at most once). One whose payload is over `max_payload` bytes
-    /// is left where it is. The default claims and settles; a store that can do both in one
-    /// transaction or script does.
-    fn take(&self, max_payload: usize) -> Result<Take> {
-        let mut out = Vec::with_capacity(1);
-        if self.claim(1, Lease::Renewed, &mut out)? == 0 {
-            return Ok(Take::Empty);
-        }
-        let delivery = out.pop().expect("a claim of one that took one");
-        let size = delivery.message.payload().len();
-        let settled = if size > max_payload { Ok(()) } else { self.settle(std::slice::from_ref(&delivery)) };
-        if size > max_payload || settled.is_err() {
-            // Back as it was; should that fail too, a shared store's lease brings it back.
-            let _ = self.requeue(&delivery, Requeue::Unstarted);
-            settled?;
-            return Ok(Take::TooLarge(size));
-        }
-        Ok(Take::Got(delivery))
-    }
+    /// Takes the next ready delivery (as a claim of one would) and settles it in the same
+    /// step, one transaction or script: it is gone from the store when this returns (at most
+    /// once). One whose payload is over `max_payload` bytes is left where it is, ready.
+    fn take(&self, max_payload: usize) -> Result<Take>;
 
     /// Gives a claimed delivery back to the group.
     fn requeue(&self, delivery: &Delivery, how: Requeue) -> Result<Requeued>;

@@ -15,7 +15,7 @@ use super::{reply, scripts, Held, Local};
 use crate::error::Result;
 use crate::message::{Delivery, Message};
 use crate::store::shared::ReadyCount;
-use crate::store::{GroupQueue, Lease, Requeue, Requeued};
+use crate::store::{GroupQueue, Lease, Requeue, Requeued, Take};
 
 pub(crate) struct RedisQueue {
     local: Arc<Local>,
@@ -178,6 +178,35 @@ impl GroupQueue for RedisQueue {
             self.local.touched.lock().insert((Arc::clone(&self.base), Arc::clone(&self.group)));
         }
         Ok(got)
+    }
+
+    /// The claim script in its take mode: claimed and settled in one script, one round trip.
+    fn take(&self, max_payload: usize) -> Result<Take> {
+        let owner = &self.local.owner;
+        let (mut items, too_large) = self.reread(|| {
+            let r = self.local.script("take", &scripts::CLAIM, &self.base, |call| {
+                call.arg(&*self.group).arg(owner.holder(true)).arg(self.local.lease.as_millis().max(1) as u64).arg(1);
+                call.arg(&owner.deadline).arg(max_payload as u64);
+            })?;
+            let mut items = reply::array(r, "take")?.into_iter();
+            let mut next = || items.next().ok_or_else(|| reply::malformed("take"));
+            let ready = reply::int(&next()?, "take")?;
+            let too_large = reply::int(&next()?, "take")?;
+            Ok(((items, too_large), ready.max(0) as u64))
+        })?;
+        if too_large > 0 {
+            self.local.touched.lock().insert((Arc::clone(&self.base), Arc::clone(&self.group)));
+            return Ok(Take::TooLarge(too_large as usize));
+        }
+        let mut items = items.by_ref().peekable();
+        if items.peek().is_none() {
+            return Ok(Take::Empty);
+        }
+        let (d, _, seq) = self.delivery(&mut items, true)?;
+        self.local.wrote();
+        self.local.issue(&self.topic, seq);
+        self.local.touched.lock().insert((Arc::clone(&self.base), Arc::clone(&self.group)));
+        Ok(Take::Got(d))
     }
 
     fn settle(&self, done: &[Delivery]) -> Result<()> {

@@ -7,8 +7,13 @@
 -- its deadline timer requeues them.
 -- Returns {ready after, then nine per delivery: entry, number, attempt, id, payload, has
 -- metadata, metadata, priority, time}.
+-- A take (ARGV[7] given; max is 1) settles what it hands out in the same script (XACK, XDEL),
+-- unless its payload is over ARGV[7] bytes: then it stays where it was, ready, for a take with
+-- room for it. A take's reply has one more value after the ready count: that payload's size, or
+-- 0.
 local g, holder, lease, max = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local spare = ARGV[6]
+local take_limit = tonumber(ARGV[7])
 local now = server_now()
 if not group_exists(g) then
   -- A named group lives as long as Redis keeps it; one that is missing was lost with the data
@@ -32,10 +37,29 @@ for _, member in ipairs(redis.call('ZRANGEBYSCORE', leases(g), '-inf', now)) do
 end
 
 local out = {0}
+if take_limit then out[2] = 0 end
 local got, taken_ready = 0, 0
-local function hand_out(member, p, f, attempt)
-  redis.call('HSET', holders(g), member, holder .. ' ' .. attempt)
-  redis.call('ZADD', leases(g), now + lease, member)
+local emptied = {} -- priorities whose entries a take deleted
+local function hand_out(member, p, f, attempt, key, id)
+  if take_limit then
+    if #f.p > take_limit then
+      -- Back in place, ready (whether it was ready or its lease had run out), and the take ends.
+      redis.call('XCLAIM', key, CG, FREE, 0, id, 'JUSTID')
+      redis.call('HSET', holders(g), member, FREE .. ' ' .. attempt)
+      redis.call('ZADD', leases(g), 0, member)
+      taken_ready = taken_ready - 1
+      out[2] = #f.p
+      got = max
+      return
+    end
+    redis.call('XACK', key, CG, id)
+    redis.call('XDEL', key, id)
+    forget(g, member)
+    emptied[p] = true
+  else
+    redis.call('HSET', holders(g), member, holder .. ' ' .. attempt)
+    redis.call('ZADD', leases(g), now + lease, member)
+  end
   local has_meta = 0
   if f.m then has_meta = 1 end
   local n = #out
@@ -63,7 +87,7 @@ for _, p in ipairs(redis.call('ZREVRANGE', prios(g), 0, -1)) do
           attempt = d.attempt
           taken_ready = taken_ready + 1
         end
-        hand_out(d.member, p, fields_of(e[2]), attempt)
+        hand_out(d.member, p, fields_of(e[2]), attempt, key, d.id)
       end
     end
   end
@@ -73,12 +97,13 @@ for _, p in ipairs(redis.call('ZREVRANGE', prios(g), 0, -1)) do
       for _, e in ipairs(r[1][2]) do
         local f = fields_of(e[2])
         taken_ready = taken_ready + 1
-        hand_out(p .. '/' .. e[1], p, f, tonumber(f.a))
+        hand_out(p .. '/' .. e[1], p, f, tonumber(f.a), key, e[1])
       end
     end
   end
 end
-if taken_ready > 0 then redis.call('HINCRBY', READY, g, -taken_ready) end
+if taken_ready ~= 0 then redis.call('HINCRBY', READY, g, -taken_ready) end
+for p in pairs(emptied) do drop_if_drained(g, p) end
 if got > 0 or wrote then touched() end
 out[1] = ready_of(g)
 return out
