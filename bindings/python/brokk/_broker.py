@@ -47,9 +47,10 @@ _SIZE_MAX = 2 ** (8 * ctypes.sizeof(c_size_t)) - 1
 _DELIVERY_PP = POINTER(POINTER(_ffi.brokk_delivery))
 _tls = threading.local()  # per thread: the id buffer and the publish and take requests
 # A take request's buffer starts this big and grows to the largest payload it took, up to
-# _TAKE_BUFFER_KEEP; a larger one gets a buffer of its own for that call.
+# _TAKE_BUFFER_KEEP; a larger one gets a buffer of its own for that call. (At most
+# _MAX_REQUESTS requests per thread: at most 16 MiB of kept buffers per thread.)
 _TAKE_BUFFER = 4096
-_TAKE_BUFFER_KEEP = 1 << 20
+_TAKE_BUFFER_KEEP = 64 << 10
 
 
 # Publish and take call the request forms of the C functions (brokk_broker_publish_with,
