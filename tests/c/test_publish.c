@@ -39,6 +39,37 @@ static void fixture_finish(fixture *fx) {
 
 #define ID_SENTINEL 'Z'
 
+/* Checks a publish's status `st` against `want` (`what` names the call); on failure also that
+ * brokk_last_error() says why, that the id buffer `id` (filled with ID_SENTINEL before the
+ * call) is untouched, and that the stats are what they were `before`. */
+static void check_publish_status(fixture *fx, const char *what, brokk_status st, brokk_status want,
+                                 const char *id, size_t id_size, brokk_stats before, int line) {
+    const char *err = st != BROKK_STATUS_OK ? brokk_last_error() : "";
+    if (st != want) {
+        check_fail_(__FILE__, line, "%s returned %u (%s), want %u (%s); last error \"%s\"", what,
+                    (unsigned)st, brokk_status_str(st), (unsigned)want, brokk_status_str(want),
+                    err);
+    }
+    if (st == BROKK_STATUS_OK) return;
+    if (err[0] == '\0') check_fail_(__FILE__, line, "brokk_last_error() empty on failure");
+    for (size_t i = 0; i < id_size; i++) {
+        if (id[i] != ID_SENTINEL) {
+            check_fail_(__FILE__, line, "id_out written on failure (byte %zu)", i);
+            break;
+        }
+    }
+    brokk_stats after = stats_of(fx->b);
+    if (after.published != before.published || after.topics != before.topics ||
+        after.unrouted != before.unrouted)
+        check_fail_(__FILE__, line,
+                    "a failed %s changed stats: published %llu->%llu topics "
+                    "%llu->%llu unrouted %llu->%llu",
+                    what, (unsigned long long)before.published,
+                    (unsigned long long)after.published, (unsigned long long)before.topics,
+                    (unsigned long long)after.topics, (unsigned long long)before.unrouted,
+                    (unsigned long long)after.unrouted);
+}
+
 /* Publishes and checks the status; on failure also that nothing changed. */
 static brokk_status expect_publish(fixture *fx, const char *topic, size_t topic_len,
                                    const char *payload, size_t payload_len,
@@ -49,33 +80,8 @@ static brokk_status expect_publish(fixture *fx, const char *topic, size_t topic_
     brokk_stats before = stats_of(fx->b);
     brokk_status st =
         brokk_broker_publish(fx->b, topic, topic_len, payload, payload_len, opts, id, id_cap);
-    const char *err = st != BROKK_STATUS_OK ? brokk_last_error() : "";
-    if (st != want) {
-        check_fail_(__FILE__, line, "publish returned %u (%s), want %u (%s); last error \"%s\"",
-                    (unsigned)st, brokk_status_str(st), (unsigned)want, brokk_status_str(want),
-                    err);
-    }
-    if (st != BROKK_STATUS_OK) {
-        if (err[0] == '\0') check_fail_(__FILE__, line, "brokk_last_error() empty on failure");
-        for (size_t i = 0; i < sizeof id; i++) {
-            if (id[i] != ID_SENTINEL) {
-                check_fail_(__FILE__, line, "id_out written on failure (byte %zu)", i);
-                break;
-            }
-        }
-        brokk_stats after = stats_of(fx->b);
-        if (after.published != before.published || after.topics != before.topics ||
-            after.unrouted != before.unrouted)
-            check_fail_(__FILE__, line,
-                        "a failed publish changed stats: published %llu->%llu topics "
-                        "%llu->%llu unrouted %llu->%llu",
-                        (unsigned long long)before.published,
-                        (unsigned long long)after.published, (unsigned long long)before.topics,
-                        (unsigned long long)after.topics, (unsigned long long)before.unrouted,
-                        (unsigned long long)after.unrouted);
-    } else if (topic_len == 1 && topic[0] == 't') {
-        fx->expected++;
-    }
+    check_publish_status(fx, "publish", st, want, id, sizeof id, before, line);
+    if (st == BROKK_STATUS_OK && topic_len == 1 && topic[0] == 't') fx->expected++;
     return st;
 }
 
@@ -595,24 +601,8 @@ static brokk_status expect_publish_with(fixture *fx, const brokk_publish_request
     }
     brokk_stats before = stats_of(fx->b);
     brokk_status st = brokk_broker_publish_with(fx->b, &r, payload, payload_len);
-    const char *err = st != BROKK_STATUS_OK ? brokk_last_error() : "";
-    if (st != want)
-        check_fail_(__FILE__, line, "publish_with returned %u (%s), want %u (%s); last error \"%s\"",
-                    (unsigned)st, brokk_status_str(st), (unsigned)want, brokk_status_str(want), err);
-    if (st != BROKK_STATUS_OK) {
-        if (err[0] == '\0') check_fail_(__FILE__, line, "brokk_last_error() empty on failure");
-        for (size_t i = 0; i < sizeof id; i++) {
-            if (id[i] != ID_SENTINEL) {
-                check_fail_(__FILE__, line, "id_out written on failure (byte %zu)", i);
-                break;
-            }
-        }
-        brokk_stats after = stats_of(fx->b);
-        if (after.published != before.published || after.topics != before.topics ||
-            after.unrouted != before.unrouted)
-            check_fail_(__FILE__, line, "a failed publish_with changed stats: published %llu->%llu",
-                        (unsigned long long)before.published, (unsigned long long)after.published);
-    } else {
+    check_publish_status(fx, "publish_with", st, want, id, sizeof id, before, line);
+    if (st == BROKK_STATUS_OK) {
         if (r.topic_len == 1 && r.topic[0] == 't') fx->expected++;
         if (r.id_out && memchr(id, '\0', id_cap < sizeof id ? id_cap : sizeof id) == NULL)
             check_fail_(__FILE__, line, "id_out not NUL-terminated");
