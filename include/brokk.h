@@ -139,6 +139,11 @@ enum brokk_status
     BROKK_STATUS_UNAVAILABLE = 202,
     // The store failed to read or write (an I/O error, a full disk); the call had no effect.
     BROKK_STATUS_STORAGE_FAILED = 203,
+    // The connection to a server broke after the request may have reached it: the call may
+    // or may not have taken effect (a publish may be published, an ack applied). Retrying a
+    // publish may publish it twice; a retried ack or nack may say UNKNOWN_DELIVERY or
+    // ALREADY_SETTLED. Unlike UNAVAILABLE, which always means nothing was done.
+    BROKK_STATUS_OUTCOME_UNKNOWN = 204,
     // The broker is closed.
     BROKK_STATUS_CLOSED = 300,
     // brokk panicked inside the call; brokk_last_error() has the panic message. Please report.
@@ -597,6 +602,16 @@ brokk_status brokk_broker_new(const char *url,
 // same teardown completes on a brokk thread when that callback returns.
 // Takes: `broker`, which must not be used afterwards by any thread. NULL is a no-op.
 void brokk_broker_free(struct brokk_broker *broker);
+
+// Releases a broker without waiting for its callbacks. Like brokk_broker_free, it closes the
+// broker with force if it is not closed yet; but handler and listener invocations running at
+// that moment are not waited for: they finish on their own, and the teardown (the finalisers,
+// free_user_data, included) completes on a brokk thread once the last of them returns. Use it
+// after a forced close that must return promptly whatever a handler is doing; use
+// brokk_broker_free when the host needs every callback finished before it goes on.
+// Takes: `broker`, which must not be used afterwards by any thread. NULL is a no-op.
+// Threads: any thread, including from inside a handler or listener of this broker.
+void brokk_broker_release(struct brokk_broker *broker);
 
 // Acks a delivery awaiting a manual ack (its handler returned BROKK_VERDICT_LATER, or is still
 // running): counted processed.

@@ -50,6 +50,10 @@ pub enum ErrorKind {
     Unavailable,
     /// The store failed to read or write (an I/O error, a full disk); nothing was half done.
     StorageFailed,
+    /// The connection to a server broke after the request may have reached it: the call may or
+    /// may not have taken effect (a publish may have been published, an ack applied). Unlike
+    /// `Unavailable`, which always means nothing was done.
+    OutcomeUnknown,
 }
 
 /// A core error: a kind, a human-readable message, and for timeouts the work left.

@@ -148,11 +148,18 @@ pub struct WeakBroker {
 
 struct Handle {
     shared: Arc<Shared>,
+    /// Set by `release`: the last drop tears down on a brokk thread instead of waiting here.
+    detached: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        Arc::clone(&self.shared).teardown();
+        let shared = Arc::clone(&self.shared);
+        if self.detached.load(std::sync::atomic::Ordering::Acquire) {
+            shared.teardown_detached();
+        } else {
+            shared.teardown();
+        }
     }
 }
 
@@ -180,7 +187,8 @@ impl Broker {
     }
 
     pub fn with_config(config: &BrokerConfig) -> Result<Broker> {
-        Ok(Broker { inner: Arc::new(Handle { shared: Shared::start(config)? }) })
+        let shared = Shared::start(config)?;
+        Ok(Broker { inner: Arc::new(Handle { shared, detached: std::sync::atomic::AtomicBool::new(false) }) })
     }
 
     fn shared(&self) -> &Shared {
@@ -362,6 +370,16 @@ impl Broker {
     /// processes. This broker's ungrouped subscriptions' groups are removed with what they had.
     pub fn close(&self, timeout: Option<Duration>, force: bool) -> Result<CloseReport> {
         self.shared().close(timeout, force)
+    }
+}
+
+impl Broker {
+    /// Drops this handle without waiting: if it is the last one, the broker is closed with
+    /// force at once and the rest of the teardown (waiting for handlers and listeners running
+    /// at that moment, then dropping them) finishes on a brokk thread once they return. For a
+    /// host whose forced close must not wait for a handler that is stuck.
+    pub fn release(self) {
+        self.inner.detached.store(true, std::sync::atomic::Ordering::Release);
     }
 }
 

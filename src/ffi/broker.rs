@@ -211,6 +211,23 @@ pub unsafe extern "C" fn brokk_broker_free(broker: *mut brokk_broker) {
     })
 }
 
+/// Releases a broker without waiting for its callbacks. Like brokk_broker_free, it closes the
+/// broker with force if it is not closed yet; but handler and listener invocations running at
+/// that moment are not waited for: they finish on their own, and the teardown (the finalisers,
+/// free_user_data, included) completes on a brokk thread once the last of them returns. Use it
+/// after a forced close that must return promptly whatever a handler is doing; use
+/// brokk_broker_free when the host needs every callback finished before it goes on.
+/// Takes: `broker`, which must not be used afterwards by any thread. NULL is a no-op.
+/// Threads: any thread, including from inside a handler or listener of this broker.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_broker_release(broker: *mut brokk_broker) {
+    super::boundary::guard_value((), || {
+        if !broker.is_null() {
+            Box::from_raw(broker).inner.release();
+        }
+    })
+}
+
 /// Acks a delivery awaiting a manual ack (its handler returned BROKK_VERDICT_LATER, or is still
 /// running): counted processed.
 /// Threads: any thread, including from inside the handler that received the delivery.

@@ -66,6 +66,11 @@ pub enum brokk_status {
     Unavailable = 202,
     /// The store failed to read or write (an I/O error, a full disk); the call had no effect.
     StorageFailed = 203,
+    /// The connection to a server broke after the request may have reached it: the call may
+    /// or may not have taken effect (a publish may be published, an ack applied). Retrying a
+    /// publish may publish it twice; a retried ack or nack may say UNKNOWN_DELIVERY or
+    /// ALREADY_SETTLED. Unlike UNAVAILABLE, which always means nothing was done.
+    OutcomeUnknown = 204,
     // ---- terminal: 300..=399 (this broker will not recover) ----
     /// The broker is closed.
     Closed = 300,
@@ -113,6 +118,7 @@ impl From<ErrorKind> for brokk_status {
             ErrorKind::CannotOpenStore => brokk_status::CannotOpenStore,
             ErrorKind::Unavailable => brokk_status::Unavailable,
             ErrorKind::StorageFailed => brokk_status::StorageFailed,
+            ErrorKind::OutcomeUnknown => brokk_status::OutcomeUnknown,
         }
     }
 }
@@ -145,6 +151,7 @@ impl brokk_status {
             201 => Full,
             202 => Unavailable,
             203 => StorageFailed,
+            204 => OutcomeUnknown,
             300 => Closed,
             900 => Panic,
             _ => return None,
@@ -173,6 +180,7 @@ impl brokk_status {
             CannotOpenStore => "the store cannot be opened as given\0",
             Unavailable => "the store is unavailable for now\0",
             StorageFailed => "the store failed to read or write\0",
+            OutcomeUnknown => "outcome unknown: the connection broke after the request may have reached the server\0",
             UnknownSubscription => "unknown subscription id\0",
             UnknownDelivery => "unknown delivery id\0",
             AlreadySettled => "delivery already acked or nacked\0",

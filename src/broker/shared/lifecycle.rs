@@ -377,6 +377,16 @@ impl Shared {
         }
     }
 
+    /// Like `teardown`, but never waits on the calling thread: a reaper thread finishes it.
+    pub(crate) fn teardown_detached(self: Arc<Self>) {
+        self.shutdown(true);
+        let reaper = Arc::clone(&self);
+        if std::thread::Builder::new().name("brokk-reaper".into()).spawn(move || reaper.finish_teardown()).is_err() {
+            // No thread to be had: finishing here is slower but still correct.
+            self.finish_teardown();
+        }
+    }
+
     fn finish_teardown(&self) {
         self.join_threads();
         let _guard = self.teardown.lock();
