@@ -1516,7 +1516,33 @@ fn a_timed_out_join_reports_what_is_held(k: &Kit) {
     }
 }
 
+fn a_delivery_id_of_another_broker_settles_nothing(k: &Kit) {
+    let (a, b) = (k.broker(1), k.broker(1));
+    for broker in [&a, &b] {
+        publish(broker, "ids", "1");
+    }
+    let da = fetch_now(&a, "ids", None).expect("a's delivery");
+    let db = fetch_now(&b, "ids", None).expect("b's delivery");
+    assert_ne!(da.id(), db.id(), "two brokers never hand out the same delivery id");
+    for (wrong, id) in [(&b, da.id()), (&a, db.id())] {
+        assert_eq!(wrong.ack(id).unwrap_err().kind(), ErrorKind::UnknownDelivery);
+        assert_eq!(wrong.nack(id, true, None, None).unwrap_err().kind(), ErrorKind::UnknownDelivery);
+        let (acked, failure) = wrong.ack_batch(&[id]);
+        assert_eq!((acked, failure.map(|(i, e)| (i, e.kind()))), (0, Some((0, ErrorKind::UnknownDelivery))));
+    }
+    // Both deliveries still await their own broker's ack.
+    a.ack(da.id()).unwrap();
+    b.ack(db.id()).unwrap();
+    assert_eq!(a.ack(da.id()).unwrap_err().kind(), ErrorKind::AlreadySettled);
+    for broker in [&a, &b] {
+        broker.join(Some(LONG)).unwrap();
+        let s = broker.stats().unwrap().totals;
+        assert_eq!((s.processed, s.failed), (1, 0));
+    }
+}
+
 on_every_backend!(
+    a_delivery_id_of_another_broker_settles_nothing,
     a_timed_out_join_reports_what_is_held,
     fan_out_gives_each_subscription_its_own_delivery_of_shared_bytes,
     payload_and_metadata_arrive_byte_for_byte,

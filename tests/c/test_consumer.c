@@ -110,6 +110,36 @@ static void fetch_takes_retained_messages_in_order(void) {
     evlog_destroy(&log);
 }
 
+/* Delivery ids are unique within a process: an id of one broker is unknown to another, and
+ * acking it there changes nothing (the same numbers once settled the other broker's delivery). */
+static void delivery_id_of_another_broker_is_unknown(void) {
+    brokk_broker *a = new_broker(1), *b = new_broker(1);
+    if (!a || !b) goto done;
+    CHECK_OK(publish_str(a, "q", "1"));
+    CHECK_OK(publish_str(b, "q", "1"));
+    brokk_delivery *da = FETCH(a, "q", NULL, 0), *db = FETCH(b, "q", NULL, 0);
+    if (CHECK(da != NULL && db != NULL)) {
+        uint64_t ida = brokk_message_delivery_id(msg_of(da)), idb = brokk_message_delivery_id(msg_of(db));
+        CHECK(ida != idb);
+        CHECK_STATUS(brokk_broker_ack(b, ida), BROKK_STATUS_UNKNOWN_DELIVERY);
+        CHECK_STATUS(brokk_broker_nack(b, ida, true, 0, NULL, 0), BROKK_STATUS_UNKNOWN_DELIVERY);
+        CHECK_STATUS(brokk_broker_ack(a, idb), BROKK_STATUS_UNKNOWN_DELIVERY);
+        CHECK_EQ(stats_of(a).in_flight, 1);
+        CHECK_EQ(stats_of(b).in_flight, 1);
+        CHECK_OK(brokk_broker_ack(a, ida));
+        CHECK_OK(brokk_broker_ack(b, idb));
+        JOIN_OK(a);
+        JOIN_OK(b);
+        CHECK_EQ(stats_of(a).processed, 1);
+        CHECK_EQ(stats_of(b).processed, 1);
+    }
+    brokk_delivery_free(da);
+    brokk_delivery_free(db);
+done:
+    brokk_broker_free(a);
+    brokk_broker_free(b);
+}
+
 static void fetch_with_nothing_there_returns_null(void) {
     brokk_broker *b = new_broker(1);
     if (!b) return;
@@ -1912,6 +1942,7 @@ static void fetch_from_inside_a_handler(void) {
 static const test_case TESTS[] = {
     TEST_CASE(fetch_takes_retained_messages_in_order),
     TEST_CASE(fetch_with_nothing_there_returns_null),
+    TEST_CASE(delivery_id_of_another_broker_is_unknown),
     TEST_CASE(fetch_rejects_bad_input),
     TEST_CASE(delivery_handle_null_and_lifetime),
     TEST_CASE(delivery_freed_after_broker),

@@ -51,10 +51,15 @@ impl Shared {
         }
     }
 
-    /// Claims up to `max` deliveries of `group` into `out`; returns how many.
+    /// Claims up to `max` deliveries of `group` into `out`; returns how many. Each gets this
+    /// broker's delivery id here, the one place deliveries leave a store for a consumer.
     fn claim(&self, group: &Group, max: usize, lease: Lease, out: &mut Vec<Delivery>) -> Result<usize> {
         self.claiming(max);
+        let start = out.len();
         let got = group.queue.claim(max, lease, out);
+        for d in &mut out[start..] {
+            d.id = self.delivery_ids.of_key(d.key);
+        }
         self.claimed(max, *got.as_ref().unwrap_or(&0));
         got
     }
@@ -384,7 +389,10 @@ impl Shared {
             || self.poke_poller(),
         )?;
         let delivery = match found {
-            Take::Got(delivery) => delivery,
+            Take::Got(mut delivery) => {
+                delivery.id = self.delivery_ids.of_key(delivery.key);
+                delivery
+            }
             Take::TooLarge(size) => return Ok(Taken::TooLarge(size)),
             Take::Empty if self.state() == CLOSED => return Err(Error::closed()),
             Take::Empty => return Ok(Taken::Empty),

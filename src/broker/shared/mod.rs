@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 
 use super::group::Group;
-use super::ids::IdGenerator;
+use super::ids::{DeliveryIds, IdGenerator};
 use super::pending::PendingAcks;
 use super::policy::DeliveryPolicy;
 use super::poller::Poller;
@@ -75,6 +75,8 @@ pub(crate) struct Shared {
     quiesce: Arc<Quiesce>,
     pool: Pool,
     ids: IdGenerator,
+    /// Turns store keys into this broker's delivery ids (see `ids`).
+    delivery_ids: DeliveryIds,
     next_subscription: AtomicU64,
     next_listener: AtomicU64,
     state: AtomicU8,
@@ -129,6 +131,7 @@ impl Shared {
             quiesce: Arc::new(Quiesce::default()),
             pool: Pool::new(workers),
             ids: IdGenerator::new(),
+            delivery_ids: DeliveryIds::new(),
             next_subscription: AtomicU64::new(1),
             next_listener: AtomicU64::new(1),
             state: AtomicU8::new(OPEN),

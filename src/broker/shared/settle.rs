@@ -177,7 +177,7 @@ impl Shared {
 
     /// The error for an id that does not await an ack.
     fn not_pending(&self, id: u64) -> Error {
-        if self.store.issued(id) {
+        if self.store.issued(self.delivery_ids.key_of(id)) {
             Error::new(
                 ErrorKind::AlreadySettled,
                 format!("delivery {id} is not awaiting an ack: already acked or nacked, or auto-acked"),
