@@ -110,6 +110,10 @@ pub const DEFAULT_REDIS_PREFIX: &str = "brokk";
 pub const DEFAULT_REDIS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Port of a Redis node whose URL names none.
 pub const DEFAULT_REDIS_PORT: u16 = 6379;
+/// The longest time any store option takes, in milliseconds (`busy_timeout_ms`, `lease_ms`,
+/// `timeout_ms`): 2^31 - 1, about 24.8 days, the largest that every engine takes as it is
+/// (SQLite's busy timeout is a C `int` of milliseconds).
+pub const MAX_OPTION_MILLIS: u64 = i32::MAX as u64;
 
 /// Where and how to reach a Redis store: `redis://[user:password@]host[:port][/db]` or
 /// `redis+cluster://[user:password@]host:port,host:port,...`, with optional
@@ -434,11 +438,44 @@ fn parse_node(node: &str, scheme: &str) -> Result<(String, u16)> {
     Ok((host.to_owned(), port))
 }
 
-/// A URL option in milliseconds, at least `min`.
+/// A URL option in milliseconds, from `min` to `MAX_OPTION_MILLIS`.
 fn millis(key: &str, value: &str, min: u64) -> Result<std::time::Duration> {
-    match value.parse::<u64>() {
-        Ok(ms) if ms >= min => Ok(std::time::Duration::from_millis(ms)),
-        _ => Err(invalid(format!("{key} must be a whole number of milliseconds, at least {min}; got {value:?}"))),
+    // Digits only: `parse` would also take a leading '+'.
+    match value.parse::<u64>().ok().filter(|_| value.bytes().all(|b| b.is_ascii_digit())) {
+        Some(ms) if (min..=MAX_OPTION_MILLIS).contains(&ms) => Ok(std::time::Duration::from_millis(ms)),
+        _ => Err(invalid(format!(
+            "{key} must be a whole number of milliseconds from {min} to {MAX_OPTION_MILLIS}; got {value:?}"
+        ))),
+    }
+}
+
+/// A time option set in code rather than in a URL: the same range as `millis`.
+fn check_millis(key: &str, value: std::time::Duration, min: u64) -> Result<()> {
+    let ms = value.as_millis();
+    if ms < u128::from(min) || ms > u128::from(MAX_OPTION_MILLIS) {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!("{key} must be from {min} to {MAX_OPTION_MILLIS} milliseconds; got {ms}"),
+        ));
+    }
+    Ok(())
+}
+
+impl Backend {
+    /// Checks the options a caller may have set in code (the URL parser checks its own): each
+    /// within the range an engine takes, so that none fails deep inside a store.
+    pub(crate) fn check(&self) -> Result<()> {
+        match self {
+            Backend::Memory => Ok(()),
+            Backend::Sqlite(c) => {
+                check_millis("busy_timeout_ms", c.busy_timeout, 0)?;
+                check_millis("lease_ms", c.lease, 3)
+            }
+            Backend::Redis(c) => {
+                check_millis("lease_ms", c.lease, 3)?;
+                check_millis("timeout_ms", c.timeout, 1)
+            }
+        }
     }
 }
 

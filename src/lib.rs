@@ -31,7 +31,7 @@ pub use broker::{
 pub use config::{
     parse_url, Backend, Backpressure, BrokerConfig, RedisConfig, RetentionPolicy, SqliteConfig, Synchronous,
     DEFAULT_LEASE, DEFAULT_LISTENER_QUEUE, DEFAULT_MAX_PAYLOAD, DEFAULT_REDIS_PORT, DEFAULT_REDIS_PREFIX,
-    DEFAULT_REDIS_TIMEOUT, DEFAULT_RETENTION_LIMIT, DEFAULT_SQLITE_BUSY_TIMEOUT, MAX_WORKERS,
+    DEFAULT_REDIS_TIMEOUT, DEFAULT_RETENTION_LIMIT, DEFAULT_SQLITE_BUSY_TIMEOUT, MAX_OPTION_MILLIS, MAX_WORKERS,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use handler::{Handler, Reason, Verdict};

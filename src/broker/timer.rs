@@ -4,12 +4,22 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
 use super::group::Group;
 use crate::stats::TopicCounters;
+
+/// The farthest a deadline or delay reaches: a century, as good as never, and far inside what
+/// every clock and store represents (a millisecond count fits an `i64` and a double exactly).
+const FARTHEST: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The moment `d` from now, saturating at `FARTHEST`: a caller may pass any duration (up to
+/// `Duration::MAX`), and `Instant + Duration` panics past the clock's range.
+pub(crate) fn after(d: Duration) -> Instant {
+    Instant::now() + d.min(FARTHEST)
+}
 
 pub(crate) enum Job {
     /// The ack deadline of delivery `id`, handed out as `attempt`, has passed.

@@ -147,24 +147,35 @@ pub(crate) fn timeout(ms: u64) -> Option<Duration> {
 }
 
 /// Creates a broker on the backend `url` names. Worker threads and the listener thread start
-/// now. "memory://" (the default) keeps queues in this process. "sqlite:///absolute/path.db"
-/// (or "sqlite://relative/path.db") keeps them in a SQLite file, created if missing, that
-/// several processes may share: members of one named group compete across processes, and
-/// every group gets each message any process publishes. Its options go in a query:
-/// `synchronous=normal|full` (full: every commit survives a power loss), `busy_timeout_ms=N`
-/// (how long to wait for another process's lock, 5000 by default), `lease_ms=N` (how long a
-/// delivery stays this broker's if it stops renewing it, say because it crashed; 30000 by
-/// default). A file that is not a usable store is refused and left untouched.
+/// now.
+/// - "memory://" (the default) keeps queues in this process.
+/// - "sqlite:///absolute/path.db" (or "sqlite://relative/path.db") keeps them in a SQLite
+///   file, created if missing, that several processes may share: members of one named group
+///   compete across processes, and every group gets each message any process publishes.
+///   Options: `synchronous=normal|full` (full: every commit survives a power loss),
+///   `busy_timeout_ms=N` (how long to wait for another process's lock, 5000 by default, 0 to
+///   2147483647), `lease_ms=N` (how long a delivery stays this broker's if it stops renewing
+///   it, say because it crashed; 30000 by default, 3 to 2147483647). A file that is not a
+///   usable store is refused and left untouched.
+/// - "redis://[user:password@]host:port/db" (one server) or "redis+cluster://h:p,h:p" keeps
+///   them on a Redis server that processes on many hosts may share, with the same semantics.
+///   Options: `prefix=NAME` (key prefix, "brokk" by default), `lease_ms=N` (as for SQLite),
+///   `timeout_ms=N` (connect and answer timeout of every call, 5000 by default, 1 to
+///   2147483647). Opening reaches the server once; see docs/redis.md.
+/// Options go in the URL's query (`?a=1&b=2`); an unknown option or a value out of its range
+/// is INVALID_URL, naming the range.
 /// Copies: url and options; no pointer is kept. `url` is NUL-terminated; NULL means
 /// "memory://". `options` may be NULL for defaults.
 /// Out: on BROKK_STATUS_OK, `*broker_out` holds a new broker that the caller owns and must
 /// release with brokk_broker_free; untouched otherwise.
 /// Threads: any.
-/// Errors: NULL_ARGUMENT (broker_out), INVALID_UTF8, INVALID_URL, UNSUPPORTED_BACKEND,
-/// INVALID_ARGUMENT (options out of range, or threads could not be started),
+/// Errors: NULL_ARGUMENT (broker_out), INVALID_UTF8, INVALID_URL, UNSUPPORTED_BACKEND
+/// (rediss://), INVALID_ARGUMENT (options out of range, or threads could not be started),
 /// INCOMPATIBLE_STORE (not a brokk store, a newer schema, damaged), CANNOT_OPEN_STORE (a
-/// directory, a missing folder, no permission), UNAVAILABLE (locked by another process past
-/// busy_timeout_ms), STORAGE_FAILED.
+/// directory, a missing folder, no permission; no server at a Redis address, wrong
+/// credentials), UNAVAILABLE (locked by another process past busy_timeout_ms; a Redis server
+/// that did not answer in time: no broker was made, retrying later may succeed),
+/// STORAGE_FAILED.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_broker_new(
     url: *const c_char,

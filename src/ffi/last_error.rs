@@ -13,6 +13,11 @@ pub(crate) fn set(message: &str) {
     LAST_ERROR.with(|e| *e.borrow_mut() = c);
 }
 
+#[cfg(test)]
+pub(crate) fn get() -> String {
+    LAST_ERROR.with(|e| e.borrow().to_string_lossy().into_owned())
+}
+
 /// The detailed message of the last brokk call that failed on this thread ("" if none has).
 /// Returns: a NUL-terminated string owned by brokk, valid until the next failing brokk call on
 /// this thread; copy it if you need it longer. Never NULL; do not free.

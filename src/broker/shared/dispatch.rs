@@ -8,7 +8,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{spin_until, Outcome, Shared, CLOSED};
 use crate::broker::group::Group;
@@ -16,7 +16,7 @@ use crate::broker::pending::PendingAck;
 use crate::broker::policy::DeliveryPolicy;
 use crate::broker::reentry;
 use crate::broker::subscription::{Subscription, MAX_BATCH};
-use crate::broker::timer::Job;
+use crate::broker::timer::{self, Job};
 use crate::broker::workers::Task;
 use crate::broker::{FetchOptions, Taken, DEFAULT_GROUP};
 use crate::error::{Error, ErrorKind, Result};
@@ -212,7 +212,7 @@ impl Shared {
                 self.quiesce.done_deliveries(1);
             }
             if let Some(d) = policy.ack_deadline {
-                self.timer.schedule(Instant::now() + d, Job::Deadline { id: delivery.id, attempt: delivery.attempt });
+                self.timer.schedule(timer::after(d), Job::Deadline { id: delivery.id, attempt: delivery.attempt });
             }
         }
         self.emit(|| Event::Dispatched(delivery.clone()));
@@ -329,7 +329,7 @@ impl Shared {
         };
         let topic = self.topic(topic)?;
         let group = self.named_group(&topic, group_name)?;
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.map(timer::after);
         let first = out.len();
         let got = group.take(
             out,
@@ -368,7 +368,7 @@ impl Shared {
         validate_group(group_name)?;
         let topic = self.topic(topic)?;
         let group = self.named_group(&topic, group_name)?;
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.map(timer::after);
         let mut found = Take::Empty;
         // `group.take` waits as a fetch does; the claim it calls is the store's take, which
         // leaves what it found in `found` (no Vec: nothing is held once it returns).

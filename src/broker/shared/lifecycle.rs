@@ -9,7 +9,7 @@ use super::{Shared, CLOSED, CLOSING, OPEN};
 use crate::broker::policy::DeliveryPolicy;
 use crate::broker::reentry;
 use crate::broker::subscription::{Subscription, MAX_CONCURRENCY};
-use crate::broker::timer::Job;
+use crate::broker::timer::{self, Job};
 use crate::broker::{CloseReport, SubscribeOptions};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handler::Handler;
@@ -261,7 +261,7 @@ impl Shared {
                 "join called from a handler or listener of this broker would wait for itself",
             ));
         }
-        if self.wait_idle(timeout.map(|t| Instant::now() + t))? {
+        if self.wait_idle(timeout.map(timer::after))? {
             Ok(())
         } else {
             Err(Error::timeout("join", self.outstanding()))
@@ -280,7 +280,7 @@ impl Shared {
         if self.state.compare_exchange(OPEN, CLOSING, Ordering::SeqCst, Ordering::SeqCst).is_err() {
             return Err(Error::closed());
         }
-        let drained = !force && self.wait_idle(timeout.map(|t| Instant::now() + t)).unwrap_or(false);
+        let drained = !force && self.wait_idle(timeout.map(timer::after)).unwrap_or(false);
         let held = self.quiesce.deliveries();
         let waiting = if drained { 0 } else { self.waiting_in_store().unwrap_or(0) };
         // Deliveries a worker has taken in a batch but not started are outstanding without

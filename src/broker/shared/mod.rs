@@ -109,6 +109,7 @@ impl Shared {
         let workers = config.resolved_workers()?;
         let max_payload = config.resolved_max_payload()?;
         let listener_queue = config.resolved_listener_queue()?;
+        config.backend.check()?;
         // Last of the checks: opening a store may create its file.
         let store = open_store(&config.backend)?;
         let watch = store.watch();

@@ -4,9 +4,10 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{PublishInProgress, Shared, CLOSED};
+use crate::broker::timer;
 use crate::broker::group::Group;
 use crate::broker::ids::GENERATED_ID_LEN;
 use crate::broker::topics::Topic;
@@ -260,7 +261,7 @@ impl Shared {
             Backpressure::Fail => Err(refuse(first_full(), None)),
             Backpressure::Block if !may_block => Err(refuse(first_full(), None)),
             Backpressure::Block => {
-                let deadline = Instant::now() + self.publish_timeout;
+                let deadline = timer::after(self.publish_timeout);
                 for g in groups {
                     if !g.wait_for_room(n, cap, deadline, || self.state() != CLOSED, || self.poke_poller()) {
                         return Err(refuse(g, Some(self.publish_timeout)));

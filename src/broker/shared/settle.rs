@@ -15,7 +15,7 @@ use super::CLOSED;
 use crate::broker::group::Group;
 use crate::broker::pending::PendingAck;
 use crate::broker::policy::DeliveryPolicy;
-use crate::broker::timer::Job;
+use crate::broker::timer::{self, Job};
 use crate::broker::PublishOptions;
 use crate::error::{Error, ErrorKind, Result};
 use crate::handler::Reason;
@@ -86,7 +86,7 @@ impl Shared {
         reason: Reason,
         delay: Option<Duration>,
     ) -> Result<bool, Refused> {
-        let due = delay.filter(|d| !d.is_zero()).map(|d| Instant::now() + d);
+        let due = delay.filter(|d| !d.is_zero()).map(timer::after);
         // Reported before the delivery is back in its queue, so that listeners hear of the
         // failure before its redelivery.
         self.emit(|| Event::Failed(delivery.clone(), reason, true));
