@@ -49,6 +49,93 @@ pub(crate) fn is_object(bytes: &[u8]) -> bool {
     bytes.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r')) == Some(&b'{')
 }
 
+/// `object` (a validated JSON object) with member `key` set to `value` (JSON text), without
+/// parsing it into values: every other member stays as it was, byte for byte, however deep
+/// or whatever escapes it holds (a parser into values refuses what `validate` takes: lone
+/// surrogates, nesting past its recursion limit). The member is appended last; members named
+/// `key` already (escaped or not) are removed first, and then the others are joined by plain
+/// commas. None if `object` is not a JSON object.
+pub(crate) fn set_member(object: &[u8], key: &str, value: &[u8]) -> Option<Vec<u8>> {
+    let (open, members) = top_level_members(object)?;
+    let is_key = |&(start, end, _): &(usize, usize, usize)| {
+        let raw = &object[start + 1..end - 1];
+        raw == key.as_bytes()
+            || (raw.contains(&b'\\') && serde_json::from_slice::<String>(&object[start..end]).is_ok_and(|k| k == key))
+    };
+    let push_member = |out: &mut Vec<u8>, first: bool| {
+        if !first {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        out.extend_from_slice(value);
+    };
+    let mut out = Vec::with_capacity(object.len() + key.len() + value.len() + 4);
+    if !members.iter().any(is_key) {
+        // After the last member (or the brace), keeping everything around it as it was.
+        let at = members.last().map_or(open + 1, |&(_, _, end)| end);
+        out.extend_from_slice(&object[..at]);
+        push_member(&mut out, members.is_empty());
+        out.extend_from_slice(&object[at..]);
+        return Some(out);
+    }
+    out.extend_from_slice(&object[..open + 1]);
+    let mut first = true;
+    for &(start, _, end) in members.iter().filter(|m| !is_key(m)) {
+        if !first {
+            out.push(b',');
+        }
+        out.extend_from_slice(&object[start..end]);
+        first = false;
+    }
+    push_member(&mut out, first);
+    out.push(b'}');
+    Some(out)
+}
+
+/// The position of a JSON object's `{` and the spans of its top-level members: (start of the
+/// key's opening quote, end of the key's closing quote, end of the value). None if `bytes` is
+/// not one JSON object.
+fn top_level_members(bytes: &[u8]) -> Option<(usize, Vec<(usize, usize, usize)>)> {
+    let mut p = Parser { b: bytes, i: 0 };
+    p.skip_ws();
+    if p.peek() != Some(b'{') {
+        return None;
+    }
+    let open = p.i;
+    p.i += 1;
+    p.skip_ws();
+    let mut members = Vec::new();
+    if p.peek() == Some(b'}') {
+        return Some((open, members));
+    }
+    loop {
+        let start = p.i;
+        if p.peek() != Some(b'"') {
+            return None;
+        }
+        p.string().ok()?;
+        let key_end = p.i;
+        p.skip_ws();
+        if p.peek() != Some(b':') {
+            return None;
+        }
+        p.i += 1;
+        p.value().ok()?;
+        members.push((start, key_end, p.i));
+        p.skip_ws();
+        match p.peek() {
+            Some(b',') => {
+                p.i += 1;
+                p.skip_ws();
+            }
+            Some(b'}') => return Some((open, members)),
+            _ => return None,
+        }
+    }
+}
+
 struct Parser<'a> {
     b: &'a [u8],
     i: usize,
@@ -320,6 +407,45 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn set_member_keeps_every_other_member_byte_for_byte() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let cases: Vec<(String, String)> = vec![
+            ("{}".into(), r#"{"k":7}"#.into()),
+            (" { } ".into(), r#" {"k":7 } "#.into()),
+            (r#"{"s":"\ud800"}"#.into(), r#"{"s":"\ud800","k":7}"#.into()),
+            (format!(r#"{{ "deep" : {deep} , "n": 1.50 }}"#), format!(r#"{{ "deep" : {deep} , "n": 1.50,"k":7 }}"#)),
+            (r#"{"a":1,"k":{"old":true},"b":2}"#.into(), r#"{"a":1,"b":2,"k":7}"#.into()),
+            (r#"{"\u006b":1,"k":2}"#.into(), r#"{"k":7}"#.into()),
+            (r#"{"a":{"k":1}}"#.into(), r#"{"a":{"k":1},"k":7}"#.into()),
+        ];
+        for (object, expected) in cases {
+            let got = set_member(object.as_bytes(), "k", b"7").unwrap();
+            assert_eq!(String::from_utf8(got).unwrap(), expected, "{object}");
+            assert!(validate(expected.as_bytes()).is_ok());
+        }
+        assert_eq!(set_member(b"[1]", "k", b"7"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn set_member_gives_valid_json_with_the_member_last(keys in proptest::collection::vec("[a-c]{1,2}", 0..6)) {
+            let members: Vec<String> = keys.iter().enumerate().map(|(i, k)| format!(r#""{k}":{i}"#)).collect();
+            let object = format!("{{{}}}", members.join(","));
+            let got = set_member(object.as_bytes(), "b", br#"{"x":[1]}"#).unwrap();
+            prop_assert!(validate(&got).is_ok());
+            let tail: &[u8] = br#""b":{"x":[1]}}"#;
+            prop_assert!(got.ends_with(tail), "{}", String::from_utf8_lossy(&got));
+            let v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&got).unwrap();
+            let before: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&object).unwrap();
+            // Every other member is kept, and "b" is the new one.
+            prop_assert_eq!(v.len(), before.keys().filter(|k| *k != "b").count() + 1);
+            for (k, value) in before.iter().filter(|(k, _)| *k != "b") {
+                prop_assert_eq!(v.get(k), Some(value));
+            }
+        }
+    }
 
     fn serde_accepts(bytes: &[u8]) -> bool {
         std::str::from_utf8(bytes).is_ok_and(|t| serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok())

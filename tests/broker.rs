@@ -1516,6 +1516,37 @@ fn a_timed_out_join_reports_what_is_held(k: &Kit) {
     }
 }
 
+/// Metadata that publish accepts (a lone surrogate escape, nesting past any parser's recursion
+/// limit, number spellings, key order) survives the store and dead-lettering byte for byte:
+/// the dead letter's metadata is the original's text with a "dead_letter" member added last.
+fn odd_metadata_survives_every_path_byte_for_byte(k: &Kit) {
+    let b = k.broker(2);
+    let deep = format!("{}1{}", "[".repeat(130), "]".repeat(130));
+    let cases = [
+        r#"{"s":"\ud800"}"#.to_owned(),
+        format!(r#"{{"deep":{deep}}}"#),
+        r#"{ "z" : 1.50e+3 , "a":-0 }"#.to_owned(),
+        r#"{"dead_letter":"an earlier one","keep":true}"#.to_owned(),
+    ];
+    for (i, md) in cases.iter().enumerate() {
+        let opts = PublishOptions { metadata: Some(md.as_bytes()), ..Default::default() };
+        b.publish("odd", b"1", &opts).unwrap();
+        let d = fetch_now(&b, "odd", None).expect("the delivery");
+        assert_eq!(d.metadata(), md.as_bytes(), "case {i}: stored and read back");
+        let fo = FetchOptions { dead_letter_topic: Some("odd.dead"), ..Default::default() };
+        b.publish("odd", b"1", &opts).unwrap();
+        let d = b.fetch_with("odd", &fo, Some(Duration::ZERO)).unwrap().expect("the delivery");
+        b.nack(d.id(), false, None, None).unwrap();
+        let dead = fetch_now(&b, "odd.dead", None).expect("the dead letter");
+        let text = std::str::from_utf8(dead.metadata()).unwrap();
+        let kept = if i == 3 { r#"{"keep":true"# } else { md[..md.rfind('}').unwrap()].trim_end() };
+        assert!(text.starts_with(kept), "case {i}: {text}");
+        assert!(text.contains(r#""dead_letter":{"#), "case {i}: {text}");
+        assert_eq!(text.matches("dead_letter").count(), 1, "case {i}: {text}");
+        b.ack(dead.id()).unwrap();
+    }
+}
+
 fn a_delivery_id_of_another_broker_settles_nothing(k: &Kit) {
     let (a, b) = (k.broker(1), k.broker(1));
     for broker in [&a, &b] {
@@ -1542,6 +1573,7 @@ fn a_delivery_id_of_another_broker_settles_nothing(k: &Kit) {
 }
 
 on_every_backend!(
+    odd_metadata_survives_every_path_byte_for_byte,
     a_delivery_id_of_another_broker_settles_nothing,
     a_timed_out_join_reports_what_is_held,
     fan_out_gives_each_subscription_its_own_delivery_of_shared_bytes,

@@ -151,23 +151,23 @@ impl Shared {
         Ok(true)
     }
 
-    /// Publishes a given-up delivery on `topic`: the same payload and priority, and metadata
-    /// that adds a "dead_letter" object (original topic, group, message id, attempts, reason).
+    /// Publishes a given-up delivery on `topic`: the same payload and priority, and its metadata
+    /// with a "dead_letter" object added (original topic, group, message id, attempts, reason).
     fn dead_letter(&self, topic: &str, d: &Delivery, reason: &str) -> Result<()> {
         self.ensure_not_closed()?;
-        let mut meta: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(d.metadata()).unwrap_or_default();
-        meta.insert(
-            "dead_letter".into(),
-            serde_json::json!({
-                "topic": d.topic(),
-                "group": d.group(),
-                "message_id": d.parent_id(),
-                "attempts": d.attempt(),
-                "reason": reason,
-            }),
-        );
-        let meta = serde_json::to_vec(&meta).expect("a JSON map serialises");
+        let record = serde_json::json!({
+            "topic": d.topic(),
+            "group": d.group(),
+            "message_id": d.parent_id(),
+            "attempts": d.attempt(),
+            "reason": reason,
+        });
+        let record = serde_json::to_vec(&record).expect("a JSON object serialises");
+        // Spliced into the metadata's text rather than parsed and written again: what publish
+        // accepted (any nesting, lone surrogate escapes, number spellings, key order) stays as
+        // it was. A "dead_letter" member from an earlier dead-lettering is replaced.
+        let meta = crate::json::set_member(d.metadata(), "dead_letter", &record)
+            .ok_or_else(|| Error::new(ErrorKind::InvalidJson, "the delivery's metadata is not a JSON object"))?;
         let topic = self.topic(topic)?;
         let opts = PublishOptions { id: None, metadata: Some(&meta), priority: d.priority() };
         let message = self.make_message(&topic, d.payload(), &opts);
