@@ -12,7 +12,7 @@ RELEASE_LIB := target/release
 LINK_DEBUG   := -L$(DEBUG_LIB) -Wl,-rpath,$(abspath $(DEBUG_LIB)) -lbrokk -lpthread
 LINK_RELEASE := -L$(RELEASE_LIB) -Wl,-rpath,$(abspath $(RELEASE_LIB)) -lbrokk -lpthread
 
-.PHONY: all lib lib-debug demo test test-rust test-c test-examples header install clean
+.PHONY: all lib lib-debug demo test test-runner test-rust test-c test-examples header install clean
 
 all: lib
 
@@ -39,8 +39,19 @@ include bench/bench.mk
 demo: lib $(BUILD)/pipeline
 	$(BUILD)/pipeline
 
-test: test-rust test-loom test-soak-smoke test-c test-examples test-cpp test-go test-python test-bench-smoke
-	@echo "make test: every suite passed"
+# Every suite, one after another, each run even when an earlier one failed (tests/run_suites.py):
+# live output, each suite's also in build/test-logs/SUITE.log, then a table and, as the last
+# line, the total "N passed, N failed, N skipped". Fails if anything failed.
+# SUITES="c examples" runs only those (tests/run_suites.py --list names them; any other NAME
+# runs make test-NAME, NAME=COMMAND a shell command). Each suite also runs alone: make test-c.
+SUITES ?=
+TEST_PYTHON ?= python3
+test:
+	@$(TEST_PYTHON) tests/run_suites.py --make "$(MAKE)" $(SUITES)
+
+# The runner's own tests (its parsers on sample outputs of each test runner): the suite "runner".
+test-runner:
+	$(TEST_PYTHON) tests/run_suites_test.py
 
 test-rust:
 	$(CARGO) test --all-targets
