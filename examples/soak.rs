@@ -121,9 +121,19 @@ fn main() {
     {
         let (b, stop) = (broker.clone(), stop.clone());
         threads.push(std::thread::spawn(move || {
+            // Handlers that requeue, unsubscribed while they run: a requeue that lands after
+            // the subscription's group is gone must end its delivery (dropped and lapsed).
+            let mut round = 0u64;
             while !stop.load(Relaxed) {
-                let id = b.subscribe("soak", |_: &Delivery| Verdict::Ack, &SubscribeOptions::default()).unwrap();
-                std::thread::sleep(Duration::from_millis(10));
+                round += 1;
+                let calls = std::sync::atomic::AtomicU64::new(round);
+                let handler = move |_: &Delivery| match calls.fetch_add(1, Relaxed) % 3 {
+                    0 => Verdict::Ack,
+                    _ => Verdict::Requeue(None),
+                };
+                let opts = SubscribeOptions { concurrency: 2, ..Default::default() };
+                let id = b.subscribe("soak", handler, &opts).unwrap();
+                std::thread::sleep(Duration::from_millis(1 + round % 10));
                 b.unsubscribe(id).unwrap();
             }
         }));
@@ -166,8 +176,8 @@ fn main() {
         published.load(Relaxed) as f64 / elapsed
     );
     println!(
-        "soak: dispatched={} processed={} failed={} requeued={} expired={} dead_lettered={} dropped={} unrouted={}",
-        t.dispatched, t.processed, t.failed, t.requeued, t.expired, t.dead_lettered, t.dropped, t.unrouted
+        "soak: dispatched={} processed={} failed={} requeued={} lapsed={} expired={} dead_lettered={} dropped={} unrouted={}",
+        t.dispatched, t.processed, t.failed, t.requeued, t.lapsed, t.expired, t.dead_lettered, t.dropped, t.unrouted
     );
     let warm_rss = warm_rss.unwrap_or(end_rss);
     println!("soak: rss after warm-up {warm_rss} KiB, peak {peak_rss} KiB, after drain {end_rss} KiB");
@@ -179,7 +189,10 @@ fn main() {
     };
     check("every publish counted", soak.published == published.load(Relaxed));
     check("nothing left queued, in flight or delayed", t.queued + t.in_flight + t.delayed == 0);
-    check("dispatched = processed + failed + requeued", t.dispatched == t.processed + t.failed + t.requeued);
+    check(
+        "dispatched = processed + failed + requeued + lapsed",
+        t.dispatched == t.processed + t.failed + t.requeued + t.lapsed,
+    );
     check(
         "dead letters all delivered",
         s.topics.iter().find(|x| x.name == "soak.dlq").is_none_or(|d| d.published == t.dead_lettered),

@@ -485,6 +485,12 @@ typedef struct brokk_stats {
     uint64_t listener_events_dropped;
     // Milliseconds since brokk_broker_new (gauge).
     uint64_t uptime_ms;
+    // Hand-outs that ended with no verdict taking effect: dropped while in a handler or
+    // awaiting an ack (the subscription's group was removed, or a forced close), or on a shared
+    // store given back to it (a lease that ran out, a settle the store refused), to come back
+    // by itself (counter). After a successful join, dispatched = processed + failed +
+    // requeued + lapsed exactly.
+    uint64_t lapsed;
 } brokk_stats;
 
 // A handler's answer for one delivery. A plain integer so that any value a C handler returns

@@ -1,7 +1,7 @@
 //! Statistics: per-topic atomic counters on the hot path, and snapshots built on demand.
 //! Counters only grow; gauges go up and down. After quiescence (`join` returned OK) every
 //! counter is exact and these identities hold per topic:
-//!   dispatched = processed + failed + requeued + (deliveries dropped while awaiting an ack)
+//!   dispatched = processed + failed + requeued + lapsed
 //!   queued = in_flight = 0
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -44,6 +44,8 @@ pub(crate) struct TopicCounters {
     pub delayed: AtomicU64,
     pub expired: AtomicU64,
     pub dead_lettered: AtomicU64,
+    /// Hand-outs that ended with no verdict taking effect (see `TopicStats::lapsed`).
+    pub lapsed: AtomicU64,
 }
 
 impl TopicCounters {
@@ -71,6 +73,7 @@ impl TopicCounters {
             expired: self.expired.load(Relaxed),
             dead_lettered: self.dead_lettered.load(Relaxed),
             full_dropped: self.full_dropped.load(Relaxed),
+            lapsed: self.lapsed.load(Relaxed),
         }
     }
 }
@@ -115,6 +118,12 @@ pub struct TopicStats {
     pub dead_lettered: u64,
     /// Deliveries not made because their group's queue was full, backpressure Drop (counter).
     pub full_dropped: u64,
+    /// Hand-outs (dispatched deliveries) that ended with no verdict taking effect: dropped while
+    /// in a handler or awaiting an ack (their group was removed, or a forced close), or, on a
+    /// shared store, given back to it (a lease that ran out, a settle the store refused) to
+    /// come back by itself (counter). With it every hand-out has exactly one end:
+    /// dispatched = processed + failed + requeued + lapsed + in_flight.
+    pub lapsed: u64,
 }
 
 /// The whole broker at one moment: totals over all topics plus broker-wide figures.
@@ -155,6 +164,7 @@ impl BrokerStats {
         s.expired += t.expired;
         s.dead_lettered += t.dead_lettered;
         s.full_dropped += t.full_dropped;
+        s.lapsed += t.lapsed;
         self.topics.push(t);
     }
 
@@ -179,6 +189,7 @@ impl BrokerStats {
                 "expired": t.expired,
                 "dead_lettered": t.dead_lettered,
                 "full_dropped": t.full_dropped,
+                "lapsed": t.lapsed,
             })
         };
         let topics: serde_json::Map<String, serde_json::Value> =

@@ -1519,6 +1519,125 @@ fn a_timed_out_join_reports_what_is_held(k: &Kit) {
 /// Metadata that publish accepts (a lone surrogate escape, nesting past any parser's recursion
 /// limit, number spellings, key order) survives the store and dead-lettering byte for byte:
 /// the dead letter's metadata is the original's text with a "dead_letter" member added last.
+/// A publish that meets the creation of its topic's first group publishes again under the
+/// topic's order lock; if the new group's queue is full (it took over what the topic retained)
+/// its backpressure wait must not happen under that lock, or subscribe and unsubscribe on the
+/// topic stall for the whole publish timeout. Publishers race the subscribe in every round.
+/// The counts of every hand-out: after a successful join each has ended exactly once.
+fn assert_hand_outs_reconcile(b: &Broker, what: &str) {
+    let t = b.stats().unwrap().totals;
+    assert_eq!((t.queued, t.in_flight, t.delayed), (0, 0, 0), "{what}: {t:?}");
+    assert_eq!(t.dispatched, t.processed + t.failed + t.requeued + t.lapsed, "{what}: {t:?}");
+}
+
+/// Ungrouped subscriptions whose handlers requeue, unsubscribed while their handlers run,
+/// beside a steady publisher. A requeue that lands after its group was removed must end the
+/// delivery (counted dropped and lapsed), not leave it where no consumer and no count finds
+/// it: that made every later join time out (about half the rounds, before the fix).
+fn requeues_racing_unsubscribe_leave_nothing_behind(k: &Kit) {
+    let b = k.broker(4);
+    let seconds = std::env::var("BROKK_CHURN_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2.0);
+    let until = Instant::now() + Duration::from_secs_f64(seconds);
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let (b, stop) = (b.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(SeqCst) {
+                b.publish("churn", b"1", &PublishOptions::default()).unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    let churners: Vec<_> = (0..2)
+        .map(|seed| {
+            let b = b.clone();
+            std::thread::spawn(move || {
+                let mut round = seed;
+                while Instant::now() < until {
+                    round += 1;
+                    let calls = AtomicU64::new(round);
+                    let handler = move |_: &Delivery| match calls.fetch_add(1, SeqCst) % 4 {
+                        0 => Verdict::Ack,
+                        1 => Verdict::Nack(None),
+                        _ => Verdict::Requeue(None),
+                    };
+                    let opts = SubscribeOptions { concurrency: 2, ..Default::default() };
+                    let id = b.subscribe("churn", handler, &opts).unwrap();
+                    std::thread::sleep(Duration::from_millis(1 + round % 4));
+                    b.unsubscribe(id).unwrap();
+                }
+            })
+        })
+        .collect();
+    for c in churners {
+        c.join().unwrap();
+    }
+    stop.store(true, SeqCst);
+    let published = publisher.join().unwrap();
+    b.join(Some(Duration::from_secs(20))).unwrap_or_else(|e| panic!("join after {published} publishes: {e}"));
+    assert_hand_outs_reconcile(&b, "after churn");
+    let report = b.close(Some(LONG), false).unwrap();
+    assert_eq!(report.remaining, 0);
+}
+
+fn a_publish_waiting_on_backpressure_never_holds_up_subscribe(k: &Kit) {
+    let cfg = BrokerConfig {
+        queue_capacity: 4,
+        backpressure: Backpressure::Block,
+        publish_timeout: Some(Duration::from_secs(5)),
+        ..Default::default()
+    };
+    let b = k.with(cfg);
+    let mut worst = Duration::ZERO;
+    for round in 0..40 {
+        let topic = format!("race{round}");
+        for _ in 0..4 {
+            publish(&b, &topic, "1");
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let publishers: Vec<_> = (0..2)
+            .map(|_| {
+                let (b, topic, stop) = (b.clone(), topic.clone(), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    while !stop.load(SeqCst) {
+                        if b.publish(&topic, b"2", &PublishOptions::default()).is_err() {
+                            break;
+                        }
+                    }
+                })
+            })
+            .collect();
+        // The group takes over the 4 retained messages: full at once. Nobody consumes it.
+        let (gate_tx, gate_rx) = mpsc::channel::<()>();
+        let gate_rx = Mutex::new(gate_rx);
+        let sub = SubscribeOptions { group: Some("g"), ..Default::default() };
+        let first = b
+            .subscribe(&topic, move |_: &Delivery| {
+                let _ = gate_rx.lock().unwrap().recv();
+                Verdict::Ack
+            }, &sub)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        // Publishers now wait for room. A second subscribe on the topic must not wait for them.
+        let t0 = Instant::now();
+        let second = b.subscribe(&topic, |_: &Delivery| Verdict::Ack, &auto()).unwrap();
+        b.unsubscribe(second).unwrap();
+        worst = worst.max(t0.elapsed());
+        // Room for the waiting publishers' last publish each, then they see the stop.
+        stop.store(true, SeqCst);
+        drop(gate_tx);
+        b.purge(Some(&[topic.as_str()])).unwrap();
+        for p in publishers {
+            p.join().unwrap();
+        }
+        b.unsubscribe(first).unwrap();
+        b.purge(Some(&[topic.as_str()])).unwrap();
+    }
+    assert!(worst < Duration::from_secs(2), "subscribe waited {worst:?} behind a blocked publish");
+}
+
 fn odd_metadata_survives_every_path_byte_for_byte(k: &Kit) {
     let b = k.broker(2);
     let deep = format!("{}1{}", "[".repeat(130), "]".repeat(130));
@@ -1573,6 +1692,8 @@ fn a_delivery_id_of_another_broker_settles_nothing(k: &Kit) {
 }
 
 on_every_backend!(
+    requeues_racing_unsubscribe_leave_nothing_behind,
+    a_publish_waiting_on_backpressure_never_holds_up_subscribe,
     odd_metadata_survives_every_path_byte_for_byte,
     a_delivery_id_of_another_broker_settles_nothing,
     a_timed_out_join_reports_what_is_held,

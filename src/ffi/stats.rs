@@ -64,6 +64,12 @@ pub struct brokk_stats {
     pub listener_events_dropped: u64,
     /// Milliseconds since brokk_broker_new (gauge).
     pub uptime_ms: u64,
+    /// Hand-outs that ended with no verdict taking effect: dropped while in a handler or
+    /// awaiting an ack (the subscription's group was removed, or a forced close), or on a shared
+    /// store given back to it (a lease that ran out, a settle the store refused), to come back
+    /// by itself (counter). After a successful join, dispatched = processed + failed +
+    /// requeued + lapsed exactly.
+    pub lapsed: u64,
 }
 
 /// Fills `*stats_out` with the broker's totals.
@@ -101,6 +107,7 @@ pub unsafe extern "C" fn brokk_broker_stats(broker: *const brokk_broker, stats_o
             workers_active: s.workers_active,
             listener_events_dropped: s.listener_events_dropped,
             uptime_ms: s.uptime_ms,
+            lapsed: t.lapsed,
         };
         Ok(())
     })

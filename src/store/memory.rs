@@ -218,6 +218,10 @@ struct Levels {
     len: usize,
     /// Requeued with a delay: (due, delivery), released by `release_due`.
     delayed: Vec<(Instant, Delivery)>,
+    /// Discarded: the group was removed or the broker closed. A requeue that comes after (its
+    /// handler was still running) finds the queue gone instead of leaving a delivery where no
+    /// consumer and no count would ever find it again.
+    gone: bool,
 }
 
 pub(crate) struct MemoryQueue {
@@ -303,16 +307,24 @@ impl GroupQueue for MemoryQueue {
     fn requeue(&self, delivery: &Delivery, how: Requeue) -> Result<Requeued> {
         let mut delivery = delivery.clone();
         delivery.subscription = 0;
+        // Checked and put back under one lock, so that a discard is either before (Gone) or
+        // after (it counts this delivery).
+        let mut l = self.levels.lock();
+        if l.gone {
+            return Ok(Requeued::Gone);
+        }
         match how {
             Requeue::Unstarted => {}
             Requeue::Now => delivery.attempt += 1,
             Requeue::At(due) => {
                 delivery.attempt += 1;
-                self.levels.lock().delayed.push((due, delivery));
+                l.delayed.push((due, delivery));
                 return Ok(Requeued::Delayed);
             }
         }
-        self.push(&mut std::iter::once(delivery));
+        l.rings.entry(Reverse(delivery.priority())).or_default().push_back(delivery);
+        l.len += 1;
+        self.len.store(l.len, Ordering::Release);
         Ok(Requeued::Ready)
     }
 
@@ -346,6 +358,7 @@ impl GroupQueue for MemoryQueue {
     fn discard(&self) -> u64 {
         let mut l = self.levels.lock();
         let n = l.len + l.delayed.len();
+        l.gone = true;
         l.rings.clear();
         l.delayed.clear();
         l.len = 0;
@@ -433,5 +446,18 @@ mod tests {
         );
         assert_eq!((q.len(), q.release_due()), (0, 0));
         assert_eq!(q.discard(), 1);
+    }
+
+    #[test]
+    fn a_requeue_after_the_queue_was_discarded_finds_it_gone() {
+        let q = MemoryQueue::new(None);
+        q.push(&mut std::iter::once(Delivery::of_published(Message::new("t", "a", b"1", None, 0))));
+        let mut out = Vec::new();
+        q.claim(1, Lease::Renewed, &mut out).unwrap();
+        assert_eq!(q.discard(), 0);
+        for how in [Requeue::Now, Requeue::Unstarted, Requeue::At(Instant::now())] {
+            assert_eq!(q.requeue(&out[0], how).unwrap(), Requeued::Gone);
+        }
+        assert_eq!((q.len(), q.release_due(), q.discard()), (0, 0, 0));
     }
 }

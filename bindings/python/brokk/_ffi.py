@@ -89,6 +89,7 @@ BROKK_STATUS_TIMEOUT = 200
 BROKK_STATUS_FULL = 201
 BROKK_STATUS_UNAVAILABLE = 202
 BROKK_STATUS_STORAGE_FAILED = 203
+BROKK_STATUS_OUTCOME_UNKNOWN = 204
 BROKK_STATUS_CLOSED = 300
 BROKK_STATUS_PANIC = 900
 
@@ -274,6 +275,7 @@ class brokk_stats(Structure):
         ("workers_active", c_uint64),
         ("listener_events_dropped", c_uint64),
         ("uptime_ms", c_uint64),
+        ("lapsed", c_uint64),
     ]
 
 
@@ -296,6 +298,7 @@ _P = POINTER
 FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "brokk_broker_new": (brokk_status, [c_char_p, _P(brokk_broker_options), _P(_P(brokk_broker))]),
     "brokk_broker_free": (None, [_P(brokk_broker)]),
+    "brokk_broker_release": (None, [_P(brokk_broker)]),
     "brokk_broker_ack": (brokk_status, [_P(brokk_broker), c_uint64]),
     "brokk_broker_ack_batch": (brokk_status, [_P(brokk_broker), _P(c_uint64), c_size_t, _P(c_size_t)]),
     "brokk_broker_nack": (brokk_status, [_P(brokk_broker), c_uint64, c_bool, c_uint64, c_char_p, c_size_t]),

@@ -209,6 +209,7 @@ impl Shared {
                 // A shared store gave this broker the same delivery again (its lease ran out
                 // before it was settled): the old hand-out can no longer settle anything.
                 c.in_flight.fetch_sub(1, Ordering::Relaxed);
+                c.lapsed.fetch_add(1, Ordering::Relaxed);
                 self.quiesce.done_deliveries(1);
             }
             if let Some(d) = policy.ack_deadline {
@@ -242,6 +243,7 @@ impl Shared {
         if let Err((_, d)) = self.settle(delivery.clone(), Some(group), c, policy, outcome) {
             // Still leased to this broker: it comes back once more after the lease.
             c.in_flight.fetch_sub(1, Ordering::Relaxed);
+            c.lapsed.fetch_add(1, Ordering::Relaxed);
             drop(d);
         }
         true
@@ -299,6 +301,7 @@ impl Shared {
             // Nobody to tell: the delivery stays the store's, and comes back after its lease.
             Err(_) => {
                 counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+                counters.lapsed.fetch_add(1, Ordering::Relaxed);
                 true
             }
         }

@@ -149,16 +149,20 @@ impl Shared {
             Some(receipt) => receipt,
             // The topic's first group was being created: publish again in order with it (group
             // changes hold this lock), so that nothing overtakes the messages it took over.
-            None => {
+            // Admission may wait for room (backpressure Block), which subscribe and
+            // unsubscribe on this topic must not wait behind: it happens before the lock is
+            // taken, and again if the groups changed meanwhile.
+            None => loop {
+                groups = topic.groups();
+                skip = self.admit(topic, &groups, messages.len(), may_block)?;
                 let _order = topic.order.lock();
-                loop {
-                    groups = topic.groups();
-                    skip = self.admit(topic, &groups, messages.len(), may_block)?;
-                    if let Some(receipt) = self.store_publish(topic, &groups, &skip, messages)? {
-                        break receipt;
-                    }
+                if !Arc::ptr_eq(&groups, &topic.groups()) {
+                    continue;
                 }
-            }
+                if let Some(receipt) = self.store_publish(topic, &groups, &skip, messages)? {
+                    break receipt;
+                }
+            },
         };
         let n = messages.len() as u64;
         let c = &topic.counters;

@@ -70,6 +70,7 @@ impl Shared {
                 None => {
                     c.in_flight.fetch_sub(1, Ordering::Relaxed);
                     c.dropped.fetch_add(1, Ordering::Relaxed);
+                    c.lapsed.fetch_add(1, Ordering::Relaxed);
                     let reason = format!("{reason}; not requeued: its group is gone");
                     self.emit(|| Event::Failed(delivery, reason.into(), false));
                     Ok(true)
@@ -114,6 +115,7 @@ impl Shared {
             // consumer has it now.
             Requeued::Gone => {
                 c.dropped.fetch_add(1, Ordering::Relaxed);
+                c.lapsed.fetch_add(1, Ordering::Relaxed);
                 Ok(true)
             }
         }
@@ -275,6 +277,7 @@ impl Shared {
                     // redelivers it by itself.
                     Err(_) => {
                         entry.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+                        entry.counters.lapsed.fetch_add(1, Ordering::Relaxed);
                         self.quiesce.done_deliveries(1);
                     }
                 }
