@@ -1523,6 +1523,43 @@ fn a_timed_out_join_reports_what_is_held(k: &Kit) {
 /// topic's order lock; if the new group's queue is full (it took over what the topic retained)
 /// its backpressure wait must not happen under that lock, or subscribe and unsubscribe on the
 /// topic stall for the whole publish timeout. Publishers race the subscribe in every round.
+/// A delayed requeue is fetched once due; join returns only after the delayed gauge has
+/// caught up. (Shared stores hand a due delivery to a claim before the timer's job, which
+/// updates the gauge, may have run: on a loaded machine join returned with `delayed` 1.)
+/// Spinning threads load the machine so that the timer thread runs late now and then.
+fn join_waits_for_the_delayed_gauge_of_a_requeue_taken_early(k: &Kit) {
+    let b = k.broker(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let spinners: Vec<_> = (0..3)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(SeqCst) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for round in 0..60 {
+        publish(&b, "delay", "1");
+        let d = fetch_now(&b, "delay", None).expect("the delivery");
+        b.nack(d.id(), true, Some(Duration::from_millis(1)), None).unwrap();
+        let again = b.fetch("delay", None, Some(LONG)).unwrap().expect("redelivered after its delay");
+        b.ack(again.id()).unwrap();
+        b.join(Some(LONG)).unwrap();
+        let delayed = b.stats().unwrap().totals.delayed;
+        if delayed != 0 {
+            failures.push((round, delayed));
+        }
+    }
+    stop.store(true, SeqCst);
+    for s in spinners {
+        s.join().unwrap();
+    }
+    assert!(failures.is_empty(), "delayed after join (round, gauge): {failures:?}");
+}
+
 /// The counts of every hand-out: after a successful join each has ended exactly once.
 fn assert_hand_outs_reconcile(b: &Broker, what: &str) {
     let t = b.stats().unwrap().totals;
@@ -1692,6 +1729,7 @@ fn a_delivery_id_of_another_broker_settles_nothing(k: &Kit) {
 }
 
 on_every_backend!(
+    join_waits_for_the_delayed_gauge_of_a_requeue_taken_early,
     requeues_racing_unsubscribe_leave_nothing_behind,
     a_publish_waiting_on_backpressure_never_holds_up_subscribe,
     odd_metadata_survives_every_path_byte_for_byte,

@@ -41,6 +41,10 @@ pub(crate) struct Quiesce {
     events: AtomicU64,
     handlers: AtomicU64,
     publishes: AtomicU64,
+    /// Delayed requeues whose timer job (which moves the delivery back and updates the
+    /// `delayed` gauge) has not run yet: a consumer may take the delivery first, and join must
+    /// not return before the gauge says it is no longer delayed.
+    wakes: AtomicU64,
     /// Waiters in `wait_idle`; guarded by this mutex, which also orders wake-ups.
     waiters: Mutex<usize>,
     zero: Condvar,
@@ -79,6 +83,14 @@ impl Quiesce {
         self.done(&self.handlers, 1);
     }
 
+    pub(crate) fn add_wake(&self) {
+        self.wakes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn done_wake(&self) {
+        self.done(&self.wakes, 1);
+    }
+
     pub(crate) fn add_publish(&self) {
         self.publishes.fetch_add(1, Ordering::AcqRel);
     }
@@ -103,8 +115,8 @@ impl Quiesce {
         }
     }
 
-    fn counters(&self) -> [&AtomicU64; 5] {
-        [&self.deliveries, &self.claims, &self.events, &self.handlers, &self.publishes]
+    fn counters(&self) -> [&AtomicU64; 6] {
+        [&self.deliveries, &self.claims, &self.events, &self.handlers, &self.publishes, &self.wakes]
     }
 
     /// Sets WAITING on every counter and says whether all counts were zero at that moment.

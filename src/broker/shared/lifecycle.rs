@@ -343,6 +343,7 @@ impl Shared {
             // The delayed delivery itself was discarded with its group, or stays in the store.
             if let Job::Wake { counters, .. } = job {
                 counters.delayed.fetch_sub(1, Ordering::Relaxed);
+                self.quiesce.done_wake();
             }
         }
         // If this fails, the leases run out by themselves (this broker no longer renews them).

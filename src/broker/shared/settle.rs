@@ -108,6 +108,8 @@ impl Shared {
                 c.requeued.fetch_add(1, Ordering::Relaxed);
                 c.delayed.fetch_add(1, Ordering::Relaxed);
                 let at = due.unwrap_or_else(Instant::now);
+                // Counted until the job runs (or close takes it back), for join.
+                self.quiesce.add_wake();
                 self.timer.schedule(at, Job::Wake { group: Arc::downgrade(group), counters: Arc::clone(c) });
                 Ok(self.returned())
             }
@@ -294,6 +296,7 @@ impl Shared {
                     }
                     self.wake(&group, group.queue.len().max(released), 1);
                 }
+                self.quiesce.done_wake();
             }
         }
     }
