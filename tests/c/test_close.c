@@ -332,6 +332,27 @@ static void force_close_does_not_wait(void) {
     gate_destroy(&x.g);
 }
 
+/* A forced close then brokk_broker_release returns while a handler is still blocked: the
+ * handler finishes on its own, and its finaliser runs (on a brokk thread) once it has. */
+static void release_does_not_wait_for_a_blocked_handler(void) {
+    blocking x;
+    brokk_broker *b = stuck_broker(&x, 3);
+    if (!b) return;
+    brokk_close_report r = sentinel_report();
+    CHECK_OK(brokk_broker_close(b, BROKK_WAIT_FOREVER, true, &r));
+    CHECK_EQ(r.dropped, 3);
+    brokk_broker_release(b);
+    CHECK_EQ(gate_inside(&x.g), 1); /* returned while the handler is still blocked */
+    CHECK_EQ(atomic_load(&x.freed), 0);
+    gate_open(&x.g);
+    uint64_t deadline = mono_ms() + wait_ms();
+    while (atomic_load(&x.freed) == 0 && mono_ms() < deadline) sleep_ms(1);
+    CHECK_EQ(atomic_load(&x.done), 1);
+    CHECK_EQ(atomic_load(&x.freed), 1);
+    brokk_broker_release(NULL);
+    gate_destroy(&x.g);
+}
+
 /* After close (graceful, timed out, or forced) every call is CLOSED and writes nothing. */
 static void check_everything_closed(brokk_broker *b, uint64_t sid, uint64_t lid,
                                     uint64_t delivery) {
@@ -623,6 +644,7 @@ static const test_case TESTS[] = {
     TEST_CASE(close_discards_retained_messages),
     TEST_CASE(force_close_drops_pending_acks),
     TEST_CASE(force_close_does_not_wait),
+    TEST_CASE(release_does_not_wait_for_a_blocked_handler),
     TEST_CASE(everything_after_close_is_closed),
     TEST_CASE(concurrent_closes),
     TEST_CASE(publishes_racing_close),

@@ -33,6 +33,7 @@ static const symbol SYMBOLS[] = {
     SYM(brokk_broker_take),
     SYM(brokk_broker_take_with),
     SYM(brokk_broker_free),
+    SYM(brokk_broker_release),
     SYM(brokk_broker_join),
     SYM(brokk_broker_nack),
     SYM(brokk_broker_new),
@@ -71,7 +72,7 @@ static const symbol SYMBOLS[] = {
 #define N_SYMBOLS (sizeof SYMBOLS / sizeof SYMBOLS[0])
 
 static void every_symbol_links(void) {
-    CHECK_EQ(N_SYMBOLS, 45);
+    CHECK_EQ(N_SYMBOLS, 46);
     for (size_t i = 0; i < N_SYMBOLS; i++) {
         if (SYMBOLS[i].address == NULL) FAILF("%s has no address", SYMBOLS[i].name);
         for (size_t j = 0; j < i; j++)
@@ -98,6 +99,7 @@ static void signatures_are_pinned(void) {
     brokk_status (*p_new)(const char *, const brokk_broker_options *, brokk_broker **) =
         brokk_broker_new;
     void (*p_free)(brokk_broker *) = brokk_broker_free;
+    void (*p_release)(brokk_broker *) = brokk_broker_release;
     brokk_status (*p_publish)(const brokk_broker *, const char *, size_t, const char *, size_t,
                               const brokk_publish_options *, char *, size_t) =
         brokk_broker_publish;
@@ -164,7 +166,7 @@ static void signatures_are_pinned(void) {
     uint32_t (*p_version_number)(void) = brokk_version_number;
     uint32_t (*p_abi_version)(void) = brokk_abi_version;
     any_fn all[] = {
-        (any_fn)p_new,         (any_fn)p_free,           (any_fn)p_publish,
+        (any_fn)p_new,         (any_fn)p_free, (any_fn)p_release,         (any_fn)p_publish,
         (any_fn)p_ack,         (any_fn)p_nack,           (any_fn)p_join,
         (any_fn)p_close,       (any_fn)p_last_error,     (any_fn)p_add_listener,
         (any_fn)p_remove_listener, (any_fn)p_topic,      (any_fn)p_payload,
