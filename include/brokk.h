@@ -36,11 +36,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-// The longest time any store option takes, in milliseconds (`busy_timeout_ms`, `lease_ms`,
-// `timeout_ms`): 2^31 - 1, about 24.8 days, the largest that every engine takes as it is
-// (SQLite's busy timeout is a C `int` of milliseconds).
-#define MAX_OPTION_MILLIS (uint64_t)INT32_MAX
-
 // Longest message id, in bytes.
 #define BROKK_ID_MAX_LEN 128
 
@@ -67,6 +62,10 @@
 
 // A timeout_ms that means "wait without limit".
 #define BROKK_WAIT_FOREVER UINT64_MAX
+
+// The largest value of a time option in a backend URL (busy_timeout_ms, lease_ms,
+// timeout_ms): 2^31 - 1 milliseconds, about 24.8 days.
+#define BROKK_MAX_OPTION_MS 2147483647
 
 // Major version of this header; must match brokk_version_number() / 1000000 at run time.
 #define BROKK_VERSION_MAJOR 0

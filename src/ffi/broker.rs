@@ -34,6 +34,9 @@ pub const BROKK_MAX_LISTENER_QUEUE: u32 = 1048576;
 pub const BROKK_DEFAULT_QUEUE_CAPACITY: u64 = 100000;
 /// A timeout_ms that means "wait without limit".
 pub const BROKK_WAIT_FOREVER: u64 = u64::MAX;
+/// The largest value of a time option in a backend URL (busy_timeout_ms, lease_ms,
+/// timeout_ms): 2^31 - 1 milliseconds, about 24.8 days.
+pub const BROKK_MAX_OPTION_MS: u64 = 2147483647;
 
 const _: () = {
     assert!(BROKK_ID_MAX_LEN == crate::names::MAX_ID_LEN);
@@ -44,6 +47,7 @@ const _: () = {
     assert!(BROKK_DEFAULT_RETENTION_LIMIT as usize == DEFAULT_RETENTION_LIMIT);
     assert!(BROKK_DEFAULT_QUEUE_CAPACITY as usize == DEFAULT_QUEUE_CAPACITY);
     assert!(BROKK_MAX_LISTENER_QUEUE as usize == crate::config::MAX_LISTENER_QUEUE);
+    assert!(BROKK_MAX_OPTION_MS == crate::config::MAX_OPTION_MILLIS);
 };
 
 /// A message broker. Create with brokk_broker_new, release with brokk_broker_free.
