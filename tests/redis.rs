@@ -1,8 +1,9 @@
 //! The Redis backend where it differs from memory: brokers in several processes on one server,
 //! processes killed while they hold deliveries, a server restarted mid-run, a three-node Redis
-//! Cluster, and servers or URLs that cannot be used. Every server is a real `redis-server`
-//! started by the test (see `common::redis_server`); every wait is bounded; nothing asserts on
-//! timing.
+//! Cluster, servers paused (SIGSTOP) or killed under a call, and servers or URLs that cannot be
+//! used. Every server is a real `redis-server` started by the test (see `common::redis_server`);
+//! every wait is bounded. The only timing asserted is the upper bound of a call to a server
+//! that does not answer, with a generous margin (see `answer_bound`).
 
 mod common;
 
@@ -441,8 +442,10 @@ fn what_waits_survives_the_broker_and_held_deliveries_come_back_at_close() {
 // ---- faults ---------------------------------------------------------------------------------------
 
 /// Redis killed and restarted in the middle of a run (append-only file, fsync always): calls
-/// made meanwhile fail with `Unavailable`, the brokers reconnect by themselves, and every
-/// publish that returned Ok is delivered; what was processed but not acked comes back.
+/// made meanwhile fail with `Unavailable` (nothing was done) or `OutcomeUnknown` (the request
+/// was sent when the server died), the brokers connect again on their next calls, every
+/// publish that returned Ok is delivered, none that said `Unavailable` is; what was processed
+/// but not acked comes back.
 #[test]
 fn a_restarted_server_loses_nothing_acknowledged() {
     let mut server = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "always"]);
@@ -454,16 +457,18 @@ fn a_restarted_server_loses_nothing_acknowledged() {
     let stop = Arc::new(AtomicBool::new(false));
     let (acked, unavailable) = std::thread::scope(|s| {
         let publisher = s.spawn(|| {
-            let (mut acked, mut unavailable) = (Vec::new(), 0);
+            let (mut acked, mut unavailable) = (Vec::new(), Vec::new());
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) || acked.len() < 50 {
                 let payload = format!("\"m{i}\"");
                 match producer.publish("jobs", payload.as_bytes(), &PublishOptions::default()) {
                     Ok(_) => acked.push(payload),
                     Err(e) => {
-                        assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+                        assert!(matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::OutcomeUnknown), "{e}");
                         assert!(e.message().contains("redis"), "a clear message: {e}");
-                        unavailable += 1;
+                        if e.kind() == ErrorKind::Unavailable {
+                            unavailable.push(payload);
+                        }
                         std::thread::sleep(Duration::from_millis(10));
                     }
                 }
@@ -480,16 +485,19 @@ fn a_restarted_server_loses_nothing_acknowledged() {
         stop.store(true, Ordering::Relaxed);
         publisher.join().unwrap()
     });
-    assert!(unavailable > 0, "the publisher saw the server gone");
+    assert!(!unavailable.is_empty(), "the publisher saw the server gone");
     eventually("every acknowledged publish delivered", || {
         let seen = seen.lock().unwrap();
         acked.iter().all(|p| seen.contains_key(p))
     });
     eventually("nothing left waiting", || consumer.count(None).unwrap() == 0);
     consumer.join(Some(LONG)).unwrap();
+    let seen = seen.lock().unwrap();
+    let landed: Vec<&String> = unavailable.iter().filter(|p| seen.contains_key(*p)).collect();
+    assert!(landed.is_empty(), "publishes that said Unavailable were delivered: {landed:?}");
 }
 
-/// An ack made while the server is away fails with `Unavailable` and changes nothing: retried
+/// An ack made while the server is down fails with `Unavailable` and changes nothing: retried
 /// once it is back, it settles the delivery; a delivery whose failed ack is never retried comes
 /// back to its group after the lease, with the next attempt.
 #[test]
@@ -528,7 +536,7 @@ fn unusable_urls_servers_and_stores_get_the_right_error() {
 
     let port = redis_server::free_port();
     let e = Broker::open(&format!("redis://127.0.0.1:{port}?timeout_ms=500")).err().unwrap();
-    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert_eq!(e.kind(), ErrorKind::CannotOpenStore, "nothing listens there: {e}");
     assert!(e.message().contains(&port.to_string()), "says which server: {e}");
 
     let locked = RedisServer::start(&["--requirepass", "s3cret"]);
@@ -552,7 +560,7 @@ fn unusable_urls_servers_and_stores_get_the_right_error() {
     redis_server::raw(shared.port, &format!("RPUSH {{{list}}}:version x")).unwrap();
     assert_eq!(Broker::open(&url(&list, "")).err().unwrap().kind(), ErrorKind::IncompatibleStore);
 
-    // A server that goes away under an open broker: Unavailable, then back by itself.
+    // A server that goes away under an open broker: Unavailable, then back on a later call.
     let mut server = RedisServer::start(&[]);
     let b = Broker::open(&format!("{}?timeout_ms=500", server.url())).unwrap();
     assert!(b.fetch("t", Some("g"), Some(Duration::ZERO)).unwrap().is_none());
@@ -564,6 +572,257 @@ fn unusable_urls_servers_and_stores_get_the_right_error() {
     eventually("the broker to reconnect", || b.publish("t", b"2", &PublishOptions::default()).is_ok());
     let d = b.fetch("t", Some("g"), Some(LONG)).unwrap().expect("published after the restart");
     assert_eq!(payload_of(&d), "2");
+}
+
+/// The longest a call may take when the server does not answer, for a `timeout_ms` of `t`: the
+/// documented bound is `t` + 100 ms; this leaves room for a loaded test machine, and is still
+/// well under the `2 t` a call used to take.
+fn answer_bound(t: Duration) -> Duration {
+    t * 3 / 2
+}
+
+/// Runs `f`, returning its result and how long it took.
+fn timed<R>(f: impl FnOnce() -> R) -> (R, Duration) {
+    let start = Instant::now();
+    let r = f();
+    (r, start.elapsed())
+}
+
+/// Makes group "g" of topic "t" and runs each script once (publish, claim, settle), so that
+/// the server has them: a request that reaches a paused server then runs when it resumes
+/// (otherwise it would meet NOSCRIPT, and do nothing).
+fn warm_up(b: &Broker) {
+    assert!(b.fetch("t", Some("g"), Some(Duration::ZERO)).unwrap().is_none());
+    b.publish("t", b"0", &PublishOptions::default()).unwrap();
+    let d = b.fetch("t", Some("g"), Some(LONG)).unwrap().unwrap();
+    b.ack(d.id()).unwrap();
+}
+
+/// A paused server (SIGSTOP) answers nothing: each call gives up within its `timeout_ms`
+/// (publish, fetch without waiting, ack, count), with a transient status, and the broker works
+/// again once the server resumes.
+#[test]
+fn calls_to_a_paused_server_give_up_within_their_timeout() {
+    let server = RedisServer::start(&[]);
+    let timeout = Duration::from_millis(1000);
+    let b = Broker::open(&format!("{}?timeout_ms={}", server.url(), timeout.as_millis())).unwrap();
+    assert!(b.fetch("t", Some("g"), Some(Duration::ZERO)).unwrap().is_none());
+    b.publish("t", b"1", &PublishOptions::default()).unwrap();
+    let held = b.fetch("t", Some("g"), Some(Duration::ZERO)).unwrap().unwrap();
+    {
+        let _paused = server.pause();
+        let calls: [(&str, &dyn Fn() -> Option<brokk::Error>); 4] = [
+            ("publish", &|| b.publish("t", b"2", &PublishOptions::default()).err()),
+            ("fetch", &|| b.fetch("t", Some("g"), Some(Duration::ZERO)).err()),
+            ("ack", &|| b.ack(held.id()).err()),
+            ("count", &|| b.count(None).err()),
+        ];
+        for (what, call) in calls {
+            let (e, took) = timed(call);
+            let e = e.unwrap_or_else(|| panic!("{what} succeeded on a paused server"));
+            eprintln!("{what} on a paused server, timeout_ms = 1000: {took:?}, {:?}", e.kind());
+            assert!(matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::OutcomeUnknown), "{what}: {e}");
+            assert!(took < answer_bound(timeout), "{what} took {took:?} with timeout_ms = 1000: {e}");
+        }
+    }
+    eventually("the broker to work again", || b.publish("t", b"3", &PublishOptions::default()).is_ok());
+}
+
+/// A publish whose request reached a paused server is `OutcomeUnknown`, not `Unavailable`: the
+/// server runs the script when it resumes, so the message is there after all.
+#[test]
+fn a_publish_sent_to_a_paused_server_is_outcome_unknown_and_lands_when_it_resumes() {
+    let server = RedisServer::start(&[]);
+    let b = Broker::open(&format!("{}?timeout_ms=500", server.url())).unwrap();
+    warm_up(&b);
+    let paused = server.pause();
+    let e = b.publish("t", b"\"sent\"", &PublishOptions::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutcomeUnknown, "{e}");
+    assert!(e.message().contains("may or may not have been published"), "says what happened: {e}");
+    assert!(e.message().contains("twice"), "says what a retry risks: {e}");
+    paused.resume();
+    let d = b.fetch("t", Some("g"), Some(LONG)).unwrap().expect("the script ran when the server resumed");
+    assert_eq!(payload_of(&d), "\"sent\"");
+    b.ack(d.id()).unwrap();
+}
+
+/// A publish made while nothing listens (the server is down) never reaches it: `Unavailable`,
+/// saying nothing was done, and the message is not there once the server is back.
+#[test]
+fn a_publish_to_a_server_that_is_down_is_unavailable_and_never_lands() {
+    let mut server = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let b = Broker::open(&format!("{}?timeout_ms=500", server.url())).unwrap();
+    assert!(b.fetch("t", Some("g"), Some(Duration::ZERO)).unwrap().is_none());
+    server.kill();
+    let e = b.publish("t", b"\"lost\"", &PublishOptions::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(e.message().contains("nothing was done"), "says what happened: {e}");
+    assert!(!e.message().contains("reconnects by itself"), "{e}");
+    server.restart();
+    eventually("the broker to reconnect", || b.count(None).is_ok());
+    assert_eq!(b.count(None).unwrap(), 0);
+    assert!(b.fetch("t", Some("g"), Some(Duration::from_millis(300))).unwrap().is_none(), "never published");
+}
+
+/// An ack whose request reached a paused server is `OutcomeUnknown`: it is applied when the
+/// server resumes, and the delivery never comes back.
+#[test]
+fn an_ack_sent_to_a_paused_server_is_outcome_unknown_and_applies_when_it_resumes() {
+    let server = RedisServer::start(&[]);
+    let b = Broker::open(&format!("{}?timeout_ms=500&lease_ms=600", server.url())).unwrap();
+    warm_up(&b);
+    b.publish("t", b"1", &PublishOptions::default()).unwrap();
+    let d = b.fetch("t", Some("g"), Some(LONG)).unwrap().unwrap();
+    let paused = server.pause();
+    let e = b.ack(d.id()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutcomeUnknown, "{e}");
+    assert!(e.message().contains("may or may not have been applied"), "says what happened: {e}");
+    paused.resume();
+    // Had it not been applied, the delivery would come back once its lease (600 ms) ran out.
+    assert!(b.fetch("t", Some("g"), Some(Duration::from_millis(1500))).unwrap().is_none(), "the ack was applied");
+    assert_eq!(b.count(None).unwrap(), 0);
+}
+
+/// An ack made while the server is down never reaches it: `Unavailable`, saying nothing was
+/// done; the delivery comes back with the next attempt once the server is back and the lease ran
+/// out.
+#[test]
+fn an_ack_to_a_server_that_is_down_is_unavailable_and_the_delivery_comes_back() {
+    let mut server = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let b = Broker::open(&format!("{}?timeout_ms=500&lease_ms=600", server.url())).unwrap();
+    assert!(b.fetch("t", Some("g"), Some(Duration::ZERO)).unwrap().is_none());
+    b.publish("t", b"1", &PublishOptions::default()).unwrap();
+    let d = b.fetch("t", Some("g"), Some(LONG)).unwrap().unwrap();
+    server.kill();
+    let e = b.ack(d.id()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(e.message().contains("nothing was done"), "says what happened: {e}");
+    server.restart();
+    let again = b.fetch("t", Some("g"), Some(LONG)).unwrap().expect("not acked: it comes back");
+    assert_eq!((payload_of(&again), again.attempt()), ("1".to_owned(), 2));
+    b.ack(again.id()).unwrap();
+}
+
+/// A fetch under an ack deadline whose claim reached a paused server is `OutcomeUnknown`: the
+/// claim runs when the server resumes and leases the delivery to this broker, which never got
+/// it. It comes back with the next attempt once the deadline passes, to this same broker (the
+/// only one), although a broker's claims otherwise leave its own ack deadlines to its timer.
+#[test]
+fn a_delivery_claimed_for_a_fetch_that_lost_its_reply_comes_back_after_its_deadline() {
+    let server = RedisServer::start(&[]);
+    let b = Broker::open(&format!("{}?timeout_ms=500", server.url())).unwrap();
+    warm_up(&b);
+    b.publish("t", b"1", &PublishOptions::default()).unwrap();
+    let opts = FetchOptions { group: Some("g"), ack_deadline: Some(Duration::from_millis(300)), ..Default::default() };
+    let paused = server.pause();
+    let e = b.fetch_with("t", &opts, Some(Duration::ZERO)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutcomeUnknown, "{e}");
+    assert!(e.message().contains("come back"), "says what becomes of them: {e}");
+    paused.resume();
+    let d = b.fetch_with("t", &opts, Some(LONG)).unwrap().expect("the lost claim's delivery comes back");
+    assert_eq!((payload_of(&d), d.attempt()), ("1".to_owned(), 2));
+    b.ack(d.id()).unwrap();
+}
+
+/// Publishes of several threads that meet at a paused server travel in one call (see
+/// `combine.rs`): each still returns within its own timeout (one that waited for the call
+/// before it does not wait a whole timeout more), with the status of the call that carried it.
+/// Those that say `Unavailable` never land; those that land said `OutcomeUnknown`.
+#[test]
+fn publishes_that_meet_at_a_paused_server_each_get_the_status_of_their_own_request() {
+    let server = RedisServer::start(&[]);
+    let timeout = Duration::from_millis(800);
+    let url = format!("{}?timeout_ms={}", server.url(), timeout.as_millis());
+    let b =
+        Broker::with_config(&BrokerConfig { retention_limit: 100, ..BrokerConfig::from_url(&url).unwrap() }).unwrap();
+    warm_up(&b);
+    // A topic with no group: a publish is one script call, with no count to read before it.
+    b.publish("kept", b"\"known\"", &PublishOptions::default()).unwrap();
+    let paused = server.pause();
+    let start = std::sync::Barrier::new(8);
+    let results: Vec<(String, ErrorKind, Duration)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8u32)
+            .map(|t| {
+                let (b, start) = (&b, &start);
+                s.spawn(move || {
+                    let payload = format!("\"p{t}\"");
+                    start.wait();
+                    // The first alone; the others queue while its call is on its way, and
+                    // travel together after it.
+                    std::thread::sleep(Duration::from_millis(u64::from(t) * 60));
+                    let (r, took) = timed(|| b.publish("kept", payload.as_bytes(), &PublishOptions::default()));
+                    let e = r.expect_err("a paused server publishes nothing in time");
+                    (payload, e.kind(), took)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    paused.resume();
+    for (p, kind, took) in &results {
+        assert!(matches!(kind, ErrorKind::Unavailable | ErrorKind::OutcomeUnknown), "{p}: {kind:?}");
+        assert!(*took < answer_bound(timeout), "{p} took {took:?} ({kind:?}): {results:?}");
+    }
+    eventually("the broker to work again", || b.count(Some(&["kept"])).is_ok());
+    let mut landed = BTreeSet::new();
+    while let Some(d) = b.fetch("kept", Some("late"), Some(Duration::ZERO)).unwrap() {
+        landed.insert(payload_of(&d));
+        b.ack(d.id()).unwrap();
+    }
+    assert!(landed.remove("\"known\""), "retained before the pause");
+    for (p, kind, _) in &results {
+        if landed.contains(p) {
+            assert_eq!(*kind, ErrorKind::OutcomeUnknown, "{p} landed, though its publish said {kind:?}");
+        }
+    }
+    assert!(!landed.is_empty(), "the requests that reached the server ran when it resumed: {results:?}");
+}
+
+/// Opening a broker reaches the server once. Nothing listening there is the caller's to fix
+/// (`CannotOpenStore`): a retry loop on transient statuses must not spin on a mistyped port.
+#[test]
+fn opening_where_nothing_listens_is_cannot_open_store() {
+    let port = redis_server::free_port();
+    let e = Broker::open(&format!("redis://127.0.0.1:{port}/0")).err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::CannotOpenStore, "{e}");
+    let m = e.message();
+    assert!(m.contains(&format!("nothing answers at 127.0.0.1:{port}")), "says where: {e}");
+    assert!(m.contains("no broker was made"), "{e}");
+    assert!(m.contains("check the address"), "says what to do: {e}");
+    assert!(!m.contains("reconnects"), "{e}");
+}
+
+/// A server that is there but does not answer (paused) at open is `Unavailable` within the
+/// timeout, saying that no broker was made and that retrying later may succeed.
+#[test]
+fn opening_on_a_paused_server_is_unavailable_within_the_timeout() {
+    let server = RedisServer::start(&[]);
+    let timeout = Duration::from_millis(1000);
+    let _paused = server.pause();
+    let url = format!("{}?timeout_ms={}", server.url(), timeout.as_millis());
+    let (r, took) = timed(|| Broker::open(&url));
+    let e = r.err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(took < answer_bound(timeout), "open took {took:?} with timeout_ms = 1000: {e}");
+    assert!(e.message().contains("no broker was made"), "{e}");
+    assert!(e.message().contains("retrying later may succeed"), "{e}");
+    assert!(!e.message().contains("reconnects"), "{e}");
+}
+
+/// Wrong or missing credentials at open: `CannotOpenStore`, naming authentication, never
+/// showing the password.
+#[test]
+fn opening_with_wrong_credentials_is_cannot_open_store_naming_authentication() {
+    let locked = RedisServer::start(&["--requirepass", "s3cret"]);
+    let base = format!("127.0.0.1:{}", locked.port);
+    for creds in ["", "default:wrong@", ":wrong@", "nobody:wrong@"] {
+        let e = Broker::open(&format!("redis://{creds}{base}")).err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::CannotOpenStore, "{creds}: {e}");
+        assert!(e.message().contains("authentication"), "{creds}: names authentication: {e}");
+        assert!(e.message().contains("no broker was made"), "{creds}: {e}");
+        assert!(!e.message().contains("wrong"), "no password in messages: {e}");
+    }
+    Broker::open(&format!("redis://:s3cret@{base}")).unwrap().close(Some(LONG), false).unwrap();
 }
 
 // ---- Redis Cluster ----------------------------------------------------------------------------------

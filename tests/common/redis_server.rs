@@ -160,6 +160,21 @@ impl RedisServer {
         }
     }
 
+    /// Pauses the server (SIGSTOP) until the guard is dropped (SIGCONT): it keeps its port, and
+    /// the kernel still accepts connections and takes in what clients send, but the server
+    /// reads and answers nothing meanwhile. A failing test resumes it as it unwinds.
+    pub fn pause(&self) -> Paused<'_> {
+        self.signal(libc::SIGSTOP);
+        Paused { server: self }
+    }
+
+    fn signal(&self, signal: i32) {
+        if let Some(pid) = self.pid {
+            // SAFETY: signals a child this process started and has not reaped.
+            unsafe { libc::kill(pid, signal) };
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
@@ -173,6 +188,22 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A paused server (see `RedisServer::pause`); resumes it when dropped.
+pub struct Paused<'a> {
+    server: &'a RedisServer,
+}
+
+impl Paused<'_> {
+    /// Resumes the server now.
+    pub fn resume(self) {}
+}
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        self.server.signal(libc::SIGCONT);
     }
 }
 

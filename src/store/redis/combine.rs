@@ -6,9 +6,16 @@
 //! publish first), hands each publish its own reply, and passes the lead to the first publish
 //! queued meanwhile, if any. Followers sleep until their reply (or the lead) comes. A lone
 //! publisher is its own leader and never waits for anyone.
+//!
+//! Each publish keeps to its own deadline: a call is sent to be answered by the earliest
+//! deadline of the publishes in it (the first queued), so that a publish that waited for the
+//! call before it does not wait a whole timeout more. Every publish of a call gets that call's
+//! outcome, whose kind says what happened to it: `Unavailable` if the call never left,
+//! `OutcomeUnknown` if it left and its answer was lost.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::Instant;
 
 use ::redis::Value;
 use parking_lot::{Condvar, Mutex};
@@ -63,9 +70,10 @@ impl Args {
     }
 }
 
-/// One publish: its script arguments, and where its reply goes.
+/// One publish: its script arguments, its deadline, and where its reply goes.
 pub(super) struct Pending {
     pub args: Args,
+    deadline: Instant,
     slot: Mutex<Slot>,
     changed: Condvar,
 }
@@ -85,11 +93,16 @@ impl Pending {
 }
 
 impl Combiner {
-    /// Sends the publish with script arguments `args`, alone or with others, through `send`
-    /// (which gets the publishes of one call and returns their replies in order); returns this
-    /// publish's reply.
-    pub fn publish(&self, args: Args, send: impl Fn(&[Arc<Pending>]) -> Result<Vec<Value>>) -> Result<Value> {
-        let me = Arc::new(Pending { args, slot: Mutex::new(Slot::Waiting), changed: Condvar::new() });
+    /// Sends the publish with script arguments `args`, to be answered by `deadline`, alone or
+    /// with others, through `send` (which gets the publishes of one call and the deadline of the
+    /// call, and returns their replies in order); returns this publish's reply.
+    pub fn publish(
+        &self,
+        args: Args,
+        deadline: Instant,
+        send: impl Fn(&[Arc<Pending>], Instant) -> Result<Vec<Value>>,
+    ) -> Result<Value> {
+        let me = Arc::new(Pending { args, deadline, slot: Mutex::new(Slot::Waiting), changed: Condvar::new() });
         {
             let mut q = self.queue.lock();
             q.waiting.push(Arc::clone(&me));
@@ -111,21 +124,34 @@ impl Combiner {
     }
 
     /// Sends what is queued (`me` among it), hands out the replies, passes the lead on.
-    fn lead(&self, me: &Arc<Pending>, send: impl Fn(&[Arc<Pending>]) -> Result<Vec<Value>>) -> Result<Value> {
+    fn lead(&self, me: &Arc<Pending>, send: impl Fn(&[Arc<Pending>], Instant) -> Result<Vec<Value>>) -> Result<Value> {
         let batch: Vec<Arc<Pending>> = {
             let mut q = self.queue.lock();
             let n = q.waiting.len().min(MAX_PER_CALL);
             q.waiting.drain(..n).collect()
         };
-        let sent = panic::catch_unwind(AssertUnwindSafe(|| send(&batch)));
+        let deadline = batch.iter().map(|p| p.deadline).min().unwrap_or(me.deadline);
+        let sent = panic::catch_unwind(AssertUnwindSafe(|| send(&batch, deadline)));
         let replies: Vec<Result<Value>> = match &sent {
             Ok(Ok(values)) if values.len() == batch.len() => values.iter().cloned().map(Ok).collect(),
+            // The script ran: what it did for each publish is not known here.
             Ok(Ok(_)) => {
-                let e = Error::new(ErrorKind::StorageFailed, "publish: the script answered for the wrong number");
+                let e = Error::new(
+                    ErrorKind::OutcomeUnknown,
+                    "publish: the script answered for the wrong number of publishes; the message may or may \
+                     not have been published",
+                );
                 vec![Err(e); batch.len()]
             }
             Ok(Err(e)) => vec![Err(e.clone()); batch.len()],
-            Err(_) => vec![Err(Error::new(ErrorKind::StorageFailed, "publish panicked")); batch.len()],
+            // The call may have been sent before the panic.
+            Err(_) => vec![
+                Err(Error::new(
+                    ErrorKind::OutcomeUnknown,
+                    "publish panicked; the message may or may not have been published"
+                ));
+                batch.len()
+            ],
         };
         let mut mine = None;
         for (p, reply) in batch.iter().zip(replies) {
@@ -146,7 +172,12 @@ impl Combiner {
             panic::resume_unwind(p);
         }
         // `me` is in the batch: it was queued before this thread led.
-        mine.unwrap_or_else(|| Err(Error::new(ErrorKind::StorageFailed, "publish: lost its own reply")))
+        mine.unwrap_or_else(|| {
+            Err(Error::new(
+                ErrorKind::OutcomeUnknown,
+                "publish: lost its own reply; it may or may not have been published",
+            ))
+        })
     }
 }
 
@@ -163,7 +194,7 @@ mod tests {
     fn publishes_that_meet_share_a_call_and_each_gets_its_own_reply() {
         let combiner = Combiner::default();
         let (calls, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
-        let send = |batch: &[Arc<Pending>]| {
+        let send = |batch: &[Arc<Pending>], _: Instant| {
             let n = calls.fetch_add(1, Ordering::SeqCst);
             most.fetch_max(batch.len(), Ordering::SeqCst);
             std::thread::sleep(Duration::from_millis(20));
@@ -182,7 +213,7 @@ mod tests {
                                 let mine = format!("{t}-{i}");
                                 let mut args = Args::default();
                                 args.push(&mine);
-                                let reply = combiner.publish(args, send);
+                                let reply = combiner.publish(args, Instant::now() + Duration::from_secs(5), send);
                                 (mine, reply)
                             })
                             .collect::<Vec<_>>()

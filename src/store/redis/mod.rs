@@ -48,18 +48,18 @@ mod topic;
 mod watch;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use ::redis::{Script, Value};
+use ::redis::{Cmd, Script, Value};
 use parking_lot::Mutex;
 
 use crate::config::RedisConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::shared::{self, Owner};
 use crate::store::{Purged, Store, StoreKind, TopicStore, Watch};
-use conn::Pool;
+use conn::{Effect, Pool};
 use queue::RedisQueue;
 use topic::RedisTopic;
 
@@ -109,6 +109,9 @@ struct Local {
     topics: Mutex<HashMap<Arc<str>, TopicEntry>>,
     /// Anonymous groups made by this broker.
     pub next_group: AtomicU64,
+    /// A claim under an ack deadline failed after its request was sent: it may have leased
+    /// deliveries to this broker's deadline holder that nobody here knows of (see `spared`).
+    pub lost_deadline_claim: AtomicBool,
 }
 
 impl Local {
@@ -116,19 +119,46 @@ impl Local {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Runs `script` on the topic with base `base`: KEYS[1] is its group registry, ARGV[1] its
-    /// base, then what `args` adds.
+    /// Runs `script`, which does `effect`, on the topic with base `base` within the timeout:
+    /// KEYS[1] is its group registry, ARGV[1] its base, then what `args` adds.
     pub fn script(
         &self,
         what: &str,
+        effect: Effect,
         script: &Script,
         base: &str,
-        args: impl FnOnce(&mut ::redis::ScriptInvocation<'_>),
+        args: impl FnOnce(&mut Cmd),
     ) -> Result<Value> {
-        let mut call = script.key(keys::groups(base));
-        call.arg(base);
+        self.script_by(Instant::now() + self.pool.timeout(), what, effect, script, base, args)
+    }
+
+    /// `script`, to be answered by `deadline`.
+    pub fn script_by(
+        &self,
+        deadline: Instant,
+        what: &str,
+        effect: Effect,
+        script: &Script,
+        base: &str,
+        args: impl FnOnce(&mut Cmd),
+    ) -> Result<Value> {
+        let mut call = ::redis::cmd("EVALSHA");
+        call.arg(script.get_hash()).arg(1).arg(keys::groups(base)).arg(base);
         args(&mut call);
-        self.pool.run(what, |c| call.invoke::<Value>(c.as_dyn()))
+        self.pool.call(what, effect, deadline, |c| c.eval(script, &call))
+    }
+
+    /// The holder whose expired leases claims leave alone: this broker's ack-deadline holder,
+    /// whose deliveries its deadline timer requeues. Once a claim under a deadline lost its
+    /// reply, none: the deliveries it may have leased come back when their deadline passes
+    /// (attempt + 1) to this broker's claims too, not only to other brokers'. The timer's later
+    /// requeue of a delivery taken back so quotes an old attempt and changes nothing.
+    pub fn spared(&self) -> &str {
+        if self.lost_deadline_claim.load(Ordering::Acquire) {
+            ""
+        } else {
+            &self.owner.deadline
+        }
     }
 
     /// The delivery id of delivery number `seq` of the topic with local index `index`.
@@ -172,9 +202,12 @@ pub(crate) struct RedisStore {
 impl RedisStore {
     /// Connects, checks the server (version, credentials, database) and the layout of the keys
     /// under the prefix, and registers this broker instance. Nothing is written before the
-    /// checks pass.
+    /// checks pass. Opening reaches the server once: a wrong address or wrong credentials are
+    /// `CannotOpenStore`, a server that is there but does not answer in time or is not ready
+    /// `Unavailable`; the message says no broker was made.
     pub(crate) fn open(config: &RedisConfig) -> Result<Self> {
         let pool = Pool::new(config)?;
+        pool.reach()?;
         owners::check_server(&pool)?;
         owners::check_layout(&pool, &config.prefix)?;
         let local = Local {
@@ -187,6 +220,7 @@ impl RedisStore {
             touched: Mutex::default(),
             topics: Mutex::default(),
             next_group: AtomicU64::new(1),
+            lost_deadline_claim: AtomicBool::new(false),
         };
         owners::register(&local)?;
         let listener = match local.pool.single_client() {
@@ -194,11 +228,15 @@ impl RedisStore {
                 let stop_word = format!("stop {}", local.owner.renewed);
                 let channel = watch::channel(&local.prefix);
                 Some(watch::Listener::start(client, channel, stop_word, local.pool.timeout()).map_err(|e| {
-                    Error::new(ErrorKind::StorageFailed, format!("redis: cannot start its listening thread: {e}"))
+                    Error::new(
+                        ErrorKind::StorageFailed,
+                        format!("redis: cannot start its listening thread: {e}; no broker was made"),
+                    )
                 })?)
             }
             None => None,
         };
+        local.pool.opened();
         Ok(RedisStore { local: Arc::new(local), listener, seen: Mutex::new(None) })
     }
 
@@ -262,8 +300,18 @@ impl Store for RedisStore {
 
     fn purge(&self, topics: Option<&[&str]>) -> Result<Vec<Purged>> {
         let mut purged = Vec::new();
-        for (base, name) in self.select(topics)? {
-            let reply = self.local.script("purge", &scripts::PURGE, &base, |_| {})?;
+        for (i, (base, name)) in self.select(topics)?.into_iter().enumerate() {
+            let effect = Effect::Changes(
+                "the purge of this topic may or may not have been done (any topics before it were \
+                 purged): purging again is safe",
+            );
+            let reply = match self.local.script("purge", effect, &scripts::PURGE, &base, |_| {}) {
+                Ok(reply) => reply,
+                // Topics before this one were purged: not "nothing was done".
+                Err(e) if i > 0 => return Err(partly_done(e, "the topics listed before it were purged")),
+                Err(e) => return Err(e),
+            };
+            self.local.wrote();
             let r = reply::array(reply, "purge")?;
             let (deliveries, retained) = match r.as_slice() {
                 [d, r] => (reply::int(d, "purge")? as u64, reply::int(r, "purge")? as u64),
@@ -273,7 +321,6 @@ impl Store for RedisStore {
                 purged.push(Purged { topic: name, deliveries, retained });
             }
         }
-        self.local.wrote();
         Ok(purged)
     }
 
@@ -322,6 +369,17 @@ impl RedisQueue {
     /// The queue behind a `dyn GroupQueue` this store made.
     fn of(queue: &dyn crate::store::GroupQueue) -> &RedisQueue {
         queue.as_any().downcast_ref::<RedisQueue>().expect("a Redis store's group")
+    }
+}
+
+/// A call made of several requests failed after `done` (the earlier ones) had succeeded: an
+/// `Unavailable` failure of the rest is `OutcomeUnknown` for the call as a whole.
+fn partly_done(e: Error, done: &str) -> Error {
+    match e.kind() {
+        ErrorKind::Unavailable => {
+            Error::new(ErrorKind::OutcomeUnknown, format!("partly done: {done}; the rest failed: {}", e.message()))
+        }
+        _ => e,
     }
 }
 

@@ -6,9 +6,18 @@ use std::sync::Arc;
 
 use ::redis::Value;
 
-use super::conn::Pool;
+use super::conn::{Effect, Pool};
 use super::{incompatible, keys, scripts, Held, Local};
 use crate::error::{Error, ErrorKind, Result};
+
+const RENEWED: Effect =
+    Effect::Changes("the leases may or may not have been renewed: the next heartbeat renews them again");
+const REMOVED: Effect =
+    Effect::Changes("the group may or may not have been removed: the next heartbeat removes it again if it is left");
+const GIVEN_BACK: Effect = Effect::Changes(
+    "the delivery may or may not have been given back: if not, it comes back to its group when its \
+     lease runs out, with attempt + 1",
+);
 
 /// The layout of the keys this build writes; a prefix holding another is refused.
 const LAYOUT: i64 = 1;
@@ -19,10 +28,13 @@ pub(crate) const MIN_VERSION: (u32, u32) = (6, 2);
 /// The server (every node of a cluster) is recent enough. Connecting also checks the
 /// credentials and the database.
 pub(super) fn check_server(pool: &Pool) -> Result<()> {
-    let info = pool.run("connect", |c| ::redis::cmd("INFO").arg("server").query::<Value>(c.as_dyn())).map_err(|e| {
-        // Refused as configured (a database the server does not have, say): not a passing fault.
+    let info = pool.run("read the server's version", |c| ::redis::cmd("INFO").arg("server").query::<Value>(c.as_dyn()));
+    let info = info.map_err(|e| {
+        // Refused as configured (a command the user may not run, say): not a passing fault.
         match e.kind() {
-            ErrorKind::StorageFailed => Error::new(ErrorKind::CannotOpenStore, e.message().to_owned()),
+            ErrorKind::StorageFailed => {
+                Error::new(ErrorKind::CannotOpenStore, format!("{}; no broker was made: check the URL", e.message()))
+            }
             _ => e,
         }
     })?;
@@ -116,7 +128,7 @@ pub(super) fn renew_leases(local: &Local) -> Result<()> {
     let lease = local.lease.as_millis() as u64;
     let mut result = Ok(());
     for ((base, group, _), held) in held_by_group(local, true) {
-        let renewed = local.script("renew leases", &scripts::RENEW, &base, |call| {
+        let renewed = local.script("renew leases", RENEWED, &scripts::RENEW, &base, |call| {
             call.arg(&*group).arg(&local.owner.renewed).arg(lease);
             for h in &held {
                 call.arg(&h.member);
@@ -151,7 +163,7 @@ fn remove_groups_of(local: &Local, owner: &str) -> Result<()> {
     for entry in &groups {
         let Some((topic, group)) = entry.split_once(' ') else { continue };
         let base = keys::base(&local.prefix, topic);
-        local.script("remove an anonymous group", &scripts::REMOVE_GROUP, &base, |call| {
+        local.script("remove an anonymous group", REMOVED, &scripts::REMOVE_GROUP, &base, |call| {
             call.arg(group);
         })?;
     }
@@ -165,7 +177,7 @@ pub(super) fn give_back_all(local: &Local) -> Result<()> {
     let mut result = Ok(());
     let all: Vec<(u64, Held)> = local.held.lock().iter().map(|(id, h)| (*id, h.clone())).collect();
     for (id, h) in all {
-        let back = local.script("give back a delivery", &scripts::REQUEUE, &h.base, |call| {
+        let back = local.script("give back a delivery", GIVEN_BACK, &scripts::REQUEUE, &h.base, |call| {
             call.arg(&*h.group).arg(local.owner.holder(h.renewed)).arg(&h.member).arg(h.attempt).arg("close");
         });
         match back {
@@ -177,7 +189,7 @@ pub(super) fn give_back_all(local: &Local) -> Result<()> {
     }
     let touched: Vec<_> = local.touched.lock().iter().cloned().collect();
     for (base, group) in touched {
-        let released = local.script("release consumers", &scripts::RELEASE_CONSUMERS, &base, |call| {
+        let released = local.script("release consumers", Effect::Reads, &scripts::RELEASE_CONSUMERS, &base, |call| {
             call.arg(&*group).arg(&local.owner.renewed).arg(&local.owner.deadline);
         });
         result = result.and(released.map(drop));

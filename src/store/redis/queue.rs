@@ -6,13 +6,15 @@
 //! never misses one of them.
 
 use std::any::Any;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::redis::Value;
 
-use super::{reply, scripts, Held, Local};
-use crate::error::Result;
+use super::conn::Effect;
+use super::{partly_done, reply, scripts, Held, Local};
+use crate::error::{ErrorKind, Result};
 use crate::message::{Delivery, Message};
 use crate::store::shared::ReadyCount;
 use crate::store::{GroupQueue, Lease, Requeue, Requeued, Take};
@@ -27,6 +29,27 @@ pub(crate) struct RedisQueue {
     pub(super) name: Option<Arc<str>>,
     ready: ReadyCount,
 }
+
+/// What a claim whose answer was lost did. Not `Unavailable`, which promises that nothing was
+/// done: the deliveries it leased are invisible until the lease runs out and then come back
+/// with attempt + 1, which counts towards `max_attempts`. Nothing is lost or handed out twice.
+const CLAIMED: Effect = Effect::Changes(
+    "deliveries may have been leased to this broker without being handed out: they come back to \
+     the group when the lease (or the ack deadline) runs out, with attempt + 1; fetching again is \
+     safe",
+);
+const TAKEN: Effect = Effect::Changes(
+    "a delivery may have been taken (and so settled) without being handed out: then it is gone, \
+     as at-most-once allows; taking again is safe",
+);
+const SETTLED: Effect = Effect::Changes(
+    "the ack may or may not have been applied: acking again is safe (it is applied at most \
+     once); if it was not applied, the delivery comes back when its lease runs out, with attempt + 1",
+);
+const REQUEUED: Effect = Effect::Changes(
+    "the nack may or may not have been applied: nacking again is safe (it is applied at most \
+     once); if it was not applied, the delivery comes back when its lease runs out, with attempt + 1",
+);
 
 /// What `group_figures.lua` says about a group.
 struct Figures {
@@ -67,10 +90,15 @@ impl RedisQueue {
     }
 
     fn figures(&self) -> Result<Figures> {
-        let owner = &self.local.owner;
-        let r = self.local.script("read a group's figures", &scripts::GROUP_FIGURES, &self.base, |call| {
-            call.arg(&*self.group).arg(&owner.deadline);
-        })?;
+        let r = self.local.script(
+            "read a group's figures",
+            Effect::Reads,
+            &scripts::GROUP_FIGURES,
+            &self.base,
+            |call| {
+                call.arg(&*self.group).arg(self.local.spared());
+            },
+        )?;
         let what = "read a group's figures";
         let r = reply::array(r, what)?;
         let [ready, delayed, expired, next] = r.as_slice() else { return Err(reply::malformed(what)) };
@@ -153,10 +181,18 @@ impl GroupQueue for RedisQueue {
             Lease::Until(deadline) => (false, deadline),
         };
         let owner = &self.local.owner;
+        let spared = self.local.spared();
         let items = self.reread(|| {
-            let r = self.local.script("claim", &scripts::CLAIM, &self.base, |call| {
+            let claimed = self.local.script("claim", CLAIMED, &scripts::CLAIM, &self.base, |call| {
                 call.arg(&*self.group).arg(owner.holder(renewed)).arg(length.as_millis().max(1) as u64).arg(max);
-                call.arg(&owner.deadline);
+                call.arg(spared);
+            });
+            let r = claimed.inspect_err(|e| {
+                if !renewed && e.kind() == ErrorKind::OutcomeUnknown {
+                    // It may have leased deliveries under this broker's ack-deadline holder,
+                    // which its own claims spare and its timer does not know of.
+                    self.local.lost_deadline_claim.store(true, Ordering::Release);
+                }
             })?;
             let mut items = reply::array(r, "claim")?.into_iter();
             let ready = reply::int(&items.next().ok_or_else(|| reply::malformed("claim"))?, "claim")?;
@@ -184,9 +220,9 @@ impl GroupQueue for RedisQueue {
     fn take(&self, max_payload: usize) -> Result<Take> {
         let owner = &self.local.owner;
         let (mut items, too_large) = self.reread(|| {
-            let r = self.local.script("take", &scripts::CLAIM, &self.base, |call| {
+            let r = self.local.script("take", TAKEN, &scripts::CLAIM, &self.base, |call| {
                 call.arg(&*self.group).arg(owner.holder(true)).arg(self.local.lease.as_millis().max(1) as u64).arg(1);
-                call.arg(&owner.deadline).arg(max_payload as u64);
+                call.arg(self.local.spared()).arg(max_payload as u64);
             })?;
             let mut items = reply::array(r, "take")?.into_iter();
             let mut next = || items.next().ok_or_else(|| reply::malformed("take"));
@@ -210,6 +246,7 @@ impl GroupQueue for RedisQueue {
     }
 
     fn settle(&self, done: &[Delivery]) -> Result<()> {
+        let mut settled_some = false;
         for renewed in [true, false] {
             let mine: Vec<(u64, String, u32)> = {
                 let held = self.local.held.lock();
@@ -223,7 +260,7 @@ impl GroupQueue for RedisQueue {
             }
             // A lease that was lost (deadline passed and someone else took it) is theirs now:
             // the script leaves it.
-            let settled = self.local.script("settle", &scripts::SETTLE, &self.base, |call| {
+            let settled = self.local.script("settle", SETTLED, &scripts::SETTLE, &self.base, |call| {
                 call.arg(&*self.group).arg(self.local.owner.holder(renewed));
                 for (_, member, attempt) in &mine {
                     call.arg(member).arg(*attempt);
@@ -231,8 +268,10 @@ impl GroupQueue for RedisQueue {
             });
             if let Err(e) = settled {
                 self.lapse(mine.iter().map(|m| m.0));
-                return Err(e);
+                // The deliveries under the renewed lease were settled first.
+                return Err(if settled_some { partly_done(e, "some of the deliveries were acked") } else { e });
             }
+            settled_some = true;
             let mut held = self.local.held.lock();
             for (key, _, _) in &mine {
                 held.remove(key);
@@ -249,7 +288,7 @@ impl GroupQueue for RedisQueue {
             Requeue::At(at) => ("at", delay_ms(at)),
             Requeue::Unstarted => ("unstarted", 0),
         };
-        let r = self.local.script("requeue", &scripts::REQUEUE, &self.base, |call| {
+        let r = self.local.script("requeue", REQUEUED, &scripts::REQUEUE, &self.base, |call| {
             call.arg(&*self.group).arg(self.local.owner.holder(d.renewed)).arg(&member).arg(d.attempt);
             call.arg(mode).arg(due);
         });

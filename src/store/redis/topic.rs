@@ -3,12 +3,27 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::combine::{Args, Combiner};
+use super::conn::Effect;
 use super::{keys, reply, scripts, Local, RedisQueue};
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::Message;
 use crate::store::{Fanout, Gauges, GroupQueue, OpenedGroup, Published, Receipt, Retention, TopicStore};
+
+const OPENED: Effect = Effect::Changes(
+    "the group may or may not have been registered in Redis (a new named group takes over the \
+     topic's retained messages): doing it again is safe",
+);
+const REMOVED: Effect = Effect::Changes(
+    "the group may or may not have been removed from Redis, with what waits in it: removing it \
+     again is safe",
+);
+pub(super) const PUBLISHED: Effect = Effect::Changes(
+    "the message may or may not have been published: publishing it again may publish it twice \
+     (check for it first, by its id, if duplicates matter)",
+);
 
 pub(super) struct RedisTopic {
     local: Arc<Local>,
@@ -27,7 +42,7 @@ impl RedisTopic {
 
 /// (ready deliveries of the topic's groups, retained messages).
 pub(super) fn figures(local: &Local, base: &str) -> Result<(u64, u64)> {
-    let r = reply::array(local.script("count", &scripts::TOPIC_FIGURES, base, |_| {})?, "count")?;
+    let r = reply::array(local.script("count", Effect::Reads, &scripts::TOPIC_FIGURES, base, |_| {})?, "count")?;
     match r.as_slice() {
         [q, r] => Ok((reply::int(q, "count")?.max(0) as u64, reply::int(r, "count")?.max(0) as u64)),
         _ => Err(reply::malformed("count")),
@@ -52,7 +67,7 @@ impl TopicStore for RedisTopic {
                 (group, owner)
             }
         };
-        let r = local.script("open a group", &scripts::OPEN_GROUP, &self.base, |call| {
+        let r = local.script("open a group", OPENED, &scripts::OPEN_GROUP, &self.base, |call| {
             call.arg(&group).arg(owner);
         })?;
         local.wrote();
@@ -77,7 +92,7 @@ impl TopicStore for RedisTopic {
     fn remove_group(&self, queue: &dyn GroupQueue) -> Result<u64> {
         let queue = RedisQueue::of(queue);
         let local = &self.local;
-        let r = local.script("remove a group", &scripts::REMOVE_GROUP, &self.base, |call| {
+        let r = local.script("remove a group", REMOVED, &scripts::REMOVE_GROUP, &self.base, |call| {
             call.arg(&*queue.group);
         })?;
         local.wrote();
@@ -115,8 +130,10 @@ impl TopicStore for RedisTopic {
             args.push(m.id()).push(m.payload()).push(if meta.is_some() { "1" } else { "0" });
             args.push(meta.unwrap_or(b"")).push_int(m.priority()).push_int(m.timestamp_ms());
         }
-        let r = self.combiner.publish(args, |batch| {
-            let r = self.local.script("publish", &scripts::PUBLISH, &self.base, |call| {
+        // Each publish keeps to its own timeout, from now, even when it waits for others' call.
+        let deadline = Instant::now() + self.local.pool.timeout();
+        let r = self.combiner.publish(args, deadline, |batch, deadline| {
+            let r = self.local.script_by(deadline, "publish", PUBLISHED, &scripts::PUBLISH, &self.base, |call| {
                 call.arg(batch.len());
                 for p in batch {
                     for a in p.args.iter() {
