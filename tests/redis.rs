@@ -926,3 +926,29 @@ fn a_group_across_two_processes_on_a_three_node_cluster() {
     assert_eq!(parent.purge(None).unwrap(), topics.len() as u64);
     assert_eq!(parent.count(None).unwrap(), 0);
 }
+
+/// Publishes on new topics against a paused server wait out their timeouts side by side: the
+/// store's side of a new topic (a round trip) is made with no broker lock held. (Before, each
+/// waited behind the one before it under the topic map's lock: 4 topics took 4 timeouts, and
+/// every publish on any topic waited behind them.)
+#[test]
+fn new_topics_on_a_paused_server_do_not_wait_for_each_other() {
+    let server = RedisServer::start(&[]);
+    let timeout = Duration::from_millis(1000);
+    let b = Broker::open(&format!("{}?timeout_ms={}", server.url(), timeout.as_millis())).unwrap();
+    b.publish("warm", b"1", &PublishOptions::default()).unwrap();
+    let _paused = server.pause();
+    let started = std::time::Instant::now();
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let b = b.clone();
+            std::thread::spawn(move || b.publish(&format!("fresh{i}"), b"1", &PublishOptions::default()).err())
+        })
+        .collect();
+    for t in threads {
+        let e = t.join().unwrap().expect("a publish on a paused server fails");
+        assert!(matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::OutcomeUnknown), "{e}");
+    }
+    let took = started.elapsed();
+    assert!(took < 2 * answer_bound(timeout), "4 publishes on new topics took {took:?} with timeout_ms = 1000");
+}

@@ -88,7 +88,7 @@ impl Hasher for NameHasher {
 
 impl Topics {
     /// The topic named `name` (already validated), and whether this call created it; `store`
-    /// makes the store's side of a new one.
+    /// makes the store's side of a new one (and may be called by two threads at once).
     pub(crate) fn get_or_create(
         &self,
         name: &str,
@@ -97,13 +97,18 @@ impl Topics {
         if let Some(t) = self.map.read().get(name) {
             return Ok((Arc::clone(t), false));
         }
+        // The store's side is made with no lock held: on a server it is a round trip, which
+        // may wait out a timeout, and every publish on every topic reads this map. Two
+        // threads may both make it; the first to insert wins and the other's is dropped
+        // (making it twice is harmless in every store).
+        let name: Arc<str> = Arc::from(name);
+        let store = store(&name)?;
         let mut map = self.map.write();
-        if let Some(t) = map.get(name) {
+        if let Some(t) = map.get(&*name) {
             return Ok((Arc::clone(t), false));
         }
-        let name: Arc<str> = Arc::from(name);
         let topic = Arc::new(Topic {
-            store: store(&name)?,
+            store,
             name: Arc::clone(&name),
             counters: Arc::default(),
             groups: RwLock::new(Arc::from(Vec::new())),
