@@ -16,7 +16,7 @@ static_assert(std::is_same<std::underlying_type<brokk_status_class>::type, uint3
 static_assert(std::is_same<brokk_verdict, uint32_t>::value, "brokk_verdict is a uint32_t");
 static_assert(std::is_standard_layout<brokk_stats>::value && std::is_trivial<brokk_stats>::value,
               "brokk_stats is a plain C struct");
-static_assert(sizeof(brokk_stats) == 23 * sizeof(uint64_t), "brokk_stats is 23 u64s");
+static_assert(sizeof(brokk_stats) == 24 * sizeof(uint64_t), "brokk_stats is 24 u64s");
 static_assert(std::is_standard_layout<brokk_message_fields>::value &&
                   std::is_trivial<brokk_message_fields>::value,
               "brokk_message_fields is a plain C struct");
