@@ -30,7 +30,6 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -113,18 +112,15 @@ impl Link {
     /// Whether the connection still looks usable: the server has not closed it (EOF or a reset
     /// waiting to be read) and sent nothing unasked. One non-blocking peek, no round trip.
     fn alive(&self) -> bool {
-        let mut byte = 0u8;
-        // SAFETY: peeks at most one byte into a local of this frame; the fd is this link's own
-        // open socket.
-        let n = unsafe {
-            libc::recv(self.stream.as_raw_fd(), (&raw mut byte).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
-        };
-        if n < 0 {
-            let err = std::io::Error::last_os_error();
-            return err.kind() == std::io::ErrorKind::WouldBlock;
+        // Safe std calls rather than recv(MSG_PEEK | MSG_DONTWAIT): no `unsafe` outside src/ffi.
+        if self.stream.set_nonblocking(true).is_err() {
+            return false;
         }
-        false
+        let peeked = self.stream.peek(&mut [0u8; 1]);
+        let restored = self.stream.set_nonblocking(false).is_ok();
+        restored && matches!(peeked, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
+
 }
 
 impl ConnectionLike for Link {
