@@ -25,6 +25,7 @@ static const uint32_t ALL_STATUSES[] = {
     BROKK_STATUS_FULL,
     BROKK_STATUS_UNAVAILABLE,
     BROKK_STATUS_STORAGE_FAILED,
+    BROKK_STATUS_OUTCOME_UNKNOWN,
     BROKK_STATUS_CLOSED,
     BROKK_STATUS_PANIC,
 };
@@ -87,8 +88,9 @@ static void header_constants_are_consistent(void) {
     CHECK_EQ(BROKK_STATUS_TIMEOUT, 200);
     CHECK_EQ(BROKK_STATUS_CLOSED, 300);
     CHECK_EQ(BROKK_STATUS_PANIC, 900);
-    /* brokk_stats is twenty-three u64 fields. */
-    CHECK_EQ(sizeof(brokk_stats), 23 * sizeof(uint64_t));
+    CHECK_EQ(BROKK_STATUS_OUTCOME_UNKNOWN, 204);
+    /* brokk_stats is twenty-four u64 fields. */
+    CHECK_EQ(sizeof(brokk_stats), 24 * sizeof(uint64_t));
     CHECK_EQ(BROKK_DEFAULT_QUEUE_CAPACITY, 100000);
     CHECK_EQ(BROKK_BACKPRESSURE_BLOCK, 0);
     CHECK_EQ(BROKK_BACKPRESSURE_FAIL, 1);
@@ -116,7 +118,7 @@ static void status_str_nonempty_and_distinct(void) {
 }
 
 static void status_str_unknown_numbers(void) {
-    static const uint32_t unknown[] = {15, 16, 50, 99, 104, 150, 199, 204, 250, 299,
+    static const uint32_t unknown[] = {15, 16, 50, 99, 104, 150, 199, 205, 250, 299,
                                        301, 399, 400, 899, 901, 999, 1000, 0x7fffffffu,
                                        0xffffffffu};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
@@ -133,7 +135,8 @@ static void status_classify_known(void) {
         if (st == BROKK_STATUS_OK)
             want = BROKK_STATUS_CLASS_OK;
         else if (st == BROKK_STATUS_TIMEOUT || st == BROKK_STATUS_FULL ||
-                 st == BROKK_STATUS_UNAVAILABLE || st == BROKK_STATUS_STORAGE_FAILED)
+                 st == BROKK_STATUS_UNAVAILABLE || st == BROKK_STATUS_STORAGE_FAILED ||
+                 st == BROKK_STATUS_OUTCOME_UNKNOWN)
             want = BROKK_STATUS_CLASS_TRANSIENT;
         else if (st == BROKK_STATUS_CLOSED)
             want = BROKK_STATUS_CLASS_TERMINAL;
@@ -165,6 +168,7 @@ static void store_statuses_described_and_classified(void) {
         {BROKK_STATUS_CANNOT_OPEN_STORE, BROKK_STATUS_CLASS_CALLER},
         {BROKK_STATUS_UNAVAILABLE, BROKK_STATUS_CLASS_TRANSIENT},
         {BROKK_STATUS_STORAGE_FAILED, BROKK_STATUS_CLASS_TRANSIENT},
+        {BROKK_STATUS_OUTCOME_UNKNOWN, BROKK_STATUS_CLASS_TRANSIENT},
     };
     for (size_t i = 0; i < sizeof store / sizeof store[0]; i++) {
         uint32_t st = store[i].status;
@@ -184,13 +188,13 @@ static void store_statuses_described_and_classified(void) {
     }
     /* The numbers just past each range stay unknown. */
     CHECK_STREQ(brokk_status_str(15), "unknown status");
-    CHECK_STREQ(brokk_status_str(204), "unknown status");
+    CHECK_STREQ(brokk_status_str(205), "unknown status");
     CHECK_EQ(brokk_status_classify(15), BROKK_STATUS_CLASS_BUG);
-    CHECK_EQ(brokk_status_classify(204), BROKK_STATUS_CLASS_BUG);
+    CHECK_EQ(brokk_status_classify(205), BROKK_STATUS_CLASS_BUG);
 }
 
 static void status_classify_unknown_is_bug(void) {
-    static const uint32_t unknown[] = {15, 99, 104, 150, 199, 204, 299, 301, 399,
+    static const uint32_t unknown[] = {15, 99, 104, 150, 199, 205, 299, 301, 399,
                                        500, 899, 901, 999, 0xffffffffu};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         brokk_status_class got = brokk_status_classify(unknown[i]);
