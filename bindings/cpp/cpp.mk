@@ -6,8 +6,10 @@
 #                   line ends the output. ctest runs: the suite against the debug library (one
 #                   ctest test per TEST), the same suite under AddressSanitizer + UBSan ("asan."),
 #                   the plain suite under valgrind if installed ("valgrind.brokk_cpp_tests"),
-#                   the C++ example with its expected facts ("example.pipeline"), and the install
-#                   test ("install.pkgconfig_and_cmake": bindings/c/install.sh into
+#                   the header compiled as C++14, which must fail saying it needs C++17
+#                   ("header.cxx14_says_it_needs_cxx17"), the C++ example with its expected
+#                   facts ("example.pipeline"), and the install test
+#                   ("install.pkgconfig_and_cmake": bindings/c/install.sh into
 #                   build/cpp/install-test/prefix, then the C++ and C examples built against that
 #                   copy with pkg-config and with find_package(brokk CONFIG), and run).
 #                   The TEST_P(Backend, ...) tests run on memory://, SQLite and Redis: one

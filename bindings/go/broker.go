@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"context"
+	"log/slog"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -56,6 +57,13 @@ type Options struct {
 	QueueCapacity         uint64          // per consumer group; 0: DefaultQueueCapacity
 	Backpressure          Backpressure    // what publish does when a group's queue is full
 	PublishTimeout        time.Duration   // longest wait under BackpressureBlock; 0: 5 s
+
+	// Logger receives the binding's own reports (not a brokk_broker_options field): a handler
+	// that panicked (logged at slog.LevelError with the topic, delivery and subscription ids,
+	// attempt, panic value and stack; the delivery is nacked) and a listener callback that
+	// panicked (at slog.LevelError with the event and panic value). nil: slog.Default() at the
+	// time of each report.
+	Logger *slog.Logger
 }
 
 // CloseReport is what a close did (brokk_close_report).
@@ -71,12 +79,14 @@ type Broker struct {
 	ptr *C.brokk_broker // set once by Open; freed once (see state)
 	// state counts the C calls in progress with ptr (the low bits) and holds two flags:
 	// stateFreeing once a close decided to free the broker (from then on no call may start)
-	// and stateFreed once brokk_broker_free was started. The call that brings the count to
-	// zero with stateFreeing set frees the broker, so a goroutine still inside, say, Fetch
-	// never has its pointer freed under it, and Close never waits for other calls (which may
-	// themselves wait for a handler that is making that Close).
+	// and stateFreed once brokk_broker_free or brokk_broker_release was started. The call that
+	// brings the count to zero with stateFreeing set frees the broker, so a goroutine still
+	// inside, say, Fetch never has its pointer freed under it, and Close never waits for other
+	// calls (which may themselves wait for a handler that is making that Close).
 	state   atomic.Int64
 	cleanup runtime.Cleanup
+	// logger reports handler and listener panics (Options.Logger); nil: slog.Default().
+	logger *slog.Logger
 }
 
 const (
@@ -92,7 +102,9 @@ func Open(url string, opts *Options) (*Broker, error) {
 			"this binding was built against brokk ABI %d but the library is ABI %d", C.BROKK_ABI_VERSION, got)
 	}
 	var copts *C.brokk_broker_options
+	var logger *slog.Logger
 	if opts != nil {
+		logger = opts.Logger
 		copts = &C.brokk_broker_options{
 			worker_threads:          C.uint32_t(opts.WorkerThreads),
 			max_payload_bytes:       C.uint64_t(opts.MaxPayloadBytes),
@@ -121,18 +133,19 @@ func Open(url string, opts *Options) (*Broker, error) {
 	if err := check("open", C.gbrokk_broker_new(curl, copts, &p)); err != nil {
 		return nil, err
 	}
-	b := &Broker{ptr: p}
+	b := &Broker{ptr: p, logger: logger}
 	// The safety net for a broker dropped without Close. Its argument is the C pointer, not
 	// b, so b stays collectable.
 	b.cleanup = runtime.AddCleanup(b, freeDropped, p)
 	return b, nil
 }
 
-// freeDropped frees a broker that became unreachable. brokk_broker_free closes it with force
-// and waits for handler calls running at that moment, so it runs on its own goroutine rather
-// than holding up the runtime's cleanup goroutine.
+// freeDropped frees a broker that became unreachable, with brokk_broker_release: it does not
+// wait for handler calls running at that moment (the teardown finishes on a brokk thread once
+// they return). It runs on its own goroutine all the same, because the forced close it starts
+// may touch the store, and the runtime's cleanup goroutine must not be held up.
 func freeDropped(p *C.brokk_broker) {
-	go C.brokk_broker_free(p)
+	go C.brokk_broker_release(p)
 }
 
 // acquire hands out the C pointer for one call, or fails with ErrClosed once the broker is
@@ -150,23 +163,31 @@ func (b *Broker) acquire(op string) (*C.brokk_broker, error) {
 	}
 }
 
-// release ends a call. If it was the last one of a closed broker, it frees the broker on a
-// new goroutine: brokk_broker_free may wait for a running handler, and this call (a Publish,
-// say) has nothing to do with that.
+// release ends a call. If it was the last one of a closed broker, it releases the broker
+// without waiting for running handlers (brokk_broker_release): this call (a Publish, say) has
+// nothing to do with them, and a Close that timed out must not be held up by them either.
 func (b *Broker) release() {
 	if b.state.Add(-1) == stateFreeing {
-		go b.free()
+		b.free(false)
 	}
 }
 
-// free runs brokk_broker_free once no call is in progress; exactly one caller wins.
-func (b *Broker) free() {
+// free gives the broker back to brokk once no call is in progress; exactly one caller wins.
+// With wait it is brokk_broker_free: it waits for the handler and listener calls running at
+// that moment, then runs the remaining free_user_data on this thread (from inside a handler of
+// this broker it returns at once and brokk finishes on its own thread). Without, it is
+// brokk_broker_release: it returns at once, and brokk runs the remaining free_user_data on its
+// own thread once the running callbacks have returned. Either way the handles stay in the
+// handle table until their free_user_data deletes them, so a handler still running keeps its
+// Go value.
+func (b *Broker) free(wait bool) {
 	if b.state.CompareAndSwap(stateFreeing, stateFreeing|stateFreed) {
 		b.cleanup.Stop()
-		// Waits for running handlers and listener calls, then runs the remaining
-		// free_user_data on this thread. From inside a handler of this broker it returns at
-		// once and brokk finishes on its own thread.
-		C.brokk_broker_free(b.ptr)
+		if wait {
+			C.brokk_broker_free(b.ptr)
+		} else {
+			C.brokk_broker_release(b.ptr)
+		}
 		runtime.KeepAlive(b)
 	}
 }
@@ -178,11 +199,11 @@ func (b *Broker) free() {
 // deadline counts: cancelling ctx does not interrupt the wait.
 //
 // When time ran out the broker is closed all the same and the error matches ErrTimeout; the
-// report says how much was left. Handlers still running then finish on their own, and the
-// broker is freed on another goroutine once they have returned, so Close does not wait past
-// the deadline. Called from a handler or listener of this broker, Close returns an error
-// matching ErrWouldDeadlock and changes nothing (ForceClose is allowed there). Close is
-// idempotent: on a closed broker it returns a zero report and nil.
+// report says how much was left. Handlers still running then finish on their own, and brokk
+// completes the teardown on its own thread once they have returned (brokk_broker_release), so
+// Close does not wait past the deadline. Called from a handler or listener of this broker,
+// Close returns an error matching ErrWouldDeadlock and changes nothing (ForceClose is allowed
+// there). Close is idempotent: on a closed broker it returns a zero report and nil.
 //
 // When Close returns nil, no handler or listener of the broker runs again and every
 // callback's Go value has been released (Listener.OnRelease included), unless another
@@ -194,9 +215,12 @@ func (b *Broker) Close(ctx context.Context) (CloseReport, error) {
 }
 
 // ForceClose closes the broker at once, dropping everything queued or awaiting an ack, and
-// frees it. Like brokk_broker_free it waits for handler and listener calls running at that
-// moment to return (use Close with a deadline to bound that). It is allowed inside the
-// broker's own handlers and listeners, where it returns at once. Idempotent like Close.
+// releases it (brokk_broker_close with force, then brokk_broker_release). It returns at once,
+// even while a handler is blocked: handler and listener calls running at that moment finish on
+// their own (the broker's methods fail with ErrClosed from then on), and brokk releases their
+// Go values (Listener.OnRelease included) on its own thread once they have returned. Use Close
+// when every callback must be finished and released by the time it returns. ForceClose is
+// allowed inside the broker's own handlers and listeners. Idempotent like Close.
 func (b *Broker) ForceClose() (CloseReport, error) {
 	return b.close(0, true)
 }
@@ -218,7 +242,9 @@ func (b *Broker) close(timeoutMs C.uint64_t, force bool) (CloseReport, error) {
 	case err == nil:
 		b.state.Or(stateFreeing)
 		if b.state.Add(-1) == stateFreeing {
-			b.free() // drained or forced: free here, so that Close returns after the release
+			// Drained: free here, so that Close returns after the release. Forced: release
+			// without waiting for handlers still running.
+			b.free(!force)
 		}
 		return report, nil
 	case isStatus(err, StatusTimeout):

@@ -556,3 +556,42 @@ func TestConcurrentPublishers(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// A delivery id names a delivery of the broker that issued it. Two brokers of one process both
+// count their deliveries, so B holds a delivery with the same number as A's: acking A's id on
+// B must say ErrUnknownDelivery and settle nothing, neither B's delivery nor A's.
+func TestAckOfAnotherBrokersDeliveryIDFails(t *testing.T) {
+	a, b := open(t, nil), open(t, nil)
+	must(a.Publish("jobs", []byte(`"a"`), nil))(t)
+	must(b.Publish("jobs", []byte(`"b"`), nil))(t)
+	da := must(a.Fetch(waitCtx(t), "jobs", nil))(t)
+	db := must(b.Fetch(waitCtx(t), "jobs", nil))(t)
+	if da == nil || db == nil {
+		t.Fatal("nothing fetched")
+	}
+	defer da.Close()
+	defer db.Close()
+
+	expectErr(t, "ack of A's delivery id on B", b.Ack(da.Message().DeliveryID()), ErrUnknownDelivery)
+	expectErr(t, "nack of A's delivery id on B", b.Nack(da.Message().DeliveryID(), true, 0, ""), ErrUnknownDelivery)
+	if n, err := b.AckBatch([]DeliveryID{da.Message().DeliveryID()}); n != 0 {
+		t.Errorf("ack batch of A's delivery id on B acked %d", n)
+	} else {
+		expectErr(t, "ack batch of A's delivery id on B", err, ErrUnknownDelivery)
+	}
+	if st := must(b.Stats())(t); st.Processed != 0 || st.Failed != 0 || st.InFlight != 1 {
+		t.Errorf("B after the foreign acks: %+v; want its own delivery still in flight", st)
+	}
+	// Each delivery is still there to be acked by its own broker.
+	if err := a.Ack(da.Message().DeliveryID()); err != nil {
+		t.Errorf("ack of A's delivery on A: %v", err)
+	}
+	if err := b.Ack(db.Message().DeliveryID()); err != nil {
+		t.Errorf("ack of B's delivery on B: %v", err)
+	}
+	for name, br := range map[string]*Broker{"A": a, "B": b} {
+		if st := must(br.Stats())(t); st.Processed != 1 || st.InFlight != 0 {
+			t.Errorf("%s at the end: %+v; want 1 processed, none in flight", name, st)
+		}
+	}
+}

@@ -16,7 +16,9 @@
 //
 //   - A [Broker] is safe for concurrent use by any number of goroutines. [Broker.Close] is the
 //     way to release it; it is idempotent, and afterwards every method returns an error
-//     matching [ErrClosed]. A finaliser (runtime.AddCleanup) frees a Broker that becomes
+//     matching [ErrClosed]. [Broker.ForceClose] drops what is left and returns at once, even
+//     while a handler is blocked; that handler finishes on its own, and its Go value is
+//     released on a brokk thread once it returns. A finaliser (runtime.AddCleanup) frees a Broker that becomes
 //     unreachable without Close, as a safety net only.
 //   - A [Message] given to a [Handler] or a [Listener] callback is a view into brokk's memory,
 //     valid only until that callback returns. Its accessors copy what they return (strings,
@@ -33,8 +35,11 @@
 // listener thread per broker), entered through cgo. They may call the Broker's methods (publish,
 // subscribe, ack, ...) except Join and a non-forced Close, which return [ErrWouldDeadlock].
 // A handler that panics is recovered: its delivery is nacked with the panic text as failure
-// reason, which listeners see in OnFailed. A listener callback that panics is recovered and
-// reported on standard error. Handlers must not call runtime.Goexit (t.FailNow, for example).
+// reason, which listeners see in OnFailed, and the panic is logged at slog.LevelError with the
+// topic, delivery id, subscription id, attempt, panic value and stack. A listener callback
+// that panics is recovered and logged the same way (with the event's name). The logger is
+// [Options].Logger, or slog.Default() when that is nil. Handlers must not call runtime.Goexit
+// (t.FailNow, for example).
 //
 // A Handler or Listener that refers to its own Broker keeps it reachable, so the finaliser can
 // never free it: Close such brokers. The binding itself keeps no Go registry of what brokk
@@ -56,5 +61,8 @@
 // Every failure is an [*Error] carrying the C status and brokk_last_error()'s text, read in the
 // same cgo call. Match it with errors.Is against the sentinels (ErrInvalidTopic, ErrTimeout,
 // ErrClosed, ...), one per status; [ClassOf] gives the status class (caller mistake,
-// transient, terminal, bug).
+// transient, terminal, bug). Of the transient ones, [ErrUnavailable] means the call did
+// nothing, while [ErrOutcomeUnknown] means a server's connection broke after the request may
+// have reached it: the call may or may not have taken effect, so a retried publish may publish
+// twice.
 package brokk

@@ -40,6 +40,7 @@ const (
 	StatusFull                Status = C.BROKK_STATUS_FULL
 	StatusUnavailable         Status = C.BROKK_STATUS_UNAVAILABLE
 	StatusStorageFailed       Status = C.BROKK_STATUS_STORAGE_FAILED
+	StatusOutcomeUnknown      Status = C.BROKK_STATUS_OUTCOME_UNKNOWN
 	StatusClosed              Status = C.BROKK_STATUS_CLOSED
 	StatusPanic               Status = C.BROKK_STATUS_PANIC
 )
@@ -69,8 +70,14 @@ var (
 	ErrFull                error = StatusFull
 	ErrUnavailable         error = StatusUnavailable   // the store is out of reach for now
 	ErrStorageFailed       error = StatusStorageFailed // the store failed to read or write
-	ErrClosed              error = StatusClosed
-	ErrPanic               error = StatusPanic
+	// ErrOutcomeUnknown: the connection to a server broke after the request may have reached
+	// it, so the call may or may not have taken effect (a publish may be published, an ack
+	// applied). Retrying a publish may publish it twice; a retried ack or nack may fail with
+	// ErrUnknownDelivery or ErrAlreadySettled. ErrUnavailable, by contrast, means nothing was
+	// done.
+	ErrOutcomeUnknown error = StatusOutcomeUnknown
+	ErrClosed         error = StatusClosed
+	ErrPanic          error = StatusPanic
 )
 
 // String is brokk_status_str: a static description.

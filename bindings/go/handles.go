@@ -1,6 +1,7 @@
 package brokk
 
 import (
+	"log/slog"
 	"sync"
 	"sync/atomic"
 )
@@ -19,10 +20,13 @@ import (
 // handle identifies one registration.
 type handle uintptr
 
-// registration is what a handle refers to: a subscription's handler or a listener.
+// registration is what a handle refers to: a subscription's handler or a listener, and the
+// logger of its broker (Options.Logger; nil: slog.Default()) for reporting their panics. It
+// holds no reference to the Broker itself.
 type registration struct {
 	handler  Handler
 	listener *Listener
+	logger   *slog.Logger
 }
 
 const (

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"strings"
 	"sync"
@@ -110,7 +111,7 @@ func TestCloseFromInsideAHandler(t *testing.T) {
 }
 
 func TestPanickingHandlerIsNackedWithThePanicText(t *testing.T) {
-	b := open(t, nil)
+	b := open(t, &Options{Logger: quiet}) // the logged report has a test of its own
 	failed := failures(t, b)
 	must(b.Subscribe("risky", func(m *Message) Verdict {
 		switch string(m.Payload()) {
@@ -143,7 +144,7 @@ func TestPanickingHandlerIsNackedWithThePanicText(t *testing.T) {
 }
 
 func TestPanickingListenerIsContained(t *testing.T) {
-	b := open(t, nil)
+	b := open(t, &Options{Logger: quiet})
 	processed := make(chan struct{}, 1)
 	must(b.AddListener(Listener{
 		OnPublish:   func(*Message) { panic("listener bug (expected in this test)") },
@@ -486,4 +487,171 @@ func TestViewOfADroppedDeliveryStaysValidDuringTheCall(t *testing.T) {
 func fetchPayload(t *testing.T, b *Broker) []byte {
 	d := must(b.Fetch(waitCtx(t), "views", nil))(t)
 	return d.Message().Payload() // the last use of d
+}
+
+// ForceClose returns at once even while a handler is blocked: brokk closes with force without
+// waiting, and the broker is released without waiting for the running handler. Its Go value is
+// released (and the listener's OnRelease runs) on a brokk thread once the handler returns.
+func TestForceCloseDoesNotWaitForABlockedHandler(t *testing.T) {
+	before := settleHandles(t)
+	r := watchReleases(t)
+	b := must(Open("", nil))(t)
+	unblock := make(chan struct{})
+	started := make(chan struct{})
+	returned := make(chan struct{})
+	must(b.Subscribe("stuck", func(*Message) Verdict {
+		close(started)
+		<-unblock
+		close(returned)
+		return Ack
+	}, nil))(t)
+	var released atomic.Bool
+	must(b.AddListener(Listener{OnPublish: func(*Message) {}, OnRelease: func() { released.Store(true) }}))(t)
+	must(b.Publish("stuck", []byte(`1`), nil))(t)
+	receive(t, started, "the handler to start")
+
+	closed := make(chan error, 1)
+	go func() {
+		_, err := b.ForceClose()
+		closed <- err
+	}()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("force close: %v", err)
+		}
+	case <-time.After(scaled(time.Second)):
+		t.Error("ForceClose still waits for the blocked handler after 1 s")
+		close(unblock)
+		receive(t, closed, "ForceClose once the handler returned")
+		return
+	}
+	_, err := b.Publish("stuck", []byte(`2`), nil)
+	expectErr(t, "publish after a forced close", err, ErrClosed)
+	if live := liveHandles.Load(); live < before+1 {
+		t.Errorf("%d live handles while the handler runs; its own (at least) must stay until it returns", live)
+	}
+	close(unblock)
+	receive(t, returned, "the handler to return")
+	// Once the handler has returned, brokk finishes the teardown: both handles released, once.
+	eventually(t, "handles released", func() bool { return liveHandles.Load() == before })
+	total, twice := r.snapshot()
+	if total != 2 || len(twice) != 0 || !released.Load() {
+		t.Errorf("%d releases (twice: %v), OnRelease ran: %v; want 2, none, true", total, twice, released.Load())
+	}
+}
+
+// quiet is a logger for tests whose panics are expected and whose reports are not checked.
+var quiet = slog.New(slog.DiscardHandler)
+
+// logRecords is a slog.Handler that keeps every record it is given, with its attributes.
+type logRecords struct {
+	mu      sync.Mutex
+	records []loggedRecord
+	added   chan struct{}
+}
+
+type loggedRecord struct {
+	level slog.Level
+	msg   string
+	attrs map[string]slog.Value
+}
+
+func newLogRecords() *logRecords { return &logRecords{added: make(chan struct{}, 100)} }
+
+func (l *logRecords) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logRecords) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logRecords) WithGroup(string) slog.Handler            { return l }
+func (l *logRecords) Handle(_ context.Context, r slog.Record) error {
+	rec := loggedRecord{level: r.Level, msg: r.Message, attrs: map[string]slog.Value{}}
+	r.Attrs(func(a slog.Attr) bool { rec.attrs[a.Key] = a.Value; return true })
+	l.mu.Lock()
+	l.records = append(l.records, rec)
+	l.mu.Unlock()
+	l.added <- struct{}{}
+	return nil
+}
+
+func (l *logRecords) next(t *testing.T) loggedRecord {
+	t.Helper()
+	receive(t, l.added, "a log record")
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.records[len(l.records)-1]
+}
+
+// panicInHandler panics with v: its name must show in the logged stack.
+func panicInHandler(v any) { panic(v) }
+
+// A handler's panic is not only a nack that listeners may see: it is logged, at error level,
+// through Options.Logger, with the delivery it happened on, the panic value and the stack.
+func TestPanickingHandlerIsLoggedWithItsDeliveryAndStack(t *testing.T) {
+	logs := newLogRecords()
+	b := open(t, &Options{Logger: slog.New(logs)})
+	ids := make(chan DeliveryID, 2)
+	sub := must(b.Subscribe("risky", func(m *Message) Verdict {
+		ids <- m.DeliveryID()
+		if string(m.Payload()) == `1` {
+			panicInHandler("kaboom 42")
+		}
+		panicInHandler(fmt.Errorf("wrapped: %w", errors.New("disk on fire")))
+		return Ack
+	}, nil))(t)
+	for i, want := range []string{"kaboom 42", "wrapped: disk on fire"} {
+		must(b.Publish("risky", []byte(fmt.Sprint(i+1)), nil))(t)
+		id := receive(t, ids, "the handler")
+		rec := logs.next(t)
+		if rec.level != slog.LevelError || !strings.Contains(rec.msg, "handler panicked") {
+			t.Errorf("record %d: level %v, message %q", i, rec.level, rec.msg)
+		}
+		if got := rec.attrs["topic"].String(); got != "risky" {
+			t.Errorf("record %d: topic %q", i, got)
+		}
+		if got := rec.attrs["delivery_id"].Uint64(); got != uint64(id) {
+			t.Errorf("record %d: delivery_id %d, want %d", i, got, id)
+		}
+		if got := rec.attrs["subscription_id"].Uint64(); got != uint64(sub) {
+			t.Errorf("record %d: subscription_id %d, want %d", i, got, sub)
+		}
+		if got := rec.attrs["attempt"].Uint64(); got != 1 {
+			t.Errorf("record %d: attempt %d", i, got)
+		}
+		if got := fmt.Sprint(rec.attrs["panic"].Any()); got != want {
+			t.Errorf("record %d: panic %q, want %q", i, got, want)
+		}
+		if stack := rec.attrs["stack"].String(); !strings.Contains(stack, "panicInHandler") {
+			t.Errorf("record %d: the stack does not show where the handler panicked:\n%s", i, stack)
+		}
+	}
+	// The error itself, not only its text, reaches the logger.
+	logs.mu.Lock()
+	err, _ := logs.records[1].attrs["panic"].Any().(error)
+	logs.mu.Unlock()
+	if err == nil || errors.Unwrap(err) == nil || errors.Unwrap(err).Error() != "disk on fire" {
+		t.Errorf("the logged panic value is %v, not the error the handler panicked with", err)
+	}
+
+	// A listener's panic goes to the same logger, with the event.
+	must(b.AddListener(Listener{OnTopicCreated: func(string) { panic("listener bug") }}))(t)
+	must(b.Publish("new-topic", []byte(`1`), nil))(t)
+	rec := logs.next(t)
+	if rec.level != slog.LevelError || rec.attrs["event"].String() != "OnTopicCreated" || fmt.Sprint(rec.attrs["panic"].Any()) != "listener bug" {
+		t.Errorf("listener panic record: %+v", rec)
+	}
+}
+
+// Without Options.Logger, the report goes to slog.Default() (as it is when the panic happens).
+func TestPanickingHandlerIsLoggedToTheDefaultLogger(t *testing.T) {
+	logs := newLogRecords()
+	previous := slog.Default()
+	slog.SetDefault(slog.New(logs))
+	t.Cleanup(func() { slog.SetDefault(previous) })
+	b := open(t, nil)
+	must(b.Subscribe("risky", func(m *Message) Verdict { panic("to the default logger") }, nil))(t)
+	must(b.Publish("risky", []byte(`1`), nil))(t)
+	rec := logs.next(t)
+	if rec.attrs["topic"].String() != "risky" || fmt.Sprint(rec.attrs["panic"].Any()) != "to the default logger" {
+		t.Errorf("record %+v", rec)
+	}
+	join(t, b)
 }

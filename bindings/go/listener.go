@@ -20,9 +20,10 @@ type ListenerID uint64
 // All callbacks run on the broker's single listener thread, one event at a time, in the
 // order the events happened. They may call the Broker's methods, except Join and a non-forced
 // Close. A Message passed to them is valid only during the call. A callback that panics is
-// recovered and reported on standard error; the listener keeps running. Events reach the
-// listener thread through a bounded queue (Options.ListenerQueueCapacity): a slow listener
-// delays other listeners, never deliveries, and on overflow events are dropped and counted.
+// recovered and logged at slog.LevelError through Options.Logger (slog.Default() if nil); the
+// listener keeps running. Events reach the listener thread through a bounded queue
+// (Options.ListenerQueueCapacity): a slow listener delays other listeners, never deliveries,
+// and on overflow events are dropped and counted.
 type Listener struct {
 	OnPublish      func(m *Message)                               // a message was published (DeliveryID 0)
 	OnDispatched   func(m *Message)                               // a delivery was handed to a handler
@@ -32,8 +33,8 @@ type Listener struct {
 	OnUnsubscribe  func(topic string, id SubscriptionID)          // a subscription was removed
 	OnTopicCreated func(topic string)                             // a topic was named for the first time
 	// OnRelease runs exactly once, after the last callback, when the listener is removed or
-	// the broker closed: brokk's free_user_data. It may run on a brokk thread or on the
-	// goroutine calling RemoveListener or Close.
+	// the broker closed: brokk's free_user_data. It may run on a brokk thread (it does after
+	// ForceClose) or on the goroutine calling RemoveListener or Close.
 	OnRelease func()
 }
 
@@ -58,7 +59,7 @@ func (b *Broker) AddListener(l Listener) (ListenerID, error) {
 		return 0, err
 	}
 	defer b.release()
-	h := newHandle(&registration{listener: &l})
+	h := newHandle(&registration{listener: &l, logger: b.logger})
 	var id C.uint64_t
 	err = check("add listener", C.gbrokk_broker_add_listener(p, C.uintptr_t(h), events, &id))
 	runtime.KeepAlive(b)

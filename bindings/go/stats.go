@@ -13,7 +13,7 @@ import (
 
 // Stats are the broker's totals at one moment (brokk_stats). Counters only grow; gauges go up
 // and down. After Join returns nil every counter is exact, and
-// Dispatched = Processed + Failed + Requeued + (deliveries dropped while awaiting an ack).
+// Dispatched = Processed + Failed + Requeued + Lapsed.
 type Stats struct {
 	Published             uint64        // messages published (counter)
 	Unrouted              uint64        // published with nobody to deliver to (counter)
@@ -38,6 +38,10 @@ type Stats struct {
 	WorkersActive         uint64        // workers running a handler now (gauge)
 	ListenerEventsDropped uint64        // events lost to a full listener queue (counter)
 	Uptime                time.Duration // since Open, millisecond precision (gauge)
+	// Lapsed counts hand-outs that ended with no verdict taking effect: dropped while in a
+	// handler or awaiting an ack (group removed, forced close), or, on a shared store, given
+	// back to it to come back by itself (counter).
+	Lapsed uint64
 }
 
 // Stats returns the broker's totals (brokk_broker_stats). Callable from handlers and
@@ -78,6 +82,7 @@ func (b *Broker) Stats() (Stats, error) {
 		WorkersActive:         uint64(s.workers_active),
 		ListenerEventsDropped: uint64(s.listener_events_dropped),
 		Uptime:                time.Duration(s.uptime_ms) * time.Millisecond,
+		Lapsed:                uint64(s.lapsed),
 	}, nil
 }
 

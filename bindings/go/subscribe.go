@@ -29,7 +29,9 @@ const (
 // Handler handles one delivery on a brokk worker thread and returns its verdict. m is valid
 // only until the handler returns. With Concurrency 1 (the default) a subscription's handler
 // runs once at a time, in delivery order; above 1, concurrently. A panic is recovered into
-// Nack with the panic text as failure reason.
+// Nack with the panic text as failure reason (which listeners see in OnFailed), and logged at
+// slog.LevelError through Options.Logger (slog.Default() if nil) with the topic, delivery id,
+// subscription id, attempt, panic value and stack.
 type Handler func(m *Message) Verdict
 
 // SubscriptionID identifies a subscription.
@@ -87,7 +89,7 @@ func (b *Broker) Subscribe(topic string, handler Handler, opts *SubscribeOptions
 		return 0, err
 	}
 	defer b.release()
-	h := newHandle(&registration{handler: handler})
+	h := newHandle(&registration{handler: handler, logger: b.logger})
 	var id C.uint64_t
 	err = check("subscribe", C.gbrokk_broker_subscribe(p, ctopic, ctopicLen, C.uintptr_t(h), copts, &id))
 	runtime.KeepAlive(b)

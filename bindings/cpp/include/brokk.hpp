@@ -11,18 +11,27 @@
 //               so capture a BrokerRef, not a Broker&, in handlers and threads.
 //               brokk::Message is a non-owning view: valid during the callback that received
 //               it, or as long as its Delivery. Copy the std::string_views you need to keep.
+//   Closing     close(timeout, force = true) returns at once, whatever a handler is doing.
+//               ~Broker (brokk_broker_free) waits for the handler and listener calls running
+//               at that moment, even after a forced close: once it returns, nothing of the
+//               broker runs again and every registered callable is destroyed, so handlers may
+//               capture references to objects that outlive the Broker. Broker::detach()
+//               (brokk_broker_release) is the way not to wait: it returns at once, and brokk
+//               destroys the callables on its own thread once the running ones return.
 //   Errors      A failing call throws brokk::Error (a std::runtime_error) whose status() is the
 //               brokk_status and whose what() is brokk_last_error(), read at once on the calling
 //               thread. The exception type follows brokk_status_classify(): CallerError
 //               (IncompatibleStoreError, CannotOpenStoreError), TransientError (TimeoutError,
-//               FullError, UnavailableError, StorageFailedError), ClosedError, BugError.
+//               FullError, UnavailableError, StorageFailedError, OutcomeUnknownError),
+//               ClosedError, BugError.
 //   Timeouts    std::chrono::milliseconds; brokk::forever maps to BROKK_WAIT_FOREVER, a negative
 //               duration counts as zero.
 //   Callbacks   A handler (any callable taking const brokk::Message& and returning
 //               brokk::Verdict) or a brokk::Listener is moved to the heap; brokk owns it until
 //               its free_user_data runs, which deletes it exactly once. Exceptions never cross
-//               into brokk: a throwing handler is a NACK with what() as its failure reason; an
-//               exception from a listener or a destructor is swallowed.
+//               into brokk: a throwing handler is a NACK with what() as its failure reason, and
+//               is reported to BrokerOptions::on_handler_error (by default one line on
+//               std::cerr); an exception from a listener or a destructor is swallowed.
 //   Threads     Broker and BrokerRef members are const and may be called from any thread
 //               concurrently, as the C functions on `const brokk_broker *`. Handlers run on
 //               brokk's worker threads, listeners on its listener thread.
@@ -32,6 +41,20 @@
 #ifndef BROKK_HPP
 #define BROKK_HPP
 
+// C++17 or later (std::string_view, std::optional, inline variables). MSVC leaves __cplusplus
+// at 199711L unless /Zc:__cplusplus is given; _MSVC_LANG is the standard it compiles. The rest
+// of the header is skipped otherwise, so that this message is the only error it gives.
+#if defined(_MSVC_LANG)
+#define BROKK_HPP_CPLUSPLUS _MSVC_LANG
+#elif defined(__cplusplus)
+#define BROKK_HPP_CPLUSPLUS __cplusplus
+#else
+#define BROKK_HPP_CPLUSPLUS 0L
+#endif
+#if BROKK_HPP_CPLUSPLUS < 201703L
+#error "brokk.hpp needs C++17 or later: compile with -std=c++17 (GCC, Clang) or /std:c++17 (MSVC); C and older C++ can use brokk.h"
+#else
+
 #include "brokk.h"
 
 #include <chrono>
@@ -39,6 +62,7 @@
 #include <exception>
 #include <functional>
 #include <initializer_list>
+#include <iostream>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -111,6 +135,9 @@ struct Stats {
     std::uint64_t workers_active = 0;
     std::uint64_t listener_events_dropped = 0;
     std::uint64_t uptime_ms = 0;
+    /// Hand-outs that ended with no verdict taking effect (counter); after a successful join,
+    /// dispatched = processed + failed + requeued + lapsed.
+    std::uint64_t lapsed = 0;
 };
 
 // ---- errors ----------------------------------------------------------------------------------
@@ -190,6 +217,17 @@ public:
     using TransientError::TransientError;
 };
 
+/// BROKK_STATUS_OUTCOME_UNKNOWN: the connection to a server broke after the request may have
+/// reached it, so the call may or may not have taken effect (a publish may be published, an ack
+/// applied). Retrying a publish may publish it twice; a retried ack or nack may throw
+/// CallerError (UNKNOWN_DELIVERY or ALREADY_SETTLED). Unlike UnavailableError, which always
+/// means nothing was done. Not derived from UnavailableError, so that a `catch` meant for
+/// "nothing was done, retry" does not catch it.
+class OutcomeUnknownError : public TransientError {
+public:
+    using TransientError::TransientError;
+};
+
 /// BROKK_STATUS_CLASS_TERMINAL (BROKK_STATUS_CLOSED): nothing on this broker succeeds again.
 class ClosedError : public Error {
 public:
@@ -221,6 +259,7 @@ namespace detail {
         if (status == BROKK_STATUS_FULL) throw FullError(status, message);
         if (status == BROKK_STATUS_UNAVAILABLE) throw UnavailableError(status, message);
         if (status == BROKK_STATUS_STORAGE_FAILED) throw StorageFailedError(status, message);
+        if (status == BROKK_STATUS_OUTCOME_UNKNOWN) throw OutcomeUnknownError(status, message);
         throw TransientError(status, message);
     case BROKK_STATUS_CLASS_TERMINAL:
         throw ClosedError(status, message);
@@ -389,6 +428,11 @@ enum class Backpressure : std::uint32_t {
     Drop = BROKK_BACKPRESSURE_DROP,
 };
 
+/// What BrokerOptions::on_handler_error is called with: the exception a handler threw (rethrow
+/// it with std::rethrow_exception to inspect its type) and the message it was handling, a view
+/// valid during the call only (topic(), delivery_id(), subscription_id(), attempt(), ...).
+using HandlerErrorCallback = std::function<void(const std::exception_ptr& error, const Message& message)>;
+
 /// brokk_broker_options; zero means the default, as in C.
 struct BrokerOptions {
     std::uint32_t worker_threads = 0;
@@ -399,6 +443,17 @@ struct BrokerOptions {
     std::uint64_t queue_capacity = 0;
     Backpressure backpressure = Backpressure::Block;
     std::chrono::milliseconds publish_timeout{0};
+
+    /// The binding's own (not a brokk_broker_options field): called when a handler of this
+    /// broker throws, on the worker thread that ran it, after the exception was turned into a
+    /// NACK with what() as the failure reason (the delivery is nacked whatever this does). It
+    /// applies to every handler subscribed to the broker, through the Broker or any of its
+    /// BrokerRefs (not through a BrokerRef made from a raw pointer, whose handlers get the
+    /// default), and may be called from several threads at once. An exception it throws is
+    /// swallowed. Empty (the default): one line on std::cerr naming the topic, the delivery,
+    /// the subscription, the attempt and what(); set a callable that does nothing to stay
+    /// silent.
+    HandlerErrorCallback on_handler_error;
 };
 
 /// brokk_publish_options. nullopt is NULL: a generated id, "{}" metadata.
@@ -472,16 +527,65 @@ inline void set_reason_quietly(const brokk_message* msg, const char* reason) noe
     }
 }
 
+/// A broker's BrokerOptions::on_handler_error, shared by the Broker, its BrokerRefs and every
+/// subscription made through them, so that it lives as long as any of them: a handler still
+/// running after detach() can still report, and a BrokerRef taken before release() can still
+/// subscribe.
+struct HandlerErrorHook {
+    explicit HandlerErrorHook(HandlerErrorCallback cb) : callback(std::move(cb)) {}
+    HandlerErrorCallback callback;
+};
+
+/// What subscribe moves to the heap: the callable and its broker's hook (null: the default).
+template <class F>
+struct Subscribed {
+    template <class G>
+    Subscribed(G&& g, std::shared_ptr<const HandlerErrorHook> hook) : fn(std::forward<G>(g)), on_error(std::move(hook)) {}
+    F fn;
+    std::shared_ptr<const HandlerErrorHook> on_error;
+};
+
+/// The default report of a throwing handler: one line on std::cerr, written with one insertion
+/// so that lines from concurrent handlers do not interleave.
+inline void report_to_cerr(const Message& message, const char* what) {
+    std::string line = "brokk: a handler threw on topic \"";
+    line.append(message.topic());
+    line += "\" (delivery " + std::to_string(message.delivery_id()) + ", subscription " +
+            std::to_string(message.subscription_id()) + ", attempt " + std::to_string(message.attempt()) +
+            "); the delivery is nacked: ";
+    line += what;
+    line += '\n';
+    std::cerr << line << std::flush;
+}
+
+/// Reports a handler's exception to `hook`, or by default to std::cerr; swallows anything the
+/// report throws.
+inline void report_handler_error(const HandlerErrorHook* hook, const std::exception_ptr& error, const Message& message,
+                                 const char* what) noexcept {
+    try {
+        if (hook != nullptr && hook->callback) {
+            hook->callback(error, message);
+        } else {
+            report_to_cerr(message, what);
+        }
+    } catch (...) {
+    }
+}
+
 template <class F>
 brokk_verdict handler_trampoline(void* user_data, const brokk_message* msg) noexcept {
+    auto* subscribed = static_cast<Subscribed<F>*>(user_data);
+    const Message message(msg);
     try {
-        const Message message(msg);
-        Verdict verdict = std::invoke(*static_cast<F*>(user_data), message);
+        Verdict verdict = std::invoke(subscribed->fn, message);
         return static_cast<brokk_verdict>(verdict);
     } catch (const std::exception& e) {
         set_reason_quietly(msg, e.what());
+        report_handler_error(subscribed->on_error.get(), std::current_exception(), message, e.what());
     } catch (...) {
-        set_reason_quietly(msg, "the handler threw an exception not derived from std::exception");
+        static constexpr const char* what = "the handler threw an exception not derived from std::exception";
+        set_reason_quietly(msg, what);
+        report_handler_error(subscribed->on_error.get(), std::current_exception(), message, what);
     }
     return BROKK_VERDICT_NACK;
 }
@@ -606,6 +710,7 @@ inline Stats from_c(const brokk_stats& s) noexcept {
     out.workers_active = s.workers_active;
     out.listener_events_dropped = s.listener_events_dropped;
     out.uptime_ms = s.uptime_ms;
+    out.lapsed = s.lapsed;
     return out;
 }
 
@@ -636,6 +741,8 @@ inline const brokk_str* views_data(const std::vector<brokk_str>& views) noexcept
 class BrokerRef {
 public:
     BrokerRef() noexcept = default;
+    /// A handle on `raw`. Handlers subscribed through it report exceptions the default way
+    /// (std::cerr): it does not know the BrokerOptions of a Broker that owns `raw`.
     explicit BrokerRef(const brokk_broker* raw) noexcept : raw_(raw) {}
 
     const brokk_broker* raw() const noexcept { return raw_; }
@@ -672,19 +779,22 @@ public:
     /// `handler` is any callable `Verdict(const Message&)`, moved (or copied) to the heap and
     /// deleted exactly once by brokk after its last call: at unsubscribe, or when the broker is
     /// freed. With concurrency above 1 it is called from several threads at once. If it throws,
-    /// the delivery is nacked with what() as the failure reason. If subscribe throws, the
-    /// callable was never registered and is destroyed before the exception propagates.
+    /// the delivery is nacked with what() as the failure reason and the exception goes to
+    /// BrokerOptions::on_handler_error (by default, one line on std::cerr). If subscribe
+    /// throws, the callable was never registered and is destroyed before the exception
+    /// propagates.
     template <class F>
     std::uint64_t subscribe(std::string_view topic, F&& handler, const SubscriptionOptions& options = {}) const {
         using Fn = std::decay_t<F>;
         static_assert(std::is_invocable_r_v<Verdict, Fn&, const Message&>,
                       "a brokk handler is callable as Verdict(const brokk::Message&)");
-        auto owned = std::make_unique<Fn>(std::forward<F>(handler));
+        using Owned = detail::Subscribed<Fn>;
+        auto owned = std::make_unique<Owned>(std::forward<F>(handler), on_error_);
         const brokk_subscription_options c = detail::to_c(options);
         std::uint64_t id = 0;
         detail::check(brokk_broker_subscribe(raw_, detail::data(topic), topic.size(), &detail::handler_trampoline<Fn>,
-                                             owned.get(), &detail::delete_user_data<Fn>, &c, &id));
-        owned.release();  // brokk owns it now; delete_user_data<Fn> deletes it
+                                             owned.get(), &detail::delete_user_data<Owned>, &c, &id));
+        owned.release();  // brokk owns it now; delete_user_data<Owned> deletes it
         return id;
     }
 
@@ -890,6 +1000,10 @@ public:
 
 protected:
     const brokk_broker* raw_ = nullptr;
+    /// The owning Broker's on_handler_error, or null (the default report). Shared rather than
+    /// borrowed, so that a BrokerRef taken before Broker::release() never points to a freed
+    /// one; copying a BrokerRef costs one atomic increment.
+    std::shared_ptr<const detail::HandlerErrorHook> on_error_;
 
 private:
     std::uint64_t count_views(const std::vector<brokk_str>& views) const {
@@ -904,32 +1018,49 @@ private:
     }
 };
 
-/// Owns a broker (brokk_broker_new / brokk_broker_free): move-only. Destruction frees it, which
-/// force-closes it if needed, waits for running callbacks and deletes every registered handler
-/// and listener; close with a timeout first to bound that wait. Destroying it from inside one
-/// of its own callbacks returns at once (brokk finishes the teardown when the callback returns).
-/// A moved-from Broker holds nothing: destroying it is a no-op, and its calls throw CallerError
-/// (BROKK_STATUS_NULL_ARGUMENT). It derives from BrokerRef only to share its operations;
-/// BrokerRef has no virtual destructor, so never own a Broker through a BrokerRef pointer.
+/// Owns a broker (brokk_broker_new / brokk_broker_free): move-only.
+///
+/// Destruction frees it (brokk_broker_free): it force-closes the broker if needed, waits for
+/// the handler and listener calls running at that moment, and deletes every registered handler
+/// and listener before it returns. That wait is the RAII guarantee: once ~Broker returns,
+/// nothing of this broker runs again, so handlers may capture references to objects declared
+/// before the Broker. It holds after a forced close too: close(timeout, true) returns at once,
+/// but the destructor that follows still waits for a handler that is running. Close with a
+/// timeout first to bound the work left; call detach() instead of destroying when a handler
+/// that may be stuck must not hold up the caller. Destroying a Broker from inside one of its
+/// own callbacks returns at once (brokk finishes the teardown when the callback returns).
+///
+/// A moved-from or detached Broker holds nothing: destroying it is a no-op, and its calls throw
+/// CallerError (BROKK_STATUS_NULL_ARGUMENT). It derives from BrokerRef only to share its
+/// operations; BrokerRef has no virtual destructor, so never own a Broker through a BrokerRef
+/// pointer.
 class Broker : public BrokerRef {
 public:
     /// brokk_broker_new(url, options). Throws CallerError for a bad URL or options.
     explicit Broker(const std::string& url = "memory://", const BrokerOptions& options = {}) {
         const brokk_broker_options c = detail::to_c(options);
+        std::shared_ptr<const detail::HandlerErrorHook> on_error;
+        if (options.on_handler_error) on_error = std::make_shared<detail::HandlerErrorHook>(options.on_handler_error);
         brokk_broker* out = nullptr;
         detail::check(brokk_broker_new(url.c_str(), &c, &out));
         owner_.reset(out);
         raw_ = out;
+        on_error_ = std::move(on_error);
     }
     /// A "memory://" broker with `options`.
     explicit Broker(const BrokerOptions& options) : Broker("memory://", options) {}
 
-    Broker(Broker&& other) noexcept : BrokerRef(other.raw_), owner_(std::move(other.owner_)) { other.raw_ = nullptr; }
+    Broker(Broker&& other) noexcept : BrokerRef(std::move(other)), owner_(std::move(other.owner_)) {
+        other.raw_ = nullptr;
+        other.on_error_.reset();
+    }
     Broker& operator=(Broker&& other) noexcept {
         if (this != &other) {
             owner_ = std::move(other.owner_);  // frees the broker this one held, if any
             raw_ = other.raw_;
+            on_error_ = std::move(other.on_error_);
             other.raw_ = nullptr;
+            other.on_error_.reset();
         }
         return *this;
     }
@@ -938,13 +1069,29 @@ public:
     ~Broker() = default;
 
     /// A non-owning handle to capture in handlers and threads.
-    BrokerRef ref() const noexcept { return BrokerRef(raw_); }
+    BrokerRef ref() const noexcept { return static_cast<const BrokerRef&>(*this); }
 
     brokk_broker* get() const noexcept { return owner_.get(); }
-    /// Gives up ownership: the caller must brokk_broker_free the result.
+    /// Gives up ownership: the caller must brokk_broker_free (or brokk_broker_release) the
+    /// result. BrokerRefs taken before keep this broker's on_handler_error; a BrokerRef made
+    /// from the raw pointer afterwards gets the default report.
     brokk_broker* release() noexcept {
         raw_ = nullptr;
+        on_error_.reset();
         return owner_.release();
+    }
+
+    /// Gives the broker back to brokk without waiting for its callbacks (brokk_broker_release)
+    /// and leaves this Broker empty, like a moved-from one; a no-op on an empty Broker. It
+    /// closes the broker with force if it is not closed yet, and returns at once even while a
+    /// handler is blocked: handler and listener calls running at that moment finish on their
+    /// own, and brokk then destroys every registered callable (once each) on one of its
+    /// threads. What those callables refer to must therefore outlive them, not just this call
+    /// (capture by value or std::shared_ptr). Allowed inside the broker's own callbacks.
+    void detach() noexcept {
+        brokk_broker_release(owner_.release());
+        raw_ = nullptr;
+        on_error_.reset();  // subscriptions hold their own share of it
     }
 
 private:
@@ -955,5 +1102,8 @@ private:
 };
 
 }  // namespace brokk
+
+#endif  // BROKK_HPP_CPLUSPLUS >= 201703L
+#undef BROKK_HPP_CPLUSPLUS
 
 #endif  // BROKK_HPP

@@ -57,6 +57,36 @@ TEST_P(Backend, ManualAckAckedFromAnotherThread) {
     expect_error<brokk::CallerError>(BROKK_STATUS_UNKNOWN_DELIVERY, [&] { broker.nack(987654321, false); });
 }
 
+// A delivery id names a delivery of the broker that issued it. Two brokers of one process both
+// count their deliveries, so B holds a delivery with the same number as A's: acking A's id on B
+// must throw UNKNOWN_DELIVERY and settle nothing, neither B's delivery nor A's.
+TEST(ManualAck, DeliveryIdOfAnotherBrokerIsUnknown) {
+    brokk::Broker a, b;
+    a.publish("jobs", "\"a\"");
+    b.publish("jobs", "\"b\"");
+    std::optional<brokk::Delivery> da = a.fetch("jobs", support::wait_bound());
+    std::optional<brokk::Delivery> db = b.fetch("jobs", support::wait_bound());
+    ASSERT_TRUE(da.has_value());
+    ASSERT_TRUE(db.has_value());
+    const std::uint64_t a_id = da->delivery_id(), b_id = db->delivery_id();
+
+    expect_error<brokk::CallerError>(BROKK_STATUS_UNKNOWN_DELIVERY, [&] { b.ack(a_id); });
+    expect_error<brokk::CallerError>(BROKK_STATUS_UNKNOWN_DELIVERY, [&] { b.nack(a_id, true); });
+    std::size_t acked = 99;
+    expect_error<brokk::CallerError>(BROKK_STATUS_UNKNOWN_DELIVERY, [&] { b.ack_batch({a_id}, &acked); });
+    EXPECT_EQ(acked, 0u);
+    EXPECT_EQ(b.stats().in_flight, 1u) << "B's own delivery was settled by A's id";
+    EXPECT_EQ(b.stats().processed + b.stats().failed, 0u);
+
+    // Each delivery is still there to be acked by its own broker.
+    EXPECT_NO_THROW(a.ack(a_id));
+    EXPECT_NO_THROW(b.ack(b_id));
+    for (const brokk::Broker* broker : {&a, &b}) {
+        EXPECT_EQ(broker->stats().processed, 1u);
+        EXPECT_EQ(broker->stats().in_flight, 0u);
+    }
+}
+
 TEST(ManualAck, AutoAckedDeliveryIsAlreadySettled) {
     Log<Seen> seen;
     brokk::Broker broker;

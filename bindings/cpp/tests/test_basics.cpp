@@ -17,13 +17,15 @@ static_assert(std::is_base_of_v<brokk::TransientError, brokk::TimeoutError>, "a 
 static_assert(std::is_base_of_v<brokk::TransientError, brokk::FullError>, "full is transient");
 static_assert(std::is_base_of_v<brokk::TransientError, brokk::UnavailableError>, "an unavailable store is transient");
 static_assert(std::is_base_of_v<brokk::TransientError, brokk::StorageFailedError>, "a failed store I/O is transient");
+static_assert(std::is_base_of_v<brokk::TransientError, brokk::OutcomeUnknownError>, "an unknown outcome is transient");
 static_assert(std::is_base_of_v<brokk::CallerError, brokk::IncompatibleStoreError>, "an incompatible store is the caller's");
 static_assert(std::is_base_of_v<brokk::CallerError, brokk::CannotOpenStoreError>, "a store that cannot open is the caller's");
 static_assert(!std::is_copy_constructible_v<brokk::Broker> && std::is_nothrow_move_constructible_v<brokk::Broker>,
               "Broker is move-only");
 static_assert(!std::is_copy_constructible_v<brokk::Delivery> && std::is_nothrow_move_constructible_v<brokk::Delivery>,
               "Delivery is move-only");
-static_assert(std::is_trivially_copyable_v<brokk::BrokerRef>, "BrokerRef is a plain handle");
+static_assert(std::is_nothrow_copy_constructible_v<brokk::BrokerRef> && std::is_nothrow_copy_assignable_v<brokk::BrokerRef>,
+              "BrokerRef is a handle that copies without throwing");
 static_assert(sizeof(brokk::Stats) == sizeof(brokk_stats), "brokk::Stats mirrors every field of brokk_stats");
 
 TEST(Version, LibraryMatchesHeader) {
@@ -63,6 +65,8 @@ TEST(Errors, EachStatusMapsToItsClass) {
                                           [] { brokk::detail::throw_status(BROKK_STATUS_UNAVAILABLE); });
     expect_error<brokk::StorageFailedError>(BROKK_STATUS_STORAGE_FAILED,
                                             [] { brokk::detail::throw_status(BROKK_STATUS_STORAGE_FAILED); });
+    expect_error<brokk::OutcomeUnknownError>(BROKK_STATUS_OUTCOME_UNKNOWN,
+                                             [] { brokk::detail::throw_status(BROKK_STATUS_OUTCOME_UNKNOWN); });
     expect_error<brokk::ClosedError>(BROKK_STATUS_CLOSED, [] { brokk::detail::throw_status(BROKK_STATUS_CLOSED); });
     expect_error<brokk::BugError>(BROKK_STATUS_PANIC, [] { brokk::detail::throw_status(BROKK_STATUS_PANIC); });
     const auto unknown = static_cast<brokk::Status>(4321);
@@ -85,6 +89,7 @@ TEST(Errors, StoreStatusesAreCaughtByTheirClass) {
         {BROKK_STATUS_CANNOT_OPEN_STORE, BROKK_STATUS_CLASS_CALLER},
         {BROKK_STATUS_UNAVAILABLE, BROKK_STATUS_CLASS_TRANSIENT},
         {BROKK_STATUS_STORAGE_FAILED, BROKK_STATUS_CLASS_TRANSIENT},
+        {BROKK_STATUS_OUTCOME_UNKNOWN, BROKK_STATUS_CLASS_TRANSIENT},
     };
     for (const auto& [status, cls] : store) {
         EXPECT_EQ(brokk::status_class(status), cls) << status;
@@ -103,7 +108,24 @@ TEST(Errors, StoreStatusesAreCaughtByTheirClass) {
     }
     // The statuses next to them that brokk does not define stay bugs.
     expect_error<brokk::BugError>(static_cast<brokk::Status>(15), [] { brokk::detail::throw_status(static_cast<brokk::Status>(15)); });
-    expect_error<brokk::BugError>(static_cast<brokk::Status>(204), [] { brokk::detail::throw_status(static_cast<brokk::Status>(204)); });
+    expect_error<brokk::BugError>(static_cast<brokk::Status>(205), [] { brokk::detail::throw_status(static_cast<brokk::Status>(205)); });
+}
+
+// OUTCOME_UNKNOWN (204) is its own transient exception, apart from UNAVAILABLE: a caller that
+// retries after UnavailableError must not treat "may have taken effect" as "nothing was done".
+TEST(Errors, OutcomeUnknownIsTransientAndNotUnavailable) {
+    EXPECT_EQ(static_cast<std::uint32_t>(BROKK_STATUS_OUTCOME_UNKNOWN), 204u);
+    EXPECT_EQ(brokk::status_class(BROKK_STATUS_OUTCOME_UNKNOWN), BROKK_STATUS_CLASS_TRANSIENT);
+    EXPECT_NE(brokk::status_str(BROKK_STATUS_OUTCOME_UNKNOWN), "unknown status");
+    try {
+        brokk::detail::throw_status(BROKK_STATUS_OUTCOME_UNKNOWN);
+    } catch (const brokk::UnavailableError& e) {
+        ADD_FAILURE() << "OUTCOME_UNKNOWN caught as UnavailableError: " << e.what();
+    } catch (const brokk::TransientError& e) {
+        EXPECT_EQ(typeid(e), typeid(brokk::OutcomeUnknownError));
+        EXPECT_EQ(e.status(), BROKK_STATUS_OUTCOME_UNKNOWN);
+        EXPECT_EQ(e.status_class(), BROKK_STATUS_CLASS_TRANSIENT);
+    }
 }
 
 // what() is brokk_last_error() of the failing call, read on the calling thread.
@@ -183,6 +205,27 @@ TEST(Move, ReleaseHandsOverOwnership) {
     EXPECT_FALSE(static_cast<bool>(a));
     ASSERT_NE(raw, nullptr);
     brokk::BrokerRef(raw).publish("t", "1");
+    brokk_broker_free(raw);
+}
+
+// A BrokerRef taken before release() keeps the broker's on_handler_error: subscribing through it
+// afterwards is safe and its handlers still report there.
+TEST(Move, RefsTakenBeforeReleaseKeepTheHandlerErrorCallback) {
+    auto reports = std::make_shared<std::atomic<int>>(0);
+    brokk::BrokerOptions options;
+    options.on_handler_error = [reports](const std::exception_ptr&, const brokk::Message&) { (*reports)++; };
+    brokk::BrokerRef ref;
+    brokk_broker* raw = nullptr;
+    {
+        brokk::Broker owner(options);
+        ref = owner.ref();
+        raw = owner.release();
+    }  // the Broker object is gone; the broker and the callback are not
+    ref.subscribe("t", [](const brokk::Message&) -> Verdict { throw std::runtime_error("x"); });
+    ref.publish("t", "1");
+    ref.join(support::wait_bound());
+    EXPECT_EQ(reports->load(), 1);
+    ref = brokk::BrokerRef();
     brokk_broker_free(raw);
 }
 

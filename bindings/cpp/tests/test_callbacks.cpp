@@ -3,6 +3,10 @@
 // once. Plus concurrent use from several threads.
 #include "support.hpp"
 
+#include <algorithm>
+#include <iostream>
+#include <sstream>
+
 using namespace std::chrono_literals;
 using brokk::Verdict;
 using support::expect_error;
@@ -257,6 +261,133 @@ TEST(ThrowingHandler, ExceptionBecomesANackWithWhatAsReason) {
     EXPECT_EQ(broker.stats().failed, 4u);
 }
 
+namespace {
+
+// What BrokerOptions::on_handler_error received, copied out (the Message is a view).
+struct Reported {
+    std::string what;  // what() of the exception, or "" for one not from std::exception
+    bool is_logic_error = false;
+    std::string topic;
+    std::uint64_t delivery_id = 0, subscription_id = 0;
+    std::uint32_t attempt = 0;
+};
+
+// Swaps std::cerr's buffer for a string while it lives.
+class CaptureCerr {
+public:
+    CaptureCerr() : old_(std::cerr.rdbuf(buffer_.rdbuf())) {}
+    ~CaptureCerr() { std::cerr.rdbuf(old_); }
+    CaptureCerr(const CaptureCerr&) = delete;
+    CaptureCerr& operator=(const CaptureCerr&) = delete;
+    std::string text() const { return buffer_.str(); }
+
+private:
+    std::ostringstream buffer_;
+    std::streambuf* old_;
+};
+
+}  // namespace
+
+// A throwing handler is not silent: the broker's on_handler_error gets the exception itself (an
+// exception_ptr: its type survives) and the message it was handling, on the worker thread, after
+// the delivery was nacked with what() as the failure reason. It applies to handlers subscribed
+// through any BrokerRef of the broker, also after the Broker was moved.
+TEST(ThrowingHandler, OnHandlerErrorGetsTheExceptionAndTheMessage) {
+    Log<Reported> reported;
+    support::Observed observed;
+    brokk::BrokerOptions options;
+    options.on_handler_error = [&reported](const std::exception_ptr& error, const brokk::Message& m) {
+        Reported r;
+        r.topic = std::string(m.topic());
+        r.delivery_id = m.delivery_id();
+        r.subscription_id = m.subscription_id();
+        r.attempt = m.attempt();
+        try {
+            std::rethrow_exception(error);
+        } catch (const std::logic_error& e) {
+            r.is_logic_error = true;
+            r.what = e.what();
+        } catch (const std::exception& e) {
+            r.what = e.what();
+        } catch (...) {
+        }
+        reported.add(r);
+    };
+    brokk::Broker first(options);
+    brokk::Broker broker(std::move(first));
+    broker.add_listener(observed.listener());
+    const std::uint64_t logic = broker.subscribe("logic", [](const brokk::Message&) -> Verdict {
+        throw std::invalid_argument("bad order 7");
+    });
+    const std::uint64_t other = broker.ref().subscribe("other", [](const brokk::Message&) -> Verdict { throw 42; });
+    broker.publish("logic", "1");
+    broker.join(support::wait_bound());
+    broker.publish("other", "2");
+    broker.join(support::wait_bound());
+
+    const auto r = reported.items();
+    const auto f = observed.failures.items();
+    ASSERT_EQ(r.size(), 2u);
+    ASSERT_EQ(f.size(), 2u);
+    EXPECT_EQ(r[0].topic, "logic");
+    EXPECT_TRUE(r[0].is_logic_error);
+    EXPECT_EQ(r[0].what, "bad order 7");
+    EXPECT_EQ(r[0].delivery_id, f[0].delivery_id);
+    EXPECT_EQ(r[0].subscription_id, logic);
+    EXPECT_EQ(r[0].attempt, 1u);
+    EXPECT_EQ(f[0].reason, "bad order 7");  // still the failure reason listeners see
+    EXPECT_EQ(r[1].topic, "other");
+    EXPECT_FALSE(r[1].is_logic_error);
+    EXPECT_EQ(r[1].what, "");
+    EXPECT_EQ(r[1].delivery_id, f[1].delivery_id);
+    EXPECT_EQ(r[1].subscription_id, other);
+    EXPECT_EQ(broker.stats().failed, 2u);
+}
+
+// Without on_handler_error, a throwing handler writes one line on std::cerr naming the topic,
+// the delivery and what(). A throwing on_handler_error is swallowed (the delivery is nacked all
+// the same) and the broker carries on.
+TEST(ThrowingHandler, DefaultReportIsOneLineOnStdCerr) {
+    std::string text;
+    std::uint64_t delivery = 0;
+    {
+        CaptureCerr cerr;
+        brokk::Broker broker;
+        Log<std::uint64_t> ids;
+        broker.subscribe("orders", [&ids](const brokk::Message& m) -> Verdict {
+            ids.add(m.delivery_id());
+            throw std::runtime_error("inventory offline");
+        });
+        broker.publish("orders", "1");
+        broker.join(support::wait_bound());
+        ASSERT_EQ(ids.size(), 1u);
+        delivery = ids.items()[0];
+        broker.close(support::wait_bound());
+        text = cerr.text();
+    }
+    EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;
+    EXPECT_NE(text.find("brokk"), std::string::npos) << text;
+    EXPECT_NE(text.find("\"orders\""), std::string::npos) << text;
+    EXPECT_NE(text.find("delivery " + std::to_string(delivery)), std::string::npos) << text;
+    EXPECT_NE(text.find("inventory offline"), std::string::npos) << text;
+
+    brokk::BrokerOptions options;
+    std::atomic<int> calls{0};
+    options.on_handler_error = [&calls](const std::exception_ptr&, const brokk::Message&) {
+        calls++;
+        throw std::runtime_error("the reporter fails too");
+    };
+    CaptureCerr cerr;
+    brokk::Broker broker(options);
+    broker.subscribe("t", [](const brokk::Message&) -> Verdict { throw std::runtime_error("x"); });
+    broker.publish("t", "1");
+    broker.publish("t", "2");
+    broker.join(support::wait_bound());
+    EXPECT_EQ(calls.load(), 2);
+    EXPECT_EQ(broker.stats().failed, 2u);
+    EXPECT_EQ(cerr.text(), "");  // a hook replaces the default report
+}
+
 TEST(Reentrancy, HandlersPublishAckSubscribeAndUnsubscribe) {
     Log<Seen> downstream;
     Log<std::string> problems;
@@ -410,6 +541,62 @@ TEST(Lifetime, DestroyingTheBrokerInsideItsOwnHandler) {
     EXPECT_TRUE(support::eventually([&] { return destroyed->load() == 1; }));
     std::lock_guard<std::mutex> lock(m);
     EXPECT_EQ(owner, nullptr);
+}
+
+// A forced close returns at once while a handler is blocked, and so does detach(), which gives
+// the broker back to brokk without waiting (brokk_broker_release). The handler's callable stays
+// alive until it returns; then brokk destroys it, exactly once, on one of its threads.
+TEST(Lifetime, ForcedCloseAndDetachDoNotWaitForABlockedHandler) {
+    auto destroyed = support::counter();
+    auto started = std::make_shared<support::Gate>();
+    auto unblock = std::make_shared<support::Gate>();
+    auto returned = std::make_shared<std::atomic<bool>>(false);
+    brokk::Broker broker;
+    const brokk::BrokerRef ref = broker.ref();
+    broker.subscribe("stuck", [started, unblock, returned, t = support::Tracker(destroyed)](const brokk::Message&) {
+        started->open();
+        unblock->wait();  // bounded: opened by the test, or after wait_bound()
+        returned->store(true);
+        return Verdict::Ack;
+    });
+    broker.publish("stuck", "1");
+    ASSERT_TRUE(started->wait());
+
+    const auto bound = std::chrono::milliseconds(1000) * support::scale();
+    auto begin = std::chrono::steady_clock::now();
+    const brokk::CloseReport report = broker.close(0ms, true);
+    EXPECT_LT(std::chrono::steady_clock::now() - begin, bound) << "the forced close waited for the handler";
+    EXPECT_EQ(report.remaining, 0u);
+    expect_error<brokk::ClosedError>(BROKK_STATUS_CLOSED, [&] { ref.publish("stuck", "2"); });
+
+    begin = std::chrono::steady_clock::now();
+    broker.detach();
+    EXPECT_LT(std::chrono::steady_clock::now() - begin, bound) << "detach waited for the handler";
+    EXPECT_FALSE(static_cast<bool>(broker));
+    EXPECT_EQ(broker.get(), nullptr);
+    EXPECT_FALSE(returned->load());
+    EXPECT_EQ(destroyed->load(), 0);  // still running: its callable is alive
+
+    unblock->open();
+    EXPECT_TRUE(support::eventually([&] { return destroyed->load() == 1; }));
+    EXPECT_TRUE(returned->load());
+    broker.detach();  // on an empty Broker: a no-op
+}  // ~Broker of a detached Broker: a no-op
+
+// detach() without a close first closes with force itself, as brokk_broker_release does.
+TEST(Lifetime, DetachClosesAnOpenBroker) {
+    auto destroyed = support::counter();
+    brokk::Broker broker;
+    broker.subscribe("t", [t = support::Tracker(destroyed)](const brokk::Message&) { return Verdict::Later; },
+                     [] {
+                         brokk::SubscriptionOptions o;
+                         o.manual_ack = true;
+                         return o;
+                     }());
+    broker.publish("t", "1");
+    EXPECT_TRUE(support::eventually([&] { return broker.stats().in_flight == 1; }));
+    broker.detach();
+    EXPECT_TRUE(support::eventually([&] { return destroyed->load() == 1; }));
 }
 
 TEST(Threads, ConcurrentPublishersAndAConcurrentHandler) {
