@@ -71,7 +71,7 @@ clean:
 	$(CARGO) clean
 	rm -rf $(BUILD)
 
-# Benchmarks side by side with peers (about six minutes): results in build/bench/results.json,
+# Benchmarks side by side with peers (about twelve minutes): results in build/bench/results.json,
 # docs/bench/results.md and docs/bench/results.png.
 .PHONY: bench test-bench-smoke
 bench: bench-all

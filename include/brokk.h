@@ -189,10 +189,13 @@ typedef uint32_t brokk_status_class;
 // A message broker. Create with brokk_broker_new, release with brokk_broker_free.
 // Threads: every function taking `const brokk_broker *` may be called from any thread,
 // concurrently, until brokk_broker_free.
-// Stores: on a SQLite store, every call that reads or writes the file (publish, subscribe,
-// unsubscribe, fetch, ack, nack, count, purge, stats, join) may also fail with UNAVAILABLE
-// (another process held the file locked past busy_timeout_ms) or STORAGE_FAILED (an I/O
-// error, a full disk); such a failure changes nothing, and the call may be retried.
+// Stores: on a SQLite or Redis store, every call that reads or writes the store (publish,
+// subscribe, unsubscribe, fetch, take, ack, nack, count, purge, stats, join) may also fail
+// with UNAVAILABLE (a file locked by another process past busy_timeout_ms; a server that could
+// not be reached: the request never left) or STORAGE_FAILED (an I/O error, a full disk, a
+// script error); such a failure changes nothing, and the call may be retried. On Redis a call
+// that changes the store may also fail with OUTCOME_UNKNOWN: the request reached the server
+// but its answer did not come back, so it may or may not have taken effect (docs/redis.md).
 typedef struct brokk_broker brokk_broker;
 
 // A delivery taken with brokk_broker_fetch, owned by the caller until brokk_delivery_free.
@@ -431,7 +434,7 @@ typedef struct brokk_batch_message {
 
 // Broker-wide statistics at one moment. Counters only grow; gauges go up and down. After
 // brokk_broker_join returns OK every counter is exact, and
-// dispatched = processed + failed + requeued + (deliveries dropped while awaiting an ack).
+// dispatched = processed + failed + requeued + lapsed.
 typedef struct brokk_stats {
     // Messages published (counter).
     uint64_t published;
@@ -639,7 +642,8 @@ void brokk_broker_release(struct brokk_broker *broker);
 // Threads: any thread, including from inside the handler that received the delivery.
 // Errors: NULL_ARGUMENT, UNKNOWN_DELIVERY (never issued), ALREADY_SETTLED (acked or nacked
 // before, or auto-acked), CLOSED, UNAVAILABLE and STORAGE_FAILED (a store's failure: the
-// delivery still awaits its ack).
+// delivery still awaits its ack), OUTCOME_UNKNOWN (Redis: the ack may or may not have been
+// applied).
 brokk_status brokk_broker_ack(const struct brokk_broker *broker, uint64_t delivery_id);
 
 // Acks the `count` deliveries in `ids` (as brokk_broker_ack each, in order): one call for a
@@ -651,7 +655,8 @@ brokk_status brokk_broker_ack(const struct brokk_broker *broker, uint64_t delive
 // and brokk_last_error() names its index and id. CLOSED stops the batch where it occurred.
 // Threads: any thread.
 // Errors: NULL_ARGUMENT (`ids` NULL with `count` > 0), UNKNOWN_DELIVERY, ALREADY_SETTLED,
-// CLOSED, UNAVAILABLE and STORAGE_FAILED (those ids still await their ack).
+// CLOSED, UNAVAILABLE and STORAGE_FAILED (those ids still await their ack), OUTCOME_UNKNOWN
+// (Redis: those acks may or may not have been applied).
 brokk_status brokk_broker_ack_batch(const struct brokk_broker *broker,
                                     const uint64_t *ids,
                                     size_t count,
@@ -665,7 +670,8 @@ brokk_status brokk_broker_ack_batch(const struct brokk_broker *broker,
 // Copies: reason.
 // Threads: any thread, including from inside the handler that received the delivery.
 // Errors: NULL_ARGUMENT, INVALID_UTF8, UNKNOWN_DELIVERY, ALREADY_SETTLED, CLOSED,
-// UNAVAILABLE and STORAGE_FAILED (a store's failure: the delivery still awaits its nack).
+// UNAVAILABLE and STORAGE_FAILED (a store's failure: the delivery still awaits its nack),
+// OUTCOME_UNKNOWN (Redis: the nack may or may not have been applied).
 brokk_status brokk_broker_nack(const struct brokk_broker *broker,
                                uint64_t delivery_id,
                                bool requeue,
@@ -861,8 +867,10 @@ struct brokk_str brokk_message_id(const struct brokk_message *msg);
 // Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
 struct brokk_str brokk_message_parent_id(const struct brokk_message *msg);
 
-// The delivery id that brokk_broker_ack and brokk_broker_nack take; unique within the broker
-// and kept across redeliveries. 0 in on_publish and for NULL.
+// The delivery id that brokk_broker_ack and brokk_broker_nack take, kept across redeliveries.
+// Not the message id (brokk_message_parent_id, the id publish returned). No other live broker
+// of the process issues the same number: an id given to another broker's ack or nack is
+// UNKNOWN_DELIVERY there and changes nothing. 0 in on_publish and for NULL.
 uint64_t brokk_message_delivery_id(const struct brokk_message *msg);
 
 // The subscription whose handler received this delivery. 0 for a fetched delivery, in
@@ -917,7 +925,9 @@ brokk_status brokk_message_read(const struct brokk_message *msg,
 // Threads: any thread, concurrently, and from inside a handler.
 // Errors: NULL_ARGUMENT (broker, topic, payload), INVALID_UTF8, INVALID_TOPIC, INVALID_JSON,
 // INVALID_ID, PAYLOAD_TOO_LARGE, BUFFER_TOO_SMALL, FULL (retention limit, policy REJECT),
-// CLOSED (also while a close is waiting).
+// CLOSED (also while a close is waiting); a store's UNAVAILABLE and STORAGE_FAILED (nothing
+// was published) and, on Redis, OUTCOME_UNKNOWN (it may have been published: a retry may
+// publish it twice).
 brokk_status brokk_broker_publish(const struct brokk_broker *broker,
                                   const char *topic,
                                   size_t topic_len,

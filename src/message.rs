@@ -178,7 +178,8 @@ impl Delivery {
         self.message.metadata()
     }
 
-    /// This delivery's own id, unique within the broker; `ack` and `nack` take it. 0 for the
+    /// This delivery's own id, which `ack` and `nack` take: no other live broker of the process
+    /// issues the same number (another broker's `ack` of it is `UnknownDelivery`). 0 for the
     /// published message itself.
     pub fn id(&self) -> u64 {
         self.id

@@ -53,10 +53,13 @@ const _: () = {
 /// A message broker. Create with brokk_broker_new, release with brokk_broker_free.
 /// Threads: every function taking `const brokk_broker *` may be called from any thread,
 /// concurrently, until brokk_broker_free.
-/// Stores: on a SQLite store, every call that reads or writes the file (publish, subscribe,
-/// unsubscribe, fetch, ack, nack, count, purge, stats, join) may also fail with UNAVAILABLE
-/// (another process held the file locked past busy_timeout_ms) or STORAGE_FAILED (an I/O
-/// error, a full disk); such a failure changes nothing, and the call may be retried.
+/// Stores: on a SQLite or Redis store, every call that reads or writes the store (publish,
+/// subscribe, unsubscribe, fetch, take, ack, nack, count, purge, stats, join) may also fail
+/// with UNAVAILABLE (a file locked by another process past busy_timeout_ms; a server that could
+/// not be reached: the request never left) or STORAGE_FAILED (an I/O error, a full disk, a
+/// script error); such a failure changes nothing, and the call may be retried. On Redis a call
+/// that changes the store may also fail with OUTCOME_UNKNOWN: the request reached the server
+/// but its answer did not come back, so it may or may not have taken effect (docs/redis.md).
 pub struct brokk_broker {
     pub(crate) inner: Broker,
 }
@@ -248,7 +251,8 @@ pub unsafe extern "C" fn brokk_broker_release(broker: *mut brokk_broker) {
 /// Threads: any thread, including from inside the handler that received the delivery.
 /// Errors: NULL_ARGUMENT, UNKNOWN_DELIVERY (never issued), ALREADY_SETTLED (acked or nacked
 /// before, or auto-acked), CLOSED, UNAVAILABLE and STORAGE_FAILED (a store's failure: the
-/// delivery still awaits its ack).
+/// delivery still awaits its ack), OUTCOME_UNKNOWN (Redis: the ack may or may not have been
+/// applied).
 #[no_mangle]
 pub unsafe extern "C" fn brokk_broker_ack(broker: *const brokk_broker, delivery_id: u64) -> brokk_status {
     guard(|| {
@@ -266,7 +270,8 @@ pub unsafe extern "C" fn brokk_broker_ack(broker: *const brokk_broker, delivery_
 /// and brokk_last_error() names its index and id. CLOSED stops the batch where it occurred.
 /// Threads: any thread.
 /// Errors: NULL_ARGUMENT (`ids` NULL with `count` > 0), UNKNOWN_DELIVERY, ALREADY_SETTLED,
-/// CLOSED, UNAVAILABLE and STORAGE_FAILED (those ids still await their ack).
+/// CLOSED, UNAVAILABLE and STORAGE_FAILED (those ids still await their ack), OUTCOME_UNKNOWN
+/// (Redis: those acks may or may not have been applied).
 #[no_mangle]
 pub unsafe extern "C" fn brokk_broker_ack_batch(
     broker: *const brokk_broker,
@@ -304,7 +309,8 @@ pub unsafe extern "C" fn brokk_broker_ack_batch(
 /// Copies: reason.
 /// Threads: any thread, including from inside the handler that received the delivery.
 /// Errors: NULL_ARGUMENT, INVALID_UTF8, UNKNOWN_DELIVERY, ALREADY_SETTLED, CLOSED,
-/// UNAVAILABLE and STORAGE_FAILED (a store's failure: the delivery still awaits its nack).
+/// UNAVAILABLE and STORAGE_FAILED (a store's failure: the delivery still awaits its nack),
+/// OUTCOME_UNKNOWN (Redis: the nack may or may not have been applied).
 #[no_mangle]
 pub unsafe extern "C" fn brokk_broker_nack(
     broker: *const brokk_broker,

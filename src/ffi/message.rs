@@ -129,8 +129,10 @@ pub unsafe extern "C" fn brokk_message_parent_id(msg: *const brokk_message) -> b
     guard_value(brokk_str::empty(), || with(msg, brokk_str::empty(), brokk_message::parent_id_view))
 }
 
-/// The delivery id that brokk_broker_ack and brokk_broker_nack take; unique within the broker
-/// and kept across redeliveries. 0 in on_publish and for NULL.
+/// The delivery id that brokk_broker_ack and brokk_broker_nack take, kept across redeliveries.
+/// Not the message id (brokk_message_parent_id, the id publish returned). No other live broker
+/// of the process issues the same number: an id given to another broker's ack or nack is
+/// UNKNOWN_DELIVERY there and changes nothing. 0 in on_publish and for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_delivery_id(msg: *const brokk_message) -> u64 {
     guard_value(0, || with(msg, 0, |m| m.delivery().id()))

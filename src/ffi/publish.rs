@@ -78,7 +78,9 @@ unsafe fn write_id(out: *mut c_char, id: &str) {
 /// Threads: any thread, concurrently, and from inside a handler.
 /// Errors: NULL_ARGUMENT (broker, topic, payload), INVALID_UTF8, INVALID_TOPIC, INVALID_JSON,
 /// INVALID_ID, PAYLOAD_TOO_LARGE, BUFFER_TOO_SMALL, FULL (retention limit, policy REJECT),
-/// CLOSED (also while a close is waiting).
+/// CLOSED (also while a close is waiting); a store's UNAVAILABLE and STORAGE_FAILED (nothing
+/// was published) and, on Redis, OUTCOME_UNKNOWN (it may have been published: a retry may
+/// publish it twice).
 #[no_mangle]
 pub unsafe extern "C" fn brokk_broker_publish(
     broker: *const brokk_broker,

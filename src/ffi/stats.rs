@@ -9,7 +9,7 @@ use super::strings::{output, reference};
 
 /// Broker-wide statistics at one moment. Counters only grow; gauges go up and down. After
 /// brokk_broker_join returns OK every counter is exact, and
-/// dispatched = processed + failed + requeued + (deliveries dropped while awaiting an ack).
+/// dispatched = processed + failed + requeued + lapsed.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct brokk_stats {
