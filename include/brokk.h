@@ -150,6 +150,10 @@ enum brokk_status
     BROKK_STATUS_OUTCOME_UNKNOWN = 204,
     // The broker is closed.
     BROKK_STATUS_CLOSED = 300,
+    // The broker was made by the parent of this process before a fork: a child process
+    // cannot use its parent's broker (the call did nothing). Make a new broker in the child;
+    // brokk_broker_free of the parent's is safe there and releases nothing.
+    BROKK_STATUS_FORKED = 301,
     // brokk panicked inside the call; brokk_last_error() has the panic message. Please report.
     BROKK_STATUS_PANIC = 900,
 };

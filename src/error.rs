@@ -54,6 +54,9 @@ pub enum ErrorKind {
     /// may not have taken effect (a publish may have been published, an ack applied). Unlike
     /// `Unavailable`, which always means nothing was done.
     OutcomeUnknown,
+    /// The broker was made by the parent of this process before a fork: a child cannot use it
+    /// (see `Broker`'s documentation on fork).
+    Forked,
 }
 
 /// A core error: a kind, a human-readable message, and for timeouts the work left.

@@ -42,6 +42,7 @@ const (
 	StatusStorageFailed       Status = C.BROKK_STATUS_STORAGE_FAILED
 	StatusOutcomeUnknown      Status = C.BROKK_STATUS_OUTCOME_UNKNOWN
 	StatusClosed              Status = C.BROKK_STATUS_CLOSED
+	StatusForked              Status = C.BROKK_STATUS_FORKED
 	StatusPanic               Status = C.BROKK_STATUS_PANIC
 )
 
@@ -77,6 +78,9 @@ var (
 	// done.
 	ErrOutcomeUnknown error = StatusOutcomeUnknown
 	ErrClosed         error = StatusClosed
+	// ErrForked: the broker was made by the parent of this process before a fork; a child
+	// must open a broker of its own (closing the parent's there is safe and releases nothing).
+	ErrForked error = StatusForked
 	ErrPanic          error = StatusPanic
 )
 

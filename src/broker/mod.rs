@@ -1,5 +1,6 @@
 //! The broker: the safe Rust API that the C ABI (and every binding above it) calls.
 
+mod fork;
 mod group;
 mod ids;
 mod pending;
@@ -16,6 +17,7 @@ mod workers;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+pub(crate) use fork::note_fork;
 pub(crate) use ids::GENERATED_ID_LEN;
 pub use shared::DEFAULT_GROUP;
 pub(crate) use subscription::panic_text as panic_message;
@@ -154,6 +156,12 @@ struct Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
+        if self.shared.birth().elsewhere() {
+            // A forked child's copy of its parent's broker: release nothing (see `fork`). One
+            // reference more than there are handles keeps the copy from ever being dropped.
+            std::mem::forget(Arc::clone(&self.shared));
+            return;
+        }
         let shared = Arc::clone(&self.shared);
         if self.detached.load(std::sync::atomic::Ordering::Acquire) {
             shared.teardown_detached();
@@ -191,8 +199,12 @@ impl Broker {
         Ok(Broker { inner: Arc::new(Handle { shared, detached: std::sync::atomic::AtomicBool::new(false) }) })
     }
 
-    fn shared(&self) -> &Shared {
-        &self.inner.shared
+    /// The broker's state, for a call: refused in a process forked from the one that made it
+    /// (see `fork`).
+    #[inline]
+    fn shared(&self) -> Result<&Shared> {
+        self.inner.shared.birth().check()?;
+        Ok(&self.inner.shared)
     }
 
     pub fn downgrade(&self) -> WeakBroker {
@@ -204,19 +216,19 @@ impl Broker {
     /// the message for its first named group, as the retention policy allows. Returns the
     /// published message, whose `id()` is the given or generated id.
     pub fn publish(&self, topic: &str, payload: &[u8], options: &PublishOptions<'_>) -> Result<Message> {
-        self.shared().publish(topic, payload, options)
+        self.shared()?.publish(topic, payload, options)
     }
 
     /// Publishes a batch on one topic, all or nothing: every message is checked before any is
     /// published, and each group receives the whole batch at once.
     pub fn publish_batch(&self, topic: &str, batch: &[BatchMessage<'_>]) -> Result<Vec<Message>> {
-        self.shared().publish_batch(topic, batch)
+        self.shared()?.publish_batch(topic, batch)
     }
 
     /// Subscribes `handler` to `topic` and returns the subscription id. The handler is dropped
     /// once the subscription is gone and its last running invocation has returned.
     pub fn subscribe(&self, topic: &str, handler: impl Handler, options: &SubscribeOptions<'_>) -> Result<u64> {
-        self.shared().subscribe(topic, handler, options).map_err(|(e, _)| e)
+        self.shared()?.subscribe(topic, handler, options).map_err(|(e, _)| e)
     }
 
     /// Like `subscribe`, but a failure hands the handler back unused (the FFI layer relies on
@@ -227,7 +239,10 @@ impl Broker {
         handler: H,
         options: &SubscribeOptions<'_>,
     ) -> Result<u64, (crate::Error, H)> {
-        self.shared().subscribe(topic, handler, options)
+        match self.shared() {
+            Ok(shared) => shared.subscribe(topic, handler, options),
+            Err(e) => Err((e, handler)),
+        }
     }
 
     /// Stops delivery to a subscription: no new handler invocation starts; invocations already
@@ -235,7 +250,7 @@ impl Broker {
     /// group keeps its messages for its other members, or the next one. Deliveries it left
     /// awaiting an ack can still be acked or nacked (a requeue into a dropped group drops them).
     pub fn unsubscribe(&self, subscription: u64) -> Result<()> {
-        self.shared().unsubscribe(subscription)
+        self.shared()?.unsubscribe(subscription)
     }
 
     /// Takes the next delivery of `group` (`DEFAULT_GROUP` when None) on `topic`: highest
@@ -253,7 +268,7 @@ impl Broker {
         timeout: Option<Duration>,
     ) -> Result<Option<Delivery>> {
         let mut out = Vec::with_capacity(1);
-        self.shared().fetch(topic, options, 1, timeout, &mut out)?;
+        self.shared()?.fetch(topic, options, 1, timeout, &mut out)?;
         Ok(out.pop())
     }
 
@@ -268,7 +283,7 @@ impl Broker {
         timeout: Option<Duration>,
     ) -> Result<Vec<Delivery>> {
         let mut out = Vec::with_capacity(max.min(1024));
-        self.shared().fetch(topic, options, max, timeout, &mut out)?;
+        self.shared()?.fetch(topic, options, max, timeout, &mut out)?;
         Ok(out)
     }
 
@@ -284,19 +299,22 @@ impl Broker {
         timeout: Option<Duration>,
         max_payload: usize,
     ) -> Result<Taken> {
-        self.shared().take(topic, group, timeout, max_payload)
+        self.shared()?.take(topic, group, timeout, max_payload)
     }
 
     /// Acks a delivery awaiting a manual ack.
     pub fn ack(&self, delivery: u64) -> Result<()> {
-        self.shared().settle_by_id(delivery, Outcome::Ack)
+        self.shared()?.settle_by_id(delivery, Outcome::Ack)
     }
 
     /// Acks every delivery of `ids` that awaits an ack, in order. Returns how many were acked;
     /// if one failed, the first failure and its index (the others were still acked). A closed
     /// broker stops the batch there.
     pub fn ack_batch(&self, ids: &[u64]) -> (usize, Option<(usize, Error)>) {
-        self.shared().ack_batch(ids)
+        match self.shared() {
+            Ok(shared) => shared.ack_batch(ids),
+            Err(e) => (0, Some((0, e))),
+        }
     }
 
     /// Nacks a delivery awaiting a manual ack: dropped and counted failed (or dead-lettered,
@@ -308,42 +326,45 @@ impl Broker {
         } else {
             Outcome::Nack(reason.unwrap_or(Reason::Borrowed("nacked")))
         };
-        self.shared().settle_by_id(delivery, outcome)
+        self.shared()?.settle_by_id(delivery, outcome)
     }
 
     /// Messages waiting on `topics` (all when None): retained ones plus deliveries queued in
     /// groups, one per group; deliveries in flight are not counted. Unknown topics count 0.
     /// On SQLite this counts the whole file, whichever process published or consumes.
     pub fn count(&self, topics: Option<&[&str]>) -> Result<u64> {
-        self.shared().count(topics)
+        self.shared()?.count(topics)
     }
 
     /// Discards what `count` counts and returns how many; deliveries in flight are untouched.
     /// On SQLite this purges the whole file, other processes' groups included.
     pub fn purge(&self, topics: Option<&[&str]>) -> Result<u64> {
-        self.shared().purge(topics)
+        self.shared()?.purge(topics)
     }
 
     /// Adds a listener; it sees every event that happens after this returns.
     pub fn add_listener(&self, listener: impl Listener) -> Result<u64> {
-        self.shared().add_listener(listener).map_err(|(e, _)| e)
+        self.shared()?.add_listener(listener).map_err(|(e, _)| e)
     }
 
     /// Like `add_listener`, but a failure hands the listener back unused.
     pub(crate) fn try_add_listener<L: Listener>(&self, listener: L) -> Result<u64, (crate::Error, L)> {
-        self.shared().add_listener(listener)
+        match self.shared() {
+            Ok(shared) => shared.add_listener(listener),
+            Err(e) => Err((e, listener)),
+        }
     }
 
     /// Removes a listener: a call of it in progress finishes (this does not wait for it), and
     /// none starts after this returns.
     pub fn remove_listener(&self, listener: u64) -> Result<()> {
-        self.shared().remove_listener(listener)
+        self.shared()?.remove_listener(listener)
     }
 
     /// This broker's counters. On SQLite, the `queued` and `retained` gauges are the file's
     /// (every process's groups); the counters and the other gauges are this broker's own.
     pub fn stats(&self) -> Result<BrokerStats> {
-        self.shared().stats()
+        self.shared()?.stats()
     }
 
     /// Waits until no delivery is queued, running or awaiting an ack and every listener event
@@ -353,7 +374,7 @@ impl Broker {
     /// broker's work: what it holds, and what waits in the file for the groups it uses
     /// (whoever takes it), not what other processes hold.
     pub fn join(&self, timeout: Option<Duration>) -> Result<()> {
-        self.shared().join(timeout)
+        self.shared()?.join(timeout)
     }
 
     /// Refuses new publishes and subscriptions at once, waits up to `timeout` for outstanding
@@ -369,7 +390,7 @@ impl Broker {
     /// claimed by a worker) goes back to the file at once with attempt + 1, for the other
     /// processes. This broker's ungrouped subscriptions' groups are removed with what they had.
     pub fn close(&self, timeout: Option<Duration>, force: bool) -> Result<CloseReport> {
-        self.shared().close(timeout, force)
+        self.shared()?.close(timeout, force)
     }
 }
 

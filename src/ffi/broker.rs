@@ -190,6 +190,7 @@ pub unsafe extern "C" fn brokk_broker_new(
     broker_out: *mut *mut brokk_broker,
 ) -> brokk_status {
     guard(|| {
+        super::fork::watch_forks();
         let out = output(broker_out, "broker_out")?;
         let url = optional_c_text(url, "url")?.unwrap_or("memory://");
         let opts = options.as_ref().copied().unwrap_or_default();

@@ -74,6 +74,10 @@ pub enum brokk_status {
     // ---- terminal: 300..=399 (this broker will not recover) ----
     /// The broker is closed.
     Closed = 300,
+    /// The broker was made by the parent of this process before a fork: a child process
+    /// cannot use its parent's broker (the call did nothing). Make a new broker in the child;
+    /// brokk_broker_free of the parent's is safe there and releases nothing.
+    Forked = 301,
     // ---- bugs: 900..=999 ----
     /// brokk panicked inside the call; brokk_last_error() has the panic message. Please report.
     Panic = 900,
@@ -119,6 +123,7 @@ impl From<ErrorKind> for brokk_status {
             ErrorKind::Unavailable => brokk_status::Unavailable,
             ErrorKind::StorageFailed => brokk_status::StorageFailed,
             ErrorKind::OutcomeUnknown => brokk_status::OutcomeUnknown,
+            ErrorKind::Forked => brokk_status::Forked,
         }
     }
 }
@@ -153,6 +158,7 @@ impl brokk_status {
             203 => StorageFailed,
             204 => OutcomeUnknown,
             300 => Closed,
+            301 => Forked,
             900 => Panic,
             _ => return None,
         })
@@ -187,6 +193,7 @@ impl brokk_status {
             UnknownListener => "unknown listener id\0",
             Timeout => "timed out\0",
             Closed => "the broker is closed\0",
+            Forked => "the broker was made by the parent process before a fork\0",
             Panic => "internal error (panic) in brokk\0",
         }
     }

@@ -27,6 +27,7 @@ static const uint32_t ALL_STATUSES[] = {
     BROKK_STATUS_STORAGE_FAILED,
     BROKK_STATUS_OUTCOME_UNKNOWN,
     BROKK_STATUS_CLOSED,
+    BROKK_STATUS_FORKED,
     BROKK_STATUS_PANIC,
 };
 #define N_STATUSES (sizeof ALL_STATUSES / sizeof ALL_STATUSES[0])
@@ -119,7 +120,7 @@ static void status_str_nonempty_and_distinct(void) {
 
 static void status_str_unknown_numbers(void) {
     static const uint32_t unknown[] = {15, 16, 50, 99, 104, 150, 199, 205, 250, 299,
-                                       301, 399, 400, 899, 901, 999, 1000, 0x7fffffffu,
+                                       302, 399, 400, 899, 901, 999, 1000, 0x7fffffffu,
                                        0xffffffffu};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         const char *s = brokk_status_str(unknown[i]);
@@ -138,7 +139,7 @@ static void status_classify_known(void) {
                  st == BROKK_STATUS_UNAVAILABLE || st == BROKK_STATUS_STORAGE_FAILED ||
                  st == BROKK_STATUS_OUTCOME_UNKNOWN)
             want = BROKK_STATUS_CLASS_TRANSIENT;
-        else if (st == BROKK_STATUS_CLOSED)
+        else if (st == BROKK_STATUS_CLOSED || st == BROKK_STATUS_FORKED)
             want = BROKK_STATUS_CLASS_TERMINAL;
         else if (st == BROKK_STATUS_PANIC)
             want = BROKK_STATUS_CLASS_BUG;
@@ -194,7 +195,7 @@ static void store_statuses_described_and_classified(void) {
 }
 
 static void status_classify_unknown_is_bug(void) {
-    static const uint32_t unknown[] = {15, 99, 104, 150, 199, 205, 299, 301, 399,
+    static const uint32_t unknown[] = {15, 99, 104, 150, 199, 205, 299, 302, 399,
                                        500, 899, 901, 999, 0xffffffffu};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         brokk_status_class got = brokk_status_classify(unknown[i]);

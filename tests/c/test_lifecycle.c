@@ -264,8 +264,60 @@ static void huge_listener_queue_capacity_does_not_crash(void) {
     }
 }
 
+
+/* The fork contract: in a child, every call on the parent's broker is FORKED and does nothing,
+ * and freeing it is safe (it releases nothing: no joins of threads the child does not have, no
+ * close of the parent's store). The child can make brokers of its own. The parent's broker is
+ * untouched. Worker threads run in the parent while it forks. */
+static brokk_verdict fork_count_handler(void *ud, const brokk_message *m) {
+    (void)m;
+    atomic_fetch_add((atomic_uint *)ud, 1);
+    return BROKK_VERDICT_ACK;
+}
+
+static int child_after_fork(brokk_broker *parents) {
+    if (publish_str(parents, "fk", "2") != BROKK_STATUS_FORKED) return 10;
+    if (strstr(brokk_last_error(), "fork") == NULL) return 11;
+    uint64_t n = 7;
+    if (brokk_broker_count(parents, NULL, 0, &n) != BROKK_STATUS_FORKED || n != 7) return 12;
+    if (brokk_status_classify(BROKK_STATUS_FORKED) != BROKK_STATUS_CLASS_TERMINAL) return 13;
+    brokk_broker_free(parents);
+    brokk_broker *own = NULL;
+    if (brokk_broker_new("memory://", NULL, &own) != BROKK_STATUS_OK) return 14;
+    if (publish_str(own, "fk", "3") != BROKK_STATUS_OK) return 15;
+    brokk_broker_free(own);
+    return 0;
+}
+
+static void a_child_cannot_use_its_parents_broker_and_may_free_it(void) {
+    brokk_broker *b = new_broker(2);
+    if (!b) return;
+    atomic_uint calls;
+    atomic_init(&calls, 0);
+    uint64_t sid;
+    CHECK_OK(subscribe_simple(b, "fk", fork_count_handler, &calls, NULL, false, 1, &sid));
+    CHECK_OK(publish_str(b, "fk", "1"));
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) _exit(child_after_fork(b));
+    if (CHECK(pid > 0)) {
+        int ws = 0;
+        waitpid(pid, &ws, 0);
+        if (WIFSIGNALED(ws))
+            FAILF("the child was killed by signal %d", WTERMSIG(ws));
+        else if (WEXITSTATUS(ws) != 0)
+            FAILF("the child failed at step %d", WEXITSTATUS(ws));
+    }
+    /* The parent goes on as before. */
+    CHECK_OK(publish_str(b, "fk", "4"));
+    JOIN_OK(b);
+    CHECK_EQ(atomic_load(&calls), 2);
+    brokk_broker_free(b);
+}
+
 static const test_case TESTS[] = {
     TEST_CASE(new_with_null_url_is_memory),
+    TEST_CASE(a_child_cannot_use_its_parents_broker_and_may_free_it),
     TEST_CASE(new_with_memory_url),
     TEST_CASE(new_rejects_bad_urls),
     TEST_CASE(new_rejects_unsupported_backends),

@@ -234,6 +234,14 @@ public:
     using Error::Error;
 };
 
+/// BROKK_STATUS_FORKED: the broker was made by the parent of this process before a fork; a
+/// child must make a broker of its own (destroying the parent's there is safe and releases
+/// nothing).
+class ForkedError : public ClosedError {
+public:
+    using ClosedError::ClosedError;
+};
+
 /// BROKK_STATUS_CLASS_BUG: brokk panicked inside the call, or returned a status this header
 /// does not know. Please report.
 class BugError : public Error {
@@ -262,6 +270,7 @@ namespace detail {
         if (status == BROKK_STATUS_OUTCOME_UNKNOWN) throw OutcomeUnknownError(status, message);
         throw TransientError(status, message);
     case BROKK_STATUS_CLASS_TERMINAL:
+        if (status == BROKK_STATUS_FORKED) throw ForkedError(status, message);
         throw ClosedError(status, message);
     case BROKK_STATUS_CLASS_OK:
         // OK never reaches here; were it classified OK by a newer library, it is still a bug.

@@ -68,6 +68,7 @@ TEST(Errors, EachStatusMapsToItsClass) {
     expect_error<brokk::OutcomeUnknownError>(BROKK_STATUS_OUTCOME_UNKNOWN,
                                              [] { brokk::detail::throw_status(BROKK_STATUS_OUTCOME_UNKNOWN); });
     expect_error<brokk::ClosedError>(BROKK_STATUS_CLOSED, [] { brokk::detail::throw_status(BROKK_STATUS_CLOSED); });
+    expect_error<brokk::ForkedError>(BROKK_STATUS_FORKED, [] { brokk::detail::throw_status(BROKK_STATUS_FORKED); });
     expect_error<brokk::BugError>(BROKK_STATUS_PANIC, [] { brokk::detail::throw_status(BROKK_STATUS_PANIC); });
     const auto unknown = static_cast<brokk::Status>(4321);
     expect_error<brokk::BugError>(unknown, [unknown] { brokk::detail::throw_status(unknown); });

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 
 use super::group::Group;
+use super::fork::Birth;
 use super::ids::{DeliveryIds, IdGenerator};
 use super::pending::PendingAcks;
 use super::policy::DeliveryPolicy;
@@ -75,6 +76,8 @@ pub(crate) struct Shared {
     quiesce: Arc<Quiesce>,
     pool: Pool,
     ids: IdGenerator,
+    /// The process (and fork count) that made this broker.
+    birth: Birth,
     /// Turns store keys into this broker's delivery ids (see `ids`).
     delivery_ids: DeliveryIds,
     next_subscription: AtomicU64,
@@ -132,6 +135,7 @@ impl Shared {
             quiesce: Arc::new(Quiesce::default()),
             pool: Pool::new(workers),
             ids: IdGenerator::new(),
+            birth: Birth::now(),
             delivery_ids: DeliveryIds::new(),
             next_subscription: AtomicU64::new(1),
             next_listener: AtomicU64::new(1),
@@ -178,6 +182,10 @@ impl Shared {
 
     fn state(&self) -> u8 {
         self.state.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn birth(&self) -> &Birth {
+        &self.birth
     }
 
     fn ensure_open(&self) -> Result<()> {
