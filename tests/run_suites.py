@@ -14,7 +14,8 @@ failed, 0 otherwise (130 or 143 when interrupted, 2 on a bad argument).
 
 A suite whose command failed counts at least 1 failed, even if its output had no counts or
 counted no failure. One whose output has no counts at all counts as 1 passed or 1 failed by
-its exit status.
+its exit status. One still running after SUITE_TIMEOUT seconds (default 1800; 0: no limit) is
+stopped, with every process below it, and fails.
 
     tests/run_suites.py [--make CMD] [--list] [SUITE...]
 
@@ -34,6 +35,11 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A suite still running after this many seconds (SUITE_TIMEOUT; 0: no limit) is stopped, with
+# everything it started, and counts as failed: one that hangs must not hide the others either.
+# The slowest suites take about 10 minutes from a clean build on two busy cores.
+DEFAULT_TIMEOUT = 1800
+
 # BROKK_TEST_LOGS=DIR puts the logs and summary.txt elsewhere (the runner's own tests do).
 LOG_DIR = os.environ.get("BROKK_TEST_LOGS") or os.path.join("build", "test-logs")
 
@@ -422,13 +428,72 @@ def say(text):
     _out((text + "\n").encode())
 
 
-def run_suite(suite, make, log_path, on_child):
+def _proc_stat(pid):
+    """(parent pid, start time) of a process from /proc, or None."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[1]), fields[19]
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def descendants(pid):
+    """The processes below pid, each as (pid, start time) (from /proc; none without it)."""
+    try:
+        entries = [int(d) for d in os.listdir("/proc") if d.isdigit()]
+    except OSError:
+        return []
+    children = {}
+    for p in entries:
+        st = _proc_stat(p)
+        if st:
+            children.setdefault(st[0], []).append((p, st[1]))
+    out, stack = [], [pid]
+    while stack:
+        for c in children.get(stack.pop(), []):
+            out.append(c)
+            stack.append(c[0])
+    return out
+
+
+def signal_tree(procs, sig):
+    """Signals each (pid, start time) that is still that same process."""
+    for p, started in procs:
+        st = _proc_stat(p)
+        if st is None or st[1] != started:
+            continue
+        try:
+            os.kill(p, sig)
+        except OSError:
+            pass
+
+
+def stop_suite(proc, grace=10):
+    """Stops a suite: SIGTERM to its make and everything below it (a shell that dies would
+    leave its children running otherwise), SIGKILL to what is still there after grace s."""
+    if proc.poll() is not None:
+        return
+    procs = descendants(proc.pid)
+    proc.terminate()
+    signal_tree(procs, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    signal_tree(procs, signal.SIGKILL)
+
+
+def run_suite(suite, make, log_path, on_child, timeout=0):
     """Runs one suite with its output shown live and written to log_path; returns its exit
-    status (or a negative signal number) and its output."""
+    status (or a negative signal number), its output, and whether it ran out of time (after
+    timeout seconds, unless 0: then it and all below it are stopped)."""
     env = dict(os.environ)
     for k, v in suite.env.items():
         env[k] = (env[k] + " " + v) if env.get(k) else v
-    with open(log_path, "wb") as log:
+    timed_out = False
+    start = time.monotonic()
+    with open(log_path, "wb", buffering=0) as log:
         log.write(("# %s\n" % suite.shown(make)).encode())
         # close_fds=False: a make jobserver's descriptors (make -jN test) reach the sub-make.
         proc = subprocess.Popen(suite.argv(make), cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -438,6 +503,13 @@ def run_suite(suite, make, log_path, on_child):
         exited_at = None
         try:
             while True:
+                if timeout and not timed_out and time.monotonic() - start > timeout and proc.poll() is None:
+                    timed_out = True
+                    msg = "\n===== %s: still running after %d s (SUITE_TIMEOUT): stopping it\n" % (
+                        suite.name, timeout)
+                    _out(msg.encode())
+                    log.write(msg.encode())
+                    stop_suite(proc)
                 ready, _, _ = select.select([fd], [], [], 0.5)
                 if ready:
                     chunk = os.read(fd, 65536)
@@ -458,7 +530,7 @@ def run_suite(suite, make, log_path, on_child):
             on_child(None)
     with open(log_path, "rb") as f:
         text = f.read().decode("utf-8", "replace")
-    return rc, text
+    return rc, text, timed_out
 
 
 def table(rows):
@@ -499,6 +571,11 @@ def main(argv):
         for s in SUITES:
             print("%-12s make %s" % (s.name, s.target))
         return 0
+    timeout = os.environ.get("SUITE_TIMEOUT") or str(DEFAULT_TIMEOUT)
+    if not timeout.isdigit():
+        print("run_suites: SUITE_TIMEOUT=%s is not a number of seconds" % timeout, file=sys.stderr)
+        return 2
+    timeout = int(timeout)
     try:
         chosen = [suite_for(a) for a in args] if args else list(SUITES)
     except ValueError as e:
@@ -524,7 +601,9 @@ def main(argv):
         # Finish the suite that runs, then run no other. SIGINT from a terminal reached the
         # suite too (same process group); SIGTERM, or a second signal, is passed on to it.
         if (signum == signal.SIGTERM or stopped) and child[0] is not None and child[0].poll() is None:
-            child[0].send_signal(signal.SIGTERM)
+            procs = descendants(child[0].pid)
+            child[0].terminate()
+            signal_tree(procs, signal.SIGTERM)
         stopped.append(signum)
 
     signal.signal(signal.SIGINT, on_signal)
@@ -541,11 +620,13 @@ def main(argv):
         log_path = os.path.join(LOG_DIR, suite.name + ".log")
         say("\n===== [%d/%d] %s: %s  (log: %s)" % (n, len(suites), suite.name, suite.shown(make), log_path))
         start = time.monotonic()
-        rc, text = run_suite(suite, make, log_path, set_child)
+        rc, text, timed_out = run_suite(suite, make, log_path, set_child, timeout)
         secs = time.monotonic() - start
-        counts, status, note = judge(suite.parse(text), rc if not stopped else (rc or 1))
+        counts, status, note = judge(suite.parse(text), rc if not (stopped or timed_out) else (rc or 1))
         if stopped:
             status, note = "FAILED", "interrupted (%s)" % signal.Signals(stopped[0]).name
+        elif timed_out:
+            status, note = "FAILED", "timed out after %d s: stopped" % timeout
         rows.append((suite.name, counts, secs, status, note))
         say("===== %s: %s, %d passed, %d failed, %d skipped in %.1f s%s" % (
             suite.name, status, counts.passed, counts.failed, counts.skipped, secs,

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -453,9 +454,9 @@ class Selection(unittest.TestCase):
 class WholeRun(unittest.TestCase):
     """The runner itself on ad-hoc suites, its logs in a temporary directory."""
 
-    def run_suites(self, *suites):
+    def run_suites(self, *suites, **env_extra):
         with tempfile.TemporaryDirectory() as logs:
-            env = dict(os.environ, BROKK_TEST_LOGS=logs)
+            env = dict(os.environ, BROKK_TEST_LOGS=logs, **env_extra)
             p = subprocess.run([sys.executable, os.path.join(HERE, "run_suites.py")] + list(suites),
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             out = p.stdout.decode()
@@ -489,6 +490,34 @@ class WholeRun(unittest.TestCase):
         rc, out, _, _ = self.run_suites("one=echo '1 passed, 0 failed'", "two=true")
         self.assertEqual(rc, 0)
         self.assertEqual(out.rstrip("\n").split("\n")[-1], "2 passed, 0 failed, 0 skipped")
+
+    def test_a_hanging_suite_is_stopped_with_its_children_and_the_next_one_runs(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            pidfile = os.path.join(tmp, "pid")
+            started = time.monotonic()
+            # The shell's child (sleep) is what hangs: it must be stopped too.
+            rc, out, summary, _ = self.run_suites(
+                "one=echo '1 passed, 0 failed'",
+                "slow=echo going; sleep 60 & echo $! > %s; wait; echo never" % pidfile,
+                "after=echo '2 passed, 0 failed'",
+                SUITE_TIMEOUT="2")
+            elapsed = time.monotonic() - started
+            with open(pidfile) as f:
+                sleeper = int(f.read())
+        self.assertLess(elapsed, 30)
+        self.assertEqual(rc, 1)
+        self.assertNotIn("\nnever\n", out)
+        self.assertIn("timed out after 2 s", summary)
+        self.assertEqual(out.rstrip("\n").split("\n")[-1], "3 passed, 1 failed, 0 skipped")
+        time.sleep(0.2)
+        self.assertFalse(os.path.exists("/proc/%d" % sleeper) and "sleep" in open("/proc/%d/cmdline" % sleeper).read(),
+                         "the hanging suite's child is still running")
+
+    def test_bad_timeout_is_refused(self):
+        p = subprocess.run([sys.executable, os.path.join(HERE, "run_suites.py"), "one=true"],
+                           env=dict(os.environ, SUITE_TIMEOUT="soon"),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.assertEqual(p.returncode, 2)
 
     def test_unknown_option_like_name_is_refused(self):
         p = subprocess.run([sys.executable, os.path.join(HERE, "run_suites.py"), "a b"],
