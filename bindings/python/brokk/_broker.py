@@ -10,6 +10,7 @@ import dataclasses
 import enum
 import json
 import math
+import os
 import threading
 import time
 import weakref
@@ -17,9 +18,10 @@ from collections.abc import Callable, Iterable
 from ctypes import POINTER, byref, c_char, c_size_t, c_uint64, c_void_p
 from typing import Any
 
-from . import _callbacks, _ffi
+from . import _callbacks, _ffi, _threadstate
 from ._errors import (
     ClosedError,
+    NotJSONError,
     TimeoutError,
     check,
     closed_error,
@@ -182,7 +184,7 @@ Stats.__module__ = "brokk"
 
 @dataclasses.dataclass(frozen=True)
 class BatchMessage:
-    """One message of ``publish_batch``: a payload (serialised with json.dumps) or ``raw`` JSON,
+    """One message of ``publish_batch``: a payload (serialised as ``publish`` does) or ``raw`` JSON,
     and the options ``publish`` takes."""
 
     payload: Any = None
@@ -247,12 +249,13 @@ def _len(data: bytes | None) -> int:
     return 0 if data is None else len(data)
 
 
-# json.dumps(value, ensure_ascii=False), without its per-call set-up (see _json.py).
+# json.dumps(value, ensure_ascii=False, allow_nan=False), without its per-call set-up, for a
+# value JSON carries unchanged; NotJSONError for any other (see _json.py).
 _encode_json = _dumps
 
 
-def _json(value: Any) -> bytes:
-    return _encode_json(value).encode("utf-8", "surrogatepass")
+def _json(value: Any, what: str) -> bytes:
+    return _encode_json(value, what).encode("utf-8", "surrogatepass")
 
 
 # Topic names as the bytes C gets, for the names a program publishes on again and again.
@@ -272,20 +275,20 @@ def _topic_bytes(topic: Any) -> bytes | None:
     return data
 
 
-def _payload(payload: Any, raw: Any) -> bytes:
+def _payload(payload: Any, raw: Any, what: str = "payload") -> bytes:
     if raw is not None:
         if payload is not _MISSING and payload is not None:
             raise TypeError("give either a payload or raw JSON, not both")
         return _bytes("raw", raw)
     if payload is _MISSING:
         raise TypeError("publish needs a payload (or raw=...)")
-    return _json(payload)
+    return _json(payload, what)
 
 
-def _metadata(metadata: Any) -> bytes | None:
+def _metadata(metadata: Any, what: str = "metadata") -> bytes | None:
     if metadata is None or isinstance(metadata, (str, bytes, bytearray, memoryview)):
         return _bytes("metadata", metadata)  # None: "{}"; text: JSON as is
-    return _json(metadata)
+    return _json(metadata, what)
 
 
 def _publish_options(id: Any, metadata: Any, priority: Any, keep: list) -> _ffi.brokk_publish_options:
@@ -348,6 +351,7 @@ class Broker(Owned):
     in seconds."""
 
     _free_fn = staticmethod(lib.brokk_broker_free)
+    _release_fn = staticmethod(lib.brokk_broker_release)
 
     def __init__(
         self,
@@ -386,6 +390,8 @@ class Broker(Owned):
         self._close_started = False
         self._close_finished = threading.Event()
         self._close_report: CloseReport | None = None
+        self._teardown = _callbacks.Teardown()  # its registrations' finalisers still to run
+        _callbacks.teardowns.add(self._teardown)
         _live.add(self)
 
     def _closed_error(self) -> Exception:
@@ -419,7 +425,9 @@ class Broker(Owned):
     ) -> str:
         """Publishes `payload` (serialised with json.dumps), or `raw` bytes of JSON as they are,
         on `topic`; returns the message id (`id`, or one brokk generated). `metadata`: a dict
-        (or the JSON text of an object)."""
+        (or the JSON text of an object). A payload or metadata that JSON cannot carry unchanged
+        (a key that is not a str, NaN, a tuple, a set, ...) raises ``NotJSONError`` and nothing
+        is published."""
         # The hot path of a producer: one C call, nothing built that the defaults do not need
         # (no options struct without options, the id buffer reused per thread, the topic's
         # bytes cached), and the in-flight bracket of Owned._use inlined.
@@ -488,11 +496,16 @@ class Broker(Owned):
         keep: list = []
         array = (_ffi.brokk_batch_message * len(items))()
         for i, m in enumerate(items):
-            data = _payload(m.payload, m.raw)
+            try:
+                data = _payload(m.payload, m.raw)
+                array[i].options = _publish_options(m.id, m.metadata, m.priority, keep)
+            except NotJSONError:  # again, to name the message in the error
+                _payload(m.payload, m.raw, f"messages[{i}].payload")
+                _metadata(m.metadata, f"messages[{i}].metadata")
+                raise
             keep.append(data)
             array[i].payload = data
             array[i].payload_len = len(data)
-            array[i].options = _publish_options(m.id, m.metadata, m.priority, keep)
         ids_out = ctypes.create_string_buffer(len(items) * _ffi.BROKK_ID_BUFFER_SIZE)
         with self._use() as ptr:
             check(
@@ -876,10 +889,13 @@ class Broker(Owned):
         Raises ``brokk.TimeoutError`` (``.remaining``, ``.report``) if time ran out; the broker is
         closed all the same. Idempotent: a second call returns the first one's report.
 
-        Releasing runs brokk_broker_free, which waits for handlers running at that moment (a
-        forced close does not stop them); close waits for that within the same `timeout`, and
-        past it lets the release finish on its own thread, so a stuck handler cannot make close
-        overrun its timeout.
+        After a graceful close, releasing runs brokk_broker_free, which waits for the handlers
+        and listeners running at that moment; close waits for that within the same `timeout`,
+        and past it lets the release finish on its own thread, so a stuck handler cannot make
+        close overrun its timeout. After a forced close, or one whose time ran out, releasing
+        runs brokk_broker_release, which waits for nothing: close returns at once, and handlers
+        still running (a forced close does not stop them) finish on brokk's threads, where the
+        library then runs their finalisers. Interpreter exit waits for those, up to its bound.
 
         The waits run in slices (the close itself on a helper thread), so Ctrl-C interrupts the
         caller; the close goes on (at most `timeout`) and releases the handle when it ends. From
@@ -938,7 +954,9 @@ class Broker(Owned):
                 error.remaining = out.remaining
                 error.report = report
             self._close_report = report
-            self._release(background=True)  # close() waits for it, within its timeout
+            # close() waits for the release, within its timeout. Past a forced close or a
+            # timeout, handlers may still run (or be stuck): release without waiting for them.
+            self._release(background=True, detach=force or isinstance(error, TimeoutError))
             self._listener_ids.clear()  # the listeners are gone with the broker
             with self._cond:
                 self._close_finished.set()
@@ -954,15 +972,15 @@ class Broker(Owned):
         an exception is on its way out."""
         self.close(force=exc_type is not None)
 
-    def _close_at_exit(self) -> None:
+    def _close_at_exit(self, deadline: float) -> None:
         try:
-            self.close(timeout=_EXIT_WAIT_SECONDS, force=True)
+            self.close(timeout=max(0.0, deadline - time.monotonic()), force=True)
         except BaseException:  # noqa: BLE001
             pass
         # Let calls in flight on other threads see CLOSED and return (they do within a slice),
-        # then free, and wait for the free to return, wherever it runs: until it has, handlers
-        # that are finishing and finalisers still need the interpreter.
-        self._release(wait=_EXIT_WAIT_SECONDS)
+        # then release (brokk_broker_release: the teardown goes on on brokk's threads; _close_all
+        # waits for it).
+        self._release(wait=max(0.0, deadline - time.monotonic()), detach=True)
 
 
 def _wait_until(event: threading.Event, deadline: float | None) -> bool:
@@ -985,10 +1003,21 @@ def _slice(deadline: float | None) -> int:
 
 @atexit.register
 def _close_all() -> None:
-    """Brokers left open at exit are closed with force and freed before Python finalises, so no
-    brokk thread calls into a finalising interpreter."""
+    """Brokers left open at exit are closed with force and released before Python finalises;
+    then the exit waits, up to _EXIT_WAIT_SECONDS in all, for the teardown of this process's
+    brokers, those closed earlier with force included: until every finaliser has run and every
+    brokk thread has given back its thread state (handlers that are finishing, finalisers and
+    thread exits still need the interpreter). So no brokk thread calls into a finalising
+    interpreter, unless a handler is stuck past the bound."""
+    deadline = time.monotonic() + _EXIT_WAIT_SECONDS
+    pid = os.getpid()
     for broker in list(_live):
-        broker._close_at_exit()
+        if broker._teardown.pid == pid:  # not a copy a fork inherited: its threads are elsewhere
+            broker._close_at_exit(deadline)
+    while _callbacks.finalisers_pending() or _threadstate.pinned_threads():
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.005)
 
 
 def version() -> str:

@@ -10,9 +10,11 @@ Each brokk thread keeps one Python thread state from its first callback on (``_t
 and the trampolines receive message views as plain addresses, copied with one
 brokk_message_read each (``_message._read``): see the comments at the trampolines.
 
-A trampoline never lets an exception reach C. A handler's exception (any BaseException) becomes
-a NACK whose failure reason is the exception's text, and is kept on the broker
-(``last_handler_error``); a listener's is kept (``last_listener_error``) and logged.
+A trampoline never lets an exception reach C. A handler's exception (any BaseException but
+``Requeue``) becomes a NACK whose failure reason is the exception's text, is kept on the broker
+(``last_handler_error``) and is logged with its traceback on the logger "brokk" (naming the
+handler, the topic and the delivery id); a listener's is kept (``last_listener_error``) and
+logged the same way (naming the listener, the event and what it was about).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import itertools
 import logging
+import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -42,17 +45,45 @@ _REQUEUE = int(Verdict.REQUEUE)
 _VERDICTS = frozenset(int(v) for v in Verdict)
 
 
+class Teardown:
+    """One broker's registrations whose free_user_data has not run yet (``live``), so that
+    interpreter exit can wait for the finalisers of a broker released without waiting
+    (brokk_broker_release). ``pid``: the process whose brokk threads run them (after a fork,
+    the parent's)."""
+
+    __slots__ = ("live", "pid", "__weakref__")
+
+    def __init__(self) -> None:
+        self.live = 0
+        self.pid = os.getpid()
+
+
+# Every Teardown that has live registrations or a live broker (entries and brokers hold them).
+teardowns: weakref.WeakSet[Teardown] = weakref.WeakSet()
+
+
+def finalisers_pending() -> int:
+    """Registrations of this process's brokers whose finaliser has not run yet."""
+    pid = os.getpid()
+    with _lock:
+        return sum(t.live for t in list(teardowns) if t.pid == pid)
+
+
 def register(entry: Any) -> int:
     with _lock:
         key = next(_keys)
         _registry[key] = entry
+        entry.teardown.live += 1
     return key
 
 
 def unregister(key: int) -> Any:
     """Takes an entry back after a failed registration (brokk never calls FREE for it)."""
     with _lock:
-        return _registry.pop(key, None)
+        entry = _registry.pop(key, None)
+        if entry is not None:
+            entry.teardown.live -= 1
+        return entry
 
 
 def registry_size() -> int:
@@ -112,11 +143,12 @@ class HandlerEntry:
     """A subscription's handler and the broker it reports errors to (weakly: an unreferenced
     broker may still be collected)."""
 
-    __slots__ = ("handler", "owner")
+    __slots__ = ("handler", "owner", "teardown")
 
     def __init__(self, handler: Callable[[Message], Any], owner: Any):
         self.handler = handler
         self.owner = weakref.ref(owner)
+        self.teardown: Teardown = owner._teardown
 
     def run(self, msg: int) -> int:
         """Runs the handler on the message view at address `msg` (valid during this call); the
@@ -144,9 +176,36 @@ class HandlerEntry:
         owner = self.owner()
         if owner is not None:
             owner._record_handler_error(exc)
-        reason = _encode(exception_text(exc))
+        text = exception_text(exc)
+        # A handler that reports its own errors (the Tadween facade's, which logs them as
+        # Tadween does) says so with this attribute, so that each failure is logged once.
+        if not getattr(self.handler, "_brokk_logs_its_errors", False):
+            _log_handler_error(self.handler, msg, text, exc)
+        reason = _encode(text)
         _ffi.lib.brokk_message_set_failure_reason(_view(msg), reason, len(reason))
         return _NACK
+
+
+def _describe(obj: Any) -> str:
+    """A callable or listener as a log message names it."""
+    name = getattr(obj, "__qualname__", None)
+    return name if isinstance(name, str) else repr(obj)
+
+
+def _log_handler_error(handler: Any, msg: int, text: str, exc: BaseException) -> None:
+    try:
+        message = _read(msg)
+        log.error(
+            "brokk: handler %s failed on topic %r, delivery %d (attempt %d): %s",
+            _describe(handler),
+            message.topic,
+            message.delivery_id,
+            message.attempt,
+            text,
+            exc_info=exc,
+        )
+    except Exception:  # noqa: BLE001 - logging must not turn a NACK into something else
+        pass
 
 
 def _view(msg: int):
@@ -170,22 +229,45 @@ def _requeue(msg: int, r: Requeue) -> int:
 class ListenerEntry:
     """A listener object: each on_* method it has receives the matching events."""
 
-    __slots__ = ("listener", "owner")
+    __slots__ = ("listener", "owner", "teardown")
 
     def __init__(self, listener: Any, owner: Any):
         self.listener = listener
         self.owner = weakref.ref(owner)
+        self.teardown: Teardown = owner._teardown
 
     def emit(self, name: str, make_args: Callable[[], tuple]) -> None:
+        args: tuple = ()
         try:
             method = getattr(self.listener, name, None)
             if method is not None:
-                method(*make_args())
+                args = make_args()
+                method(*args)
         except BaseException as exc:  # noqa: BLE001 - nothing may unwind into brokk
             owner = self.owner()
             if owner is not None:
                 owner._record_listener_error(exc)
-            log.error("brokk: listener %r raised in %s", self.listener, name, exc_info=exc)
+            try:
+                log.error(
+                    "brokk: listener %s failed in %s%s: %s",
+                    _describe(self.listener),
+                    name,
+                    _event_text(args),
+                    exception_text(exc),
+                    exc_info=exc,
+                )
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def _event_text(args: tuple) -> str:
+    """What a listener event was about, for its error message."""
+    if args and isinstance(args[0], Message):
+        return f" on topic {args[0].topic!r}, delivery {args[0].delivery_id}"
+    if args and isinstance(args[0], str):
+        rest = f", subscription {args[1]}" if len(args) > 1 else ""
+        return f" on topic {args[0]!r}{rest}"
+    return ""
 
 
 # ---- trampolines ---------------------------------------------------------------------------------
@@ -265,6 +347,8 @@ def _free_trampoline(user_data):
         with _inside:
             with _lock:
                 entry = _registry.pop(user_data, None) if user_data else None
+                if entry is not None:
+                    entry.teardown.live -= 1
             # Dropping the entry may run arbitrary __del__ code; it runs here, marked as inside
             # a brokk callback, so a Broker.__del__ it triggers does not wait for itself.
             del entry

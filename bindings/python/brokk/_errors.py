@@ -3,9 +3,13 @@
 The class of a status (brokk_status_classify) picks the base exception: a caller mistake is a
 ``CallerError`` (also a ``ValueError``), any other retryable failure a ``TransientError`` (a
 timeout a ``TimeoutError``, also the builtin one; a full queue a ``FullError``; a store out of
-reach an ``UnavailableError``; a failed read or write a ``StorageFailedError``), a closed broker a
-``ClosedError`` (also a ``RuntimeError``), a bug a ``BrokkPanic``. Each known status has its own
-subclass, so callers can catch as precisely as they like.
+reach an ``UnavailableError``, nothing done; a failed read or write a ``StorageFailedError``; a
+connection broken after the request may have reached the server an ``OutcomeUnknownError``, done
+or not), a closed broker a ``ClosedError`` (also a ``RuntimeError``; a parent's broker used in a
+forked child a ``ForkedError``), a bug a ``BrokkPanic``.
+Each known status has its own subclass, so callers can catch as precisely as they like. One
+exception has no status of its own: ``NotJSONError``, the binding's refusal of a payload JSON
+cannot carry unchanged, is an ``InvalidJSONError``.
 """
 
 from __future__ import annotations
@@ -42,7 +46,9 @@ class Status(enum.IntEnum):
     FULL = _ffi.BROKK_STATUS_FULL
     UNAVAILABLE = _ffi.BROKK_STATUS_UNAVAILABLE
     STORAGE_FAILED = _ffi.BROKK_STATUS_STORAGE_FAILED
+    OUTCOME_UNKNOWN = _ffi.BROKK_STATUS_OUTCOME_UNKNOWN
     CLOSED = _ffi.BROKK_STATUS_CLOSED
+    FORKED = _ffi.BROKK_STATUS_FORKED
     PANIC = _ffi.BROKK_STATUS_PANIC
 
     @property
@@ -97,6 +103,11 @@ class ClosedError(TerminalError):
     """The broker is closed."""
 
 
+class ForkedError(TerminalError):
+    """The broker was made by the parent of this process before a fork: a child process cannot
+    use its parent's broker (the call did nothing). Make a new broker in the child."""
+
+
 class BrokkPanic(BrokkError):
     """A bug in brokk (it panicked inside the call), or a status this binding does not know."""
 
@@ -122,6 +133,13 @@ class StorageFailedError(TransientError):
     """The store failed to read or write (an I/O error, a full disk); the call had no effect."""
 
 
+class OutcomeUnknownError(TransientError):
+    """The connection to a server broke after the request may have reached it: the call may or
+    may not have taken effect (a publish may be published, an ack applied). Retrying a publish
+    may publish it twice; a retried ack or nack may raise ``UnknownDeliveryError`` or
+    ``AlreadySettledError``. Unlike ``UnavailableError``, which means nothing was done."""
+
+
 class NullArgumentError(CallerError):
     pass
 
@@ -131,7 +149,17 @@ class InvalidUTF8Error(CallerError):
 
 
 class InvalidJSONError(CallerError):
-    pass
+    """The payload or metadata is not JSON (brokk checked it), or, as its subclass
+    ``NotJSONError``, not JSON that arrives unchanged (the binding checked it)."""
+
+
+class NotJSONError(InvalidJSONError, TypeError):
+    """A payload or metadata JSON cannot carry unchanged, refused by the binding before anything
+    is published: a dict key that is not a str (JSON would make 1 into "1"), NaN or an
+    infinity, a tuple (it would arrive as a list), a set, bytes or any other object that is not
+    a str, int, float, bool, None, dict or list, a circular reference. The message says where
+    (``payload['items'][2]: ...``). An ``InvalidJSONError`` (status INVALID_JSON) and a
+    ``TypeError``, as json.dumps's own refusals were."""
 
 
 class InvalidTopicError(CallerError):
@@ -219,7 +247,9 @@ _BY_STATUS: dict[int, type[BrokkError]] = {
     Status.FULL: FullError,
     Status.UNAVAILABLE: UnavailableError,
     Status.STORAGE_FAILED: StorageFailedError,
+    Status.OUTCOME_UNKNOWN: OutcomeUnknownError,
     Status.CLOSED: ClosedError,
+    Status.FORKED: ForkedError,
     Status.PANIC: BrokkPanic,
 }
 

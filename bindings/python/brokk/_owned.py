@@ -16,10 +16,18 @@ A free may wait (brokk_broker_free waits for the handlers running at that moment
 on a thread of its own whenever the thread asking for it must not wait: a brokk thread inside a
 callback, a thread whose call happened to be the last in flight, or a close that has a deadline
 to keep. ``_freed`` tells when it has returned.
+
+A release that must not wait at all (``detach``: a forced close, a close whose time ran out,
+``__del__``) calls ``_release_fn`` instead where the class has one (brokk_broker_release): it
+returns at once, on any thread, and the library finishes the teardown, finalisers included, on
+a thread of its own once the callbacks running at that moment return. The registry keeps each
+callable until its finaliser runs, and the trampolines live as long as the module, so a handler
+that returns after that is safe; the exit hook in _broker.py waits for those finalisers.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -45,11 +53,15 @@ class Owned:
     """Owns ``_ptr``, released with ``_free_fn``; subclasses say what a released handle raises."""
 
     _free_fn: Callable[[Any], None]
+    # Releases without waiting for anything (see the module docstring); None: _free_fn always.
+    _release_fn: Callable[[Any], None] | None = None
 
     def __init__(self, ptr: Any):
         self._ptr = ptr
         self._calls: list[None] = []  # one item per call in flight (see the module docstring)
         self._release_pending = False
+        self._detach = False  # release with _release_fn (set before _release_pending)
+        self._pid = os.getpid()  # a forked child's copy is not released: its threads are not there
         # Taken only to take the pointer for its free, and by a release that waits for the calls
         # in flight (_cond, notified by the last of them).
         self._lock = threading.Lock()
@@ -94,12 +106,15 @@ class Owned:
     def _use(self) -> _Use:
         return _Use(self)
 
-    def _release(self, wait: float = 0.0, background: bool = False) -> bool:
+    def _release(self, wait: float = 0.0, background: bool = False, detach: bool = False) -> bool:
         """Frees the pointer now if no call is in flight, else leaves it to the last one.
-        Idempotent. `background`: free on a thread of its own. `wait`: wait up to that many
-        seconds for the calls in flight and for the free, wherever it runs, to have returned.
-        Returns whether it has."""
+        Idempotent. `background`: free on a thread of its own. `detach`: release with
+        ``_release_fn``, which waits for nothing (the first release to ask decides). `wait`:
+        wait up to that many seconds for the calls in flight and for the free, wherever it runs,
+        to have returned. Returns whether it has."""
         deadline = time.monotonic() + wait
+        if detach and not self._release_pending:
+            self._detach = True
         self._release_pending = True
         if self._calls and wait > 0:
             with self._cond:
@@ -113,6 +128,9 @@ class Owned:
         return self._freed.is_set()
 
     def _free(self, ptr: Any, background: bool = False) -> None:
+        if self._detach and self._release_fn is not None:
+            self._free_now(ptr)  # returns at once, on any thread
+            return
         if background or _callbacks.in_callback():
             # Not a daemon: interpreter exit waits for a free under way, so that no handler it
             # waits for runs into a finalising interpreter.
@@ -128,8 +146,14 @@ class Owned:
         self._free_now(ptr)
 
     def _free_now(self, ptr: Any) -> None:
+        cls = type(self)
         try:
-            type(self)._free_fn(ptr)
+            if self._pid != os.getpid():
+                pass  # a copy a fork inherited: the parent releases the real one
+            elif self._detach and cls._release_fn is not None:
+                cls._release_fn(ptr)
+            else:
+                cls._free_fn(ptr)
         finally:
             self._freed.set()
 
@@ -144,6 +168,7 @@ class Owned:
 
     def __del__(self) -> None:
         try:
-            self._release()
+            # Never waits: the collector may run this on any thread, a handler's included.
+            self._release(detach=True)
         except BaseException:  # noqa: BLE001 - a net: nothing useful to do at collection time
             pass

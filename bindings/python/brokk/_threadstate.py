@@ -43,15 +43,17 @@ may be in threading._active too, as a _DummyThread, if a callback called
 threading.current_thread() (logging does); such an entry outlives its thread, and its ident can
 come back for a new one, so a _DummyThread does not count as a Python thread.
 
-Shutdown. brokk._broker's atexit hook closes and frees every broker before Python finalises, so
-every pinned thread has exited, and given back its thread state, by then. A brokk thread still
-inside a Python callback at finalisation (a handler stuck past the exit wait) is in the same
-position as without pinning.
+Shutdown. brokk._broker's atexit hook closes and releases every broker before Python
+finalises, and waits (``pinned_threads``) until every pinned thread has exited, and given back
+its thread state; that includes the threads of brokers released earlier without waiting
+(brokk_broker_release), which exit on their own. A brokk thread still inside a Python callback
+at finalisation (a handler stuck past the exit wait) is in the same position as without pinning.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 import threading
 
@@ -67,6 +69,10 @@ _release.restype = None
 _release.argtypes = [ctypes.c_int]
 
 _state = threading.local()  # .pinned: this thread holds the extra Ensure
+# How many threads hold a pinned thread state now (for the exit wait in _broker.py: a thread
+# that still has to give its back needs the interpreter).
+_pinned_count = 0
+_count_lock = threading.Lock()
 _python_threads: dict = getattr(threading, "_active", {})
 _DummyThread: type = getattr(threading, "_DummyThread", type(None))
 
@@ -75,8 +81,11 @@ def _on_thread_exit(_obj) -> None:
     # Runs on the exiting thread, inside ctypes' Ensure/Release, which found the pinned thread
     # state: give back the pinned Ensure. The thread-local lives in that thread state; a thread
     # state ctypes made afresh would not have `pinned`.
+    global _pinned_count
     if getattr(_state, "pinned", False):
         _state.pinned = False
+        with _count_lock:
+            _pinned_count -= 1
         _release(_PyGILState_LOCKED)
 
 
@@ -112,10 +121,30 @@ def pin() -> None:
     known = _python_threads.get(threading.get_ident())
     if known is not None and not isinstance(known, _DummyThread):
         return  # a thread Python started (a _DummyThread stands for a foreign one)
+    global _pinned_count
     if not _register_exit():  # without the exit hook, do not pin
         return
     _ensure()
     _state.pinned = True
+    with _count_lock:
+        _pinned_count += 1
+
+
+def _after_fork_in_child() -> None:
+    # Only the forking thread lives on in the child (and _count_lock may have been held by
+    # another thread at the fork).
+    global _pinned_count, _count_lock
+    _count_lock = threading.Lock()
+    _pinned_count = 1 if pinned() else 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def pinned_threads() -> int:
+    """How many threads hold a pinned thread state now (each gives it back as it exits)."""
+    return _pinned_count
 
 
 def pinned() -> bool:

@@ -40,6 +40,7 @@ from pynenc.exceptions import ConfigError
 from pynenc.identifiers.invocation_id import InvocationId
 
 import brokk
+from brokk._json import dumps as _dumps
 
 if TYPE_CHECKING:
     from pynenc.app import Pynenc
@@ -78,11 +79,11 @@ if hasattr(os, "register_at_fork"):
 
 def _id_payload(invocation_id: str) -> bytes:
     """The JSON text of an invocation id: quoted as it is when nothing in it needs escaping
-    (pynenc's ids are UUIDs), else by the JSON encoder."""
+    (pynenc's ids are UUIDs), else by brokk's encoder (the one brokk.Broker.publish uses)."""
     plain = invocation_id.isascii() and invocation_id.isprintable()
     if plain and '"' not in invocation_id and "\\" not in invocation_id:
         return b'"' + invocation_id.encode("ascii") + b'"'
-    return json.dumps(invocation_id, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return _dumps(invocation_id, "invocation id").encode("utf-8", "surrogatepass")
 
 
 def _invocation_id(raw: bytes) -> str | None:

@@ -4,6 +4,7 @@ from a callback behave as the header says, and free_user_data runs exactly once.
 from __future__ import annotations
 
 import gc
+import logging
 import queue
 import threading
 import weakref
@@ -33,6 +34,64 @@ def test_raising_handler_nacks_with_the_exception_text(broker, recorder):
     assert isinstance(broker.last_handler_error, Boom)
     stats = broker.stats()
     assert stats.failed == 1 and stats.processed == 0
+
+
+def _brokk_errors(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "brokk" and r.levelno >= logging.ERROR]
+
+
+def test_a_failing_handler_is_logged_with_topic_delivery_id_and_traceback(broker, caplog):
+    deliveries = []
+
+    def lookup(msg):
+        deliveries.append(msg.delivery_id)
+        return {}[msg.payload["key"]]  # KeyError
+
+    broker.subscribe("orders", lookup)
+    with caplog.at_level(logging.ERROR, logger="brokk"):
+        broker.publish("orders", {"key": "missing"})
+        broker.join(T(10))
+    (record,) = _brokk_errors(caplog)
+    text = record.getMessage()
+    assert "orders" in text and str(deliveries[0]) in text and "lookup" in text, text
+    assert record.exc_info is not None and record.exc_info[0] is KeyError
+    assert "'missing'" in caplog.text and "Traceback" in caplog.text and "in lookup" in caplog.text
+    # As before: the delivery failed, and the exception is kept.
+    assert isinstance(broker.last_handler_error, KeyError)
+    assert broker.stats().failed == 1
+
+
+def test_a_requeue_is_no_error_and_is_not_logged(broker, caplog):
+    attempts = []
+
+    def handler(msg):
+        attempts.append(msg.attempt)
+        if msg.attempt == 1:
+            raise brokk.Requeue()
+
+    broker.subscribe("again", handler)
+    with caplog.at_level(logging.ERROR, logger="brokk"):
+        broker.publish("again", 1)
+        broker.join(T(10))
+    assert attempts == [1, 2] and _brokk_errors(caplog) == []
+
+
+def test_a_failing_listener_is_logged_with_the_event_and_traceback(broker, caplog):
+    class Broken:
+        def on_processed(self, msg):
+            raise Boom("listener bug")
+
+    deliveries = []
+    broker.add_listener(Broken())
+    broker.subscribe("watched", lambda m: deliveries.append(m.delivery_id))
+    with caplog.at_level(logging.ERROR, logger="brokk"):
+        broker.publish("watched", 1)
+        broker.join(T(10))
+    (record,) = _brokk_errors(caplog)
+    text = record.getMessage()
+    assert "on_processed" in text and "watched" in text and str(deliveries[0]) in text, text
+    assert record.exc_info is not None and record.exc_info[0] is Boom
+    assert isinstance(broker.last_listener_error, Boom)
 
 
 @pytest.mark.parametrize("exc", [KeyboardInterrupt("ctrl-c in a worker"), SystemExit(3), GeneratorExit()])

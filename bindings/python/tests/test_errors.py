@@ -312,14 +312,31 @@ def test_library_reports_closed_while_a_close_is_draining():
         (brokk.Status.CANNOT_OPEN_STORE, brokk.CannotOpenStoreError, brokk.CallerError),
         (brokk.Status.UNAVAILABLE, brokk.UnavailableError, brokk.TransientError),
         (brokk.Status.STORAGE_FAILED, brokk.StorageFailedError, brokk.TransientError),
+        (brokk.Status.OUTCOME_UNKNOWN, brokk.OutcomeUnknownError, brokk.TransientError),
+        (brokk.Status.FORKED, brokk.ForkedError, brokk.TerminalError),
     ],
 )
 def test_store_statuses_have_their_exceptions(status, cls, base):
-    assert int(status) in (13, 14, 202, 203)
+    assert int(status) in (13, 14, 202, 203, 204, 301)
     error = _errors.error_for(int(status), "detail")
     assert type(error) is cls and isinstance(error, base) and error.status is status
-    assert brokk.classify(status) == (
-        brokk.StatusClass.CALLER if base is brokk.CallerError else brokk.StatusClass.TRANSIENT
-    )
+    assert brokk.classify(status) == {
+        brokk.CallerError: brokk.StatusClass.CALLER,
+        brokk.TransientError: brokk.StatusClass.TRANSIENT,
+        brokk.TerminalError: brokk.StatusClass.TERMINAL,
+    }[base]
     assert isinstance(error, ValueError) == (base is brokk.CallerError)
+    assert isinstance(error, RuntimeError) == (base is brokk.TerminalError)
     assert str(error) == f"{status.name}: detail"
+
+
+def test_outcome_unknown_is_transient_and_not_unavailable():
+    """OUTCOME_UNKNOWN (the call may have taken effect) and UNAVAILABLE (nothing was done) are
+    both worth retrying, but must be told apart: neither exception is the other."""
+    assert int(brokk.Status.OUTCOME_UNKNOWN) == _ffi.BROKK_STATUS_OUTCOME_UNKNOWN == 204
+    unknown = _errors.error_for(204, "connection reset after the request was sent")
+    assert type(unknown) is brokk.OutcomeUnknownError and isinstance(unknown, brokk.TransientError)
+    assert not isinstance(unknown, brokk.UnavailableError)
+    assert not isinstance(_errors.error_for(202, ""), brokk.OutcomeUnknownError)
+    assert "may" in brokk.Status.OUTCOME_UNKNOWN.description  # brokk_status_str()
+    assert brokk.OutcomeUnknownError.__doc__ and "OutcomeUnknownError" in brokk.__all__

@@ -228,7 +228,8 @@ def test_an_unreferenced_broker_is_freed_by_the_collector():
     assert ref
     del b
     gc.collect()
-    assert _callbacks.registry_size() == before  # free ran every finaliser
+    # Released without waiting (brokk_broker_release): the library runs every finaliser.
+    wait_for(lambda: _callbacks.registry_size() == before, what="every finaliser")
 
 
 def test_broker_methods_are_usable_from_many_threads_while_closing():
@@ -329,3 +330,161 @@ def test_close_timeout_is_kept_even_with_a_stuck_handler():
     release.set()
     wait_for(lambda: _callbacks.registry_size() == before, what="the release to finish")
     assert finished == [1]
+
+
+def _brokk_os_threads() -> int:
+    """How many threads of this process brokk started (their names start with "brokk")."""
+    count = 0
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/comm") as f:
+                count += f.read().startswith("brokk")
+        except OSError:  # the thread has just exited
+            pass
+    return count
+
+
+def _python_threads() -> set[str]:
+    return {t.name for t in threading.enumerate() if not isinstance(t, threading._DummyThread)}
+
+
+def _stuck_handler(started: threading.Event, release: threading.Event, finished: list):
+    """A handler (an object, so that its finalisation can be seen) that blocks until `release`,
+    and an Event set when the handler object is finalised (its registration's free_user_data
+    dropped the last reference)."""
+
+    class Stuck:
+        def __call__(self, msg):
+            started.set()
+            release.wait(T(60))
+            finished.append(msg.payload)
+
+    handler = Stuck()
+    finalised = threading.Event()
+    import weakref
+
+    weakref.finalize(handler, finalised.set)
+    return handler, finalised
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through /proc")
+@pytest.mark.parametrize("timeout", [None, 10.0], ids=["no timeout", "timeout 10 s"])
+def test_a_forced_close_returns_while_a_handler_is_still_running(timeout):
+    """close(force=True) returns at once (brokk_broker_release), however long a handler runs and
+    whatever the timeout; the handler finishes on its own, then its finaliser runs and every
+    thread the broker started exits."""
+    registry, os_threads, py_threads = _callbacks.registry_size(), _brokk_os_threads(), _python_threads()
+    started, release, finished = threading.Event(), threading.Event(), []
+    b = brokk.Broker(workers=2)
+    handler, finalised = _stuck_handler(started, release, finished)
+    b.subscribe("stuck", handler)
+    del handler
+    b.publish("stuck", 1)
+    b.publish("stuck", 2)  # queued behind the stuck one: dropped
+    assert started.wait(T(10))
+    outcome = []
+    closer = threading.Thread(target=lambda: outcome.append(b.close(timeout=timeout, force=True)))
+    t0 = time.monotonic()
+    closer.start()
+    closer.join(T(1))
+    returned_in = time.monotonic() - t0
+    try:
+        assert not closer.is_alive(), "close(force=True) waited for the running handler"
+        assert returned_in < T(1)
+        assert outcome == [brokk.CloseReport(remaining=0, dropped=1, retained_discarded=0)]
+        assert b.closed and finished == [] and not finalised.is_set()
+        with pytest.raises(brokk.ClosedError):
+            b.publish("stuck", 3)
+    finally:
+        release.set()
+        closer.join(T(30))
+    wait_for(finalised.is_set, what="the handler's finaliser")
+    assert finished == [1]
+    wait_for(lambda: _callbacks.registry_size() == registry, what="the registry to empty")
+    wait_for(lambda: _brokk_os_threads() <= os_threads, what="brokk's threads to exit")
+    wait_for(lambda: _python_threads() <= py_threads, what="no Python thread left behind")
+    assert b.close(force=True) == outcome[0]  # idempotent
+
+
+def test_a_close_that_timed_out_does_not_leave_a_thread_waiting_for_the_handler():
+    """A graceful close whose time ran out while a handler is stuck releases without waiting
+    (brokk_broker_release): no Python thread stays blocked in brokk_broker_free, which would
+    hold up interpreter exit for as long as the handler."""
+    py_threads = _python_threads()
+    started, release, finished = threading.Event(), threading.Event(), []
+    b = brokk.Broker(workers=2)
+    handler, finalised = _stuck_handler(started, release, finished)
+    b.subscribe("stuck", handler)
+    del handler
+    b.publish("stuck", 1)
+    assert started.wait(T(10))
+    try:
+        with pytest.raises(brokk.TimeoutError):
+            b.close(timeout=0.2)
+        wait_for(lambda: _python_threads() <= py_threads, timeout=2, what="no brokk-release thread")
+    finally:
+        release.set()
+    wait_for(finalised.is_set, what="the handler's finaliser")
+    assert finished == [1]
+
+
+def test_exit_right_after_a_forced_close_with_a_handler_still_running():
+    """The interpreter exits while a force-closed broker's handler still runs: the exit waits
+    (up to its bound) for the handler to return and its finaliser to run, and nothing crashes."""
+    script = r"""
+import os, threading, brokk
+say = lambda text: os.write(1, text.encode() + b"\n")  # one write: lines from two threads stay whole
+b = brokk.Broker(workers=2)
+started, release = threading.Event(), threading.Event()
+class Stuck:
+    def __call__(self, msg):
+        started.set()
+        release.wait(30)
+        say("handler returned")
+    def __del__(self):  # (weakref.finalize's own exit hook would disable it before brokk's runs)
+        say("handler finalised")
+handler = Stuck()
+b.subscribe("t", handler)
+del handler
+b.publish("t", 1)
+started.wait(10)
+b.close(force=True)
+say("closed")
+threading.Timer(0.3, release.set).start()
+"""
+    result = run_python(script, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["closed", "handler returned", "handler finalised"], result.stdout
+    assert "Fatal Python error" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_forked_child_exits_at_once_leaving_the_parents_broker_alone():
+    """A child forked while a broker runs inherits a copy of it without its threads: calls on it
+    raise ForkedError, and at exit the child neither closes nor releases that copy, nor waits
+    for its finalisers (the parent's)."""
+    script = r"""
+import os, sys, time, brokk
+b = brokk.Broker(workers=2)
+b.subscribe("t", lambda m: None)
+b.publish("t", 1)
+b.join(10)
+started = time.monotonic()
+pid = os.fork()
+if pid == 0:
+    try:
+        b.publish("t", 3)
+        sys.exit(3)
+    except brokk.ForkedError:  # the library refuses a parent's broker in a child
+        sys.exit(0)  # a normal exit: atexit hooks and finalisation run
+_, status = os.waitpid(pid, 0)
+print("child", os.waitstatus_to_exitcode(status), round(time.monotonic() - started, 1), flush=True)
+b.publish("t", 2)  # the parent's broker works on
+b.close(10)
+print("parent closed", flush=True)
+"""
+    result = run_python(script, timeout=60)
+    assert result.returncode == 0, result.stderr
+    child, parent = result.stdout.splitlines()
+    _, code, seconds = child.split()
+    assert code == "0" and float(seconds) < 5  # the exit wait, were it waiting, lasts 10 s
+    assert parent == "parent closed"

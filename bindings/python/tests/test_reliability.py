@@ -258,3 +258,43 @@ def test_redelivered_fetch_can_be_settled_once(broker):
     wait_for(lambda: broker.stats().processed == 1)
     with pytest.raises(brokk.AlreadySettledError):
         broker.ack(msg.delivery_id)
+
+
+def _hold_two(broker: brokk.Broker) -> tuple[int, int]:
+    """Leaves two deliveries awaiting an ack on `broker`: one a manual-ack handler returned
+    LATER for, one fetched. Two fresh brokers doing this in the same order number them alike."""
+    held: queue.Queue = queue.Queue()
+
+    def later(msg):
+        held.put(msg.delivery_id)
+        return brokk.Verdict.LATER
+
+    broker.subscribe("handled", later, manual_ack=True)
+    broker.publish("handled", 1)
+    handled = held.get(timeout=T(10))
+    broker.publish("fetched", 2)
+    fetched = broker.fetch("fetched", timeout=T(10)).delivery_id
+    return handled, fetched
+
+
+def test_a_delivery_id_of_another_broker_is_unknown_and_settles_nothing():
+    """ack, nack and ack_many with a delivery id another broker issued raise UnknownDeliveryError
+    and change nothing, on either broker: each still holds its own deliveries, which it acks."""
+    with brokk.Broker(workers=2) as a, brokk.Broker(workers=2) as b:
+        a_ids, b_ids = _hold_two(a), _hold_two(b)
+        for broker, foreign in ((b, a_ids), (a, b_ids)):
+            for delivery_id in foreign:
+                with pytest.raises(brokk.UnknownDeliveryError):
+                    broker.ack(delivery_id)
+                with pytest.raises(brokk.UnknownDeliveryError):
+                    broker.nack(delivery_id, requeue=True)
+            with pytest.raises(brokk.UnknownDeliveryError) as err:
+                broker.ack_many(list(foreign))
+            assert err.value.acked == 0
+        for broker, own in ((a, a_ids), (b, b_ids)):
+            stats = broker.stats()
+            assert stats.in_flight == 2 and stats.processed == 0 and stats.failed == 0
+            for delivery_id in own:
+                broker.ack(delivery_id)
+            broker.join(T(10))
+            assert broker.stats().processed == 2

@@ -10,9 +10,10 @@ import re
 import threading
 
 import pytest
-from conftest import T, run_python
+from conftest import T, run_python, wait_for
 
 import brokk
+from brokk import _callbacks
 from brokk.compat import tadween
 
 
@@ -75,6 +76,23 @@ def test_raising_handler_fails_but_settles(tw):
     assert broker.join(T(10))
     assert failures == [("orders", boom)]
     broker.close(T(5))
+
+
+def test_a_failing_handler_is_logged_once_as_tadween_logs_it(tw, caplog):
+    broker = tw.InMemoryBroker()
+
+    def handler(msg):
+        raise KeyError("missing")
+
+    try:
+        broker.subscribe("orders", handler)
+        with caplog.at_level(logging.ERROR):
+            broker.publish(tw.Message(topic="orders"))
+            assert broker.join(T(10))
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1 and "Broker handler error: 'missing'" in errors[0].getMessage()
+    finally:
+        broker.close(T(5))
 
 
 def test_nack_requeue_message_is_a_new_publish(tw):
@@ -169,6 +187,36 @@ def test_payloads_must_be_json():
     with pytest.raises(TypeError, match="JSON-serialisable"):
         broker.publish(tadween.Message(topic="t", payload={"obj": object()}))
     broker.close(T(5))
+
+
+def test_a_forced_close_without_timeout_returns_while_a_handler_runs():
+    """close(force=True) drops what is pending and returns at once, as Tadween's does, even with
+    a handler that is still running; the handler then finishes on its own."""
+    before = _callbacks.registry_size()
+    broker = tadween.InMemoryBroker(max_workers=2)
+    started, release, finished = threading.Event(), threading.Event(), []
+
+    def handler(msg):
+        started.set()
+        release.wait(T(60))
+        finished.append(msg.payload)
+
+    broker.subscribe("t", handler)
+    broker.publish(tadween.Message(topic="t", payload={"n": 1}))
+    assert started.wait(T(10))
+    closer = threading.Thread(target=lambda: broker.close(force=True))
+    closer.start()
+    closer.join(T(1))
+    try:
+        assert not closer.is_alive(), "close(force=True) waited for the running handler"
+        assert finished == [] and broker.brokk.closed
+        with pytest.raises(RuntimeError, match="Broker closed"):
+            broker.publish(tadween.Message(topic="t"))
+    finally:
+        release.set()
+        closer.join(T(30))
+    wait_for(lambda: finished == [{"n": 1}], what="the handler to finish")
+    wait_for(lambda: _callbacks.registry_size() == before, what="the handler's finaliser")
 
 
 def test_join_and_close_inside_a_handler_raise_instead_of_hanging():

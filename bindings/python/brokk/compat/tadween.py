@@ -32,8 +32,11 @@ How Tadween's behaviour maps onto brokk:
 
 Differences that cannot be hidden:
 
-* Payload and metadata travel as JSON: they must be JSON-serialisable (else ``TypeError``), and
-  copies see JSON's view of them (tuples become lists, non-string keys strings).
+* Payload and metadata travel as JSON, and must be JSON that arrives unchanged: dicts with str
+  keys, lists, str, int, float (not NaN or infinite), bool, None. Anything else (a key that is
+  not a str, a tuple, a set, an object, a cycle) raises ``brokk.NotJSONError`` (a
+  ``TypeError``) in ``publish``, and nothing is published; Tadween would pass such a value on
+  as it is, and JSON would hand copies a different one (1 as a key becomes "1", a tuple a list).
 * Topics are brokk topics: names of ``[A-Za-z0-9_.-]`` go through as they are; any other name
   (Tadween's own example uses ``"topic.A2-B1,2"``) is escaped reversibly into a brokk name
   under the prefix ``_tw.`` (see ``brokk_topic``). Message ids must be brokk ids (printable
@@ -44,7 +47,6 @@ Differences that cannot be hidden:
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
 import sys
@@ -58,6 +60,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Literal, TypeAlias
 
 import brokk
+from brokk._json import dumps as _dumps
 
 __all__ = [
     "Message",
@@ -268,12 +271,15 @@ def brokk_topic(topic: str) -> str:
 
 
 def _json(what: str, message: Message, value: object) -> bytes:
+    """The JSON text brokk publishes, as brokk.Broker.publish encodes a payload (one encoder
+    for every publish path: brokk._json)."""
     try:
-        return json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
-    except (TypeError, ValueError) as e:
-        raise TypeError(
+        return _dumps(value, what).encode("utf-8", "surrogatepass")
+    except brokk.NotJSONError as e:
+        raise brokk.NotJSONError(
+            e.status,
             f"brokk.compat.tadween: the {what} of message {message.id} on {message.topic!r} must be "
-            f"JSON-serialisable (brokk carries JSON): {e}"
+            f"JSON-serialisable, and arrive unchanged (brokk carries JSON): {e.message}",
         ) from e
 
 
@@ -286,6 +292,9 @@ _LARGEST_PAYLOAD = 2**32 - 1  # brokk's most; Tadween has no limit
 class _Subscription:
     """The brokk handler of one Tadween subscription: builds Tadween's forked copy, runs the
     handler, tells the listeners, and answers brokk with a verdict."""
+
+    # It logs a failing handler itself, as Tadween does (brokk would log it a second time).
+    _brokk_logs_its_errors = True
 
     def __init__(
         self,
