@@ -54,7 +54,7 @@ test-runner:
 	$(TEST_PYTHON) tests/run_suites_test.py
 
 test-rust:
-	$(CARGO) test --all-targets
+	$(CARGO) test --all-targets --no-fail-fast
 
 test-loom: loom
 

@@ -81,7 +81,7 @@ var (
 	// ErrForked: the broker was made by the parent of this process before a fork; a child
 	// must open a broker of its own (closing the parent's there is safe and releases nothing).
 	ErrForked error = StatusForked
-	ErrPanic          error = StatusPanic
+	ErrPanic  error = StatusPanic
 )
 
 // String is brokk_status_str: a static description.

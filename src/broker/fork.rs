@@ -17,7 +17,9 @@
 //! through the Rust API alone, with no handler registered, is still never torn down in a child
 //! (its creating process id is compared at teardown); its other calls are the caller's care.
 
+use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -27,6 +29,17 @@ static FORKS: AtomicU64 = AtomicU64::new(0);
 /// Called in the child right after a fork (from the atfork handler: async-signal-safe).
 pub(crate) fn note_fork() {
     FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Parents' brokers kept alive in a child, reachable from a static, so that leak checkers
+/// (valgrind) see them as still in use rather than lost. Only a child ever locks this, so no
+/// thread that vanished in a fork can have left it locked (short of a child that forks again
+/// while another of its threads drops a broker).
+static KEPT: Mutex<Vec<Arc<dyn Any + Send + Sync>>> = Mutex::new(Vec::new());
+
+/// Keeps `broker` (a parent's, in a child) for the rest of the process: it is never dropped.
+pub(crate) fn keep(broker: Arc<dyn Any + Send + Sync>) {
+    KEPT.lock().unwrap_or_else(|p| p.into_inner()).push(broker);
 }
 
 /// Where a broker was made: its process and how many forks had happened there by then.

@@ -159,7 +159,7 @@ impl Drop for Handle {
         if self.shared.birth().elsewhere() {
             // A forked child's copy of its parent's broker: release nothing (see `fork`). One
             // reference more than there are handles keeps the copy from ever being dropped.
-            std::mem::forget(Arc::clone(&self.shared));
+            fork::keep(Arc::clone(&self.shared) as Arc<dyn std::any::Any + Send + Sync>);
             return;
         }
         let shared = Arc::clone(&self.shared);

@@ -290,6 +290,12 @@ static int child_after_fork(brokk_broker *parents) {
 }
 
 static void a_child_cannot_use_its_parents_broker_and_may_free_it(void) {
+    if (under_tool("asan")) {
+        /* GCC 12's ASan allocator is not fork-safe: a lock a parent thread held at the fork
+         * stays held in the child, whose first allocation then waits for ever. */
+        test_skip("ASan's allocator deadlocks in a child forked from a threaded process");
+        return;
+    }
     brokk_broker *b = new_broker(2);
     if (!b) return;
     atomic_uint calls;
@@ -297,17 +303,30 @@ static void a_child_cannot_use_its_parents_broker_and_may_free_it(void) {
     uint64_t sid;
     CHECK_OK(subscribe_simple(b, "fk", fork_count_handler, &calls, NULL, false, 1, &sid));
     CHECK_OK(publish_str(b, "fk", "1"));
+    /* The child reports its result through a pipe rather than its exit status: a leak
+     * checker (valgrind, LeakSanitizer) in the child counts what the threads that a fork does
+     * not copy were holding as lost, and would change the exit status. */
+    int fds[2];
+    if (!CHECK(pipe(fds) == 0)) return;
     fflush(stdout);
     pid_t pid = fork();
-    if (pid == 0) _exit(child_after_fork(b));
+    if (pid == 0) {
+        close(fds[0]);
+        unsigned char step = (unsigned char)child_after_fork(b);
+        _exit(write(fds[1], &step, 1) == 1 ? 0 : 1);
+    }
+    close(fds[1]);
     if (CHECK(pid > 0)) {
+        unsigned char step = 255;
+        if (read(fds[0], &step, 1) != 1) step = 254;
         int ws = 0;
         waitpid(pid, &ws, 0);
         if (WIFSIGNALED(ws))
             FAILF("the child was killed by signal %d", WTERMSIG(ws));
-        else if (WEXITSTATUS(ws) != 0)
-            FAILF("the child failed at step %d", WEXITSTATUS(ws));
+        else if (step != 0)
+            FAILF("the child failed at step %d", step);
     }
+    close(fds[0]);
     /* The parent goes on as before. */
     CHECK_OK(publish_str(b, "fk", "4"));
     JOIN_OK(b);
