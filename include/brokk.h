@@ -83,6 +83,10 @@
 // status or verdict number). Compare with brokk_abi_version() at run time.
 #define BROKK_ABI_VERSION 1
 
+// Bytes of the hashed tail that `topic_name_part` appends to a truncated name: `_x` and 16 hex
+// digits. A `max_len` below this cannot hold a truncated name.
+#define TOPIC_PART_HASH_LEN 18
+
 // The result of every fallible brokk function. 0 is success; the hundreds give the class
 // (see brokk_status_classify). Numbers are stable: new codes get new numbers.
 enum brokk_status
@@ -917,6 +921,27 @@ brokk_status brokk_message_set_requeue_delay(const struct brokk_message *msg, ui
 // Errors: NULL_ARGUMENT.
 brokk_status brokk_message_read(const struct brokk_message *msg,
                                 struct brokk_message_fields *fields_out);
+
+// Maps `s` (`s_len` bytes of UTF-8) onto a fragment of a topic name of at most `max_len` bytes:
+// bytes of [A-Za-z0-9.-] are kept, every other byte (`_` included) becomes `_` and two
+// lowercase hex digits ("my app" -> "my_20app"); if that is longer than `max_len`, it is cut
+// (never inside an escape) to leave room for `_x` and the 16 hex digits of the input's 64-bit
+// FNV-1a hash. Different inputs give different fragments, except two truncated ones whose
+// hashes collide. A fragment never contains "__". The empty string gives the empty fragment.
+// Copies: s; no pointer is kept after return.
+// Out: on BROKK_STATUS_OK, `out[0..*len_out]` holds the fragment, followed by a NUL;
+// `out_cap` is the size of `out` in bytes (`max_len` + 1 always suffices). On
+// BROKK_STATUS_BUFFER_TOO_SMALL, `*len_out` is the fragment's length and `out` is untouched
+// (a buffer of `*len_out` + 1 bytes holds it). Untouched on other failures.
+// Threads: any thread, concurrently.
+// Errors: NULL_ARGUMENT (s, len_out; out unless out_cap is 0), INVALID_UTF8, INVALID_ARGUMENT
+// (the fragment must be truncated and `max_len` is below 18), BUFFER_TOO_SMALL.
+brokk_status brokk_topic_name_part(const char *s,
+                                   size_t s_len,
+                                   size_t max_len,
+                                   char *out,
+                                   size_t out_cap,
+                                   size_t *len_out);
 
 // Publishes `payload_len` bytes of JSON on `topic` (`topic_len` bytes of [A-Za-z0-9_.-],
 // created if new). Every consumer group of the topic gets its own delivery (an ungrouped

@@ -13,6 +13,7 @@ mod fork;
 pub mod last_error;
 pub mod listener;
 pub mod message;
+pub mod names;
 pub mod publish;
 pub mod stats;
 pub mod status;

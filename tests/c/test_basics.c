@@ -267,6 +267,32 @@ static void string_free_null_is_noop(void) {
     CHECK(1);
 }
 
+/* brokk_topic_name_part: the vectors every binding checks (src/names.rs). */
+static void topic_name_part_vectors(void) {
+    static const struct { const char *in; size_t max; const char *want; } V[] = {
+        {"default", 255, "default"},          {"orders.eu-west1", 255, "orders.eu-west1"},
+        {"my app", 255, "my_20app"},          {"billing(v2)", 255, "billing_28v2_29"},
+        {"team/app", 255, "team_2fapp"},      {"a_b", 255, "a_5fb"},
+        {"\xc3\xbc", 255, "_c3_bc"},           {"", 255, ""},
+        {"abcdefghijklmnopqrstuvwxyz", 20, "ab_x8450deb1cdc382a2"},
+    };
+    char out[256];
+    size_t len = 0;
+    for (size_t i = 0; i < sizeof V / sizeof V[0]; i++) {
+        if (CHECK_STATUS(brokk_topic_name_part(V[i].in, strlen(V[i].in), V[i].max, out, sizeof out, &len),
+                         BROKK_STATUS_OK)) {
+            CHECK_STREQ(out, V[i].want);
+            CHECK_EQ(len, strlen(V[i].want));
+        }
+    }
+    char small[4];
+    CHECK_STATUS(brokk_topic_name_part("my app", 6, 255, small, sizeof small, &len),
+                 BROKK_STATUS_BUFFER_TOO_SMALL);
+    CHECK_EQ(len, 8);
+    CHECK_STATUS(brokk_topic_name_part("\xff", 1, 255, out, sizeof out, &len), BROKK_STATUS_INVALID_UTF8);
+    CHECK_STATUS(brokk_topic_name_part(NULL, 0, 255, out, sizeof out, &len), BROKK_STATUS_NULL_ARGUMENT);
+}
+
 static const test_case TESTS[] = {
     TEST_CASE(version_string_matches_macros),
     TEST_CASE(version_number_is_packed),
@@ -280,6 +306,7 @@ static const test_case TESTS[] = {
     TEST_CASE(last_error_is_per_thread),
     TEST_CASE(last_error_describes_each_failure),
     TEST_CASE(string_free_null_is_noop),
+    TEST_CASE(topic_name_part_vectors),
 };
 
 int main(int argc, char **argv) { return RUN_TESTS("test_basics", TESTS, argc, argv); }

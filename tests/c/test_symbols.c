@@ -66,13 +66,14 @@ static const symbol SYMBOLS[] = {
     SYM(brokk_status_classify),
     SYM(brokk_status_str),
     SYM(brokk_string_free),
+    SYM(brokk_topic_name_part),
     SYM(brokk_version),
     SYM(brokk_version_number),
 };
 #define N_SYMBOLS (sizeof SYMBOLS / sizeof SYMBOLS[0])
 
 static void every_symbol_links(void) {
-    CHECK_EQ(N_SYMBOLS, 46);
+    CHECK_EQ(N_SYMBOLS, 47);
     for (size_t i = 0; i < N_SYMBOLS; i++) {
         if (SYMBOLS[i].address == NULL) FAILF("%s has no address", SYMBOLS[i].name);
         for (size_t j = 0; j < i; j++)
@@ -165,6 +166,8 @@ static void signatures_are_pinned(void) {
     const char *(*p_version)(void) = brokk_version;
     uint32_t (*p_version_number)(void) = brokk_version_number;
     uint32_t (*p_abi_version)(void) = brokk_abi_version;
+    brokk_status (*p_topic_name_part)(const char *, size_t, size_t, char *, size_t, size_t *) =
+        brokk_topic_name_part;
     any_fn all[] = {
         (any_fn)p_new,         (any_fn)p_free, (any_fn)p_release,         (any_fn)p_publish,
         (any_fn)p_ack,         (any_fn)p_nack,           (any_fn)p_join,
@@ -181,6 +184,7 @@ static void signatures_are_pinned(void) {
         (any_fn)p_priority,    (any_fn)p_group,          (any_fn)p_requeue_delay,
         (any_fn)p_fetch_batch, (any_fn)p_ack_batch,      (any_fn)p_read,
         (any_fn)p_take,        (any_fn)p_take_with,      (any_fn)p_publish_with,
+        (any_fn)p_topic_name_part,
     };
     CHECK_EQ(sizeof all / sizeof all[0], N_SYMBOLS);
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) CHECK(all[i] != NULL);
