@@ -21,6 +21,7 @@ from typing import Any
 from . import _callbacks, _ffi, _threadstate
 from ._errors import (
     ClosedError,
+    ForkedError,
     NotJSONError,
     TimeoutError,
     check,
@@ -384,6 +385,10 @@ class Broker(Owned):
         super().__init__(out)
         self._address = ctypes.cast(out, c_void_p).value  # for the calls bound by address
         self.url = url
+        # What a forked child needs to open a broker of its own (see _inherit_at_fork).
+        self._new_args = (url_bytes, options)
+        self._shared = _is_shared(url)
+        self._fork_state: str | None = None  # "inherited" in a forked child until it reopens
         self.last_handler_error: BaseException | None = None
         self.last_listener_error: BaseException | None = None
         self._listener_ids: dict[int, tuple[Any, int]] = {}
@@ -396,6 +401,80 @@ class Broker(Owned):
 
     def _closed_error(self) -> Exception:
         return closed_error()
+
+    # ---- fork ----------------------------------------------------------------------------------
+    # A forked child cannot use its parent's broker: every C call on it returns FORKED, and its
+    # free releases nothing (the threads it would join are in the parent). So in the child the
+    # at-fork hook marks each broker the parent made as inherited, by setting _release_pending:
+    # the hot paths already test that flag, so the check costs them nothing, and the first call
+    # lands in _check_open. There a broker on a backend processes share (sqlite://, redis://,
+    # redis+cluster://) opens a fresh broker with the same URL and options and carries on with
+    # it; on memory:// (nothing to share) every call raises ForkedError. The parent's
+    # subscriptions and listeners stay the parent's: the child's broker starts with none.
+
+    def _inherit_at_fork(self) -> None:
+        """In a forked child (the at-fork hook): forget the parent's threads and calls."""
+        self._lock = threading.Lock()  # another thread may have held them at the fork
+        self._cond = threading.Condition(self._lock)
+        del self._calls[:]  # calls in flight on threads the child does not have
+        if self._close_started or self._release_pending:
+            # Closed (or closing on a thread the child does not have): closed in the child too.
+            self._close_started = True
+            self._close_finished.set()
+            self._release_pending = True
+            self._freed.set()
+            return
+        self._fork_state = "inherited"
+        self._listener_ids.clear()
+        self._release_pending = True
+
+    def _check_open(self) -> None:
+        """A call found _release_pending set: raises ClosedError, or ForkedError for a parent's
+        broker on memory://, or reopens a parent's broker on a shared backend and returns."""
+        if self._fork_state is None:
+            raise self._closed_error()
+        if not self._shared:
+            raise ForkedError(
+                _ffi.BROKK_STATUS_FORKED,
+                f"this broker ({self.url}) was made by the parent process (pid {self._pid}); after a"
+                " fork the child cannot use it, and a memory:// broker has nothing a new one could"
+                " share: open a Broker in the child"
+            )
+        with self._lock:
+            if self._fork_state is None:
+                return  # another thread of the child reopened it
+            out = POINTER(_ffi.brokk_broker)()
+            url_bytes, options = self._new_args
+            check(lib.brokk_broker_new(url_bytes, byref(options), byref(out)))
+            # The parent's pointer is dropped, not freed: in the child its free releases nothing.
+            self._ptr = out
+            self._address = ctypes.cast(out, c_void_p).value
+            self._pid = os.getpid()
+            self._detach = False
+            self._freed = threading.Event()
+            self._close_finished = threading.Event()
+            self._close_report = None
+            self._teardown = _callbacks.Teardown()
+            _callbacks.teardowns.add(self._teardown)
+            self._fork_state = None
+            self._release_pending = False  # last: a call that sees it clear finds the new pointer
+
+    def _acquire(self) -> Any:
+        self._calls.append(None)
+        if self._release_pending:
+            try:
+                self._check_open()
+            except BaseException:
+                self._unuse()
+                raise
+        return self._ptr
+
+    def __reduce__(self) -> Any:
+        # A broker is a live handle with threads: it does not travel to another process.
+        raise TypeError(
+            "a brokk.Broker cannot be pickled (it holds threads and a connection of this process);"
+            " pass its URL and open a Broker in the other process"
+        )
 
     @property
     def closed(self) -> bool:
@@ -447,7 +526,7 @@ class Broker(Owned):
             calls.append(None)  # the in-flight bracket of Owned._acquire/_unuse, inlined
             try:
                 if self._release_pending:
-                    raise self._closed_error()
+                    self._check_open()
                 status = _publish_with(self._address, prepared[0], data, len(data))
                 if status:
                     raise error_for(status, _last_error())
@@ -469,7 +548,7 @@ class Broker(Owned):
         calls.append(None)  # the in-flight bracket of Owned._acquire/_unuse, inlined
         try:
             if self._release_pending:
-                raise self._closed_error()
+                self._check_open()
             status = _publish(
                 self._address,
                 topic_bytes,
@@ -654,7 +733,7 @@ class Broker(Owned):
             calls.append(None)  # the in-flight bracket of Owned._acquire/_unuse, inlined
             try:
                 if self._release_pending:
-                    raise self._closed_error()
+                    self._check_open()
                 status = _take_with(self._address, address)
             finally:
                 calls.pop()
@@ -902,6 +981,14 @@ class Broker(Owned):
         inside a handler or listener only a forced close is allowed (``WouldDeadlockError``)."""
         timeout_ms = _wait_ms("timeout", timeout)
         deadline = None if timeout_ms == _ffi.BROKK_WAIT_FOREVER else time.monotonic() + timeout_ms / 1000
+        if self._fork_state is not None:
+            # The parent's broker in a forked child, never used here: nothing of it is this
+            # process's to close. It is closed in the child from now on; the parent's goes on.
+            self._fork_state = None
+            self._close_started = True
+            self._close_finished.set()
+            self._release(detach=True)  # drops the pointer (a child's copy is never freed)
+            return None
         inside = _callbacks.in_callback()
         with self._cond:
             # Another thread's close is under way: wait for its outcome (it may fail with
@@ -981,6 +1068,33 @@ class Broker(Owned):
         # then release (brokk_broker_release: the teardown goes on on brokk's threads; _close_all
         # waits for it).
         self._release(wait=max(0.0, deadline - time.monotonic()), detach=True)
+
+
+_SHARED_SCHEMES = ("sqlite", "redis", "redis+cluster")
+
+
+def _is_shared(url: Any) -> bool:
+    """True for a backend that processes share (a forked child reopens the URL)."""
+    if isinstance(url, bytes):
+        url = url.decode("utf-8", "replace")
+    if not isinstance(url, str):
+        return False  # None: memory://
+    return url.split("://", 1)[0].lower() in _SHARED_SCHEMES
+
+
+def _after_fork_in_child() -> None:
+    # The child has only the forking thread: every lock another thread held at the fork stays
+    # held, and every broker the parent made is the parent's (see Broker._inherit_at_fork).
+    _callbacks._lock = threading.Lock()
+    for broker in list(_live):
+        try:
+            broker._inherit_at_fork()
+        except BaseException:  # noqa: BLE001 - an at-fork hook must not fail the fork
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _wait_until(event: threading.Event, deadline: float | None) -> bool:
