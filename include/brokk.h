@@ -67,6 +67,9 @@
 // timeout_ms): 2^31 - 1 milliseconds, about 24.8 days.
 #define BROKK_MAX_OPTION_MS 2147483647
 
+// Longest topic name, in bytes: topics are 1..=255 bytes of [A-Za-z0-9_.-].
+#define BROKK_MAX_TOPIC_LEN 255
+
 // Major version of this header; must match brokk_version_number() / 1000000 at run time.
 #define BROKK_VERSION_MAJOR 0
 

@@ -304,6 +304,19 @@ inline std::size_t optional_size(const std::optional<std::string>& s) noexcept {
 
 }  // namespace detail
 
+/// Maps any UTF-8 text onto a topic name fragment of at most `max_len` bytes
+/// (brokk_topic_name_part), the same in every language: bytes of [A-Za-z0-9.-] are kept, every
+/// other byte (`_` included) becomes `_` and two lowercase hex digits ("my app" -> "my_20app");
+/// longer than `max_len`, it is cut and followed by `_x` and the input's 64-bit FNV-1a hash in 16
+/// hex digits. Throws CallerError on invalid UTF-8, or if it must be cut and `max_len` < 18.
+inline std::string topic_name(std::string_view s, std::size_t max_len = BROKK_MAX_TOPIC_LEN) {
+    std::string out(max_len + 1, '\0');
+    std::size_t len = 0;
+    detail::check(brokk_topic_name_part(detail::data(s), s.size(), max_len, &out[0], out.size(), &len));
+    out.resize(len);
+    return out;
+}
+
 // ---- verdicts and message views --------------------------------------------------------------
 
 /// A handler's answer (the BROKK_VERDICT_* values).

@@ -41,6 +41,24 @@ TEST(Version, TwoTranslationUnitsIncludeTheHeader) {
     EXPECT_EQ(odr_round_trip_b(), "b:{\"from\":\"b\"}");
 }
 
+// The vectors of src/names.rs, checked in every language.
+TEST(Names, TopicNameVectors) {
+    const struct {
+        const char* in;
+        std::size_t max;
+        const char* want;
+    } vectors[] = {
+        {"default", 255, "default"},       {"orders.eu-west1", 255, "orders.eu-west1"},
+        {"my app", 255, "my_20app"},       {"billing(v2)", 255, "billing_28v2_29"},
+        {"team/app", 255, "team_2fapp"},   {"a_b", 255, "a_5fb"},
+        {"\xc3\xbc", 255, "_c3_bc"},        {"", 255, ""},
+        {"abcdefghijklmnopqrstuvwxyz", 20, "ab_x8450deb1cdc382a2"},
+    };
+    for (const auto& v : vectors) EXPECT_EQ(brokk::topic_name(v.in, v.max), v.want);
+    EXPECT_EQ(brokk::topic_name(std::string(300, 'x')).size(), 255u);
+    expect_error<brokk::CallerError>(BROKK_STATUS_INVALID_UTF8, [] { brokk::topic_name("\xff"); });
+}
+
 // Every status maps onto exactly the exception class its brokk_status_classify() class says.
 TEST(Errors, EachStatusMapsToItsClass) {
     const brokk::Status caller[] = {
