@@ -182,11 +182,100 @@ def test_facade_uses_brokk_with_retention_off():
     assert broker.brokk.closed
 
 
-def test_payloads_must_be_json():
-    broker = tadween.InMemoryBroker()
-    with pytest.raises(TypeError, match="JSON-serialisable"):
-        broker.publish(tadween.Message(topic="t", payload={"obj": object()}))
+class _Model:
+    """Stands for a pydantic model: an object JSON does not carry."""
+
+    def __init__(self, items):
+        self.items = items
+
+    def __eq__(self, other):
+        return type(other) is _Model and other.items == self.items
+
+
+def test_python_objects_each_subscriber_its_own_deep_copy(tw):
+    """On memory, any Python object goes through, and every subscription gets its own deep copy
+    (Tadween's Message.fork), of payload and metadata alike."""
+    broker = tw.InMemoryBroker()
+    got = [queue.Queue(), queue.Queue()]
+    broker.subscribe("t", got[0].put)
+    broker.subscribe("t", got[1].put)
+    model = _Model([1, 2])
+    payload = {"model": model, (1, 2): {3, 4}, "nan": float("nan")}
+    broker.publish(tw.Message(topic="t", payload=payload, metadata={"tag": ("a", "b")}))
+    copies = [q.get(timeout=T(10)) for q in got]
+    for c in copies:
+        assert c.payload["model"] == model and c.payload["model"] is not model
+        assert c.payload[(1, 2)] == {3, 4} and c.metadata["tag"] == ("a", "b")
+    assert copies[0].payload["model"] is not copies[1].payload["model"]
+    assert broker.join(T(10))
+    if tw.name == "brokk":
+        assert broker._objects == {}  # every delivery took its copy: nothing kept
     broker.close(T(5))
+
+
+def test_object_table_is_emptied_on_unsubscribe_close_and_when_nobody_listens():
+    broker = tadween.InMemoryBroker(max_workers=1)
+    broker.publish(tadween.Message(topic="nobody", payload={"m": _Model(1)}))
+    assert broker._objects == {}  # no subscription: nothing to keep
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow(message):
+        started.set()
+        release.wait(T(10))
+
+    sub = broker.subscribe("t", slow)
+    for i in range(5):
+        broker.publish(tadween.Message(topic="t", payload={"m": _Model(i)}))
+    started.wait(T(10))
+    assert broker._objects  # queued deliveries still to take their copies
+    broker.unsubscribe(sub)  # drops the queued ones: their shares go
+    assert broker._objects == {}
+    release.set()
+    broker.subscribe("t", slow)
+    release.clear()
+    started.clear()
+    for i in range(3):
+        broker.publish(tadween.Message(topic="t", payload={"m": _Model(i)}))
+    started.wait(T(10))
+    release.set()
+    broker.close(force=True)
+    assert broker._objects == {}
+
+
+def test_json_metadata_with_the_reserved_key_goes_by_reference():
+    broker = tadween.InMemoryBroker()
+    got = queue.Queue()
+    broker.subscribe("t", got.put)
+    broker.publish(tadween.Message(topic="t", payload={"a": 1}, metadata={tadween._REF_KEY: 7}))
+    c = got.get(timeout=T(10))
+    assert c.payload == {"a": 1} and c.metadata[tadween._REF_KEY] == 7
+    broker.close(T(5))
+
+
+def test_payloads_must_be_json_on_a_shared_backend(tmp_path):
+    broker = tadween.InMemoryBroker(url=f"sqlite://{tmp_path / 'tw.db'}")
+    with pytest.raises(TypeError, match="JSON-serialisable.*crosses processes"):
+        broker.publish(tadween.Message(topic="t", payload={"obj": object()}))
+    got = queue.Queue()
+    broker.subscribe("t", got.put)
+    broker.publish(tadween.Message(topic="t", payload={"ok": [1]}))
+    assert got.get(timeout=T(10)).payload == {"ok": [1]}
+    broker.close(T(5))
+
+
+def test_logs_go_to_tadweens_logger(tw, caplog):
+    """A Tadween program's set_logger() configures the 'tadween' logger: the broker's lines
+    must reach it."""
+    broker = tw.InMemoryBroker()
+    with caplog.at_level(logging.INFO, logger="tadween"):
+        broker.ack("no-such-id")
+        broker.close(T(5))
+    names = {r.name for r in caplog.records}
+    assert names == {"tadween.broker.memory"}, names
+    text = caplog.text
+    assert "Double Ack or Unknown Message ID: no-such-id" in text
+    assert "Broker closing... waiting for pending tasks." in text and "Broker closed." in text
 
 
 def test_a_forced_close_without_timeout_returns_while_a_handler_runs():

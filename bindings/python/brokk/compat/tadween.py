@@ -30,13 +30,25 @@ How Tadween's behaviour maps onto brokk:
   on_message_processed / on_message_failed from the handler's thread when it returns or raises
   (or overruns ``handler_timeout``), before the copy is settled, so ``join`` waits for them.
 
+* Payloads and metadata are any Python objects, as in Tadween (workflows pass pydantic models
+  between stages), and each subscription's copy has its own ``copy.deepcopy`` of them. What JSON
+  carries unchanged (dicts with str keys, lists, str, int, finite float, bool, None) travels
+  through brokk as JSON, and each copy is decoded afresh. Anything else stays in this process:
+  brokk carries a small JSON reference, and the facade keeps the objects in a table until every
+  subscription the message was routed to has taken its copy (or lost it: an unsubscribe drops
+  the subscription's share, a close empties the table), so nothing is kept longer.
+* Logs go to the loggers Tadween uses: ``tadween.broker.memory`` (or the ``logger`` passed), with
+  Tadween's messages ("Broker closing... waiting for pending tasks.", "Broker closed.", "Double
+  Ack or Unknown Message ID: ...", handler timeouts and errors), so a program's
+  ``set_logger()`` (the ``tadween`` logger) sees them.
+
 Differences that cannot be hidden:
 
-* Payload and metadata travel as JSON, and must be JSON that arrives unchanged: dicts with str
-  keys, lists, str, int, float (not NaN or infinite), bool, None. Anything else (a key that is
-  not a str, a tuple, a set, an object, a cycle) raises ``brokk.NotJSONError`` (a
-  ``TypeError``) in ``publish``, and nothing is published; Tadween would pass such a value on
-  as it is, and JSON would hand copies a different one (1 as a key becomes "1", a tuple a list).
+* ``InMemoryBroker(url=...)`` (a brokk extension) puts the broker on a backend processes share
+  (``sqlite://``, ``redis://``). There payload and metadata cross processes as bytes, so they
+  must be JSON that arrives unchanged; anything else (a key that is not a str, a tuple, a set,
+  an object, a cycle) raises ``brokk.NotJSONError`` (a ``TypeError``) in ``publish``, and nothing
+  is published.
 * Topics are brokk topics: names of ``[A-Za-z0-9_.-]`` go through as they are; any other name
   (Tadween's own example uses ``"topic.A2-B1,2"``) is escaped reversibly into a brokk name
   under the prefix ``_tw.`` (see ``brokk_topic``). Message ids must be brokk ids (printable
@@ -270,7 +282,7 @@ def brokk_topic(topic: str) -> str:
     return _ESCAPED_PREFIX + "".join(chr(b) if b in _PLAIN else f"_{b:02x}" for b in raw)
 
 
-def _json(what: str, message: Message, value: object) -> bytes:
+def _json(what: str, message: Message, value: object, url: object = None) -> bytes:
     """The JSON text brokk publishes, as brokk.Broker.publish encodes a payload (one encoder
     for every publish path: brokk._json)."""
     try:
@@ -279,8 +291,16 @@ def _json(what: str, message: Message, value: object) -> bytes:
         raise brokk.NotJSONError(
             e.status,
             f"brokk.compat.tadween: the {what} of message {message.id} on {message.topic!r} must be "
-            f"JSON-serialisable, and arrive unchanged (brokk carries JSON): {e.message}",
+            f"JSON-serialisable, and arrive unchanged: on {url} it crosses processes as JSON "
+            f"(on memory:// any Python object goes through): {e.message}",
         ) from e
+
+
+# The metadata key of a message whose payload and metadata stay in this process (memory://):
+# its value is the facade's table key. A JSON metadata that has this key itself takes the same
+# path, so that a user's metadata is never read as a reference.
+_REF_KEY = "_brokk_tadween_object"
+_LOGGER = "tadween.broker.memory"  # Tadween's InMemoryBroker logs here; set_logger() sees it
 
 
 # ---- memory.py -----------------------------------------------------------------------------------
@@ -312,8 +332,18 @@ class _Subscription:
 
     def __call__(self, delivery: brokk.Message) -> brokk.Verdict:
         metadata = delivery.metadata if isinstance(delivery.metadata, dict) else {}
+        payload = delivery.payload
+        if _REF_KEY in metadata:
+            taken = self.broker._take_objects(metadata[_REF_KEY], self)
+            if taken is None:
+                # Its share was dropped (this subscription was being removed): as if queued
+                # deliveries of an unsubscribed handler, nothing runs.
+                return brokk.Verdict.ACK
+            payload, metadata = taken
+            if not isinstance(metadata, dict):
+                metadata = {}
         metadata["parent_message_id"] = delivery.parent_id
-        message = Message(topic=self.topic, payload=delivery.payload, metadata=metadata, id=delivery.id)
+        message = Message(topic=self.topic, payload=payload, metadata=metadata, id=delivery.id)
         broker, handler, topic = self.broker, self.handler, self.topic
         start = time.monotonic()
         try:
@@ -355,14 +385,31 @@ class InMemoryBroker(BaseMessageBroker):
     (``max_workers`` of them); each subscription gets its own copy of each message.
     """
 
-    def __init__(self, max_workers: int | None = 4, logger: logging.Logger | None = None):
+    def __init__(
+        self,
+        max_workers: int | None = 4,
+        logger: logging.Logger | None = None,
+        *,
+        url: str = "memory://",
+    ):
         if max_workers is None:  # ThreadPoolExecutor's default, as Tadween's pool uses
             max_workers = min(32, (os.cpu_count() or 1) + 4)
         if max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
-        self.logger = logger or logging.getLogger("brokk.compat.tadween")
+        self.logger = logger or logging.getLogger(_LOGGER)
         self._max_workers = max_workers
+        # memory://: payloads that are not JSON stay here (see the module docstring).
+        self._objects_allowed = url is None or url.split("://", 1)[0].lower() == "memory"
+        self._url = url
+        # ref -> [payload, metadata, the _Subscriptions still to take their copy]
+        self._objects: dict[int, list] = {}
+        self._next_ref = 0
+        # Held across a publish by reference and across subscribe/unsubscribe, so that the
+        # subscriptions brokk routes a message to are the ones its table entry waits for.
+        self._route_lock = threading.RLock()
+        self._topic_subs: dict[str, set] = {}
         self.brokk = brokk.Broker(
+            url,
             workers=max_workers,
             retention_policy=brokk.RetentionPolicy.OFF,
             max_payload_bytes=_LARGEST_PAYLOAD,
@@ -370,8 +417,9 @@ class InMemoryBroker(BaseMessageBroker):
         )
         self._lock = threading.Lock()
         self._running = True
-        # subscription_id -> (topic, handler, auto_ack, handler_timeout, brokk subscription id)
-        self._subscriptions: dict[str, tuple[str, Callable, bool, float | None, int]] = {}
+        # subscription_id -> (topic, handler, auto_ack, handler_timeout, brokk subscription id,
+        # its _Subscription)
+        self._subscriptions: dict[str, tuple[str, Callable, bool, float | None, int, _Subscription]] = {}
         self._handler_counts: dict[str, int] = {}
         self._known_topics: set[str] = set()
         self._listeners: list[BrokerListener] = []
@@ -380,10 +428,24 @@ class InMemoryBroker(BaseMessageBroker):
         with self._lock:
             if not self._running:
                 raise RuntimeError("Broker closed")
-        payload = _json("payload", message, message.payload)
-        metadata = _json("metadata", message, message.metadata if message.metadata is not None else {})
+        meta = message.metadata if message.metadata is not None else {}
         try:
-            self.brokk.publish(brokk_topic(message.topic), raw=payload, metadata=metadata, id=message.id)
+            if self._objects_allowed:
+                by_reference = isinstance(meta, dict) and _REF_KEY in meta  # see _REF_KEY
+                if not by_reference:
+                    try:
+                        payload = _dumps(message.payload, "payload").encode("utf-8", "surrogatepass")
+                        metadata = _dumps(meta, "metadata").encode("utf-8", "surrogatepass")
+                    except brokk.NotJSONError:
+                        by_reference = True
+                if by_reference:
+                    self._publish_objects(message, meta)
+                else:
+                    self.brokk.publish(brokk_topic(message.topic), raw=payload, metadata=metadata, id=message.id)
+            else:
+                payload = _json("payload", message, message.payload, self._url)
+                metadata = _json("metadata", message, meta, self._url)
+                self.brokk.publish(brokk_topic(message.topic), raw=payload, metadata=metadata, id=message.id)
         except brokk.ClosedError:
             raise RuntimeError("Broker closed") from None
         with self._lock:
@@ -394,6 +456,53 @@ class InMemoryBroker(BaseMessageBroker):
         self._notify_listeners("on_publish", message=message)
         # brokk routes a message to every subscription inside publish: that is Tadween's dispatch.
         self._notify_listeners("on_message_dispatched", message=message, topic=message.topic)
+
+    def _publish_objects(self, message: Message, metadata: object) -> None:
+        """Publishes `message` by reference: brokk carries the table key, the objects stay here
+        until each subscription it is routed to has taken its deep copy."""
+        with self._route_lock:
+            subs = self._topic_subs.get(message.topic)
+            ref = None
+            if subs:
+                with self._lock:
+                    self._next_ref += 1
+                    ref = self._next_ref
+                    self._objects[ref] = [message.payload, metadata, set(subs)]
+            try:
+                self.brokk.publish(
+                    brokk_topic(message.topic), None, metadata={_REF_KEY: ref or 0}, id=message.id
+                )
+            except BaseException:
+                if ref is not None:
+                    with self._lock:
+                        self._objects.pop(ref, None)
+                raise
+
+    def _take_objects(self, ref: object, sub: _Subscription) -> tuple[object, object] | None:
+        """`sub`'s own deep copy of the payload and metadata under `ref` (None if its share was
+        dropped); the entry goes once every subscription has taken its copy."""
+        with self._lock:
+            entry = self._objects.get(ref) if isinstance(ref, int) else None
+            if entry is None or sub not in entry[2]:
+                return None
+            entry[2].discard(sub)
+            if not entry[2]:
+                del self._objects[ref]
+            payload, metadata = entry[0], entry[1]
+        # Tadween forks every copy with copy.deepcopy (Message.fork); outside the lock.
+        return copy.deepcopy(payload), copy.deepcopy(metadata)
+
+    def _drop_objects(self, sub: _Subscription | None) -> None:
+        """Drops `sub`'s share of every entry (None: every entry)."""
+        with self._lock:
+            if sub is None:
+                self._objects.clear()
+                return
+            for ref in [r for r, entry in self._objects.items() if sub in entry[2]]:
+                entry = self._objects[ref]
+                entry[2].discard(sub)
+                if not entry[2]:
+                    del self._objects[ref]
 
     def subscribe(
         self,
@@ -406,17 +515,20 @@ class InMemoryBroker(BaseMessageBroker):
         with self._lock:
             if not self._running:
                 raise RuntimeError("Broker closed")
-        try:
-            brokk_id = self.brokk.subscribe(
-                brokk_topic(topic),
-                _Subscription(self, topic, handler, auto_ack, handler_timeout),
-                manual_ack=not auto_ack,
-                concurrency=min(self._max_workers, brokk.MAX_CONCURRENCY),
-            )
-        except brokk.ClosedError:
-            raise RuntimeError("Broker closed") from None
+        sub = _Subscription(self, topic, handler, auto_ack, handler_timeout)
+        with self._route_lock:
+            try:
+                brokk_id = self.brokk.subscribe(
+                    brokk_topic(topic),
+                    sub,
+                    manual_ack=not auto_ack,
+                    concurrency=min(self._max_workers, brokk.MAX_CONCURRENCY),
+                )
+            except brokk.ClosedError:
+                raise RuntimeError("Broker closed") from None
+            self._topic_subs.setdefault(topic, set()).add(sub)
         with self._lock:
-            self._subscriptions[subscription_id] = (topic, handler, auto_ack, handler_timeout, brokk_id)
+            self._subscriptions[subscription_id] = (topic, handler, auto_ack, handler_timeout, brokk_id, sub)
             self._handler_counts[topic] = self._handler_counts.get(topic, 0) + 1
             topic_created = topic not in self._known_topics
             self._known_topics.add(topic)
@@ -429,15 +541,22 @@ class InMemoryBroker(BaseMessageBroker):
         with self._lock:
             if subscription_id not in self._subscriptions:
                 return
-            topic, _handler, _auto_ack, _timeout, brokk_id = self._subscriptions.pop(subscription_id)
+            topic, _handler, _auto_ack, _timeout, brokk_id, sub = self._subscriptions.pop(subscription_id)
             self._handler_counts[topic] -= 1
             if not self._handler_counts[topic]:
                 del self._handler_counts[topic]
                 self._known_topics.discard(topic)
-        try:
-            self.brokk.unsubscribe(brokk_id)
-        except brokk.ClosedError:
-            pass  # closed: nothing is delivered any more anyway
+        with self._route_lock:
+            subs = self._topic_subs.get(topic)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._topic_subs[topic]
+            try:
+                self.brokk.unsubscribe(brokk_id)
+            except brokk.ClosedError:
+                pass  # closed: nothing is delivered any more anyway
+            self._drop_objects(sub)  # its queued deliveries are dropped with it
         self._notify_listeners("on_unsubscribe", topic=topic, subscription_id=subscription_id)
 
     def join(self, timeout: float | None = None) -> bool:
@@ -471,6 +590,7 @@ class InMemoryBroker(BaseMessageBroker):
             except brokk.BrokkError as e:
                 self.logger.error(f"Force close: {e}")
             self._running = False
+            self._drop_objects(None)
             self.logger.info("Broker force-closed.")
             return
         self.logger.info("Broker closing... waiting for pending tasks.")
@@ -484,6 +604,7 @@ class InMemoryBroker(BaseMessageBroker):
                 self.brokk.close(timeout=0)  # drop what is left; running handlers finish
             except brokk.TimeoutError:
                 pass
+            self._drop_objects(None)
             raise TimeoutError(
                 "Broker close timed out waiting for quiescence; "
                 "un-acked messages remain. Use force=True to discard them."
@@ -493,10 +614,12 @@ class InMemoryBroker(BaseMessageBroker):
         try:
             self.brokk.close(left)
         except brokk.TimeoutError:
+            self._drop_objects(None)
             raise TimeoutError(
                 "Broker close timed out waiting for quiescence; "
                 "un-acked messages remain. Use force=True to discard them."
             ) from None
+        self._drop_objects(None)
         self.logger.info("Broker closed.")
 
     def ack(self, message_id: str) -> None:
