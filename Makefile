@@ -34,6 +34,7 @@ include tests/c/c-tests.mk
 include bindings/cpp/cpp.mk
 include bindings/go/go.mk
 include bindings/python/python.mk
+include bindings/python/tadween-suite.mk
 include bench/bench.mk
 
 demo: lib $(BUILD)/pipeline
