@@ -67,9 +67,6 @@
 // timeout_ms): 2^31 - 1 milliseconds, about 24.8 days.
 #define BROKK_MAX_OPTION_MS 2147483647
 
-// Longest topic name, in bytes: topics are 1..=255 bytes of [A-Za-z0-9_.-].
-#define BROKK_MAX_TOPIC_LEN 255
-
 // Major version of this header; must match brokk_version_number() / 1000000 at run time.
 #define BROKK_VERSION_MAJOR 0
 
@@ -85,10 +82,6 @@
 // Bumped whenever a change breaks binary compatibility (a struct layout, a signature, a
 // status or verdict number). Compare with brokk_abi_version() at run time.
 #define BROKK_ABI_VERSION 1
-
-// Bytes of the hashed tail that `topic_name_part` appends to a truncated name: `_x` and 16 hex
-// digits. A `max_len` below this cannot hold a truncated name.
-#define TOPIC_PART_HASH_LEN 18
 
 // The result of every fallible brokk function. 0 is success; the hundreds give the class
 // (see brokk_status_classify). Numbers are stable: new codes get new numbers.

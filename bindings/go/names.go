@@ -11,9 +11,6 @@ import (
 	"unsafe"
 )
 
-// MaxTopicLen is the longest topic name, in bytes.
-const MaxTopicLen = 255
-
 // TopicName maps any string onto a topic name fragment of at most maxLen bytes
 // (brokk_topic_name_part), the same way in every language: bytes of [A-Za-z0-9.-] are kept,
 // every other byte of its UTF-8 (the escape character _ included) becomes _ and two lowercase

@@ -33,11 +33,11 @@ func TestTopicNameVectors(t *testing.T) {
 }
 
 func TestTopicNameLongAndInvalid(t *testing.T) {
-	got, err := TopicName(strings.Repeat("x", 300), MaxTopicLen)
-	if err != nil || len(got) != MaxTopicLen || !strings.Contains(got, "_x") {
+	got, err := TopicName(strings.Repeat("x", 300), TopicMaxLen)
+	if err != nil || len(got) != TopicMaxLen || !strings.Contains(got, "_x") {
 		t.Errorf("300 bytes: %q, %v", got, err)
 	}
-	if _, err := TopicName("\xff", MaxTopicLen); !errors.Is(err, ErrInvalidUTF8) {
+	if _, err := TopicName("\xff", TopicMaxLen); !errors.Is(err, ErrInvalidUTF8) {
 		t.Errorf("invalid UTF-8: %v", err)
 	}
 	if _, err := TopicName(strings.Repeat("x", 300), 10); !errors.Is(err, ErrInvalidArgument) {

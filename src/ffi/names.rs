@@ -8,10 +8,6 @@ use super::boundary::{fail, guard};
 use super::status::brokk_status;
 use super::strings::{output, text};
 
-/// Longest topic name, in bytes: topics are 1..=255 bytes of [A-Za-z0-9_.-].
-// A literal, so that cbindgen writes it; a test keeps it equal to the core's.
-pub const BROKK_MAX_TOPIC_LEN: usize = 255;
-
 /// Maps `s` (`s_len` bytes of UTF-8) onto a fragment of a topic name of at most `max_len` bytes:
 /// bytes of [A-Za-z0-9.-] are kept, every other byte (`_` included) becomes `_` and two
 /// lowercase hex digits ("my app" -> "my_20app"); if that is longer than `max_len`, it is cut
@@ -56,10 +52,3 @@ pub unsafe extern "C" fn brokk_topic_name_part(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn max_topic_len_is_the_core_s() {
-        assert_eq!(super::BROKK_MAX_TOPIC_LEN, crate::names::MAX_TOPIC_LEN);
-    }
-}

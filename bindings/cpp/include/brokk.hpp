@@ -309,7 +309,7 @@ inline std::size_t optional_size(const std::optional<std::string>& s) noexcept {
 /// other byte (`_` included) becomes `_` and two lowercase hex digits ("my app" -> "my_20app");
 /// longer than `max_len`, it is cut and followed by `_x` and the input's 64-bit FNV-1a hash in 16
 /// hex digits. Throws CallerError on invalid UTF-8, or if it must be cut and `max_len` < 18.
-inline std::string topic_name(std::string_view s, std::size_t max_len = BROKK_MAX_TOPIC_LEN) {
+inline std::string topic_name(std::string_view s, std::size_t max_len = BROKK_TOPIC_MAX_LEN) {
     std::string out(max_len + 1, '\0');
     std::size_t len = 0;
     detail::check(brokk_topic_name_part(detail::data(s), s.size(), max_len, &out[0], out.size(), &len));

@@ -73,6 +73,7 @@ from ._ffi import (
     LIBRARY_PATH,
 )
 from ._message import Message, Requeue, Verdict, requeue
+from ._names import topic_name
 
 __version__ = "0.1.0"
 
@@ -127,6 +128,7 @@ __all__ = [
     "abi_version",
     "classify",
     "requeue",
+    "topic_name",
     "version",
     "version_number",
 ]

@@ -402,6 +402,7 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "brokk_version": (c_char_p, []),
     "brokk_version_number": (c_uint32, []),
     "brokk_abi_version": (c_uint32, []),
+    "brokk_topic_name_part": (brokk_status, [c_char_p, c_size_t, c_size_t, _P(c_char), c_size_t, _P(c_size_t)]),
 }
 del _P
 
