@@ -9,8 +9,13 @@ start, and ``broker_cls`` picks it by class name.
 
 The mapping, which a producer in another language follows to route work here:
 
-- queue ``Q`` of app ``A`` is the brokk topic ``pynenc.A.Q`` (``brokk_topic_prefix``, default
-  ``"pynenc.{app_id}."``, then the queue name);
+- queue ``Q`` of app ``A`` is the brokk topic ``pynenc.`` + N(A, 100) + ``__`` + N(Q, 255 - that
+  prefix's length), where N is ``brokk.topic_name`` (brokk_topic_name_part in C, ``TopicName``
+  in Go, ``brokk::topic_name`` in C++): bytes of ``[A-Za-z0-9.-]`` kept, every other byte ``_``
+  and two hex digits, too long a name cut and hashed. App ``my app``, queue ``default``:
+  ``pynenc.my_20app__default``. A name never contains ``__``, so two (app, queue) pairs never
+  share a topic (``brokk_topic_prefix``, default ``"pynenc.{app_id}__"``, with ``{app_id}``
+  replaced by N(A, 100));
 - an invocation id is a message whose payload is the id as a JSON string (``"3f2a...-..."``);
 - pynenc's priority ``p`` (a float in [-100, 100]) is the brokk priority ``round(p * 1e6)``
   (``PRIORITY_SCALE``): higher first, FIFO within one priority, as in pynenc. Priorities closer
@@ -36,7 +41,7 @@ from cistell import ConfigField
 from pynenc.broker.base_broker import BaseBroker
 from pynenc.conf.config_base import ConfigPynencBase
 from pynenc.conf.config_broker import ConfigBroker, validate_priority
-from pynenc.exceptions import ConfigError
+from pynenc.exceptions import ConfigError, PynencError
 from pynenc.identifiers.invocation_id import InvocationId
 
 import brokk
@@ -63,6 +68,11 @@ _UNBOUNDED = 2**63 - 1
 # route_invocations publishes in batches of at most this many ids (each batch all or nothing).
 _BATCH = 10_000
 _PRIORITY_CACHE_SIZE = 1024
+_TOPIC_CACHE_SIZE = 1024
+# The longest app id fragment in a topic (brokk.topic_name); the queue name gets the rest.
+APP_ID_MAX_LEN = 100
+# brokk.topic_name needs room for its hashed tail to cut a long name.
+_MIN_QUEUE_PART = 18
 # Brokers of this process: a forked child drops its copy's client (which has no threads there)
 # and opens its own on first use.
 _brokers: weakref.WeakSet[BrokkBroker] = weakref.WeakSet()
@@ -97,6 +107,15 @@ def _invocation_id(raw: bytes) -> str | None:
     return value if type(value) is str else None
 
 
+def _pynenc_error(exc: brokk.BrokkError, what: str) -> PynencError:
+    """pynenc's error type for a failed brokk call: a caller or configuration mistake is a
+    ConfigError (as pynenc raises for a bad queue name or priority), any other failure (a store
+    that is unavailable, a closed broker) a PynencError; the brokk error is its cause."""
+    if isinstance(exc, brokk.CallerError):
+        return ConfigError(f"brokk: {what}: {exc}")
+    return PynencError(f"brokk: {what}: {exc}")
+
+
 def brokk_priority(priority: Any) -> int:
     """The brokk priority of a pynenc priority, validated as pynenc validates it."""
     return round(validate_priority(priority, label="Broker priority") * PRIORITY_SCALE)
@@ -110,8 +129,10 @@ class ConfigBrokk(ConfigPynencBase):
         Where the queues live: ``memory://`` (the default: this process),
         ``sqlite:///abs/path/file.db`` (a file several processes share), ``redis://host:port/db``.
     :cvar ConfigField[str] brokk_topic_prefix:
-        Prepended to a queue name to make its brokk topic; ``{app_id}`` is replaced by the app id,
-        so that apps sharing a store keep apart, as pynenc's SQLiteBroker does.
+        Prepended to the queue name's topic fragment (``brokk.topic_name``) to make its brokk
+        topic; ``{app_id}`` is replaced by the app id's fragment, so that apps sharing a store
+        keep apart, as pynenc's SQLiteBroker does. End it with ``__`` after ``{app_id}`` (as the
+        default does): a fragment never contains ``__``, so no two apps share a topic.
     :cvar ConfigField[float] brokk_ack_deadline_sec:
         0 (the default): retrieve takes the id for good, as pynenc's brokers do. Above 0:
         acknowledged retrieval. The id stays held until ``BrokkBroker.ack_invocation``; if that
@@ -126,7 +147,7 @@ class ConfigBrokk(ConfigPynencBase):
     """
 
     brokk_url = ConfigField("memory://")
-    brokk_topic_prefix = ConfigField("pynenc.{app_id}.")
+    brokk_topic_prefix = ConfigField("pynenc.{app_id}__")
     brokk_ack_deadline_sec = ConfigField(0.0)
     brokk_max_attempts = ConfigField(0)
     brokk_queue_capacity = ConfigField(0)
@@ -143,9 +164,22 @@ class BrokkBroker(BaseBroker):
         super().__init__(app)
         conf = self.conf
         try:
-            self._prefix = str(conf.brokk_topic_prefix).format(app_id=app.app_id)
+            app_part = brokk.topic_name(str(app.app_id), APP_ID_MAX_LEN)
+        except brokk.BrokkError as exc:  # an app id that is not text (a lone surrogate)
+            raise ConfigError(f"app id {app.app_id!r}: {exc}") from exc
+        try:
+            self._prefix = str(conf.brokk_topic_prefix).format(app_id=app_part)
         except (KeyError, IndexError, ValueError) as exc:
             raise ConfigError(f"brokk_topic_prefix {conf.brokk_topic_prefix!r}: {exc}") from exc
+        # What is left of a topic's 255 bytes for the queue name.
+        self._queue_max = brokk.TOPIC_MAX_LEN - len(self._prefix.encode("utf-8"))
+        if self._queue_max < _MIN_QUEUE_PART:
+            raise ConfigError(
+                f"brokk_topic_prefix {conf.brokk_topic_prefix!r} gives {self._prefix!r}, which leaves"
+                f" {self._queue_max} bytes of a brokk topic's {brokk.TOPIC_MAX_LEN} for the queue name;"
+                f" at least {_MIN_QUEUE_PART} are needed"
+            )
+        self._topic_cache: dict[str, str] = {}
         deadline = float(conf.brokk_ack_deadline_sec)
         if not deadline >= 0:
             raise ConfigError(f"brokk_ack_deadline_sec must be >= 0, not {deadline}")
@@ -180,8 +214,8 @@ class BrokkBroker(BaseBroker):
         limit = int(self.conf.brokk_queue_capacity) or _UNBOUNDED
         try:
             client = brokk.Broker(self.url, workers=2, retention_limit=limit, queue_capacity=limit)
-        except brokk.CallerError as exc:  # a bad URL, a path that cannot be a store
-            raise ConfigError(f"brokk_url {self.url!r}: {exc}") from exc
+        except brokk.BrokkError as exc:  # a bad URL, a path that cannot be a store, Redis down
+            raise _pynenc_error(exc, f"brokk_url {self.url!r}") from exc
         self._client = client
         return client
 
@@ -204,15 +238,28 @@ class BrokkBroker(BaseBroker):
     def close(self) -> None:
         """Closes the brokk broker at once. On SQLite and Redis, what is queued stays in the store
         and ids held unacknowledged go back to their queue; in memory, the queues are gone."""
-        if self._client is not None:
-            self._client.close(force=True)
-        self._client = None
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close(force=True)
+            except brokk.BrokkError as exc:
+                raise _pynenc_error(exc, "closing") from exc
 
     # ---- names -----------------------------------------------------------------------------------
 
     def topic(self, queue_name: str) -> str:
-        """The brokk topic of a pynenc queue (not validated)."""
-        return self._prefix + queue_name
+        """The brokk topic of a pynenc queue: the prefix, then ``brokk.topic_name(queue_name)``
+        (the queue name is not validated here)."""
+        topic = self._topic_cache.get(queue_name)
+        if topic is None:
+            try:
+                topic = self._prefix + brokk.topic_name(queue_name, self._queue_max)
+            except brokk.BrokkError as exc:
+                raise _pynenc_error(exc, f"queue name {queue_name!r}") from exc
+            if len(self._topic_cache) >= _TOPIC_CACHE_SIZE:
+                self._topic_cache.clear()
+            self._topic_cache[queue_name] = topic
+        return topic
 
     def _validate_queue_names(self, queue_names: Sequence[str]) -> None:
         # pynenc's validation, skipped for names already validated and configured: for those it
@@ -280,18 +327,21 @@ class BrokkBroker(BaseBroker):
         try:
             data = _id_payload(invocation_id if type(invocation_id) is str else str(invocation_id))
             (self._client or self.client).publish(topic, raw=data, priority=priority)
-        except brokk.InvalidTopicError as exc:  # a topic over 255 bytes
-            raise ConfigError(f"queue topic {topic!r} is not a valid brokk topic: {exc}") from exc
+        except brokk.BrokkError as exc:
+            raise _pynenc_error(exc, f"routing to {topic!r}") from exc
 
     def _publish_many(self, topic: str, invocation_ids: Sequence[InvocationId], priority: int) -> None:
-        ids = [_id_payload(str(i)) for i in invocation_ids]
-        client = self.client
+        try:
+            ids = [_id_payload(str(i)) for i in invocation_ids]
+            client = self.client
+        except brokk.BrokkError as exc:
+            raise _pynenc_error(exc, f"routing to {topic!r}") from exc
         for first in range(0, len(ids), _BATCH):
             batch = [brokk.BatchMessage(raw=i, priority=priority) for i in ids[first : first + _BATCH]]
             try:
                 client.publish_batch(topic, batch)
-            except brokk.InvalidTopicError as exc:
-                raise ConfigError(f"queue topic {topic!r} is not a valid brokk topic: {exc}") from exc
+            except brokk.BrokkError as exc:
+                raise _pynenc_error(exc, f"routing to {topic!r}") from exc
 
     # ---- retrieve --------------------------------------------------------------------------------
 
@@ -301,6 +351,12 @@ class BrokkBroker(BaseBroker):
         if queue_name is None:
             queue_name = self.conf.queues[0]
         topic = self._topics.get(queue_name) or self._topic_of(queue_name)
+        try:
+            return self._retrieve(topic)
+        except brokk.BrokkError as exc:
+            raise _pynenc_error(exc, f"retrieving from {topic!r}") from exc
+
+    def _retrieve(self, topic: str) -> InvocationId | None:
         client = self._client or self.client
         if not self.acknowledged:
             # One call, acked as it is taken (one commit on SQLite), as pynenc's brokers pop.
@@ -350,17 +406,20 @@ class BrokkBroker(BaseBroker):
     def _settle(self, invocation_id: InvocationId, requeue: bool | None) -> int:
         with self._lock:
             deliveries = self._held.pop(str(invocation_id), [])
-        client = self.client
         done = 0
-        for delivery_id in deliveries:
-            try:
-                if requeue is None:
-                    client.ack(delivery_id)
-                else:
-                    client.nack(delivery_id, requeue=requeue)
-                done += 1
-            except (brokk.UnknownDeliveryError, brokk.AlreadySettledError):
-                pass  # its deadline passed: brokk took it back and delivers it again
+        try:
+            client = self.client
+            for delivery_id in deliveries:
+                try:
+                    if requeue is None:
+                        client.ack(delivery_id)
+                    else:
+                        client.nack(delivery_id, requeue=requeue)
+                    done += 1
+                except (brokk.UnknownDeliveryError, brokk.AlreadySettledError):
+                    pass  # its deadline passed: brokk took it back and delivers it again
+        except brokk.BrokkError as exc:
+            raise _pynenc_error(exc, f"settling {invocation_id!r}") from exc
         return done
 
     # ---- count and purge -------------------------------------------------------------------------
@@ -372,13 +431,21 @@ class BrokkBroker(BaseBroker):
         self._validate_queue_names(queues)
         if not queues:
             return 0
-        return self.client.count([self.topic(q) for q in queues])
+        topics = [self.topic(q) for q in queues]
+        try:
+            return self.client.count(topics)
+        except brokk.BrokkError as exc:
+            raise _pynenc_error(exc, f"counting {topics!r}") from exc
 
     def purge(self) -> None:
         """Discards every id waiting in the configured queues and in every queue this broker has
         routed to, retrieved from or counted (what pynenc's MemBroker clears)."""
         queues = set(self.conf.queues) | self._used
-        self.client.purge(sorted(self.topic(q) for q in queues))
+        topics = sorted(self.topic(q) for q in queues)
+        try:
+            self.client.purge(topics)
+        except brokk.BrokkError as exc:
+            raise _pynenc_error(exc, f"purging {topics!r}") from exc
         with self._lock:
             self._held.clear()
 

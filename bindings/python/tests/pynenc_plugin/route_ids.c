@@ -5,7 +5,8 @@
  *   route_ids URL APP_ID QUEUE PRIORITY ID...
  *
  * The mapping is the plugin's (brokk/pynenc_plugin.py): queue QUEUE of app APP_ID is the topic
- * "pynenc.APP_ID.QUEUE"; an invocation id is a message whose payload is the id as a JSON string;
+ * "pynenc." N(APP_ID, 100) "__" N(QUEUE, what is left of 255 bytes), where N is
+ * brokk_topic_name_part (any text onto [A-Za-z0-9_.-]); an invocation id is a message whose payload is the id as a JSON string;
  * pynenc's priority p (a float in [-100, 100]) is the brokk priority round(p * 1e6).
  * Exits 0 once every id is published (on SQLite: committed to the file).
  */
@@ -28,12 +29,18 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s URL APP_ID QUEUE PRIORITY ID...\n", argv[0]);
         return 2;
     }
-    char topic[BROKK_TOPIC_MAX_LEN + 1];
-    int topic_len = snprintf(topic, sizeof topic, "pynenc.%s.%s", argv[2], argv[3]);
-    if (topic_len < 0 || (size_t)topic_len >= sizeof topic) {
-        fprintf(stderr, "route_ids: topic too long\n");
-        return 2;
-    }
+    char topic[BROKK_TOPIC_MAX_LEN + 1] = "pynenc.";
+    size_t topic_len = strlen(topic), part_len = 0;
+    check(brokk_topic_name_part(argv[2], strlen(argv[2]), 100, topic + topic_len, sizeof topic - topic_len,
+                                &part_len),
+          "brokk_topic_name_part (app id)");
+    topic_len += part_len;
+    memcpy(topic + topic_len, "__", 3);
+    topic_len += 2;
+    check(brokk_topic_name_part(argv[3], strlen(argv[3]), BROKK_TOPIC_MAX_LEN - topic_len, topic + topic_len,
+                                sizeof topic - topic_len, &part_len),
+          "brokk_topic_name_part (queue)");
+    topic_len += part_len;
     double priority = strtod(argv[4], NULL);
     if (!(priority >= -100.0 && priority <= 100.0)) {
         fprintf(stderr, "route_ids: priority must be within [-100, 100]\n");
@@ -53,7 +60,7 @@ int main(int argc, char **argv) {
         memcpy(json + 1, argv[i], id_len);
         json[id_len + 1] = '"';
         json[id_len + 2] = '\0';
-        check(brokk_broker_publish(b, topic, (size_t)topic_len, json, id_len + 2, &opts, NULL, 0),
+        check(brokk_broker_publish(b, topic, topic_len, json, id_len + 2, &opts, NULL, 0),
               "brokk_broker_publish");
         free(json);
     }

@@ -185,3 +185,19 @@ def test_pynenc_worker_runs_what_a_c_program_routes(route_ids, tmp_path):
         assert statuses == {"SUCCESS"}
     finally:
         close_app(app)
+
+
+def test_c_program_routes_to_an_app_id_that_needs_escapes(route_ids, tmp_path):
+    """A C producer computes the plugin's topic with brokk_topic_name_part, whatever the app id."""
+    from pynenc.identifiers.invocation_id import generate_invocation_id
+
+    url = backend_url("sqlite", tmp_path)
+    app_id = "billing(v2) team/ü_x"
+    ids = [generate_invocation_id() for _ in range(3)]
+    _route(route_ids, url, app_id, "default", 1.0, ids)
+    app = build_app("sqlite", tmp_path, app_id=app_id)
+    try:
+        assert app.broker.count_invocations() == 3
+        assert [app.broker.retrieve_invocation() for _ in range(4)] == [*ids, None]
+    finally:
+        close_app(app)

@@ -78,7 +78,7 @@ def test_chosen_by_environment_variables(installed, tmp_path):
         {"PYNENC__BROKER_CLS": "BrokkBroker", "PYNENC__BROKK_URL": url},
         tmp_path,
     )
-    assert out == {"cls": "BrokkBroker", "module": PLUGIN, "url": url, "prefix": "pynenc.envapp.q"}
+    assert out == {"cls": "BrokkBroker", "module": PLUGIN, "url": url, "prefix": "pynenc.envapp__q"}
     # The class-specific variable (cistell's PYNENC__<CONFIG CLASS>__<FIELD>) works too.
     out = _fresh(
         PROBE.format(args='{"app_id": "envapp"}'),
@@ -137,7 +137,7 @@ def test_chosen_by_config_values_defaults_to_memory():
     try:
         assert type(app.broker).__name__ == "BrokkBroker"
         assert app.broker.url == "memory://"
-        assert app.broker.topic("default") == "pynenc.valuesapp.default"
+        assert app.broker.topic("default") == "pynenc.valuesapp__default"
     finally:
         app.broker.close()
 
