@@ -349,7 +349,19 @@ class Broker(Owned):
     interpreter exit is closed with force then, before Python finalises.
 
     Options map to brokk_broker_options; None or 0 means the library's default. Durations are
-    in seconds."""
+    in seconds.
+
+    After a fork (``os.fork``, ``multiprocessing`` with the fork start method) the child cannot
+    use the broker its parent made, and the binding handles that by itself. On a backend that
+    processes share (``sqlite://``, ``redis://``, ``redis+cluster://``) the child's first call
+    opens a fresh broker with the same URL and options, and the object goes on with it. The
+    parent's subscriptions and listeners belong to the parent's process and are not carried
+    over: in the child their handlers never run (the parent's go on receiving as before), and
+    the child subscribes anew if it wants deliveries. On ``memory://`` (nothing to share)
+    every call in the child raises ``ForkedError``; make a new Broker there. In the child,
+    ``close()`` of a parent's broker it never used, and garbage collection, release nothing
+    and never wait, and interpreter exit leaves the parent's brokers alone. A Broker does not
+    pickle (``TypeError``): to hand one to a ``spawn`` child, pass its URL."""
 
     _free_fn = staticmethod(lib.brokk_broker_free)
     _release_fn = staticmethod(lib.brokk_broker_release)

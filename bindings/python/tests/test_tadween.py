@@ -194,8 +194,9 @@ class _Model:
 
 def test_python_objects_each_subscriber_its_own_deep_copy(tw):
     """On memory, any Python object goes through, and every subscription gets its own deep copy
-    (Tadween's Message.fork), of payload and metadata alike."""
-    broker = tw.InMemoryBroker()
+    (Tadween's Message.fork), of payload and metadata alike (the facade: with objects=True,
+    or after install())."""
+    broker = tw.InMemoryBroker(**({"objects": True} if tw.name == "brokk" else {}))
     got = [queue.Queue(), queue.Queue()]
     broker.subscribe("t", got[0].put)
     broker.subscribe("t", got[1].put)
@@ -214,7 +215,7 @@ def test_python_objects_each_subscriber_its_own_deep_copy(tw):
 
 
 def test_object_table_is_emptied_on_unsubscribe_close_and_when_nobody_listens():
-    broker = tadween.InMemoryBroker(max_workers=1)
+    broker = tadween.InMemoryBroker(max_workers=1, objects=True)
     broker.publish(tadween.Message(topic="nobody", payload={"m": _Model(1)}))
     assert broker._objects == {}  # no subscription: nothing to keep
     release = threading.Event()
@@ -244,7 +245,7 @@ def test_object_table_is_emptied_on_unsubscribe_close_and_when_nobody_listens():
 
 
 def test_json_metadata_with_the_reserved_key_goes_by_reference():
-    broker = tadween.InMemoryBroker()
+    broker = tadween.InMemoryBroker(objects=True)
     got = queue.Queue()
     broker.subscribe("t", got.put)
     broker.publish(tadween.Message(topic="t", payload={"a": 1}, metadata={tadween._REF_KEY: 7}))
@@ -253,8 +254,42 @@ def test_json_metadata_with_the_reserved_key_goes_by_reference():
     broker.close(T(5))
 
 
+def test_without_objects_payloads_must_be_json():
+    broker = tadween.InMemoryBroker()
+    with pytest.raises(TypeError, match="JSON-serialisable"):
+        broker.publish(tadween.Message(topic="t", payload={"obj": object()}))
+    broker.close(T(5))
+
+
+def test_install_turns_objects_on():
+    """A Tadween program run unchanged (install()) passes objects, as on Tadween."""
+    result = run_python(
+        """
+import copy, queue
+from brokk.compat.tadween import install
+install()
+from tadween_core.broker import InMemoryBroker, Message
+
+class Model:
+    def __init__(self, v):
+        self.v = v
+
+broker = InMemoryBroker()
+got = queue.Queue()
+broker.subscribe("t", got.put)
+model = Model((1, 2))
+broker.publish(Message(topic="t", payload={"m": model}))
+c = got.get(timeout=10)
+assert c.payload["m"].v == (1, 2) and c.payload["m"] is not model
+broker.close(10)
+print("ok")
+"""
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stdout + result.stderr
+
+
 def test_payloads_must_be_json_on_a_shared_backend(tmp_path):
-    broker = tadween.InMemoryBroker(url=f"sqlite://{tmp_path / 'tw.db'}")
+    broker = tadween.InMemoryBroker(url=f"sqlite://{tmp_path / 'tw.db'}", objects=True)
     with pytest.raises(TypeError, match="JSON-serialisable.*crosses processes"):
         broker.publish(tadween.Message(topic="t", payload={"obj": object()}))
     got = queue.Queue()

@@ -31,7 +31,9 @@ How Tadween's behaviour maps onto brokk:
   (or overruns ``handler_timeout``), before the copy is settled, so ``join`` waits for them.
 
 * Payloads and metadata are any Python objects, as in Tadween (workflows pass pydantic models
-  between stages), and each subscription's copy has its own ``copy.deepcopy`` of them. What JSON
+  between stages), and each subscription's copy has its own ``copy.deepcopy`` of them: on
+  memory://, in a program that called ``install()`` (a Tadween program run unchanged) or with
+  ``InMemoryBroker(objects=True)``; otherwise the facade keeps brokk's JSON contract (below). What JSON
   carries unchanged (dicts with str keys, lists, str, int, finite float, bool, None) travels
   through brokk as JSON, and each copy is decoded afresh. Anything else stays in this process:
   brokk carries a small JSON reference, and the facade keeps the objects in a table until every
@@ -46,7 +48,7 @@ Differences that cannot be hidden:
 
 * ``InMemoryBroker(url=...)`` (a brokk extension) puts the broker on a backend processes share
   (``sqlite://``, ``redis://``). There payload and metadata cross processes as bytes, so they
-  must be JSON that arrives unchanged; anything else (a key that is not a str, a tuple, a set,
+  must be JSON that arrives unchanged (so too on memory:// without objects, above); anything else (a key that is not a str, a tuple, a set,
   an object, a cycle) raises ``brokk.NotJSONError`` (a ``TypeError``) in ``publish``, and nothing
   is published.
 * Topics are brokk topics: names of ``[A-Za-z0-9_.-]`` go through as they are; any other name
@@ -301,6 +303,10 @@ def _json(what: str, message: Message, value: object, url: object = None) -> byt
 # path, so that a user's metadata is never read as a reference.
 _REF_KEY = "_brokk_tadween_object"
 _LOGGER = "tadween.broker.memory"  # Tadween's InMemoryBroker logs here; set_logger() sees it
+# Whether a memory:// InMemoryBroker carries any Python object (objects=None): install() turns
+# it on, for a Tadween program run unchanged; code that imports the facade as brokk's API keeps
+# brokk's JSON contract unless it passes objects=True.
+_objects_default = False
 
 
 # ---- memory.py -----------------------------------------------------------------------------------
@@ -391,6 +397,7 @@ class InMemoryBroker(BaseMessageBroker):
         logger: logging.Logger | None = None,
         *,
         url: str = "memory://",
+        objects: bool | None = None,
     ):
         if max_workers is None:  # ThreadPoolExecutor's default, as Tadween's pool uses
             max_workers = min(32, (os.cpu_count() or 1) + 4)
@@ -399,7 +406,9 @@ class InMemoryBroker(BaseMessageBroker):
         self.logger = logger or logging.getLogger(_LOGGER)
         self._max_workers = max_workers
         # memory://: payloads that are not JSON stay here (see the module docstring).
-        self._objects_allowed = url is None or url.split("://", 1)[0].lower() == "memory"
+        if objects is None:
+            objects = _objects_default
+        self._objects_allowed = bool(objects) and (url is None or url.split("://", 1)[0].lower() == "memory")
         self._url = url
         # ref -> [payload, metadata, the _Subscriptions still to take their copy]
         self._objects: dict[int, list] = {}
@@ -818,12 +827,15 @@ _TADWEEN_MODULES = (
 )
 
 
-def install() -> None:
+def install(objects: bool = True) -> None:
     """Makes ``tadween_core.broker`` and its submodules (base, memory, listeners) this module,
     so that ``from tadween_core.broker import InMemoryBroker, Message`` gets brokk's. Call it
     before the program (or the rest of tadween_core) imports the broker. Works with or without
     tadween-core installed: without it, ``tadween_core`` is an empty package holding only the
-    broker."""
+    broker. ``objects``: memory:// brokers made without ``objects=`` carry any Python object,
+    as Tadween's do (see the module docstring)."""
+    global _objects_default
+    _objects_default = objects
     this = sys.modules[__name__]
     package = sys.modules.get("tadween_core")
     if package is None:
