@@ -13,7 +13,7 @@ PY_VENV      := $(BUILD)/python-venv$(if $(filter python3,$(PYTHON)),,-$(notdir 
 PY           := $(PY_VENV)/bin/python
 TADWEEN_PIN  := tadween-core==0.1.0b3
 
-.PHONY: test-python python-venv test-python-pynenc
+.PHONY: test-python python-venv test-python-pynenc python-pynenc-venv test-python-pynenc-suite
 
 $(PY):
 	$(PYTHON) -m venv --system-site-packages $(PY_VENV)
@@ -57,7 +57,7 @@ $(PYN):
 	         "Set PYNENC_PYTHON=/path/to/python3.12"; exit 1; }
 	$(PYNENC_PYTHON) -m venv $(PYN_VENV)
 
-test-python-pynenc: lib $(PYN)
+python-pynenc-venv: lib $(PYN)
 	@# Its own copy of the package, built from a scratch directory so as not to race the
 	@# other venv's build of bindings/python.
 	rm -rf $(BUILD)/python-pynenc-src && mkdir -p $(BUILD)/python-pynenc-src && \
@@ -78,5 +78,49 @@ test-python-pynenc: lib $(PYN)
 	  $(PYN) -m pip install --quiet --disable-pip-version-check --timeout 30 "$(PYNENC_PIN)" || \
 	  { echo "python: $(PYNENC_PIN) could not be installed into $(PYN_VENV) (PyPI unreachable?);" \
 	         "the pynenc plugin tests cannot run"; exit 1; }
+
+test-python-pynenc: python-pynenc-venv
 	cd $(BUILD) && BROKK_PYNENC_REQUIRED=1 BROKK_EXPECT_PACKAGED_LIBRARY=1 $(abspath $(PYN)) -m pytest \
 	  -p no:cacheprovider -rs $(abspath bindings/python/tests/pynenc_plugin)
+
+# pynenc's own broker tests (pynenc_tests/, shipped in pynenc's sdist, fetched with pip on every
+# run and run unedited) on pynenc's brokers and on BrokkBroker, in one run. Each configuration
+# runs the same tests: pynenc's fixtures make every test's app twice, on pynenc's memory and on
+# its SQLite components, so
+#   pynenc   MemBroker and SQLiteBroker (pynenc's own choice per app: the baseline);
+#   memory   BrokkBroker on memory:// for every app;
+#   sqlite   BrokkBroker for every app, chosen by configuration alone; an app on pynenc's
+#            SQLite keeps its queues in a brokk SQLite file beside pynenc's own
+#            (brokk_url sqlite://{sqlite_db_path}-brokk.db: a fresh file per test, as pynenc's
+#            SQLiteBroker has), an app in memory in memory://.
+# Each configuration's counts are printed; the target fails if any test fails in any of them.
+PYNENC_SUITE       := $(BUILD)/pynenc-suite
+PYNENC_SUITE_TESTS := pynenc_tests/unit/broker pynenc_tests/integration/broker \
+  pynenc_tests/integration/combinations/test_broker_queue_flexibility.py \
+  pynenc_tests/integration/combinations/test_broker_queue_priority.py \
+  pynenc_tests/unit/conf/test_broker_queue_config.py
+PYNENC_VERSION     := $(patsubst pynenc==%,%,$(PYNENC_PIN))
+
+test-python-pynenc-suite: python-pynenc-venv
+	rm -rf $(PYNENC_SUITE) && mkdir -p $(PYNENC_SUITE)/run $(PYNENC_SUITE)/tmp
+	$(PYN) -m pip download --quiet --disable-pip-version-check --timeout 30 --no-deps \
+	  --no-binary :all: "$(PYNENC_PIN)" -d $(PYNENC_SUITE) || \
+	  { echo "python: the $(PYNENC_PIN) sdist could not be downloaded (PyPI unreachable?)"; exit 1; }
+	@# Only its tests: the pynenc imported is the one installed in the venv.
+	tar -xzf $(PYNENC_SUITE)/pynenc-$(PYNENC_VERSION).tar.gz -C $(PYNENC_SUITE) \
+	  pynenc-$(PYNENC_VERSION)/pynenc_tests
+	mv $(PYNENC_SUITE)/pynenc-$(PYNENC_VERSION)/pynenc_tests $(PYNENC_SUITE)/run/
+	@status=0; \
+	for config in pynenc memory sqlite; do \
+	  case $$config in \
+	    pynenc) env="-u PYNENC__CONFIGPYNENC__BROKER_CLS -u PYNENC__BROKK_URL" ;; \
+	    memory) env="PYNENC__CONFIGPYNENC__BROKER_CLS=BrokkBroker PYNENC__BROKK_URL=memory://" ;; \
+	    sqlite) env="PYNENC__CONFIGPYNENC__BROKER_CLS=BrokkBroker PYNENC__BROKK_URL=sqlite://{sqlite_db_path}-brokk.db" ;; \
+	  esac; \
+	  (cd $(PYNENC_SUITE)/run && env $$env TMPDIR=$(abspath $(PYNENC_SUITE))/tmp $(abspath $(PYN)) -m pytest \
+	    -p no:cacheprovider -q -o log_cli=false -W ignore::DeprecationWarning $(PYNENC_SUITE_TESTS)) \
+	    > $(PYNENC_SUITE)/$$config.log 2>&1 || status=1; \
+	  echo "pynenc suite ($$config): $$(tail -n 1 $(PYNENC_SUITE)/$$config.log)"; \
+	done; \
+	if [ $$status != 0 ]; then grep -h "^FAILED\|^ERROR" $(PYNENC_SUITE)/*.log; fi; \
+	rm -rf $(PYNENC_SUITE)/tmp; exit $$status

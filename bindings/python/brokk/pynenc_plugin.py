@@ -41,6 +41,7 @@ from cistell import ConfigField
 from pynenc.broker.base_broker import BaseBroker
 from pynenc.conf.config_base import ConfigPynencBase
 from pynenc.conf.config_broker import ConfigBroker, validate_priority
+from pynenc.conf.config_sqlite import ConfigSQLite
 from pynenc.exceptions import ConfigError, PynencError
 from pynenc.identifiers.invocation_id import InvocationId
 
@@ -128,6 +129,10 @@ class ConfigBrokk(ConfigPynencBase):
     :cvar ConfigField[str] brokk_url:
         Where the queues live: ``memory://`` (the default: this process),
         ``sqlite:///abs/path/file.db`` (a file several processes share), ``redis://host:port/db``.
+        ``{sqlite_db_path}`` in it is replaced by pynenc's ``sqlite_db_path`` setting, so that the
+        queues follow the app's own SQLite file: ``sqlite://{sqlite_db_path}-brokk.db`` keeps them
+        in a file beside it (brokk does not share a file with another application). An app
+        without ``sqlite_db_path`` (pynenc in memory) then keeps its queues in ``memory://``.
     :cvar ConfigField[str] brokk_topic_prefix:
         Prepended to the queue name's topic fragment (``brokk.topic_name``) to make its brokk
         topic; ``{app_id}`` is replaced by the app id's fragment, so that apps sharing a store
@@ -153,8 +158,9 @@ class ConfigBrokk(ConfigPynencBase):
     brokk_queue_capacity = ConfigField(0)
 
 
-class ConfigBrokerBrokk(ConfigBroker, ConfigBrokk):
-    """Configuration of ``BrokkBroker``: pynenc's broker settings plus ``ConfigBrokk``."""
+class ConfigBrokerBrokk(ConfigBroker, ConfigBrokk, ConfigSQLite):
+    """Configuration of ``BrokkBroker``: pynenc's broker settings plus ``ConfigBrokk`` (and
+    ``sqlite_db_path``, for ``{sqlite_db_path}`` in ``brokk_url``)."""
 
 
 class BrokkBroker(BaseBroker):
@@ -208,7 +214,12 @@ class BrokkBroker(BaseBroker):
 
     @property
     def url(self) -> str:
-        return str(self.conf.brokk_url)
+        """``brokk_url``, with ``{sqlite_db_path}`` replaced (see ConfigBrokk)."""
+        url = str(self.conf.brokk_url)
+        if "{sqlite_db_path}" in url:
+            path = str(self.conf.sqlite_db_path)
+            return url.replace("{sqlite_db_path}", path) if path else "memory://"
+        return url
 
     def _open(self) -> brokk.Broker:
         limit = int(self.conf.brokk_queue_capacity) or _UNBOUNDED

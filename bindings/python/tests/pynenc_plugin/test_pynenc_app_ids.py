@@ -114,3 +114,24 @@ def test_every_method_raises_pynencs_errors(tmp_path):
 def test_a_prefix_that_leaves_no_room_for_the_queue_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="brokk_topic_prefix"):
         build_app("memory", tmp_path, app_id="x", brokk_topic_prefix="p" * 240 + "{app_id}__").broker
+
+
+def test_brokk_url_follows_pynencs_sqlite_db_path(tmp_path):
+    """``{sqlite_db_path}`` in brokk_url is pynenc's own SQLite path; without one, memory://."""
+    from pynenc import PynencBuilder
+
+    db = tmp_path / "pynenc.db"
+    app = (
+        PynencBuilder().app_id("follows").sqlite(sqlite_db_path=str(db))
+        .brokk_broker("sqlite://{sqlite_db_path}-brokk.db").build()
+    )
+    mem = PynencBuilder().app_id("follows").memory().brokk_broker("sqlite://{sqlite_db_path}-brokk.db").build()
+    try:
+        assert app.broker.url == f"sqlite://{db}-brokk.db"
+        app.broker.route_invocation(generate_invocation_id(), "default", 0.0)
+        assert (tmp_path / "pynenc.db-brokk.db").exists()
+        assert mem.broker.url == "memory://"
+        assert mem.broker.count_invocations() == 0
+    finally:
+        close_app(mem)
+        close_app(app)
