@@ -92,7 +92,11 @@ test-python-pynenc: python-pynenc-venv
 #   sqlite   BrokkBroker for every app, chosen by configuration alone; an app on pynenc's
 #            SQLite keeps its queues in a brokk SQLite file beside pynenc's own
 #            (brokk_url sqlite://{sqlite_db_path}-brokk.db: a fresh file per test, as pynenc's
-#            SQLiteBroker has), an app in memory in memory://.
+#            SQLiteBroker has), an app in memory in memory://;
+#   redis    BrokkBroker on a throwaway redis-server (tests/redis/server.sh) for every app,
+#            emptied before each test (tests/pynenc_plugin/suite_fresh_redis.py, a pytest
+#            plugin: the apps of successive tests share an app id, so on one server they would
+#            meet each other's queues); skipped, saying so, without redis-server.
 # Each configuration's counts are printed; the target fails if any test fails in any of them.
 PYNENC_SUITE       := $(BUILD)/pynenc-suite
 PYNENC_SUITE_TESTS := pynenc_tests/unit/broker pynenc_tests/integration/broker \
@@ -110,17 +114,25 @@ test-python-pynenc-suite: python-pynenc-venv
 	tar -xzf $(PYNENC_SUITE)/pynenc-$(PYNENC_VERSION).tar.gz -C $(PYNENC_SUITE) \
 	  pynenc-$(PYNENC_VERSION)/pynenc_tests
 	mv $(PYNENC_SUITE)/pynenc-$(PYNENC_VERSION)/pynenc_tests $(PYNENC_SUITE)/run/
-	@status=0; \
-	for config in pynenc memory sqlite; do \
+	@status=0; configs="pynenc memory sqlite"; redis_dir=$(abspath $(PYNENC_SUITE))/redis; \
+	if command -v redis-server >/dev/null 2>&1; then \
+	  port=$$(sh tests/redis/server.sh start $$redis_dir $$$$ | tail -n 1) && configs="$$configs redis" || status=1; \
+	else echo "pynenc suite (redis): skipped: redis-server is not installed"; fi; \
+	for config in $$configs; do \
 	  case $$config in \
 	    pynenc) env="-u PYNENC__CONFIGPYNENC__BROKER_CLS -u PYNENC__BROKK_URL" ;; \
 	    memory) env="PYNENC__CONFIGPYNENC__BROKER_CLS=BrokkBroker PYNENC__BROKK_URL=memory://" ;; \
 	    sqlite) env="PYNENC__CONFIGPYNENC__BROKER_CLS=BrokkBroker PYNENC__BROKK_URL=sqlite://{sqlite_db_path}-brokk.db" ;; \
+	    redis) env="PYNENC__CONFIGPYNENC__BROKER_CLS=BrokkBroker PYNENC__BROKK_URL=redis://127.0.0.1:$$port/0 \
+	                BROKK_SUITE_REDIS_FLUSH=127.0.0.1:$$port/0" ;; \
 	  esac; \
-	  (cd $(PYNENC_SUITE)/run && env $$env TMPDIR=$(abspath $(PYNENC_SUITE))/tmp $(abspath $(PYN)) -m pytest \
-	    -p no:cacheprovider -q -o log_cli=false -W ignore::DeprecationWarning $(PYNENC_SUITE_TESTS)) \
+	  (cd $(PYNENC_SUITE)/run && env $$env TMPDIR=$(abspath $(PYNENC_SUITE))/tmp \
+	    PYTHONPATH=$(abspath bindings/python/tests/pynenc_plugin) $(abspath $(PYN)) -m pytest \
+	    -p no:cacheprovider -p suite_fresh_redis -q -o log_cli=false -W ignore::DeprecationWarning \
+	    $(PYNENC_SUITE_TESTS)) \
 	    > $(PYNENC_SUITE)/$$config.log 2>&1 || status=1; \
 	  echo "pynenc suite ($$config): $$(tail -n 1 $(PYNENC_SUITE)/$$config.log)"; \
 	done; \
 	if [ $$status != 0 ]; then grep -h "^FAILED\|^ERROR" $(PYNENC_SUITE)/*.log; fi; \
+	if [ -f $$redis_dir/redis.pid ]; then sh tests/redis/server.sh stop $$redis_dir; fi; \
 	rm -rf $(PYNENC_SUITE)/tmp; exit $$status
