@@ -131,7 +131,7 @@ test-python-pynenc-suite: python-pynenc-venv
 	    -p no:cacheprovider -p suite_fresh_redis -q -o log_cli=false -W ignore::DeprecationWarning \
 	    $(PYNENC_SUITE_TESTS)) \
 	    > $(PYNENC_SUITE)/$$config.log 2>&1 || status=1; \
-	  echo "pynenc suite ($$config): $$(tail -n 1 $(PYNENC_SUITE)/$$config.log)"; \
+	  echo "pynenc suite ($$config):"; tail -n 1 $(PYNENC_SUITE)/$$config.log; \
 	done; \
 	if [ $$status != 0 ]; then grep -h "^FAILED\|^ERROR" $(PYNENC_SUITE)/*.log; fi; \
 	if [ -f $$redis_dir/redis.pid ]; then sh tests/redis/server.sh stop $$redis_dir; fi; \
