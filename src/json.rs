@@ -57,10 +57,11 @@ pub(crate) fn is_object(bytes: &[u8]) -> bool {
 /// commas. None if `object` is not a JSON object.
 pub(crate) fn set_member(object: &[u8], key: &str, value: &[u8]) -> Option<Vec<u8>> {
     let (open, members) = top_level_members(object)?;
-    let is_key = |&(start, end, _): &(usize, usize, usize)| {
-        let raw = &object[start + 1..end - 1];
+    let is_key = |m: &Member| {
+        let raw = &object[m.start + 1..m.key_end - 1];
         raw == key.as_bytes()
-            || (raw.contains(&b'\\') && serde_json::from_slice::<String>(&object[start..end]).is_ok_and(|k| k == key))
+            || (raw.contains(&b'\\')
+                && serde_json::from_slice::<String>(&object[m.start..m.key_end]).is_ok_and(|k| k == key))
     };
     let push_member = |out: &mut Vec<u8>, first: bool| {
         if !first {
@@ -74,7 +75,7 @@ pub(crate) fn set_member(object: &[u8], key: &str, value: &[u8]) -> Option<Vec<u
     let mut out = Vec::with_capacity(object.len() + key.len() + value.len() + 4);
     if !members.iter().any(is_key) {
         // After the last member (or the brace), keeping everything around it as it was.
-        let at = members.last().map_or(open + 1, |&(_, _, end)| end);
+        let at = members.last().map_or(open + 1, |m| m.end);
         out.extend_from_slice(&object[..at]);
         push_member(&mut out, members.is_empty());
         out.extend_from_slice(&object[at..]);
@@ -82,11 +83,11 @@ pub(crate) fn set_member(object: &[u8], key: &str, value: &[u8]) -> Option<Vec<u
     }
     out.extend_from_slice(&object[..open + 1]);
     let mut first = true;
-    for &(start, _, end) in members.iter().filter(|m| !is_key(m)) {
+    for m in members.iter().filter(|m| !is_key(m)) {
         if !first {
             out.push(b',');
         }
-        out.extend_from_slice(&object[start..end]);
+        out.extend_from_slice(&object[m.start..m.end]);
         first = false;
     }
     push_member(&mut out, first);
@@ -94,10 +95,19 @@ pub(crate) fn set_member(object: &[u8], key: &str, value: &[u8]) -> Option<Vec<u
     Some(out)
 }
 
-/// The position of a JSON object's `{` and the spans of its top-level members: (start of the
-/// key's opening quote, end of the key's closing quote, end of the value). None if `bytes` is
-/// not one JSON object.
-fn top_level_members(bytes: &[u8]) -> Option<(usize, Vec<(usize, usize, usize)>)> {
+/// Where one top-level member of an object stands.
+struct Member {
+    /// The key's opening quote.
+    start: usize,
+    /// Just past the key's closing quote.
+    key_end: usize,
+    /// Just past the value.
+    end: usize,
+}
+
+/// The position of a JSON object's `{` and its top-level members. None if `bytes` is not one
+/// JSON object.
+fn top_level_members(bytes: &[u8]) -> Option<(usize, Vec<Member>)> {
     let mut p = Parser { b: bytes, i: 0 };
     p.skip_ws();
     if p.peek() != Some(b'{') {
@@ -123,7 +133,7 @@ fn top_level_members(bytes: &[u8]) -> Option<(usize, Vec<(usize, usize, usize)>)
         }
         p.i += 1;
         p.value().ok()?;
-        members.push((start, key_end, p.i));
+        members.push(Member { start, key_end, end: p.i });
         p.skip_ws();
         match p.peek() {
             Some(b',') => {

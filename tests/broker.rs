@@ -1651,10 +1651,14 @@ fn a_publish_waiting_on_backpressure_never_holds_up_subscribe(k: &Kit) {
         let gate_rx = Mutex::new(gate_rx);
         let sub = SubscribeOptions { group: Some("g"), ..Default::default() };
         let first = b
-            .subscribe(&topic, move |_: &Delivery| {
-                let _ = gate_rx.lock().unwrap().recv();
-                Verdict::Ack
-            }, &sub)
+            .subscribe(
+                &topic,
+                move |_: &Delivery| {
+                    let _ = gate_rx.lock().unwrap().recv();
+                    Verdict::Ack
+                },
+                &sub,
+            )
             .unwrap();
         std::thread::sleep(Duration::from_millis(20));
         // Publishers now wait for room. A second subscribe on the topic must not wait for them.

@@ -8,8 +8,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
 use brokk::{
-    parse_url, Backend, Broker, BrokerConfig, ErrorKind, FetchOptions, PublishOptions, SqliteConfig,
-    SubscribeOptions, Verdict, MAX_OPTION_MILLIS,
+    parse_url, Backend, Broker, BrokerConfig, ErrorKind, FetchOptions, PublishOptions, SqliteConfig, SubscribeOptions,
+    Verdict, MAX_OPTION_MILLIS,
 };
 use common::Kit;
 use proptest::prelude::*;
@@ -37,8 +37,7 @@ fn option_value() -> impl Strategy<Value = String> {
     prop_oneof![
         proptest::sample::select(edges.to_vec()).prop_map(|n| n.to_string()),
         any::<u64>().prop_map(|n| n.to_string()),
-        proptest::sample::select(vec!["", "-1", "abc", "1e3", " 1", "1 ", "+5", "0x10", "１"])
-            .prop_map(str::to_owned),
+        proptest::sample::select(vec!["", "-1", "abc", "1e3", " 1", "1 ", "+5", "0x10", "１"]).prop_map(str::to_owned),
     ]
 }
 

@@ -14,8 +14,8 @@
 //! tag comes back only after thousands of other brokers were made.
 
 use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::collections::BTreeSet;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 

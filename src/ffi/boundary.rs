@@ -50,8 +50,8 @@ fn quiet_panics() {
     INSTALL.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let ours = DEPTH.with(Cell::get) > 0
-                || std::thread::current().name().is_some_and(|n| n.starts_with("brokk-"));
+            let ours =
+                DEPTH.with(Cell::get) > 0 || std::thread::current().name().is_some_and(|n| n.starts_with("brokk-"));
             if ours {
                 let at = info.location().map(|l| format!("{}:{}", l.file(), l.line()));
                 PANIC_AT.with(|p| *p.borrow_mut() = at);

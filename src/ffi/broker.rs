@@ -169,6 +169,7 @@ pub(crate) fn timeout(ms: u64) -> Option<Duration> {
 ///   Options: `prefix=NAME` (key prefix, "brokk" by default), `lease_ms=N` (as for SQLite),
 ///   `timeout_ms=N` (connect and answer timeout of every call, 5000 by default, 1 to
 ///   2147483647). Opening reaches the server once; see docs/redis.md.
+///
 /// Options go in the URL's query (`?a=1&b=2`); an unknown option or a value out of its range
 /// is INVALID_URL, naming the range.
 /// Copies: url and options; no pointer is kept. `url` is NUL-terminated; NULL means

@@ -51,4 +51,3 @@ pub unsafe extern "C" fn brokk_topic_name_part(
         Ok(())
     })
 }
-

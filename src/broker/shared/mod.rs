@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
-use super::group::Group;
 use super::fork::Birth;
+use super::group::Group;
 use super::ids::{DeliveryIds, IdGenerator};
 use super::pending::PendingAcks;
 use super::policy::DeliveryPolicy;

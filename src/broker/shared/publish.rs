@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{PublishInProgress, Shared, CLOSED};
-use crate::broker::timer;
 use crate::broker::group::Group;
 use crate::broker::ids::GENERATED_ID_LEN;
+use crate::broker::timer;
 use crate::broker::topics::Topic;
 use crate::broker::{BatchMessage, PublishOptions};
 use crate::config::Backpressure;

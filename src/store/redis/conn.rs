@@ -120,7 +120,6 @@ impl Link {
         let restored = self.stream.set_nonblocking(false).is_ok();
         restored && matches!(peeked, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
-
 }
 
 impl ConnectionLike for Link {
