@@ -609,6 +609,11 @@ extern "C" {
 // Out: on BROKK_STATUS_OK, `*broker_out` holds a new broker that the caller owns and must
 // release with brokk_broker_free; untouched otherwise.
 // Threads: any.
+// Fork: the first call registers pthread_atfork handlers for the process. In a child, every
+// call on a broker the parent made returns FORKED and does nothing (freeing it there is safe
+// and releases nothing); the child makes its own. A fork waits (at most one second) until no
+// brokk thread is inside SQLite or holds a SQLite write transaction open, so that a child can
+// open a SQLite store its parent is busy in.
 // Errors: NULL_ARGUMENT (broker_out), INVALID_UTF8, INVALID_URL, UNSUPPORTED_BACKEND
 // (rediss://), INVALID_ARGUMENT (options out of range, or threads could not be started),
 // INCOMPATIBLE_STORE (not a brokk store, a newer schema, damaged), CANNOT_OPEN_STORE (a

@@ -16,6 +16,7 @@ mod broker;
 mod config;
 mod error;
 pub mod ffi;
+mod fork_gate;
 mod handler;
 mod json;
 mod listener;
@@ -23,6 +24,7 @@ mod message;
 mod names;
 mod stats;
 mod store;
+mod sync;
 
 pub use broker::{
     BatchMessage, Broker, CloseReport, FetchOptions, PublishOptions, SubscribeOptions, Taken, WeakBroker,

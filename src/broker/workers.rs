@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use crate::sync::Mutex;
 use crossbeam_channel::{Receiver, Sender};
-use parking_lot::Mutex;
 
 use super::subscription::Subscription;
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use parking_lot::{Mutex, RwLock};
+use crate::sync::{Mutex, RwLock};
 
 use super::{
     Fanout, GroupQueue, Lease, OpenedGroup, Published, Purged, Receipt, Requeue, Requeued, Retention, Store, StoreKind,

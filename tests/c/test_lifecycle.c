@@ -1,6 +1,8 @@
 /* brokk_broker_new and brokk_broker_free: URLs, options, bad input, several brokers. */
 #include "check.h"
 
+#include <poll.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -334,9 +336,115 @@ static void a_child_cannot_use_its_parents_broker_and_may_free_it(void) {
     brokk_broker_free(b);
 }
 
+/* A child opens the parent's store for itself while the parent's threads are inside it (3
+ * publishers, 4 workers delivering): SQLite's process-wide mutexes must not be copied held into
+ * the child (the library holds forks off while its threads are inside SQLite), or the child's
+ * open waits for ever. Each child reports through a pipe; one that does not within the bound is
+ * killed and counted as hung. */
+typedef struct {
+    brokk_broker *b;
+    atomic_bool stop;
+    atomic_uint published, delivered;
+} fork_load;
+
+static brokk_verdict fork_load_handler(void *ud, const brokk_message *m) {
+    (void)m;
+    atomic_fetch_add(&((fork_load *)ud)->delivered, 1);
+    return BROKK_VERDICT_ACK;
+}
+
+/* Publishes until stopped, at most 200 ahead of the deliveries (so that the join is short),
+ * pausing between publishes: a process that writes flat out holds SQLite's write lock nearly
+ * all the time, and another process (the child) then waits for it past the busy timeout. */
+static void *fork_publisher(void *arg) {
+    fork_load *l = arg;
+    while (!atomic_load(&l->stop)) {
+        if (atomic_load(&l->published) - atomic_load(&l->delivered) > 200) {
+            sched_yield();
+            continue;
+        }
+        brokk_status st = publish_str(l->b, "load", "1");
+        if (st == BROKK_STATUS_OK)
+            atomic_fetch_add(&l->published, 1);
+        else if (brokk_status_classify(st) != BROKK_STATUS_CLASS_TRANSIENT)
+            break;
+        sleep_ms(1);
+    }
+    return NULL;
+}
+
+static int child_opens_the_store(const char *url) {
+    brokk_broker *own = NULL;
+    if (brokk_broker_new(url, NULL, &own) != BROKK_STATUS_OK) {
+        fprintf(stderr, "# child: %s\n", brokk_last_error());
+        return 20;
+    }
+    if (publish_str(own, "from-child", "1") != BROKK_STATUS_OK) return 21;
+    brokk_broker_free(own);
+    return 0;
+}
+
+/* The child's report: 0 on success, its failing step, or 255 if it did not answer in time. */
+static int wait_for_child(pid_t pid, int fd) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    unsigned char step = 255;
+    if (poll(&p, 1, (int)wait_ms() * 2) == 1 && read(fd, &step, 1) != 1) step = 254;
+    if (step == 255) kill(pid, SIGKILL);
+    int ws = 0;
+    waitpid(pid, &ws, 0);
+    if (WIFSIGNALED(ws) && step != 255) return 253;
+    return step;
+}
+
+static void a_child_opens_the_store_while_the_parents_threads_are_inside_it(void) {
+    if (under_tool("asan")) {
+        test_skip("ASan's allocator deadlocks in a child forked from a threaded process");
+        return;
+    }
+    char url_buf[400];
+    const char *url = test_url(url_buf, sizeof url_buf, NULL);
+    brokk_broker *b = NULL;
+    if (!CHECK_OK(brokk_broker_new(url, NULL, &b))) return;
+    fork_load load = {.b = b};
+    atomic_init(&load.stop, false);
+    atomic_init(&load.published, 0);
+    atomic_init(&load.delivered, 0);
+    uint64_t sid;
+    CHECK_OK(subscribe_simple(b, "load", fork_load_handler, &load, NULL, false, 4, &sid));
+    pthread_t publishers[3];
+    for (int i = 0; i < 3; i++) pthread_create(&publishers[i], NULL, fork_publisher, &load);
+    unsigned forks = under_tool("valgrind") ? 3 : 20, hung = 0, failed = 0;
+    for (unsigned i = 0; i < forks; i++) {
+        int fds[2];
+        if (!CHECK(pipe(fds) == 0)) break;
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(fds[0]);
+            unsigned char step = (unsigned char)child_opens_the_store(url);
+            _exit(write(fds[1], &step, 1) == 1 ? 0 : 1);
+        }
+        close(fds[1]);
+        int step = pid > 0 ? wait_for_child(pid, fds[0]) : 252;
+        close(fds[0]);
+        if (step == 255)
+            hung++;
+        else if (step != 0 && failed++ == 0)
+            FAILF("fork %u: the child failed at step %d", i, step);
+    }
+    atomic_store(&load.stop, true);
+    for (int i = 0; i < 3; i++) pthread_join(publishers[i], NULL);
+    if (hung) FAILF("%u of %u children hung opening the store", hung, forks);
+    JOIN_OK(b);
+    CHECK(atomic_load(&load.delivered) > 0);
+    CHECK_EQ(atomic_load(&load.delivered), atomic_load(&load.published));
+    brokk_broker_free(b);
+}
+
 static const test_case TESTS[] = {
     TEST_CASE(new_with_null_url_is_memory),
     TEST_CASE(a_child_cannot_use_its_parents_broker_and_may_free_it),
+    TEST_CASE(a_child_opens_the_store_while_the_parents_threads_are_inside_it),
     TEST_CASE(new_with_memory_url),
     TEST_CASE(new_rejects_bad_urls),
     TEST_CASE(new_rejects_unsupported_backends),

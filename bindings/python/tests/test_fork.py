@@ -58,24 +58,12 @@ def _fork(body) -> int:
     return _wait_child(pid)
 
 
-# A child that reopens a SQLite file its parent's broker has open can hang in SQLite: a fork
-# taken while one of brokk's threads is inside SQLite (even an idle broker's) leaves SQLite's
-# process-wide mutexes (its allocator's, a file's lock mutex) held in the child, and the child's
-# open waits for them forever (seen about once in five runs; gdb: sqlite3Malloc on
-# staticMutexes). The binding cannot prevent that; the core can (quiesce its SQLite calls in an
-# atfork prepare handler). Until then these tests may fail by a hang, which the test bounds.
-sqlite_reopen = pytest.mark.xfail(
-    strict=False,
-    reason="core: a child's SQLite open can hang on SQLite mutexes held at the fork (see above)",
-)
-
-
 @pytest.fixture
 def sqlite_url(tmp_path):
     return f"sqlite://{tmp_path / 'fork.db'}"
 
 
-def _busy_broker(url: str, settle: bool = False):
+def _busy_broker(url: str):
     """A broker with worker threads busy and a subscription receiving: what the child inherits."""
     broker = brokk.Broker(url, workers=4)
     got: list = []
@@ -83,16 +71,11 @@ def _busy_broker(url: str, settle: bool = False):
     broker.subscribe("busy", lambda m: time.sleep(0.001), concurrency=4)
     for i in range(50):
         broker.publish("busy", {"i": i})
-    if settle:
-        # A child that reopens a SQLite file is forked from a parent whose threads are idle:
-        # see test_fork_from_a_thread_while_publishing.
-        broker.join(T(10))
     return broker, got
 
 
-@sqlite_reopen
 def test_child_publishes_on_sqlite_and_parent_receives(sqlite_url):
-    broker, got = _busy_broker(sqlite_url, settle=True)
+    broker, got = _busy_broker(sqlite_url)
     try:
 
         def child():
@@ -184,7 +167,7 @@ else:
 
 
 @pytest.mark.parametrize(
-    "mode", ["exit", pytest.param("publish", marks=sqlite_reopen), "collect"]
+    "mode", ["exit", "publish", "collect"]
 )
 @pytest.mark.parametrize("url", ["memory://", "sqlite"])
 def test_child_exits_normally_and_promptly(url, mode, sqlite_url):
@@ -229,10 +212,9 @@ def _mp_publish_url(url: str, topic: str) -> None:
         broker.publish(topic, {"via": "spawn"})
 
 
-@sqlite_reopen
 def test_multiprocessing_fork(sqlite_url):
     global _mp_broker
-    broker, got = _busy_broker(sqlite_url, settle=True)
+    broker, got = _busy_broker(sqlite_url)
     _mp_broker = broker
     try:
         ctx = multiprocessing.get_context("fork")
@@ -288,11 +270,9 @@ def test_multiprocessing_spawn(sqlite_url):
 @pytest.mark.parametrize("url", ["memory://", "sqlite"])
 def test_fork_from_a_thread_while_publishing(url, sqlite_url):
     """20 forks from a thread while other threads publish and brokk's workers deliver: every
-    child exits 0 (no signal), whether it calls the parent's broker (memory://: ForkedError),
-    closes it or only exits. (A SQLite child here does not reopen: a fork taken while brokk's
-    threads are inside SQLite can leave SQLite's process-wide mutexes held in the child, and
-    opening the file there then waits forever. That is the core's to solve; the reopen itself
-    is tested above, from a parent whose threads are idle at the fork.)"""
+    child exits 0 (no signal, no hang), whether it calls the parent's broker (memory://:
+    ForkedError; SQLite: the binding reopens the file in the child, while the parent's threads
+    are inside it), closes it or only exits."""
     broker = brokk.Broker(sqlite_url if url == "sqlite" else url, workers=4)
     received = []
     broker.subscribe("load", lambda m: received.append(1), concurrency=4)
@@ -322,6 +302,9 @@ def test_fork_from_a_thread_while_publishing(url, sqlite_url):
                             code = 3
                         except brokk.ForkedError:
                             pass
+                    elif i % 3 == 0:
+                        broker.publish("from-child", {"child": i})
+                        broker.close(timeout=T(10))
                     elif i % 3 == 1:
                         broker.close()
                 except BaseException:  # noqa: BLE001

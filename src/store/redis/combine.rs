@@ -17,8 +17,8 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::sync::{Condvar, Mutex};
 use ::redis::Value;
-use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, ErrorKind, Result};
 

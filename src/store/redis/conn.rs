@@ -33,11 +33,11 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::sync::Mutex;
 use ::redis::cluster::{ClusterClient, ClusterConnection};
 use ::redis::{
     Cmd, ConnectionAddr, ConnectionLike, IntoConnectionInfo, Parser, RedisError, RedisResult, ServerErrorKind, Value,
 };
-use parking_lot::Mutex;
 
 use crate::config::RedisConfig;
 use crate::error::{Error, ErrorKind, Result};

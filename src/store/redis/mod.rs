@@ -52,8 +52,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::sync::Mutex;
 use ::redis::{Cmd, Script, Value};
-use parking_lot::Mutex;
 
 use crate::config::RedisConfig;
 use crate::error::{Error, ErrorKind, Result};

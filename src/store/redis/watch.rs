@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::sync::Mutex;
 use ::redis::Client;
-use parking_lot::Mutex;
 
 use super::conn::Pool;
 

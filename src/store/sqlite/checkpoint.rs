@@ -10,8 +10,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex};
-use rusqlite::Connection;
+use crate::sync::{Condvar, Mutex};
+
+use super::open::Conn;
+use crate::fork_gate::ForkHold;
 
 /// How often the thread looks for new commits to checkpoint.
 const INTERVAL: Duration = Duration::from_millis(20);
@@ -25,7 +27,7 @@ pub(super) struct Checkpointer {
 
 impl Checkpointer {
     /// Starts the thread with its own connection; `commits` counts the writer's commits.
-    pub fn start(conn: Connection, commits: Arc<AtomicU64>) -> std::io::Result<Self> {
+    pub fn start(conn: Conn, commits: Arc<AtomicU64>) -> std::io::Result<Self> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let signal = Arc::clone(&stop);
         let thread = std::thread::Builder::new().name("brokk-sqlite-checkpoint".into()).spawn(move || {
@@ -46,6 +48,7 @@ impl Checkpointer {
                     seen = now;
                     // Busy (another process checkpoints) or failing: the backstop still
                     // bounds the log, and a real storage failure shows at the next commit.
+                    let _hold = ForkHold::enter();
                     let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
                 }
             }

@@ -26,13 +26,15 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use crate::sync::{Condvar, Mutex};
 use rusqlite::Connection;
 
 use super::errors::{FileCtx, TxError};
 use super::keys::{KeyBlock, Keys};
+use super::open::Conn;
 use super::tx::Tx;
 use crate::error::{Error, ErrorKind, Result};
+use crate::fork_gate::SharedForkHold;
 
 /// Calls one transaction may hold before it commits even though more are queued, bounding
 /// the wait of the first.
@@ -58,9 +60,13 @@ pub(super) struct Writer {
 }
 
 struct State {
-    conn: Connection,
+    conn: Conn,
     /// The open transaction's batch, if a transaction is open.
     batch: Option<Arc<Batch>>,
+    /// Held while a transaction is open: a fork then would copy the file's lock into the child
+    /// as held by this process, and the child's own connections would find the file locked for
+    /// ever. The calls inside take no hold of their own (whichever thread makes them).
+    fork_hold: Option<SharedForkHold>,
     calls: usize,
     /// Calls the open transaction waits for: as many as the last committed one had.
     expected: usize,
@@ -96,11 +102,12 @@ impl Batch {
 }
 
 impl Writer {
-    pub fn new(conn: Connection, ctx: Arc<FileCtx>) -> Self {
+    pub fn new(conn: Conn, ctx: Arc<FileCtx>) -> Self {
         Writer {
             state: Mutex::new(State {
                 conn,
                 batch: None,
+                fork_hold: None,
                 calls: 0,
                 expected: 1,
                 commit_cost: MIN_LINGER,
@@ -142,7 +149,9 @@ impl Writer {
             None => {
                 // BEGIN IMMEDIATE takes the file's write lock now (waiting up to the busy
                 // timeout), so that the work below never meets a lock it can not wait for.
+                let hold = SharedForkHold::enter();
                 exec(&st.conn, "BEGIN IMMEDIATE").map_err(|e| self.ctx.sql_error(e))?;
+                st.fork_hold = Some(hold);
                 let b = Arc::new(Batch { outcome: Mutex::new(None), settled: Condvar::new() });
                 st.batch = Some(Arc::clone(&b));
                 st.calls = 0;
@@ -166,6 +175,7 @@ impl Writer {
                 }
             };
             st.batch = None;
+            st.fork_hold = None;
             st.keys.set(st.keys_at_begin);
             batch.settle(Err(e.clone()));
             self.joined.notify_all();
@@ -214,6 +224,7 @@ impl Writer {
         }
         st.expected = st.calls;
         st.batch = None;
+        st.fork_hold = None;
         batch.settle(committed.clone());
         drop(st);
         resume(panicked);

@@ -62,10 +62,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use rusqlite::Connection;
+use crate::sync::Mutex;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::fork_gate::ForkHold;
 use crate::message::now_ms;
 use checkpoint::Checkpointer;
 use commit::Writer;
@@ -203,7 +203,7 @@ pub(crate) struct SqliteFile {
     idle: Mutex<HashSet<GroupId>>,
     /// Used for nothing but `PRAGMA data_version`, which only changes for a connection when
     /// another one commits: the writer of this very handle counts as another.
-    version: Mutex<Connection>,
+    version: Mutex<open::Conn>,
 }
 
 impl SqliteFile {
@@ -464,6 +464,7 @@ impl SqliteFile {
     /// committed since the last call: cheap enough to poll every few milliseconds.
     pub fn data_version(&self) -> Result<u64> {
         let conn = self.version.lock();
+        let _hold = ForkHold::enter();
         conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
             .map(|v| v as u64)
             .map_err(|e| self.ctx.sql_error(e))

@@ -14,6 +14,11 @@ use super::errors::FileCtx;
 use super::schema::{self, Step};
 use super::SyncLevel;
 use crate::error::Result;
+use crate::fork_gate::{DropHeld, ForkHold};
+
+/// A connection whose close holds forks off, as every other SQLite call here does (see
+/// `crate::fork_gate`: a fork must not split SQLite's process-wide mutexes).
+pub(super) type Conn = DropHeld<Connection>;
 
 /// Statements each connection keeps prepared; more than the store uses.
 const STATEMENT_CACHE: usize = 64;
@@ -33,7 +38,7 @@ enum Existing {
 }
 
 /// The writer connection of a store, with the schema created, validated or migrated.
-pub(super) fn open_writer(ctx: &FileCtx, steps: &[Step]) -> Result<Connection> {
+pub(super) fn open_writer(ctx: &FileCtx, steps: &[Step]) -> Result<Conn> {
     let existing = preflight(ctx)?;
     // Several processes opening a new file at once would race to create the schema and switch
     // it to WAL, and SQLite answers such races with SQLITE_BUSY without waiting. So the whole
@@ -42,6 +47,7 @@ pub(super) fn open_writer(ctx: &FileCtx, steps: &[Step]) -> Result<Connection> {
     // untouched.
     let (lock, created) = open_lock(ctx, matches!(existing, Existing::Missing))?;
     let conn = connect(ctx, false, WRITER_CACHE_KIB).and_then(|c| {
+        let _hold = ForkHold::enter();
         schema::prepare(&c, ctx, steps)?;
         c.pragma_update(None, "wal_autocheckpoint", checkpoint::BACKSTOP_PAGES).map_err(|e| ctx.open_error(e))?;
         Ok(c)
@@ -95,18 +101,19 @@ fn open_lock(ctx: &FileCtx, missing: bool) -> Result<(File, bool)> {
 }
 
 /// A connection for reads only, to a store `open_writer` prepared.
-pub(super) fn connect_reader(ctx: &FileCtx) -> Result<Connection> {
+pub(super) fn connect_reader(ctx: &FileCtx) -> Result<Conn> {
     let conn = connect(ctx, false, READER_CACHE_KIB)?;
     conn.pragma_update(None, "query_only", true).map_err(|e| ctx.open_error(e))?;
     Ok(conn)
 }
 
 /// A connection for the checkpoint thread.
-pub(super) fn connect_checkpointer(ctx: &FileCtx) -> Result<Connection> {
+pub(super) fn connect_checkpointer(ctx: &FileCtx) -> Result<Conn> {
     connect(ctx, false, READER_CACHE_KIB)
 }
 
-fn connect(ctx: &FileCtx, create: bool, cache_kib: i64) -> Result<Connection> {
+fn connect(ctx: &FileCtx, create: bool, cache_kib: i64) -> Result<Conn> {
+    let _hold = ForkHold::enter();
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     if create {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
@@ -125,7 +132,7 @@ fn connect(ctx: &FileCtx, create: bool, cache_kib: i64) -> Result<Connection> {
         Ok(())
     };
     setup().map_err(|e| ctx.open_error(e))?;
-    Ok(conn)
+    Ok(DropHeld::new(conn))
 }
 
 /// Checks the path and, for an existing file, its header, with plain file reads.

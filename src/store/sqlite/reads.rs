@@ -4,12 +4,14 @@
 
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::errors::FileCtx;
-use super::{open, GroupId};
+use super::open::{self, Conn};
+use super::GroupId;
 use crate::error::Result;
+use crate::fork_gate::ForkHold;
 
 /// A counter read plus, when it is 0, two probes of the time-ordered indexes.
 pub(super) const MAY_CLAIM: &str = "SELECT g.ready > 0 \
@@ -28,7 +30,7 @@ pub(super) const NEXT_DUE: &str = "SELECT \
     (SELECT due FROM deliveries WHERE group_id = ?1 AND state = 2 ORDER BY due LIMIT 1)";
 
 pub(super) struct Readers {
-    pool: Mutex<Vec<Connection>>,
+    pool: Mutex<Vec<Conn>>,
     ctx: Arc<FileCtx>,
 }
 
@@ -39,11 +41,13 @@ impl Readers {
 
     pub(super) fn with<R>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R> {
         let pooled = self.pool.lock().pop();
+        let hold = ForkHold::enter();
         let conn = match pooled {
             Some(c) => c,
             None => open::connect_reader(&self.ctx)?,
         };
         let result = read(&conn).map_err(|e| self.ctx.sql_error(e));
+        drop(hold);
         self.pool.lock().push(conn);
         result
     }

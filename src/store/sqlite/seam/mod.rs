@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 
 use super::{SqliteFile, SqliteOptions, SyncLevel};
 use crate::config::{SqliteConfig, Synchronous};
