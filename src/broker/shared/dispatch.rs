@@ -148,16 +148,11 @@ impl Shared {
         let stored = group.queue.settle(acks);
         let n = acks.len() as u64;
         for d in acks.drain(..) {
-            c.in_flight.fetch_sub(1, Ordering::Relaxed);
             match &stored {
-                Ok(()) => {
-                    c.processed.fetch_add(1, Ordering::Relaxed);
-                    self.emit(|| Event::Processed(d));
-                }
+                Ok(()) => self.count_processed(c, d),
                 Err(e) => {
-                    c.failed.fetch_add(1, Ordering::Relaxed);
                     let reason = format!("acked, but the store could not record it: {}", e.message());
-                    self.emit(|| Event::Failed(d, reason.into(), false));
+                    self.count_failed(c, d, reason.into(), false);
                 }
             }
         }
@@ -192,12 +187,9 @@ impl Shared {
 
     /// Counts a delivery as handed out and, when it must be tracked (manual ack, or an ack
     /// deadline), registers it first so that it can be settled before the hand-over finishes.
-    /// (Consumer-side counters only: their cache line is not one publishers write.)
     fn hand_out(&self, group: &Arc<Group>, delivery: &Delivery, tracked: bool, policy: &Arc<DeliveryPolicy>) {
         let c = &group.counters;
-        c.dequeued.fetch_add(1, Ordering::Relaxed);
-        c.in_flight.fetch_add(1, Ordering::Relaxed);
-        c.dispatched.fetch_add(1, Ordering::Relaxed);
+        self.count_handed_out(c);
         if tracked {
             let replaced = self.pending.insert(PendingAck {
                 delivery: delivery.clone(),
@@ -208,8 +200,7 @@ impl Shared {
             if replaced {
                 // A shared store gave this broker the same delivery again (its lease ran out
                 // before it was settled): the old hand-out can no longer settle anything.
-                c.in_flight.fetch_sub(1, Ordering::Relaxed);
-                c.lapsed.fetch_add(1, Ordering::Relaxed);
+                self.count_lapsed(c);
                 self.quiesce.done_deliveries(1);
             }
             if let Some(d) = policy.ack_deadline {
@@ -232,9 +223,7 @@ impl Shared {
     #[cold]
     fn give_up_unstarted(&self, group: &Arc<Group>, delivery: &Delivery, policy: &DeliveryPolicy) -> bool {
         let c = &group.counters;
-        c.dequeued.fetch_add(1, Ordering::Relaxed);
-        c.dispatched.fetch_add(1, Ordering::Relaxed);
-        c.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.count_handed_out(c);
         let reason = format!(
             "came back after its lease ran out; attempt {} of at most {}",
             delivery.attempt, policy.max_attempts
@@ -242,8 +231,7 @@ impl Shared {
         let outcome = Outcome::Nack(reason.into());
         if let Err((_, d)) = self.settle(delivery.clone(), Some(group), c, policy, outcome) {
             // Still leased to this broker: it comes back once more after the lease.
-            c.in_flight.fetch_sub(1, Ordering::Relaxed);
-            c.lapsed.fetch_add(1, Ordering::Relaxed);
+            self.count_lapsed(c);
             drop(d);
         }
         true
@@ -300,8 +288,7 @@ impl Shared {
             Ok(finished) => finished,
             // Nobody to tell: the delivery stays the store's, and comes back after its lease.
             Err(_) => {
-                counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-                counters.lapsed.fetch_add(1, Ordering::Relaxed);
+                self.count_lapsed(counters);
                 true
             }
         }
@@ -383,8 +370,8 @@ impl Shared {
                 // Counted as a claim in progress while the store works, as a fetch's claim is.
                 self.claiming(1);
                 let taken = group.queue.take(max_payload);
-                if !self.in_process {
-                    self.quiesce.done_claims(1);
+                if !matches!(taken, Ok(Take::Got(_))) {
+                    self.took(false);
                 }
                 found = taken?;
                 Ok(usize::from(!matches!(found, Take::Empty)))
@@ -400,16 +387,12 @@ impl Shared {
             Take::Empty if self.state() == CLOSED => return Err(Error::closed()),
             Take::Empty => return Ok(Taken::Empty),
         };
+        // Handed out and settled at once: the counts and events of a fetch and its ack.
         let c = &group.counters;
-        c.dequeued.fetch_add(1, Ordering::Relaxed);
-        c.dispatched.fetch_add(1, Ordering::Relaxed);
-        c.processed.fetch_add(1, Ordering::Relaxed);
+        self.count_handed_out(c);
         self.emit(|| Event::Dispatched(delivery.clone()));
-        self.emit(|| Event::Processed(delivery.clone()));
-        if self.in_process {
-            // In process, a delivery counts as unfinished from its publish to its settle.
-            self.quiesce.done_deliveries(1);
-        }
+        self.count_processed(c, delivery.clone());
+        self.took(true);
         Ok(Taken::Message(delivery))
     }
 }

@@ -334,9 +334,7 @@ impl Shared {
             }
         }
         for entry in self.pending.drain() {
-            entry.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-            entry.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            entry.counters.lapsed.fetch_add(1, Ordering::Relaxed);
+            self.count_dropped_in_flight(&entry.counters);
             self.quiesce.done_deliveries(1);
         }
         for job in self.timer.stop() {

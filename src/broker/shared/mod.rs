@@ -10,9 +10,10 @@
 //! process may take what this one published, or publish into a group this one consumes, so
 //! `quiesce` counts only the deliveries this broker holds (claimed, not settled), and join and
 //! close also ask the store what waits in this broker's groups (`wait_idle`). The helpers
-//! `queued`, `unqueued`, `claiming`, `claimed` and `returned` apply that rule; they are the only
-//! place where it differs.
+//! `queued`, `unqueued`, `claiming`, `claimed`, `took` and `returned` apply that rule; they are
+//! the only place where it differs. The counters and events of each step are `count`'s.
 
+mod count;
 mod dispatch;
 mod lifecycle;
 mod publish;
@@ -237,6 +238,17 @@ impl Shared {
         if !self.in_process && max > 0 {
             self.quiesce.add_deliveries(got as u64);
             self.quiesce.done_claims(max as u64);
+        }
+    }
+
+    /// The take (a claim and its settle in one store call) that `claiming(1)` announced is
+    /// done; `got` says whether it took a delivery. In a shared store the claim is over (what
+    /// it took is settled, held by nobody); in process a delivery taken is finished.
+    fn took(&self, got: bool) {
+        if !self.in_process {
+            self.quiesce.done_claims(1);
+        } else if got {
+            self.quiesce.done_deliveries(1);
         }
     }
 

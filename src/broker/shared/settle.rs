@@ -55,9 +55,7 @@ impl Shared {
                         return Err((e, delivery));
                     }
                 }
-                c.in_flight.fetch_sub(1, Ordering::Relaxed);
-                c.processed.fetch_add(1, Ordering::Relaxed);
-                self.emit(|| Event::Processed(delivery));
+                self.count_processed(c, delivery);
                 Ok(true)
             }
             Outcome::Nack(reason) => self.give_up(delivery, group, c, policy, reason),
@@ -68,9 +66,7 @@ impl Shared {
             Outcome::Requeue(reason, delay) => match group.filter(|g| g.is_active() && self.state() != CLOSED) {
                 Some(group) => self.requeue(delivery, group, c, reason, delay),
                 None => {
-                    c.in_flight.fetch_sub(1, Ordering::Relaxed);
-                    c.dropped.fetch_add(1, Ordering::Relaxed);
-                    c.lapsed.fetch_add(1, Ordering::Relaxed);
+                    self.count_dropped_in_flight(c);
                     let reason = format!("{reason}; not requeued: its group is gone");
                     self.emit(|| Event::Failed(delivery, reason.into(), false));
                     Ok(true)
@@ -96,17 +92,14 @@ impl Shared {
             Ok(back) => back,
             Err(e) => return Err((e, delivery)),
         };
-        c.in_flight.fetch_sub(1, Ordering::Relaxed);
         match back {
             Requeued::Ready => {
-                c.requeued.fetch_add(1, Ordering::Relaxed);
-                c.enqueued.fetch_add(1, Ordering::Relaxed);
+                self.count_requeued(c, false);
                 self.wake(group, group.queue.len(), 1);
                 Ok(self.returned())
             }
             Requeued::Delayed => {
-                c.requeued.fetch_add(1, Ordering::Relaxed);
-                c.delayed.fetch_add(1, Ordering::Relaxed);
+                self.count_requeued(c, true);
                 let at = due.unwrap_or_else(Instant::now);
                 // Counted until the job runs (or close takes it back), for join.
                 self.quiesce.add_wake();
@@ -116,8 +109,7 @@ impl Shared {
             // Its group was removed meanwhile, or (shared store) its lease ran out and another
             // consumer has it now.
             Requeued::Gone => {
-                c.dropped.fetch_add(1, Ordering::Relaxed);
-                c.lapsed.fetch_add(1, Ordering::Relaxed);
+                self.count_dropped_in_flight(c);
                 Ok(true)
             }
         }
@@ -146,12 +138,7 @@ impl Shared {
                 return Err((e, delivery));
             }
         }
-        c.in_flight.fetch_sub(1, Ordering::Relaxed);
-        c.failed.fetch_add(1, Ordering::Relaxed);
-        if dead_lettered {
-            c.dead_lettered.fetch_add(1, Ordering::Relaxed);
-        }
-        self.emit(|| Event::Failed(delivery, reason, false));
+        self.count_failed(c, delivery, reason, dead_lettered);
         Ok(true)
     }
 
@@ -243,10 +230,7 @@ impl Shared {
             match stored {
                 Ok(()) => {
                     for (_, entry) in entries {
-                        let c = &entry.counters;
-                        c.in_flight.fetch_sub(1, Ordering::Relaxed);
-                        c.processed.fetch_add(1, Ordering::Relaxed);
-                        self.emit(|| Event::Processed(entry.delivery));
+                        self.count_processed(&entry.counters, entry.delivery);
                         acked += 1;
                     }
                     self.quiesce.done_deliveries(deliveries.len() as u64);
@@ -278,8 +262,7 @@ impl Shared {
                     // The store failed; its lease (the deadline) has run out there, so the store
                     // redelivers it by itself.
                     Err(_) => {
-                        entry.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-                        entry.counters.lapsed.fetch_add(1, Ordering::Relaxed);
+                        self.count_lapsed(&entry.counters);
                         self.quiesce.done_deliveries(1);
                     }
                 }
