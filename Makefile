@@ -22,7 +22,7 @@ lib:
 lib-debug:
 	$(CARGO) build --lib
 
-# Regenerates include/brokk.h from src/ffi/ (the header test fails until you do).
+# Regenerates include/brokk.h from src/ (the header test fails until you do).
 header:
 	BROKK_WRITE_HEADER=1 $(CARGO) build --lib
 
@@ -55,13 +55,13 @@ test-runner:
 	$(TEST_PYTHON) tests/run_suites_test.py
 
 test-rust:
-	$(CARGO) test --all-targets --no-fail-fast
+	$(CARGO) test --workspace --all-targets --no-fail-fast
 
 test-loom: loom
 
 # Three seconds of the soak's mixed load, with its memory and count checks.
 test-soak-smoke:
-	SOAK_SECONDS=3 $(CARGO) run --release --example soak
+	SOAK_SECONDS=3 $(CARGO) run --release -p brokk-core --example soak
 
 # Installs the library, brokk.h, brokk.hpp, pkg-config and CMake package files under PREFIX
 # (default /usr/local; DESTDIR honoured).
@@ -85,8 +85,8 @@ test-bench-smoke:
 # Opt-in soak: SOAK_SECONDS of mixed load (default 120), then memory and count checks.
 .PHONY: soak loom
 soak:
-	SOAK_SECONDS=$${SOAK_SECONDS:-120} $(CARGO) run --release --example soak
+	SOAK_SECONDS=$${SOAK_SECONDS:-120} $(CARGO) run --release -p brokk-core --example soak
 
 # Exhaustive interleavings of the join/close accounting (about two minutes).
 loom:
-	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom $(CARGO) test --release --lib loom_tests
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom $(CARGO) test --release -p brokk-core --lib loom_tests

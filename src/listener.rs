@@ -1,249 +1,175 @@
-//! Listeners observe every broker event. Events are handed to one listener thread per broker
-//! through a bounded queue, so a slow or stuck listener can delay other listeners but never a
-//! publish or a delivery: when the queue is full, events are dropped and counted
-//! (`listener_events_dropped` in stats), messages never are.
+//! Listeners from C: a struct of optional callbacks and their user data.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::ffi::{c_char, c_void};
 
-use crate::sync::{Mutex, RwLock};
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use super::boundary::guard;
+use super::broker::brokk_broker;
+use super::callbacks::{brokk_free_cb, UserData};
+use super::message::brokk_message;
+use super::status::brokk_status;
+use super::strings::{output, reference};
+use brokk_core::Delivery;
+use brokk_core::Listener;
 
-use crate::broker::quiesce::Quiesce;
-use crate::broker::reentry;
-use crate::error::{Error, ErrorKind, Result};
-use crate::handler::Reason;
-use crate::message::Delivery;
+/// Called with a message or delivery view, valid only during the call.
+pub type brokk_message_event_cb = Option<unsafe extern "C" fn(user_data: *mut c_void, message: *const brokk_message)>;
 
-/// Observer of broker events. Every method has an empty default. Methods run on the broker's
-/// listener thread, one event at a time, in the order events happened; a panic in one is caught
-/// and ignored.
-pub trait Listener: Send + Sync + 'static {
-    /// A message was published; `message.id()` is 0 and `message.parent_id()` the published id.
-    fn on_publish(&self, _message: &Delivery) {}
-    /// A delivery was handed to its subscription's handler.
-    fn on_dispatched(&self, _delivery: &Delivery) {}
+/// Called when a delivery fails: `reason` (`reason_len` bytes of UTF-8, not NUL-terminated,
+/// valid during the call) says why; `requeued` says whether it will be delivered again.
+pub type brokk_failed_event_cb = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        message: *const brokk_message,
+        reason: *const c_char,
+        reason_len: usize,
+        requeued: bool,
+    ),
+>;
+
+/// Called when a subscription starts or ends; `topic` (`topic_len` bytes, not NUL-terminated)
+/// is valid during the call.
+pub type brokk_subscription_event_cb =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, topic: *const c_char, topic_len: usize, subscription_id: u64)>;
+
+/// Called when a topic is first named; `topic` is valid during the call.
+pub type brokk_topic_event_cb =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, topic: *const c_char, topic_len: usize)>;
+
+/// An observer of broker events. Zero-initialise and set the callbacks you want; NULL ones are
+/// skipped. All of them run on the broker's single listener thread, one event at a time, in the
+/// order the events happened, with no brokk lock held; they may call brokk functions (join and
+/// a non-forced close return WOULD_DEADLOCK). Events reach the listener thread through a
+/// bounded queue: a slow listener delays other listeners, never deliveries, and when the queue
+/// is full further events are dropped and counted (listener_events_dropped).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct brokk_listener {
+    /// A message was published (the view's delivery id is 0; its id is the published id).
+    pub on_publish: brokk_message_event_cb,
+    /// A delivery was handed to a handler.
+    pub on_dispatched: brokk_message_event_cb,
     /// A delivery was acked.
-    fn on_processed(&self, _delivery: &Delivery) {}
-    /// A delivery was nacked; `requeued` says whether it will be delivered again.
-    fn on_failed(&self, _delivery: &Delivery, _reason: &str, _requeued: bool) {}
-    fn on_subscribe(&self, _topic: &str, _subscription: u64) {}
-    fn on_unsubscribe(&self, _topic: &str, _subscription: u64) {}
-    fn on_topic_created(&self, _topic: &str) {}
+    pub on_processed: brokk_message_event_cb,
+    /// A delivery was nacked or requeued, or its handler failed.
+    pub on_failed: brokk_failed_event_cb,
+    /// A subscription was created.
+    pub on_subscribe: brokk_subscription_event_cb,
+    /// A subscription was removed by brokk_broker_unsubscribe.
+    pub on_unsubscribe: brokk_subscription_event_cb,
+    /// A topic was named for the first time (by a publish or a subscribe).
+    pub on_topic_created: brokk_topic_event_cb,
+    /// Passed to every callback above.
+    pub user_data: *mut c_void,
+    /// Runs exactly once after the last callback, when the listener is removed or the broker
+    /// freed; may be NULL.
+    pub free_user_data: brokk_free_cb,
 }
 
-pub(crate) enum Event {
-    Published(Delivery),
-    Dispatched(Delivery),
-    Processed(Delivery),
-    Failed(Delivery, Reason, bool),
-    Subscribed(Arc<str>, u64),
-    Unsubscribed(Arc<str>, u64),
-    TopicCreated(Arc<str>),
+/// The callbacks of a `brokk_listener`, without its raw user_data pointer (held by `UserData`).
+struct CListener {
+    on_publish: brokk_message_event_cb,
+    on_dispatched: brokk_message_event_cb,
+    on_processed: brokk_message_event_cb,
+    on_failed: brokk_failed_event_cb,
+    on_subscribe: brokk_subscription_event_cb,
+    on_unsubscribe: brokk_subscription_event_cb,
+    on_topic_created: brokk_topic_event_cb,
+    user_data: UserData,
 }
 
-impl Event {
-    fn deliver_to(&self, l: &dyn Listener) {
-        match self {
-            Event::Published(d) => l.on_publish(d),
-            Event::Dispatched(d) => l.on_dispatched(d),
-            Event::Processed(d) => l.on_processed(d),
-            Event::Failed(d, reason, requeued) => l.on_failed(d, reason, *requeued),
-            Event::Subscribed(t, id) => l.on_subscribe(t, *id),
-            Event::Unsubscribed(t, id) => l.on_unsubscribe(t, *id),
-            Event::TopicCreated(t) => l.on_topic_created(t),
+impl CListener {
+    fn message(&self, cb: brokk_message_event_cb, d: &Delivery) {
+        if let Some(cb) = cb {
+            let view = brokk_message::new(d);
+            unsafe { cb(self.user_data.ptr(), &view) };
+        }
+    }
+
+    fn subscription(&self, cb: brokk_subscription_event_cb, topic: &str, id: u64) {
+        if let Some(cb) = cb {
+            unsafe { cb(self.user_data.ptr(), topic.as_ptr().cast(), topic.len(), id) };
         }
     }
 }
 
-/// A registered listener and its call state: IDLE, CALLING, or REMOVED. A call starts only by
-/// moving IDLE to CALLING, and `remove` moves any state to REMOVED, so once `remove` returns no
-/// call can start, and a call already started simply finishes: `remove` never waits.
-struct Entry {
-    id: u64,
-    listener: Arc<dyn Listener>,
-    state: AtomicU8,
-}
-
-const IDLE: u8 = 0;
-const CALLING: u8 = 1;
-const REMOVED: u8 = 2;
-
-type ListenerList = Arc<Vec<Arc<Entry>>>;
-
-/// The registry of listeners and the queue that feeds the listener thread.
-pub(crate) struct ListenerHub {
-    /// Copy-on-write: the listener thread takes a snapshot per batch, never holding this lock
-    /// while calling out.
-    listeners: RwLock<ListenerList>,
-    /// Fast path for the common case of no listeners: events are not even built.
-    any: AtomicBool,
-    tx: Sender<Event>,
-    rx: Receiver<Event>,
-    /// Set by a forced close: queued events are discarded instead of delivered.
-    discard: AtomicBool,
-    /// One message ends the listener thread once the event queue is empty.
-    stop_tx: Sender<()>,
-    stop_rx: Receiver<()>,
-    dropped: AtomicU64,
-    thread: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl ListenerHub {
-    pub(crate) fn new(capacity: usize) -> Self {
-        let (tx, rx) = crossbeam_channel::bounded(capacity);
-        let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
-        ListenerHub {
-            listeners: RwLock::new(Arc::new(Vec::new())),
-            any: AtomicBool::new(false),
-            tx,
-            rx,
-            discard: AtomicBool::new(false),
-            stop_tx,
-            stop_rx,
-            dropped: AtomicU64::new(0),
-            thread: Mutex::new(None),
+impl Listener for CListener {
+    fn on_publish(&self, d: &Delivery) {
+        self.message(self.on_publish, d);
+    }
+    fn on_dispatched(&self, d: &Delivery) {
+        self.message(self.on_dispatched, d);
+    }
+    fn on_processed(&self, d: &Delivery) {
+        self.message(self.on_processed, d);
+    }
+    fn on_failed(&self, d: &Delivery, reason: &str, requeued: bool) {
+        if let Some(cb) = self.on_failed {
+            let view = brokk_message::new(d);
+            unsafe { cb(self.user_data.ptr(), &view, reason.as_ptr().cast(), reason.len(), requeued) };
         }
     }
-
-    /// Starts the listener thread. `owner` identifies the broker for re-entry checks.
-    pub(crate) fn start(self: &Arc<Self>, quiesce: Arc<Quiesce>, owner: usize) -> Result<()> {
-        let hub = Arc::clone(self);
-        let handle = std::thread::Builder::new()
-            .name("brokk-listener".into())
-            .spawn(move || {
-                reentry::enter(owner);
-                hub.run(&quiesce);
-            })
-            .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("cannot start listener thread: {e}")))?;
-        *self.thread.lock() = Some(handle);
-        Ok(())
+    fn on_subscribe(&self, topic: &str, id: u64) {
+        self.subscription(self.on_subscribe, topic, id);
     }
-
-    pub(crate) fn active(&self) -> bool {
-        self.any.load(Ordering::Acquire)
+    fn on_unsubscribe(&self, topic: &str, id: u64) {
+        self.subscription(self.on_unsubscribe, topic, id);
     }
-
-    pub(crate) fn add(&self, id: u64, listener: Arc<dyn Listener>) {
-        let mut list = self.listeners.write();
-        let mut next: Vec<_> = list.iter().cloned().collect();
-        next.push(Arc::new(Entry { id, listener, state: AtomicU8::new(IDLE) }));
-        *list = Arc::new(next);
-        self.any.store(true, Ordering::Release);
+    fn on_topic_created(&self, topic: &str) {
+        if let Some(cb) = self.on_topic_created {
+            unsafe { cb(self.user_data.ptr(), topic.as_ptr().cast(), topic.len()) };
+        }
     }
+}
 
-    pub(crate) fn remove(&self, id: u64) -> Result<()> {
-        let removed = {
-            let mut list = self.listeners.write();
-            let Some(pos) = list.iter().position(|e| e.id == id) else {
-                return Err(Error::new(ErrorKind::UnknownListener, format!("no listener with id {id}")));
-            };
-            let mut next: Vec<_> = list.iter().cloned().collect();
-            let removed = next.remove(pos);
-            self.any.store(!next.is_empty(), Ordering::Release);
-            *list = Arc::new(next);
-            removed
+/// Adds a listener. It sees every event that happens after this returns.
+/// Copies: the `listener` struct; no pointer to it is kept.
+/// Takes: on success, `listener->user_data` belongs to the listener: `free_user_data` runs
+/// exactly once after its last callback. On failure nothing is taken and it is not called.
+/// Out: on BROKK_STATUS_OK, `*listener_id_out` holds the listener id; untouched otherwise.
+/// Threads: any thread, including from a handler or listener.
+/// Errors: NULL_ARGUMENT, CLOSED.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_broker_add_listener(
+    broker: *const brokk_broker,
+    listener: *const brokk_listener,
+    listener_id_out: *mut u64,
+) -> brokk_status {
+    guard(|| {
+        let broker = reference(broker, "broker")?;
+        let table = *reference(listener, "listener")?;
+        let out = output(listener_id_out, "listener_id_out")?;
+        let listener = CListener {
+            on_publish: table.on_publish,
+            on_dispatched: table.on_dispatched,
+            on_processed: table.on_processed,
+            on_failed: table.on_failed,
+            on_subscribe: table.on_subscribe,
+            on_unsubscribe: table.on_unsubscribe,
+            on_topic_created: table.on_topic_created,
+            user_data: UserData::new(table.user_data, table.free_user_data),
         };
-        removed.state.store(REMOVED, Ordering::SeqCst);
-        // Dropped outside the lock. The listener thread's snapshot may still hold the entry (a
-        // call may be running); the finaliser runs when the last reference goes.
-        drop(removed);
+        match broker.inner.try_add_listener(listener) {
+            Ok(id) => {
+                *out = id;
+                Ok(())
+            }
+            Err((e, listener)) => {
+                listener.user_data.disown();
+                Err(e.into())
+            }
+        }
+    })
+}
+
+/// Removes a listener. A callback of it that is running finishes (this does not wait for it);
+/// no callback of it starts after this returns. Its free_user_data runs after that last
+/// callback, on this thread or the listener thread.
+/// Threads: any thread, including from a handler or listener.
+/// Errors: NULL_ARGUMENT, UNKNOWN_LISTENER, CLOSED.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_broker_remove_listener(broker: *const brokk_broker, listener_id: u64) -> brokk_status {
+    guard(|| {
+        reference(broker, "broker")?.inner.remove_listener(listener_id)?;
         Ok(())
-    }
-
-    pub(crate) fn count(&self) -> usize {
-        self.listeners.read().len()
-    }
-
-    pub(crate) fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
-
-    /// Queues an event if anyone listens. Never blocks: a full queue drops the event.
-    pub(crate) fn emit(&self, quiesce: &Quiesce, make: impl FnOnce() -> Event) {
-        if !self.active() || self.discard.load(Ordering::Relaxed) {
-            return;
-        }
-        quiesce.add_events(1);
-        match self.tx.try_send(make()) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                quiesce.done_events(1);
-            }
-        }
-    }
-
-    fn run(&self, quiesce: &Quiesce) {
-        let mut batch = Vec::with_capacity(256);
-        let mut stopping = false;
-        loop {
-            if stopping {
-                match self.rx.try_recv() {
-                    Ok(ev) => batch.push(ev),
-                    Err(_) => return,
-                }
-            } else {
-                crossbeam_channel::select! {
-                    recv(self.rx) -> ev => match ev {
-                        Ok(ev) => batch.push(ev),
-                        Err(_) => return,
-                    },
-                    recv(self.stop_rx) -> _ => { stopping = true; continue; }
-                }
-            }
-            while batch.len() < batch.capacity() {
-                match self.rx.try_recv() {
-                    Ok(ev) => batch.push(ev),
-                    Err(_) => break,
-                }
-            }
-            let listeners = self.listeners.read().clone();
-            let n = batch.len() as u64;
-            for ev in batch.drain(..) {
-                if self.discard.load(Ordering::Relaxed) {
-                    continue;
-                }
-                for entry in listeners.iter() {
-                    if entry.state.compare_exchange(IDLE, CALLING, Ordering::SeqCst, Ordering::SeqCst).is_err() {
-                        continue; // removed
-                    }
-                    // A panicking listener loses its own event, nothing else.
-                    let _ = catch_unwind(AssertUnwindSafe(|| ev.deliver_to(entry.listener.as_ref())));
-                    let _ = entry.state.compare_exchange(CALLING, IDLE, Ordering::SeqCst, Ordering::SeqCst);
-                }
-            }
-            drop(listeners);
-            quiesce.done_events(n);
-        }
-    }
-
-    /// Tells the listener thread to finish: after the queued events, or at once when `discard`.
-    pub(crate) fn stop(&self, discard: bool) {
-        if discard {
-            self.discard.store(true, Ordering::Relaxed);
-        }
-        let _ = self.stop_tx.try_send(());
-    }
-
-    /// Waits for the listener thread to end (it ends once stopped and drained).
-    pub(crate) fn join(&self) {
-        if let Some(h) = self.thread.lock().take() {
-            let _ = h.join();
-        }
-    }
-
-    /// Drops every listener and queued event, running listener finalisers on this thread.
-    pub(crate) fn clear(&self, quiesce: &Quiesce) {
-        let mut n = 0;
-        while self.rx.try_recv().is_ok() {
-            n += 1;
-        }
-        quiesce.done_events(n);
-        let old = std::mem::replace(&mut *self.listeners.write(), Arc::new(Vec::new()));
-        self.any.store(false, Ordering::Release);
-        drop(old);
-    }
+    })
 }

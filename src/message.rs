@@ -1,216 +1,266 @@
-//! Messages and deliveries. A published message is immutable and shared by every delivery
-//! made of it, so fan-out never copies the payload. Everything a message holds (publish time,
-//! priority, topic, id, payload, metadata) lives in one reference-counted buffer: publishing
-//! costs one allocation, and no counter shared with other messages (such as a topic name's
-//! reference count) is touched per message, so publisher and consumer threads do not take a
-//! cache line from each other on each one.
+//! Message views: what handlers and listeners get for one delivery, valid for that call only.
 
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::cell::{Cell, OnceCell, RefCell};
+use std::ffi::c_char;
+use std::time::Duration;
 
-/// Metadata of a message published without any.
-const EMPTY_METADATA: &[u8] = b"{}";
+use super::boundary::{guard, guard_value};
+use super::status::brokk_status;
+use super::strings::{brokk_str, reference, text};
+use brokk_core::Delivery;
+use brokk_core::Reason;
 
-// Header layout of the buffer, then topic, id, payload and metadata bytes.
-const TIMESTAMP: usize = 0; // u64 LE, milliseconds since the Unix epoch
-const PRIORITY: usize = 8; // i32 LE
-const TOPIC_LEN: usize = 12; // u8 (topics are at most 255 bytes)
-const ID_LEN: usize = 13; // u8 (ids are at most 128 bytes)
-const PAYLOAD_LEN: usize = 14; // u32 LE (payloads are at most u32::MAX bytes)
-const HAS_METADATA: usize = 18; // u8
-const HEADER: usize = 19;
+/// Longest decimal form of a u64.
+const ID_TEXT_LEN: usize = 20;
 
-/// A published message: topic, id, JSON payload, JSON-object metadata, priority and publish
-/// time. Cloning it shares the buffer.
-#[derive(Clone)]
-pub struct Message {
-    data: Arc<[u8]>,
+/// A read-only view of one delivery (or, in on_publish, of the published message). One handed to
+/// a handler or listener is valid only during that callback: copy what you need before
+/// returning. One from brokk_delivery_message is valid until brokk_delivery_free.
+pub struct brokk_message {
+    delivery: *const Delivery,
+    /// The delivery id as decimal text, formatted inside the view (no allocation) on the
+    /// first brokk_message_id: most handlers never ask for it.
+    id_text: OnceCell<([u8; ID_TEXT_LEN], usize)>,
+    /// Set by brokk_message_set_failure_reason from the handler, read after it returns.
+    reason: RefCell<Option<String>>,
+    /// Set by brokk_message_set_requeue_delay, in milliseconds.
+    requeue_delay_ms: Cell<u64>,
 }
 
-impl Message {
-    /// Builds a message from parts already validated by the caller (see `broker::publish`):
-    /// topic at most 255 bytes, id at most 128, payload at most u32::MAX.
-    pub(crate) fn new(topic: &str, id: &str, payload: &[u8], metadata: Option<&[u8]>, priority: i32) -> Self {
-        Self::restore(topic, id, payload, metadata, priority, now_ms())
+impl brokk_message {
+    /// A view of `delivery` that must not outlive it.
+    pub(crate) fn new(delivery: &Delivery) -> Self {
+        brokk_message { delivery, id_text: OnceCell::new(), reason: RefCell::new(None), requeue_delay_ms: Cell::new(0) }
     }
 
-    /// A message as a durable store kept it: the same parts, and the time it was published.
-    pub(crate) fn restore(
-        topic: &str,
-        id: &str,
-        payload: &[u8],
-        metadata: Option<&[u8]>,
-        priority: i32,
-        timestamp_ms: u64,
-    ) -> Self {
-        let metadata = metadata.unwrap_or(&[]);
-        let mut header = [0u8; HEADER];
-        header[TIMESTAMP..PRIORITY].copy_from_slice(&timestamp_ms.to_le_bytes());
-        header[PRIORITY..TOPIC_LEN].copy_from_slice(&priority.to_le_bytes());
-        header[TOPIC_LEN] = u8::try_from(topic.len()).expect("topic validated: at most 255 bytes");
-        header[ID_LEN] = u8::try_from(id.len()).expect("id validated: at most 128 bytes");
-        let payload_len = u32::try_from(payload.len()).expect("payload validated: at most u32::MAX bytes");
-        header[PAYLOAD_LEN..HAS_METADATA].copy_from_slice(&payload_len.to_le_bytes());
-        header[HAS_METADATA] = u8::from(!metadata.is_empty());
-        // One allocation, zeroed (an exact-size iterator of zeros becomes a memset), then each
-        // part copied in place: cheaper than assembling elsewhere and copying, and than
-        // collecting the parts byte by byte.
-        let parts = [&header[..], topic.as_bytes(), id.as_bytes(), payload, metadata];
-        let len = parts.iter().map(|p| p.len()).sum();
-        let mut data: Arc<[u8]> = std::iter::repeat_n(0u8, len).collect();
-        let buf = Arc::get_mut(&mut data).expect("just made: not shared");
-        let mut at = 0;
-        for part in parts {
-            buf[at..at + part.len()].copy_from_slice(part);
-            at += part.len();
-        }
-        Message { data }
-    }
-
-    fn topic_end(&self) -> usize {
-        HEADER + usize::from(self.data[TOPIC_LEN])
-    }
-
-    fn id_end(&self) -> usize {
-        self.topic_end() + usize::from(self.data[ID_LEN])
-    }
-
-    fn payload_end(&self) -> usize {
-        let len: [u8; 4] = self.data[PAYLOAD_LEN..HAS_METADATA].try_into().expect("4 bytes");
-        self.id_end() + u32::from_le_bytes(len) as usize
-    }
-
-    pub fn topic(&self) -> &str {
-        // Validated as ASCII at publish.
-        std::str::from_utf8(&self.data[HEADER..self.topic_end()]).unwrap_or_default()
-    }
-
-    /// The id `publish` returned: given by the publisher or generated by the broker.
-    pub fn id(&self) -> &str {
-        // Validated as ASCII at publish.
-        std::str::from_utf8(&self.data[self.topic_end()..self.id_end()]).unwrap_or_default()
-    }
-
-    /// The JSON payload, byte for byte as published.
-    pub fn payload(&self) -> &[u8] {
-        &self.data[self.id_end()..self.payload_end()]
-    }
-
-    /// The JSON-object metadata as published, or `{}`.
-    pub fn metadata(&self) -> &[u8] {
-        if self.data[HAS_METADATA] != 0 {
-            &self.data[self.payload_end()..]
-        } else {
-            EMPTY_METADATA
+    /// What brokk_message_id returns: the delivery id as text, or in on_publish (delivery id 0)
+    /// the published id.
+    fn id_view(&self) -> brokk_str {
+        match self.delivery().id() {
+            0 => brokk_str::from_str(self.delivery().parent_id()),
+            _ => brokk_str::from_bytes(self.id_text()),
         }
     }
 
-    /// The metadata as given at publish; None when none was (then `metadata()` reads `{}`).
-    /// A store keeps this, so that a restored message is the one published.
-    pub(crate) fn given_metadata(&self) -> Option<&[u8]> {
-        (self.data[HAS_METADATA] != 0).then(|| &self.data[self.payload_end()..])
-    }
-
-    /// Milliseconds since the Unix epoch at publish.
-    pub fn timestamp_ms(&self) -> u64 {
-        u64::from_le_bytes(self.data[TIMESTAMP..PRIORITY].try_into().expect("8 bytes"))
-    }
-
-    /// Higher is delivered first; 0 by default.
-    pub fn priority(&self) -> i32 {
-        i32::from_le_bytes(self.data[PRIORITY..TOPIC_LEN].try_into().expect("4 bytes"))
-    }
-}
-
-impl std::fmt::Debug for Message {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Message")
-            .field("topic", &self.topic())
-            .field("id", &self.id())
-            .field("payload", &String::from_utf8_lossy(self.payload()))
-            .field("metadata", &String::from_utf8_lossy(self.metadata()))
-            .field("priority", &self.priority())
-            .field("timestamp_ms", &self.timestamp_ms())
-            .finish()
-    }
-}
-
-/// One subscription's copy of a message (Tadween's fan-out copy): its own id, the published
-/// message as parent, and the attempt number. A delivery keeps its id across redeliveries.
-///
-/// A delivery with id 0 stands for the published message itself; listeners get one in
-/// `on_publish`.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub(crate) message: Message,
-    /// What `ack` and `nack` quote in this process.
-    pub(crate) id: u64,
-    /// The store's own name for this delivery, which settling it quotes: the row key in SQLite
-    /// (the same in every process, and kept across redeliveries); the id itself in memory.
-    pub(crate) key: u64,
-    pub(crate) subscription: u64,
-    /// Kept by the store: 1 on the first delivery, one more for each requeue or lost lease.
-    pub(crate) attempt: u32,
-    /// For a shared store: the lease of this hand-out is renewed while this broker holds it
-    /// (no ack deadline); otherwise it runs out at the ack deadline (see `store::Lease`).
-    pub(crate) renewed: bool,
-    pub(crate) group: Option<Arc<str>>,
-}
-
-impl Delivery {
-    pub(crate) fn of_published(message: Message) -> Self {
-        Delivery { message, id: 0, key: 0, subscription: 0, attempt: 0, renewed: false, group: None }
-    }
-
-    pub fn message(&self) -> &Message {
-        &self.message
-    }
-
-    pub fn topic(&self) -> &str {
-        self.message.topic()
-    }
-
-    pub fn payload(&self) -> &[u8] {
-        self.message.payload()
-    }
-
-    pub fn metadata(&self) -> &[u8] {
-        self.message.metadata()
-    }
-
-    /// This delivery's own id, which `ack` and `nack` take: no other live broker of the process
-    /// issues the same number (another broker's `ack` of it is `UnknownDelivery`). 0 for the
+    /// What brokk_message_parent_id returns: empty in on_publish, where the view is the
     /// published message itself.
-    pub fn id(&self) -> u64 {
-        self.id
+    fn parent_id_view(&self) -> brokk_str {
+        match self.delivery().id() {
+            0 => brokk_str::empty(),
+            _ => brokk_str::from_str(self.delivery().parent_id()),
+        }
     }
 
-    /// The id of the published message this delivery copies (Tadween's `parent_message_id`).
-    pub fn parent_id(&self) -> &str {
-        self.message.id()
+    /// The delivery id as decimal text; empty for id 0 (the published message itself).
+    fn id_text(&self) -> &[u8] {
+        let (digits, len) = self.id_text.get_or_init(|| {
+            let mut out = [0u8; ID_TEXT_LEN];
+            let mut n = self.delivery().id();
+            let mut len = 0;
+            while n > 0 {
+                out[len] = b'0' + (n % 10) as u8;
+                n /= 10;
+                len += 1;
+            }
+            out[..len].reverse();
+            (out, len)
+        });
+        &digits[..*len]
     }
 
-    /// The subscription whose handler received this delivery; 0 for a fetched delivery and for
-    /// the published message itself.
-    pub fn subscription(&self) -> u64 {
-        self.subscription
+    fn delivery(&self) -> &Delivery {
+        // SAFETY: a view lives on the stack of the trampoline that borrows the delivery.
+        unsafe { &*self.delivery }
     }
 
-    /// The consumer group this delivery was made for; None for an ungrouped subscription.
-    pub fn group(&self) -> Option<&str> {
-        self.group.as_deref()
+    pub(crate) fn take_reason(&self) -> Option<Reason> {
+        self.reason.borrow_mut().take().map(Reason::Owned)
     }
 
-    pub fn priority(&self) -> i32 {
-        self.message.priority()
-    }
-
-    /// 1 on first delivery, one more on each redelivery; 0 for the published message itself.
-    pub fn attempt(&self) -> u32 {
-        self.attempt
+    pub(crate) fn requeue_delay(&self) -> Option<Duration> {
+        Some(self.requeue_delay_ms.get()).filter(|ms| *ms > 0).map(Duration::from_millis)
     }
 }
 
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+/// Runs `f` on the view behind `msg`, or returns `default` for NULL.
+unsafe fn with<T>(msg: *const brokk_message, default: T, f: impl FnOnce(&brokk_message) -> T) -> T {
+    match msg.as_ref() {
+        Some(m) => f(m),
+        None => default,
+    }
+}
+
+/// The topic the message was published on.
+/// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_topic(msg: *const brokk_message) -> brokk_str {
+    guard_value(brokk_str::empty(), || with(msg, brokk_str::empty(), |m| brokk_str::from_str(m.delivery().topic())))
+}
+
+/// The JSON payload, byte for byte as published; shared by every delivery of the message.
+/// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_payload(msg: *const brokk_message) -> brokk_str {
+    guard_value(brokk_str::empty(), || with(msg, brokk_str::empty(), |m| brokk_str::from_bytes(m.delivery().payload())))
+}
+
+/// The metadata JSON object as published, or "{}".
+/// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_metadata(msg: *const brokk_message) -> brokk_str {
+    guard_value(brokk_str::empty(), || {
+        with(msg, brokk_str::empty(), |m| brokk_str::from_bytes(m.delivery().metadata()))
+    })
+}
+
+/// This delivery's own id as decimal text: each subscription's copy of a message has its own
+/// (the number is brokk_message_delivery_id). In on_publish, where there is no delivery yet, the published id.
+/// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_id(msg: *const brokk_message) -> brokk_str {
+    guard_value(brokk_str::empty(), || with(msg, brokk_str::empty(), brokk_message::id_view))
+}
+
+/// The id of the published message this delivery copies: the id brokk_broker_publish returned
+/// (the parent of every copy made by fan-out). Empty in on_publish, where the view is the published message.
+/// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_parent_id(msg: *const brokk_message) -> brokk_str {
+    guard_value(brokk_str::empty(), || with(msg, brokk_str::empty(), brokk_message::parent_id_view))
+}
+
+/// The delivery id that brokk_broker_ack and brokk_broker_nack take, kept across redeliveries.
+/// Not the message id (brokk_message_parent_id, the id publish returned). No other live broker
+/// of the process issues the same number: an id given to another broker's ack or nack is
+/// UNKNOWN_DELIVERY there and changes nothing. 0 in on_publish and for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_delivery_id(msg: *const brokk_message) -> u64 {
+    guard_value(0, || with(msg, 0, |m| m.delivery().id()))
+}
+
+/// The subscription whose handler received this delivery. 0 for a fetched delivery, in
+/// on_publish, and for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_subscription_id(msg: *const brokk_message) -> u64 {
+    guard_value(0, || with(msg, 0, |m| m.delivery().subscription()))
+}
+
+/// The message's priority (higher first). 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_priority(msg: *const brokk_message) -> i32 {
+    guard_value(0, || with(msg, 0, |m| m.delivery().priority()))
+}
+
+/// The consumer group this delivery was made for ("default" for a fetch that named none);
+/// empty for an ungrouped subscription's delivery, in on_publish, and for NULL.
+/// Returns: a view valid as long as `msg` (see brokk_message).
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_group(msg: *const brokk_message) -> brokk_str {
+    guard_value(brokk_str::empty(), || {
+        with(msg, brokk_str::empty(), |m| m.delivery().group().map_or(brokk_str::empty(), brokk_str::from_str))
+    })
+}
+
+/// 1 on first delivery, one more for each redelivery. 0 in on_publish and for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_attempt(msg: *const brokk_message) -> u32 {
+    guard_value(0, || with(msg, 0, |m| m.delivery().attempt()))
+}
+
+/// When the message was published, in milliseconds since the Unix epoch. 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_timestamp_ms(msg: *const brokk_message) -> u64 {
+    guard_value(0, || with(msg, 0, |m| m.delivery().message().timestamp_ms()))
+}
+
+/// Records why the handler is failing this delivery, for listeners' on_failed; used when the
+/// handler then returns BROKK_VERDICT_NACK or BROKK_VERDICT_REQUEUE. Call it only from the
+/// handler that received `msg`, on its thread, during the call (it is not synchronised); on a
+/// fetched delivery's view it has no effect on anything.
+/// Copies: `reason`; no pointer is kept.
+/// Errors: NULL_ARGUMENT, INVALID_UTF8.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_set_failure_reason(
+    msg: *const brokk_message,
+    reason: *const c_char,
+    reason_len: usize,
+) -> brokk_status {
+    guard(|| {
+        let m = reference(msg, "msg")?;
+        let reason = text(reason, reason_len, "reason")?;
+        *m.reason.borrow_mut() = Some(reason.to_owned());
+        Ok(())
+    })
+}
+
+/// Delays the requeue that the handler is about to ask for: when it then returns
+/// BROKK_VERDICT_REQUEUE, the delivery is delivered again no earlier than `delay_ms` from now
+/// (backoff). Call it only from the handler that received `msg`.
+/// Errors: NULL_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_set_requeue_delay(msg: *const brokk_message, delay_ms: u64) -> brokk_status {
+    guard(|| {
+        reference(msg, "msg")?.requeue_delay_ms.set(delay_ms);
+        Ok(())
+    })
+}
+
+/// Every field of a message view at once (what the brokk_message_* accessors return one by
+/// one), for bindings that copy a whole message per delivery: one call instead of eleven.
+/// Filled by brokk_message_read; the views in it are valid as long as the message view.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct brokk_message_fields {
+    /// As brokk_message_topic.
+    pub topic: brokk_str,
+    /// As brokk_message_id.
+    pub id: brokk_str,
+    /// As brokk_message_parent_id.
+    pub parent_id: brokk_str,
+    /// As brokk_message_payload.
+    pub payload: brokk_str,
+    /// As brokk_message_metadata.
+    pub metadata: brokk_str,
+    /// As brokk_message_group.
+    pub group: brokk_str,
+    /// As brokk_message_delivery_id.
+    pub delivery_id: u64,
+    /// As brokk_message_subscription_id.
+    pub subscription_id: u64,
+    /// As brokk_message_timestamp_ms.
+    pub timestamp_ms: u64,
+    /// As brokk_message_priority.
+    pub priority: i32,
+    /// As brokk_message_attempt.
+    pub attempt: u32,
+}
+
+/// Reads every field of `msg` into `*fields_out`.
+/// Out: on BROKK_STATUS_OK, `*fields_out`, whose views are valid as long as `msg` (see
+/// brokk_message); untouched on failure.
+/// Errors: NULL_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_message_read(
+    msg: *const brokk_message,
+    fields_out: *mut brokk_message_fields,
+) -> brokk_status {
+    guard(|| {
+        let m = reference(msg, "msg")?;
+        let out = super::strings::output(fields_out, "fields_out")?;
+        let d = m.delivery();
+        *out = brokk_message_fields {
+            topic: brokk_str::from_str(d.topic()),
+            id: m.id_view(),
+            parent_id: m.parent_id_view(),
+            payload: brokk_str::from_bytes(d.payload()),
+            metadata: brokk_str::from_bytes(d.metadata()),
+            group: d.group().map_or(brokk_str::empty(), brokk_str::from_str),
+            delivery_id: d.id(),
+            subscription_id: d.subscription(),
+            timestamp_ms: d.message().timestamp_ms(),
+            priority: d.priority(),
+            attempt: d.attempt(),
+        };
+        Ok(())
+    })
 }

@@ -1,212 +1,153 @@
-//! Statistics: per-topic atomic counters on the hot path, and snapshots built on demand.
-//! Counters only grow; gauges go up and down. After quiescence (`join` returned OK) every
-//! counter is exact and these identities hold per topic:
-//!   dispatched = processed + failed + requeued + lapsed
-//!   queued = in_flight = 0
+//! Statistics from C: a plain struct of totals and a JSON snapshot.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::ffi::{c_char, CString};
 
-use serde_json::json;
+use super::boundary::guard;
+use super::broker::brokk_broker;
+use super::status::brokk_status;
+use super::strings::{output, reference};
 
-/// Starts a new cache line inside a `#[repr(C)]` struct: the fields after it never share a
-/// line with those before (128 bytes covers adjacent-line prefetching).
-#[derive(Debug, Default)]
-#[repr(align(128))]
-pub(crate) struct CacheLineBreak;
-
-/// Live counters of one topic, shared by the topic and its subscriptions. Publishers write the
-/// first block, consumers the second: on separate cache lines, so that the two sides do not
-/// take the lines from each other on every message. `queued` is their difference for the same
-/// reason.
-#[derive(Debug, Default)]
+/// Broker-wide statistics at one moment. Counters only grow; gauges go up and down. After
+/// brokk_broker_join returns OK every counter is exact, and
+/// dispatched = processed + failed + requeued + lapsed.
 #[repr(C)]
-pub(crate) struct TopicCounters {
-    // ---- written by publishers (and requeues) ----
-    pub published: AtomicU64,
-    pub unrouted: AtomicU64,
-    /// Deliveries put in a group's queue (first time, requeued, released after a delay).
-    pub enqueued: AtomicU64,
-    pub subscriptions: AtomicU64,
-    pub groups: AtomicU64,
-    pub retained: AtomicU64,
-    pub retained_dropped: AtomicU64,
-    pub full_dropped: AtomicU64,
-    _consumers: CacheLineBreak,
-    // ---- written by consumers ----
-    /// Deliveries taken out of a group's queue (handed out, or dropped unstarted).
-    pub dequeued: AtomicU64,
-    pub dispatched: AtomicU64,
-    pub processed: AtomicU64,
-    pub failed: AtomicU64,
-    pub requeued: AtomicU64,
-    pub dropped: AtomicU64,
-    pub in_flight: AtomicU64,
-    pub delayed: AtomicU64,
-    pub expired: AtomicU64,
-    pub dead_lettered: AtomicU64,
-    /// Hand-outs that ended with no verdict taking effect (see `TopicStats::lapsed`).
-    pub lapsed: AtomicU64,
-}
-
-impl TopicCounters {
-    pub(crate) fn snapshot(&self, name: &str) -> TopicStats {
-        TopicStats {
-            name: name.to_owned(),
-            published: self.published.load(Relaxed),
-            unrouted: self.unrouted.load(Relaxed),
-            dispatched: self.dispatched.load(Relaxed),
-            processed: self.processed.load(Relaxed),
-            failed: self.failed.load(Relaxed),
-            requeued: self.requeued.load(Relaxed),
-            dropped: self.dropped.load(Relaxed),
-            // Dequeued first: a delivery taken between the two loads is not counted twice.
-            queued: {
-                let out = self.dequeued.load(Relaxed);
-                self.enqueued.load(Relaxed).saturating_sub(out)
-            },
-            in_flight: self.in_flight.load(Relaxed),
-            subscriptions: self.subscriptions.load(Relaxed),
-            groups: self.groups.load(Relaxed),
-            retained: self.retained.load(Relaxed),
-            retained_dropped: self.retained_dropped.load(Relaxed),
-            delayed: self.delayed.load(Relaxed),
-            expired: self.expired.load(Relaxed),
-            dead_lettered: self.dead_lettered.load(Relaxed),
-            full_dropped: self.full_dropped.load(Relaxed),
-            lapsed: self.lapsed.load(Relaxed),
-        }
-    }
-}
-
-/// One topic's numbers at one moment. Counters: published, unrouted, dispatched, processed,
-/// failed, requeued, dropped, retained_dropped. Gauges: queued, in_flight, subscriptions,
-/// groups, retained.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TopicStats {
-    pub name: String,
-    /// Messages published on the topic (counter).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct brokk_stats {
+    /// Messages published (counter).
     pub published: u64,
-    /// Messages published while the topic had no group, with retention off (counter).
+    /// Messages published while their topic had no consumer group, with retention OFF: they
+    /// went nowhere (counter). Under the other retention policies such messages are retained.
     pub unrouted: u64,
     /// Deliveries handed to a handler, redeliveries included (counter).
     pub dispatched: u64,
     /// Deliveries acked (counter).
     pub processed: u64,
-    /// Deliveries nacked without requeue (counter).
+    /// Deliveries given up: nacked without requeue, past their attempt limit, or whose handler
+    /// panicked (counter).
     pub failed: u64,
     /// Deliveries nacked with requeue (counter).
     pub requeued: u64,
     /// Deliveries discarded unprocessed by unsubscribe, purge or close (counter).
     pub dropped: u64,
-    /// Deliveries waiting for a worker (gauge).
+    /// Deliveries waiting for a worker (gauge). On SQLite, read from the file: what waits
+    /// in its groups, whichever process opened them.
     pub queued: u64,
     /// Deliveries in a handler or awaiting a manual ack (gauge).
     pub in_flight: u64,
-    /// Live subscriptions (gauge).
-    pub subscriptions: u64,
-    /// Consumer groups, an ungrouped subscription's own included (gauge).
-    pub groups: u64,
-    /// Messages kept while the topic has no group (gauge).
+    /// Messages kept by topics that have no consumer group (gauge). On SQLite, read from the
+    /// file.
     pub retained: u64,
-    /// Retained messages discarded: by the retention policy, purge or close (counter).
+    /// Retained messages discarded by the retention policy, purge or close (counter).
     pub retained_dropped: u64,
     /// Deliveries waiting out a requeue delay (gauge).
     pub delayed: u64,
-    /// Ack deadlines that passed, each redelivering or dead-lettering a delivery (counter).
+    /// Ack deadlines that passed, each redelivering or giving up a delivery (counter).
     pub expired: u64,
-    /// Deliveries given up and published to a dead-letter topic (counter; also in `failed`).
+    /// Deliveries given up and published to a dead-letter topic (counter; also in failed).
     pub dead_lettered: u64,
-    /// Deliveries not made because their group's queue was full, backpressure Drop (counter).
+    /// Deliveries not made because their group's queue was full (BROKK_BACKPRESSURE_DROP;
+    /// counter).
     pub full_dropped: u64,
-    /// Hand-outs (dispatched deliveries) that ended with no verdict taking effect: dropped while
-    /// in a handler or awaiting an ack (their group was removed, or a forced close), or, on a
-    /// shared store, given back to it (a lease that ran out, a settle the store refused) to
-    /// come back by itself (counter). With it every hand-out has exactly one end:
-    /// dispatched = processed + failed + requeued + lapsed + in_flight.
-    pub lapsed: u64,
-}
-
-/// The whole broker at one moment: totals over all topics plus broker-wide figures.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BrokerStats {
-    /// Sums over every topic (`name` is empty).
-    pub totals: TopicStats,
-    pub topics: Vec<TopicStats>,
+    /// Consumer groups, each ungrouped subscription's own included (gauge).
+    pub groups: u64,
+    /// Topics known to the broker (gauge).
+    pub topics: u64,
+    /// Live subscriptions (gauge).
+    pub subscriptions: u64,
     /// Live listeners (gauge).
     pub listeners: u64,
     /// Worker threads in the pool (gauge).
     pub workers: u64,
-    /// Worker threads running a handler right now (gauge).
+    /// Worker threads running a handler at this moment (gauge).
     pub workers_active: u64,
     /// Listener events dropped because the listener queue was full (counter).
     pub listener_events_dropped: u64,
-    /// Milliseconds since the broker was created.
+    /// Milliseconds since brokk_broker_new (gauge).
     pub uptime_ms: u64,
+    /// Hand-outs that ended with no verdict taking effect: dropped while in a handler or
+    /// awaiting an ack (the subscription's group was removed, or a forced close), or on a shared
+    /// store given back to it (a lease that ran out, a settle the store refused), to come back
+    /// by itself (counter). After a successful join, dispatched = processed + failed +
+    /// requeued + lapsed exactly.
+    pub lapsed: u64,
 }
 
-impl BrokerStats {
-    pub(crate) fn add_topic(&mut self, t: TopicStats) {
-        let s = &mut self.totals;
-        s.published += t.published;
-        s.unrouted += t.unrouted;
-        s.dispatched += t.dispatched;
-        s.processed += t.processed;
-        s.failed += t.failed;
-        s.requeued += t.requeued;
-        s.dropped += t.dropped;
-        s.queued += t.queued;
-        s.in_flight += t.in_flight;
-        s.subscriptions += t.subscriptions;
-        s.groups += t.groups;
-        s.retained += t.retained;
-        s.retained_dropped += t.retained_dropped;
-        s.delayed += t.delayed;
-        s.expired += t.expired;
-        s.dead_lettered += t.dead_lettered;
-        s.full_dropped += t.full_dropped;
-        s.lapsed += t.lapsed;
-        self.topics.push(t);
-    }
-
-    /// The JSON snapshot whose schema the README documents field by field.
-    pub fn to_json(&self) -> String {
-        let topic = |t: &TopicStats| {
-            json!({
-                "published": t.published,
-                "unrouted": t.unrouted,
-                "dispatched": t.dispatched,
-                "processed": t.processed,
-                "failed": t.failed,
-                "requeued": t.requeued,
-                "dropped": t.dropped,
-                "queued": t.queued,
-                "in_flight": t.in_flight,
-                "subscriptions": t.subscriptions,
-                "groups": t.groups,
-                "retained": t.retained,
-                "retained_dropped": t.retained_dropped,
-                "delayed": t.delayed,
-                "expired": t.expired,
-                "dead_lettered": t.dead_lettered,
-                "full_dropped": t.full_dropped,
-                "lapsed": t.lapsed,
-            })
+/// Fills `*stats_out` with the broker's totals.
+/// Out: on BROKK_STATUS_OK, `*stats_out`; untouched otherwise.
+/// Threads: any thread, including from handlers and listeners.
+/// Errors: NULL_ARGUMENT, CLOSED.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_broker_stats(broker: *const brokk_broker, stats_out: *mut brokk_stats) -> brokk_status {
+    guard(|| {
+        let broker = reference(broker, "broker")?;
+        let out = output(stats_out, "stats_out")?;
+        let s = broker.inner.stats()?;
+        let t = &s.totals;
+        *out = brokk_stats {
+            published: t.published,
+            unrouted: t.unrouted,
+            dispatched: t.dispatched,
+            processed: t.processed,
+            failed: t.failed,
+            requeued: t.requeued,
+            dropped: t.dropped,
+            queued: t.queued,
+            in_flight: t.in_flight,
+            retained: t.retained,
+            retained_dropped: t.retained_dropped,
+            delayed: t.delayed,
+            expired: t.expired,
+            dead_lettered: t.dead_lettered,
+            full_dropped: t.full_dropped,
+            groups: t.groups,
+            topics: s.topics.len() as u64,
+            subscriptions: t.subscriptions,
+            listeners: s.listeners,
+            workers: s.workers,
+            workers_active: s.workers_active,
+            listener_events_dropped: s.listener_events_dropped,
+            uptime_ms: s.uptime_ms,
+            lapsed: t.lapsed,
         };
-        let topics: serde_json::Map<String, serde_json::Value> =
-            self.topics.iter().map(|t| (t.name.clone(), topic(t))).collect();
-        json!({
-            "broker": {
-                "topics": self.topics.len(),
-                "subscriptions": self.totals.subscriptions,
-                "listeners": self.listeners,
-                "workers": self.workers,
-                "workers_active": self.workers_active,
-                "listener_events_dropped": self.listener_events_dropped,
-                "uptime_ms": self.uptime_ms,
-            },
-            "totals": topic(&self.totals),
-            "topics": topics,
-        })
-        .to_string()
-    }
+        Ok(())
+    })
+}
+
+/// A JSON snapshot of the statistics, per topic and broker-wide (schema in README.md,
+/// "Statistics").
+/// Out: on BROKK_STATUS_OK, `*json_out` holds a NUL-terminated string that the caller owns and
+/// must release with brokk_string_free, and `*json_len_out` (if not NULL) its length without
+/// the NUL; both untouched otherwise.
+/// Threads: any thread, including from handlers and listeners.
+/// Errors: NULL_ARGUMENT, CLOSED.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_broker_stats_json(
+    broker: *const brokk_broker,
+    json_out: *mut *mut c_char,
+    json_len_out: *mut usize,
+) -> brokk_status {
+    guard(|| {
+        let broker = reference(broker, "broker")?;
+        let out = output(json_out, "json_out")?;
+        let json = broker.inner.stats()?.to_json();
+        let len = json.len();
+        // serde_json escapes control characters, so the text has no interior NUL.
+        let c = CString::new(json).unwrap_or_default();
+        *out = c.into_raw();
+        if let Some(l) = json_len_out.as_mut() {
+            *l = len;
+        }
+        Ok(())
+    })
+}
+
+/// Releases a string that brokk returned as owned by the caller (brokk_broker_stats_json).
+/// Takes: `s`, which must not be used afterwards. NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_string_free(s: *mut c_char) {
+    super::boundary::guard_value((), || {
+        if !s.is_null() {
+            drop(CString::from_raw(s));
+        }
+    })
 }

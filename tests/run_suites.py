@@ -276,7 +276,7 @@ _SOAK_CHECK = re.compile(r"^soak: (.+): (ok|FAILED)$")
 
 
 def parse_soak(text):
-    """The soak smoke run (examples/soak.rs): one "soak: CHECK: ok" or "soak: CHECK: FAILED"
+    """The soak smoke run (core/examples/soak.rs): one "soak: CHECK: ok" or "soak: CHECK: FAILED"
     line per check it makes at the end."""
     found = None
     for line in lines_of(text):

@@ -2,7 +2,7 @@
 
 use std::ffi::CStr;
 
-use brokk::ffi::version::*;
+use brokk::version::*;
 
 fn cargo_version() -> (u32, u32, u32) {
     let parts: Vec<u32> = env!("CARGO_PKG_VERSION").split('.').map(|p| p.parse().unwrap()).collect();

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// The vectors of src/names.rs, checked in every language.
+// The vectors of core/src/names.rs, checked in every language.
 var topicNameVectors = []struct {
 	in   string
 	max  int

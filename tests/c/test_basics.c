@@ -267,7 +267,7 @@ static void string_free_null_is_noop(void) {
     CHECK(1);
 }
 
-/* brokk_topic_name_part: the vectors every binding checks (src/names.rs). */
+/* brokk_topic_name_part: the vectors every binding checks (core/src/names.rs). */
 static void topic_name_part_vectors(void) {
     static const struct { const char *in; size_t max; const char *want; } V[] = {
         {"default", 255, "default"},          {"orders.eu-west1", 255, "orders.eu-west1"},

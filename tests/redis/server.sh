@@ -1,6 +1,6 @@
 #!/bin/sh
 # A throwaway redis-server for the C, C++, Go and Python test suites and the benchmarks (the Rust
-# tests start their own: tests/common/redis_server.rs).
+# tests start their own: core/tests/common/redis_server.rs).
 #
 #   server.sh start DIR OWNER_PID [redis-server options...]   prints the port
 #   server.sh stop DIR

@@ -1,4 +1,4 @@
-"""Topic names from arbitrary text: brokk_topic_name_part (src/names.rs), the same in every
+"""Topic names from arbitrary text: brokk_topic_name_part (core/src/names.rs), the same in every
 language, so that a producer in C, C++ or Go derives the topic a Python program derives."""
 
 from __future__ import annotations

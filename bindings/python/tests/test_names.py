@@ -1,4 +1,4 @@
-"""brokk.topic_name: the vectors of src/names.rs, checked in every language."""
+"""brokk.topic_name: the vectors of core/src/names.rs, checked in every language."""
 
 import pytest
 

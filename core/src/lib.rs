@@ -1,0 +1,71 @@
+//! brokk's core: an embeddable message broker in safe Rust. The C library (the `brokk` crate at
+//! the workspace root, which the C, C++, Go and Python bindings build on) is one user of this
+//! public API; a Rust program links it directly.
+//!
+//! ```
+//! use brokk_core::{Broker, PublishOptions, SubscribeOptions, Verdict};
+//! let broker = Broker::new().unwrap();
+//! broker.subscribe("greetings", |d: &brokk_core::Delivery| {
+//!     assert_eq!(d.payload(), br#"{"hello":"world"}"#);
+//!     Verdict::Ack
+//! }, &SubscribeOptions::default()).unwrap();
+//! broker.publish("greetings", br#"{"hello":"world"}"#, &PublishOptions::default()).unwrap();
+//! broker.join(None).unwrap();
+//! ```
+
+// No `unsafe` in the core: the C library (the root crate) alone holds it.
+#![forbid(unsafe_code)]
+
+mod broker;
+mod config;
+mod error;
+mod fork_gate;
+mod handler;
+mod json;
+mod listener;
+mod message;
+mod names;
+mod stats;
+mod store;
+mod sync;
+
+pub use broker::{
+    panic_message, BatchMessage, Broker, CloseReport, FetchOptions, PublishOptions, SubscribeOptions, Taken,
+    WeakBroker, DEFAULT_GROUP, GENERATED_ID_LEN, MAX_CONCURRENCY,
+};
+pub use config::{
+    parse_url, Backend, Backpressure, BrokerConfig, RedisConfig, RetentionPolicy, SqliteConfig, Synchronous,
+    DEFAULT_LEASE, DEFAULT_LISTENER_QUEUE, DEFAULT_MAX_PAYLOAD, DEFAULT_QUEUE_CAPACITY, DEFAULT_REDIS_PORT,
+    DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT, DEFAULT_RETENTION_LIMIT, DEFAULT_SQLITE_BUSY_TIMEOUT,
+    MAX_LISTENER_QUEUE, MAX_OPTION_MILLIS, MAX_WORKERS,
+};
+pub use error::{Error, ErrorKind, Result};
+pub use handler::{Handler, Reason, Verdict};
+pub use listener::Listener;
+pub use message::{Delivery, Message};
+pub use names::{topic_name_part, validate_group, validate_id, validate_topic, MAX_ID_LEN, MAX_TOPIC_LEN};
+pub use stats::{BrokerStats, TopicStats};
+
+/// What a process that forks must tell the core, from `pthread_atfork` handlers (the C library
+/// registers them when it makes its first broker; a Rust program that forks while brokers run
+/// registers its own). See `broker::fork` for what a child may do with its parent's brokers,
+/// and `fork_gate` for why a fork waits.
+pub mod fork {
+    /// In the forking thread, before the fork: waits (at most a second) until no thread is
+    /// inside a store call that a fork must not split, and keeps new ones out.
+    pub fn before_fork() {
+        crate::fork_gate::before_fork()
+    }
+
+    /// In the parent, after the fork: lets store calls in again.
+    pub fn after_fork_in_parent() {
+        crate::fork_gate::after_fork_in_parent()
+    }
+
+    /// In the child, after the fork: its parent's brokers refuse every call from now on.
+    /// Atomic stores only (async-signal-safe).
+    pub fn after_fork_in_child() {
+        crate::fork_gate::after_fork_in_child();
+        crate::broker::note_fork();
+    }
+}
