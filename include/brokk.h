@@ -1003,8 +1003,8 @@ brokk_status brokk_broker_publish_batch(const struct brokk_broker *broker,
 // Errors: NULL_ARGUMENT, CLOSED.
 brokk_status brokk_broker_stats(const struct brokk_broker *broker, struct brokk_stats *stats_out);
 
-// A JSON snapshot of the statistics, per topic and broker-wide (schema in README.md,
-// "Statistics").
+// A JSON snapshot of the statistics, per topic and broker-wide (schema in
+// docs/c-api.md, "Statistics").
 // Out: on BROKK_STATUS_OK, `*json_out` holds a NUL-terminated string that the caller owns and
 // must release with brokk_string_free, and `*json_len_out` (if not NULL) its length without
 // the NUL; both untouched otherwise.

@@ -113,8 +113,8 @@ pub unsafe extern "C" fn brokk_broker_stats(broker: *const brokk_broker, stats_o
     })
 }
 
-/// A JSON snapshot of the statistics, per topic and broker-wide (schema in README.md,
-/// "Statistics").
+/// A JSON snapshot of the statistics, per topic and broker-wide (schema in
+/// docs/c-api.md, "Statistics").
 /// Out: on BROKK_STATUS_OK, `*json_out` holds a NUL-terminated string that the caller owns and
 /// must release with brokk_string_free, and `*json_len_out` (if not NULL) its length without
 /// the NUL; both untouched otherwise.

@@ -2,7 +2,7 @@
 // library with a C ABI (libbrokk.so, include/brokk.h). The binding is thin: every function
 // maps to one C function, and the semantics (topics, groups, priorities, retention, verdicts,
 // manual ack, fetch, deadlines, dead letters, backpressure, close) are the library's, described
-// in the repository's README.md.
+// in the repository's docs/semantics.md.
 //
 // # Building
 //

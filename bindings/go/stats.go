@@ -87,7 +87,7 @@ func (b *Broker) Stats() (Stats, error) {
 }
 
 // StatsJSON returns a JSON snapshot of the statistics, per topic and broker-wide
-// (brokk_broker_stats_json; schema in README.md, "Statistics").
+// (brokk_broker_stats_json; schema in docs/c-api.md, "Statistics").
 func (b *Broker) StatsJSON() ([]byte, error) {
 	p, err := b.acquire("stats json")
 	if err != nil {

@@ -168,7 +168,7 @@ impl BrokerStats {
         self.topics.push(t);
     }
 
-    /// The JSON snapshot whose schema the README documents field by field.
+    /// The JSON snapshot whose schema docs/c-api.md ("Statistics") documents field by field.
     pub fn to_json(&self) -> String {
         let topic = |t: &TopicStats| {
             json!({

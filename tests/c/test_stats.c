@@ -505,7 +505,7 @@ static void stats_json_strings_are_independent(void) {
     brokk_string_free(j[0]);
 }
 
-/* The JSON snapshot's consumer-group and retention fields (README "Statistics"). */
+/* The JSON snapshot's consumer-group and retention fields (docs/c-api.md, "Statistics"). */
 static void stats_json_groups_and_retention(void) {
     brokk_broker *b = new_broker_retention(2, BROKK_RETENTION_DROP_OLDEST, 2);
     if (!b) return;

@@ -988,7 +988,7 @@ public:
         return detail::from_c(s);
     }
 
-    /// brokk_broker_stats_json (schema in README.md, "Statistics").
+    /// brokk_broker_stats_json (schema in docs/c-api.md, "Statistics").
     std::string stats_json() const {
         char* json = nullptr;
         std::size_t len = 0;

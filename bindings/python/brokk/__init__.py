@@ -8,7 +8,7 @@
         broker.join(timeout=5)
 
 Semantics (topics, groups, priorities, retention, verdicts, acks, deadlines, dead letters,
-backpressure, close) are the library's: see README.md at the repository root and
+backpressure, close) are the library's: see docs/semantics.md in the repository and
 include/brokk.h. This package adds no logic of its own.
 """
 

@@ -173,7 +173,7 @@ class CloseReport:
     retained_discarded: int
 
 
-# brokk_stats, field for field (counters and gauges: see README.md, "Statistics").
+# brokk_stats, field for field (counters and gauges: see docs/c-api.md, "Statistics").
 Stats = dataclasses.make_dataclass(
     "Stats",
     [(name, int) for name, _ in _ffi.brokk_stats._fields_],
@@ -941,7 +941,7 @@ class Broker(Owned):
         return Stats(**{name: getattr(out, name) for name, _ in out._fields_})
 
     def stats_json(self) -> dict:
-        """The JSON snapshot, per topic and broker-wide (README.md, "Statistics"), decoded."""
+        """The JSON snapshot, per topic and broker-wide (docs/c-api.md, "Statistics"), decoded."""
         out = POINTER(c_char)()
         length = c_size_t()
         with self._use() as ptr:

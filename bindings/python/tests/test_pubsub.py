@@ -1,5 +1,5 @@
 """Publish, subscribe, fetch: payloads round-trip exactly; fan-out, groups, priorities,
-batches, count/purge, listeners and statistics behave as README.md says."""
+batches, count/purge, listeners and statistics behave as docs/semantics.md and docs/c-api.md say."""
 
 from __future__ import annotations
 
