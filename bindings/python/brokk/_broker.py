@@ -1066,10 +1066,15 @@ class Broker(Owned):
             self._cond.notify_all()
         return None, error
 
+    #: How long leaving ``with`` waits for what was published to be settled, in seconds (None:
+    #: without limit). Past it the rest is dropped and ``brokk.TimeoutError`` raised, so that a
+    #: handler that never returns cannot hang the ``with`` statement. Set it per broker.
+    exit_timeout: float | None = 30.0
+
     def __exit__(self, exc_type: Any, *exc: object) -> None:
-        """Leaving ``with`` closes: gracefully (no time limit) on a normal exit, with force when
-        an exception is on its way out."""
-        self.close(force=exc_type is not None)
+        """Leaving ``with`` closes: gracefully, for up to ``exit_timeout`` seconds, on a normal
+        exit; with force when an exception is on its way out."""
+        self.close(timeout=self.exit_timeout, force=exc_type is not None)
 
     def _close_at_exit(self, deadline: float) -> None:
         try:

@@ -12,6 +12,14 @@ whichever comes second sees the other: a call that started before the release is
 (the release leaves the free to it), and a call that starts after sees the flag and raises.
 Whoever frees takes the pointer under ``_lock``, so it is freed once.
 
+Free-threaded CPython (3.13t) has no GIL to put those two steps in one order: its per-object
+locks do not keep a store to one object (the flag) before a load from another (the list), so a
+call and a release could each miss the other and the free race the call. There (or with
+BROKK_PYTHON_LOCKED_BRACKET=1, which the tests use to run this path under the GIL) the call's
+append and the release's flag are each taken under ``_lock`` (``_LockedCalls``): whichever takes
+it second sees the other. The rest of the bracket is unchanged, as ``_take_ptr`` already frees
+once whoever else sees the release last.
+
 A free may wait (brokk_broker_free waits for the handlers running at that moment), so it runs
 on a thread of its own whenever the thread asking for it must not wait: a brokk thread inside a
 callback, a thread whose call happened to be the last in flight, or a close that has a deadline
@@ -28,12 +36,33 @@ that returns after that is safe; the exit hook in _broker.py waits for those fin
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from . import _callbacks
+
+
+# Whether the bracket must lock (see the module docstring): no GIL in this interpreter.
+LOCKED_BRACKET = (not getattr(sys, "_is_gil_enabled", lambda: True)()) or (
+    os.environ.get("BROKK_PYTHON_LOCKED_BRACKET") == "1"
+)
+
+
+class _LockedCalls(list):
+    """The calls in flight of one owner, appended under the owner's lock."""
+
+    __slots__ = ("_owner",)
+
+    def __init__(self, owner: Owned):
+        super().__init__()
+        self._owner = owner
+
+    def append(self, item: None) -> None:
+        with self._owner._lock:
+            list.append(self, item)
 
 
 class _Use:
@@ -58,7 +87,8 @@ class Owned:
 
     def __init__(self, ptr: Any):
         self._ptr = ptr
-        self._calls: list[None] = []  # one item per call in flight (see the module docstring)
+        # One item per call in flight (see the module docstring).
+        self._calls: list[None] = _LockedCalls(self) if LOCKED_BRACKET else []
         self._release_pending = False
         self._detach = False  # release with _release_fn (set before _release_pending)
         self._pid = os.getpid()  # a forked child's copy is not released: its threads are not there
@@ -115,7 +145,11 @@ class Owned:
         deadline = time.monotonic() + wait
         if detach and not self._release_pending:
             self._detach = True
-        self._release_pending = True
+        if LOCKED_BRACKET:
+            with self._lock:
+                self._release_pending = True
+        else:
+            self._release_pending = True
         if self._calls and wait > 0:
             with self._cond:
                 self._cond.wait_for(lambda: not self._calls or self._ptr is None, timeout=wait)
