@@ -277,7 +277,40 @@ static brokk_verdict fork_count_handler(void *ud, const brokk_message *m) {
     return BROKK_VERDICT_ACK;
 }
 
-static int child_after_fork(brokk_broker *parents) {
+/* The child's report: 0 on success, its failing step, or 255 if it did not answer in time. */
+static int wait_for_child(pid_t pid, int fd) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    unsigned char step = 255;
+    if (poll(&p, 1, (int)wait_ms() * 2) == 1 && read(fd, &step, 1) != 1) step = 254;
+    if (step == 255) kill(pid, SIGKILL);
+    int ws = 0;
+    waitpid(pid, &ws, 0);
+    if (WIFSIGNALED(ws) && step != 255) return 253;
+    return step;
+}
+
+/* Runs child(arg) in a forked child, which reports its result through a pipe rather than its
+ * exit status: a leak checker (valgrind, LeakSanitizer) in the child counts what the threads
+ * that a fork does not copy were holding as lost, and would change the exit status. Returns the
+ * child's report (see wait_for_child), or 252 if the fork failed. */
+static int run_in_child(int (*child)(const void *), const void *arg) {
+    int fds[2];
+    if (pipe(fds) != 0) return 252;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        unsigned char step = (unsigned char)child(arg);
+        _exit(write(fds[1], &step, 1) == 1 ? 0 : 1);
+    }
+    close(fds[1]);
+    int step = pid > 0 ? wait_for_child(pid, fds[0]) : 252;
+    close(fds[0]);
+    return step;
+}
+
+static int child_after_fork(const void *arg) {
+    brokk_broker *parents = (brokk_broker *)arg;
     if (publish_str(parents, "fk", "2") != BROKK_STATUS_FORKED) return 10;
     if (strstr(brokk_last_error(), "fork") == NULL) return 11;
     uint64_t n = 7;
@@ -305,30 +338,8 @@ static void a_child_cannot_use_its_parents_broker_and_may_free_it(void) {
     uint64_t sid;
     CHECK_OK(subscribe_simple(b, "fk", fork_count_handler, &calls, NULL, false, 1, &sid));
     CHECK_OK(publish_str(b, "fk", "1"));
-    /* The child reports its result through a pipe rather than its exit status: a leak
-     * checker (valgrind, LeakSanitizer) in the child counts what the threads that a fork does
-     * not copy were holding as lost, and would change the exit status. */
-    int fds[2];
-    if (!CHECK(pipe(fds) == 0)) return;
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fds[0]);
-        unsigned char step = (unsigned char)child_after_fork(b);
-        _exit(write(fds[1], &step, 1) == 1 ? 0 : 1);
-    }
-    close(fds[1]);
-    if (CHECK(pid > 0)) {
-        unsigned char step = 255;
-        if (read(fds[0], &step, 1) != 1) step = 254;
-        int ws = 0;
-        waitpid(pid, &ws, 0);
-        if (WIFSIGNALED(ws))
-            FAILF("the child was killed by signal %d", WTERMSIG(ws));
-        else if (step != 0)
-            FAILF("the child failed at step %d", step);
-    }
-    close(fds[0]);
+    int step = run_in_child(child_after_fork, b);
+    if (step != 0) FAILF("the child failed at step %d (253: killed by a signal, 255: no answer)", step);
     /* The parent goes on as before. */
     CHECK_OK(publish_str(b, "fk", "4"));
     JOIN_OK(b);
@@ -373,7 +384,7 @@ static void *fork_publisher(void *arg) {
     return NULL;
 }
 
-static int child_opens_the_store(const char *url) {
+static int child_opens_the_store(const void *url) {
     brokk_broker *own = NULL;
     if (brokk_broker_new(url, NULL, &own) != BROKK_STATUS_OK) {
         fprintf(stderr, "# child: %s\n", brokk_last_error());
@@ -382,18 +393,6 @@ static int child_opens_the_store(const char *url) {
     if (publish_str(own, "from-child", "1") != BROKK_STATUS_OK) return 21;
     brokk_broker_free(own);
     return 0;
-}
-
-/* The child's report: 0 on success, its failing step, or 255 if it did not answer in time. */
-static int wait_for_child(pid_t pid, int fd) {
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    unsigned char step = 255;
-    if (poll(&p, 1, (int)wait_ms() * 2) == 1 && read(fd, &step, 1) != 1) step = 254;
-    if (step == 255) kill(pid, SIGKILL);
-    int ws = 0;
-    waitpid(pid, &ws, 0);
-    if (WIFSIGNALED(ws) && step != 255) return 253;
-    return step;
 }
 
 static void a_child_opens_the_store_while_the_parents_threads_are_inside_it(void) {
@@ -415,18 +414,7 @@ static void a_child_opens_the_store_while_the_parents_threads_are_inside_it(void
     for (int i = 0; i < 3; i++) pthread_create(&publishers[i], NULL, fork_publisher, &load);
     unsigned forks = under_tool("valgrind") ? 3 : 20, hung = 0, failed = 0;
     for (unsigned i = 0; i < forks; i++) {
-        int fds[2];
-        if (!CHECK(pipe(fds) == 0)) break;
-        fflush(stdout);
-        pid_t pid = fork();
-        if (pid == 0) {
-            close(fds[0]);
-            unsigned char step = (unsigned char)child_opens_the_store(url);
-            _exit(write(fds[1], &step, 1) == 1 ? 0 : 1);
-        }
-        close(fds[1]);
-        int step = pid > 0 ? wait_for_child(pid, fds[0]) : 252;
-        close(fds[0]);
+        int step = run_in_child(child_opens_the_store, url);
         if (step == 255)
             hung++;
         else if (step != 0 && failed++ == 0)
