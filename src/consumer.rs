@@ -234,6 +234,11 @@ unsafe fn take_one(broker: *const brokk_broker, r: &brokk_take_request, len_out:
                 format!("the next payload has {size} bytes; payload_out holds {payload_cap}"),
             ));
         }
+        // An outcome newer than this layer (Taken is non-exhaustive): a bug in brokk, reported
+        // as one rather than read as "nothing came".
+        other => {
+            return Err(fail(brokk_status::Panic, format!("take found {other:?}, which the C library does not know")))
+        }
     }
     Ok(())
 }

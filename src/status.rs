@@ -124,6 +124,9 @@ impl From<ErrorKind> for brokk_status {
             ErrorKind::StorageFailed => brokk_status::StorageFailed,
             ErrorKind::OutcomeUnknown => brokk_status::OutcomeUnknown,
             ErrorKind::Forked => brokk_status::Forked,
+            // A kind newer than this mapping (ErrorKind is non-exhaustive): a bug in brokk, which
+            // the C side sees in the bug class, with the core's message in brokk_last_error().
+            _ => brokk_status::Panic,
         }
     }
 }

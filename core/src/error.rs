@@ -6,6 +6,7 @@ use std::fmt;
 
 /// What went wrong, in categories a caller can act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// A topic name is empty, too long, or uses a character outside `[A-Za-z0-9_.-]`.
     InvalidTopic,

@@ -9,6 +9,7 @@ pub type Reason = Cow<'static, str>;
 
 /// A handler's answer for one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Verdict {
     /// Processed: the delivery is settled and counted processed.
     Ack,

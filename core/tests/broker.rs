@@ -1380,9 +1380,13 @@ fn a_delayed_requeue_comes_back_no_earlier_than_asked(k: &Kit) {
         // A named group's delayed delivery stays in the file, for the next broker.
         assert_eq!(report.dropped, 0);
         drop(b);
-        let file = rusqlite::Connection::open(k.dir().join("b0.db")).unwrap();
-        let delayed: i64 = file.query_row("SELECT count(*) FROM deliveries WHERE state = 1", [], |r| r.get(0)).unwrap();
-        assert_eq!(delayed, 1);
+        #[cfg(feature = "sqlite")]
+        {
+            let file = rusqlite::Connection::open(k.dir().join("b0.db")).unwrap();
+            let delayed: i64 =
+                file.query_row("SELECT count(*) FROM deliveries WHERE state = 1", [], |r| r.get(0)).unwrap();
+            assert_eq!(delayed, 1);
+        }
     } else if let Some(prefix) = k.redis_prefix(0) {
         // The same in Redis: the default group's delayed requeues (see docs/redis.md).
         assert_eq!(report.dropped, 0);

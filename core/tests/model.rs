@@ -183,6 +183,7 @@ proptest! {
     }
 }
 
+#[cfg(feature = "sqlite")]
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
     #[test]
@@ -192,6 +193,7 @@ proptest! {
     }
 }
 
+#[cfg(feature = "redis")]
 proptest! {
     #![proptest_config(ProptestConfig { cases: 100, ..ProptestConfig::default() })]
     #[test]

@@ -2,6 +2,9 @@
 //! is accepted and works, or is refused with a clear error naming the range; nothing panics.
 //! (A SQLite `busy_timeout_ms` of 2^31 or more once reached a panic inside the store.)
 
+// Needs every backend: built with their cargo features only.
+#![cfg(all(feature = "sqlite", feature = "redis"))]
+
 mod common;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

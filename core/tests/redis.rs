@@ -5,6 +5,9 @@
 //! every wait is bounded. The only timing asserted is the upper bound of a call to a server
 //! that does not answer, with a generous margin (see `answer_bound`).
 
+// Needs the Redis backend: built with its cargo feature only.
+#![cfg(feature = "redis")]
+
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
@@ -375,6 +378,7 @@ fn a_killed_consumer_s_deliveries_come_back_to_another_member_with_the_next_atte
                 }
             }
             Taken::Message(d) => panic!("a take with room for 1 byte took {}", payload_of(&d)),
+            other => panic!("take found {other:?}"),
         }
     }
     assert_eq!(back.keys().cloned().collect::<BTreeSet<_>>(), held);

@@ -3,6 +3,9 @@
 //! durability across brokers, files that are not usable stores, and store failures on calls.
 //! Every wait is bounded; nothing asserts on timing.
 
+// Needs the SQLite backend: built with its cargo feature only.
+#![cfg(feature = "sqlite")]
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -100,6 +100,7 @@ pub struct FetchOptions<'a> {
 
 /// What `take` found.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Taken {
     /// The next delivery, already acknowledged: it is gone from its group.
     Message(Delivery),

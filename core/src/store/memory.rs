@@ -22,6 +22,14 @@ use crate::message::{Delivery, Message};
 /// Most deliveries a push worker takes at once when it alone consumes its group.
 const BATCH: usize = 16;
 
+/// What follows `memory://`: nothing (memory has no options).
+pub(crate) fn parse_url(_scheme: &str, rest: &str) -> Result<super::Backend> {
+    if !rest.is_empty() {
+        return Err(crate::config::invalid(format!("memory:// takes nothing after the scheme; got {rest:?}")));
+    }
+    Ok(super::Backend::Memory)
+}
+
 pub(crate) struct MemoryStore {
     topics: RwLock<HashMap<Arc<str>, Arc<MemoryTopic>>>,
     /// Delivery ids: the next one to hand out. Shared by every topic of the store.

@@ -29,22 +29,71 @@
 //! XREADGROUP, settle is XACK + XDEL, a lease that ran out is XCLAIMed from the pending entries
 //! list), sorted sets for lease due times and delayed requeues, and a per-topic counter that
 //! every write script increments for `changed`.
+//!
+//! **Backends.** Each backend lives in a folder (a file for memory) of its own, with its URL
+//! options, their defaults and their parser (`sqlite/config.rs`, `redis/config.rs`), behind a
+//! cargo feature of its name. What the rest of the core knows of them is [`Backend`] below
+//! (its variant, and the two matches that check and open it) and one line of the scheme table
+//! in `config.rs` (`SCHEMES`) that maps a URL scheme to the backend's parser.
 
-mod memory;
+pub(crate) mod memory;
+#[cfg(feature = "redis")]
 pub(crate) mod redis;
+// What the stores shared by processes have in common; a memory-only build has none.
+#[cfg(any(feature = "sqlite", feature = "redis"))]
 mod shared;
+#[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
 
 use std::any::Any;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub(crate) use memory::MemoryStore;
-pub(crate) use redis::RedisStore;
-pub(crate) use sqlite::SqliteStore;
+use memory::MemoryStore;
 
 use crate::error::Result;
 use crate::message::{Delivery, Message};
+
+/// Which store holds the queues. A backend's variant exists when the cargo feature of its name
+/// is on (`sqlite`, `redis`: both by default); a URL naming one that is not is
+/// `ErrorKind::UnsupportedBackend`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    /// In this process's memory; the default.
+    Memory,
+    /// A SQLite file that several processes (several brokers) may share.
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlite::SqliteConfig),
+    /// A Redis server or Redis Cluster that several processes (on several machines) share.
+    #[cfg(feature = "redis")]
+    Redis(redis::RedisConfig),
+}
+
+impl Backend {
+    /// Checks the options a caller may have set in code (the URL parser checks its own): each
+    /// within the range an engine takes, so that none fails deep inside a store.
+    pub(crate) fn check(&self) -> Result<()> {
+        match self {
+            Backend::Memory => Ok(()),
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(c) => c.check(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(c) => c.check(),
+        }
+    }
+
+    /// Opens (for a shared store: reaches, checks, creates if missing) the store.
+    pub(crate) fn open(&self) -> Result<Box<dyn Store>> {
+        Ok(match self {
+            Backend::Memory => Box::new(MemoryStore::new()),
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(c) => Box::new(sqlite::SqliteStore::open(c)?),
+            #[cfg(feature = "redis")]
+            Backend::Redis(c) => Box::new(redis::RedisStore::open(c)?),
+        })
+    }
+}
 
 /// Where a store keeps its queues; see the module documentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,13 @@ pub mod shared_store;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use brokk_core::{Backend, Broker, BrokerConfig, RedisConfig, SqliteConfig};
+#[cfg(any(feature = "sqlite", feature = "redis"))]
+use brokk_core::Backend;
+#[cfg(feature = "redis")]
+use brokk_core::RedisConfig;
+#[cfg(feature = "sqlite")]
+use brokk_core::SqliteConfig;
+use brokk_core::{Broker, BrokerConfig};
 
 pub struct Kit {
     /// None: memory or Redis. Some: the folder that holds this test's SQLite files.
@@ -69,20 +75,29 @@ impl Kit {
         self.dir.as_deref().expect("a SQLite kit")
     }
 
-    /// `config` on this kit's backend: for SQLite, a new file.
+    /// `config` on this kit's backend: for SQLite, a new file. (A kit of a backend this build
+    /// leaves out, by its cargo feature, cannot make brokers.)
     pub fn config(&self, config: BrokerConfig) -> BrokerConfig {
         if self.redis.is_some() {
-            let n = self.next.fetch_add(1, Ordering::Relaxed);
-            let mut redis = RedisConfig::new("127.0.0.1", self.redis_port());
-            redis.prefix = self.redis_prefix(n).unwrap();
-            return BrokerConfig { backend: Backend::Redis(redis), ..config };
+            #[cfg(feature = "redis")]
+            {
+                let n = self.next.fetch_add(1, Ordering::Relaxed);
+                let mut redis = RedisConfig::new("127.0.0.1", self.redis_port());
+                redis.prefix = self.redis_prefix(n).unwrap();
+                return BrokerConfig { backend: Backend::Redis(redis), ..config };
+            }
+            #[cfg(not(feature = "redis"))]
+            panic!("a Redis kit in a build without the redis feature");
         }
         match &self.dir {
             None => config,
+            #[cfg(feature = "sqlite")]
             Some(dir) => {
                 let n = self.next.fetch_add(1, Ordering::Relaxed);
                 BrokerConfig { backend: Backend::Sqlite(SqliteConfig::new(dir.join(format!("b{n}.db")))), ..config }
             }
+            #[cfg(not(feature = "sqlite"))]
+            Some(_) => panic!("a SQLite kit in a build without the sqlite feature"),
         }
     }
 
@@ -104,16 +119,18 @@ impl Drop for Kit {
 }
 
 /// Generates, for each test function `name(&Kit)`, a `memory::name`, a `sqlite::name` and a
-/// `redis::name` test.
+/// `redis::name` test (those of the backends this build has, by their cargo features).
 #[macro_export]
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
         mod memory {
             $(#[test] fn $name() { super::$name(&super::common::Kit::memory()) })*
         }
+        #[cfg(feature = "sqlite")]
         mod sqlite {
             $(#[test] fn $name() { super::$name(&super::common::Kit::sqlite(stringify!($name))) })*
         }
+        #[cfg(feature = "redis")]
         mod redis {
             $(#[test] fn $name() { super::$name(&super::common::Kit::redis(stringify!($name))) })*
         }

@@ -38,11 +38,11 @@ use super::subscription::Subscription;
 use super::timer::Timer;
 use super::topics::{Topic, Topics};
 use super::workers::Pool;
-use crate::config::{Backend, Backpressure, BrokerConfig, RetentionPolicy, DEFAULT_PUBLISH_TIMEOUT};
+use crate::config::{Backpressure, BrokerConfig, RetentionPolicy, DEFAULT_PUBLISH_TIMEOUT};
 use crate::error::{Error, ErrorKind, Result};
 use crate::listener::{Event, ListenerHub};
 use crate::stats::TopicCounters;
-use crate::store::{GroupQueue, MemoryStore, RedisStore, Retention, SqliteStore, Store, StoreKind};
+use crate::store::{GroupQueue, Retention, Store, StoreKind};
 
 pub(crate) use settle::Outcome;
 
@@ -90,14 +90,6 @@ pub(crate) struct Shared {
     teardown: Mutex<()>,
 }
 
-fn open_store(backend: &Backend) -> Result<Box<dyn Store>> {
-    Ok(match backend {
-        Backend::Memory => Box::new(MemoryStore::new()),
-        Backend::Sqlite(config) => Box::new(SqliteStore::open(config)?),
-        Backend::Redis(config) => Box::new(RedisStore::open(config)?),
-    })
-}
-
 fn retention(config: &BrokerConfig) -> Retention {
     let limit = config.resolved_retention_limit();
     match config.retention_policy {
@@ -115,7 +107,7 @@ impl Shared {
         let listener_queue = config.resolved_listener_queue()?;
         config.backend.check()?;
         // Last of the checks: opening a store may create its file.
-        let store = open_store(&config.backend)?;
+        let store = config.backend.open()?;
         let watch = store.watch();
         let shared = Arc::new(Shared {
             max_payload,

@@ -39,7 +39,7 @@ use ::redis::{
     Cmd, ConnectionAddr, ConnectionLike, IntoConnectionInfo, Parser, RedisError, RedisResult, ServerErrorKind, Value,
 };
 
-use crate::config::RedisConfig;
+use super::RedisConfig;
 use crate::error::{Error, ErrorKind, Result};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(20);

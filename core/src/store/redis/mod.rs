@@ -38,6 +38,7 @@
 //! Named groups, their deliveries and retained messages stay in Redis for the next broker.
 
 mod combine;
+mod config;
 mod conn;
 mod keys;
 mod owners;
@@ -55,13 +56,15 @@ use std::time::{Duration, Instant};
 use crate::sync::Mutex;
 use ::redis::{Cmd, Script, Value};
 
-use crate::config::RedisConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::shared::{self, Owner};
 use crate::store::{Purged, Store, StoreKind, TopicStore, Watch};
 use conn::{Effect, Pool};
 use queue::RedisQueue;
 use topic::RedisTopic;
+
+pub(crate) use config::parse_url;
+pub use config::{RedisConfig, DEFAULT_REDIS_PORT, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT};
 
 /// How often the poller reads the topics' write counters while this broker has consumers or
 /// waiters: the latency of a hand-off from another process, for one round trip.

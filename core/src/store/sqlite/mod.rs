@@ -42,6 +42,7 @@
 
 mod checkpoint;
 mod commit;
+mod config;
 mod errors;
 mod groups;
 mod keys;
@@ -73,6 +74,8 @@ use errors::FileCtx;
 use reads::Readers;
 
 pub(crate) use super::Retention;
+pub(crate) use config::parse_url;
+pub use config::{SqliteConfig, Synchronous, DEFAULT_SQLITE_BUSY_TIMEOUT};
 pub(crate) use errors::TxError;
 pub(crate) use seam::SqliteStore;
 pub(crate) use tx::Tx;

@@ -38,8 +38,7 @@ use std::time::Duration;
 
 use crate::sync::Mutex;
 
-use super::{SqliteFile, SqliteOptions, SyncLevel};
-use crate::config::{SqliteConfig, Synchronous};
+use super::{SqliteConfig, SqliteFile, SqliteOptions, SyncLevel, Synchronous};
 use crate::error::Result;
 use crate::store::shared::{self, Owner};
 use crate::store::{Purged, Store, StoreKind, TopicStore, Watch};
