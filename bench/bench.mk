@@ -16,7 +16,7 @@
 # the Go program needs go and bindings/go, the Python peers need PyPI (tadween-core, pynenc,
 # matplotlib) and a Python 3.12 for pynenc, the pynenc-redis peer a second venv
 # (build/bench/venv-redis: pynenc-redis 0.3.0 with pynenc 0.3.1). The Redis rows need Debian's
-# redis-server (run.py starts one through tests/redis/server.sh) and redis-tools (redis-benchmark). BENCH_REPEAT=N (default 3) runs every scenario N
+# redis-server (run.py starts one through core/src/store/redis/test-server.sh) and redis-tools (redis-benchmark). BENCH_REPEAT=N (default 3) runs every scenario N
 # times, round after round, and keeps the median run.
 
 CARGO ?= cargo

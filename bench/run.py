@@ -9,7 +9,7 @@ bench/bench.mk builds the programs first (`make bench-all`, `make bench-smoke`).
 not available (its program was not built, or a Python package cannot be imported) is skipped
 with the reason, recorded in the results; a program that was built but fails makes the run fail.
 The Redis rows run against one throwaway redis-server that this script starts (through
-tests/redis/server.sh) before the first of them and stops at the end, also on failure, Ctrl-C
+core/src/store/redis/test-server.sh) before the first of them and stops at the end, also on failure, Ctrl-C
 or SIGTERM; without redis-server they are skipped.
 
 Standard library only: the interpreter running this may lack the bench venv's packages.
@@ -65,7 +65,7 @@ SMOKE_BACKLOG = {"messages": 200, "warmup": 20, "seconds": 0.5}
 # Smoke runs use small backlogs (1k, 2k, 5k), so their records are named after those sizes.
 BACKLOGS = [("1k", 1_000, 1_000), ("100k", 100_000, 2_000), ("1m", 1_000_000, 5_000)]
 
-# Redis: one throwaway redis-server for all these rows (tests/redis/server.sh: a free loopback
+# Redis: one throwaway redis-server for all these rows (core/src/store/redis/test-server.sh: a free loopback
 # port, no persistence), started before the first of them and stopped at the end. Every row
 # starts on an empty server (FLUSHALL) under a fresh prefix. "{redis_url}" and "{redis_port}" in
 # an argv are replaced by the server's address at run time (the URL with ?prefix=).
@@ -173,7 +173,7 @@ PY_IMPORTS = {"brokk-py": "brokk", "tadween": "tadween_core.broker", "pynenc": "
 
 
 class RedisServer:
-    """The bench's throwaway redis-server (tests/redis/server.sh, this process its owner: its
+    """The bench's throwaway redis-server (core/src/store/redis/test-server.sh, this process its owner: its
     watchdog kills the server within a second of this process ending, however it ends)."""
 
     def __init__(self) -> None:
@@ -191,11 +191,11 @@ class RedisServer:
             return self.failed
         base = os.environ.get("BENCH_TMPDIR") or None
         self.dir = Path(tempfile.mkdtemp(prefix="brokk-bench-redis-", dir=base))
-        p = subprocess.run(["sh", str(ROOT / "tests/redis/server.sh"), "start", str(self.dir), str(os.getpid()),
+        p = subprocess.run(["sh", str(ROOT / "core/src/store/redis/test-server.sh"), "start", str(self.dir), str(os.getpid()),
                             "--save", "", "--appendonly", "no"],
                            capture_output=True, text=True, timeout=60)
         if p.returncode != 0 or not p.stdout.strip().isdigit():
-            self.failed = f"tests/redis/server.sh could not start redis-server: {p.stderr.strip()[-300:]}"
+            self.failed = f"core/src/store/redis/test-server.sh could not start redis-server: {p.stderr.strip()[-300:]}"
             shutil.rmtree(self.dir, ignore_errors=True)
             return self.failed
         self.port = int(p.stdout.strip())
@@ -226,7 +226,7 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.dir:
-            subprocess.run(["sh", str(ROOT / "tests/redis/server.sh"), "stop", str(self.dir)],
+            subprocess.run(["sh", str(ROOT / "core/src/store/redis/test-server.sh"), "stop", str(self.dir)],
                            capture_output=True, timeout=60)
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = self.port = None

@@ -14,7 +14,7 @@
 #                   copy with pkg-config and with find_package(brokk CONFIG), and run).
 #                   The TEST_P(Backend, ...) tests run on memory://, SQLite and Redis: one
 #                   redis-server for the ctest run (fixture tests "redis.start"/"redis.stop",
-#                   tests/redis/server.sh), a key prefix per test; needs redis-server installed.
+#                   core/src/store/redis/test-server.sh), a key prefix per test; needs redis-server installed.
 #   make demo-cpp   builds examples/cpp/pipeline.cpp against the release library and runs it.
 #
 # Needs cmake, ninja, GoogleTest and pkg-config (Debian: cmake ninja-build libgtest-dev pkgconf).

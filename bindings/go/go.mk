@@ -7,7 +7,7 @@
 #                  pipeline example (with -race), its output checked for the same facts as the
 #                  C demo's.
 #                  The tests that call forEachBackend run on memory://, SQLite and Redis (one
-#                  redis-server per test binary, started through tests/redis/server.sh on first
+#                  redis-server per test binary, started through core/src/store/redis/test-server.sh on first
 #                  use and stopped by TestMain; needs redis-server installed).
 #   make demo-go   runs the Go pipeline example.
 #

@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// redisServer is the one redis-server of a test run: tests/redis/server.sh starts it on the
+// redisServer is the one redis-server of a test run: core/src/store/redis/test-server.sh starts it on the
 // first "redis" subtest of forEachBackend (so `go test -list` and runs with no such subtest start
 // nothing), owned by this process's pid (its watchdog kills it within a second if the test binary
 // dies), and TestMain stops it after m.Run. Without redis-server the redis subtests fail, saying
@@ -41,8 +41,8 @@ type redisServer struct {
 
 var redis redisServer
 
-// serverScript is tests/redis/server.sh (the tests run in bindings/go).
-func serverScript() string { return filepath.Join("..", "..", "tests", "redis", "server.sh") }
+// serverScript is core/src/store/redis/test-server.sh (the tests run in bindings/go).
+func serverScript() string { return filepath.Join("..", "..", "core", "src", "store", "redis", "test-server.sh") }
 
 func (r *redisServer) baseURL() (string, error) {
 	r.once.Do(func() {
@@ -58,7 +58,7 @@ func (r *redisServer) baseURL() (string, error) {
 			if ee, ok := err.(*exec.ExitError); ok {
 				msg = strings.TrimSpace(string(ee.Stderr))
 			}
-			r.err = fmt.Errorf("tests/redis/server.sh could not start redis-server (apt-get install redis-server): %v: %s", err, msg)
+			r.err = fmt.Errorf("core/src/store/redis/test-server.sh could not start redis-server (apt-get install redis-server): %v: %s", err, msg)
 			return
 		}
 		r.url = "redis://127.0.0.1:" + strings.TrimSpace(string(out)) + "/0"

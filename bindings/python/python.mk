@@ -93,7 +93,7 @@ test-python-pynenc: python-pynenc-venv
 #            SQLite keeps its queues in a brokk SQLite file beside pynenc's own
 #            (brokk_url sqlite://{sqlite_db_path}-brokk.db: a fresh file per test, as pynenc's
 #            SQLiteBroker has), an app in memory in memory://;
-#   redis    BrokkBroker on a throwaway redis-server (tests/redis/server.sh) for every app,
+#   redis    BrokkBroker on a throwaway redis-server (core/src/store/redis/test-server.sh) for every app,
 #            emptied before each test (tests/pynenc_plugin/suite_fresh_redis.py, a pytest
 #            plugin: the apps of successive tests share an app id, so on one server they would
 #            meet each other's queues); skipped, saying so, without redis-server.
@@ -116,7 +116,7 @@ test-python-pynenc-suite: python-pynenc-venv
 	mv $(PYNENC_SUITE)/pynenc-$(PYNENC_VERSION)/pynenc_tests $(PYNENC_SUITE)/run/
 	@status=0; configs="pynenc memory sqlite"; redis_dir=$(abspath $(PYNENC_SUITE))/redis; \
 	if command -v redis-server >/dev/null 2>&1; then \
-	  port=$$(sh tests/redis/server.sh start $$redis_dir $$$$ | tail -n 1) && configs="$$configs redis" || status=1; \
+	  port=$$(sh core/src/store/redis/test-server.sh start $$redis_dir $$$$ | tail -n 1) && configs="$$configs redis" || status=1; \
 	else echo "pynenc suite (redis): skipped: redis-server is not installed"; fi; \
 	for config in $$configs; do \
 	  case $$config in \
@@ -134,5 +134,5 @@ test-python-pynenc-suite: python-pynenc-venv
 	  echo "pynenc suite ($$config):"; tail -n 1 $(PYNENC_SUITE)/$$config.log; \
 	done; \
 	if [ $$status != 0 ]; then grep -h "^FAILED\|^ERROR" $(PYNENC_SUITE)/*.log; fi; \
-	if [ -f $$redis_dir/redis.pid ]; then sh tests/redis/server.sh stop $$redis_dir; fi; \
+	if [ -f $$redis_dir/redis.pid ]; then sh core/src/store/redis/test-server.sh stop $$redis_dir; fi; \
 	rm -rf $(PYNENC_SUITE)/tmp; exit $$status

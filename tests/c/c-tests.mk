@@ -9,7 +9,7 @@
 #                         all of them. Fails if anything failed.
 #   make test-c-plain     just the plain run          make test-c-valgrind   just valgrind
 #   make test-c-sqlite    the plain run on SQLite (BROKK_TEST_URL=sqlite; see check.h)
-#   make test-c-redis     the plain run on a redis-server of its own (tests/redis/server.sh, started
+#   make test-c-redis     the plain run on a redis-server of its own (core/src/store/redis/test-server.sh, started
 #                         and stopped by run.sh; BROKK_TEST_URL=redis://...; needs redis-server)
 #   make test-c-asan      just the ASan/UBSan build   make test-c-static     header/symbol checks
 #   make c-tests          build the programs only; run one with build/c-tests/test_x [name filter]

@@ -367,7 +367,7 @@ static inline void delayed_open_join(delayed_open *d) { pthread_join(d->thread, 
  * new_broker*() on SQLite: a fresh file per broker, in a private temp directory made on first
  * use; run_tests() deletes the files (with their -wal/-shm) after each test, and an atexit hook
  * removes whatever is left and the directory. BROKK_TEST_URL=redis://127.0.0.1:PORT/0 (a server
- * run.sh started for this run, tests/redis/server.sh) runs them on Redis: a fresh key prefix per
+ * run.sh started for this run, core/src/store/redis/test-server.sh) runs them on Redis: a fresh key prefix per
  * broker ("c<pid>-<n>"), so brokers share nothing unless a test passes one URL to several; the
  * keys go away with the server at the end of the run. Unset, empty or "memory": memory:// (URL
  * NULL). Tests that expect something different on SQLite or Redis branch on test_sqlite(),

@@ -3,7 +3,7 @@
 #   run.sh MODE OUTDIR PROGRAM...     MODE: plain | sqlite | redis | valgrind | asan
 # "sqlite" is the plain run with BROKK_TEST_URL=sqlite: every broker the suite creates is on
 # its own temporary SQLite file (see check.h). "redis" is the plain run on a redis-server this
-# script starts for the run (tests/redis/server.sh, files in OUTDIR/redis-server, owned by this
+# script starts for the run (core/src/store/redis/test-server.sh, files in OUTDIR/redis-server, owned by this
 # shell: a watchdog kills it if the script dies) and stops at the end, however it ends, with
 # BROKK_TEST_URL=redis://127.0.0.1:PORT/0: every broker gets its own key prefix (see check.h).
 # Without redis-server the stage fails, saying why. The other modes use memory:// unless
@@ -49,7 +49,7 @@ total_fail=0
 echo "== C tests ($mode)"
 
 if [ "$mode" = redis ]; then
-    server="$(dirname "$0")/../redis/server.sh"
+    server="$(dirname "$0")/../../core/src/store/redis/test-server.sh"
     mkdir -p "$out"
     sdir=$(cd "$out" && pwd)/redis-server # absolute: redis-server resolves paths after --dir
     # Stopped on every way out; the server's watchdog covers a kill -9 of this shell.

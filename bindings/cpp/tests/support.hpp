@@ -217,10 +217,10 @@ inline std::string sqlite_url(const std::filesystem::path& path) { return "sqlit
 // ---- Redis: one server for the whole run ----------------------------------------------------
 
 #ifndef BROKK_SOURCE_ROOT
-#error "BROKK_SOURCE_ROOT (the checkout, for tests/redis/server.sh) is set by CMakeLists.txt"
+#error "BROKK_SOURCE_ROOT (the checkout, for core/src/store/redis/test-server.sh) is set by CMakeLists.txt"
 #endif
 
-// The redis-server the "redis" tests use, started once (tests/redis/server.sh). Under ctest a
+// The redis-server the "redis" tests use, started once (core/src/store/redis/test-server.sh). Under ctest a
 // fixture test ("redis.start", owned by ctest's pid) starts it before the first test and
 // "redis.stop" stops it after the last; the tests find its port in the file
 // BROKK_TEST_REDIS_PORT_FILE names. Run directly (no such variable), the test binary starts its
@@ -252,7 +252,7 @@ public:
     }
 
 private:
-    static std::string script() { return std::string(BROKK_SOURCE_ROOT) + "/tests/redis/server.sh"; }
+    static std::string script() { return std::string(BROKK_SOURCE_ROOT) + "/core/src/store/redis/test-server.sh"; }
 
     static std::string read_port(const std::string& file) {
         std::ifstream in(file);
@@ -274,9 +274,9 @@ private:
         dir_ = name;
         const std::string cmd = "sh '" + script() + "' start '" + dir_ + "' " + std::to_string(getpid()) + " >/dev/null";
         if (std::system(cmd.c_str()) != 0)
-            throw std::runtime_error("tests/redis/server.sh could not start redis-server (installed? apt-get install redis-server)");
+            throw std::runtime_error("core/src/store/redis/test-server.sh could not start redis-server (installed? apt-get install redis-server)");
         port_ = read_port(dir_ + "/port");
-        if (port_.empty()) throw std::runtime_error("tests/redis/server.sh wrote no port in " + dir_);
+        if (port_.empty()) throw std::runtime_error("core/src/store/redis/test-server.sh wrote no port in " + dir_);
     }
 
     std::mutex m_;

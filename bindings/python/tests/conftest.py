@@ -78,7 +78,7 @@ def _redis_server_stopped_at_session_end():
 
 @pytest.fixture(scope="session")
 def redis_server() -> str:
-    """The session's redis-server (tests/redis/server.sh, owner: this pytest process), started
+    """The session's redis-server (core/src/store/redis/test-server.sh, owner: this pytest process), started
     on first use and stopped at the end of the session: its redis://127.0.0.1:PORT/0. Fails,
     saying why, when redis-server is missing."""
     return redis_test_server.base_url()

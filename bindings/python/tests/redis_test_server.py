@@ -1,5 +1,5 @@
 """The one redis-server of a pytest session, for the tests that run on Redis (conftest.py's
-`redis_server` fixture and pynenc_support.backend_url). tests/redis/server.sh starts it on first
+`redis_server` fixture and pynenc_support.backend_url). core/src/store/redis/test-server.sh starts it on first
 use, on a free loopback port, owned by this process's pid (its watchdog kills it within a second
 if pytest dies); conftest.py stops it at the end of the session. Without redis-server, start()
 raises, saying why: the Redis tests fail, they never skip."""
@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
-SCRIPT = REPO / "tests" / "redis" / "server.sh"
+SCRIPT = REPO / "core" / "src" / "store" / "redis" / "test-server.sh"
 
 _lock = threading.Lock()
 _dir: str | None = None
@@ -37,7 +37,7 @@ def base_url() -> str:
                 shutil.rmtree(_dir, ignore_errors=True)
                 _dir = None
                 raise RuntimeError(
-                    "tests/redis/server.sh could not start redis-server (apt-get install redis-server): "
+                    "core/src/store/redis/test-server.sh could not start redis-server (apt-get install redis-server): "
                     + done.stderr.strip()
                 )
             _url = f"redis://127.0.0.1:{done.stdout.strip()}/0"

@@ -2,8 +2,8 @@
 # A throwaway redis-server for the C, C++, Go and Python test suites and the benchmarks (the Rust
 # tests start their own: core/tests/common/redis_server.rs).
 #
-#   server.sh start DIR OWNER_PID [redis-server options...]   prints the port
-#   server.sh stop DIR
+#   test-server.sh start DIR OWNER_PID [redis-server options...]   prints the port
+#   test-server.sh stop DIR
 #
 # start runs Debian's redis-server on a free loopback port with its files in DIR (no snapshots,
 # no append-only file unless the options say so), waits until it answers PING, and records its
