@@ -263,6 +263,11 @@ pub(crate) trait Store: Send + Sync {
         None
     }
 
+    /// For a store with a `watch`: how to wake the poller when the store hears of work by
+    /// itself (called once, before any consumer waits). A store that only answers `changed`
+    /// ignores it, and the poller looks every `watch.poll`.
+    fn set_waker(&self, _waker: Waker) {}
+
     /// Whether anyone (another process, or this one) changed the store since the last call.
     fn changed(&self) -> Result<bool> {
         Ok(false)
@@ -284,6 +289,24 @@ pub(crate) trait Store: Send + Sync {
     /// and remove what only it used (its anonymous groups).
     fn close(&self) -> Result<()> {
         Ok(())
+    }
+}
+
+/// How a store tells the core that work may have arrived, at once instead of at the poller's
+/// next look: a store that hears of writes by itself (Redis's subscription to its change
+/// channel; a server that pushes deliveries) calls [`Waker::wake`] from any thread, and the
+/// poller then asks [`Store::changed`] and wakes the local consumers with work. It holds nothing
+/// of the broker, so a store thread may keep it as long as it likes.
+#[derive(Clone)]
+pub(crate) struct Waker(Arc<dyn Fn() + Send + Sync>);
+
+impl Waker {
+    pub(crate) fn new(wake: impl Fn() + Send + Sync + 'static) -> Self {
+        Waker(Arc::new(wake))
+    }
+
+    pub(crate) fn wake(&self) {
+        (self.0)()
     }
 }
 

@@ -152,6 +152,7 @@ impl Shared {
             })?;
             *shared.timer_thread.lock() = Some(timer);
             if let Some(poller) = &shared.poller {
+                shared.store.set_waker(poller.waker());
                 let s = Arc::clone(&shared);
                 poller.start(move || s.run_poller())?;
             }

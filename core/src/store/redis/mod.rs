@@ -27,9 +27,10 @@
 //! failed or a settle failed (Redis was unreachable), and then any claim may take them back,
 //! its own included, so that a delivery whose ack was lost is not stuck until close.
 //!
-//! **Watching.** Every write script increments its topic's counter; `changed` reads the
-//! counters of the topics where this broker has groups, one GET each in one round trip per
-//! node, every `POLL` while local consumers wait.
+//! **Watching.** On a single server a thread hears every write on the prefix's channel and
+//! wakes the broker's poller at once (`watch.rs`). On a cluster every write script increments
+//! its topic's counter; `changed` reads the counters of the topics where this broker has
+//! groups, one GET each in one round trip per node, every `POLL` while local consumers wait.
 //!
 //! **Close** gives back every delivery this broker holds (in place, attempt + 1) and removes its
 //! anonymous groups. **A crashed broker's** leases run out one lease after its last heartbeat;
@@ -67,8 +68,12 @@ pub(crate) use config::parse_url;
 pub use config::{RedisConfig, DEFAULT_REDIS_PORT, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT};
 
 /// How often the poller reads the topics' write counters while this broker has consumers or
-/// waiters: the latency of a hand-off from another process, for one round trip.
+/// waiters (on a cluster): the latency of a hand-off from another process, for one round trip.
 pub(crate) const POLL: Duration = Duration::from_millis(5);
+/// On a single server the listener wakes the poller at each write (`watch.rs`), so its looks
+/// are only a backstop: for claims that failed and ran out of retries, and due times the
+/// server's clock has not reached yet.
+const HEARD_POLL: Duration = Duration::from_millis(50);
 
 /// Delivery numbers are per topic in Redis; a delivery's id in this broker puts the topic's
 /// local index above them, so ids of different topics never collide.
@@ -329,7 +334,14 @@ impl Store for RedisStore {
 
     fn watch(&self) -> Option<Watch> {
         // Every third of the lease, so that two heartbeats may fail before a lease runs out.
-        Some(Watch { poll: POLL, heartbeat: self.local.lease / 3 })
+        let poll = if self.listener.is_some() { HEARD_POLL } else { POLL };
+        Some(Watch { poll, heartbeat: self.local.lease / 3 })
+    }
+
+    fn set_waker(&self, waker: crate::store::Waker) {
+        if let Some(listener) = &self.listener {
+            listener.set_waker(waker);
+        }
     }
 
     fn changed(&self) -> Result<bool> {
