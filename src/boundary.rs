@@ -1,19 +1,21 @@
 //! The C boundary: every exported function's body runs inside `guard` (status-returning) or
-//! `guard_value` (accessors with a documented default), which catch panics so that none crosses
-//! into C, and record failures for brokk_last_error().
+//! `guard_value` (everything else: a panic gives the return type's `PanicDefault`), which catch
+//! panics so that none crosses into C, and record failures for brokk_last_error().
 //!
-//! STYLE.md asks for one macro that both declares the function and wraps its body. cbindgen does
+//! One macro that both declares each function and wraps its body would be ideal, but cbindgen does
 //! not expand macros on stable Rust, so a macro-declared function would vanish from the header;
 //! instead each function is written out and its body starts with a guard call, and
 //! tests/ffi_guard.rs fails on any `extern "C" fn` in src/ whose body does not.
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
+use std::ffi::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Once;
 
 use super::last_error;
-use super::status::brokk_status;
+use super::status::{brokk_status, brokk_status_class};
+use super::strings::brokk_str;
 use brokk_core::Error;
 
 /// A failing call: its status and the message for brokk_last_error().
@@ -89,8 +91,77 @@ pub(crate) fn guard(body: impl FnOnce() -> Result<(), Failure>) -> brokk_status 
     }
 }
 
-/// Runs a body that returns a value rather than a status; a panic gives `default`.
-pub(crate) fn guard_value<T>(default: T, body: impl FnOnce() -> T) -> T {
+/// What an exported function that returns no status gives C when its body panics: the type's
+/// documented "nothing" (after rustls-ffi's `PanicOrDefault`). Each return type used by such a
+/// function has its own impl, so a new one cannot be guarded without deciding this.
+pub(crate) trait PanicDefault {
+    fn panic_default() -> Self;
+}
+
+/// C sees the function return normally (a free or a fork handler may have done only part of its
+/// work).
+impl PanicDefault for () {
+    fn panic_default() -> Self {}
+}
+
+/// C sees 0: what the message accessors return for NULL, and no valid version number.
+impl PanicDefault for u32 {
+    fn panic_default() -> Self {
+        0
+    }
+}
+
+/// C sees 0: what the message accessors return for NULL (no delivery id is 0).
+impl PanicDefault for u64 {
+    fn panic_default() -> Self {
+        0
+    }
+}
+
+/// C sees 0: what brokk_message_priority returns for NULL.
+impl PanicDefault for i32 {
+    fn panic_default() -> Self {
+        0
+    }
+}
+
+/// C sees an empty view (`ptr` at a static empty string, never NULL; `len` 0), as for NULL.
+impl PanicDefault for brokk_str {
+    fn panic_default() -> Self {
+        brokk_str::empty()
+    }
+}
+
+/// C sees NULL (brokk_delivery_message: as for a NULL delivery).
+impl<T> PanicDefault for *const T {
+    fn panic_default() -> Self {
+        std::ptr::null()
+    }
+}
+
+/// C sees NULL.
+impl<T> PanicDefault for *mut T {
+    fn panic_default() -> Self {
+        std::ptr::null_mut()
+    }
+}
+
+/// C sees BROKK_STATUS_CLASS_BUG: a panic is a bug in brokk.
+impl PanicDefault for brokk_status_class {
+    fn panic_default() -> Self {
+        brokk_status_class::Bug
+    }
+}
+
+/// Runs a body that returns a value rather than a status; a panic gives `T::panic_default()`.
+pub(crate) fn guard_value<T: PanicDefault>(body: impl FnOnce() -> T) -> T {
+    guarded(body).unwrap_or_else(|_| T::panic_default())
+}
+
+/// As `guard_value`, with the value a panic gives chosen by the caller: for the functions
+/// returning `const char *` that promise never to return NULL, where the type's default (NULL)
+/// would break that promise.
+pub(crate) fn guard_value_or(default: *const c_char, body: impl FnOnce() -> *const c_char) -> *const c_char {
     guarded(body).unwrap_or(default)
 }
 
@@ -108,7 +179,8 @@ mod tests {
         assert_eq!(guard(|| panic!("secret-in-call")), brokk_status::Panic);
         let message = super::last_error::get();
         assert!(message.contains("secret-in-call") && message.contains("boundary.rs:"), "{message}");
-        assert_eq!(guard_value(7, || panic!("secret-in-accessor")), 7);
+        assert_eq!(guard_value(|| -> u64 { panic!("secret-in-accessor") }), 0);
+        assert_eq!(guard_value_or(c"x".as_ptr(), || panic!("secret-in-c-string")), c"x".as_ptr());
         std::thread::Builder::new()
             .name("brokk-test".into())
             .spawn(|| catch_unwind(|| panic!("secret-on-thread")))
@@ -117,6 +189,19 @@ mod tests {
             .unwrap()
             .unwrap_err();
         let _ = catch_unwind(|| panic!("the host's own panic"));
+    }
+
+    #[test]
+    fn panic_defaults_are_what_the_header_promises() {
+        assert_eq!(guard_value(|| 7u32), 7);
+        assert_eq!(u32::panic_default(), 0);
+        assert_eq!(u64::panic_default(), 0);
+        assert_eq!(i32::panic_default(), 0);
+        let s = brokk_str::panic_default();
+        assert!(!s.ptr.is_null() && s.len == 0);
+        assert!(<*const u8>::panic_default().is_null());
+        assert!(<*mut u8>::panic_default().is_null());
+        assert_eq!(brokk_status_class::panic_default(), brokk_status_class::Bug);
     }
 
     #[test]

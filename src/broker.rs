@@ -197,9 +197,12 @@ pub unsafe extern "C" fn brokk_broker_new(
 ) -> brokk_status {
     guard(|| {
         super::fork::watch_forks();
-        let out = output(broker_out, "broker_out")?;
-        let url = optional_c_text(url, "url")?.unwrap_or("memory://");
-        let opts = options.as_ref().copied().unwrap_or_default();
+        // SAFETY: `broker_out` is NULL or a writable slot for this call.
+        let out = unsafe { output(broker_out, "broker_out") }?;
+        // SAFETY: `url` is NULL or a NUL-terminated string for this call.
+        let url = unsafe { optional_c_text(url, "url") }?.unwrap_or("memory://");
+        // SAFETY: `options` is NULL or a readable struct for this call (copied here).
+        let opts = unsafe { options.as_ref() }.copied().unwrap_or_default();
         let config = BrokerConfig {
             worker_threads: opts.worker_threads as usize,
             max_payload_bytes: opts.max_payload_bytes.try_into().unwrap_or(usize::MAX),
@@ -229,9 +232,11 @@ pub unsafe extern "C" fn brokk_broker_new(
 /// Takes: `broker`, which must not be used afterwards by any thread. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_broker_free(broker: *mut brokk_broker) {
-    super::boundary::guard_value((), || {
+    super::boundary::guard_value(|| {
         if !broker.is_null() {
-            drop(Box::from_raw(broker));
+            // SAFETY: non-NULL, so it came from brokk_broker_new's Box, and the caller hands it
+            // over: no thread uses it afterwards.
+            drop(unsafe { Box::from_raw(broker) });
         }
     })
 }
@@ -246,9 +251,11 @@ pub unsafe extern "C" fn brokk_broker_free(broker: *mut brokk_broker) {
 /// Threads: any thread, including from inside a handler or listener of this broker.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_broker_release(broker: *mut brokk_broker) {
-    super::boundary::guard_value((), || {
+    super::boundary::guard_value(|| {
         if !broker.is_null() {
-            Box::from_raw(broker).inner.release();
+            // SAFETY: non-NULL, so it came from brokk_broker_new's Box, and the caller hands it
+            // over: no thread uses it afterwards.
+            unsafe { Box::from_raw(broker) }.inner.release();
         }
     })
 }
@@ -263,7 +270,8 @@ pub unsafe extern "C" fn brokk_broker_release(broker: *mut brokk_broker) {
 #[no_mangle]
 pub unsafe extern "C" fn brokk_broker_ack(broker: *const brokk_broker, delivery_id: u64) -> brokk_status {
     guard(|| {
-        reference(broker, "broker")?.inner.ack(delivery_id)?;
+        // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
+        unsafe { reference(broker, "broker") }?.inner.ack(delivery_id)?;
         Ok(())
     })
 }
@@ -287,17 +295,21 @@ pub unsafe extern "C" fn brokk_broker_ack_batch(
     acked_out: *mut usize,
 ) -> brokk_status {
     guard(|| {
-        if let Some(out) = acked_out.as_mut() {
+        // SAFETY: `acked_out` is NULL or a writable usize for this call (the caller's contract).
+        let mut acked_out = unsafe { acked_out.as_mut() };
+        if let Some(out) = acked_out.as_deref_mut() {
             *out = 0;
         }
-        let broker = reference(broker, "broker")?;
+        // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
+        let broker = unsafe { reference(broker, "broker") }?;
         let ids: &[u64] = match (ids.is_null(), count) {
             (_, 0) => &[],
             (true, _) => return Err(fail(brokk_status::NullArgument, "ids is NULL")),
-            (false, n) => std::slice::from_raw_parts(ids, n),
+            // SAFETY: non-NULL, and the caller guarantees `count` readable ids for this call.
+            (false, n) => unsafe { std::slice::from_raw_parts(ids, n) },
         };
         let (acked, failure) = broker.inner.ack_batch(ids);
-        if let Some(out) = acked_out.as_mut() {
+        if let Some(out) = acked_out {
             *out = acked;
         }
         match failure {
@@ -328,8 +340,10 @@ pub unsafe extern "C" fn brokk_broker_nack(
     reason_len: usize,
 ) -> brokk_status {
     guard(|| {
-        let broker = reference(broker, "broker")?;
-        let reason = optional_text(reason, reason_len, "reason")?.map(|r| Reason::Owned(r.to_owned()));
+        // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
+        let broker = unsafe { reference(broker, "broker") }?;
+        // SAFETY: `reason` is NULL or `reason_len` readable bytes for this call.
+        let reason = unsafe { optional_text(reason, reason_len, "reason") }?.map(|r| Reason::Owned(r.to_owned()));
         let delay = (requeue_delay_ms > 0).then(|| Duration::from_millis(requeue_delay_ms));
         broker.inner.nack(delivery_id, requeue, delay, reason)?;
         Ok(())
@@ -351,7 +365,8 @@ pub unsafe extern "C" fn brokk_broker_join(
     remaining_out: *mut u64,
 ) -> brokk_status {
     guard(|| {
-        let broker = reference(broker, "broker")?;
+        // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
+        let broker = unsafe { reference(broker, "broker") }?;
         let result = broker.inner.join(timeout(timeout_ms));
         // Written for OK and TIMEOUT only, as documented.
         let remaining = match &result {
@@ -359,7 +374,8 @@ pub unsafe extern "C" fn brokk_broker_join(
             Err(e) if e.kind() == brokk_core::ErrorKind::Timeout => Some(e.remaining()),
             Err(_) => None,
         };
-        if let (Some(n), Some(out)) = (remaining, remaining_out.as_mut()) {
+        // SAFETY: `remaining_out` is NULL or a writable u64 for this call (the caller's contract).
+        if let (Some(n), Some(out)) = (remaining, unsafe { remaining_out.as_mut() }) {
             *out = n;
         }
         result.map_err(Into::into)
@@ -407,9 +423,11 @@ pub unsafe extern "C" fn brokk_broker_close(
     report_out: *mut brokk_close_report,
 ) -> brokk_status {
     guard(|| {
-        let broker = reference(broker, "broker")?;
+        // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
+        let broker = unsafe { reference(broker, "broker") }?;
         let report = broker.inner.close(timeout(timeout_ms), force)?;
-        if let Some(out) = report_out.as_mut() {
+        // SAFETY: `report_out` is NULL or a writable report for this call (the caller's contract).
+        if let Some(out) = unsafe { report_out.as_mut() } {
             *out = brokk_close_report {
                 remaining: report.remaining,
                 dropped: report.dropped,

@@ -17,6 +17,7 @@ pub(crate) struct UserData {
 // SAFETY: the header tells hosts that user_data is used from broker threads, concurrently when
 // a subscription's concurrency is above 1; making it safe to share is the host's contract.
 unsafe impl Send for UserData {}
+// SAFETY: as for Send.
 unsafe impl Sync for UserData {}
 
 impl UserData {
@@ -37,7 +38,8 @@ impl UserData {
 impl Drop for UserData {
     fn drop(&mut self) {
         if let Some(free) = self.free {
-            // A finaliser must not unwind into Rust; if C++ throws here it is the host's bug.
+            // SAFETY: the host's finaliser for its own pointer, run once: drop runs once, and
+            // `disown` clears `free`. It must not unwind (C++ throwing here is the host's bug).
             unsafe { free(self.ptr) };
         }
     }

@@ -66,10 +66,14 @@ pub unsafe extern "C" fn brokk_broker_fetch(
     delivery_out: *mut *mut brokk_delivery,
 ) -> brokk_status {
     guard(|| {
-        let broker = reference(broker, "broker")?;
-        let topic = text(topic, topic_len, "topic")?;
-        let opts = fetch_options(options)?;
-        let out = output(delivery_out, "delivery_out")?;
+        // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
+        let broker = unsafe { reference(broker, "broker") }?;
+        // SAFETY: `topic` is NULL or `topic_len` readable bytes for this call.
+        let topic = unsafe { text(topic, topic_len, "topic") }?;
+        // SAFETY: `options` is NULL or a readable brokk_fetch_options for this call.
+        let opts = unsafe { fetch_options(options) }?;
+        // SAFETY: `delivery_out` is NULL or a writable slot for this call.
+        let out = unsafe { output(delivery_out, "delivery_out") }?;
         *out = match broker.inner.fetch_with(topic, &opts, timeout(timeout_ms))? {
             None => std::ptr::null_mut(),
             Some(d) => into_handle(d),
@@ -102,15 +106,21 @@ pub unsafe extern "C" fn brokk_broker_fetch_batch(
     count_out: *mut usize,
 ) -> brokk_status {
     guard(|| {
-        let broker = reference(broker, "broker")?;
-        let topic = text(topic, topic_len, "topic")?;
-        let opts = fetch_options(options)?;
+        // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
+        let broker = unsafe { reference(broker, "broker") }?;
+        // SAFETY: `topic` is NULL or `topic_len` readable bytes for this call.
+        let topic = unsafe { text(topic, topic_len, "topic") }?;
+        // SAFETY: `options` is NULL or a readable brokk_fetch_options for this call.
+        let opts = unsafe { fetch_options(options) }?;
         if deliveries_out.is_null() {
             return Err(fail(brokk_status::NullArgument, "deliveries_out is NULL"));
         }
-        let count = output(count_out, "count_out")?;
+        // SAFETY: `count_out` is NULL or a writable usize for this call.
+        let count = unsafe { output(count_out, "count_out") }?;
         let taken = broker.inner.fetch_batch(topic, &opts, max, timeout(timeout_ms))?;
-        let slots = std::slice::from_raw_parts_mut(deliveries_out, taken.len());
+        // SAFETY: non-NULL (checked above), and the caller gives room for `max` pointers, at
+        // least the number fetch_batch took.
+        let slots = unsafe { std::slice::from_raw_parts_mut(deliveries_out, taken.len()) };
         for (slot, d) in slots.iter_mut().zip(taken) {
             *slot = into_handle(d);
         }
@@ -149,7 +159,8 @@ pub unsafe extern "C" fn brokk_broker_take(
     payload_len_out: *mut usize,
 ) -> brokk_status {
     guard(|| {
-        let len_out = output(payload_len_out, "payload_len_out")?;
+        // SAFETY: `payload_len_out` is NULL or a writable usize for this call.
+        let len_out = unsafe { output(payload_len_out, "payload_len_out") }?;
         let request = brokk_take_request {
             topic,
             topic_len,
@@ -160,7 +171,8 @@ pub unsafe extern "C" fn brokk_broker_take(
             payload_cap,
             payload_len: 0,
         };
-        take_one(broker, &request, len_out)
+        // SAFETY: the arguments are brokk_broker_take's, under its contract, which take_one needs.
+        unsafe { take_one(broker, &request, len_out) }
     })
 }
 
@@ -200,19 +212,27 @@ pub unsafe extern "C" fn brokk_broker_take_with(
     request: *mut brokk_take_request,
 ) -> brokk_status {
     guard(|| {
-        let request = output(request, "request")?;
+        // SAFETY: `request` is NULL or a brokk_take_request the caller lets us read and write.
+        let request = unsafe { output(request, "request") }?;
         let mut len = request.payload_len;
-        let result = take_one(broker, request, &mut len);
+        // SAFETY: `request` holds brokk_broker_take's arguments, under its contract.
+        let result = unsafe { take_one(broker, request, &mut len) };
         request.payload_len = len;
         result
     })
 }
 
 /// The body of brokk_broker_take and brokk_broker_take_with (`request.payload_len` unused).
+///
+/// # Safety
+/// `broker` and the pointers in `r` are as brokk_broker_take documents, for this call.
 unsafe fn take_one(broker: *const brokk_broker, r: &brokk_take_request, len_out: &mut usize) -> Result<(), Failure> {
-    let broker = reference(broker, "broker")?;
-    let topic = text(r.topic, r.topic_len, "topic")?;
-    let group = optional_text(r.group, r.group_len, "group")?;
+    // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
+    let broker = unsafe { reference(broker, "broker") }?;
+    // SAFETY: `r.topic` is NULL or `r.topic_len` readable bytes for this call.
+    let topic = unsafe { text(r.topic, r.topic_len, "topic") }?;
+    // SAFETY: `r.group` is NULL or `r.group_len` readable bytes for this call.
+    let group = unsafe { optional_text(r.group, r.group_len, "group") }?;
     let (payload_out, payload_cap) = (r.payload_out, r.payload_cap);
     if payload_out.is_null() && payload_cap > 0 {
         return Err(fail(brokk_status::NullArgument, "payload_out is NULL (and payload_cap is not 0)"));
@@ -220,9 +240,12 @@ unsafe fn take_one(broker: *const brokk_broker, r: &brokk_take_request, len_out:
     match broker.inner.take(topic, group, timeout(r.timeout_ms), payload_cap)? {
         Taken::Message(delivery) => {
             let payload = delivery.payload();
-            std::ptr::copy_nonoverlapping(payload.as_ptr(), payload_out.cast::<u8>(), payload.len());
+            // SAFETY: take hands out only a payload of at most `payload_cap` bytes, never an
+            // empty one, so `payload_out` is not NULL (checked above) and has room for it.
+            unsafe { std::ptr::copy_nonoverlapping(payload.as_ptr(), payload_out.cast::<u8>(), payload.len()) };
             if payload.len() < payload_cap {
-                *payload_out.add(payload.len()) = 0;
+                // SAFETY: the offset is below `payload_cap`, inside the caller's buffer.
+                unsafe { *payload_out.add(payload.len()) = 0 };
             }
             *len_out = payload.len();
         }
@@ -244,14 +267,21 @@ unsafe fn take_one(broker: *const brokk_broker, r: &brokk_take_request, len_out:
 }
 
 /// Converts C fetch options (NULL: all defaults), borrowing their strings.
+///
+/// # Safety
+/// `options` is NULL or a readable struct whose strings are NULL or valid for their lengths, for
+/// `'a`.
 unsafe fn fetch_options<'a>(options: *const brokk_fetch_options) -> Result<FetchOptions<'a>, Failure> {
     let mut opts = FetchOptions::default();
-    if let Some(o) = options.as_ref() {
-        opts.group = optional_text(o.group, o.group_len, "options.group")?;
+    // SAFETY: `options` is NULL or readable for `'a` (this function's contract).
+    if let Some(o) = unsafe { options.as_ref() } {
+        // SAFETY: the struct's strings are NULL or valid for their lengths for `'a`.
+        opts.group = unsafe { optional_text(o.group, o.group_len, "options.group") }?;
         opts.ack_deadline = (o.ack_deadline_ms > 0).then(|| Duration::from_millis(o.ack_deadline_ms));
         opts.max_attempts = o.max_attempts;
+        // SAFETY: as for `group`.
         opts.dead_letter_topic =
-            optional_text(o.dead_letter_topic, o.dead_letter_topic_len, "options.dead_letter_topic")?;
+            unsafe { optional_text(o.dead_letter_topic, o.dead_letter_topic_len, "options.dead_letter_topic") }?;
     }
     Ok(opts)
 }
@@ -266,7 +296,10 @@ fn into_handle(d: Delivery) -> *mut brokk_delivery {
 /// Returns: a view valid until brokk_delivery_free(delivery); NULL for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_delivery_message(delivery: *const brokk_delivery) -> *const brokk_message {
-    guard_value(std::ptr::null(), || delivery.as_ref().map_or(std::ptr::null(), |d| &d.view as *const brokk_message))
+    guard_value(|| {
+        // SAFETY: `delivery` is NULL or a delivery from brokk_broker_fetch not yet freed.
+        unsafe { delivery.as_ref() }.map_or(std::ptr::null(), |d| &d.view as *const brokk_message)
+    })
 }
 
 /// Releases a fetched delivery handle. It does not ack or nack: a delivery freed unsettled
@@ -274,23 +307,29 @@ pub unsafe extern "C" fn brokk_delivery_message(delivery: *const brokk_delivery)
 /// Takes: `delivery`, which must not be used afterwards. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_delivery_free(delivery: *mut brokk_delivery) {
-    guard_value((), || {
+    guard_value(|| {
         if !delivery.is_null() {
-            drop(Box::from_raw(delivery));
+            // SAFETY: non-NULL, so it came from into_handle's Box, and the caller hands it over.
+            drop(unsafe { Box::from_raw(delivery) });
         }
     })
 }
 
 /// The topic names in `topics[0..count]`, or None (all topics) when `topics` is NULL.
+///
+/// # Safety
+/// `topics` is NULL or `count` readable views, each NULL or valid for its length, for `'a`.
 unsafe fn topic_list<'a>(topics: *const brokk_str, count: usize) -> Result<Option<Vec<&'a str>>, Failure> {
     if topics.is_null() {
         return if count == 0 { Ok(None) } else { Err(fail(brokk_status::NullArgument, "topics is NULL")) };
     }
-    let items = std::slice::from_raw_parts(topics, count);
+    // SAFETY: non-NULL (checked above) and `count` readable views for `'a` (the contract).
+    let items = unsafe { std::slice::from_raw_parts(topics, count) };
     items
         .iter()
         .enumerate()
-        .map(|(i, t)| text(t.ptr, t.len, &format!("topics[{i}]")))
+        // SAFETY: each view is NULL or valid for its length for `'a` (the contract).
+        .map(|(i, t)| unsafe { text(t.ptr, t.len, &format!("topics[{i}]")) })
         .collect::<Result<_, _>>()
         .map(Some)
 }
@@ -310,9 +349,12 @@ pub unsafe extern "C" fn brokk_broker_count(
     count_out: *mut u64,
 ) -> brokk_status {
     guard(|| {
-        let broker = reference(broker, "broker")?;
-        let out = output(count_out, "count_out")?;
-        let names = topic_list(topics, topic_count)?;
+        // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
+        let broker = unsafe { reference(broker, "broker") }?;
+        // SAFETY: `count_out` is NULL or a writable u64 for this call.
+        let out = unsafe { output(count_out, "count_out") }?;
+        // SAFETY: `topics` is NULL or `topic_count` readable views for this call.
+        let names = unsafe { topic_list(topics, topic_count) }?;
         *out = broker.inner.count(names.as_deref())?;
         Ok(())
     })
@@ -332,10 +374,13 @@ pub unsafe extern "C" fn brokk_broker_purge(
     purged_out: *mut u64,
 ) -> brokk_status {
     guard(|| {
-        let broker = reference(broker, "broker")?;
-        let names = topic_list(topics, topic_count)?;
+        // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
+        let broker = unsafe { reference(broker, "broker") }?;
+        // SAFETY: `topics` is NULL or `topic_count` readable views for this call.
+        let names = unsafe { topic_list(topics, topic_count) }?;
         let n = broker.inner.purge(names.as_deref())?;
-        if let Some(out) = purged_out.as_mut() {
+        // SAFETY: `purged_out` is NULL or a writable u64 for this call.
+        if let Some(out) = unsafe { purged_out.as_mut() } {
             *out = n;
         }
         Ok(())

@@ -9,18 +9,18 @@ use std::sync::Once;
 /// Runs in the forking thread before `fork`: waits (at most a second) until no other thread is
 /// inside a store call that a fork must not split, and keeps new ones out until the fork is done.
 extern "C" fn before_fork() {
-    super::boundary::guard_value((), brokk_core::fork::before_fork)
+    super::boundary::guard_value(brokk_core::fork::before_fork)
 }
 
 /// Runs in the parent right after `fork`: lets store calls in again.
 extern "C" fn after_fork_in_parent() {
-    super::boundary::guard_value((), brokk_core::fork::after_fork_in_parent)
+    super::boundary::guard_value(brokk_core::fork::after_fork_in_parent)
 }
 
 /// Runs in the child right after `fork`, on the forking thread: only atomic stores and an
 /// increment, which are async-signal-safe as a fork child handler must be.
 extern "C" fn after_fork_in_child() {
-    super::boundary::guard_value((), brokk_core::fork::after_fork_in_child)
+    super::boundary::guard_value(brokk_core::fork::after_fork_in_child)
 }
 
 /// Registers the handlers once per process (brokk_broker_new calls it).

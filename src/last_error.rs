@@ -23,6 +23,7 @@ pub(crate) fn get() -> String {
 /// this thread; copy it if you need it longer. Never NULL; do not free.
 /// Threads: per thread; read it on the thread that made the failing call, right after it.
 #[no_mangle]
+// guard_value_or, not guard_value: a panic must give a string too (never NULL, as promised).
 pub extern "C" fn brokk_last_error() -> *const c_char {
-    super::boundary::guard_value(c"".as_ptr(), || LAST_ERROR.with(|e| e.borrow().as_ptr()))
+    super::boundary::guard_value_or(c"".as_ptr(), || LAST_ERROR.with(|e| e.borrow().as_ptr()))
 }

@@ -4,6 +4,7 @@
 //! validate what C passes, make one call into the safe core, and map the result.
 
 #![allow(non_camel_case_types, clippy::missing_safety_doc)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 pub(crate) mod boundary;
 pub mod broker;

@@ -81,12 +81,16 @@ impl CListener {
     fn message(&self, cb: brokk_message_event_cb, d: &Delivery) {
         if let Some(cb) = cb {
             let view = brokk_message::new(d);
+            // SAFETY: a callback the host registered, given its own user_data and a view that
+            // outlives the call; the header asks it not to unwind.
             unsafe { cb(self.user_data.ptr(), &view) };
         }
     }
 
     fn subscription(&self, cb: brokk_subscription_event_cb, topic: &str, id: u64) {
         if let Some(cb) = cb {
+            // SAFETY: a callback the host registered, given its own user_data and `topic`'s bytes,
+            // valid during the call.
             unsafe { cb(self.user_data.ptr(), topic.as_ptr().cast(), topic.len(), id) };
         }
     }
@@ -105,6 +109,8 @@ impl Listener for CListener {
     fn on_failed(&self, d: &Delivery, reason: &str, requeued: bool) {
         if let Some(cb) = self.on_failed {
             let view = brokk_message::new(d);
+            // SAFETY: a callback the host registered, given its own user_data, and a view and
+            // `reason`'s bytes that stay valid during the call.
             unsafe { cb(self.user_data.ptr(), &view, reason.as_ptr().cast(), reason.len(), requeued) };
         }
     }
@@ -116,6 +122,8 @@ impl Listener for CListener {
     }
     fn on_topic_created(&self, topic: &str) {
         if let Some(cb) = self.on_topic_created {
+            // SAFETY: a callback the host registered, given its own user_data and `topic`'s bytes,
+            // valid during the call.
             unsafe { cb(self.user_data.ptr(), topic.as_ptr().cast(), topic.len()) };
         }
     }
@@ -135,9 +143,12 @@ pub unsafe extern "C" fn brokk_broker_add_listener(
     listener_id_out: *mut u64,
 ) -> brokk_status {
     guard(|| {
-        let broker = reference(broker, "broker")?;
-        let table = *reference(listener, "listener")?;
-        let out = output(listener_id_out, "listener_id_out")?;
+        // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
+        let broker = unsafe { reference(broker, "broker") }?;
+        // SAFETY: `listener` is NULL or a readable brokk_listener for this call (copied here).
+        let table = *unsafe { reference(listener, "listener") }?;
+        // SAFETY: `listener_id_out` is NULL or a writable u64 for this call.
+        let out = unsafe { output(listener_id_out, "listener_id_out") }?;
         let listener = CListener {
             on_publish: table.on_publish,
             on_dispatched: table.on_dispatched,
@@ -169,7 +180,8 @@ pub unsafe extern "C" fn brokk_broker_add_listener(
 #[no_mangle]
 pub unsafe extern "C" fn brokk_broker_remove_listener(broker: *const brokk_broker, listener_id: u64) -> brokk_status {
     guard(|| {
-        reference(broker, "broker")?.inner.remove_listener(listener_id)?;
+        // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
+        unsafe { reference(broker, "broker") }?.inner.remove_listener(listener_id)?;
         Ok(())
     })
 }

@@ -69,7 +69,8 @@ impl brokk_message {
     }
 
     fn delivery(&self) -> &Delivery {
-        // SAFETY: a view lives on the stack of the trampoline that borrows the delivery.
+        // SAFETY: a view never outlives its delivery: it lives on the stack of the trampoline that
+        // borrows it, or beside it in a brokk_delivery, whose Box keeps the delivery in place.
         unsafe { &*self.delivery }
     }
 
@@ -82,34 +83,33 @@ impl brokk_message {
     }
 }
 
-/// Runs `f` on the view behind `msg`, or returns `default` for NULL.
-unsafe fn with<T>(msg: *const brokk_message, default: T, f: impl FnOnce(&brokk_message) -> T) -> T {
-    match msg.as_ref() {
-        Some(m) => f(m),
-        None => default,
-    }
-}
-
 /// The topic the message was published on.
 /// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_topic(msg: *const brokk_message) -> brokk_str {
-    guard_value(brokk_str::empty(), || with(msg, brokk_str::empty(), |m| brokk_str::from_str(m.delivery().topic())))
+    guard_value(|| {
+        // SAFETY: `msg` is NULL or a view still valid (see brokk_message).
+        unsafe { msg.as_ref() }.map_or(brokk_str::empty(), |m| brokk_str::from_str(m.delivery().topic()))
+    })
 }
 
 /// The JSON payload, byte for byte as published; shared by every delivery of the message.
 /// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_payload(msg: *const brokk_message) -> brokk_str {
-    guard_value(brokk_str::empty(), || with(msg, brokk_str::empty(), |m| brokk_str::from_bytes(m.delivery().payload())))
+    guard_value(|| {
+        // SAFETY: `msg` is NULL or a view still valid (see brokk_message).
+        unsafe { msg.as_ref() }.map_or(brokk_str::empty(), |m| brokk_str::from_bytes(m.delivery().payload()))
+    })
 }
 
 /// The metadata JSON object as published, or "{}".
 /// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_metadata(msg: *const brokk_message) -> brokk_str {
-    guard_value(brokk_str::empty(), || {
-        with(msg, brokk_str::empty(), |m| brokk_str::from_bytes(m.delivery().metadata()))
+    guard_value(|| {
+        // SAFETY: `msg` is NULL or a view still valid (see brokk_message).
+        unsafe { msg.as_ref() }.map_or(brokk_str::empty(), |m| brokk_str::from_bytes(m.delivery().metadata()))
     })
 }
 
@@ -118,7 +118,10 @@ pub unsafe extern "C" fn brokk_message_metadata(msg: *const brokk_message) -> br
 /// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_id(msg: *const brokk_message) -> brokk_str {
-    guard_value(brokk_str::empty(), || with(msg, brokk_str::empty(), brokk_message::id_view))
+    guard_value(|| {
+        // SAFETY: `msg` is NULL or a view still valid (see brokk_message).
+        unsafe { msg.as_ref() }.map_or(brokk_str::empty(), brokk_message::id_view)
+    })
 }
 
 /// The id of the published message this delivery copies: the id brokk_broker_publish returned
@@ -126,7 +129,10 @@ pub unsafe extern "C" fn brokk_message_id(msg: *const brokk_message) -> brokk_st
 /// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_parent_id(msg: *const brokk_message) -> brokk_str {
-    guard_value(brokk_str::empty(), || with(msg, brokk_str::empty(), brokk_message::parent_id_view))
+    guard_value(|| {
+        // SAFETY: `msg` is NULL or a view still valid (see brokk_message).
+        unsafe { msg.as_ref() }.map_or(brokk_str::empty(), brokk_message::parent_id_view)
+    })
 }
 
 /// The delivery id that brokk_broker_ack and brokk_broker_nack take, kept across redeliveries.
@@ -135,20 +141,29 @@ pub unsafe extern "C" fn brokk_message_parent_id(msg: *const brokk_message) -> b
 /// UNKNOWN_DELIVERY there and changes nothing. 0 in on_publish and for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_delivery_id(msg: *const brokk_message) -> u64 {
-    guard_value(0, || with(msg, 0, |m| m.delivery().id()))
+    guard_value(|| {
+        // SAFETY: `msg` is NULL or a view still valid (see brokk_message).
+        unsafe { msg.as_ref() }.map_or(0, |m| m.delivery().id())
+    })
 }
 
 /// The subscription whose handler received this delivery. 0 for a fetched delivery, in
 /// on_publish, and for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_subscription_id(msg: *const brokk_message) -> u64 {
-    guard_value(0, || with(msg, 0, |m| m.delivery().subscription()))
+    guard_value(|| {
+        // SAFETY: `msg` is NULL or a view still valid (see brokk_message).
+        unsafe { msg.as_ref() }.map_or(0, |m| m.delivery().subscription())
+    })
 }
 
 /// The message's priority (higher first). 0 for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_priority(msg: *const brokk_message) -> i32 {
-    guard_value(0, || with(msg, 0, |m| m.delivery().priority()))
+    guard_value(|| {
+        // SAFETY: `msg` is NULL or a view still valid (see brokk_message).
+        unsafe { msg.as_ref() }.map_or(0, |m| m.delivery().priority())
+    })
 }
 
 /// The consumer group this delivery was made for ("default" for a fetch that named none);
@@ -156,21 +171,29 @@ pub unsafe extern "C" fn brokk_message_priority(msg: *const brokk_message) -> i3
 /// Returns: a view valid as long as `msg` (see brokk_message).
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_group(msg: *const brokk_message) -> brokk_str {
-    guard_value(brokk_str::empty(), || {
-        with(msg, brokk_str::empty(), |m| m.delivery().group().map_or(brokk_str::empty(), brokk_str::from_str))
+    guard_value(|| {
+        // SAFETY: `msg` is NULL or a view still valid (see brokk_message).
+        unsafe { msg.as_ref() }
+            .map_or(brokk_str::empty(), |m| m.delivery().group().map_or(brokk_str::empty(), brokk_str::from_str))
     })
 }
 
 /// 1 on first delivery, one more for each redelivery. 0 in on_publish and for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_attempt(msg: *const brokk_message) -> u32 {
-    guard_value(0, || with(msg, 0, |m| m.delivery().attempt()))
+    guard_value(|| {
+        // SAFETY: `msg` is NULL or a view still valid (see brokk_message).
+        unsafe { msg.as_ref() }.map_or(0, |m| m.delivery().attempt())
+    })
 }
 
 /// When the message was published, in milliseconds since the Unix epoch. 0 for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_timestamp_ms(msg: *const brokk_message) -> u64 {
-    guard_value(0, || with(msg, 0, |m| m.delivery().message().timestamp_ms()))
+    guard_value(|| {
+        // SAFETY: `msg` is NULL or a view still valid (see brokk_message).
+        unsafe { msg.as_ref() }.map_or(0, |m| m.delivery().message().timestamp_ms())
+    })
 }
 
 /// Records why the handler is failing this delivery, for listeners' on_failed; used when the
@@ -186,8 +209,10 @@ pub unsafe extern "C" fn brokk_message_set_failure_reason(
     reason_len: usize,
 ) -> brokk_status {
     guard(|| {
-        let m = reference(msg, "msg")?;
-        let reason = text(reason, reason_len, "reason")?;
+        // SAFETY: `msg` is NULL or a view still valid (see brokk_message).
+        let m = unsafe { reference(msg, "msg") }?;
+        // SAFETY: `reason` is NULL or `reason_len` readable bytes for this call.
+        let reason = unsafe { text(reason, reason_len, "reason") }?;
         *m.reason.borrow_mut() = Some(reason.to_owned());
         Ok(())
     })
@@ -200,7 +225,8 @@ pub unsafe extern "C" fn brokk_message_set_failure_reason(
 #[no_mangle]
 pub unsafe extern "C" fn brokk_message_set_requeue_delay(msg: *const brokk_message, delay_ms: u64) -> brokk_status {
     guard(|| {
-        reference(msg, "msg")?.requeue_delay_ms.set(delay_ms);
+        // SAFETY: `msg` is NULL or a view still valid (see brokk_message).
+        unsafe { reference(msg, "msg") }?.requeue_delay_ms.set(delay_ms);
         Ok(())
     })
 }
@@ -245,8 +271,10 @@ pub unsafe extern "C" fn brokk_message_read(
     fields_out: *mut brokk_message_fields,
 ) -> brokk_status {
     guard(|| {
-        let m = reference(msg, "msg")?;
-        let out = super::strings::output(fields_out, "fields_out")?;
+        // SAFETY: `msg` is NULL or a view still valid (see brokk_message).
+        let m = unsafe { reference(msg, "msg") }?;
+        // SAFETY: `fields_out` is NULL or a writable brokk_message_fields for this call.
+        let out = unsafe { super::strings::output(fields_out, "fields_out") }?;
         let d = m.delivery();
         *out = brokk_message_fields {
             topic: brokk_str::from_str(d.topic()),

@@ -32,8 +32,10 @@ pub unsafe extern "C" fn brokk_topic_name_part(
     len_out: *mut usize,
 ) -> brokk_status {
     guard(|| {
-        let len_out = output(len_out, "len_out")?;
-        let s = text(s, s_len, "s")?;
+        // SAFETY: `len_out` is NULL or a writable usize for this call.
+        let len_out = unsafe { output(len_out, "len_out") }?;
+        // SAFETY: `s` is NULL or `s_len` readable bytes for this call.
+        let s = unsafe { text(s, s_len, "s") }?;
         let part = brokk_core::topic_name_part(s, max_len)?;
         if out_cap < part.len() + 1 {
             *len_out = part.len();
@@ -45,8 +47,12 @@ pub unsafe extern "C" fn brokk_topic_name_part(
         if out.is_null() {
             return Err(fail(brokk_status::NullArgument, "out is NULL"));
         }
-        std::ptr::copy_nonoverlapping(part.as_ptr(), out.cast::<u8>(), part.len());
-        *out.add(part.len()) = 0;
+        // SAFETY: `out` is not NULL (checked above) and holds `out_cap` bytes, at least the name's
+        // length + 1 (checked above); our String cannot overlap the caller's buffer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(part.as_ptr(), out.cast::<u8>(), part.len());
+            *out.add(part.len()) = 0;
+        }
         *len_out = part.len();
         Ok(())
     })

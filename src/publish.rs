@@ -40,20 +40,30 @@ pub struct brokk_batch_message {
 }
 
 /// Converts optional C publish options.
+///
+/// # Safety
+/// `o`'s `id` and `metadata` are NULL or valid for their lengths for `'a`.
 unsafe fn options<'a>(o: Option<&brokk_publish_options>) -> Result<PublishOptions<'a>, Failure> {
     let Some(o) = o else { return Ok(PublishOptions::default()) };
     Ok(PublishOptions {
-        id: optional_text(o.id, o.id_len, "options.id")?,
-        metadata: optional_text(o.metadata, o.metadata_len, "options.metadata")?.map(str::as_bytes),
+        // SAFETY: `id` and `metadata` are NULL or valid for their lengths for `'a` (the contract).
+        id: unsafe { optional_text(o.id, o.id_len, "options.id") }?,
+        // SAFETY: as for `id`.
+        metadata: unsafe { optional_text(o.metadata, o.metadata_len, "options.metadata") }?.map(str::as_bytes),
         priority: o.priority,
     })
 }
 
+/// The payload, which must not be NULL.
+///
+/// # Safety
+/// `ptr` is NULL or valid for reads of `len` bytes for `'a`.
 unsafe fn payload<'a>(ptr: *const c_char, len: usize) -> Result<&'a [u8], Failure> {
     if ptr.is_null() {
         return Err(fail(brokk_status::NullArgument, "payload is NULL"));
     }
-    bytes(ptr, len, "payload")
+    // SAFETY: this function's contract is the one `bytes` needs.
+    unsafe { bytes(ptr, len, "payload") }
 }
 
 /// Bytes an id needs in an output buffer, its NUL included.
@@ -62,9 +72,15 @@ fn id_size(opts: &PublishOptions<'_>) -> usize {
 }
 
 /// Copies `id` and a NUL to `out`, which the caller sized with `id_size`.
+///
+/// # Safety
+/// `out` is valid for writes of `id.len() + 1` bytes and does not overlap `id`.
 unsafe fn write_id(out: *mut c_char, id: &str) {
-    std::ptr::copy_nonoverlapping(id.as_ptr(), out.cast::<u8>(), id.len());
-    *out.add(id.len()) = 0;
+    // SAFETY: `out` has room for the id and its NUL, apart from `id` (the contract).
+    unsafe {
+        std::ptr::copy_nonoverlapping(id.as_ptr(), out.cast::<u8>(), id.len());
+        *out.add(id.len()) = 0;
+    }
 }
 
 /// Publishes `payload_len` bytes of JSON on `topic` (`topic_len` bytes of [A-Za-z0-9_.-],
@@ -92,10 +108,17 @@ pub unsafe extern "C" fn brokk_broker_publish(
     id_out: *mut c_char,
     id_out_cap: usize,
 ) -> brokk_status {
-    guard(|| publish_one(broker, topic, topic_len, payload_ptr, payload_len, options_ptr, id_out, id_out_cap))
+    guard(|| {
+        // SAFETY: the arguments are brokk_broker_publish's, under its contract, which publish_one
+        // needs.
+        unsafe { publish_one(broker, topic, topic_len, payload_ptr, payload_len, options_ptr, id_out, id_out_cap) }
+    })
 }
 
 /// The body of brokk_broker_publish and brokk_broker_publish_with.
+///
+/// # Safety
+/// The pointers are as brokk_broker_publish documents, for this call.
 #[allow(clippy::too_many_arguments)]
 unsafe fn publish_one(
     broker: *const brokk_broker,
@@ -107,10 +130,15 @@ unsafe fn publish_one(
     id_out: *mut c_char,
     id_out_cap: usize,
 ) -> Result<(), Failure> {
-    let broker = reference(broker, "broker")?;
-    let topic = text(topic, topic_len, "topic")?;
-    let payload = payload(payload_ptr, payload_len)?;
-    let opts = options(options_ptr.as_ref())?;
+    // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
+    let broker = unsafe { reference(broker, "broker") }?;
+    // SAFETY: `topic` is NULL or `topic_len` readable bytes for this call.
+    let topic = unsafe { text(topic, topic_len, "topic") }?;
+    // SAFETY: `payload_ptr` is NULL or `payload_len` readable bytes for this call.
+    let payload = unsafe { payload(payload_ptr, payload_len) }?;
+    // SAFETY: `options_ptr` is NULL or a readable struct whose strings are NULL or valid for
+    // their lengths, for this call.
+    let opts = unsafe { options(options_ptr.as_ref()) }?;
     if let Some(id) = opts.id {
         // A bad id is INVALID_ID whatever the buffer: validate before sizing it.
         brokk_core::validate_id(id)?;
@@ -123,7 +151,9 @@ unsafe fn publish_one(
     }
     let message = broker.inner.publish(topic, payload, &opts)?;
     if !id_out.is_null() {
-        write_id(id_out, message.id());
+        // SAFETY: `id_out` is not NULL and holds `id_out_cap` bytes, at least id_size (both
+        // checked above); the id is ours, apart from the caller's buffer.
+        unsafe { write_id(id_out, message.id()) };
     }
     Ok(())
 }
@@ -159,8 +189,12 @@ pub unsafe extern "C" fn brokk_broker_publish_with(
     payload_len: usize,
 ) -> brokk_status {
     guard(|| {
-        let r = reference(request, "request")?;
-        publish_one(broker, r.topic, r.topic_len, payload_ptr, payload_len, r.options, r.id_out, r.id_out_cap)
+        // SAFETY: `request` is NULL or a readable brokk_publish_request for this call.
+        let r = unsafe { reference(request, "request") }?;
+        // SAFETY: `request` holds brokk_broker_publish's arguments, under its contract.
+        unsafe {
+            publish_one(broker, r.topic, r.topic_len, payload_ptr, payload_len, r.options, r.id_out, r.id_out_cap)
+        }
     })
 }
 
@@ -185,12 +219,16 @@ pub unsafe extern "C" fn brokk_broker_publish_batch(
     ids_out_cap: usize,
 ) -> brokk_status {
     guard(|| {
-        let broker = reference(broker, "broker")?;
-        let topic = text(topic, topic_len, "topic")?;
+        // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
+        let broker = unsafe { reference(broker, "broker") }?;
+        // SAFETY: `topic` is NULL or `topic_len` readable bytes for this call.
+        let topic = unsafe { text(topic, topic_len, "topic") }?;
         if count > 0 && messages.is_null() {
             return Err(fail(brokk_status::NullArgument, "messages is NULL"));
         }
-        let items = if count == 0 { &[][..] } else { std::slice::from_raw_parts(messages, count) };
+        // SAFETY: non-NULL when `count` > 0 (checked above), and the caller passes `count`
+        // readable messages for this call.
+        let items = if count == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(messages, count) } };
         if !ids_out.is_null() && ids_out_cap / BROKK_ID_BUFFER_SIZE < count {
             return Err(fail(
                 brokk_status::BufferTooSmall,
@@ -199,7 +237,9 @@ pub unsafe extern "C" fn brokk_broker_publish_batch(
         }
         let mut batch = Vec::with_capacity(count);
         for (i, m) in items.iter().enumerate() {
-            let converted = payload(m.payload, m.payload_len).and_then(|p| Ok((p, options(Some(&m.options))?)));
+            // SAFETY: each message's pointers are NULL or valid for their lengths for this call.
+            let converted =
+                unsafe { payload(m.payload, m.payload_len).and_then(|p| Ok((p, options(Some(&m.options))?))) };
             let (payload, options) = converted.map_err(|f| Failure {
                 status: f.status,
                 message: format!("message {i} of the batch: {}", f.message).into(),
@@ -209,7 +249,9 @@ pub unsafe extern "C" fn brokk_broker_publish_batch(
         let published = broker.inner.publish_batch(topic, &batch)?;
         if !ids_out.is_null() {
             for (i, m) in published.iter().enumerate() {
-                write_id(ids_out.add(i * BROKK_ID_BUFFER_SIZE), m.id());
+                // SAFETY: `ids_out` holds `count` slots of BROKK_ID_BUFFER_SIZE bytes (checked
+                // above), one per published message, each with room for any id and its NUL.
+                unsafe { write_id(ids_out.add(i * BROKK_ID_BUFFER_SIZE), m.id()) };
             }
         }
         Ok(())

@@ -79,8 +79,10 @@ pub struct brokk_stats {
 #[no_mangle]
 pub unsafe extern "C" fn brokk_broker_stats(broker: *const brokk_broker, stats_out: *mut brokk_stats) -> brokk_status {
     guard(|| {
-        let broker = reference(broker, "broker")?;
-        let out = output(stats_out, "stats_out")?;
+        // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
+        let broker = unsafe { reference(broker, "broker") }?;
+        // SAFETY: `stats_out` is NULL or a writable brokk_stats for this call.
+        let out = unsafe { output(stats_out, "stats_out") }?;
         let s = broker.inner.stats()?;
         let t = &s.totals;
         *out = brokk_stats {
@@ -127,14 +129,17 @@ pub unsafe extern "C" fn brokk_broker_stats_json(
     json_len_out: *mut usize,
 ) -> brokk_status {
     guard(|| {
-        let broker = reference(broker, "broker")?;
-        let out = output(json_out, "json_out")?;
+        // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
+        let broker = unsafe { reference(broker, "broker") }?;
+        // SAFETY: `json_out` is NULL or a writable pointer slot for this call.
+        let out = unsafe { output(json_out, "json_out") }?;
         let json = broker.inner.stats()?.to_json();
         let len = json.len();
         // serde_json escapes control characters, so the text has no interior NUL.
         let c = CString::new(json).unwrap_or_default();
         *out = c.into_raw();
-        if let Some(l) = json_len_out.as_mut() {
+        // SAFETY: `json_len_out` is NULL or a writable usize for this call.
+        if let Some(l) = unsafe { json_len_out.as_mut() } {
             *l = len;
         }
         Ok(())
@@ -145,9 +150,11 @@ pub unsafe extern "C" fn brokk_broker_stats_json(
 /// Takes: `s`, which must not be used afterwards. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_string_free(s: *mut c_char) {
-    super::boundary::guard_value((), || {
+    super::boundary::guard_value(|| {
         if !s.is_null() {
-            drop(CString::from_raw(s));
+            // SAFETY: non-NULL, so it came from CString::into_raw in brokk_broker_stats_json, and
+            // the caller hands it over.
+            drop(unsafe { CString::from_raw(s) });
         }
     })
 }

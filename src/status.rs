@@ -217,8 +217,9 @@ impl brokk_status {
 /// Returns: a NUL-terminated string with static lifetime; never NULL; do not free.
 /// Threads: any.
 #[no_mangle]
+// guard_value_or, not guard_value: a panic must give a string too (never NULL, as promised).
 pub extern "C" fn brokk_status_str(status: u32) -> *const c_char {
-    super::boundary::guard_value(c"unknown status".as_ptr(), || {
+    super::boundary::guard_value_or(c"unknown status".as_ptr(), || {
         brokk_status::from_raw(status).map_or("unknown status\0", brokk_status::describe).as_ptr().cast()
     })
 }
@@ -228,7 +229,5 @@ pub extern "C" fn brokk_status_str(status: u32) -> *const c_char {
 /// Threads: any.
 #[no_mangle]
 pub extern "C" fn brokk_status_classify(status: u32) -> brokk_status_class {
-    super::boundary::guard_value(brokk_status_class::Bug, || {
-        brokk_status::from_raw(status).map_or(brokk_status_class::Bug, brokk_status::class)
-    })
+    super::boundary::guard_value(|| brokk_status::from_raw(status).map_or(brokk_status_class::Bug, brokk_status::class))
 }

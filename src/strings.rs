@@ -32,16 +32,27 @@ impl brokk_str {
 }
 
 /// A required reference from a pointer.
+///
+/// # Safety
+/// `ptr` is NULL or points to a valid `T` that nothing mutates for `'a`.
 pub(crate) unsafe fn reference<'a, T>(ptr: *const T, what: &str) -> Result<&'a T, Failure> {
-    ptr.as_ref().ok_or_else(|| fail(brokk_status::NullArgument, format!("{what} is NULL")))
+    // SAFETY: NULL becomes None; otherwise the caller guarantees a valid `T` for `'a`.
+    unsafe { ptr.as_ref() }.ok_or_else(|| fail(brokk_status::NullArgument, format!("{what} is NULL")))
 }
 
 /// A required output slot.
+///
+/// # Safety
+/// `ptr` is NULL or points to a valid `T` that nothing else reads or writes for `'a`.
 pub(crate) unsafe fn output<'a, T>(ptr: *mut T, what: &str) -> Result<&'a mut T, Failure> {
-    ptr.as_mut().ok_or_else(|| fail(brokk_status::NullArgument, format!("{what} is NULL")))
+    // SAFETY: NULL becomes None; otherwise the caller guarantees an unaliased `T` for `'a`.
+    unsafe { ptr.as_mut() }.ok_or_else(|| fail(brokk_status::NullArgument, format!("{what} is NULL")))
 }
 
 /// `len` bytes at `ptr`. NULL is refused unless `len` is 0.
+///
+/// # Safety
+/// `ptr` is NULL or valid for reads of `len` bytes that nothing mutates for `'a`.
 pub(crate) unsafe fn bytes<'a>(ptr: *const c_char, len: usize, what: &str) -> Result<&'a [u8], Failure> {
     if len > isize::MAX as usize {
         return Err(fail(brokk_status::InvalidArgument, format!("{what} length {len} is impossibly large")));
@@ -49,32 +60,47 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const c_char, len: usize, what: &str) -> Re
     if ptr.is_null() {
         return if len == 0 { Ok(&[]) } else { Err(fail(brokk_status::NullArgument, format!("{what} is NULL"))) };
     }
-    Ok(std::slice::from_raw_parts(ptr.cast::<u8>(), len))
+    // SAFETY: non-NULL (checked above), `len` fits in an isize (checked above), and the caller
+    // guarantees `len` readable bytes that stay unchanged for `'a`; u8 has no alignment.
+    Ok(unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) })
 }
 
 /// `len` bytes of UTF-8 at `ptr`.
+///
+/// # Safety
+/// As for `bytes`.
 pub(crate) unsafe fn text<'a>(ptr: *const c_char, len: usize, what: &str) -> Result<&'a str, Failure> {
     if ptr.is_null() {
         return Err(fail(brokk_status::NullArgument, format!("{what} is NULL")));
     }
-    utf8(bytes(ptr, len, what)?, what)
+    // SAFETY: the caller's guarantee for `ptr` and `len` is the one `bytes` needs.
+    utf8(unsafe { bytes(ptr, len, what) }?, what)
 }
 
 /// Optional text: NULL means absent.
+///
+/// # Safety
+/// As for `bytes`.
 pub(crate) unsafe fn optional_text<'a>(ptr: *const c_char, len: usize, what: &str) -> Result<Option<&'a str>, Failure> {
     if ptr.is_null() {
         Ok(None)
     } else {
-        text(ptr, len, what).map(Some)
+        // SAFETY: the caller's guarantee for `ptr` and `len` is the one `text` needs.
+        unsafe { text(ptr, len, what) }.map(Some)
     }
 }
 
 /// A NUL-terminated UTF-8 string; NULL means absent.
+///
+/// # Safety
+/// `ptr` is NULL or points to a NUL-terminated string that nothing mutates for `'a`.
 pub(crate) unsafe fn optional_c_text<'a>(ptr: *const c_char, what: &str) -> Result<Option<&'a str>, Failure> {
     if ptr.is_null() {
         return Ok(None);
     }
-    utf8(CStr::from_ptr(ptr).to_bytes(), what).map(Some)
+    // SAFETY: non-NULL (checked above); the caller guarantees a NUL-terminated string for `'a`.
+    let s = unsafe { CStr::from_ptr(ptr) };
+    utf8(s.to_bytes(), what).map(Some)
 }
 
 pub(crate) fn utf8<'a>(b: &'a [u8], what: &str) -> Result<&'a str, Failure> {

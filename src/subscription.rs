@@ -98,6 +98,8 @@ struct CHandler {
 impl Handler for CHandler {
     fn handle(&self, delivery: &Delivery) -> Verdict {
         let view = brokk_message::new(delivery);
+        // SAFETY: the host's handler, given its own user_data and a view that outlives the call;
+        // brokk_handler_cb asks it not to unwind.
         let verdict = unsafe { (self.callback)(self.user_data.ptr(), &view) };
         match verdict {
             BROKK_VERDICT_ACK => Verdict::Ack,
@@ -139,22 +141,26 @@ pub unsafe extern "C" fn brokk_broker_subscribe(
     subscription_id_out: *mut u64,
 ) -> brokk_status {
     guard(|| {
-        let broker = reference(broker, "broker")?;
-        let topic = text(topic, topic_len, "topic")?;
+        // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
+        let broker = unsafe { reference(broker, "broker") }?;
+        // SAFETY: `topic` is NULL or `topic_len` readable bytes for this call.
+        let topic = unsafe { text(topic, topic_len, "topic") }?;
         let callback = handler.ok_or_else(|| fail(brokk_status::NullArgument, "handler is NULL"))?;
-        let out = output(subscription_id_out, "subscription_id_out")?;
-        let opts = options.as_ref().copied().unwrap_or_default();
+        // SAFETY: `subscription_id_out` is NULL or a writable u64 for this call.
+        let out = unsafe { output(subscription_id_out, "subscription_id_out") }?;
+        // SAFETY: `options` is NULL or a readable struct for this call (copied here).
+        let opts = unsafe { options.as_ref() }.copied().unwrap_or_default();
         let opts = SubscribeOptions {
             manual_ack: opts.manual_ack,
             concurrency: opts.concurrency as usize,
-            group: optional_text(opts.group, opts.group_len, "options.group")?,
+            // SAFETY: the options' strings are NULL or valid for their lengths for this call.
+            group: unsafe { optional_text(opts.group, opts.group_len, "options.group") }?,
             ack_deadline: (opts.ack_deadline_ms > 0).then(|| Duration::from_millis(opts.ack_deadline_ms)),
             max_attempts: opts.max_attempts,
-            dead_letter_topic: optional_text(
-                opts.dead_letter_topic,
-                opts.dead_letter_topic_len,
-                "options.dead_letter_topic",
-            )?,
+            // SAFETY: as for `group`.
+            dead_letter_topic: unsafe {
+                optional_text(opts.dead_letter_topic, opts.dead_letter_topic_len, "options.dead_letter_topic")
+            }?,
         };
         // Built last: on any earlier failure the host keeps its user_data.
         let handler = CHandler { callback, user_data: UserData::new(user_data, free_user_data) };
@@ -180,7 +186,8 @@ pub unsafe extern "C" fn brokk_broker_subscribe(
 #[no_mangle]
 pub unsafe extern "C" fn brokk_broker_unsubscribe(broker: *const brokk_broker, subscription_id: u64) -> brokk_status {
     guard(|| {
-        let broker = reference(broker, "broker")?;
+        // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
+        let broker = unsafe { reference(broker, "broker") }?;
         broker.inner.unsubscribe(subscription_id)?;
         Ok(())
     })

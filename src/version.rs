@@ -18,18 +18,19 @@ pub const BROKK_ABI_VERSION: u32 = 1;
 /// The library's version as "MAJOR.MINOR.PATCH".
 /// Returns: a NUL-terminated string with static lifetime; never NULL; do not free.
 #[no_mangle]
+// guard_value_or, not guard_value: a panic must give a string too (never NULL, as promised).
 pub extern "C" fn brokk_version() -> *const c_char {
-    super::boundary::guard_value(c"".as_ptr(), || concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast())
+    super::boundary::guard_value_or(c"".as_ptr(), || concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast())
 }
 
 /// The library's BROKK_VERSION_NUMBER, to compare with the header the program was built with.
 #[no_mangle]
 pub extern "C" fn brokk_version_number() -> u32 {
-    super::boundary::guard_value(0, || BROKK_VERSION_NUMBER)
+    super::boundary::guard_value(|| BROKK_VERSION_NUMBER)
 }
 
 /// The library's BROKK_ABI_VERSION; a program built against another ABI version must not use it.
 #[no_mangle]
 pub extern "C" fn brokk_abi_version() -> u32 {
-    super::boundary::guard_value(0, || BROKK_ABI_VERSION)
+    super::boundary::guard_value(|| BROKK_ABI_VERSION)
 }

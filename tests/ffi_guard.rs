@@ -1,6 +1,8 @@
 //! Every `extern "C" fn` in src/ (the C library) must start its body with a panic guard
-//! (`guard(` or `guard_value(`), so that no panic can cross into C; and no `extern "C"` or
-//! `unsafe` code may live in the core (core/src/, which also forbids `unsafe` to the compiler).
+//! (`guard(`, `guard_value(` or `guard_value_or(`), so that no panic can cross into C; every
+//! `unsafe {` block in src/ must say why it is sound in a `// SAFETY:` comment; and no
+//! `extern "C"` or `unsafe` code may live in the core (core/src/, which also forbids `unsafe` to
+//! the compiler).
 
 use std::fs;
 use std::path::Path;
@@ -58,6 +60,7 @@ fn every_exported_function_is_guarded() {
             assert!(
                 body.starts_with("guard(")
                     || body.starts_with("guard_value(")
+                    || body.starts_with("guard_value_or(")
                     || body.starts_with("super::boundary::guard"),
                 "{}: extern \"C\" fn {name} does not start with a panic guard",
                 file.display()
@@ -66,6 +69,75 @@ fn every_exported_function_is_guarded() {
         }
     }
     assert!(checked >= 30, "found only {checked} exported functions; is the scan broken?");
+}
+
+/// How many lines above an `unsafe {` its `// SAFETY:` comment may start (a comment of up to
+/// three lines, directly above the block).
+const SAFETY_REACH: usize = 3;
+
+/// The 1-based lines of `src` that open an `unsafe {` block with no `// SAFETY:` comment on the
+/// same line or on one of the `SAFETY_REACH` lines just above it. Only comments and the start of
+/// the block's own statement (`let x =`, as rustfmt splits long lines) may come between: a line
+/// that ends a statement, an item or a field stops the search, so that one comment cannot cover
+/// a second block below it.
+fn unsafe_blocks_without_safety(src: &str) -> Vec<usize> {
+    let lines: Vec<&str> = src.lines().collect();
+    let mut missing = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let code = line.split("//").next().unwrap();
+        if !code.contains("unsafe {") || line.contains("// SAFETY:") {
+            continue;
+        }
+        let mut documented = false;
+        for above in lines[i.saturating_sub(SAFETY_REACH)..i].iter().rev().map(|l| l.trim()) {
+            if above.starts_with("// SAFETY:") {
+                documented = true;
+                break;
+            }
+            if !above.starts_with("//") && above.ends_with([';', '{', '}', ',']) {
+                break;
+            }
+        }
+        if !documented {
+            missing.push(i + 1);
+        }
+    }
+    missing
+}
+
+#[test]
+fn every_unsafe_block_says_why_it_is_sound() {
+    let mut files = Vec::new();
+    rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    let mut missing = Vec::new();
+    let mut blocks = 0;
+    for file in files {
+        let src = fs::read_to_string(&file).unwrap();
+        blocks += src.lines().filter(|l| l.split("//").next().unwrap().contains("unsafe {")).count();
+        missing.extend(unsafe_blocks_without_safety(&src).into_iter().map(|n| format!("{}:{n}", file.display())));
+    }
+    assert!(missing.is_empty(), "unsafe blocks without a `// SAFETY:` comment just above:\n{}", missing.join("\n"));
+    assert!(blocks >= 30, "found only {blocks} unsafe blocks; is the scan broken?");
+}
+
+#[test]
+fn safety_scanner_sees_an_undocumented_block() {
+    let good = "    // SAFETY: checked above.\n    let x = unsafe { *p };\n";
+    assert!(unsafe_blocks_without_safety(good).is_empty());
+    let long = "// SAFETY: one,\n// two,\n// three.\nunsafe { f() };\n";
+    assert!(unsafe_blocks_without_safety(long).is_empty());
+    let bare = "    let x = 1;\n    let y = unsafe { *p };\n";
+    assert_eq!(unsafe_blocks_without_safety(bare), [2]);
+    let shared = "// SAFETY: for the first only.\nunsafe { f() };\nunsafe { g() };\n";
+    assert_eq!(unsafe_blocks_without_safety(shared), [3]);
+    let split = "// SAFETY: checked above.\nlet x =\n    unsafe { f() };\n";
+    assert!(unsafe_blocks_without_safety(split).is_empty());
+    let field = "// SAFETY: for a.\na: unsafe { f() },\nb: unsafe { g() },\n";
+    assert_eq!(unsafe_blocks_without_safety(field), [3]);
+    let far = "// SAFETY: too far.\n// a\n// b\n// c\nunsafe { f() };\n";
+    assert_eq!(unsafe_blocks_without_safety(far), [5]);
+    let in_comment = "// the old code had unsafe { f() } here\n";
+    assert!(unsafe_blocks_without_safety(in_comment).is_empty());
 }
 
 #[test]
