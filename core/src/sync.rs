@@ -5,7 +5,9 @@
 //! locks of their own. A fork copies that table with whatever bucket locks other threads held
 //! at that instant, held for ever in the child, and the child's next contended lock or new
 //! thread (its first broker's workers) waits on one of them for good: seen in about 1 fork in
-//! 20 from a busy process (parking_lot#515). std's locks keep their whole state in the lock
+//! 20 from a busy process (parking_lot#515). The table also still lists the parent's parked
+//! threads, and growing it in the child follows pointers into their data: pynenc's forked
+//! workers segfaulted there in about 1 run in 5. std's locks keep their whole state in the lock
 //! itself (a futex word on Linux), so a child that never touches its parent's locks (see
 //! `broker::fork`) is not held up by them.
 //!
