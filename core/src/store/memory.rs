@@ -322,7 +322,14 @@ impl GroupQueue for MemoryQueue {
             return Ok(Requeued::Gone);
         }
         match how {
-            Requeue::Unstarted => {}
+            Requeue::Unstarted => {
+                // Back where it was: at the front of its priority (the core gives a batch back
+                // last first, so the batch keeps its order).
+                l.rings.entry(Reverse(delivery.priority())).or_default().push_front(delivery);
+                l.len += 1;
+                self.len.store(l.len, Ordering::Release);
+                return Ok(Requeued::Ready);
+            }
             Requeue::Now => delivery.attempt += 1,
             Requeue::At(due) => {
                 delivery.attempt += 1;

@@ -44,6 +44,12 @@ pub(crate) mod redis;
 mod shared;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
+// The same trait-level tests on every backend (issue 18).
+#[cfg(test)]
+mod conformance;
+// A throwaway redis-server for the unit tests (`redis/watch.rs`, `conformance.rs`).
+#[cfg(all(test, feature = "redis"))]
+mod test_server;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -146,7 +152,8 @@ pub(crate) enum Requeue {
     Now,
     /// Like `Now`, but not before this moment.
     At(Instant),
-    /// Claimed but never handed out (its member stopped mid-batch): back as it was.
+    /// Claimed but never handed out (its member stopped mid-batch): back as it was, in its place
+    /// (before what was queued after it), with the same attempt.
     Unstarted,
 }
 

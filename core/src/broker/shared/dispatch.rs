@@ -169,7 +169,9 @@ impl Shared {
             return n;
         }
         let mut finished = 0;
-        for d in unstarted {
+        // Last first: a store that puts each back at the front of its priority (memory) then
+        // restores the batch's order; the shared stores put each back in its own place.
+        for d in unstarted.into_iter().rev() {
             match group.queue.requeue(&d, Requeue::Unstarted) {
                 Ok(Requeued::Ready) | Ok(Requeued::Delayed) => finished += u64::from(self.returned()),
                 Ok(Requeued::Gone) | Err(_) => {

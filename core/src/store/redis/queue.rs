@@ -152,9 +152,10 @@ impl RedisQueue {
         }
     }
 
-    /// The entry of a delivery this broker holds (None: it does not hold it).
+    /// The entry of `d` if this broker holds that very attempt of it: an earlier attempt's late
+    /// settle or requeue (its lease ran out, and this broker claimed it again) is not its own.
     fn member_of(&self, d: &Delivery) -> Option<String> {
-        self.local.held.lock().get(&d.key).map(|h| h.member.clone())
+        self.local.held.lock().get(&d.key).filter(|h| h.attempt == d.attempt).map(|h| h.member.clone())
     }
 
     fn requeued(&self, r: Value, id: u64) -> Result<Requeued> {
@@ -252,7 +253,13 @@ impl GroupQueue for RedisQueue {
                 let held = self.local.held.lock();
                 done.iter()
                     .filter(|d| d.renewed == renewed)
-                    .filter_map(|d| held.get(&d.key).map(|h| (d.key, h.member.clone(), d.attempt)))
+                    // Only the attempts this broker holds: settling an earlier one (a late ack of
+                    // a delivery this broker claimed again) must not forget the one it holds.
+                    .filter_map(|d| {
+                        held.get(&d.key)
+                            .filter(|h| h.attempt == d.attempt)
+                            .map(|h| (d.key, h.member.clone(), d.attempt))
+                    })
                     .collect()
             };
             if mine.is_empty() {

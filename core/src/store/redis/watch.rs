@@ -141,44 +141,13 @@ fn hear(client: &Client, channel: &str, stop_word: &str, timeout: Duration, shar
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::{Child, Command, Stdio};
+    use crate::store::test_server::Server;
     use std::sync::mpsc;
-
-    /// A redis-server of this test's own on a free loopback port, killed when dropped.
-    struct Server(Child, u16);
-
-    impl Server {
-        fn start() -> Option<Server> {
-            let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .ok()?;
-            let server = Server(child, port);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Some(server);
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            None
-        }
-    }
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 
     #[test]
     fn a_write_heard_on_the_channel_wakes_the_poller() {
         let server = Server::start().expect("redis-server (Debian's package) must be installed");
-        let client = Client::open(format!("redis://127.0.0.1:{}/", server.1)).unwrap();
+        let client = Client::open(server.url()).unwrap();
         let listener =
             Listener::start(client.clone(), "{t}:changes".into(), "stop-t".into(), Duration::from_secs(5)).unwrap();
         let (tx, rx) = mpsc::channel();
