@@ -42,7 +42,9 @@ type redisServer struct {
 var redis redisServer
 
 // serverScript is core/src/store/redis/test-server.sh (the tests run in bindings/go).
-func serverScript() string { return filepath.Join("..", "..", "core", "src", "store", "redis", "test-server.sh") }
+func serverScript() string {
+	return filepath.Join("..", "..", "core", "src", "store", "redis", "test-server.sh")
+}
 
 func (r *redisServer) baseURL() (string, error) {
 	r.once.Do(func() {
