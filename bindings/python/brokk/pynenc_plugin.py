@@ -79,7 +79,26 @@ _MIN_QUEUE_PART = 18
 _brokers: weakref.WeakSet[BrokkBroker] = weakref.WeakSet()
 
 
+# pynenc makes an app's broker lazily and without a lock (``Pynenc.broker``): two threads that
+# touch it first at the same moment (a runner thread starting while the main thread routes)
+# each make a BrokkBroker, and the app keeps whichever is assigned last. On memory:// each would
+# have queues of its own, and what was routed through the one the app dropped would never be
+# retrieved; on SQLite or Redis both reach the store, but each counts only its own work. So the
+# BrokkBrokers of one app object share one brokk client, closed when the last of them closes.
+class _SharedClient:
+    __slots__ = ("client", "users")
+
+    def __init__(self, client: brokk.Broker) -> None:
+        self.client = client
+        self.users = 0
+
+
+_app_clients: weakref.WeakKeyDictionary[Any, _SharedClient] = weakref.WeakKeyDictionary()
+_app_clients_lock = threading.Lock()
+
+
 def _after_fork_in_child() -> None:
+    _app_clients.clear()  # the parent's: a child opens its own
     for broker in list(_brokers):
         broker._forked()
 
@@ -222,13 +241,21 @@ class BrokkBroker(BaseBroker):
         return url
 
     def _open(self) -> brokk.Broker:
+        with _app_clients_lock:
+            shared = _app_clients.get(self.app)
+            if shared is None or shared.client.closed:
+                shared = _SharedClient(self._new_client(self.url))
+                _app_clients[self.app] = shared
+            shared.users += 1
+            self._client = shared.client
+        return shared.client
+
+    def _new_client(self, url: str) -> brokk.Broker:
         limit = int(self.conf.brokk_queue_capacity) or _UNBOUNDED
         try:
-            client = brokk.Broker(self.url, workers=2, retention_limit=limit, queue_capacity=limit)
+            return brokk.Broker(url, workers=2, retention_limit=limit, queue_capacity=limit)
         except brokk.BrokkError as exc:  # a bad URL, a path that cannot be a store, Redis down
-            raise _pynenc_error(exc, f"brokk_url {self.url!r}") from exc
-        self._client = client
-        return client
+            raise _pynenc_error(exc, f"brokk_url {url!r}") from exc
 
     def _forked(self) -> None:
         """In a forked child: the parent's client and deliveries are the parent's."""
@@ -247,14 +274,23 @@ class BrokkBroker(BaseBroker):
         return client
 
     def close(self) -> None:
-        """Closes the brokk broker at once. On SQLite and Redis, what is queued stays in the store
-        and ids held unacknowledged go back to their queue; in memory, the queues are gone."""
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                client.close(force=True)
-            except brokk.BrokkError as exc:
-                raise _pynenc_error(exc, "closing") from exc
+        """Closes the brokk broker at once, once no other BrokkBroker of this app uses it (see
+        ``_SharedClient``). On SQLite and Redis, what is queued stays in the store and ids held
+        unacknowledged go back to their queue; in memory, the queues are gone."""
+        with _app_clients_lock:
+            client, self._client = self._client, None
+            if client is None:
+                return
+            shared = _app_clients.get(self.app)
+            if shared is not None and shared.client is client:
+                shared.users -= 1
+                if shared.users > 0:
+                    return  # another BrokkBroker of this app still uses it
+                del _app_clients[self.app]
+        try:
+            client.close(force=True)
+        except brokk.BrokkError as exc:
+            raise _pynenc_error(exc, "closing") from exc
 
     # ---- names -----------------------------------------------------------------------------------
 

@@ -117,6 +117,23 @@ def test_same_answers_as_membroker_on_a_random_workload(broker, app):
 # ---- retrieve, priorities -------------------------------------------------------------------------------
 
 
+def test_two_brokers_pynenc_made_for_one_app_share_its_queues(app):
+    """pynenc makes ``app.broker`` lazily without a lock: a runner thread and the routing thread
+    touching it first at once each make a BrokkBroker, and the app keeps the last one. What was
+    routed through the other must still be retrieved (on memory:// too, where two brokk brokers
+    would have queues of their own: ``test_thread_runner_runs_tasks_end_to_end`` lost every task
+    about one run in ten that way)."""
+    first, second = BrokkBroker(app), BrokkBroker(app)
+    try:
+        invocation_id = generate_invocation_id()
+        first.route_invocation(invocation_id, "default", 0.0)
+        assert second.retrieve_invocation("default") == invocation_id
+        assert first.count_invocations() == 0
+    finally:
+        first.close()
+        second.close()
+
+
 def test_retrieve_on_an_empty_queue_returns_none_at_once(broker):
     t0 = time.monotonic()
     for _ in range(20):
