@@ -555,4 +555,33 @@ static inline bool view_eq(brokk_str v, const char *s) {
     return v.len == n && (n == 0 || memcmp(v.ptr, s, n) == 0);
 }
 
+/* A graceful close with no time limit, run on its own thread (graceful_close_start). */
+typedef struct graceful_close {
+    const brokk_broker *b;
+    brokk_status st;
+    brokk_close_report r;
+    atomic_uint returned;
+    pthread_t t;
+} graceful_close;
+
+static inline void *graceful_close_thread_(void *arg) {
+    graceful_close *c = arg;
+    c->st = brokk_broker_close(c->b, BROKK_WAIT_FOREVER, false, &c->r);
+    atomic_store(&c->returned, 1);
+    return NULL;
+}
+
+/* Starts a graceful close of b on another thread and waits until it refuses publishes (to
+ * "probe"), i.e. it is waiting; pthread_join(c->t, NULL) then collects c->st and c->r. */
+static inline void graceful_close_start(graceful_close *c, const brokk_broker *b) {
+    c->b = b;
+    c->st = BROKK_STATUS_PANIC;
+    memset(&c->r, 0, sizeof c->r);
+    atomic_init(&c->returned, 0);
+    pthread_create(&c->t, NULL, graceful_close_thread_, c);
+    uint64_t end = mono_ms() + wait_ms();
+    while (publish_str(b, "probe", "0") == BROKK_STATUS_OK && mono_ms() < end) sleep_ms(1);
+    CHECK_STATUS(publish_str(b, "probe", "0"), BROKK_STATUS_CLOSED); /* the close is waiting */
+}
+
 #endif /* BROKK_TEST_CHECK_H */

@@ -225,6 +225,15 @@ static inline brokk_listener evlog_listener(evlog *l) {
     return x;
 }
 
+/* Initialises log and adds to b a listener logging into it; returns the listener id. */
+static inline uint64_t evlog_add(const brokk_broker *b, evlog *log) {
+    evlog_init(log);
+    brokk_listener l = evlog_listener(log);
+    uint64_t lid = 0;
+    CHECK_OK(brokk_broker_add_listener(b, &l, &lid));
+    return lid;
+}
+
 static inline unsigned evlog_count(evlog *l, ev_kind k) { return atomic_load(&l->counts[k]); }
 
 static inline void evlog_destroy(evlog *l) {

@@ -293,18 +293,23 @@ static void *ack_from_thread(void *arg) {
     return NULL;
 }
 
+/* A manual-ack LATER handler on "m" and one message "1" it has received and left pending; if
+ * that delivery never comes, finishes e and returns false. */
+static bool later_one_pending(env *e, later *l) {
+    later_init(l, e->b, BROKK_VERDICT_LATER, 0);
+    uint64_t sid;
+    CHECK_OK(subscribe_simple(e->b, "m", later_handler, l, NULL, true, 1, &sid));
+    CHECK_OK(publish_str(e->b, "m", "1"));
+    if (CHECK(wait_atomic_u64_ne0(&l->ids[0]))) return true;
+    env_finish(e);
+    return false;
+}
+
 static void later_then_ack_from_another_thread(void) {
     env e;
     if (!env_init(&e, 2)) return;
     later l;
-    later_init(&l, e.b, BROKK_VERDICT_LATER, 0);
-    uint64_t sid;
-    CHECK_OK(subscribe_simple(e.b, "m", later_handler, &l, NULL, true, 1, &sid));
-    CHECK_OK(publish_str(e.b, "m", "1"));
-    if (!CHECK(wait_atomic_u64_ne0(&l.ids[0]))) {
-        env_finish(&e);
-        return;
-    }
+    if (!later_one_pending(&e, &l)) return;
     uint64_t rem = 0;
     CHECK_STATUS(brokk_broker_join(e.b, 20, &rem), BROKK_STATUS_TIMEOUT);
     CHECK_EQ(rem, 1);
@@ -400,14 +405,7 @@ static void nack_with_requeue_redelivers(void) {
     env e;
     if (!env_init(&e, 2)) return;
     later l;
-    later_init(&l, e.b, BROKK_VERDICT_LATER, 0);
-    uint64_t sid;
-    CHECK_OK(subscribe_simple(e.b, "m", later_handler, &l, NULL, true, 1, &sid));
-    CHECK_OK(publish_str(e.b, "m", "1"));
-    if (!CHECK(wait_atomic_u64_ne0(&l.ids[0]))) {
-        env_finish(&e);
-        return;
-    }
+    if (!later_one_pending(&e, &l)) return;
     uint64_t id = atomic_load(&l.ids[0]);
     CHECK_OK(brokk_broker_nack(e.b, id, true, 0, "again", 5));
     if (CHECK(wait_atomic_u64_ne0(&l.ids[1]))) {
@@ -520,14 +518,7 @@ static void ack_unknown_delivery_ids(void) {
     /* Nothing issued yet: even 1 is unknown. */
     CHECK_STATUS(brokk_broker_ack(e.b, 1), BROKK_STATUS_UNKNOWN_DELIVERY);
     later l;
-    later_init(&l, e.b, BROKK_VERDICT_LATER, 0);
-    uint64_t sid;
-    CHECK_OK(subscribe_simple(e.b, "m", later_handler, &l, NULL, true, 1, &sid));
-    CHECK_OK(publish_str(e.b, "m", "1"));
-    if (!CHECK(wait_atomic_u64_ne0(&l.ids[0]))) {
-        env_finish(&e);
-        return;
-    }
+    if (!later_one_pending(&e, &l)) return;
     static const uint64_t bad[] = {0, UINT64_MAX, 1ull << 40, 1000000};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         CHECK_STATUS(brokk_broker_ack(e.b, bad[i]), BROKK_STATUS_UNKNOWN_DELIVERY);
@@ -549,14 +540,7 @@ static void nack_invalid_utf8_reason_keeps_delivery_pending(void) {
     env e;
     if (!env_init(&e, 2)) return;
     later l;
-    later_init(&l, e.b, BROKK_VERDICT_LATER, 0);
-    uint64_t sid;
-    CHECK_OK(subscribe_simple(e.b, "m", later_handler, &l, NULL, true, 1, &sid));
-    CHECK_OK(publish_str(e.b, "m", "1"));
-    if (!CHECK(wait_atomic_u64_ne0(&l.ids[0]))) {
-        env_finish(&e);
-        return;
-    }
+    if (!later_one_pending(&e, &l)) return;
     uint64_t id = atomic_load(&l.ids[0]);
     CHECK_STATUS(brokk_broker_nack(e.b, id, false, 0, "bad \xff", 5), BROKK_STATUS_INVALID_UTF8);
     CHECK_STATUS(brokk_broker_nack(e.b, id, true, 0, "\xc3", 1), BROKK_STATUS_INVALID_UTF8);

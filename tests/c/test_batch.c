@@ -116,10 +116,7 @@ static void fetch_batch_takes_highest_priority_first(void) {
     brokk_broker *b = new_broker(1);
     if (!b) return;
     evlog log;
-    evlog_init(&log);
-    brokk_listener l = evlog_listener(&log);
-    uint64_t lid;
-    CHECK_OK(brokk_broker_add_listener(b, &l, &lid));
+    evlog_add(b, &log);
     static const int32_t prio[] = {0, 5, -3, 5, 10, 0, INT32_MIN, INT32_MAX};
     static const char *const want[] = {"7", "4", "1", "3", "0", "5", "2", "6"};
     enum { N = 8 };
@@ -574,20 +571,6 @@ static void blocked_fetch_batch_returns_closed(void) {
     }
 }
 
-typedef struct closer {
-    const brokk_broker *b;
-    brokk_status st;
-    brokk_close_report r;
-    atomic_uint returned;
-} closer;
-
-static void *close_gracefully(void *arg) {
-    closer *c = arg;
-    c->st = brokk_broker_close(c->b, BROKK_WAIT_FOREVER, false, &c->r);
-    atomic_store(&c->returned, 1);
-    return NULL;
-}
-
 /* While a graceful close waits, fetch_batch still serves what is queued and ack_batch settles
  * it; then the close returns with nothing remaining. */
 static void batch_calls_serve_queued_while_closing(void) {
@@ -596,18 +579,14 @@ static void batch_calls_serve_queued_while_closing(void) {
     brokk_delivery *d[MAX_BATCH];
     CHECK_EQ(FETCH_BATCH(b, "drain", FOPTS("g", 1), 8, 0, d), 0);
     publish_numbers(b, "drain", 3);
-    closer c = {b, BROKK_STATUS_PANIC, {0, 0, 0}, 0};
-    pthread_t t;
-    pthread_create(&t, NULL, close_gracefully, &c);
-    uint64_t end = mono_ms() + wait_ms();
-    while (publish_str(b, "probe", "0") == BROKK_STATUS_OK && mono_ms() < end) sleep_ms(1);
-    CHECK_STATUS(publish_str(b, "probe", "0"), BROKK_STATUS_CLOSED); /* the close is waiting */
+    graceful_close c;
+    graceful_close_start(&c, b);
     size_t n = FETCH_BATCH(b, "drain", FOPTS("g", 1), 8, wait_ms(), d);
     CHECK_EQ(n, 3);
     CHECK_EQ(atomic_load(&c.returned), 0); /* still waiting for these */
     ACK_ALL(b, d, n);
     free_all(d, n);
-    pthread_join(t, NULL);
+    pthread_join(c.t, NULL);
     CHECK_EQ(c.st, BROKK_STATUS_OK);
     CHECK_EQ(c.r.remaining, 0);
     CHECK_EQ(c.r.dropped, 0);
@@ -708,10 +687,7 @@ static void ack_batch_acks_around_failures(void) {
     brokk_broker *b = new_broker(1);
     if (!b) return;
     evlog log;
-    evlog_init(&log);
-    brokk_listener l = evlog_listener(&log);
-    uint64_t lid;
-    CHECK_OK(brokk_broker_add_listener(b, &l, &lid));
+    evlog_add(b, &log);
     publish_numbers(b, "mid", 8);
     brokk_delivery *d[MAX_BATCH];
     size_t n = FETCH_BATCH(b, "mid", NULL, 8, 0, d);

@@ -513,6 +513,17 @@ static void *race_publisher(void *arg) {
     return NULL;
 }
 
+/* Starts n race_publisher threads on b, r[i] counting what each got. */
+static void start_racers(const brokk_broker *b, racer *r, pthread_t *t, int n) {
+    for (int i = 0; i < n; i++) {
+        r[i].b = b;
+        atomic_init(&r[i].ok, 0);
+        atomic_init(&r[i].closed, 0);
+        atomic_init(&r[i].other, 0);
+        pthread_create(&t[i], NULL, race_publisher, &r[i]);
+    }
+}
+
 static void publishes_racing_close(void) {
     enum { T = 4 };
     brokk_broker *b = new_broker(2);
@@ -522,13 +533,7 @@ static void publishes_racing_close(void) {
     CHECK_OK(subscribe_simple(b, "race", ack_handler, &handled, NULL, false, 2, &sid));
     racer r[T];
     pthread_t t[T];
-    for (int i = 0; i < T; i++) {
-        r[i].b = b;
-        atomic_init(&r[i].ok, 0);
-        atomic_init(&r[i].closed, 0);
-        atomic_init(&r[i].other, 0);
-        pthread_create(&t[i], NULL, race_publisher, &r[i]);
-    }
+    start_racers(b, r, t, T);
     for (int i = 0; i < T; i++) CHECK(wait_atomic_ge(&r[i].ok, 20));
     brokk_close_report rep = sentinel_report();
     CHECK_OK(brokk_broker_close(b, BROKK_WAIT_FOREVER, false, &rep));
@@ -617,13 +622,7 @@ static void publishes_racing_forced_close(void) {
     CHECK_OK(subscribe_simple(b, "race", ack_handler, NULL, NULL, false, 4, &sid));
     racer r[T];
     pthread_t t[T];
-    for (int i = 0; i < T; i++) {
-        r[i].b = b;
-        atomic_init(&r[i].ok, 0);
-        atomic_init(&r[i].closed, 0);
-        atomic_init(&r[i].other, 0);
-        pthread_create(&t[i], NULL, race_publisher, &r[i]);
-    }
+    start_racers(b, r, t, T);
     for (int i = 0; i < T; i++) CHECK(wait_atomic_ge(&r[i].ok, 10));
     CHECK_OK(brokk_broker_close(b, 0, true, NULL));
     for (int i = 0; i < T; i++) {

@@ -59,10 +59,7 @@ static void fetch_takes_retained_messages_in_order(void) {
     brokk_broker *b = new_broker(2);
     if (!b) return;
     evlog log;
-    evlog_init(&log);
-    brokk_listener l = evlog_listener(&log);
-    uint64_t lid;
-    CHECK_OK(brokk_broker_add_listener(b, &l, &lid));
+    evlog_add(b, &log);
     char ids[3][BROKK_ID_BUFFER_SIZE];
     for (int i = 0; i < 3; i++) {
         char p[16];
@@ -244,10 +241,7 @@ static void fetched_delivery_nack_and_requeue(void) {
     brokk_broker *b = new_broker(1);
     if (!b) return;
     evlog log;
-    evlog_init(&log);
-    brokk_listener l = evlog_listener(&log);
-    uint64_t lid;
-    CHECK_OK(brokk_broker_add_listener(b, &l, &lid));
+    evlog_add(b, &log);
     CHECK_OK(publish_str(b, "nq", "1"));
     brokk_delivery *d = FETCH(b, "nq", "w", 0);
     if (!CHECK(d != NULL)) {
@@ -346,33 +340,14 @@ static void blocked_fetch_returns_closed(void) {
 }
 
 /* "While the broker is closing it still serves what is queued". */
-typedef struct closer {
-    const brokk_broker *b;
-    brokk_status st;
-    brokk_close_report r;
-    atomic_uint returned;
-} closer;
-
-static void *close_gracefully(void *arg) {
-    closer *c = arg;
-    c->st = brokk_broker_close(c->b, BROKK_WAIT_FOREVER, false, &c->r);
-    atomic_store(&c->returned, 1);
-    return NULL;
-}
-
 static void fetch_serves_queued_while_closing(void) {
     brokk_broker *b = new_broker(1);
     if (!b) return;
     CHECK(FETCH(b, "drain", "g", 0) == NULL); /* group g exists: publishes queue there */
     CHECK_OK(publish_str(b, "drain", "1"));
     CHECK_OK(publish_str(b, "drain", "2"));
-    closer c = {b, BROKK_STATUS_PANIC, {0, 0, 0}, 0};
-    pthread_t t;
-    pthread_create(&t, NULL, close_gracefully, &c);
-    /* Wait until the close refuses publishes, i.e. it is waiting. */
-    uint64_t end = mono_ms() + wait_ms();
-    while (publish_str(b, "probe", "0") == BROKK_STATUS_OK && mono_ms() < end) sleep_ms(1);
-    CHECK_STATUS(publish_str(b, "probe", "0"), BROKK_STATUS_CLOSED);
+    graceful_close c;
+    graceful_close_start(&c, b);
     for (int i = 0; i < 2; i++) {
         brokk_delivery *d = FETCH(b, "drain", "g", wait_ms());
         if (!CHECK(d != NULL)) break;
@@ -380,7 +355,7 @@ static void fetch_serves_queued_while_closing(void) {
         CHECK_OK(brokk_broker_ack(b, brokk_message_delivery_id(msg_of(d))));
         brokk_delivery_free(d);
     }
-    pthread_join(t, NULL);
+    pthread_join(c.t, NULL);
     CHECK_EQ(c.st, BROKK_STATUS_OK);
     CHECK_EQ(c.r.remaining, 0);
     brokk_broker_free(b);
@@ -451,10 +426,7 @@ static void take_acks_as_it_takes_in_priority_order(void) {
     brokk_broker *b = new_broker(2);
     if (!b) return;
     evlog log;
-    evlog_init(&log);
-    brokk_listener l = evlog_listener(&log);
-    uint64_t lid;
-    CHECK_OK(brokk_broker_add_listener(b, &l, &lid));
+    evlog_add(b, &log);
     char buf[16];
     /* Both groups first, so each gets a copy of what comes next. */
     CHECK_EQ(TAKE(b, "jobs", NULL, 0, buf, sizeof buf), 0);

@@ -157,10 +157,7 @@ static void listener_sees_only_later_events(void) {
     if (!b) return;
     for (int i = 0; i < 3; i++) CHECK_OK(publish_str(b, "early", "1"));
     evlog log;
-    evlog_init(&log);
-    brokk_listener l = evlog_listener(&log);
-    uint64_t lid;
-    CHECK_OK(brokk_broker_add_listener(b, &l, &lid));
+    evlog_add(b, &log);
     CHECK_OK(publish_str(b, "early", "2"));
     CHECK_OK(publish_str(b, "early", "3"));
     JOIN_OK(b);
@@ -174,10 +171,7 @@ static void remove_listener_stops_events_and_frees_once(void) {
     brokk_broker *b = new_broker(2);
     if (!b) return;
     evlog log;
-    evlog_init(&log);
-    brokk_listener l = evlog_listener(&log);
-    uint64_t lid;
-    CHECK_OK(brokk_broker_add_listener(b, &l, &lid));
+    uint64_t lid = evlog_add(b, &log);
     CHECK_OK(publish_str(b, "r", "1"));
     JOIN_OK(b);
     CHECK_EQ(evlog_count(&log, EV_PUBLISH), 1);
@@ -337,23 +331,38 @@ static brokk_verdict ack_handler(void *ud, const brokk_message *m) {
     return BROKK_VERDICT_ACK;
 }
 
-static void blocked_listener_never_blocks_delivery(void) {
+/* s with its gate closed, sleeping sleep_ms per event, and a listener l (not yet added) stuck in
+ * it on publish events. */
+static void stuck_init(stuck *s, brokk_listener *l, unsigned sleep_ms) {
+    gate_init(&s->g);
+    atomic_init(&s->events, 0);
+    atomic_init(&s->sleep_ms, sleep_ms);
+    memset(l, 0, sizeof *l);
+    l->on_publish = stuck_on_publish;
+    l->user_data = s;
+}
+
+/* A 2-worker broker with a 4-event listener queue, and a (not yet added) listener stuck at its
+ * closed gate on publish, dispatched and processed events, sleeping sleep_ms in each. */
+static brokk_broker *stuck_broker(stuck *s, brokk_listener *l, unsigned sleep_ms) {
     brokk_broker_options o;
     memset(&o, 0, sizeof o);
     o.worker_threads = 2;
     o.listener_queue_capacity = 4;
     brokk_broker *b = new_broker_opts(&o);
-    if (!b) return;
+    if (!b) return NULL;
+    stuck_init(s, l, sleep_ms);
+    l->on_dispatched = stuck_on_other;
+    l->on_processed = stuck_on_other;
+    l->user_data = s;
+    return b;
+}
+
+static void blocked_listener_never_blocks_delivery(void) {
     stuck s;
-    gate_init(&s.g);
-    atomic_init(&s.events, 0);
-    atomic_init(&s.sleep_ms, 0);
     brokk_listener l;
-    memset(&l, 0, sizeof l);
-    l.on_publish = stuck_on_publish;
-    l.on_dispatched = stuck_on_other;
-    l.on_processed = stuck_on_other;
-    l.user_data = &s;
+    brokk_broker *b = stuck_broker(&s, &l, 0);
+    if (!b) return;
     uint64_t lid, sid;
     /* Subscribed first, so that the only events are publish, dispatched and processed. */
     CHECK_OK(subscribe_simple(b, "busy", ack_handler, NULL, NULL, false, 2, &sid));
@@ -379,23 +388,11 @@ static void blocked_listener_never_blocks_delivery(void) {
 }
 
 static void sleeping_listener_never_blocks_delivery(void) {
-    brokk_broker_options o;
-    memset(&o, 0, sizeof o);
-    o.worker_threads = 2;
-    o.listener_queue_capacity = 4;
-    brokk_broker *b = new_broker_opts(&o);
-    if (!b) return;
     stuck s;
-    gate_init(&s.g);
-    gate_open(&s.g);
-    atomic_init(&s.events, 0);
-    atomic_init(&s.sleep_ms, 50);
     brokk_listener l;
-    memset(&l, 0, sizeof l);
-    l.on_publish = stuck_on_publish;
-    l.on_dispatched = stuck_on_other;
-    l.on_processed = stuck_on_other;
-    l.user_data = &s;
+    brokk_broker *b = stuck_broker(&s, &l, 50);
+    if (!b) return;
+    gate_open(&s.g);
     uint64_t lid, sid;
     CHECK_OK(subscribe_simple(b, "sleepy", ack_handler, NULL, NULL, false, 1, &sid));
     CHECK_OK(brokk_broker_add_listener(b, &l, &lid));
@@ -486,13 +483,8 @@ static void remove_listener_while_listener_thread_busy(void) {
     if (!b) return;
     CHECK_OK(publish_str(b, "rm", "0")); /* create the topic before anyone listens */
     stuck s0;
-    gate_init(&s0.g);
-    atomic_init(&s0.events, 0);
-    atomic_init(&s0.sleep_ms, 0);
     brokk_listener l0;
-    memset(&l0, 0, sizeof l0);
-    l0.on_publish = stuck_on_publish;
-    l0.user_data = &s0;
+    stuck_init(&s0, &l0, 0);
     counting c1;
     counting_init(&c1, b, 0);
     brokk_listener l1 = counting_listener(&c1);
@@ -525,13 +517,8 @@ static void remove_listener_from_own_callback(void) {
     if (!b) return;
     CHECK_OK(publish_str(b, "rm", "0"));
     stuck s0;
-    gate_init(&s0.g);
-    atomic_init(&s0.events, 0);
-    atomic_init(&s0.sleep_ms, 0);
     brokk_listener l0;
-    memset(&l0, 0, sizeof l0);
-    l0.on_publish = stuck_on_publish;
-    l0.user_data = &s0;
+    stuck_init(&s0, &l0, 0);
     counting c1;
     counting_init(&c1, b, 2);
     brokk_listener l1 = counting_listener(&c1);
@@ -571,15 +558,11 @@ static void remove_running_listener_frees_after_callback(void) {
     brokk_broker *b = new_broker(1);
     if (!b) return;
     stuck_owned o;
-    gate_init(&o.s.g);
-    atomic_init(&o.s.events, 0);
-    atomic_init(&o.s.sleep_ms, 0);
+    brokk_listener l;
+    stuck_init(&o.s, &l, 0);
     atomic_init(&o.freed, 0);
     atomic_init(&o.freed_inside, 0);
-    brokk_listener l;
-    memset(&l, 0, sizeof l);
-    l.on_publish = stuck_on_publish; /* user_data starts with the stuck struct */
-    l.user_data = &o;
+    l.user_data = &o; /* starts with the stuck struct */
     l.free_user_data = stuck_owned_free;
     uint64_t lid;
     CHECK_OK(brokk_broker_add_listener(b, &l, &lid));
@@ -602,15 +585,11 @@ static void broker_free_waits_for_running_listener(void) {
     brokk_broker *b = new_broker(1);
     if (!b) return;
     stuck_owned o;
-    gate_init(&o.s.g);
-    atomic_init(&o.s.events, 0);
-    atomic_init(&o.s.sleep_ms, 0);
+    brokk_listener l;
+    stuck_init(&o.s, &l, 0);
     atomic_init(&o.freed, 0);
     atomic_init(&o.freed_inside, 0);
-    brokk_listener l;
-    memset(&l, 0, sizeof l);
-    l.on_publish = stuck_on_publish;
-    l.user_data = &o;
+    l.user_data = &o; /* starts with the stuck struct */
     l.free_user_data = stuck_owned_free;
     uint64_t lid;
     CHECK_OK(brokk_broker_add_listener(b, &l, &lid));

@@ -351,20 +351,26 @@ static void lwaiter_on_publish(void *ud, const brokk_message *m) {
     atomic_fetch_add(&w->calls, 1);
 }
 
+/* Adds to b a listener whose on_publish runs lwaiter_on_publish on w (force_st starts PANIC). */
+static void lwaiter_add(const brokk_broker *b, lwaiter *w, bool force_on_second) {
+    memset(w, 0, sizeof *w);
+    w->b = b;
+    w->force_st = BROKK_STATUS_PANIC;
+    atomic_init(&w->calls, 0);
+    w->force_on_second = force_on_second;
+    brokk_listener l;
+    memset(&l, 0, sizeof l);
+    l.on_publish = lwaiter_on_publish;
+    l.user_data = w;
+    uint64_t lid;
+    CHECK_OK(brokk_broker_add_listener(b, &l, &lid));
+}
+
 static void join_and_close_from_listener(void) {
     brokk_broker *b = new_broker(2);
     if (!b) return;
     lwaiter w;
-    memset(&w, 0, sizeof w);
-    w.b = b;
-    atomic_init(&w.calls, 0);
-    w.force_on_second = false;
-    brokk_listener l;
-    memset(&l, 0, sizeof l);
-    l.on_publish = lwaiter_on_publish;
-    l.user_data = &w;
-    uint64_t lid;
-    CHECK_OK(brokk_broker_add_listener(b, &l, &lid));
+    lwaiter_add(b, &w, false);
     CHECK_OK(publish_str(b, "t", "1"));
     JOIN_OK(b); /* also waits for the listener's own publish event */
     CHECK_EQ(w.join_st, BROKK_STATUS_WOULD_DEADLOCK);
@@ -380,17 +386,7 @@ static void forced_close_from_listener(void) {
     brokk_broker *b = new_broker(2);
     if (!b) return;
     lwaiter w;
-    memset(&w, 0, sizeof w);
-    w.b = b;
-    w.force_st = BROKK_STATUS_PANIC;
-    atomic_init(&w.calls, 0);
-    w.force_on_second = true;
-    brokk_listener l;
-    memset(&l, 0, sizeof l);
-    l.on_publish = lwaiter_on_publish;
-    l.user_data = &w;
-    uint64_t lid;
-    CHECK_OK(brokk_broker_add_listener(b, &l, &lid));
+    lwaiter_add(b, &w, true);
     CHECK_OK(publish_str(b, "t", "1")); /* the listener publishes the second event itself */
     CHECK(wait_atomic_ge(&w.calls, 2)); /* the close happened before this count */
     CHECK_EQ(w.force_st, BROKK_STATUS_OK);
