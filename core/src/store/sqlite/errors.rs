@@ -92,7 +92,14 @@ impl FileCtx {
                 ErrorKind::StorageFailed,
                 format!("store {path}: the disk is full; nothing was written ({e})"),
             ),
-            _ => Error::new(ErrorKind::StorageFailed, format!("store {path} failed: {e}")),
+            _ => {
+                // The extended code tells which I/O step failed (SQLITE_IOERR_* is 10 + 256 * n).
+                let extended = match &e {
+                    rusqlite::Error::SqliteFailure(f, _) => format!(" (SQLite code {})", f.extended_code),
+                    _ => String::new(),
+                };
+                Error::new(ErrorKind::StorageFailed, format!("store {path} failed: {e}{extended}"))
+            }
         }
     }
 }

@@ -207,6 +207,9 @@ pub(crate) struct SqliteFile {
     /// Used for nothing but `PRAGMA data_version`, which only changes for a connection when
     /// another one commits: the writer of this very handle counts as another.
     version: Mutex<open::Conn>,
+    /// The descriptor `open_writer` locked the file with. Last field: closed only after every
+    /// connection above, since closing it would drop SQLite's fcntl locks on the file.
+    _opened_with: std::fs::File,
 }
 
 impl SqliteFile {
@@ -220,7 +223,7 @@ impl SqliteFile {
     /// `open` with an explicit list of schema steps (tests use it to stage migrations).
     fn open_with(opts: &SqliteOptions, steps: &[schema::Step]) -> Result<SqliteFile> {
         let ctx = Arc::new(FileCtx { path: opts.path.clone(), busy_timeout: opts.busy_timeout, sync: opts.sync });
-        let conn = open::open_writer(&ctx, steps)?;
+        let (conn, opened_with) = open::open_writer(&ctx, steps)?;
         let readers = Readers::new(Arc::clone(&ctx));
         let version = Mutex::new(open::connect_reader(&ctx)?);
         let writer = Writer::new(conn, Arc::clone(&ctx));
@@ -231,7 +234,15 @@ impl SqliteFile {
                     format!("store {}: cannot start its checkpoint thread: {e}", ctx.path.display()),
                 )
             })?;
-        Ok(SqliteFile { _checkpointer: checkpointer, writer, readers, idle: Mutex::default(), version, ctx })
+        Ok(SqliteFile {
+            _checkpointer: checkpointer,
+            writer,
+            readers,
+            idle: Mutex::default(),
+            version,
+            ctx,
+            _opened_with: opened_with,
+        })
     }
 
     /// Runs `f` in one transaction with the other writes of this moment (all of it or none of

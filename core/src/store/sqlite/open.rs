@@ -38,7 +38,12 @@ enum Existing {
 }
 
 /// The writer connection of a store, with the schema created, validated or migrated.
-pub(super) fn open_writer(ctx: &FileCtx, steps: &[Step]) -> Result<Conn> {
+///
+/// Also returns the descriptor it locked the file with, unlocked: the caller keeps it open until
+/// its SQLite connections are closed. Closing any descriptor of a file drops every fcntl(2) lock
+/// the process holds on it, SQLite's included (SQLite's "posix advisory locks canceled by a
+/// separate close()"), and another process could then take the file for its own.
+pub(super) fn open_writer(ctx: &FileCtx, steps: &[Step]) -> Result<(Conn, File)> {
     let existing = preflight(ctx)?;
     // Several processes opening a new file at once would race to create the schema and switch
     // it to WAL, and SQLite answers such races with SQLITE_BUSY without waiting. So the whole
@@ -59,8 +64,9 @@ pub(super) fn open_writer(ctx: &FileCtx, steps: &[Step]) -> Result<Conn> {
             let _ = fs::remove_file(p);
         }
     }
-    drop(lock);
-    conn
+    // Unlocked, not closed (see above).
+    let _ = lock.unlock();
+    conn.map(|c| (c, lock))
 }
 
 /// Opens (creating it if `missing`) and flock-s the store file, waiting up to the busy
