@@ -148,6 +148,9 @@ enum brokk_status
     // publish may publish it twice; a retried ack or nack may say UNKNOWN_DELIVERY or
     // ALREADY_SETTLED. Unlike UNAVAILABLE, which always means nothing was done.
     BROKK_STATUS_OUTCOME_UNKNOWN = 204,
+    // The call's cancellation token (brokk_cancel) was cancelled while it waited, or before
+    // it started: the call did nothing.
+    BROKK_STATUS_CANCELLED = 205,
     // The broker is closed.
     BROKK_STATUS_CLOSED = 300,
     // The broker was made by the parent of this process before a fork: a child process
@@ -201,6 +204,11 @@ typedef uint32_t brokk_status_class;
 // that changes the store may also fail with OUTCOME_UNKNOWN: the request reached the server
 // but its answer did not come back, so it may or may not have taken effect (docs/redis.md).
 typedef struct brokk_broker brokk_broker;
+
+// A cancellation token for brokk's blocking calls (brokk_broker_fetch_batch_until,
+// brokk_broker_take_until, brokk_broker_join_until). Made by brokk_cancel_new, released by
+// brokk_cancel_free.
+typedef struct brokk_cancel brokk_cancel;
 
 // A delivery taken with brokk_broker_fetch, owned by the caller until brokk_delivery_free.
 // Freeing it does not settle it: ack or nack it by brokk_message_delivery_id.
@@ -260,6 +268,11 @@ typedef struct brokk_close_report {
     // SQLite store, which keeps them).
     uint64_t retained_discarded;
 } brokk_close_report;
+
+// Asked by a call waiting on a token made with brokk_cancel_new_checked: return true to cancel
+// the token (the call then returns BROKK_STATUS_CANCELLED). Runs on the thread that made the
+// waiting call, while it waits, with no brokk lock held; it must not call into brokk.
+typedef bool (*brokk_cancel_check_cb)(void *user_data);
 
 // Options of brokk_broker_fetch. Zero-initialise, then set what you need; NULL options mean
 // all zero: the "default" group, no ack deadline, no attempt limit, no dead-letter topic.
@@ -701,6 +714,18 @@ brokk_status brokk_broker_join(const struct brokk_broker *broker,
                                uint64_t timeout_ms,
                                uint64_t *remaining_out);
 
+// brokk_broker_join that `cancel` can interrupt: brokk_cancel_trigger on it, from any thread,
+// makes this call return BROKK_STATUS_CANCELLED at once (a token already cancelled too). With
+// `cancel` NULL it is brokk_broker_join. Everything brokk_broker_join says holds.
+// Out: as brokk_broker_join; `*remaining_out` is untouched on CANCELLED.
+// Copies: `cancel` is used during the call only.
+// Threads: as brokk_broker_join.
+// Errors: as brokk_broker_join, and CANCELLED.
+brokk_status brokk_broker_join_until(const struct brokk_broker *broker,
+                                     uint64_t timeout_ms,
+                                     const struct brokk_cancel *cancel,
+                                     uint64_t *remaining_out);
+
 // Closes the broker. Publish and subscribe fail with CLOSED at once; deliveries already
 // published are still delivered, fetched and acked for up to `timeout_ms`
 // (BROKK_WAIT_FOREVER: no limit); then whatever is left is dropped, retained messages
@@ -720,6 +745,54 @@ brokk_status brokk_broker_close(const struct brokk_broker *broker,
                                 uint64_t timeout_ms,
                                 bool force,
                                 struct brokk_close_report *report_out);
+
+// Makes a cancellation token. Give it to brokk_broker_fetch_batch_until,
+// brokk_broker_take_until or brokk_broker_join_until; brokk_cancel_trigger from any thread then
+// makes each of them that waits on it return BROKK_STATUS_CANCELLED at once, having done
+// nothing. A token serves any number of calls, one after another or at once.
+// Out: on BROKK_STATUS_OK, `*cancel_out` holds a token the caller owns and must release with
+// brokk_cancel_free; untouched otherwise.
+// Threads: any.
+// Errors: NULL_ARGUMENT.
+brokk_status brokk_cancel_new(struct brokk_cancel **cancel_out);
+
+// Makes a cancellation token that a call waiting on it also asks, through `check`, at least
+// every `every_ms` milliseconds (1 to 60000) and once before it waits: for a host that notices
+// its own cancellation only when it looks (CPython runs a Ctrl-C handler only when asked, on
+// the main thread, which is the one blocked in the call). A check that returns true cancels
+// the token, as brokk_cancel_trigger would.
+// Copies: nothing; `user_data` is passed to `check` as is, and must stay valid until
+// brokk_cancel_free returns.
+// Out: on BROKK_STATUS_OK, `*cancel_out` holds a token the caller owns and must release with
+// brokk_cancel_free; untouched otherwise.
+// Threads: any; `check` runs on the threads that make calls with the token.
+// Errors: NULL_ARGUMENT (`check`, `cancel_out`), INVALID_ARGUMENT (`every_ms` out of range).
+brokk_status brokk_cancel_new_checked(brokk_cancel_check_cb check,
+                                      void *user_data,
+                                      uint64_t every_ms,
+                                      struct brokk_cancel **cancel_out);
+
+// Cancels the token: every call waiting on it returns BROKK_STATUS_CANCELLED now, and every
+// call given it later does so at once, until brokk_cancel_reset. Idempotent.
+// Threads: any thread, concurrently with the calls waiting on the token and with other
+// triggers; safe from a signal handler's thread but not from a signal handler itself (it takes
+// a lock).
+// Errors: NULL_ARGUMENT.
+brokk_status brokk_cancel_trigger(const struct brokk_cancel *cancel);
+
+// Makes a cancelled token usable again, for a host that keeps one per thread rather than one
+// per call. A call that the cancel already woke still returns CANCELLED.
+// Threads: any.
+// Errors: NULL_ARGUMENT.
+brokk_status brokk_cancel_reset(const struct brokk_cancel *cancel);
+
+// Whether the token is cancelled (by brokk_cancel_trigger, or by its check). False for NULL.
+// Threads: any.
+bool brokk_cancel_is_cancelled(const struct brokk_cancel *cancel);
+
+// Releases a token. No call may still be using it (each call that was given it has returned).
+// Takes: `cancel`, which must not be used afterwards. NULL is a no-op.
+void brokk_cancel_free(struct brokk_cancel *cancel);
 
 // Takes the next delivery of a consumer group (see brokk_fetch_options) on `topic`: highest
 // priority first, FIFO within a priority. Creates the topic and the group if new; a topic's first named
@@ -761,6 +834,46 @@ brokk_status brokk_broker_fetch_batch(const struct brokk_broker *broker,
                                       uint64_t timeout_ms,
                                       struct brokk_delivery **deliveries_out,
                                       size_t *count_out);
+
+// brokk_broker_fetch_batch that `cancel` can interrupt: brokk_cancel_trigger on it, from any
+// thread, makes this call return BROKK_STATUS_CANCELLED at once, having taken nothing (and so
+// does a token already cancelled). With `cancel` NULL it is brokk_broker_fetch_batch.
+// Everything brokk_broker_fetch_batch says holds.
+// Copies: topic and options; `cancel` is used during the call only.
+// Errors: as brokk_broker_fetch_batch, and CANCELLED.
+brokk_status brokk_broker_fetch_batch_until(const struct brokk_broker *broker,
+                                            const char *topic,
+                                            size_t topic_len,
+                                            const struct brokk_fetch_options *options,
+                                            size_t max,
+                                            uint64_t timeout_ms,
+                                            const struct brokk_cancel *cancel,
+                                            struct brokk_delivery **deliveries_out,
+                                            size_t *count_out);
+
+// Takes and acks the next delivery of `group` on `topic` as brokk_broker_take does, handing
+// back its payload whatever its size, in a buffer brokk allocates; and `cancel` (may be NULL)
+// can interrupt it while it waits: brokk_cancel_trigger from any thread makes it return
+// BROKK_STATUS_CANCELLED at once, having taken nothing. For hosts that cannot guess a
+// payload's size, and for waits that must end when the host says so.
+// Copies: topic and group; `cancel` is used during the call only.
+// Out: on BROKK_STATUS_OK, either `*payload_out` holds the payload followed by a NUL (JSON has
+// no NUL byte of its own), which the caller owns and must release with brokk_string_free,
+// and `*payload_len_out` its length without the NUL; or, when nothing came in time,
+// `*payload_out` is NULL and `*payload_len_out` is 0. Both untouched on failure.
+// Threads: any thread, concurrently.
+// Errors: NULL_ARGUMENT (broker, topic, payload_out, payload_len_out), INVALID_UTF8,
+// INVALID_TOPIC, INVALID_GROUP, CANCELLED, CLOSED, UNAVAILABLE and STORAGE_FAILED (nothing was
+// taken).
+brokk_status brokk_broker_take_until(const struct brokk_broker *broker,
+                                     const char *topic,
+                                     size_t topic_len,
+                                     const char *group,
+                                     size_t group_len,
+                                     uint64_t timeout_ms,
+                                     const struct brokk_cancel *cancel,
+                                     char **payload_out,
+                                     size_t *payload_len_out);
 
 // Takes the next delivery of consumer group `group` (`group_len` bytes; NULL: the group
 // "default") on `topic` and acknowledges it in the same step, copying its payload (JSON) into
@@ -1014,7 +1127,8 @@ brokk_status brokk_broker_stats_json(const struct brokk_broker *broker,
                                      char **json_out,
                                      size_t *json_len_out);
 
-// Releases a string that brokk returned as owned by the caller (brokk_broker_stats_json).
+// Releases a string that brokk returned as owned by the caller (brokk_broker_stats_json,
+// brokk_broker_take_until).
 // Takes: `s`, which must not be used afterwards. NULL is a no-op.
 void brokk_string_free(char *s);
 

@@ -139,6 +139,13 @@ impl<T> PanicDefault for *const T {
     }
 }
 
+/// C sees false.
+impl PanicDefault for bool {
+    fn panic_default() -> Self {
+        false
+    }
+}
+
 /// C sees NULL.
 impl<T> PanicDefault for *mut T {
     fn panic_default() -> Self {

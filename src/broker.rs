@@ -4,6 +4,7 @@ use std::ffi::c_char;
 use std::time::Duration;
 
 use super::boundary::{fail, guard, Failure};
+use super::cancel::{brokk_cancel, optional_cancel};
 use super::status::brokk_status;
 use super::strings::{optional_c_text, optional_text, output, reference};
 use brokk_core::Broker;
@@ -368,18 +369,53 @@ pub unsafe extern "C" fn brokk_broker_join(
         // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
         let broker = unsafe { reference(broker, "broker") }?;
         let result = broker.inner.join(timeout(timeout_ms));
-        // Written for OK and TIMEOUT only, as documented.
-        let remaining = match &result {
-            Ok(()) => Some(0),
-            Err(e) if e.kind() == brokk_core::ErrorKind::Timeout => Some(e.remaining()),
-            Err(_) => None,
-        };
         // SAFETY: `remaining_out` is NULL or a writable u64 for this call (the caller's contract).
-        if let (Some(n), Some(out)) = (remaining, unsafe { remaining_out.as_mut() }) {
-            *out = n;
-        }
+        unsafe { report_remaining(&result, remaining_out) };
         result.map_err(Into::into)
     })
+}
+
+/// brokk_broker_join that `cancel` can interrupt: brokk_cancel_trigger on it, from any thread,
+/// makes this call return BROKK_STATUS_CANCELLED at once (a token already cancelled too). With
+/// `cancel` NULL it is brokk_broker_join. Everything brokk_broker_join says holds.
+/// Out: as brokk_broker_join; `*remaining_out` is untouched on CANCELLED.
+/// Copies: `cancel` is used during the call only.
+/// Threads: as brokk_broker_join.
+/// Errors: as brokk_broker_join, and CANCELLED.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_broker_join_until(
+    broker: *const brokk_broker,
+    timeout_ms: u64,
+    cancel: *const brokk_cancel,
+    remaining_out: *mut u64,
+) -> brokk_status {
+    guard(|| {
+        // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
+        let broker = unsafe { reference(broker, "broker") }?;
+        // SAFETY: `cancel` is NULL or a token not yet freed, for this call.
+        let cancel = unsafe { optional_cancel(cancel) };
+        let result = broker.inner.join_until(timeout(timeout_ms), cancel);
+        // SAFETY: `remaining_out` is NULL or a writable u64 for this call (the caller's contract).
+        unsafe { report_remaining(&result, remaining_out) };
+        result.map_err(Into::into)
+    })
+}
+
+/// Writes what a join left to `remaining_out` (if not NULL), for OK and TIMEOUT only, as
+/// documented.
+///
+/// # Safety
+/// `remaining_out` is NULL or a writable u64 for this call.
+unsafe fn report_remaining(result: &brokk_core::Result<()>, remaining_out: *mut u64) {
+    let remaining = match result {
+        Ok(()) => Some(0),
+        Err(e) if e.kind() == brokk_core::ErrorKind::Timeout => Some(e.remaining()),
+        Err(_) => None,
+    };
+    // SAFETY: this function's contract.
+    if let (Some(n), Some(out)) = (remaining, unsafe { remaining_out.as_mut() }) {
+        *out = n;
+    }
 }
 
 /// What brokk_broker_close did.

@@ -1,10 +1,11 @@
 //! Pull consumption from C: fetch, the owned delivery it returns, count and purge.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, CString};
 use std::time::Duration;
 
 use super::boundary::{fail, guard, guard_value, Failure};
 use super::broker::{brokk_broker, timeout};
+use super::cancel::{brokk_cancel, optional_cancel};
 use super::message::brokk_message;
 use super::status::brokk_status;
 use super::strings::{brokk_str, optional_text, output, reference, text};
@@ -125,6 +126,108 @@ pub unsafe extern "C" fn brokk_broker_fetch_batch(
             *slot = into_handle(d);
         }
         *count = slots.len();
+        Ok(())
+    })
+}
+
+/// brokk_broker_fetch_batch that `cancel` can interrupt: brokk_cancel_trigger on it, from any
+/// thread, makes this call return BROKK_STATUS_CANCELLED at once, having taken nothing (and so
+/// does a token already cancelled). With `cancel` NULL it is brokk_broker_fetch_batch.
+/// Everything brokk_broker_fetch_batch says holds.
+/// Copies: topic and options; `cancel` is used during the call only.
+/// Errors: as brokk_broker_fetch_batch, and CANCELLED.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_broker_fetch_batch_until(
+    broker: *const brokk_broker,
+    topic: *const c_char,
+    topic_len: usize,
+    options: *const brokk_fetch_options,
+    max: usize,
+    timeout_ms: u64,
+    cancel: *const brokk_cancel,
+    deliveries_out: *mut *mut brokk_delivery,
+    count_out: *mut usize,
+) -> brokk_status {
+    guard(|| {
+        // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
+        let broker = unsafe { reference(broker, "broker") }?;
+        // SAFETY: `topic` is NULL or `topic_len` readable bytes for this call.
+        let topic = unsafe { text(topic, topic_len, "topic") }?;
+        // SAFETY: `options` is NULL or a readable brokk_fetch_options for this call.
+        let opts = unsafe { fetch_options(options) }?;
+        if deliveries_out.is_null() {
+            return Err(fail(brokk_status::NullArgument, "deliveries_out is NULL"));
+        }
+        // SAFETY: `count_out` is NULL or a writable usize for this call.
+        let count = unsafe { output(count_out, "count_out") }?;
+        // SAFETY: `cancel` is NULL or a token not yet freed, for this call.
+        let cancel = unsafe { optional_cancel(cancel) };
+        let taken = broker.inner.fetch_batch_until(topic, &opts, max, timeout(timeout_ms), cancel)?;
+        // SAFETY: non-NULL (checked above), and the caller gives room for `max` pointers, at
+        // least the number fetch_batch_until took.
+        let slots = unsafe { std::slice::from_raw_parts_mut(deliveries_out, taken.len()) };
+        for (slot, d) in slots.iter_mut().zip(taken) {
+            *slot = into_handle(d);
+        }
+        *count = slots.len();
+        Ok(())
+    })
+}
+
+/// Takes and acks the next delivery of `group` on `topic` as brokk_broker_take does, handing
+/// back its payload whatever its size, in a buffer brokk allocates; and `cancel` (may be NULL)
+/// can interrupt it while it waits: brokk_cancel_trigger from any thread makes it return
+/// BROKK_STATUS_CANCELLED at once, having taken nothing. For hosts that cannot guess a
+/// payload's size, and for waits that must end when the host says so.
+/// Copies: topic and group; `cancel` is used during the call only.
+/// Out: on BROKK_STATUS_OK, either `*payload_out` holds the payload followed by a NUL (JSON has
+/// no NUL byte of its own), which the caller owns and must release with brokk_string_free,
+/// and `*payload_len_out` its length without the NUL; or, when nothing came in time,
+/// `*payload_out` is NULL and `*payload_len_out` is 0. Both untouched on failure.
+/// Threads: any thread, concurrently.
+/// Errors: NULL_ARGUMENT (broker, topic, payload_out, payload_len_out), INVALID_UTF8,
+/// INVALID_TOPIC, INVALID_GROUP, CANCELLED, CLOSED, UNAVAILABLE and STORAGE_FAILED (nothing was
+/// taken).
+#[no_mangle]
+pub unsafe extern "C" fn brokk_broker_take_until(
+    broker: *const brokk_broker,
+    topic: *const c_char,
+    topic_len: usize,
+    group: *const c_char,
+    group_len: usize,
+    timeout_ms: u64,
+    cancel: *const brokk_cancel,
+    payload_out: *mut *mut c_char,
+    payload_len_out: *mut usize,
+) -> brokk_status {
+    guard(|| {
+        // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
+        let broker = unsafe { reference(broker, "broker") }?;
+        // SAFETY: `topic` is NULL or `topic_len` readable bytes for this call.
+        let topic = unsafe { text(topic, topic_len, "topic") }?;
+        // SAFETY: `group` is NULL or `group_len` readable bytes for this call.
+        let group = unsafe { optional_text(group, group_len, "group") }?;
+        // SAFETY: `payload_out` is NULL or a writable pointer slot for this call.
+        let out = unsafe { output(payload_out, "payload_out") }?;
+        // SAFETY: `payload_len_out` is NULL or a writable usize for this call.
+        let len_out = unsafe { output(payload_len_out, "payload_len_out") }?;
+        // SAFETY: `cancel` is NULL or a token not yet freed, for this call.
+        let cancel = unsafe { optional_cancel(cancel) };
+        match broker.inner.take_until(topic, group, timeout(timeout_ms), cancel)? {
+            Some(delivery) => {
+                let payload = delivery.payload();
+                *len_out = payload.len();
+                // A payload is valid JSON, which has no NUL byte, so this cannot fail; if it
+                // ever did, the caller hears of a bug rather than of an empty queue.
+                let owned = CString::new(payload)
+                    .map_err(|_| fail(brokk_status::Panic, "a payload held a NUL byte, which JSON cannot"))?;
+                *out = owned.into_raw();
+            }
+            None => {
+                *out = std::ptr::null_mut();
+                *len_out = 0;
+            }
+        }
         Ok(())
     })
 }

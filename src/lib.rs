@@ -9,6 +9,7 @@
 pub(crate) mod boundary;
 pub mod broker;
 pub mod callbacks;
+pub mod cancel;
 pub mod consumer;
 mod fork;
 pub mod last_error;

@@ -71,6 +71,9 @@ pub enum brokk_status {
     /// publish may publish it twice; a retried ack or nack may say UNKNOWN_DELIVERY or
     /// ALREADY_SETTLED. Unlike UNAVAILABLE, which always means nothing was done.
     OutcomeUnknown = 204,
+    /// The call's cancellation token (brokk_cancel) was cancelled while it waited, or before
+    /// it started: the call did nothing.
+    Cancelled = 205,
     // ---- terminal: 300..=399 (this broker will not recover) ----
     /// The broker is closed.
     Closed = 300,
@@ -124,6 +127,7 @@ impl From<ErrorKind> for brokk_status {
             ErrorKind::StorageFailed => brokk_status::StorageFailed,
             ErrorKind::OutcomeUnknown => brokk_status::OutcomeUnknown,
             ErrorKind::Forked => brokk_status::Forked,
+            ErrorKind::Cancelled => brokk_status::Cancelled,
             // A kind newer than this mapping (ErrorKind is non-exhaustive): a bug in brokk, which
             // the C side sees in the bug class, with the core's message in brokk_last_error().
             _ => brokk_status::Panic,
@@ -160,6 +164,7 @@ impl brokk_status {
             202 => Unavailable,
             203 => StorageFailed,
             204 => OutcomeUnknown,
+            205 => Cancelled,
             300 => Closed,
             301 => Forked,
             900 => Panic,
@@ -195,6 +200,7 @@ impl brokk_status {
             AlreadySettled => "delivery already acked or nacked\0",
             UnknownListener => "unknown listener id\0",
             Timeout => "timed out\0",
+            Cancelled => "cancelled\0",
             Closed => "the broker is closed\0",
             Forked => "the broker was made by the parent process before a fork\0",
             Panic => "internal error (panic) in brokk\0",

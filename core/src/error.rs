@@ -58,6 +58,9 @@ pub enum ErrorKind {
     /// The broker was made by the parent of this process before a fork: a child cannot use it
     /// (see `Broker`'s documentation on fork).
     Forked,
+    /// A blocking call's cancellation token was cancelled while it waited (or before it
+    /// started): the call did nothing.
+    Cancelled,
 }
 
 /// A core error: a kind, a human-readable message, and for timeouts the work left.
@@ -79,6 +82,10 @@ impl Error {
             message: format!("timed out waiting for {what}: {remaining} deliveries left").into(),
             remaining,
         }
+    }
+
+    pub(crate) fn cancelled(what: &str) -> Self {
+        Error::new(ErrorKind::Cancelled, format!("{what} was cancelled"))
     }
 
     pub(crate) fn closed() -> Self {

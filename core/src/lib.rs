@@ -21,6 +21,7 @@
 #![cfg_attr(not(all(feature = "sqlite", feature = "redis")), allow(dead_code))]
 
 mod broker;
+mod cancel;
 mod config;
 mod error;
 mod fork_gate;
@@ -37,6 +38,7 @@ pub use broker::{
     panic_message, BatchMessage, Broker, CloseReport, FetchOptions, PublishOptions, SubscribeOptions, Taken,
     WeakBroker, DEFAULT_GROUP, GENERATED_ID_LEN, MAX_CONCURRENCY,
 };
+pub use cancel::{Cancel, MIN_CHECK_PERIOD};
 pub use config::{
     parse_url, Backpressure, BrokerConfig, RetentionPolicy, DEFAULT_LEASE, DEFAULT_LISTENER_QUEUE, DEFAULT_MAX_PAYLOAD,
     DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION_LIMIT, MAX_LISTENER_QUEUE, MAX_OPTION_MILLIS, MAX_WORKERS,

@@ -12,8 +12,8 @@ use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use brokk_core::{
-    Backpressure, BatchMessage, Broker, BrokerConfig, Delivery, ErrorKind, FetchOptions, Listener, PublishOptions,
-    RetentionPolicy, SubscribeOptions, Taken, Verdict,
+    Backpressure, BatchMessage, Broker, BrokerConfig, Cancel, Delivery, ErrorKind, FetchOptions, Listener,
+    PublishOptions, RetentionPolicy, SubscribeOptions, Taken, Verdict,
 };
 use common::Kit;
 
@@ -1736,7 +1736,79 @@ fn a_delivery_id_of_another_broker_settles_nothing(k: &Kit) {
     }
 }
 
+/// A blocked fetch, take and join each return `Cancelled` as soon as their token is cancelled
+/// from another thread, having done nothing: the message published after is still there for
+/// the next fetch, and a token already cancelled stops a call before it starts.
+fn a_cancelled_token_interrupts_a_blocked_fetch_take_and_join(kit: &Kit) {
+    let broker = kit.broker(2);
+    let opts = FetchOptions { group: Some("w"), ..Default::default() };
+    assert!(broker.fetch_batch("jobs", &opts, 1, Some(Duration::ZERO)).unwrap().is_empty());
+    // A delivery held unacked, so that join has a reason to wait.
+    let hold = FetchOptions { group: Some("h"), ..Default::default() };
+    assert!(broker.fetch_with("held", &hold, Some(Duration::ZERO)).unwrap().is_none());
+    publish(&broker, "held", "1");
+    let held = broker.fetch_with("held", &hold, Some(LONG)).unwrap().expect("the held delivery");
+    for call in ["fetch", "take", "join"] {
+        let cancel = Cancel::new();
+        let started = Instant::now();
+        let result = std::thread::scope(|s| {
+            let waiting = s.spawn(|| match call {
+                "fetch" => broker.fetch_batch_until("jobs", &opts, 4, None, Some(&cancel)).map(|_| ()),
+                "take" => broker.take_until("jobs", Some("w"), None, Some(&cancel)).map(|_| ()),
+                _ => broker.join_until(None, Some(&cancel)),
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            cancel.cancel();
+            waiting.join().unwrap()
+        });
+        let err = result.expect_err(call);
+        assert_eq!(err.kind(), ErrorKind::Cancelled, "{call}: {err}");
+        assert!(started.elapsed() < LONG, "{call}");
+        // Already cancelled: fails at once, whatever the timeout.
+        assert_eq!(broker.take_until("jobs", Some("w"), None, Some(&cancel)).unwrap_err().kind(), ErrorKind::Cancelled);
+        cancel.reset();
+        assert!(broker.take_until("jobs", Some("w"), Some(Duration::ZERO), Some(&cancel)).unwrap().is_none());
+    }
+    publish(&broker, "jobs", "\"after\"");
+    let d = broker.fetch_with("jobs", &opts, Some(LONG)).unwrap().expect("nothing was taken by the cancelled calls");
+    assert_eq!(d.payload(), b"\"after\"");
+    broker.ack(d.id()).unwrap();
+    broker.ack(held.id()).unwrap();
+    broker.join(Some(LONG)).unwrap();
+}
+
+/// A token's check is asked while a call waits, on the waiting thread, and stops the call once
+/// it says so (how CPython's Ctrl-C reaches a blocked call).
+fn a_token_check_stops_a_waiting_take(kit: &Kit) {
+    let broker = kit.broker(1);
+    let asked = Arc::new(AtomicUsize::new(0));
+    let a = Arc::clone(&asked);
+    let caller = std::thread::current().id();
+    let cancel = Cancel::with_check(Duration::from_millis(10), move || {
+        assert_eq!(std::thread::current().id(), caller, "the check runs on the waiting thread");
+        a.fetch_add(1, SeqCst) >= 5
+    });
+    let err = broker.take_until("jobs", None, None, Some(&cancel)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Cancelled);
+    assert!(asked.load(SeqCst) >= 6);
+    assert!(cancel.is_cancelled());
+}
+
+/// `take_until` hands back a payload of any size, past what any caller's buffer would hold.
+fn take_until_returns_a_payload_of_any_size(kit: &Kit) {
+    let broker = kit.with(BrokerConfig { max_payload_bytes: 8 << 20, ..Default::default() });
+    let big = format!("\"{}\"", "x".repeat(3 << 20));
+    assert!(broker.take_until("big", None, Some(Duration::ZERO), None).unwrap().is_none());
+    publish(&broker, "big", &big);
+    let d = broker.take_until("big", None, Some(LONG), None).unwrap().expect("the payload");
+    assert_eq!(d.payload(), big.as_bytes());
+    assert_eq!(broker.count(None).unwrap(), 0);
+}
+
 on_every_backend!(
+    a_cancelled_token_interrupts_a_blocked_fetch_take_and_join,
+    a_token_check_stops_a_waiting_take,
+    take_until_returns_a_payload_of_any_size,
     join_waits_for_the_delayed_gauge_of_a_requeue_taken_early,
     requeues_racing_unsubscribe_leave_nothing_behind,
     a_publish_waiting_on_backpressure_never_holds_up_subscribe,

@@ -32,6 +32,15 @@ static const symbol SYMBOLS[] = {
     SYM(brokk_broker_fetch_batch),
     SYM(brokk_broker_take),
     SYM(brokk_broker_take_with),
+    SYM(brokk_broker_take_until),
+    SYM(brokk_broker_fetch_batch_until),
+    SYM(brokk_broker_join_until),
+    SYM(brokk_cancel_new),
+    SYM(brokk_cancel_new_checked),
+    SYM(brokk_cancel_trigger),
+    SYM(brokk_cancel_reset),
+    SYM(brokk_cancel_is_cancelled),
+    SYM(brokk_cancel_free),
     SYM(brokk_broker_free),
     SYM(brokk_broker_release),
     SYM(brokk_broker_join),
@@ -73,7 +82,7 @@ static const symbol SYMBOLS[] = {
 #define N_SYMBOLS (sizeof SYMBOLS / sizeof SYMBOLS[0])
 
 static void every_symbol_links(void) {
-    CHECK_EQ(N_SYMBOLS, 47);
+    CHECK_EQ(N_SYMBOLS, 56);
     for (size_t i = 0; i < N_SYMBOLS; i++) {
         if (SYMBOLS[i].address == NULL) FAILF("%s has no address", SYMBOLS[i].name);
         for (size_t j = 0; j < i; j++)
@@ -168,6 +177,22 @@ static void signatures_are_pinned(void) {
     uint32_t (*p_abi_version)(void) = brokk_abi_version;
     brokk_status (*p_topic_name_part)(const char *, size_t, size_t, char *, size_t, size_t *) =
         brokk_topic_name_part;
+    brokk_status (*p_fetch_batch_until)(const brokk_broker *, const char *, size_t,
+                                        const brokk_fetch_options *, size_t, uint64_t,
+                                        const brokk_cancel *, brokk_delivery **, size_t *) =
+        brokk_broker_fetch_batch_until;
+    brokk_status (*p_take_until)(const brokk_broker *, const char *, size_t, const char *, size_t,
+                                 uint64_t, const brokk_cancel *, char **, size_t *) =
+        brokk_broker_take_until;
+    brokk_status (*p_join_until)(const brokk_broker *, uint64_t, const brokk_cancel *, uint64_t *) =
+        brokk_broker_join_until;
+    brokk_status (*p_cancel_new)(brokk_cancel **) = brokk_cancel_new;
+    brokk_status (*p_cancel_new_checked)(brokk_cancel_check_cb, void *, uint64_t, brokk_cancel **) =
+        brokk_cancel_new_checked;
+    brokk_status (*p_cancel_trigger)(const brokk_cancel *) = brokk_cancel_trigger;
+    brokk_status (*p_cancel_reset)(const brokk_cancel *) = brokk_cancel_reset;
+    bool (*p_cancel_is_cancelled)(const brokk_cancel *) = brokk_cancel_is_cancelled;
+    void (*p_cancel_free)(brokk_cancel *) = brokk_cancel_free;
     any_fn all[] = {
         (any_fn)p_new,         (any_fn)p_free, (any_fn)p_release,         (any_fn)p_publish,
         (any_fn)p_ack,         (any_fn)p_nack,           (any_fn)p_join,
@@ -184,7 +209,10 @@ static void signatures_are_pinned(void) {
         (any_fn)p_priority,    (any_fn)p_group,          (any_fn)p_requeue_delay,
         (any_fn)p_fetch_batch, (any_fn)p_ack_batch,      (any_fn)p_read,
         (any_fn)p_take,        (any_fn)p_take_with,      (any_fn)p_publish_with,
-        (any_fn)p_topic_name_part,
+        (any_fn)p_topic_name_part, (any_fn)p_fetch_batch_until, (any_fn)p_take_until,
+        (any_fn)p_join_until,  (any_fn)p_cancel_new,     (any_fn)p_cancel_new_checked,
+        (any_fn)p_cancel_trigger, (any_fn)p_cancel_reset, (any_fn)p_cancel_is_cancelled,
+        (any_fn)p_cancel_free,
     };
     CHECK_EQ(sizeof all / sizeof all[0], N_SYMBOLS);
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) CHECK(all[i] != NULL);

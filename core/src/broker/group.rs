@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use crate::sync::{Condvar, Mutex, RwLock};
 
 use super::subscription::Subscription;
-use crate::error::Result;
+use crate::cancel::Interrupt;
+use crate::error::{Error, Result};
 use crate::message::Delivery;
 use crate::stats::TopicCounters;
 use crate::store::GroupQueue;
@@ -177,18 +178,28 @@ impl Group {
     /// Claims deliveries into `out` with `claim`, waiting until `deadline` (None: no limit)
     /// while there are none, the group is active and `open()` is true; `waiting` runs each time
     /// it starts to wait. Returns how many it took (0: none came in time, or the group or
-    /// broker is done).
+    /// broker is done); `Cancelled` if `interrupt` is set before anything was claimed.
     pub(crate) fn take(
-        &self,
+        self: &Arc<Self>,
         out: &mut Vec<Delivery>,
         deadline: Option<Instant>,
+        interrupt: Interrupt<'_>,
         open: impl Fn() -> bool,
         mut claim: impl FnMut(&mut Vec<Delivery>) -> Result<usize>,
         waiting: impl Fn(),
     ) -> Result<usize> {
+        let group = Arc::downgrade(self);
+        let _watching = interrupt.watch(move || {
+            if let Some(group) = group.upgrade() {
+                group.wake_all_fetchers();
+            }
+        });
         loop {
             if !self.is_active() || !open() {
                 return Ok(0);
+            }
+            if interrupt.is_set() {
+                return Err(Error::cancelled("the fetch"));
             }
             let got = claim(out)?;
             if got > 0 {
@@ -202,9 +213,10 @@ impl Group {
             self.waiters.fetch_add(1, Ordering::SeqCst);
             waiting();
             // Re-check under the lock: a push after our claim and before this point has either
-            // seen waiters > 0 (and will notify after we wait) or is visible here.
-            if self.queue.len() == 0 && self.is_active() && open() {
-                match deadline {
+            // seen waiters > 0 (and will notify after we wait) or is visible here; so has a
+            // cancel (its wake-up takes this lock).
+            if self.queue.len() == 0 && self.is_active() && open() && !interrupt.is_cancelled() {
+                match interrupt.wake_by(deadline) {
                     Some(d) => {
                         self.wait_cv.wait_until(&mut guard, d);
                     }

@@ -23,6 +23,7 @@ pub use shared::DEFAULT_GROUP;
 pub use subscription::panic_text as panic_message;
 pub use subscription::MAX_CONCURRENCY;
 
+use crate::cancel::{Cancel, Interrupt};
 use crate::config::BrokerConfig;
 use crate::error::{Error, Result};
 use crate::handler::{Handler, Reason};
@@ -269,7 +270,7 @@ impl Broker {
         timeout: Option<Duration>,
     ) -> Result<Option<Delivery>> {
         let mut out = Vec::with_capacity(1);
-        self.shared()?.fetch(topic, options, 1, timeout, &mut out)?;
+        self.shared()?.fetch(topic, options, 1, timeout, Interrupt::default(), &mut out)?;
         Ok(out.pop())
     }
 
@@ -283,8 +284,22 @@ impl Broker {
         max: usize,
         timeout: Option<Duration>,
     ) -> Result<Vec<Delivery>> {
+        self.fetch_batch_until(topic, options, max, timeout, None)
+    }
+
+    /// `fetch_batch` that `cancel` can interrupt from another thread while it waits: it then
+    /// fails with `ErrorKind::Cancelled`, having taken nothing. A token already cancelled makes
+    /// it fail at once.
+    pub fn fetch_batch_until(
+        &self,
+        topic: &str,
+        options: &FetchOptions<'_>,
+        max: usize,
+        timeout: Option<Duration>,
+        cancel: Option<&Cancel>,
+    ) -> Result<Vec<Delivery>> {
         let mut out = Vec::with_capacity(max.min(1024));
-        self.shared()?.fetch(topic, options, max, timeout, &mut out)?;
+        self.shared()?.fetch(topic, options, max, timeout, Interrupt::new(cancel), &mut out)?;
         Ok(out)
     }
 
@@ -300,7 +315,24 @@ impl Broker {
         timeout: Option<Duration>,
         max_payload: usize,
     ) -> Result<Taken> {
-        self.shared()?.take(topic, group, timeout, max_payload)
+        self.shared()?.take(topic, group, timeout, Interrupt::default(), max_payload)
+    }
+
+    /// `take` of a payload of any size, that `cancel` can interrupt from another thread while
+    /// it waits (`ErrorKind::Cancelled`, nothing taken). Returns None if nothing came in time.
+    pub fn take_until(
+        &self,
+        topic: &str,
+        group: Option<&str>,
+        timeout: Option<Duration>,
+        cancel: Option<&Cancel>,
+    ) -> Result<Option<Delivery>> {
+        match self.shared()?.take(topic, group, timeout, Interrupt::new(cancel), usize::MAX)? {
+            Taken::Message(delivery) => Ok(Some(delivery)),
+            Taken::Empty => Ok(None),
+            // No payload is over usize::MAX bytes.
+            Taken::TooLarge(size) => unreachable!("a payload of {size} bytes is over usize::MAX"),
+        }
     }
 
     /// Acks a delivery awaiting a manual ack.
@@ -375,7 +407,12 @@ impl Broker {
     /// broker's work: what it holds, and what waits in the file for the groups it uses
     /// (whoever takes it), not what other processes hold.
     pub fn join(&self, timeout: Option<Duration>) -> Result<()> {
-        self.shared()?.join(timeout)
+        self.shared()?.join(timeout, Interrupt::default())
+    }
+
+    /// `join` that `cancel` can interrupt from another thread (`ErrorKind::Cancelled`).
+    pub fn join_until(&self, timeout: Option<Duration>, cancel: Option<&Cancel>) -> Result<()> {
+        self.shared()?.join(timeout, Interrupt::new(cancel))
     }
 
     /// Refuses new publishes and subscriptions at once, waits up to `timeout` for outstanding

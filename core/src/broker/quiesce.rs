@@ -128,12 +128,28 @@ impl Quiesce {
 
     /// Waits until no delivery and no listener event is outstanding, or until `deadline`
     /// (`None`: no limit). Returns whether it got there.
+    #[cfg(loom)]
     pub(crate) fn wait_idle(&self, deadline: Option<Instant>) -> bool {
+        self.wait_idle_or(deadline, || false)
+    }
+
+    /// Wakes every `wait_idle` now, to look at `stop` (a cancelled join).
+    pub(crate) fn wake_waiters(&self) {
+        let _waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        self.zero.notify_all();
+    }
+
+    /// `wait_idle` that also returns (false) once `stop()` is true: it is read under the
+    /// waiters' lock, which `wake_waiters` takes, so a stop followed by `wake_waiters` is seen.
+    pub(crate) fn wait_idle_or(&self, deadline: Option<Instant>, stop: impl Fn() -> bool) -> bool {
         let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
         *waiters += 1;
         let idle = loop {
             if self.mark_and_check_idle() {
                 break true;
+            }
+            if stop() {
+                break false;
             }
             match deadline {
                 None => waiters = self.zero.wait(waiters).unwrap_or_else(|e| e.into_inner()),

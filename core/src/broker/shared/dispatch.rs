@@ -19,6 +19,7 @@ use crate::broker::subscription::{Subscription, MAX_BATCH};
 use crate::broker::timer::{self, Job};
 use crate::broker::workers::Task;
 use crate::broker::{FetchOptions, Taken, DEFAULT_GROUP};
+use crate::cancel::Interrupt;
 use crate::error::{Error, ErrorKind, Result};
 use crate::handler::{Reason, Verdict};
 use crate::listener::Event;
@@ -305,6 +306,7 @@ impl Shared {
         opts: &FetchOptions<'_>,
         max: usize,
         timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
         out: &mut Vec<Delivery>,
     ) -> Result<()> {
         self.ensure_not_closed()?;
@@ -326,6 +328,7 @@ impl Shared {
         let got = group.take(
             out,
             deadline,
+            interrupt,
             || self.state() != CLOSED,
             |out| self.claim(&group, max, policy.lease(), out),
             || self.poke_poller(),
@@ -352,6 +355,7 @@ impl Shared {
         topic: &str,
         group: Option<&str>,
         timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
         max_payload: usize,
     ) -> Result<Taken> {
         self.ensure_not_closed()?;
@@ -367,6 +371,7 @@ impl Shared {
         group.take(
             &mut Vec::new(),
             deadline,
+            interrupt,
             || self.state() != CLOSED,
             |_| {
                 // Counted as a claim in progress while the store works, as a fetch's claim is.

@@ -11,6 +11,7 @@ use crate::broker::reentry;
 use crate::broker::subscription::{Subscription, MAX_CONCURRENCY};
 use crate::broker::timer::{self, Job};
 use crate::broker::{CloseReport, SubscribeOptions};
+use crate::cancel::Interrupt;
 use crate::error::{Error, ErrorKind, Result};
 use crate::handler::Handler;
 use crate::listener::{Event, Listener};
@@ -231,12 +232,25 @@ impl Shared {
     /// "nothing is held" are read at one moment only if no write of this broker came between
     /// the two reads (its claims count as held before they commit), which the store's
     /// generation tells.
-    fn wait_idle(&self, deadline: Option<Instant>) -> Result<bool> {
+    fn wait_idle(&self, deadline: Option<Instant>, interrupt: Interrupt<'_>) -> Result<bool> {
+        let quiesce = Arc::downgrade(&self.quiesce);
+        let _watching = interrupt.watch(move || {
+            if let Some(q) = quiesce.upgrade() {
+                q.wake_waiters();
+            }
+        });
         loop {
+            if interrupt.is_set() {
+                return Err(Error::cancelled("the join"));
+            }
             let generation = self.store.generation();
             if self.waiting_in_store()? == 0 {
-                if !self.quiesce.wait_idle(deadline) {
-                    return Ok(false);
+                if !self.quiesce.wait_idle_or(interrupt.wake_by(deadline), || interrupt.is_cancelled()) {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Ok(false);
+                    }
+                    // Woken to ask the token's check, or by its cancel: look again.
+                    continue;
                 }
                 if self.store.generation() == generation {
                     return Ok(true);
@@ -253,7 +267,7 @@ impl Shared {
         }
     }
 
-    pub(crate) fn join(&self, timeout: Option<Duration>) -> Result<()> {
+    pub(crate) fn join(&self, timeout: Option<Duration>, interrupt: Interrupt<'_>) -> Result<()> {
         self.ensure_not_closed()?;
         if reentry::is_inside(self.owner()) {
             return Err(Error::new(
@@ -261,7 +275,7 @@ impl Shared {
                 "join called from a handler or listener of this broker would wait for itself",
             ));
         }
-        if self.wait_idle(timeout.map(timer::after))? {
+        if self.wait_idle(timeout.map(timer::after), interrupt)? {
             Ok(())
         } else {
             Err(Error::timeout("join", self.outstanding()))
@@ -280,7 +294,7 @@ impl Shared {
         if self.state.compare_exchange(OPEN, CLOSING, Ordering::SeqCst, Ordering::SeqCst).is_err() {
             return Err(Error::closed());
         }
-        let drained = !force && self.wait_idle(timeout.map(timer::after)).unwrap_or(false);
+        let drained = !force && self.wait_idle(timeout.map(timer::after), Interrupt::default()).unwrap_or(false);
         let held = self.quiesce.deliveries();
         let waiting = if drained { 0 } else { self.waiting_in_store().unwrap_or(0) };
         // Deliveries a worker has taken in a batch but not started are outstanding without
