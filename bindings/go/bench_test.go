@@ -1,6 +1,7 @@
 package brokk
 
 import (
+	"context"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -67,6 +68,27 @@ func BenchmarkPull(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		p.refill(b, 1)
 		d, err := br.Fetch(now, "pull", nil)
+		if err != nil || d == nil {
+			b.Fatalf("fetch: %v, %v", d, err)
+		}
+		if err := d.Ack(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPullCancellable is BenchmarkPull with a context that can be cancelled (and never
+// is): what the brokk_cancel token and its context.AfterFunc add to each Fetch.
+func BenchmarkPullCancellable(b *testing.B) {
+	br, p := pullBroker(b)
+	defer br.ForceClose()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p.refill(b, 1)
+		d, err := br.Fetch(ctx, "pull", nil)
 		if err != nil || d == nil {
 			b.Fatalf("fetch: %v, %v", d, err)
 		}

@@ -263,22 +263,22 @@ func isStatus(err error, s Status) bool {
 }
 
 // Join waits until no delivery is queued, running or awaiting an ack and every listener event
-// has been delivered: brokk_broker_join. It waits until ctx's deadline (none: without limit);
-// when time runs out it returns an error matching ErrTimeout and the deliveries still
-// outstanding. If ctx can be cancelled, Join waits in slices of at most 100 ms and returns
-// ctx.Err() once it is cancelled. From a handler or listener it returns ErrWouldDeadlock.
+// has been delivered: brokk_broker_join_until. It waits until ctx's deadline (none: without
+// limit); when time runs out it returns an error matching ErrTimeout and the deliveries still
+// outstanding. Cancelling ctx interrupts the wait (brokk_cancel): Join then returns 0 and
+// ctx.Err(). From a handler or listener it returns ErrWouldDeadlock.
 func (b *Broker) Join(ctx context.Context) (remaining uint64, err error) {
-	err = waitInSlices(ctx, func(ms C.uint64_t) (bool, error) {
+	err = wait(ctx, func(ms C.uint64_t, cancel *C.brokk_cancel) error {
 		p, err := b.acquire("join")
 		if err != nil {
-			return true, err
+			return err
 		}
 		defer b.release()
 		var left C.uint64_t
-		err = check("join", C.gbrokk_broker_join(p, ms, &left))
+		err = check("join", C.gbrokk_broker_join_until(p, ms, cancel, &left))
 		runtime.KeepAlive(b)
 		remaining = uint64(left)
-		return !isStatus(err, StatusTimeout), err
+		return err
 	})
 	return remaining, err
 }

@@ -90,31 +90,44 @@ func ctxTimeoutMs(ctx context.Context) C.uint64_t {
 	return C.uint64_t((left + time.Millisecond - 1) / time.Millisecond)
 }
 
-// waitSlice is the longest single wait while ctx can be cancelled: a cgo call cannot be
-// interrupted, so cancellation is noticed between slices (as the Python binding slices its
-// waits so that Ctrl-C works).
-const waitSlice = 100 * time.Millisecond
-
-// waitInSlices calls wait with a timeout in milliseconds until it reports done, ctx is
-// cancelled, or ctx's deadline has passed (then the last call had the time that was left).
-// A context that cannot be cancelled gets one call with its whole timeout.
-func waitInSlices(ctx context.Context, wait func(timeoutMs C.uint64_t) (done bool, err error)) error {
+// wait makes one blocking call, given ctx's whole timeout (ctxTimeoutMs) and a cancellation
+// token that ctx's cancellation triggers (a cgo call cannot be interrupted otherwise), or NULL
+// if ctx cannot be cancelled. A call that brokk cancelled did nothing: wait returns ctx.Err().
+// A ctx cancelled before the call gets ctx.Err() without one (a token triggered from the
+// AfterFunc's goroutine could come too late to stop it).
+//
+// Only cancellation triggers the token: when ctx's deadline passes, brokk's own timeout (the
+// same deadline) ends the call with the result each method documents for "nothing in time",
+// rather than a race between the two.
+func wait(ctx context.Context, call func(timeoutMs C.uint64_t, cancel *C.brokk_cancel) error) error {
 	if ctx.Done() == nil {
-		_, err := wait(ctxTimeoutMs(ctx))
+		return call(ctxTimeoutMs(ctx), nil)
+	}
+	switch err := ctx.Err(); err {
+	case nil:
+	case context.DeadlineExceeded:
+		return call(0, nil) // it only looks: there is no wait to interrupt
+	default:
 		return err
 	}
-	for {
-		if err := ctx.Err(); err != nil && err != context.DeadlineExceeded {
-			return err
-		}
-		ms := ctxTimeoutMs(ctx)
-		last := ms <= C.uint64_t(waitSlice/time.Millisecond)
-		if !last {
-			ms = C.uint64_t(waitSlice / time.Millisecond)
-		}
-		done, err := wait(ms)
-		if done || last {
-			return err
-		}
+	token := C.gbrokk_cancel_new()
+	if token == nil { // cannot happen: brokk_cancel_new fails only for a NULL output
+		return errorf("cancel", StatusPanic, "brokk_cancel_new failed")
 	}
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(fired)
+		if ctx.Err() != context.DeadlineExceeded {
+			C.brokk_cancel_trigger(token)
+		}
+	})
+	err := call(ctxTimeoutMs(ctx), token)
+	if !stop() {
+		<-fired // the trigger may still be using the token
+	}
+	C.brokk_cancel_free(token)
+	if isStatus(err, StatusCancelled) {
+		return ctx.Err()
+	}
+	return err
 }

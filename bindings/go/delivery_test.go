@@ -512,6 +512,100 @@ func TestJoinTimesOutAndHonoursCancel(t *testing.T) {
 	join(t, b)
 }
 
+// Cancelling the context of a Fetch, FetchBatch, Take or Join that waits without a deadline
+// wakes it (brokk_cancel) with context.Canceled, and the cancelled call takes nothing: what is
+// published afterwards is there for the next call.
+func TestCancelWakesABlockedWaitThatTakesNothing(t *testing.T) {
+	forEachBackend(t, func(t *testing.T) {
+		b := open(t, nil)
+		for _, tk := range takers {
+			topic := "idle." + tk.name
+			if got, err := tk.take(expired(), b, topic); got || err != nil { // names the group
+				t.Fatalf("%s on an empty topic: %v, %v", tk.name, got, err)
+			}
+			err := cancelWhileBlocked(t, tk.name, func(ctx context.Context) error {
+				got, err := tk.take(ctx, b, topic)
+				if got {
+					t.Errorf("cancelled %s took something", tk.name)
+				}
+				return err
+			})
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("cancelled %s: %v, want context.Canceled", tk.name, err)
+			}
+			must(b.Publish(topic, []byte(`"after"`), nil))(t)
+			if got, err := tk.take(waitCtx(t), b, topic); !got || err != nil {
+				t.Errorf("%s after the cancelled one: %v, %v; want the message published after", tk.name, got, err)
+			}
+			wantCount(t, b, 0, topic)
+		}
+		blockJoin(t, b, "busy")
+		err := cancelWhileBlocked(t, "join", func(ctx context.Context) error {
+			_, err := b.Join(ctx)
+			return err
+		})
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled join: %v, want context.Canceled", err)
+		}
+	})
+}
+
+// A context cancelled before the call: context.Canceled at once, and nothing is taken even
+// though a message waits.
+func TestCancelledContextTakesNothing(t *testing.T) {
+	forEachBackend(t, func(t *testing.T) {
+		b := open(t, nil)
+		for _, tk := range takers {
+			topic := "ready." + tk.name
+			if got, err := tk.take(expired(), b, topic); got || err != nil { // names the group
+				t.Fatalf("%s on an empty topic: %v, %v", tk.name, got, err)
+			}
+			must(b.Publish(topic, []byte(`"waiting"`), nil))(t)
+			done := make(chan error, 1)
+			go func() {
+				got, err := tk.take(cancelled(), b, topic)
+				if got {
+					t.Errorf("%s with a cancelled context took the waiting message", tk.name)
+				}
+				done <- err
+			}()
+			if err := receiveWithin(t, done, scaled(5*time.Second), tk.name); !errors.Is(err, context.Canceled) {
+				t.Errorf("%s with a cancelled context: %v, want context.Canceled", tk.name, err)
+			}
+			wantCount(t, b, 1, topic)
+			if got, err := tk.take(waitCtx(t), b, topic); !got || err != nil {
+				t.Errorf("%s of the waiting message: %v, %v", tk.name, got, err)
+			}
+		}
+		blockJoin(t, b, "busy")
+		if _, err := b.Join(cancelled()); !errors.Is(err, context.Canceled) {
+			t.Errorf("join with a cancelled context: %v, want context.Canceled", err)
+		}
+	})
+}
+
+// A deadline that passes while the call waits is a timeout, not a cancellation: Fetch,
+// FetchBatch and Take return nothing and no error, Join ErrTimeout and what is outstanding.
+func TestDeadlineEndsAWaitAsATimeout(t *testing.T) {
+	forEachBackend(t, func(t *testing.T) {
+		b := open(t, nil)
+		short := func() context.Context {
+			ctx, cancel := context.WithTimeout(context.Background(), scaled(50*time.Millisecond))
+			t.Cleanup(cancel)
+			return ctx
+		}
+		for _, tk := range takers {
+			if got, err := tk.take(short(), b, "idle"); got || err != nil {
+				t.Errorf("%s past its deadline: %v, %v; want nothing and no error", tk.name, got, err)
+			}
+		}
+		blockJoin(t, b, "busy")
+		if left, err := b.Join(short()); !errors.Is(err, ErrTimeout) || left != 1 {
+			t.Errorf("join past its deadline: %d left, %v; want 1 and ErrTimeout", left, err)
+		}
+	})
+}
+
 func TestConcurrentPublishers(t *testing.T) {
 	b := open(t, &Options{WorkerThreads: 4})
 	const goroutines, each = 32, 200

@@ -41,6 +41,7 @@ const (
 	StatusUnavailable         Status = C.BROKK_STATUS_UNAVAILABLE
 	StatusStorageFailed       Status = C.BROKK_STATUS_STORAGE_FAILED
 	StatusOutcomeUnknown      Status = C.BROKK_STATUS_OUTCOME_UNKNOWN
+	StatusCancelled           Status = C.BROKK_STATUS_CANCELLED
 	StatusClosed              Status = C.BROKK_STATUS_CLOSED
 	StatusForked              Status = C.BROKK_STATUS_FORKED
 	StatusPanic               Status = C.BROKK_STATUS_PANIC
@@ -77,7 +78,11 @@ var (
 	// ErrUnknownDelivery or ErrAlreadySettled. ErrUnavailable, by contrast, means nothing was
 	// done.
 	ErrOutcomeUnknown error = StatusOutcomeUnknown
-	ErrClosed         error = StatusClosed
+	// ErrCancelled: a call's brokk_cancel token was cancelled; the call did nothing. The
+	// binding's waits return ctx.Err() instead (context.Canceled), so this is only for
+	// completeness.
+	ErrCancelled error = StatusCancelled
+	ErrClosed    error = StatusClosed
 	// ErrForked: the broker was made by the parent of this process before a fork; a child
 	// must open a broker of its own (closing the parent's there is safe and releases nothing).
 	ErrForked error = StatusForked

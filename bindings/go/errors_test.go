@@ -16,7 +16,7 @@ var sentinels = []error{
 	ErrInvalidGroup, ErrUnknownSubscription, ErrUnknownDelivery, ErrAlreadySettled, ErrUnknownListener,
 	ErrTimeout, ErrFull, ErrClosed, ErrPanic,
 	ErrIncompatibleStore, ErrCannotOpenStore, ErrUnavailable, ErrStorageFailed, ErrOutcomeUnknown,
-	ErrForked,
+	ErrForked, ErrCancelled,
 }
 
 // expectErr checks that err matches want and no other sentinel, is an *Error with brokk's
@@ -148,7 +148,7 @@ func TestBadInputGivesTheRightSentinel(t *testing.T) {
 	// Statuses this API cannot produce (or not with the memory backend) still map to their
 	// sentinels, with brokk's class and description.
 	for _, s := range []Status{StatusBufferTooSmall, StatusPanic, StatusIncompatibleStore, StatusCannotOpenStore,
-		StatusUnavailable, StatusStorageFailed, StatusOutcomeUnknown, StatusForked} {
+		StatusUnavailable, StatusStorageFailed, StatusOutcomeUnknown, StatusForked, StatusCancelled} {
 		expectErr(t, s.String(), &Error{Op: "test", Status: s, Message: "synthetic"}, s)
 		if s.String() == "unknown status" {
 			t.Errorf("status %d has no description", uint32(s))
@@ -157,7 +157,7 @@ func TestBadInputGivesTheRightSentinel(t *testing.T) {
 	classes := map[error]Class{
 		ErrIncompatibleStore: ClassCaller, ErrCannotOpenStore: ClassCaller,
 		ErrUnavailable: ClassTransient, ErrStorageFailed: ClassTransient, ErrOutcomeUnknown: ClassTransient,
-		ErrForked: ClassTerminal,
+		ErrCancelled: ClassTransient, ErrForked: ClassTerminal,
 	}
 	for sentinel, want := range classes {
 		if got := ClassOf(&Error{Op: "test", Status: sentinel.(Status)}); got != want {
@@ -165,7 +165,7 @@ func TestBadInputGivesTheRightSentinel(t *testing.T) {
 		}
 	}
 	numbers := map[Status]uint32{StatusIncompatibleStore: 13, StatusCannotOpenStore: 14, StatusUnavailable: 202, StatusStorageFailed: 203,
-		StatusOutcomeUnknown: 204, StatusForked: 301}
+		StatusOutcomeUnknown: 204, StatusCancelled: 205, StatusForked: 301}
 	for s, n := range numbers {
 		if uint32(s) != n {
 			t.Errorf("%v is %d, want %d (brokk.h)", s, uint32(s), n)

@@ -32,9 +32,11 @@ type FetchOptions struct {
 // Fetch takes the next delivery of a consumer group on topic (brokk_broker_fetch): highest
 // priority first, FIFO within a priority. It waits until ctx's deadline for one (no deadline:
 // without limit; a deadline already passed: it only looks) and returns nil, nil if none came.
-// If ctx can be cancelled, it waits in slices of at most 100 ms and returns ctx.Err() once it
-// is cancelled. The delivery awaits Ack or Nack like a manual-ack handler's; the caller owns
-// it and must Close it (Delivery.Ack and Delivery.Nack do).
+// Cancelling ctx interrupts the wait (through a brokk_cancel token, with which the fetch is
+// brokk_broker_fetch_batch_until of one): Fetch then returns ctx.Err(), having taken nothing,
+// as it does at once for a ctx cancelled before the call. The delivery awaits Ack or Nack like
+// a manual-ack handler's; the caller owns it and must Close it (Delivery.Ack and Delivery.Nack
+// do).
 func (b *Broker) Fetch(ctx context.Context, topic string, opts *FetchOptions) (*Delivery, error) {
 	var pin runtime.Pinner
 	defer pin.Unpin()
@@ -45,17 +47,16 @@ func (b *Broker) Fetch(ctx context.Context, topic string, opts *FetchOptions) (*
 	ctopic, ctopicLen := cText(topic)
 	var d *C.brokk_delivery
 	var view C.gbrokk_view // read in the fetch's own cgo call
-	err = waitInSlices(ctx, func(ms C.uint64_t) (bool, error) {
+	err = wait(ctx, func(ms C.uint64_t, cancel *C.brokk_cancel) error {
 		p, err := b.acquire("fetch")
 		if err != nil {
-			return true, err
+			return err
 		}
 		defer b.release()
-		r := C.gbrokk_broker_fetch(p, ctopic, ctopicLen, copts, ms)
+		r := C.gbrokk_broker_fetch(p, ctopic, ctopicLen, copts, ms, cancel)
 		runtime.KeepAlive(b)
 		d, view = r.delivery, r.view
-		err = check("fetch", r.result)
-		return err != nil || d != nil, err
+		return check("fetch", r.result)
 	})
 	runtime.KeepAlive(topic)
 	if err != nil {
@@ -74,11 +75,11 @@ func (b *Broker) Fetch(ctx context.Context, topic string, opts *FetchOptions) (*
 }
 
 // FetchBatch takes up to max deliveries of a consumer group on topic in one call
-// (brokk_broker_fetch_batch): it waits for the first as Fetch does (ctx's deadline, slices of
-// at most 100 ms if ctx can be cancelled, ctx.Err() once it is cancelled), then takes what is
-// queued at that moment, highest priority first, FIFO within a priority. It returns nil, nil if
-// none came in time. Each delivery is the caller's, as one from Fetch is: it awaits Ack or Nack
-// (AckBatch acks many in one call) and must be closed.
+// (brokk_broker_fetch_batch_until): it waits for the first as Fetch does (until ctx's
+// deadline; ctx.Err() if ctx is cancelled, nothing taken), then takes what is queued at that
+// moment, highest priority first, FIFO within a priority. It returns nil, nil if none came in
+// time. Each delivery is the caller's, as one from Fetch is: it awaits Ack or Nack (AckBatch
+// acks many in one call) and must be closed.
 //
 // max must be at least 1: brokk refuses 0 with ErrInvalidArgument, and the binding a negative
 // max. The call sets aside room for max deliveries; a max above MaxFetchBatch counts as
@@ -102,15 +103,15 @@ func (b *Broker) FetchBatch(ctx context.Context, topic string, max int, opts *Fe
 	defer fetchScratch.Put(scratch)
 	out := *scratch
 	var n C.size_t
-	err = waitInSlices(ctx, func(ms C.uint64_t) (bool, error) {
+	err = wait(ctx, func(ms C.uint64_t, cancel *C.brokk_cancel) error {
 		p, err := b.acquire("fetch batch")
 		if err != nil {
-			return true, err
+			return err
 		}
 		defer b.release()
-		err = check("fetch batch", C.gbrokk_broker_fetch_batch(p, ctopic, ctopicLen, copts, C.size_t(max), ms, &out[0], &n))
+		err = check("fetch batch", C.gbrokk_broker_fetch_batch_until(p, ctopic, ctopicLen, copts, C.size_t(max), ms, cancel, &out[0], &n))
 		runtime.KeepAlive(b)
-		return err != nil || n > 0, err
+		return err
 	})
 	runtime.KeepAlive(topic)
 	if err != nil || n == 0 {

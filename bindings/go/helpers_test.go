@@ -2,6 +2,7 @@ package brokk
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -187,13 +188,94 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // receive takes one value from ch or fails the test.
 func receive[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
+	return receiveWithin(t, ch, patience(), what)
+}
+
+// receiveWithin takes one value from ch or fails the test once limit has passed.
+func receiveWithin[T any](t *testing.T, ch <-chan T, limit time.Duration, what string) T {
+	t.Helper()
 	select {
 	case v := <-ch:
 		return v
-	case <-time.After(patience()):
-		t.Fatalf("timed out waiting for %s", what)
+	case <-time.After(limit):
+		t.Fatalf("timed out after %v waiting for %s", limit, what)
 		panic("unreachable")
 	}
+}
+
+// cancelWhileBlocked runs call with a context that has no deadline, cancels it once call has
+// had time to block in brokk, and returns call's error, which must come within 5 s (scaled) of
+// the cancel: a generous bound that only keeps a wait the cancel did not reach from hanging.
+// (A cancel that comes before call has started must give the same result.)
+func cancelWhileBlocked(t *testing.T, what string, call func(ctx context.Context) error) error {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- call(ctx) }()
+	time.Sleep(scaled(50 * time.Millisecond))
+	cancel()
+	return receiveWithin(t, done, scaled(5*time.Second), what+" after its context was cancelled")
+}
+
+// cancelled is a context that was cancelled before it was used.
+func cancelled() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
+
+// A taker is Fetch, FetchBatch or Take on topic (group "default"), settling what it gets:
+// got says whether something came.
+type taker struct {
+	name string
+	take func(ctx context.Context, b *Broker, topic string) (got bool, err error)
+}
+
+var takers = []taker{
+	{"fetch", func(ctx context.Context, b *Broker, topic string) (bool, error) {
+		d, err := b.Fetch(ctx, topic, nil)
+		if d != nil {
+			return true, errors.Join(err, d.Ack())
+		}
+		return false, err
+	}},
+	{"fetch-batch", func(ctx context.Context, b *Broker, topic string) (bool, error) {
+		ds, err := b.FetchBatch(ctx, topic, 10, nil)
+		if len(ds) > 0 {
+			ids := deliveryIDs(ds)
+			for _, d := range ds {
+				d.Close()
+			}
+			_, ackErr := b.AckBatch(ids)
+			return true, errors.Join(err, ackErr)
+		}
+		return false, err
+	}},
+	{"take", func(ctx context.Context, b *Broker, topic string) (bool, error) {
+		p, ok, err := b.Take(ctx, topic, nil)
+		if ok != (p != nil) {
+			return ok, fmt.Errorf("take: payload %q with ok %v", p, ok)
+		}
+		return ok, err
+	}},
+}
+
+// blockJoin subscribes a handler to topic that holds the one delivery it is given until the
+// test ends, publishes it, and returns once the handler has it: Join then waits.
+func blockJoin(t *testing.T, b *Broker, topic string) {
+	t.Helper()
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	must(b.Subscribe(topic, func(m *Message) Verdict {
+		started <- struct{}{}
+		<-release
+		return Ack
+	}, nil))(t)
+	must(b.Publish(topic, []byte(`1`), nil))(t)
+	receive(t, started, "the handler")
+	// Registered after open's cleanup, so it runs first: the close at cleanup can drain.
+	t.Cleanup(func() { close(release) })
 }
 
 // releases records every handle free_user_data deletes, through the package's test hook.

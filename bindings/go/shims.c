@@ -103,9 +103,9 @@ gbrokk_result gbrokk_broker_close(const brokk_broker *broker, uint64_t timeout_m
     return result(brokk_broker_close(broker, timeout_ms, force, report_out));
 }
 
-gbrokk_result gbrokk_broker_join(const brokk_broker *broker, uint64_t timeout_ms,
-                                 uint64_t *remaining_out) {
-    return result(brokk_broker_join(broker, timeout_ms, remaining_out));
+gbrokk_result gbrokk_broker_join_until(const brokk_broker *broker, uint64_t timeout_ms,
+                                       const brokk_cancel *cancel, uint64_t *remaining_out) {
+    return result(brokk_broker_join_until(broker, timeout_ms, cancel, remaining_out));
 }
 
 gbrokk_publish_result gbrokk_broker_publish(const brokk_broker *broker, const char *topic,
@@ -157,31 +157,43 @@ gbrokk_result gbrokk_broker_nack(const brokk_broker *broker, uint64_t delivery_i
 
 gbrokk_fetch_result gbrokk_broker_fetch(const brokk_broker *broker, const char *topic,
                                         size_t topic_len, const brokk_fetch_options *options,
-                                        uint64_t timeout_ms) {
+                                        uint64_t timeout_ms, const brokk_cancel *cancel) {
     gbrokk_fetch_result r;
     memset(&r, 0, sizeof r);
-    r.result = result(brokk_broker_fetch(broker, topic, topic_len, options, timeout_ms,
-                                         &r.delivery));
+    if (cancel == NULL) {
+        r.result = result(brokk_broker_fetch(broker, topic, topic_len, options, timeout_ms,
+                                             &r.delivery));
+    } else {
+        size_t n = 0;
+        r.result = result(brokk_broker_fetch_batch_until(broker, topic, topic_len, options, 1,
+                                                         timeout_ms, cancel, &r.delivery, &n));
+    }
     if (r.delivery != NULL) read_view(brokk_delivery_message(r.delivery), &r.view);
     return r;
 }
 
-gbrokk_result gbrokk_broker_fetch_batch(const brokk_broker *broker, const char *topic,
-                                        size_t topic_len, const brokk_fetch_options *options,
-                                        size_t max, uint64_t timeout_ms,
-                                        brokk_delivery **deliveries_out, size_t *count_out) {
-    return result(brokk_broker_fetch_batch(broker, topic, topic_len, options, max, timeout_ms,
-                                           deliveries_out, count_out));
+gbrokk_result gbrokk_broker_fetch_batch_until(const brokk_broker *broker, const char *topic,
+                                              size_t topic_len, const brokk_fetch_options *options,
+                                              size_t max, uint64_t timeout_ms,
+                                              const brokk_cancel *cancel,
+                                              brokk_delivery **deliveries_out, size_t *count_out) {
+    return result(brokk_broker_fetch_batch_until(broker, topic, topic_len, options, max,
+                                                 timeout_ms, cancel, deliveries_out, count_out));
 }
 
-gbrokk_take_result gbrokk_broker_take(const brokk_broker *broker, const char *topic,
-                                      size_t topic_len, const char *group, size_t group_len,
-                                      uint64_t timeout_ms, char *payload_out, size_t payload_cap) {
-    gbrokk_take_result r;
-    r.len = 0;
-    r.result = result(brokk_broker_take(broker, topic, topic_len, group, group_len, timeout_ms,
-                                        payload_out, payload_cap, &r.len));
+gbrokk_take_result gbrokk_broker_take_until(const brokk_broker *broker, const char *topic,
+                                            size_t topic_len, const char *group, size_t group_len,
+                                            uint64_t timeout_ms, const brokk_cancel *cancel) {
+    gbrokk_take_result r = {{BROKK_STATUS_OK, NULL}, NULL, 0};
+    r.result = result(brokk_broker_take_until(broker, topic, topic_len, group, group_len,
+                                              timeout_ms, cancel, &r.payload, &r.len));
     return r;
+}
+
+brokk_cancel *gbrokk_cancel_new(void) {
+    brokk_cancel *cancel = NULL;
+    if (brokk_cancel_new(&cancel) != BROKK_STATUS_OK) return NULL;
+    return cancel;
 }
 
 void gbrokk_deliveries_read(brokk_delivery *const *deliveries, size_t count, void *views_out) {

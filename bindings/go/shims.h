@@ -38,8 +38,8 @@ gbrokk_result gbrokk_broker_new(const char *url, const brokk_broker_options *opt
                                 brokk_broker **broker_out);
 gbrokk_result gbrokk_broker_close(const brokk_broker *broker, uint64_t timeout_ms, bool force,
                                   brokk_close_report *report_out);
-gbrokk_result gbrokk_broker_join(const brokk_broker *broker, uint64_t timeout_ms,
-                                 uint64_t *remaining_out);
+gbrokk_result gbrokk_broker_join_until(const brokk_broker *broker, uint64_t timeout_ms,
+                                       const brokk_cancel *cancel, uint64_t *remaining_out);
 gbrokk_result gbrokk_broker_publish_batch(const brokk_broker *broker, const char *topic,
                                           size_t topic_len, const brokk_batch_message *messages,
                                           size_t count, char *ids_out, size_t ids_out_cap);
@@ -50,10 +50,11 @@ gbrokk_result gbrokk_broker_nack(const brokk_broker *broker, uint64_t delivery_i
                                  size_t reason_len);
 gbrokk_result gbrokk_broker_ack_batch(const brokk_broker *broker, const uint64_t *ids,
                                      size_t count, size_t *acked_out);
-gbrokk_result gbrokk_broker_fetch_batch(const brokk_broker *broker, const char *topic,
-                                        size_t topic_len, const brokk_fetch_options *options,
-                                        size_t max, uint64_t timeout_ms,
-                                        brokk_delivery **deliveries_out, size_t *count_out);
+gbrokk_result gbrokk_broker_fetch_batch_until(const brokk_broker *broker, const char *topic,
+                                              size_t topic_len, const brokk_fetch_options *options,
+                                              size_t max, uint64_t timeout_ms,
+                                              const brokk_cancel *cancel,
+                                              brokk_delivery **deliveries_out, size_t *count_out);
 gbrokk_result gbrokk_broker_count(const brokk_broker *broker, const brokk_str *topics,
                                   size_t topic_count, uint64_t *count_out);
 gbrokk_result gbrokk_broker_purge(const brokk_broker *broker, const brokk_str *topics,
@@ -111,7 +112,9 @@ typedef struct gbrokk_view_ref gbrokk_view_ref;
 
 /* brokk_broker_fetch, then, if a delivery came, its view (brokk_delivery_message and
  * brokk_message_read): one cgo call per fetch, and no Go pointer passed (cgo would check the
- * memory it points to). `delivery` is NULL and `view` zero when none came in time. */
+ * memory it points to). `delivery` is NULL and `view` zero when none came in time. With a
+ * `cancel` token it is brokk_broker_fetch_batch_until with max 1, brokk's only fetch that a
+ * token interrupts. */
 typedef struct gbrokk_fetch_result {
     gbrokk_result result;
     brokk_delivery *delivery;
@@ -120,20 +123,25 @@ typedef struct gbrokk_fetch_result {
 
 gbrokk_fetch_result gbrokk_broker_fetch(const brokk_broker *broker, const char *topic,
                                         size_t topic_len, const brokk_fetch_options *options,
-                                        uint64_t timeout_ms);
+                                        uint64_t timeout_ms, const brokk_cancel *cancel);
 
-/* brokk_broker_take with the payload's length returned by value: the only Go pointer passed is
- * `payload_out`, the caller's pointer-free buffer. `len` is what brokk wrote to
- * *payload_len_out: the payload's length (0: nothing came) on BROKK_STATUS_OK, the size needed
- * on BROKK_STATUS_BUFFER_TOO_SMALL, 0 otherwise. */
+/* brokk_broker_take_until with both outputs returned by value, so that Go passes no pointer:
+ * `payload` is brokk's NUL-terminated copy of the payload (the caller frees it with
+ * brokk_string_free) and `len` its length, or NULL and 0 when nothing came in time or the call
+ * failed. */
 typedef struct gbrokk_take_result {
     gbrokk_result result;
+    char *payload;
     size_t len;
 } gbrokk_take_result;
 
-gbrokk_take_result gbrokk_broker_take(const brokk_broker *broker, const char *topic,
-                                      size_t topic_len, const char *group, size_t group_len,
-                                      uint64_t timeout_ms, char *payload_out, size_t payload_cap);
+gbrokk_take_result gbrokk_broker_take_until(const brokk_broker *broker, const char *topic,
+                                            size_t topic_len, const char *group, size_t group_len,
+                                            uint64_t timeout_ms, const brokk_cancel *cancel);
+
+/* brokk_cancel_new with the token returned by value (NULL if it failed, which brokk_cancel_new
+ * does only for a NULL output). */
+brokk_cancel *gbrokk_cancel_new(void);
 
 /* The view of each of `count` fetched deliveries into `views_out[i]` (brokk_delivery_message
  * and brokk_message_read): one cgo call for a whole batch of brokk_broker_fetch_batch.

@@ -122,10 +122,11 @@ func TestTakeDefaultGroupIsFetchsDefaultGroup(t *testing.T) {
 	join(t, b)
 }
 
-// Payloads larger than the first buffer come through whole, and the buffer's edges are exact.
+// Payloads of any size come through whole, in one call (brokk_broker_take_until): up to
+// 3 MiB, past any buffer Take once guessed first (4 KiB) and the default 1 MiB limit.
 func TestTakeLargePayloadsComeThroughWhole(t *testing.T) {
 	forEachBackend(t, func(t *testing.T) {
-		b := open(t, nil)
+		b := open(t, &Options{MaxPayloadBytes: 4 << 20})
 		mustTake(t, b, expired(), "big", &TakeOptions{Group: "g"})
 		str := func(n int) []byte { // a JSON string of n bytes in all
 			p := make([]byte, n)
@@ -135,7 +136,7 @@ func TestTakeLargePayloadsComeThroughWhole(t *testing.T) {
 			}
 			return p
 		}
-		sizes := []int{100_000, 3, takeBufferSize - 1, takeBufferSize, takeBufferSize + 1, 700_000, 10}
+		sizes := []int{100_000, 3, 4<<10 - 1, 4 << 10, 4<<10 + 1, 700_000, 3 << 20, 10}
 		for _, n := range sizes {
 			must(b.Publish("big", str(n), nil))(t)
 		}
