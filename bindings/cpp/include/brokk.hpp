@@ -11,6 +11,9 @@
 //               so capture a BrokerRef, not a Broker&, in handlers and threads.
 //               brokk::Message is a non-owning view: valid during the callback that received
 //               it, or as long as its Delivery. Copy the std::string_views you need to keep.
+//               brokk::Cancel owns a brokk_cancel (move-only): the token that fetch,
+//               fetch_batch, take and join take as an extra argument, and that cancel() from
+//               any thread wakes, making the call throw CancelledError having done nothing.
 //   Closing     close(timeout, force = true) returns at once, whatever a handler is doing.
 //               ~Broker (brokk_broker_free) waits for the handler and listener calls running
 //               at that moment, even after a forced close: once it returns, nothing of the
@@ -22,8 +25,8 @@
 //               brokk_status and whose what() is brokk_last_error(), read at once on the calling
 //               thread. The exception type follows brokk_status_classify(): CallerError
 //               (IncompatibleStoreError, CannotOpenStoreError), TransientError (TimeoutError,
-//               FullError, UnavailableError, StorageFailedError, OutcomeUnknownError),
-//               ClosedError, BugError.
+//               FullError, UnavailableError, StorageFailedError, OutcomeUnknownError,
+//               CancelledError), ClosedError, BugError.
 //   Timeouts    std::chrono::milliseconds; brokk::forever maps to BROKK_WAIT_FOREVER, a negative
 //               duration counts as zero.
 //   Callbacks   A handler (any callable taking const brokk::Message& and returning
@@ -228,6 +231,14 @@ public:
     using TransientError::TransientError;
 };
 
+/// BROKK_STATUS_CANCELLED: the brokk::Cancel given to the call was cancelled before it started
+/// or while it waited; the call did nothing (fetch and take took nothing). Not a TimeoutError:
+/// time did not run out, someone asked the call to stop.
+class CancelledError : public TransientError {
+public:
+    using TransientError::TransientError;
+};
+
 /// BROKK_STATUS_CLASS_TERMINAL (BROKK_STATUS_CLOSED): nothing on this broker succeeds again.
 class ClosedError : public Error {
 public:
@@ -268,6 +279,7 @@ namespace detail {
         if (status == BROKK_STATUS_UNAVAILABLE) throw UnavailableError(status, message);
         if (status == BROKK_STATUS_STORAGE_FAILED) throw StorageFailedError(status, message);
         if (status == BROKK_STATUS_OUTCOME_UNKNOWN) throw OutcomeUnknownError(status, message);
+        if (status == BROKK_STATUS_CANCELLED) throw CancelledError(status, message);
         throw TransientError(status, message);
     case BROKK_STATUS_CLASS_TERMINAL:
         if (status == BROKK_STATUS_FORKED) throw ForkedError(status, message);
@@ -432,6 +444,72 @@ private:
     };
     std::unique_ptr<brokk_delivery, Free> ptr_;
 };
+
+/// A cancellation token (brokk_cancel), owned and move-only: give it to fetch, fetch_batch,
+/// take or join, and cancel() from any thread makes each of those calls that waits on it throw
+/// CancelledError at once, having done nothing; a call given a token already cancelled throws
+/// at once too, until reset(). One token serves any number of calls, one after another or at
+/// once. Its members are const, as brokk_cancel_trigger and brokk_cancel_reset take a
+/// `const brokk_cancel *`, so threads may share one Cancel by reference.
+///
+/// Destroying (or assigning to) a Cancel frees the token (brokk_cancel_free): no call may still
+/// be using it, so it must outlive the calls it was given to. A moved-from Cancel holds nothing
+/// (C's NULL): destroying it is a no-op, cancel() and reset() do nothing, cancelled() is false,
+/// and a call given it waits as one given no token.
+class Cancel {
+public:
+    /// A new token, not cancelled (brokk_cancel_new).
+    Cancel() {
+        brokk_cancel* out = nullptr;
+        detail::check(brokk_cancel_new(&out));
+        ptr_.reset(out);
+    }
+    /// Takes ownership of `owned` (may be NULL), e.g. a token made with
+    /// brokk_cancel_new_checked.
+    explicit Cancel(brokk_cancel* owned) noexcept : ptr_(owned) {}
+
+    Cancel(Cancel&&) noexcept = default;
+    Cancel& operator=(Cancel&&) noexcept = default;
+    Cancel(const Cancel&) = delete;
+    Cancel& operator=(const Cancel&) = delete;
+    ~Cancel() = default;
+
+    // noexcept: brokk_cancel_trigger and brokk_cancel_reset fail only for NULL (a moved-from
+    // Cancel), where doing nothing is what C's NULL token means.
+
+    /// Cancels the token (brokk_cancel_trigger): every call waiting on it throws CancelledError
+    /// now, and every call given it later does so at once, until reset(). Idempotent; from any
+    /// thread (not from a signal handler itself: it takes a lock).
+    void cancel() const noexcept { brokk_cancel_trigger(ptr_.get()); }
+    /// cancel(), under the C name.
+    void trigger() const noexcept { cancel(); }
+    /// Makes a cancelled token usable again (brokk_cancel_reset). A call that cancel() already
+    /// woke still throws CancelledError.
+    void reset() const noexcept { brokk_cancel_reset(ptr_.get()); }
+    /// Whether the token is cancelled (brokk_cancel_is_cancelled).
+    bool cancelled() const noexcept { return brokk_cancel_is_cancelled(ptr_.get()); }
+
+    brokk_cancel* get() const noexcept { return ptr_.get(); }
+    /// Gives up ownership: the caller must brokk_cancel_free the result.
+    brokk_cancel* release() noexcept { return ptr_.release(); }
+
+private:
+    struct Free {
+        void operator()(brokk_cancel* c) const noexcept { brokk_cancel_free(c); }
+    };
+    std::unique_ptr<brokk_cancel, Free> ptr_;
+};
+
+namespace detail {
+
+/// The overloads that take a Cancel are templates on `C` = Cancel, not functions of a
+/// `const Cancel&`, only so that a call spelling an older overload's defaulted argument as `{}`
+/// (fetch(topic, timeout, {})) stays unambiguous: `{}` cannot deduce `C`, whereas it would
+/// convert to a `const Cancel&` as well as to the options.
+template <class C>
+using IfCancel = std::enable_if_t<std::is_same_v<C, Cancel>, int>;
+
+}  // namespace detail
 
 // ---- options ---------------------------------------------------------------------------------
 
@@ -835,6 +913,21 @@ public:
         if (out == nullptr) return std::nullopt;
         return std::optional<Delivery>(std::in_place, out);
     }
+    /// fetch that `cancel` can interrupt: cancel.cancel() from any thread makes it throw
+    /// CancelledError at once, having taken nothing (so does a token already cancelled).
+    /// brokk_broker_fetch_batch_until of one delivery: brokk has no fetch_until, and a batch of
+    /// one is a fetch.
+    template <class C, detail::IfCancel<C> = 0>
+    std::optional<Delivery> fetch(std::string_view topic, std::chrono::milliseconds timeout, const C& cancel,
+                                  const FetchOptions& options = {}) const {
+        const brokk_fetch_options c = detail::to_c(options);
+        brokk_delivery* out = nullptr;
+        std::size_t count = 0;
+        detail::check(brokk_broker_fetch_batch_until(raw_, detail::data(topic), topic.size(), &c, 1,
+                                                     detail::millis(timeout), cancel.get(), &out, &count));
+        if (count == 0) return std::nullopt;
+        return std::optional<Delivery>(std::in_place, out);
+    }
 
     /// Takes up to `max` deliveries of a group on `topic` in one call: waits up to `timeout` for
     /// the first (0: not at all), then takes what is queued at that moment, highest priority
@@ -844,62 +937,32 @@ public:
     std::vector<Delivery> fetch_batch(std::string_view topic, std::size_t max,
                                       std::chrono::milliseconds timeout = std::chrono::milliseconds(0),
                                       const FetchOptions& options = {}) const {
-        const brokk_fetch_options c = detail::to_c(options);
-        // Never a NULL array, even for max 0: brokk, not the binding, judges max.
-        std::vector<brokk_delivery*> handles(max > 0 ? max : 1, nullptr);
-        std::size_t count = 0;
-        detail::check(brokk_broker_fetch_batch(raw_, detail::data(topic), topic.size(), &c, max,
-                                               detail::millis(timeout), handles.data(), &count));
-        std::vector<Delivery> out;
-        try {
-            out.reserve(count);
-        } catch (...) {
-            for (std::size_t i = 0; i < count; i++) brokk_delivery_free(handles[i]);
-            throw;
-        }
-        for (std::size_t i = 0; i < count; i++) out.emplace_back(handles[i]);  // noexcept from here
-        return out;
+        return fetch_batch_until(topic, max, timeout, nullptr, options);
+    }
+    /// fetch_batch that `cancel` can interrupt: cancel.cancel() from any thread makes it throw
+    /// CancelledError at once, having taken nothing (so does a token already cancelled).
+    template <class C, detail::IfCancel<C> = 0>
+    std::vector<Delivery> fetch_batch(std::string_view topic, std::size_t max, std::chrono::milliseconds timeout,
+                                      const C& cancel, const FetchOptions& options = {}) const {
+        return fetch_batch_until(topic, max, timeout, cancel.get(), options);
     }
 
     /// Takes the next delivery of consumer group `group` (nullopt: "default") on `topic` and
     /// acks it in the same step, waiting up to `timeout` (0: not at all); returns its payload,
-    /// or nullopt if none came in time (brokk_broker_take). At most once: the message is gone
-    /// from the group when this returns, whatever happens next. The timeout comes before the
-    /// group, as fetch's comes before its options. The payload is copied into a 4 KiB buffer on
-    /// the stack; a larger one is taken into a std::string of the size brokk reports
-    /// (BUFFER_TOO_SMALL takes nothing), retried while another consumer's take changes what
-    /// is next, within what is left of `timeout`.
+    /// or nullopt if none came in time. At most once: the message is gone from the group when
+    /// this returns, whatever happens next. The timeout comes before the group, as fetch's
+    /// comes before its options. brokk_broker_take_until: brokk hands back a payload of any
+    /// size in a buffer of its own, copied into the std::string and freed.
     std::optional<std::string> take(std::string_view topic, std::chrono::milliseconds timeout = std::chrono::milliseconds(0),
                                     std::optional<std::string_view> group = std::nullopt) const {
-        const char* group_data = group ? detail::data(*group) : nullptr;
-        const std::size_t group_size = group ? group->size() : 0;
-        const auto start = std::chrono::steady_clock::now();
-        char first[4096];
-        std::size_t len = 0;
-        Status status = brokk_broker_take(raw_, detail::data(topic), topic.size(), group_data, group_size,
-                                          detail::millis(timeout), first, sizeof first, &len);
-        if (status == BROKK_STATUS_OK) {
-            if (len == 0) return std::nullopt;
-            return std::string(first, len);
-        }
-        std::string payload;
-        while (status == BROKK_STATUS_BUFFER_TOO_SMALL) {
-            payload.resize(len);  // the size of the payload that is next now
-            std::chrono::milliseconds left = timeout;
-            if (timeout != forever) {
-                const auto elapsed =
-                    std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
-                left = timeout > elapsed ? timeout - elapsed : std::chrono::milliseconds(0);
-            }
-            status = brokk_broker_take(raw_, detail::data(topic), topic.size(), group_data, group_size,
-                                       detail::millis(left), payload.data(), payload.size(), &len);
-            if (status == BROKK_STATUS_OK) {
-                if (len == 0) return std::nullopt;
-                payload.resize(len);
-                return payload;
-            }
-        }
-        detail::throw_status(status);
+        return take_until(topic, timeout, nullptr, group);
+    }
+    /// take that `cancel` can interrupt: cancel.cancel() from any thread makes it throw
+    /// CancelledError at once, having taken nothing (so does a token already cancelled).
+    template <class C, detail::IfCancel<C> = 0>
+    std::optional<std::string> take(std::string_view topic, std::chrono::milliseconds timeout, const C& cancel,
+                                    std::optional<std::string_view> group = std::nullopt) const {
+        return take_until(topic, timeout, cancel.get(), group);
     }
 
     /// brokk_broker_ack.
@@ -1000,10 +1063,12 @@ public:
     /// Waits until everything is settled and every listener event delivered
     /// (brokk_broker_join). Throws TimeoutError (remaining(): deliveries outstanding) when
     /// `timeout` runs out, CallerError WOULD_DEADLOCK from a handler or listener.
-    void join(std::chrono::milliseconds timeout) const {
-        std::uint64_t remaining = 0;
-        const Status status = brokk_broker_join(raw_, detail::millis(timeout), &remaining);
-        if (status != BROKK_STATUS_OK) detail::throw_status(status, remaining);
+    void join(std::chrono::milliseconds timeout) const { join_until(timeout, nullptr); }
+    /// join that `cancel` can interrupt: cancel.cancel() from any thread makes it throw
+    /// CancelledError at once (so does a token already cancelled).
+    template <class C, detail::IfCancel<C> = 0>
+    void join(std::chrono::milliseconds timeout, const C& cancel) const {
+        join_until(timeout, cancel.get());
     }
 
     /// Closes the broker (brokk_broker_close) and returns what it did. When `timeout` runs out
@@ -1028,6 +1093,47 @@ protected:
     std::shared_ptr<const detail::HandlerErrorHook> on_error_;
 
 private:
+    // The calls with and without a Cancel share one path: brokk's *_until functions given a
+    // NULL token are the plain ones (brokk.h).
+
+    std::vector<Delivery> fetch_batch_until(std::string_view topic, std::size_t max, std::chrono::milliseconds timeout,
+                                            const brokk_cancel* cancel, const FetchOptions& options) const {
+        const brokk_fetch_options c = detail::to_c(options);
+        // Never a NULL array, even for max 0: brokk, not the binding, judges max.
+        std::vector<brokk_delivery*> handles(max > 0 ? max : 1, nullptr);
+        std::size_t count = 0;
+        detail::check(brokk_broker_fetch_batch_until(raw_, detail::data(topic), topic.size(), &c, max,
+                                                     detail::millis(timeout), cancel, handles.data(), &count));
+        std::vector<Delivery> out;
+        try {
+            out.reserve(count);
+        } catch (...) {
+            for (std::size_t i = 0; i < count; i++) brokk_delivery_free(handles[i]);
+            throw;
+        }
+        for (std::size_t i = 0; i < count; i++) out.emplace_back(handles[i]);  // noexcept from here
+        return out;
+    }
+
+    std::optional<std::string> take_until(std::string_view topic, std::chrono::milliseconds timeout,
+                                          const brokk_cancel* cancel, std::optional<std::string_view> group) const {
+        char* payload = nullptr;
+        std::size_t len = 0;
+        detail::check(brokk_broker_take_until(raw_, detail::data(topic), topic.size(),
+                                              group ? detail::data(*group) : nullptr, group ? group->size() : 0,
+                                              detail::millis(timeout), cancel, &payload, &len));
+        // Owned before anything that can throw (the copy may throw std::bad_alloc).
+        std::unique_ptr<char, void (*)(char*)> owned(payload, &brokk_string_free);
+        if (owned == nullptr) return std::nullopt;  // nothing came in time
+        return std::string(owned.get(), len);
+    }
+
+    void join_until(std::chrono::milliseconds timeout, const brokk_cancel* cancel) const {
+        std::uint64_t remaining = 0;
+        const Status status = brokk_broker_join_until(raw_, detail::millis(timeout), cancel, &remaining);
+        if (status != BROKK_STATUS_OK) detail::throw_status(status, remaining);
+    }
+
     std::uint64_t count_views(const std::vector<brokk_str>& views) const {
         std::uint64_t n = 0;
         detail::check(brokk_broker_count(raw_, detail::views_data(views), views.size(), &n));

@@ -191,6 +191,40 @@ void expect_error(brokk::Status status, F&& f) {
     }
 }
 
+// A wait that a test means to interrupt: far beyond wait_bound(), so that a call that was not
+// woken ends on its own (and the test fails) rather than hanging the run.
+inline std::chrono::milliseconds interrupted_wait() { return wait_bound() * 3; }
+
+// Runs `call` (a blocking brokk call given `cancel` and interrupted_wait()) on another thread,
+// waits (bounded) until `under_way` says it is waiting, then cancels `cancel` from this thread
+// and checks that the call threw exactly CancelledError within wait_bound() (a generous
+// bound, not a timing assertion). A cancel that came before the call started would be no
+// different to brokk: the token stays cancelled.
+inline void expect_woken_by_cancel(const brokk::Cancel& cancel, const std::function<void()>& call,
+                                   const std::function<bool()>& under_way) {
+    Log<std::string> outcome;
+    std::thread waiter([&] {
+        try {
+            call();
+            outcome.add("returned");
+        } catch (const brokk::Error& e) {
+            const bool exact = typeid(e) == typeid(brokk::CancelledError) && e.status() == BROKK_STATUS_CANCELLED;
+            outcome.add(exact ? "cancelled" : std::string(typeid(e).name()) + ": " + e.what());
+        } catch (const std::exception& e) {
+            outcome.add(e.what());
+        }
+    });
+    EXPECT_TRUE(eventually(under_way)) << "the call never got under way";
+    EXPECT_EQ(outcome.size(), 0u) << "the call returned before it was cancelled";
+    const auto start = std::chrono::steady_clock::now();
+    cancel.cancel();
+    EXPECT_TRUE(outcome.wait_for(1)) << "the call was not woken by the cancel";
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    waiter.join();
+    EXPECT_EQ(outcome.items(), std::vector<std::string>{"cancelled"});
+    EXPECT_LT(elapsed, wait_bound());
+}
+
 // A fresh directory under the system's temp folder, removed with everything in it.
 class TempDir {
 public:

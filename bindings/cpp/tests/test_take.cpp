@@ -1,5 +1,5 @@
-// Broker::take (brokk_broker_take): the next delivery of a group, acked as it is taken, as its
-// payload in a std::string; payloads larger than the binding's first buffer come through whole.
+// Broker::take (brokk_broker_take_until): the next delivery of a group, acked as it is taken, as
+// its payload in a std::string; payloads of any size come through whole, in one call.
 #include "support.hpp"
 
 #include <algorithm>
@@ -92,10 +92,11 @@ TEST_P(Backend, TakeEmptyQueueGivesNullopt) {
     EXPECT_EQ(s.processed, 0u);
 }
 
-TEST_P(Backend, TakePayloadsLargerThanTheFirstBufferComeThroughWhole) {
+TEST_P(Backend, TakePayloadsOfAnySizeComeThroughWhole) {
     brokk::Broker broker(url());
     EXPECT_EQ(broker.take("big"), std::nullopt);  // the group, before publishing
-    // Around the binding's 4 KiB first buffer, and far beyond it, in publish order.
+    // Around 4 KiB (the stack buffer an earlier binding tried first), and far beyond it, in
+    // publish order.
     const std::vector<std::size_t> sizes = {100 * 1000, 4095, 4096, 4097, 2, 8192, 100 * 1000 + 1};
     std::vector<std::string> payloads;
     for (std::size_t i = 0; i < sizes.size(); i++) {
@@ -112,6 +113,24 @@ TEST_P(Backend, TakePayloadsLargerThanTheFirstBufferComeThroughWhole) {
     broker.join(support::wait_bound());
     EXPECT_EQ(broker.stats().processed, sizes.size());
     EXPECT_EQ(broker.count(), 0u);
+}
+
+// Beyond brokk's default max payload (1 MiB): brokk allocates the buffer, so nothing is
+// guessed or retried whatever the size.
+TEST_P(Backend, TakeOfA3MiBPayloadReturnsItByteForByte) {
+    brokk::BrokerOptions options;
+    options.max_payload_bytes = 4u << 20;
+    brokk::Broker broker(url(), options);
+    EXPECT_EQ(broker.take("huge"), std::nullopt);  // the group, before publishing
+    const std::string payload = json_string(3u << 20, 7);
+    broker.publish("huge", payload);
+    broker.publish("huge", "\"next\"");
+    const std::optional<std::string> p = broker.take("huge", support::wait_bound());
+    ASSERT_TRUE(p.has_value());
+    EXPECT_EQ(p->size(), payload.size());
+    EXPECT_TRUE(*p == payload) << "the 3 MiB payload differs";  // not EXPECT_EQ: 3 MiB of output
+    EXPECT_EQ(broker.take("huge"), "\"next\"");
+    EXPECT_EQ(broker.take("huge"), std::nullopt);
 }
 
 TEST_P(Backend, TakeGroupsEachGetACopyAndNulloptIsTheDefaultGroup) {
@@ -155,9 +174,8 @@ TEST(Take, WaitsForAPublish) {
     broker.join(support::wait_bound());
 }
 
-// Several takers in one group, payloads on both sides of the first buffer: each message is
-// taken exactly once, whole, though another taker may get the large one between a taker's
-// BUFFER_TOO_SMALL and its retry.
+// Several takers in one group, small and large payloads: each message is taken exactly once,
+// whole.
 TEST(Take, ConcurrentTakersGetEachMessageOnceAndWhole) {
     brokk::Broker broker;
     EXPECT_EQ(broker.take("race", 0ms, "w"), std::nullopt);
