@@ -13,7 +13,6 @@ include/brokk.h. This package adds no logic of its own.
 """
 
 from ._broker import (
-    SLICE_SECONDS,
     Backpressure,
     BatchMessage,
     Broker,
@@ -24,12 +23,14 @@ from ._broker import (
     version,
     version_number,
 )
+from ._cancel import Cancel
 from ._errors import (
     AlreadySettledError,
     BrokkError,
     BrokkPanic,
     BufferTooSmallError,
     CallerError,
+    CancelledError,
     CannotOpenStoreError,
     ClosedError,
     ForkedError,
@@ -86,6 +87,8 @@ __all__ = [
     "BrokkPanic",
     "BufferTooSmallError",
     "CallerError",
+    "Cancel",
+    "CancelledError",
     "CannotOpenStoreError",
     "CloseReport",
     "ClosedError",
@@ -109,7 +112,6 @@ __all__ = [
     "PayloadTooLargeError",
     "Requeue",
     "RetentionPolicy",
-    "SLICE_SECONDS",
     "Stats",
     "Status",
     "StatusClass",

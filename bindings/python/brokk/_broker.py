@@ -1,5 +1,6 @@
-"""brokk.Broker: the C broker handle as a Python object. Every method is one C call (or, for
-long waits, the same call repeated in slices); the library decides everything."""
+"""brokk.Broker: the C broker handle as a Python object. Every method is one C call (a wait
+included: see _cancel.py for how Ctrl-C and ``cancel=`` reach it); the library decides
+everything."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ctypes import POINTER, byref, c_char, c_size_t, c_uint64, c_void_p
 from typing import Any
 
 from . import _callbacks, _ffi, _threadstate
+from ._cancel import Cancel, Wait
 from ._errors import (
     ClosedError,
     ForkedError,
@@ -38,7 +40,9 @@ lib = _ffi.lib
 # Pre-bound: the per-message paths look nothing up at call time.
 _publish = _ffi.lib_address.brokk_broker_publish  # the broker, options and id buffer by address
 _fetch = lib.brokk_broker_fetch
-_fetch_batch = lib.brokk_broker_fetch_batch
+_fetch_batch_until = lib.brokk_broker_fetch_batch_until
+_take_until = lib.brokk_broker_take_until
+_string_free = lib.brokk_string_free
 _ack = lib.brokk_broker_ack
 _BUFFER_TOO_SMALL = _ffi.BROKK_STATUS_BUFFER_TOO_SMALL
 _ack_batch = _ffi.lib_address.brokk_broker_ack_batch  # the ids by address (an array.array)
@@ -49,9 +53,10 @@ assert array.array("Q").itemsize == 8, "array type Q is not 64-bit here"
 _SIZE_MAX = 2 ** (8 * ctypes.sizeof(c_size_t)) - 1
 _DELIVERY_PP = POINTER(POINTER(_ffi.brokk_delivery))
 _tls = threading.local()  # per thread: the id buffer and the publish and take requests
-# A take request's buffer starts this big and grows to the largest payload it took, up to
-# _TAKE_BUFFER_KEEP; a larger one gets a buffer of its own for that call. (At most
-# _MAX_REQUESTS requests per thread: at most 16 MiB of kept buffers per thread.)
+# A take request's buffer starts this big and grows to the largest payload that did not fit,
+# up to _TAKE_BUFFER_KEEP; a larger one comes through brokk_broker_take_until, in a buffer
+# brokk allocates. (At most _MAX_REQUESTS requests per thread: at most 16 MiB of kept buffers
+# per thread.)
 _TAKE_BUFFER = 4096
 _TAKE_BUFFER_KEEP = 64 << 10
 
@@ -63,13 +68,12 @@ _TAKE_BUFFER_KEEP = 64 << 10
 _publish_with = _ffi.lib_address.brokk_broker_publish_with
 _take_with = _ffi.lib_address.brokk_broker_take_with
 _MAX_REQUESTS = 256  # per thread and kind; past it the cache starts over
-# Where every field of a take request is 8 bytes (64-bit platforms), the binding sets its
-# timeout and reads its length through a memoryview of 64-bit words, faster than a ctypes
-# attribute; elsewhere through the attributes.
+# Where every field of a take request is 8 bytes (64-bit platforms), the binding reads its
+# length through a memoryview of 64-bit words, faster than a ctypes attribute; elsewhere through
+# the attributes. (Its timeout stays 0: a take that waits goes through brokk_broker_take_until.)
 _WORDS = all(
     getattr(_ffi.brokk_take_request, name).size == 8 for name, _ in _ffi.brokk_take_request._fields_
 )
-_TIMEOUT_WORD = _ffi.brokk_take_request.timeout_ms.offset // 8
 _LENGTH_WORD = _ffi.brokk_take_request.payload_len.offset // 8
 
 
@@ -130,17 +134,9 @@ def _take_request(topic: Any, group: Any, size: int) -> tuple[Any, ...]:
     return (ctypes.addressof(request), fields, memoryview(data), size, request, buffer)
 
 
-def _wait_start(timeout: Any) -> tuple[float | None, int]:
-    """The deadline of a wait of `timeout` seconds (None: without limit) and its first slice."""
-    total_ms = _wait_ms("timeout", timeout)
-    deadline = None if total_ms == _ffi.BROKK_WAIT_FOREVER else time.monotonic() + total_ms / 1000
-    return deadline, _slice(deadline)
-
-
-# Long waits are cut into slices this long, so that a signal (Ctrl-C) is handled between two of
-# them: Python runs signal handlers only between bytecodes, never inside a C call.
-SLICE_SECONDS = 0.1
-_SLICE_MS = 100
+# A close with a time limit up to this runs on the calling thread; a longer one on a helper
+# thread, so that Ctrl-C interrupts the caller's wait (brokk_broker_close takes no token).
+_INLINE_CLOSE_MS = 100
 # At interpreter exit, how long to wait for calls in flight and running handlers to finish.
 _EXIT_WAIT_SECONDS = 10.0
 
@@ -687,84 +683,182 @@ class Broker(Owned):
         ack_deadline: float | None = None,
         max_attempts: int = 0,
         dead_letter_topic: str | None = None,
+        cancel: Cancel | None = None,
     ) -> Message | None:
         """Takes the next delivery of `group` (None: the group "default") on `topic`, highest
         priority first, waiting up to `timeout` seconds (0: not at all; None: without limit);
-        None if none came. The delivery awaits ``ack``/``nack`` by ``delivery_id``."""
+        None if none came. The delivery awaits ``ack``/``nack`` by ``delivery_id``. A wait
+        yields to Ctrl-C (KeyboardInterrupt, nothing taken); ``cancel``: a ``Cancel`` whose
+        ``cancel()`` ends it with ``CancelledError``, nothing taken."""
+        timeout_ms = _wait_ms("timeout", timeout)
+        if cancel is not None:
+            # brokk_broker_fetch_batch_until of one, which the token can interrupt.
+            got = self._fetch_until(
+                topic, 1, group, timeout_ms, ack_deadline, max_attempts, dead_letter_topic, cancel
+            )
+            return got[0] if got else None
+        # A wait first looks without waiting (as take_raw does, and for the same reason).
         topic_bytes = _topic_bytes(topic)
         options = _fetch_options(group, ack_deadline, max_attempts, dead_letter_topic)
-        options_ref = None if options is None else byref(options)
-        total_ms = _wait_ms("timeout", timeout)
-        deadline = None if total_ms == _ffi.BROKK_WAIT_FOREVER else time.monotonic() + total_ms / 1000
-        while True:
-            slice_ms = _slice(deadline)
-            out = c_void_p()
-            with self._use() as ptr:
-                check(
-                    _fetch(
-                        ptr,
-                        topic_bytes,
-                        _len(topic_bytes),
-                        options_ref,
-                        slice_ms,
-                        ctypes.cast(byref(out), _DELIVERY_PP),
-                    )
+        out = c_void_p()
+        with self._use() as ptr:
+            check(
+                _fetch(
+                    ptr,
+                    topic_bytes,
+                    _len(topic_bytes),
+                    None if options is None else byref(options),
+                    0,
+                    ctypes.cast(byref(out), _DELIVERY_PP),
                 )
-                if out.value:
-                    return _fetched([_Handle(out.value)])[0]
-            if deadline is not None and time.monotonic() >= deadline:
-                return None
+            )
+            if out.value:
+                return _fetched([_Handle(out.value)])[0]
+        if timeout_ms:
+            got = self._fetch_until(
+                topic, 1, group, timeout_ms, ack_deadline, max_attempts, dead_letter_topic, None
+            )
+            return got[0] if got else None
+        return None
 
-    def take_raw(self, topic: str, *, group: str | None = None, timeout: float | None = 0.0) -> bytes | None:
+    def _fetch_until(
+        self,
+        topic: Any,
+        n: int,
+        group: Any,
+        timeout_ms: int,
+        ack_deadline: Any,
+        max_attempts: Any,
+        dead_letter_topic: Any,
+        cancel: Cancel | None,
+    ) -> list[Message]:
+        """One brokk_broker_fetch_batch_until of up to `n` deliveries (see fetch_many)."""
+        topic_bytes = _topic_bytes(topic)
+        options = _fetch_options(group, ack_deadline, max_attempts, dead_letter_topic)
+        out = (c_void_p * n)()
+        count = c_size_t()
+        error = None
+        got: list[Message] = []
+        wait = Wait(cancel) if timeout_ms or cancel is not None else None
+        try:
+            with self._use() as ptr:
+                status = _fetch_batch_until(
+                    ptr,
+                    topic_bytes,
+                    _len(topic_bytes),
+                    None if options is None else byref(options),
+                    n,
+                    timeout_ms,
+                    None if wait is None else wait.token,
+                    ctypes.cast(out, _DELIVERY_PP),
+                    byref(count),
+                )
+                if status:
+                    error = error_for(status, _last_error())
+                elif count.value:
+                    # Each handle owned first, so that all are freed whatever happens next.
+                    got = _fetched(list(map(_Handle, out[: count.value])))
+        finally:
+            caught = None if wait is None else wait.end()
+        if caught is not None:
+            # Ctrl-C: the check cancelled the wait (CANCELLED, nothing taken). Should the call
+            # have returned deliveries all the same, they are dropped with the Message objects
+            # and come back after their ack deadline, as after a Ctrl-C right after the call.
+            raise caught
+        if error is not None:
+            raise error
+        return got
+
+    def take_raw(
+        self,
+        topic: str,
+        *,
+        group: str | None = None,
+        timeout: float | None = 0.0,
+        cancel: Cancel | None = None,
+    ) -> bytes | None:
         """Takes the next delivery of `group` (None: the group "default") on `topic` and acks it
         in the same step (brokk_broker_take: one call, and on SQLite one commit): returns its
-        payload, the JSON text as bytes, or None if none came within `timeout` seconds (0: not at
-        all; None: without limit). At most once: the message is gone from the group once this
-        returns, whatever happens next. For consumers that keep no delivery open; listeners
-        hear it dispatched, then processed."""
-        # The hot path of a taker: one C call with this thread's request for the topic and
-        # group (brokk_broker_take_with), the in-flight bracket of Owned inlined, and no
-        # deadline arithmetic for the usual timeout of 0.
+        payload, the JSON text as bytes, whatever its size, or None if none came within
+        `timeout` seconds (0: not at all; None: without limit). At most once: the message is
+        gone from the group once this returns, whatever happens next. For consumers that keep no
+        delivery open; listeners hear it dispatched, then processed. A wait yields to Ctrl-C
+        (KeyboardInterrupt, nothing taken); ``cancel``: a ``Cancel`` whose ``cancel()`` ends it
+        with ``CancelledError``, nothing taken."""
+        if cancel is not None:
+            return self._take_until(topic, group, _wait_ms("timeout", timeout), cancel)
+        # A wait first looks without waiting, and only if nothing is there makes the call that
+        # waits: that one needs a token (on the main thread), and brokk's waiting take costs
+        # several times what this one does, which would slow a busy consumer's every take.
+        timeout_ms = 0 if timeout == 0 and type(timeout) in (float, int) else _wait_ms("timeout", timeout)
+        # The hot path of a taker (timeout 0, pynenc's retrieve): one C call with this thread's
+        # request for the topic and group (brokk_broker_take_with, its timeout 0: no token, as
+        # nothing waits), and the in-flight bracket of Owned inlined.
         key = topic if group is None else (topic, group)
         try:
             prepared = _tls.take_requests[key]
         except (AttributeError, KeyError, TypeError):  # TypeError: an unhashable topic or group
             prepared = self._new_take_request(key, topic, group, _TAKE_BUFFER)
-        if timeout == 0 and type(timeout) in (float, int):
-            deadline, slice_ms = None, 0
-        else:
-            deadline, slice_ms = _wait_start(timeout)
+        fields = prepared[1]
         calls = self._calls
-        while True:
-            address, fields, buffer, size = prepared[0], prepared[1], prepared[2], prepared[3]
-            if _WORDS:
-                if fields[_TIMEOUT_WORD] != slice_ms:
-                    fields[_TIMEOUT_WORD] = slice_ms
-            else:
-                fields.timeout_ms = slice_ms
-            calls.append(None)  # the in-flight bracket of Owned._acquire/_unuse, inlined
-            try:
-                if self._release_pending:
-                    self._check_open()
-                status = _take_with(self._address, address)
-            finally:
-                calls.pop()
-                if self._release_pending and not calls:
-                    self._last_out()
-            n = fields[_LENGTH_WORD] if _WORDS else fields.payload_len
-            if status == 0:
-                if n:
-                    return buffer[:n].tobytes()
-                if slice_ms == 0 or (deadline is not None and time.monotonic() >= deadline):
-                    return None
-                slice_ms = _slice(deadline)
-            elif status == _BUFFER_TOO_SMALL and n > size:
-                # Nothing was taken: again, with room for that payload (or a larger one's, if
-                # another consumer took that one meanwhile). A buffer over _TAKE_BUFFER_KEEP
-                # serves this call only.
-                prepared = self._new_take_request(key if n < _TAKE_BUFFER_KEEP else None, topic, group, n + 1)
-            else:
-                raise error_for(status, _last_error())
+        calls.append(None)  # the in-flight bracket of Owned._acquire/_unuse, inlined
+        try:
+            if self._release_pending:
+                self._check_open()
+            status = _take_with(self._address, prepared[0])
+        finally:
+            calls.pop()
+            if self._release_pending and not calls:
+                self._last_out()
+        n = fields[_LENGTH_WORD] if _WORDS else fields.payload_len
+        if status == 0:
+            if n:
+                return prepared[2][:n].tobytes()
+            return self._take_until(topic, group, timeout_ms, None) if timeout_ms else None
+        if status == _BUFFER_TOO_SMALL and n > prepared[3]:
+            # Nothing was taken. This thread's buffer grows for next time (up to
+            # _TAKE_BUFFER_KEEP), and one take_until takes the next message whatever its size:
+            # that one, or, if another consumer took it meanwhile, the one after it.
+            if n < _TAKE_BUFFER_KEEP:
+                self._new_take_request(key, topic, group, n + 1)
+            return self._take_until(topic, group, timeout_ms, None)
+        raise error_for(status, _last_error())
+
+    def _take_until(self, topic: Any, group: Any, timeout_ms: int, cancel: Cancel | None) -> bytes | None:
+        """One brokk_broker_take_until: the payload, any size, in a buffer brokk allocates."""
+        topic_bytes = _topic_bytes(topic)
+        group_bytes = _bytes("group", group)
+        out = POINTER(c_char)()
+        length = c_size_t()
+        error = payload = None
+        wait = Wait(cancel) if timeout_ms or cancel is not None else None
+        try:
+            with self._use() as ptr:
+                status = _take_until(
+                    ptr,
+                    topic_bytes,
+                    _len(topic_bytes),
+                    group_bytes,
+                    _len(group_bytes),
+                    timeout_ms,
+                    None if wait is None else wait.token,
+                    byref(out),
+                    byref(length),
+                )
+                if status:
+                    error = error_for(status, _last_error())
+                elif out:
+                    try:
+                        payload = ctypes.string_at(out, length.value)
+                    finally:
+                        _string_free(out)
+        finally:
+            caught = None if wait is None else wait.end()
+        if caught is not None:
+            raise caught  # Ctrl-C: the check cancelled the wait (CANCELLED, nothing taken)
+        if error is not None:
+            raise error
+        return payload
 
     @staticmethod
     def _new_take_request(key: Any, topic: str, group: str | None, size: int) -> tuple[Any, ...]:
@@ -781,10 +875,16 @@ class Broker(Owned):
         return prepared
 
     def take(
-        self, topic: str, *, group: str | None = None, timeout: float | None = 0.0, default: Any = None
+        self,
+        topic: str,
+        *,
+        group: str | None = None,
+        timeout: float | None = 0.0,
+        default: Any = None,
+        cancel: Cancel | None = None,
     ) -> Any:
         """``take_raw``, with the payload parsed (json.loads); `default` if none came."""
-        raw = self.take_raw(topic, group=group, timeout=timeout)
+        raw = self.take_raw(topic, group=group, timeout=timeout, cancel=cancel)
         return default if raw is None else _loads(raw)
 
     def fetch_many(
@@ -797,35 +897,26 @@ class Broker(Owned):
         ack_deadline: float | None = None,
         max_attempts: int = 0,
         dead_letter_topic: str | None = None,
+        cancel: Cancel | None = None,
     ) -> list[Message]:
         """Takes up to `max` deliveries of `group` (None: the group "default") on `topic` in one
-        call (brokk_broker_fetch_batch): waits up to `timeout` seconds for the first (0: not at
-        all; None: without limit), then takes what is queued at that moment, highest priority
-        first. Returns them in that order, [] if none came. Each awaits ``ack``/``nack`` by
-        ``delivery_id``; ``ack_many`` acks a batch in one call. `max` must be at least 1
-        (0: ``InvalidArgumentError``, from the library)."""
-        topic_bytes = _topic_bytes(topic)
+        call (brokk_broker_fetch_batch_until): waits up to `timeout` seconds for the first (0:
+        not at all; None: without limit), then takes what is queued at that moment, highest
+        priority first. Returns them in that order, [] if none came. Each awaits
+        ``ack``/``nack`` by ``delivery_id``; ``ack_many`` acks a batch in one call. `max` must
+        be at least 1 (0: ``InvalidArgumentError``, from the library). A wait yields to Ctrl-C
+        (KeyboardInterrupt, nothing taken); ``cancel``: a ``Cancel`` whose ``cancel()`` ends it
+        with ``CancelledError``, nothing taken."""
         n = _int("max", max, 0, _SIZE_MAX)
-        options = _fetch_options(group, ack_deadline, max_attempts, dead_letter_topic)
-        options_ref = None if options is None else byref(options)
-        out = (c_void_p * n)()
-        out_ref = ctypes.cast(out, _DELIVERY_PP)
-        count = c_size_t()
-        count_ref = byref(count)
-        total_ms = _wait_ms("timeout", timeout)
-        deadline = None if total_ms == _ffi.BROKK_WAIT_FOREVER else time.monotonic() + total_ms / 1000
-        while True:
-            slice_ms = _slice(deadline)
-            with self._use() as ptr:
-                status = _fetch_batch(
-                    ptr, topic_bytes, _len(topic_bytes), options_ref, n, slice_ms, out_ref, count_ref
-                )
-                check(status)
-                if count.value:
-                    # Each handle owned first, so that all are freed whatever happens next.
-                    return _fetched(list(map(_Handle, out[: count.value])))
-            if deadline is not None and time.monotonic() >= deadline:
-                return []
+        timeout_ms = _wait_ms("timeout", timeout)
+        if cancel is None and timeout_ms:
+            # A wait first looks without waiting (as take_raw does, and for the same reason).
+            got = self._fetch_until(topic, n, group, 0, ack_deadline, max_attempts, dead_letter_topic, None)
+            if got:
+                return got
+        return self._fetch_until(
+            topic, n, group, timeout_ms, ack_deadline, max_attempts, dead_letter_topic, cancel
+        )
 
     def ack(self, delivery_id: int) -> None:
         """Acks a delivery awaiting an ack (manual-ack handler's, or fetched)."""
@@ -954,23 +1045,29 @@ class Broker(Owned):
 
     # ---- join and close ------------------------------------------------------------------------
 
-    def join(self, timeout: float | None = None) -> None:
+    def join(self, timeout: float | None = None, *, cancel: Cancel | None = None) -> None:
         """Waits until nothing is queued, running or awaiting an ack and every listener event is
         delivered. Raises ``brokk.TimeoutError`` (``.remaining``) after `timeout` seconds
-        (None: no limit). Waits in slices, so Ctrl-C interrupts it."""
-        total_ms = _wait_ms("timeout", timeout)
-        deadline = None if total_ms == _ffi.BROKK_WAIT_FOREVER else time.monotonic() + total_ms / 1000
-        while True:
-            remaining = c_uint64()
+        (None: no limit). Yields to Ctrl-C (KeyboardInterrupt); ``cancel``: a ``Cancel`` whose
+        ``cancel()`` ends the wait with ``CancelledError``."""
+        timeout_ms = _wait_ms("timeout", timeout)
+        remaining = c_uint64()
+        error = None
+        wait = Wait(cancel) if timeout_ms or cancel is not None else None
+        try:
             with self._use() as ptr:
-                status = lib.brokk_broker_join(ptr, _slice(deadline), byref(remaining))
-                if status == _ffi.BROKK_STATUS_OK:
-                    return
-                if status == _ffi.BROKK_STATUS_TIMEOUT and (deadline is None or time.monotonic() < deadline):
-                    continue
-                error = error_for(status, _ffi.last_error())
-            if isinstance(error, TimeoutError):
-                error.remaining = remaining.value
+                status = lib.brokk_broker_join_until(
+                    ptr, timeout_ms, None if wait is None else wait.token, byref(remaining)
+                )
+                if status:
+                    error = error_for(status, _last_error())
+        finally:
+            caught = None if wait is None else wait.end()
+        if caught is not None:
+            raise caught  # Ctrl-C: the check cancelled the wait
+        if isinstance(error, TimeoutError):
+            error.remaining = remaining.value
+        if error is not None:
             raise error
 
     def close(self, timeout: float | None = None, force: bool = False) -> CloseReport | None:
@@ -988,9 +1085,10 @@ class Broker(Owned):
         still running (a forced close does not stop them) finish on brokk's threads, where the
         library then runs their finalisers. Interpreter exit waits for those, up to its bound.
 
-        The waits run in slices (the close itself on a helper thread), so Ctrl-C interrupts the
-        caller; the close goes on (at most `timeout`) and releases the handle when it ends. From
-        inside a handler or listener only a forced close is allowed (``WouldDeadlockError``)."""
+        The close itself runs on a helper thread while the caller waits for it, so Ctrl-C
+        interrupts the caller; the close goes on (at most `timeout`) and releases the handle
+        when it ends. From inside a handler or listener only a forced close is allowed
+        (``WouldDeadlockError``)."""
         timeout_ms = _wait_ms("timeout", timeout)
         deadline = None if timeout_ms == _ffi.BROKK_WAIT_FOREVER else time.monotonic() + timeout_ms / 1000
         if self._fork_state is not None:
@@ -1008,11 +1106,11 @@ class Broker(Owned):
             while self._close_started and not self._close_finished.is_set():
                 if inside:
                     return None  # a brokk thread must not wait for the close it may hold up
-                self._cond.wait(SLICE_SECONDS)
+                self._cond.wait()  # _run_close notifies; Ctrl-C interrupts it (POSIX)
             if self._close_finished.is_set():
                 return self._close_report
             self._close_started = True
-        if force or timeout_ms <= _SLICE_MS or inside:
+        if force or timeout_ms <= _INLINE_CLOSE_MS or inside:
             report, error = self._run_close(timeout_ms, force)
         else:
             outcome: list = []
@@ -1024,7 +1122,7 @@ class Broker(Owned):
 
             # Not a daemon: interpreter exit waits for a close in progress to finish.
             threading.Thread(target=closer, name="brokk-close").start()
-            _wait_until(done, None)
+            done.wait()
             report, error = outcome
         if not inside and self._close_finished.is_set():
             _wait_until(self._freed, deadline)
@@ -1081,8 +1179,8 @@ class Broker(Owned):
             self.close(timeout=max(0.0, deadline - time.monotonic()), force=True)
         except BaseException:  # noqa: BLE001
             pass
-        # Let calls in flight on other threads see CLOSED and return (they do within a slice),
-        # then release (brokk_broker_release: the teardown goes on on brokk's threads; _close_all
+        # Let calls in flight on other threads see CLOSED and return (the close wakes their
+        # waits), then release (brokk_broker_release: the teardown goes on on brokk's threads; _close_all
         # waits for it).
         self._release(wait=max(0.0, deadline - time.monotonic()), detach=True)
 
@@ -1115,21 +1213,10 @@ if hasattr(os, "register_at_fork"):
 
 
 def _wait_until(event: threading.Event, deadline: float | None) -> bool:
-    """Waits for `event` until `deadline` (None: no limit), in slices: Ctrl-C interrupts it."""
-    while True:
-        step = SLICE_SECONDS if deadline is None else min(SLICE_SECONDS, deadline - time.monotonic())
-        if step <= 0:
-            return event.is_set()
-        if event.wait(step):
-            return True
-
-
-def _slice(deadline: float | None) -> int:
-    """Milliseconds for the next slice of a wait that ends at `deadline` (None: never)."""
-    if deadline is None:
-        return _SLICE_MS
-    left = deadline - time.monotonic()
-    return max(0, min(_SLICE_MS, math.ceil(left * 1000)))
+    """Waits for `event` until `deadline` (None: no limit). One wait, no slices: on POSIX a
+    signal interrupts a lock's wait in Python 3, so Ctrl-C interrupts it (its handler runs, and
+    KeyboardInterrupt comes out of the wait; tests/test_lifecycle.py checks it for close)."""
+    return event.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
 
 @atexit.register

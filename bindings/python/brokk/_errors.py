@@ -5,8 +5,9 @@ The class of a status (brokk_status_classify) picks the base exception: a caller
 timeout a ``TimeoutError``, also the builtin one; a full queue a ``FullError``; a store out of
 reach an ``UnavailableError``, nothing done; a failed read or write a ``StorageFailedError``; a
 connection broken after the request may have reached the server an ``OutcomeUnknownError``, done
-or not), a closed broker a ``ClosedError`` (also a ``RuntimeError``; a parent's broker used in a
-forked child a ``ForkedError``), a bug a ``BrokkPanic``.
+or not; a wait cancelled through its ``brokk.Cancel`` a ``CancelledError``, nothing done), a
+closed broker a ``ClosedError`` (also a ``RuntimeError``; a parent's broker used in a forked
+child a ``ForkedError``), a bug a ``BrokkPanic``.
 Each known status has its own subclass, so callers can catch as precisely as they like. One
 exception has no status of its own: ``NotJSONError``, the binding's refusal of a payload JSON
 cannot carry unchanged, is an ``InvalidJSONError``.
@@ -47,6 +48,7 @@ class Status(enum.IntEnum):
     UNAVAILABLE = _ffi.BROKK_STATUS_UNAVAILABLE
     STORAGE_FAILED = _ffi.BROKK_STATUS_STORAGE_FAILED
     OUTCOME_UNKNOWN = _ffi.BROKK_STATUS_OUTCOME_UNKNOWN
+    CANCELLED = _ffi.BROKK_STATUS_CANCELLED
     CLOSED = _ffi.BROKK_STATUS_CLOSED
     FORKED = _ffi.BROKK_STATUS_FORKED
     PANIC = _ffi.BROKK_STATUS_PANIC
@@ -138,6 +140,12 @@ class OutcomeUnknownError(TransientError):
     may not have taken effect (a publish may be published, an ack applied). Retrying a publish
     may publish it twice; a retried ack or nack may raise ``UnknownDeliveryError`` or
     ``AlreadySettledError``. Unlike ``UnavailableError``, which means nothing was done."""
+
+
+class CancelledError(TransientError):
+    """The wait was cancelled (``Cancel.cancel()`` on the token it was given, before or while it
+    waited): the call did nothing (nothing was taken). Not raised for Ctrl-C, which raises
+    ``KeyboardInterrupt`` as usual."""
 
 
 class NullArgumentError(CallerError):
@@ -248,6 +256,7 @@ _BY_STATUS: dict[int, type[BrokkError]] = {
     Status.UNAVAILABLE: UnavailableError,
     Status.STORAGE_FAILED: StorageFailedError,
     Status.OUTCOME_UNKNOWN: OutcomeUnknownError,
+    Status.CANCELLED: CancelledError,
     Status.CLOSED: ClosedError,
     Status.FORKED: ForkedError,
     Status.PANIC: BrokkPanic,

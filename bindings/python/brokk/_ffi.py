@@ -91,6 +91,7 @@ BROKK_STATUS_FULL = 201
 BROKK_STATUS_UNAVAILABLE = 202
 BROKK_STATUS_STORAGE_FAILED = 203
 BROKK_STATUS_OUTCOME_UNKNOWN = 204
+BROKK_STATUS_CANCELLED = 205
 BROKK_STATUS_CLOSED = 300
 BROKK_STATUS_FORKED = 301
 BROKK_STATUS_PANIC = 900
@@ -125,6 +126,10 @@ class brokk_message(Structure):
     """Opaque: only ever used through a pointer."""
 
 
+class brokk_cancel(Structure):
+    """Opaque: only ever used through a pointer."""
+
+
 # ---- callback typedefs ---------------------------------------------------------------------------
 # Text handed to a callback is (pointer, length) and not NUL-terminated: POINTER(c_char), never
 # c_char_p, which ctypes would read up to a NUL.
@@ -135,6 +140,7 @@ brokk_subscription_event_cb = CFUNCTYPE(None, c_void_p, POINTER(c_char), c_size_
 brokk_topic_event_cb = CFUNCTYPE(None, c_void_p, POINTER(c_char), c_size_t)
 brokk_free_cb = CFUNCTYPE(None, c_void_p)
 brokk_handler_cb = CFUNCTYPE(brokk_verdict, c_void_p, POINTER(brokk_message))
+brokk_cancel_check_cb = CFUNCTYPE(c_bool, c_void_p)
 
 # ---- structs -------------------------------------------------------------------------------------
 
@@ -305,7 +311,17 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "brokk_broker_ack_batch": (brokk_status, [_P(brokk_broker), _P(c_uint64), c_size_t, _P(c_size_t)]),
     "brokk_broker_nack": (brokk_status, [_P(brokk_broker), c_uint64, c_bool, c_uint64, c_char_p, c_size_t]),
     "brokk_broker_join": (brokk_status, [_P(brokk_broker), c_uint64, _P(c_uint64)]),
+    "brokk_broker_join_until": (brokk_status, [_P(brokk_broker), c_uint64, _P(brokk_cancel), _P(c_uint64)]),
     "brokk_broker_close": (brokk_status, [_P(brokk_broker), c_uint64, c_bool, _P(brokk_close_report)]),
+    "brokk_cancel_new": (brokk_status, [_P(_P(brokk_cancel))]),
+    "brokk_cancel_new_checked": (
+        brokk_status,
+        [brokk_cancel_check_cb, c_void_p, c_uint64, _P(_P(brokk_cancel))],
+    ),
+    "brokk_cancel_trigger": (brokk_status, [_P(brokk_cancel)]),
+    "brokk_cancel_reset": (brokk_status, [_P(brokk_cancel)]),
+    "brokk_cancel_is_cancelled": (c_bool, [_P(brokk_cancel)]),
+    "brokk_cancel_free": (None, [_P(brokk_cancel)]),
     "brokk_broker_fetch": (
         brokk_status,
         [_P(brokk_broker), c_char_p, c_size_t, _P(brokk_fetch_options), c_uint64, _P(_P(brokk_delivery))],
@@ -320,6 +336,34 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
             c_size_t,
             c_uint64,
             _P(_P(brokk_delivery)),
+            _P(c_size_t),
+        ],
+    ),
+    "brokk_broker_fetch_batch_until": (
+        brokk_status,
+        [
+            _P(brokk_broker),
+            c_char_p,
+            c_size_t,
+            _P(brokk_fetch_options),
+            c_size_t,
+            c_uint64,
+            _P(brokk_cancel),
+            _P(_P(brokk_delivery)),
+            _P(c_size_t),
+        ],
+    ),
+    "brokk_broker_take_until": (
+        brokk_status,
+        [
+            _P(brokk_broker),
+            c_char_p,
+            c_size_t,
+            c_char_p,
+            c_size_t,
+            c_uint64,
+            _P(brokk_cancel),
+            _P(_P(c_char)),
             _P(c_size_t),
         ],
     ),

@@ -166,6 +166,7 @@ def test_opaque_types_and_callback_typedefs(header):
         "brokk_topic_event_cb",
         "brokk_free_cb",
         "brokk_handler_cb",
+        "brokk_cancel_check_cb",
     }
     for name, (ret, args) in header["callbacks"].items():
         cb = getattr(_ffi, name)

@@ -90,8 +90,10 @@ def test_ctrl_c_interrupts_a_join_without_timeout(broker):
     safety.start()
     try:
         timer = _interrupt_soon()
+        started = time.monotonic()
         with pytest.raises(KeyboardInterrupt):
             broker.join()
+        assert time.monotonic() - started < T(10)
         timer.join()
     finally:
         safety.cancel()
@@ -99,17 +101,102 @@ def test_ctrl_c_interrupts_a_join_without_timeout(broker):
     broker.join(T(10))
 
 
-def test_ctrl_c_interrupts_a_fetch_without_timeout(broker):
+# Each wait is one C call with the whole timeout; on the main thread it gets a checked token
+# whose check runs the signal handlers (brokk/_cancel.py). A wait given a Cancel too.
+WAITS = {
+    "fetch": lambda b, c: b.fetch("never", timeout=None, cancel=c),
+    "fetch_many": lambda b, c: b.fetch_many("never", 8, timeout=None, cancel=c),
+    "take_raw": lambda b, c: b.take_raw("never", timeout=T(60), cancel=c),
+    "take": lambda b, c: b.take("never", timeout=None, cancel=c),
+}
+
+
+@pytest.mark.parametrize("with_cancel", [False, True], ids=["plain", "with-cancel"])
+@pytest.mark.parametrize("call", sorted(WAITS))
+def test_ctrl_c_interrupts_a_wait_and_takes_nothing(broker, call, with_cancel):
+    broker.fetch("never", timeout=0)  # the group, so that what is published later waits in it
+    cancel = brokk.Cancel() if with_cancel else None
+    # A net: should the interrupt be lost, the message ends the wait (and the test fails).
     safety = threading.Timer(T(60), lambda: broker.publish("never", "safety"))
     safety.start()
     try:
         timer = _interrupt_soon()
+        started = time.monotonic()
         with pytest.raises(KeyboardInterrupt):
-            broker.fetch("never", timeout=None)
+            WAITS[call](broker, cancel)
+        assert time.monotonic() - started < T(10)
         timer.join()
     finally:
         safety.cancel()
     assert broker.count("never") == 0
+    broker.publish("never", "after")  # nothing was taken and the group still works
+    assert broker.take("never") == "after"
+    if cancel is not None:
+        assert not cancel.cancelled  # Ctrl-C leaves the caller's token as it was
+        cancel.close()
+
+
+SIGINT_SCRIPT = r"""
+import signal, sys, threading, time, brokk
+signal.signal(signal.SIGINT, signal.default_int_handler)  # not ignored, whatever the shell did
+b = brokk.Broker(workers=2)
+b.publish("held", 1)
+held = b.fetch("held", timeout=10)  # awaits its ack: join cannot finish on its own
+b.fetch("q", timeout=0)  # the group
+for name, wait in [
+    ("fetch", lambda: b.fetch("q", timeout=None)),
+    ("take", lambda: b.take("q", timeout=120)),
+    ("join", lambda: b.join()),
+]:
+    print("waiting", name, flush=True)
+    started = time.monotonic()
+    try:
+        wait()
+    except KeyboardInterrupt:
+        print("interrupted", name, round(time.monotonic() - started, 1), flush=True)
+    else:
+        print("returned", name, flush=True)
+b.publish("q", "after")
+print("after", b.take("q"), b.count("q"), flush=True)
+b.ack(held.delivery_id)
+b.close(10)
+"""
+
+
+def test_sigint_from_outside_interrupts_the_main_threads_waits():
+    """A process of its own, whose main thread blocks in fetch (no limit), take (with a
+    timeout) and join (a delivery held), each ended by a SIGINT sent from here."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ)
+    package_root = str(Path(brokk.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SIGINT_SCRIPT],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        lines = []
+        for name in ("fetch", "take", "join"):
+            line = proc.stdout.readline().strip()
+            assert line == f"waiting {name}", (line, proc.stderr.read() if not line else "")
+            time.sleep(0.3)  # into the C call
+            started = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            line = proc.stdout.readline().strip()
+            assert line.startswith(f"interrupted {name}"), line
+            assert time.monotonic() - started < T(10)
+            lines.append(line)
+        assert proc.stdout.readline().strip() == "after after 0"
+        assert proc.wait(T(30)) == 0, proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_ctrl_c_interrupts_a_close_which_then_finishes_on_its_own():

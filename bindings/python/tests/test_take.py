@@ -59,6 +59,45 @@ def test_payloads_larger_than_the_first_buffer_come_whole(broker):
         assert broker.take("big") == "x" * n
 
 
+@pytest.mark.both_backends
+@pytest.mark.parametrize("timeout", [0, T(10)], ids=["no-wait", "wait"])
+def test_a_payload_of_several_mib_comes_whole(backend_url, timeout):
+    """Past the first buffer and past _TAKE_BUFFER_KEEP: one brokk_broker_take_until hands back
+    the payload whatever its size (no retry with a bigger buffer)."""
+    b = brokk.Broker(backend_url, max_payload_bytes=8 << 20)
+    try:
+        b.take_raw("big")  # the group, before publishing
+        payload = "".join(chr(0x20 + i % 90) for i in range(3 << 20))  # 3 MiB of varied text
+        raw = json.dumps(payload).encode()
+        b.publish("big", raw=raw)
+        b.publish("big", "small")
+        assert b.take_raw("big", timeout=timeout) == raw
+        assert b.take("big", timeout=timeout) == "small"
+        assert b.take_raw("big", timeout=timeout and 0.05) is None
+        # A waiting take gets it too, published while it waits.
+        threading.Timer(0.05, lambda: b.publish("big", raw=raw)).start()
+        assert b.take_raw("big", timeout=T(10)) == raw
+    finally:
+        b.close(T(10))
+
+
+def test_a_payload_too_large_for_the_buffer_grows_it_for_next_time(broker):
+    """BUFFER_TOO_SMALL from the kept request: the message comes through take_until at once, and
+    the thread's buffer grows to fit it (up to _TAKE_BUFFER_KEEP), so the next one that size
+    takes one call."""
+    from brokk import _broker
+
+    broker.take_raw("grow")
+    size_before = _broker._tls.take_requests["grow"][3]
+    broker.publish("grow", "x" * 10_000)
+    broker.publish("grow", "y" * 200_000)
+    assert broker.take("grow") == "x" * 10_000
+    grown = _broker._tls.take_requests["grow"][3]
+    assert size_before < 10_000 < grown
+    assert broker.take("grow") == "y" * 200_000
+    assert _broker._tls.take_requests["grow"][3] == grown, "past _TAKE_BUFFER_KEEP: not kept"
+
+
 def test_take_waits_up_to_its_timeout(broker):
     t0 = time.monotonic()
     assert broker.take_raw("jobs", timeout=0.05) is None
