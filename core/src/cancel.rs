@@ -111,7 +111,8 @@ impl<'a> Interrupt<'a> {
     }
 
     /// Whether the call must stop: its token is cancelled, or the token's check says so (then
-    /// the token is cancelled, for every call waiting on it).
+    /// the token is cancelled, for every call waiting on it). Never under a wait site's lock: a
+    /// check that cancels runs every wake-up, and each takes its wait site's lock.
     pub(crate) fn is_set(self) -> bool {
         let Some(cancel) = self.0 else { return false };
         if cancel.is_cancelled() {
@@ -182,8 +183,13 @@ mod tests {
             let _g = waker.0.lock();
             waker.1.notify_all();
         });
-        let mut guard = pair.0.lock();
+        // As the core's wait sites do: the check is asked with no lock held (a check that
+        // cancels runs the wake-ups, which take the lock), and only the flag is read under it.
         while !interrupt.is_set() {
+            let mut guard = pair.0.lock();
+            if interrupt.is_cancelled() {
+                break;
+            }
             match interrupt.wake_by(None) {
                 Some(t) => {
                     pair.1.wait_until(&mut guard, t);
