@@ -1,6 +1,6 @@
 //! Broker configuration, the options every backend shares, and the table of URL schemes.
 //! Each backend parses its own URL options (`store/<backend>/config.rs`); this file maps a
-//! scheme to that parser ([`SCHEMES`]) and holds what the parsers share (the millisecond
+//! scheme to that parser (the backend table, `store::SCHEMES`) and holds what the parsers share (the millisecond
 //! options, percent-decoding).
 
 use crate::error::{Error, ErrorKind, Result};
@@ -155,45 +155,17 @@ impl BrokerConfig {
 }
 
 /// How a backend reads its URL: the scheme (in lower case) and what follows `://`.
-type ParseUrl = fn(&str, &str) -> Result<Backend>;
+pub(crate) type ParseUrl = fn(&str, &str) -> Result<Backend>;
 
-/// The URL schemes of one backend.
-struct Scheme {
-    names: &'static [&'static str],
+/// The URL schemes of one backend: a line of the backend table (`store::SCHEMES`, made by
+/// `backends!` in `store/mod.rs`).
+pub(crate) struct Scheme {
+    pub names: &'static [&'static str],
     /// The cargo feature the backend needs (None: always built).
-    feature: Option<&'static str>,
+    pub feature: Option<&'static str>,
     /// The backend's parser; None when this build leaves the backend out.
-    parse: Option<ParseUrl>,
+    pub parse: Option<ParseUrl>,
 }
-
-/// A line of [`SCHEMES`]: `scheme!([names], parser)` for a backend always built, or
-/// `scheme!([names], parser, feature = "name")` for one behind a cargo feature (the parser is
-/// not named when the feature is off).
-macro_rules! scheme {
-    ([$($name:literal),+], $parse:path) => {
-        Scheme { names: &[$($name),+], feature: None, parse: Some($parse) }
-    };
-    ([$($name:literal),+], $parse:path, feature = $feature:literal) => {
-        Scheme {
-            names: &[$($name),+],
-            feature: Some($feature),
-            parse: {
-                #[cfg(feature = $feature)]
-                let parse: Option<ParseUrl> = Some($parse);
-                #[cfg(not(feature = $feature))]
-                let parse: Option<ParseUrl> = None;
-                parse
-            },
-        }
-    };
-}
-
-/// Every URL scheme, and the backend that parses it: adding a backend adds its line here.
-static SCHEMES: &[Scheme] = &[
-    scheme!(["memory"], store::memory::parse_url),
-    scheme!(["sqlite"], store::sqlite::parse_url, feature = "sqlite"),
-    scheme!(["redis", "redis+cluster", "rediss", "rediss+cluster"], store::redis::parse_url, feature = "redis"),
-];
 
 /// Parses a backend URL: `memory://`, or `sqlite:///absolute/path.db` (also
 /// `sqlite://relative/path.db`) with optional `?synchronous=normal|full&busy_timeout_ms=N&lease_ms=N`,
@@ -214,7 +186,7 @@ pub fn parse_url(url: &str) -> Result<Backend> {
         ));
     };
     let lower = scheme.to_ascii_lowercase();
-    let Some(entry) = SCHEMES.iter().find(|s| s.names.contains(&lower.as_str())) else {
+    let Some(entry) = store::SCHEMES.iter().find(|s| s.names.contains(&lower.as_str())) else {
         return Err(invalid(format!("unknown backend scheme {scheme:?}")));
     };
     match (entry.parse, entry.feature) {
@@ -225,7 +197,7 @@ pub fn parse_url(url: &str) -> Result<Backend> {
                 ErrorKind::UnsupportedBackend,
                 format!(
                     "{scheme}:// is not available in this build of brokk: it needs the cargo feature \"{feature}\" \
-                     (of brokk or brokk-core), which this build leaves out"
+                     (of brokk-core), which this build leaves out"
                 ),
             ))
         }
@@ -302,7 +274,7 @@ mod tests {
     #[test]
     fn every_scheme_is_lower_case_and_in_one_line() {
         let mut seen = std::collections::HashSet::new();
-        for scheme in SCHEMES.iter().flat_map(|s| s.names) {
+        for scheme in store::SCHEMES.iter().flat_map(|s| s.names) {
             assert_eq!(*scheme, scheme.to_ascii_lowercase());
             assert!(seen.insert(*scheme), "{scheme} is in two lines");
         }

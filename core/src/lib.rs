@@ -51,11 +51,10 @@ pub use names::{topic_name_part, validate_group, validate_id, validate_topic, MA
 pub use stats::{BrokerStats, TopicStats};
 pub use store::Backend;
 
-// Each backend's options, with the cargo feature of its name (both by default).
-#[cfg(feature = "redis")]
-pub use store::redis::{RedisConfig, DEFAULT_REDIS_PORT, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT};
-#[cfg(feature = "sqlite")]
-pub use store::sqlite::{SqliteConfig, Synchronous, DEFAULT_SQLITE_BUSY_TIMEOUT};
+// Each backend's options (those of the backends this build has, by cargo feature; none in a
+// memory-only build, hence the allow).
+#[allow(unused_imports)]
+pub use store::exports::*;
 
 /// What a process that forks must tell the core, from `pthread_atfork` handlers (the C library
 /// registers them when it makes its first broker; a Rust program that forks while brokers run

@@ -1,5 +1,7 @@
 //! The broker: the safe Rust API that the C ABI (and every binding above it) calls.
 
+#[cfg(test)]
+mod emulation_tests;
 mod fork;
 mod group;
 mod ids;
@@ -197,8 +199,18 @@ impl Broker {
     }
 
     pub fn with_config(config: &BrokerConfig) -> Result<Broker> {
-        let shared = Shared::start(config)?;
-        Ok(Broker { inner: Arc::new(Handle { shared, detached: std::sync::atomic::AtomicBool::new(false) }) })
+        Ok(Broker::on(Shared::start(config)?))
+    }
+
+    /// A broker on a store the caller opened: for the core's tests of stores that declare less
+    /// than everything (`store::Capabilities`).
+    #[cfg(test)]
+    pub(crate) fn with_store(config: &BrokerConfig, store: Box<dyn crate::store::Store>) -> Result<Broker> {
+        Ok(Broker::on(Shared::start_on(config, store)?))
+    }
+
+    fn on(shared: Arc<Shared>) -> Broker {
+        Broker { inner: Arc::new(Handle { shared, detached: std::sync::atomic::AtomicBool::new(false) }) }
     }
 
     /// The broker's state, for a call: refused in a process forked from the one that made it

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::sync::{Condvar, Mutex};
 
 use super::group::Group;
+use crate::message::Delivery;
 use crate::stats::TopicCounters;
 
 /// The farthest a deadline or delay reaches: a century, as good as never, and far inside what
@@ -27,6 +28,9 @@ pub(crate) enum Job {
     /// A delivery requeued with a delay into `group` (whose counters these are) is due: the
     /// store releases it, and a consumer is woken.
     Wake { group: Weak<Group>, counters: Arc<TopicCounters> },
+    /// A delivery requeued with a delay into a store that cannot delay (see
+    /// `store::Capabilities`) is due: the core requeues it now. Until then it stays claimed.
+    Requeue { delivery: Delivery, group: Weak<Group>, counters: Arc<TopicCounters> },
 }
 
 struct Entry {

@@ -13,8 +13,8 @@ use std::time::Instant;
 use crate::sync::{Mutex, RwLock};
 
 use super::{
-    Fanout, GroupQueue, Lease, OpenedGroup, Published, Purged, Receipt, Requeue, Requeued, Retention, Store, StoreKind,
-    Take, TopicStore,
+    Capabilities, Fanout, GroupQueue, Lease, OpenedGroup, Published, Purged, Receipt, Requeue, Requeued, Retention,
+    Store, StoreKind, Take, TopicStore,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::{Delivery, Message};
@@ -34,11 +34,19 @@ pub(crate) struct MemoryStore {
     topics: RwLock<HashMap<Arc<str>, Arc<MemoryTopic>>>,
     /// Delivery ids: the next one to hand out. Shared by every topic of the store.
     ids: Arc<AtomicU64>,
+    /// Everything, except in the core's tests of what it emulates for stores that lack it.
+    capabilities: Capabilities,
 }
 
 impl MemoryStore {
     pub(crate) fn new() -> Self {
-        MemoryStore { topics: RwLock::default(), ids: Arc::new(AtomicU64::new(1)) }
+        MemoryStore::declaring(Capabilities::default())
+    }
+
+    /// A memory store that declares (and keeps to) less than it can: stands in for a store whose
+    /// engine lacks something, in the core's tests of what it emulates or refuses.
+    pub(crate) fn declaring(capabilities: Capabilities) -> Self {
+        MemoryStore { topics: RwLock::default(), ids: Arc::new(AtomicU64::new(1)), capabilities }
     }
 
     /// The topics named (all when None) that exist.
@@ -56,12 +64,21 @@ impl Store for MemoryStore {
         StoreKind::InProcess
     }
 
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
     fn topic(&self, name: &Arc<str>) -> Result<Arc<dyn TopicStore>> {
         let topic = Arc::clone(self.topics.write().entry(Arc::clone(name)).or_insert_with(|| {
             Arc::new(MemoryTopic {
                 name: Arc::clone(name),
                 ids: Arc::clone(&self.ids),
                 state: Mutex::new(TopicState::default()),
+                delays: self.capabilities.delayed_requeue,
             })
         }));
         Ok(topic)
@@ -100,6 +117,8 @@ struct MemoryTopic {
     ids: Arc<AtomicU64>,
     /// Also orders "no group: retain" against "first named group: take them over".
     state: Mutex<TopicState>,
+    /// Whether its queues take `Requeue::At` (see `MemoryStore::declaring`).
+    delays: bool,
 }
 
 impl MemoryTopic {
@@ -172,7 +191,7 @@ impl MemoryTopic {
 
 impl TopicStore for MemoryTopic {
     fn open_group(&self, name: Option<&str>) -> Result<OpenedGroup> {
-        let queue = Arc::new(MemoryQueue::new(name.map(Arc::from)));
+        let queue = Arc::new(MemoryQueue::new(name.map(Arc::from), self.delays));
         let mut st = self.state.lock();
         let mut taken_over = 0;
         if name.is_some() {
@@ -238,11 +257,14 @@ pub(crate) struct MemoryQueue {
     /// `levels.len`, readable without the lock: publish checks every group's length against
     /// its capacity, and must not take each queue's lock to do it.
     len: AtomicUsize,
+    /// Whether it takes `Requeue::At`: a store declared without delayed requeue refuses it, so
+    /// that a core that forgot to emulate it fails its tests.
+    delays: bool,
 }
 
 impl MemoryQueue {
-    fn new(name: Option<Arc<str>>) -> Self {
-        MemoryQueue { name, levels: Mutex::new(Levels::default()), len: AtomicUsize::new(0) }
+    fn new(name: Option<Arc<str>>, delays: bool) -> Self {
+        MemoryQueue { name, levels: Mutex::new(Levels::default()), len: AtomicUsize::new(0), delays }
     }
 
     /// Adds deliveries all at once (a consumer sees all or none of them).
@@ -331,6 +353,9 @@ impl GroupQueue for MemoryQueue {
                 return Ok(Requeued::Ready);
             }
             Requeue::Now => delivery.attempt += 1,
+            Requeue::At(_) if !self.delays => {
+                return Err(Error::new(ErrorKind::InvalidArgument, "this store declared no delayed requeue"));
+            }
             Requeue::At(due) => {
                 delivery.attempt += 1;
                 l.delayed.push((due, delivery));
@@ -465,7 +490,7 @@ mod tests {
 
     #[test]
     fn a_requeue_after_the_queue_was_discarded_finds_it_gone() {
-        let q = MemoryQueue::new(None);
+        let q = MemoryQueue::new(None, true);
         q.push(&mut std::iter::once(Delivery::of_published(Message::new("t", "a", b"1", None, 0))));
         let mut out = Vec::new();
         q.claim(1, Lease::Renewed, &mut out).unwrap();

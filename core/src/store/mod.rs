@@ -31,19 +31,15 @@
 //! every write script increments for `changed`.
 //!
 //! **Backends.** Each backend lives in a folder (a file for memory) of its own, with its URL
-//! options, their defaults and their parser (`sqlite/config.rs`, `redis/config.rs`), behind a
-//! cargo feature of its name. What the rest of the core knows of them is [`Backend`] below
-//! (its variant, and the two matches that check and open it) and one line of the scheme table
-//! in `config.rs` (`SCHEMES`) that maps a URL scheme to the backend's parser.
+//! options, their defaults and their parser (`sqlite/config.rs`, `redis/config.rs`), its docs
+//! page and its test server, behind a cargo feature of its name. What the rest of the core
+//! knows of them is its line of the backend table below (`backends!`), which makes its
+//! [`Backend`] variant, opens it and maps its URL schemes to its parser.
 
 pub(crate) mod memory;
-#[cfg(feature = "redis")]
-pub(crate) mod redis;
-// What the stores shared by processes have in common; a memory-only build has none.
-#[cfg(any(feature = "sqlite", feature = "redis"))]
+// What the stores shared by processes have in common (unused in a memory-only build, which
+// lib.rs allows).
 mod shared;
-#[cfg(feature = "sqlite")]
-pub(crate) mod sqlite;
 // The same trait-level tests on every backend (issue 18).
 #[cfg(test)]
 mod conformance;
@@ -57,48 +53,80 @@ use std::time::{Duration, Instant};
 
 use memory::MemoryStore;
 
+use crate::config::{ParseUrl, Scheme};
 use crate::error::Result;
 use crate::message::{Delivery, Message};
 
-/// Which store holds the queues. A backend's variant exists when the cargo feature of its name
-/// is on (`sqlite`, `redis`: both by default); a URL naming one that is not is
-/// `ErrorKind::UnsupportedBackend`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Backend {
-    /// In this process's memory; the default.
-    Memory,
-    /// A SQLite file that several processes (several brokers) may share.
-    #[cfg(feature = "sqlite")]
-    Sqlite(sqlite::SqliteConfig),
-    /// A Redis server or Redis Cluster that several processes (on several machines) share.
-    #[cfg(feature = "redis")]
-    Redis(redis::RedisConfig),
+/// The backend table: one line per backend. A line gives the [`Backend`] variant and the
+/// options it carries, the backend's folder (module), its cargo feature, and its URL schemes.
+/// The folder provides `parse_url(scheme, rest)`, its options' `check()`, `open(&options)` and
+/// a `pub mod exports` of what `brokk_core` re-exports. Nothing else in the core names a
+/// backend.
+macro_rules! backends {
+    ($($(#[$doc:meta])* $variant:ident($module:ident::$config:ident), feature = $feature:literal,
+        schemes = [$($scheme:literal),+];)*) => {
+        $(#[cfg(feature = $feature)] pub(crate) mod $module;)*
+
+        /// Which store holds the queues. A backend's variant exists when the cargo feature of
+        /// its name is on (every backend's, by default); a URL naming one that is not is
+        /// `ErrorKind::UnsupportedBackend`.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub enum Backend {
+            /// In this process's memory; the default.
+            Memory,
+            $($(#[$doc])* #[cfg(feature = $feature)] $variant($module::$config),)*
+        }
+
+        impl Backend {
+            /// Checks the options a caller may have set in code (the URL parser checks its
+            /// own): each within the range an engine takes, so that none fails deep inside a
+            /// store.
+            pub(crate) fn check(&self) -> Result<()> {
+                match self {
+                    Backend::Memory => Ok(()),
+                    $(#[cfg(feature = $feature)] Backend::$variant(c) => c.check(),)*
+                }
+            }
+
+            /// Opens (for a shared store: reaches, checks, creates if missing) the store.
+            pub(crate) fn open(&self) -> Result<Box<dyn Store>> {
+                match self {
+                    Backend::Memory => Ok(Box::new(MemoryStore::new())),
+                    $(#[cfg(feature = $feature)] Backend::$variant(c) => $module::open(c),)*
+                }
+            }
+        }
+
+        /// Every URL scheme, and the backend that parses it (the parser is not named when the
+        /// backend's feature is off: such a URL is `UnsupportedBackend`, naming the feature).
+        pub(crate) static SCHEMES: &[Scheme] = &[
+            Scheme { names: &["memory"], feature: None, parse: Some(memory::parse_url) },
+            $(Scheme {
+                names: &[$($scheme),+],
+                feature: Some($feature),
+                parse: {
+                    #[cfg(feature = $feature)]
+                    let parse: Option<ParseUrl> = Some($module::parse_url);
+                    #[cfg(not(feature = $feature))]
+                    let parse: Option<ParseUrl> = None;
+                    parse
+                },
+            },)*
+        ];
+
+        /// What `brokk_core` re-exports of each backend this build has (its options).
+        pub mod exports {
+            $(#[cfg(feature = $feature)] pub use super::$module::exports::*;)*
+        }
+    };
 }
 
-impl Backend {
-    /// Checks the options a caller may have set in code (the URL parser checks its own): each
-    /// within the range an engine takes, so that none fails deep inside a store.
-    pub(crate) fn check(&self) -> Result<()> {
-        match self {
-            Backend::Memory => Ok(()),
-            #[cfg(feature = "sqlite")]
-            Backend::Sqlite(c) => c.check(),
-            #[cfg(feature = "redis")]
-            Backend::Redis(c) => c.check(),
-        }
-    }
-
-    /// Opens (for a shared store: reaches, checks, creates if missing) the store.
-    pub(crate) fn open(&self) -> Result<Box<dyn Store>> {
-        Ok(match self {
-            Backend::Memory => Box::new(MemoryStore::new()),
-            #[cfg(feature = "sqlite")]
-            Backend::Sqlite(c) => Box::new(sqlite::SqliteStore::open(c)?),
-            #[cfg(feature = "redis")]
-            Backend::Redis(c) => Box::new(redis::RedisStore::open(c)?),
-        })
-    }
+backends! {
+    /// A SQLite file that several processes (several brokers) may share.
+    Sqlite(sqlite::SqliteConfig), feature = "sqlite", schemes = ["sqlite"];
+    /// A Redis server or Redis Cluster that several processes (on several machines) share.
+    Redis(redis::RedisConfig), feature = "redis", schemes = ["redis", "redis+cluster", "rediss", "rediss+cluster"];
 }
 
 /// Where a store keeps its queues; see the module documentation.
@@ -242,9 +270,54 @@ pub(crate) struct Gauges {
     pub retained: u64,
 }
 
+/// What a store does by itself. The core reads it once, when the store opens; what a store
+/// lacks the core emulates (a delayed requeue: the core keeps the delivery claimed and requeues
+/// it when it is due) or refuses with a message that names the limit (a priority outside the
+/// range the store orders by: `InvalidArgument` at publish, before anything is stored). A
+/// store declares less than everything only when its engine cannot do it (RabbitMQ orders
+/// priorities 0 to 255 and has no delayed requeue of its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Capabilities {
+    /// The lowest and highest priority the store keeps in order.
+    pub priorities: (i32, i32),
+    /// Whether `GroupQueue::requeue` takes `Requeue::At`. Without, the core holds the
+    /// delivery (claimed: a shared store keeps its lease renewed, and a crash gives it back
+    /// after the lease, as for any claimed delivery) until it is due, then requeues it `Now`.
+    pub delayed_requeue: bool,
+}
+
+impl Default for Capabilities {
+    /// Everything: the memory, SQLite and Redis stores.
+    fn default() -> Self {
+        Capabilities { priorities: (i32::MIN, i32::MAX), delayed_requeue: true }
+    }
+}
+
+impl Capabilities {
+    /// Refuses a priority the store cannot keep in order.
+    pub(crate) fn check_priority(&self, priority: i32, backend: &str) -> Result<()> {
+        let (lo, hi) = self.priorities;
+        if (lo..=hi).contains(&priority) {
+            return Ok(());
+        }
+        Err(crate::error::Error::new(
+            crate::error::ErrorKind::InvalidArgument,
+            format!("priority {priority} is outside {lo}..={hi}, the priorities the {backend} backend keeps in order"),
+        ))
+    }
+}
+
 /// A whole store. Safe to use from any thread.
 pub(crate) trait Store: Send + Sync {
     fn kind(&self) -> StoreKind;
+
+    /// The backend's name, for messages ("memory", "sqlite", "redis").
+    fn name(&self) -> &'static str;
+
+    /// What the store does by itself; see [`Capabilities`].
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
 
     /// The store's side of topic `name`, which the core keeps for the topic's life.
     fn topic(&self, name: &Arc<str>) -> Result<Arc<dyn TopicStore>>;

@@ -353,9 +353,24 @@ impl Shared {
         }
         for job in self.timer.stop() {
             // The delayed delivery itself was discarded with its group, or stays in the store.
-            if let Job::Wake { counters, .. } = job {
-                counters.delayed.fetch_sub(1, Ordering::Relaxed);
-                self.quiesce.done_wake();
+            match job {
+                Job::Wake { counters, .. } => {
+                    counters.delayed.fetch_sub(1, Ordering::Relaxed);
+                    self.quiesce.done_wake();
+                }
+                // A delayed requeue the core held for a store that cannot delay: in process
+                // it is dropped with the rest; a shared store gets it back with what this
+                // broker holds (below).
+                Job::Requeue { counters, .. } => {
+                    counters.delayed.fetch_sub(1, Ordering::Relaxed);
+                    if self.in_process {
+                        counters.dropped.fetch_add(1, Ordering::Relaxed);
+                        // Counted in `held` (close's report) like any delivery in process.
+                        self.quiesce.done_deliveries(1);
+                    }
+                    self.quiesce.done_wake();
+                }
+                Job::Deadline { .. } => {}
             }
         }
         // If this fails, the leases run out by themselves (this broker no longer renews them).

@@ -42,7 +42,7 @@ use crate::config::{Backpressure, BrokerConfig, RetentionPolicy, DEFAULT_PUBLISH
 use crate::error::{Error, ErrorKind, Result};
 use crate::listener::{Event, ListenerHub};
 use crate::stats::TopicCounters;
-use crate::store::{GroupQueue, Retention, Store, StoreKind};
+use crate::store::{Capabilities, GroupQueue, Retention, Store, StoreKind};
 
 pub(crate) use settle::Outcome;
 
@@ -66,6 +66,8 @@ pub(crate) struct Shared {
     store: Box<dyn Store>,
     /// `store.kind() == InProcess`, read on every publish and claim.
     in_process: bool,
+    /// What the store does by itself; the core emulates or refuses the rest.
+    capabilities: Capabilities,
     /// Watches a shared store for changes by other processes (None for memory).
     poller: Option<Poller>,
     topics: Topics,
@@ -102,12 +104,19 @@ fn retention(config: &BrokerConfig) -> Retention {
 
 impl Shared {
     pub(crate) fn start(config: &BrokerConfig) -> Result<Arc<Shared>> {
+        config.resolved_workers()?;
+        config.resolved_max_payload()?;
+        config.resolved_listener_queue()?;
+        config.backend.check()?;
+        // Last of the checks: opening a store may create its file.
+        Shared::start_on(config, config.backend.open()?)
+    }
+
+    /// `start` on a store already open (the core's tests give it stores that declare less).
+    pub(crate) fn start_on(config: &BrokerConfig, store: Box<dyn Store>) -> Result<Arc<Shared>> {
         let workers = config.resolved_workers()?;
         let max_payload = config.resolved_max_payload()?;
         let listener_queue = config.resolved_listener_queue()?;
-        config.backend.check()?;
-        // Last of the checks: opening a store may create its file.
-        let store = config.backend.open()?;
         let watch = store.watch();
         let shared = Arc::new(Shared {
             max_payload,
@@ -118,6 +127,7 @@ impl Shared {
             timer: Arc::new(Timer::default()),
             timer_thread: Mutex::new(None),
             in_process: store.kind() == StoreKind::InProcess,
+            capabilities: store.capabilities(),
             store,
             poller: watch.map(Poller::new),
             topics: Topics::default(),

@@ -86,6 +86,7 @@ impl Shared {
     }
 
     fn check_message(&self, payload: &[u8], opts: &PublishOptions<'_>) -> Result<()> {
+        self.capabilities.check_priority(opts.priority, self.store.name())?;
         if payload.len() > self.max_payload {
             return Err(Error::new(
                 ErrorKind::PayloadTooLarge,

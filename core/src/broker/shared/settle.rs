@@ -87,6 +87,15 @@ impl Shared {
         // Reported before the delivery is back in its queue, so that listeners hear of the
         // failure before its redelivery.
         self.emit(|| Event::Failed(delivery.clone(), reason, true));
+        if let (Some(at), false) = (due, self.capabilities.delayed_requeue) {
+            // The store cannot delay: the delivery stays claimed until it is due, and then the
+            // timer requeues it (as the store's own delayed requeue would release it).
+            self.count_requeued(c, true);
+            self.quiesce.add_wake();
+            let counters = Arc::clone(c);
+            self.timer.schedule(at, Job::Requeue { delivery, group: Arc::downgrade(group), counters });
+            return Ok(self.returned());
+        }
         let how = due.map_or(Requeue::Now, Requeue::At);
         let back = match group.queue.requeue(&delivery, how) {
             Ok(back) => back,
@@ -278,6 +287,26 @@ impl Shared {
                         self.poke_poller();
                     }
                     self.wake(&group, group.queue.len().max(released), 1);
+                }
+                self.quiesce.done_wake();
+            }
+            Job::Requeue { delivery, group, counters } => {
+                counters.delayed.fetch_sub(1, Ordering::Relaxed);
+                let back = group.upgrade().map(|g| (g.queue.requeue(&delivery, Requeue::Now), g));
+                match back {
+                    Some((Ok(Requeued::Ready | Requeued::Delayed), group)) => {
+                        counters.enqueued.fetch_add(1, Ordering::Relaxed);
+                        self.wake(&group, group.queue.len(), 1);
+                    }
+                    // Its group is gone (or, shared, its lease ran out and someone else has it,
+                    // or the store failed and the lease will give it back): in process it is
+                    // dropped here; a shared store's is no longer this broker's.
+                    _ => {
+                        if self.in_process {
+                            counters.dropped.fetch_add(1, Ordering::Relaxed);
+                            self.quiesce.done_deliveries(1);
+                        }
+                    }
                 }
                 self.quiesce.done_wake();
             }

@@ -1,6 +1,6 @@
 //! The Redis store's URL options and their defaults: `redis://[user:password@]host[:port][/db]`
 //! or `redis+cluster://[user:password@]host:port,host:port,...`, with optional
-//! `?prefix=NAME&lease_ms=N&timeout_ms=N`. `config.rs` at the crate root maps the `redis`,
+//! `?prefix=NAME&lease_ms=N&timeout_ms=N`. The backend table (`store/mod.rs`) maps the `redis`,
 //! `redis+cluster`, `rediss` and `rediss+cluster` schemes to [`parse_url`].
 
 use crate::config::{check_millis, invalid, millis, percent_decode, DEFAULT_LEASE};

@@ -65,7 +65,17 @@ use queue::RedisQueue;
 use topic::RedisTopic;
 
 pub(crate) use config::parse_url;
-pub use config::{RedisConfig, DEFAULT_REDIS_PORT, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT};
+pub use config::RedisConfig;
+
+/// What `brokk_core` re-exports: the options of this backend.
+pub mod exports {
+    pub use super::config::{RedisConfig, DEFAULT_REDIS_PORT, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT};
+}
+
+/// Opens the store the options name (the backend table's `open`).
+pub(crate) fn open(config: &RedisConfig) -> crate::error::Result<Box<dyn super::Store>> {
+    Ok(Box::new(RedisStore::open(config)?))
+}
 
 /// How often the poller reads the topics' write counters while this broker has consumers or
 /// waiters (on a cluster): the latency of a hand-off from another process, for one round trip.
@@ -268,6 +278,10 @@ impl RedisStore {
 impl Store for RedisStore {
     fn kind(&self) -> StoreKind {
         StoreKind::Shared
+    }
+
+    fn name(&self) -> &'static str {
+        "redis"
     }
 
     fn topic(&self, name: &Arc<str>) -> Result<Arc<dyn TopicStore>> {

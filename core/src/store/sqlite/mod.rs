@@ -75,7 +75,17 @@ use reads::Readers;
 
 pub(crate) use super::Retention;
 pub(crate) use config::parse_url;
-pub use config::{SqliteConfig, Synchronous, DEFAULT_SQLITE_BUSY_TIMEOUT};
+pub use config::{SqliteConfig, Synchronous};
+
+/// What `brokk_core` re-exports: the options of this backend.
+pub mod exports {
+    pub use super::config::{SqliteConfig, Synchronous, DEFAULT_SQLITE_BUSY_TIMEOUT};
+}
+
+/// Opens the store the options name (the backend table's `open`).
+pub(crate) fn open(config: &SqliteConfig) -> crate::error::Result<Box<dyn super::Store>> {
+    Ok(Box::new(SqliteStore::open(config)?))
+}
 pub(crate) use errors::TxError;
 pub(crate) use seam::SqliteStore;
 pub(crate) use tx::Tx;

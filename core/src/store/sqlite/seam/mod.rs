@@ -95,6 +95,10 @@ impl Store for SqliteStore {
         StoreKind::Shared
     }
 
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
     fn topic(&self, name: &Arc<str>) -> Result<Arc<dyn TopicStore>> {
         Ok(Arc::new(SqliteTopic::new(Arc::clone(&self.local), Arc::clone(name))))
     }
