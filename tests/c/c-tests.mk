@@ -1,6 +1,12 @@
 # The C suite (tests/c). Included by the root Makefile, whose CC, CFLAGS, WARN, BUILD,
 # LINK_DEBUG and lib-debug it uses.
 #
+# What it checks is the ABI contract: statuses and last-error text, ownership and lifetimes,
+# outputs written only on success, every option field reaching the core, callbacks and their
+# threads, and bad input from C. The broker's semantics (priorities, groups, fan-out,
+# retention, dead letters, delays) are core/tests/broker.rs's, run on every backend; a C test
+# of one is kept only where it also checks something of the ABI.
+#
 #   make test-c           static checks, every program plainly on memory://, again plainly on
 #                         SQLite (a temp file per broker, plus the multi-process test), again on
 #                         Redis (a prefix per broker, plus the multi-process test), under

@@ -283,43 +283,6 @@ static void fetch_batch_waits_for_the_first(void) {
     }
 }
 
-/* Each group gets its own copy; one ack_batch may settle deliveries of several groups. */
-static void fetch_batch_groups_each_get_a_copy(void) {
-    brokk_broker *b = new_broker(1);
-    if (!b) return;
-    brokk_delivery *da[MAX_BATCH], *db[MAX_BATCH];
-    CHECK_EQ(FETCH_BATCH(b, "pull", FOPTS("a", 1), 8, 0, da), 0);
-    CHECK_EQ(FETCH_BATCH(b, "pull", FOPTS("b", 1), 8, 0, db), 0);
-    char ids[4][BROKK_ID_BUFFER_SIZE];
-    for (int i = 0; i < 4; i++)
-        CHECK_OK(brokk_broker_publish(b, "pull", 4, "1", 1, NULL, ids[i], sizeof ids[i]));
-    size_t na = FETCH_BATCH(b, "pull", FOPTS("a", 1), 8, 0, da);
-    CHECK_EQ(count_of(b, "pull"), 4); /* group b's copies are still queued */
-    size_t nb = FETCH_BATCH(b, "pull", FOPTS("b", 1), 8, 0, db);
-    if (CHECK_EQ(na, 4) && CHECK_EQ(nb, 4)) {
-        uint64_t all[8];
-        for (size_t i = 0; i < 4; i++) {
-            CHECK_STR(brokk_message_parent_id(msg_of(da[i])), ids[i]);
-            CHECK_STR(brokk_message_parent_id(msg_of(db[i])), ids[i]);
-            CHECK_STR(brokk_message_group(msg_of(da[i])), "a");
-            CHECK_STR(brokk_message_group(msg_of(db[i])), "b");
-            CHECK(id_of(da[i]) != id_of(db[i]));
-            all[2 * i] = id_of(da[i]);
-            all[2 * i + 1] = id_of(db[i]);
-        }
-        size_t acked = COUNT_SENTINEL;
-        CHECK_OK(brokk_broker_ack_batch(b, all, 8, &acked));
-        CHECK_EQ(acked, 8);
-    }
-    free_all(da, na);
-    free_all(db, nb);
-    JOIN_OK(b);
-    brokk_stats s = stats_of(b);
-    CHECK_EQ(s.processed, 8);
-    CHECK(stats_reconcile(&s));
-    brokk_broker_free(b);
-}
-
 /* Nack one of a batch with requeue, ack the others in one call: the nacked one comes back in the
  * next batch with attempt 2 and the same delivery id; the counters add up. */
 static void fetch_batch_nack_one_ack_the_rest(void) {
@@ -1043,7 +1006,6 @@ static const test_case TESTS[] = {
     TEST_CASE(fetch_batch_larger_than_backlog),
     TEST_CASE(fetch_batch_empty_queue_returns_zero),
     TEST_CASE(fetch_batch_waits_for_the_first),
-    TEST_CASE(fetch_batch_groups_each_get_a_copy),
     TEST_CASE(fetch_batch_nack_one_ack_the_rest),
     TEST_CASE(fetch_batch_options_apply_to_each_delivery),
     TEST_CASE(fetch_batch_concurrent_fetchers_take_each_once),

@@ -1217,42 +1217,6 @@ static void fetch_takes_highest_priority_first(void) {
     brokk_broker_free(b);
 }
 
-typedef struct gated {
-    gate g;
-    recorder rec;
-} gated;
-
-static brokk_verdict gated_handler(void *ud, const brokk_message *m) {
-    gated *x = ud;
-    gate_pass(&x->g);
-    recorder_add(&x->rec, m);
-    return BROKK_VERDICT_ACK;
-}
-
-static void push_takes_highest_priority_first(void) {
-    brokk_broker *b = new_broker(2);
-    if (!b) return;
-    gated x;
-    gate_init(&x.g);
-    recorder_init(&x.rec, BROKK_VERDICT_ACK);
-    uint64_t sid;
-    CHECK_OK(subscribe_simple(b, "pp", gated_handler, &x, NULL, false, 1, &sid));
-    CHECK_OK(publish_str(b, "pp", "\"first\""));
-    CHECK(gate_wait_entered(&x.g, 1)); /* the worker holds "first"; the rest queue up */
-    CHECK_OK(publish_prio(b, "pp", "\"p1\"", 1));
-    CHECK_OK(publish_prio(b, "pp", "\"p3a\"", 3));
-    CHECK_OK(publish_prio(b, "pp", "\"p2\"", 2));
-    CHECK_OK(publish_prio(b, "pp", "\"p3b\"", 3));
-    gate_open(&x.g);
-    JOIN_OK(b);
-    static const char *const want[] = {"\"first\"", "\"p3a\"", "\"p3b\"", "\"p2\"", "\"p1\""};
-    if (CHECK_EQ(recorder_count(&x.rec), 5))
-        for (int i = 0; i < 5; i++) CHECK_STREQ(x.rec.recs[i].payload, want[i]);
-    brokk_broker_free(b);
-    recorder_destroy(&x.rec);
-    gate_destroy(&x.g);
-}
-
 /* ---- groups ------------------------------------------------------------------------------------ */
 
 typedef struct tally {
@@ -1288,78 +1252,6 @@ static void check_each_once(tally *t, const char *who) {
         if (atomic_load(&t->count[i]) != 1) bad++;
     if (bad) FAILF("%s: %u of %u messages not consumed exactly once", who, bad, t->n);
     CHECK_EQ(atomic_load(&t->wrong_group), 0);
-}
-
-static void group_members_compete_and_groups_fan_out(void) {
-    brokk_broker *b = new_broker(4);
-    if (!b) return;
-    unsigned n = scaled_count(300);
-    tally group, solo;
-    tally_init(&group, n, "workers");
-    tally_init(&solo, n, "");
-    brokk_subscription_options o;
-    memset(&o, 0, sizeof o);
-    o.concurrency = 2;
-    o.group = "workers";
-    o.group_len = 7;
-    uint64_t s1, s2, s3;
-    CHECK_OK(brokk_broker_subscribe(b, "jobs", 4, tally_handler, &group, NULL, &o, &s1));
-    CHECK_OK(brokk_broker_subscribe(b, "jobs", 4, tally_handler, &group, NULL, &o, &s2));
-    CHECK_OK(subscribe_simple(b, "jobs", tally_handler, &solo, NULL, false, 1, &s3));
-    for (unsigned i = 0; i < n; i++) {
-        char p[16];
-        snprintf(p, sizeof p, "%u", i);
-        CHECK_OK(publish_str(b, "jobs", p));
-    }
-    JOIN_OK(b);
-    check_each_once(&group, "group \"workers\" (two members)");
-    check_each_once(&solo, "the ungrouped subscription");
-    brokk_stats s = stats_of(b);
-    CHECK_EQ(s.dispatched, 2 * n); /* one copy per group, not per member */
-    CHECK_EQ(s.processed, 2 * n);
-    CHECK_EQ(s.subscriptions, 3);
-    brokk_broker_free(b);
-    free(group.count);
-    free(solo.count);
-}
-
-static void fetch_groups_each_get_a_copy(void) {
-    brokk_broker *b = new_broker(1);
-    if (!b) return;
-    CHECK(FETCH(b, "pull", "a", 0) == NULL);
-    CHECK(FETCH(b, "pull", "b", 0) == NULL);
-    char ids[4][BROKK_ID_BUFFER_SIZE];
-    for (int i = 0; i < 4; i++) {
-        char p[16];
-        snprintf(p, sizeof p, "%d", i);
-        CHECK_OK(brokk_broker_publish(b, "pull", 4, p, strlen(p), NULL, ids[i], sizeof ids[i]));
-    }
-    CHECK_EQ(count_of(b, "pull"), 8); /* one queued delivery per group */
-    uint64_t da[4] = {0}, db[4] = {0};
-    for (int i = 0; i < 4; i++) {
-        brokk_delivery *x = FETCH(b, "pull", "a", 0), *y = FETCH(b, "pull", "b", 0);
-        if (!CHECK(x && y)) {
-            brokk_delivery_free(x);
-            brokk_delivery_free(y);
-            break;
-        }
-        CHECK_STR(brokk_message_parent_id(msg_of(x)), ids[i]);
-        CHECK_STR(brokk_message_parent_id(msg_of(y)), ids[i]);
-        CHECK_STR(brokk_message_group(msg_of(x)), "a");
-        CHECK_STR(brokk_message_group(msg_of(y)), "b");
-        da[i] = brokk_message_delivery_id(msg_of(x));
-        db[i] = brokk_message_delivery_id(msg_of(y));
-        CHECK(da[i] != db[i]);
-        CHECK_OK(brokk_broker_ack(b, da[i]));
-        CHECK_OK(brokk_broker_ack(b, db[i]));
-        brokk_delivery_free(x);
-        brokk_delivery_free(y);
-    }
-    CHECK(FETCH(b, "pull", "a", 0) == NULL);
-    CHECK(FETCH(b, "pull", "b", 0) == NULL);
-    JOIN_OK(b);
-    CHECK_EQ(stats_of(b).processed, 8);
-    brokk_broker_free(b);
 }
 
 /* A subscription and a fetcher in one group share its messages: each goes to one of them. */
@@ -1401,71 +1293,7 @@ static void subscription_and_fetcher_share_a_group(void) {
     free(t.count);
 }
 
-/* A named group outlives its members: its messages wait for the next one. */
-static void named_group_keeps_messages_without_members(void) {
-    brokk_broker *b = new_broker(1);
-    if (!b) return;
-    brokk_subscription_options o;
-    memset(&o, 0, sizeof o);
-    o.group = "stay";
-    o.group_len = 4;
-    tally t;
-    tally_init(&t, 4, "stay");
-    uint64_t sid;
-    CHECK_OK(brokk_broker_subscribe(b, "ng", 2, tally_handler, &t, NULL, &o, &sid));
-    CHECK_OK(brokk_broker_unsubscribe(b, sid));
-    CHECK_OK(publish_str(b, "ng", "0"));
-    CHECK_OK(publish_str(b, "ng", "1"));
-    char buf[16];
-    CHECK_EQ(count_of(b, "ng"), 2);
-    CHECK_STREQ(take_one(b, "ng", "stay", buf, sizeof buf), "0");
-    CHECK_STREQ(take_one(b, "ng", "stay", buf, sizeof buf), "1");
-    CHECK_EQ(stats_of(b).dropped, 0);
-    brokk_broker_free(b);
-    free(t.count);
-}
-
 /* ---- retention ----------------------------------------------------------------------------- */
-
-static void first_named_group_takes_retained_messages(void) {
-    brokk_broker *b = new_broker(2);
-    if (!b) return;
-    for (int i = 0; i < 3; i++) {
-        char p[16];
-        snprintf(p, sizeof p, "%d", i);
-        CHECK_OK(publish_str(b, "ret", p));
-    }
-    /* An ungrouped subscription does not take them; it sees only later messages. */
-    recorder solo;
-    recorder_init(&solo, BROKK_VERDICT_ACK);
-    uint64_t s1, s2;
-    CHECK_OK(subscribe_simple(b, "ret", recorder_handler, &solo, NULL, false, 1, &s1));
-    CHECK_OK(publish_str(b, "ret", "3"));
-    JOIN_OK(b);
-    if (CHECK_EQ(recorder_count(&solo), 1)) CHECK_STREQ(solo.recs[0].payload, "3");
-    CHECK_EQ(count_of(b, "ret"), 3);
-    /* The first named group takes the three, in publish order. */
-    recorder named;
-    recorder_init(&named, BROKK_VERDICT_ACK);
-    brokk_subscription_options o;
-    memset(&o, 0, sizeof o);
-    o.group = "late";
-    o.group_len = 4;
-    CHECK_OK(brokk_broker_subscribe(b, "ret", 3, recorder_handler, &named, NULL, &o, &s2));
-    JOIN_OK(b);
-    if (CHECK_EQ(recorder_count(&named), 3))
-        for (int i = 0; i < 3; i++) {
-            char p[16];
-            snprintf(p, sizeof p, "%d", i);
-            CHECK_STREQ(named.recs[i].payload, p);
-            CHECK_STREQ(named.recs[i].group, "late");
-        }
-    CHECK_EQ(count_of(b, "ret"), 0);
-    CHECK_EQ(recorder_count(&solo), 1);
-    brokk_broker_free(b);
-    recorder_destroy(&solo);
-    recorder_destroy(&named);
-}
 
 static void retention_reject_fails_with_full(void) {
     brokk_broker *b = new_broker_retention(1, BROKK_RETENTION_REJECT, 3);
@@ -1672,26 +1500,6 @@ static void publish_batch_delivers_everything_in_order(void) {
     recorder_destroy(&r);
 }
 
-static void publish_batch_honours_priorities(void) {
-    brokk_broker *b = new_broker(1);
-    if (!b) return;
-    brokk_batch_message m[3];
-    memset(m, 0, sizeof m);
-    static const char *const payloads[3] = {"0", "1", "2"};
-    static const int32_t prio[3] = {0, 2, 1};
-    for (int i = 0; i < 3; i++) {
-        m[i].payload = payloads[i];
-        m[i].payload_len = 1;
-        m[i].options.priority = prio[i];
-    }
-    CHECK_OK(brokk_broker_publish_batch(b, "bp", 2, m, 3, NULL, 0));
-    char buf[8];
-    CHECK_STREQ(take_one(b, "bp", NULL, buf, sizeof buf), "1");
-    CHECK_STREQ(take_one(b, "bp", NULL, buf, sizeof buf), "2");
-    CHECK_STREQ(take_one(b, "bp", NULL, buf, sizeof buf), "0");
-    brokk_broker_free(b);
-}
-
 /* One bad message fails the whole batch, names its index, and publishes nothing. */
 static void publish_batch_is_all_or_nothing(void) {
     brokk_broker_options opts;
@@ -1839,40 +1647,6 @@ static void publish_batch_copies_inputs(void) {
     brokk_broker_free(b);
 }
 
-static void large_batch_reaches_every_group_once(void) {
-    brokk_broker *b = new_broker(3);
-    if (!b) return;
-    unsigned n = scaled_count(1000);
-    tally solo, grp;
-    tally_init(&solo, n, "");
-    tally_init(&grp, n, "g");
-    uint64_t s1, s2, s3;
-    CHECK_OK(subscribe_simple(b, "lb", tally_handler, &solo, NULL, false, 4, &s1));
-    brokk_subscription_options o;
-    memset(&o, 0, sizeof o);
-    o.group = "g";
-    o.group_len = 1;
-    CHECK_OK(brokk_broker_subscribe(b, "lb", 2, tally_handler, &grp, NULL, &o, &s2));
-    CHECK_OK(brokk_broker_subscribe(b, "lb", 2, tally_handler, &grp, NULL, &o, &s3));
-    brokk_batch_message *m = calloc(n, sizeof *m);
-    char (*p)[16] = calloc(n, sizeof *p);
-    for (unsigned i = 0; i < n; i++) {
-        snprintf(p[i], sizeof p[i], "%u", i);
-        m[i].payload = p[i];
-        m[i].payload_len = strlen(p[i]);
-    }
-    CHECK_OK(brokk_broker_publish_batch(b, "lb", 2, m, n, NULL, 0));
-    JOIN_OK(b);
-    check_each_once(&solo, "ungrouped subscription");
-    check_each_once(&grp, "group g");
-    CHECK_EQ(stats_of(b).published, n);
-    brokk_broker_free(b);
-    free(m);
-    free(p);
-    free(solo.count);
-    free(grp.count);
-}
-
 /* A handler may fetch from another topic (without waiting) and ack what it got. */
 typedef struct fetching_handler_ctx {
     const brokk_broker *b;
@@ -1941,12 +1715,7 @@ static const test_case TESTS[] = {
     TEST_CASE(take_with_waits_for_a_publish_and_wakes_on_close),
     TEST_CASE(take_with_behaves_like_take),
     TEST_CASE(fetch_takes_highest_priority_first),
-    TEST_CASE(push_takes_highest_priority_first),
-    TEST_CASE(group_members_compete_and_groups_fan_out),
-    TEST_CASE(fetch_groups_each_get_a_copy),
     TEST_CASE(subscription_and_fetcher_share_a_group),
-    TEST_CASE(named_group_keeps_messages_without_members),
-    TEST_CASE(first_named_group_takes_retained_messages),
     TEST_CASE(retention_reject_fails_with_full),
     TEST_CASE(retention_drop_oldest_and_newest),
     TEST_CASE(retention_off_counts_unrouted),
@@ -1954,11 +1723,9 @@ static const test_case TESTS[] = {
     TEST_CASE(count_and_purge),
     TEST_CASE(count_and_purge_bad_input),
     TEST_CASE(publish_batch_delivers_everything_in_order),
-    TEST_CASE(publish_batch_honours_priorities),
     TEST_CASE(publish_batch_is_all_or_nothing),
     TEST_CASE(publish_batch_bad_arguments),
     TEST_CASE(publish_batch_copies_inputs),
-    TEST_CASE(large_batch_reaches_every_group_once),
     TEST_CASE(fetch_from_inside_a_handler),
 };
 

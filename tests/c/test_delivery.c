@@ -123,57 +123,6 @@ static void set_failure_reason_bad_input(void) {
     brokk_broker_free(b);
 }
 
-static void fan_out_to_three_subscriptions(void) {
-    brokk_broker *b = new_broker(3);
-    if (!b) return;
-    recorder r[3];
-    uint64_t sid[3];
-    for (int i = 0; i < 3; i++) {
-        recorder_init(&r[i], BROKK_VERDICT_ACK);
-        CHECK_OK(subscribe_simple(b, "fan", recorder_handler, &r[i], recorder_free, false, 1,
-                                  &sid[i]));
-    }
-    CHECK(sid[0] != sid[1] && sid[1] != sid[2] && sid[0] != sid[2]);
-    enum { M = 5 };
-    char ids[M][BROKK_ID_BUFFER_SIZE];
-    for (int k = 0; k < M; k++) {
-        char payload[32];
-        snprintf(payload, sizeof payload, "{\"k\":%d}", k);
-        CHECK_OK(brokk_broker_publish(b, "fan", 3, payload, strlen(payload), NULL, ids[k],
-                                      sizeof ids[k]));
-    }
-    JOIN_OK(b);
-    uint64_t seen[3 * M];
-    size_t nseen = 0;
-    for (int i = 0; i < 3; i++) {
-        if (!CHECK_EQ(recorder_count(&r[i]), M)) continue;
-        for (int k = 0; k < M; k++) {
-            rec *x = &r[i].recs[k];
-            char payload[32];
-            snprintf(payload, sizeof payload, "{\"k\":%d}", k);
-            CHECK_STREQ(x->payload, payload);
-            CHECK_STREQ(x->parent_id, ids[k]);
-            CHECK_EQ(x->subscription_id, sid[i]);
-            CHECK_EQ(x->attempt, 1);
-            seen[nseen++] = x->delivery_id;
-        }
-    }
-    for (size_t i = 0; i < nseen; i++)
-        for (size_t j = 0; j < i; j++)
-            if (seen[i] == seen[j]) FAILF("delivery id %" PRIu64 " issued twice", seen[i]);
-    brokk_stats s = stats_of(b);
-    CHECK_EQ(s.published, M);
-    CHECK_EQ(s.dispatched, 3 * M);
-    CHECK_EQ(s.processed, 3 * M);
-    CHECK_EQ(s.subscriptions, 3);
-    CHECK_EQ(s.topics, 1);
-    brokk_broker_free(b);
-    for (int i = 0; i < 3; i++) {
-        CHECK_EQ(atomic_load(&r[i].freed), 1);
-        recorder_destroy(&r[i]);
-    }
-}
-
 /* With retention OFF, a message on a topic without any group is unrouted and goes nowhere. */
 static void unrouted_message_goes_nowhere(void) {
     brokk_broker *b = new_broker_retention(2, BROKK_RETENTION_OFF, 0);
@@ -655,7 +604,6 @@ static const test_case TESTS[] = {
     TEST_CASE(delivery_shows_the_published_message),
     TEST_CASE(message_accessors_accept_null),
     TEST_CASE(set_failure_reason_bad_input),
-    TEST_CASE(fan_out_to_three_subscriptions),
     TEST_CASE(unrouted_message_goes_nowhere),
     TEST_CASE(message_without_group_is_retained),
     TEST_CASE(only_messages_after_subscribe_are_delivered),

@@ -231,28 +231,6 @@ static void given_up_delivery_goes_to_dead_letter_topic(void) {
     recorder_destroy(&dead);
 }
 
-/* A nack without requeue goes straight to the dead-letter topic. */
-static void nack_goes_to_dead_letter_topic(void) {
-    brokk_broker *b = new_broker(2);
-    if (!b) return;
-    attempts a;
-    attempts_init(&a, BROKK_VERDICT_NACK);
-    uint64_t sid;
-    CHECK_OK(subscribe_policy(b, "n", attempts_handler, &a, false, 0, 0, "n.dead", &sid));
-    CHECK_OK(publish_str(b, "n", "[1]"));
-    JOIN_OK(b);
-    CHECK_EQ(attempts_count(&a), 1);
-    brokk_delivery *d = NULL;
-    CHECK_OK(brokk_broker_fetch(b, "n.dead", 6, NULL, 0, &d)); /* retained there: no group */
-    if (CHECK(d != NULL)) {
-        CHECK_STR(brokk_message_payload(brokk_delivery_message(d)), "[1]");
-        CHECK_OK(brokk_broker_ack(b, brokk_message_delivery_id(brokk_delivery_message(d))));
-        brokk_delivery_free(d);
-    }
-    CHECK_EQ(stats_of(b).dead_lettered, 1);
-    brokk_broker_free(b);
-}
-
 /* The same for a fetched delivery: its fetch options carry the policy. */
 static void fetched_delivery_dead_lettered_after_max_attempts(void) {
     brokk_broker *b = new_broker(1);
@@ -378,34 +356,6 @@ static void nack_requeue_delay_holds_the_delivery(void) {
     /* The fetch used the named group "default": a durable store (a SQLite file, Redis) keeps
      * its delayed delivery for later brokers, so a forced close drops nothing there. */
     CHECK_EQ(r.dropped, test_durable() ? 0 : 1);
-    brokk_broker_free(b);
-}
-
-static void nack_requeue_delay_redelivers(void) {
-    brokk_broker *b = new_broker(1);
-    if (!b) return;
-    CHECK_OK(publish_str(b, "nr", "1"));
-    brokk_delivery *d = NULL;
-    CHECK_OK(brokk_broker_fetch(b, "nr", 2, NULL, 0, &d));
-    if (!CHECK(d != NULL)) {
-        brokk_broker_free(b);
-        return;
-    }
-    uint64_t id = brokk_message_delivery_id(brokk_delivery_message(d));
-    brokk_delivery_free(d);
-    uint64_t t0 = mono_ms();
-    CHECK_OK(brokk_broker_nack(b, id, true, 30, NULL, 0));
-    d = NULL;
-    CHECK_OK(brokk_broker_fetch(b, "nr", 2, NULL, wait_ms(), &d));
-    uint64_t t1 = mono_ms();
-    if (CHECK(d != NULL)) {
-        CHECK_EQ(brokk_message_attempt(brokk_delivery_message(d)), 2);
-        CHECK(t1 + 1 >= t0 + 30);
-        CHECK_OK(brokk_broker_ack(b, id));
-        brokk_delivery_free(d);
-    }
-    JOIN_OK(b);
-    CHECK_EQ(stats_of(b).delayed, 0);
     brokk_broker_free(b);
 }
 
@@ -549,12 +499,10 @@ static const test_case TESTS[] = {
     TEST_CASE(ack_within_deadline_settles),
     TEST_CASE(max_attempts_gives_up),
     TEST_CASE(given_up_delivery_goes_to_dead_letter_topic),
-    TEST_CASE(nack_goes_to_dead_letter_topic),
     TEST_CASE(fetched_delivery_dead_lettered_after_max_attempts),
     TEST_CASE(delivery_policy_bad_input),
     TEST_CASE(handler_requeue_delay_is_honoured),
     TEST_CASE(nack_requeue_delay_holds_the_delivery),
-    TEST_CASE(nack_requeue_delay_redelivers),
     TEST_CASE(backpressure_fail_refuses_at_once),
     TEST_CASE(backpressure_drop_skips_the_full_group),
     TEST_CASE(backpressure_block_times_out_with_full),
