@@ -26,6 +26,7 @@ static const uint32_t ALL_STATUSES[] = {
     BROKK_STATUS_UNAVAILABLE,
     BROKK_STATUS_STORAGE_FAILED,
     BROKK_STATUS_OUTCOME_UNKNOWN,
+    BROKK_STATUS_CANCELLED,
     BROKK_STATUS_CLOSED,
     BROKK_STATUS_FORKED,
     BROKK_STATUS_PANIC,
@@ -90,6 +91,7 @@ static void header_constants_are_consistent(void) {
     CHECK_EQ(BROKK_STATUS_CLOSED, 300);
     CHECK_EQ(BROKK_STATUS_PANIC, 900);
     CHECK_EQ(BROKK_STATUS_OUTCOME_UNKNOWN, 204);
+    CHECK_EQ(BROKK_STATUS_CANCELLED, 205);
     /* brokk_stats is twenty-four u64 fields. */
     CHECK_EQ(sizeof(brokk_stats), 24 * sizeof(uint64_t));
     CHECK_EQ(BROKK_DEFAULT_QUEUE_CAPACITY, 100000);
@@ -119,7 +121,7 @@ static void status_str_nonempty_and_distinct(void) {
 }
 
 static void status_str_unknown_numbers(void) {
-    static const uint32_t unknown[] = {15, 16, 50, 99, 104, 150, 199, 205, 250, 299,
+    static const uint32_t unknown[] = {15, 16, 50, 99, 104, 150, 199, 206, 250, 299,
                                        302, 399, 400, 899, 901, 999, 1000, 0x7fffffffu,
                                        0xffffffffu};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
@@ -137,7 +139,7 @@ static void status_classify_known(void) {
             want = BROKK_STATUS_CLASS_OK;
         else if (st == BROKK_STATUS_TIMEOUT || st == BROKK_STATUS_FULL ||
                  st == BROKK_STATUS_UNAVAILABLE || st == BROKK_STATUS_STORAGE_FAILED ||
-                 st == BROKK_STATUS_OUTCOME_UNKNOWN)
+                 st == BROKK_STATUS_OUTCOME_UNKNOWN || st == BROKK_STATUS_CANCELLED)
             want = BROKK_STATUS_CLASS_TRANSIENT;
         else if (st == BROKK_STATUS_CLOSED || st == BROKK_STATUS_FORKED)
             want = BROKK_STATUS_CLASS_TERMINAL;
@@ -189,13 +191,13 @@ static void store_statuses_described_and_classified(void) {
     }
     /* The numbers just past each range stay unknown. */
     CHECK_STREQ(brokk_status_str(15), "unknown status");
-    CHECK_STREQ(brokk_status_str(205), "unknown status");
+    CHECK_STREQ(brokk_status_str(206), "unknown status");
     CHECK_EQ(brokk_status_classify(15), BROKK_STATUS_CLASS_BUG);
-    CHECK_EQ(brokk_status_classify(205), BROKK_STATUS_CLASS_BUG);
+    CHECK_EQ(brokk_status_classify(206), BROKK_STATUS_CLASS_BUG);
 }
 
 static void status_classify_unknown_is_bug(void) {
-    static const uint32_t unknown[] = {15, 99, 104, 150, 199, 205, 299, 302, 399,
+    static const uint32_t unknown[] = {15, 99, 104, 150, 199, 206, 299, 302, 399,
                                        500, 899, 901, 999, 0xffffffffu};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         brokk_status_class got = brokk_status_classify(unknown[i]);
