@@ -1,12 +1,21 @@
 #!/bin/sh
 # Installs brokk for C and C++ users under PREFIX (default /usr/local):
-#   PREFIX/lib/libbrokk.so, PREFIX/lib/libbrokk.a        the release library (`make lib` builds it)
+#   PREFIX/lib/libbrokk.so.ABI.VERSION                   the release library (`make lib` builds
+#                                                        it), SONAME libbrokk.so.ABI (the ABI
+#                                                        version: brokk_abi_version())
+#   PREFIX/lib/libbrokk.so.ABI -> ..., libbrokk.so -> libbrokk.so.ABI   the runtime and dev links
+#   PREFIX/lib/libbrokk.a                                for static linking, debug info stripped
 #   PREFIX/include/brokk.h, PREFIX/include/brokk.hpp     the C API and the header-only C++ binding
 #   PREFIX/lib/pkgconfig/brokk.pc                        for `pkg-config --cflags --libs brokk`
+#   PREFIX/lib/pkgconfig/brokk-static.pc                 for `pkg-config --static --libs brokk-static`
 #   PREFIX/lib/cmake/brokk/brokkConfig.cmake (+ Version) for find_package(brokk CONFIG), which
 #                                                        defines brokk::brokk and brokk::brokk_static
 # DESTDIR, if set, is prepended to every path written (for staged packaging); the files still
-# name PREFIX. Usage: sh bindings/c/install.sh PREFIX
+# name PREFIX. A prefix whose lib/ the dynamic linker does not search by default (anything but
+# /usr and /usr/local) gets an rpath in brokk.pc, so that a program built with
+# `pkg-config --libs brokk` runs without LD_LIBRARY_PATH; under /usr/local run `ldconfig` once
+# after installing (this script does, when it installs there as root without DESTDIR).
+# Usage: sh bindings/c/install.sh PREFIX
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,17 +40,46 @@ case $version in
     *) echo "install: cannot read the version from include/brokk.h (got '$version')" >&2; exit 1 ;;
 esac
 
+# The SONAME's number is the ABI version, which the library was built with.
+abi=$(sed -n 's/^#define BROKK_ABI_VERSION \([0-9][0-9]*\)$/\1/p' "$root/include/brokk.h")
+[ -n "$abi" ] || { echo "install: cannot read BROKK_ABI_VERSION from include/brokk.h" >&2; exit 1; }
+soname=libbrokk.so.$abi
+if command -v readelf >/dev/null 2>&1; then
+    built=$(readelf -d "$lib/libbrokk.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+    [ "$built" = "$soname" ] || { echo "install: $lib/libbrokk.so has SONAME '$built', not $soname (rebuild with \`make lib\`)" >&2; exit 1; }
+fi
+real=$soname.$version
+
 mkdir -p "$dest/lib/pkgconfig" "$dest/lib/cmake/brokk" "$dest/include"
-install -m 0755 "$lib/libbrokk.so" "$dest/lib/libbrokk.so"
+rm -f "$dest/lib/libbrokk.so" "$dest/lib/$soname"
+install -m 0755 "$lib/libbrokk.so" "$dest/lib/$real"
+ln -s "$real" "$dest/lib/$soname"
+ln -s "$soname" "$dest/lib/libbrokk.so"
 install -m 0644 "$lib/libbrokk.a" "$dest/lib/libbrokk.a"
+# The Rust standard library's objects in the archive carry debug info (the release profile
+# leaves out only brokk's own): strip it, as a distribution's packaging would.
+if command -v strip >/dev/null 2>&1; then
+    strip --strip-debug "$dest/lib/libbrokk.a"
+fi
 install -m 0644 "$root/include/brokk.h" "$dest/include/brokk.h"
 install -m 0644 "$root/bindings/cpp/include/brokk.hpp" "$dest/include/brokk.hpp"
 
 # Templates: @PREFIX@ and @VERSION@. The prefix goes into a sed replacement: escape its | and &.
 escaped=$(printf '%s' "$prefix" | sed 's/[|&\\]/\\&/g')
-fill() { sed -e "s|@PREFIX@|$escaped|g" -e "s|@VERSION@|$version|g" "$here/$1" > "$dest/$2"; }
+case $prefix in
+    /usr | /usr/local) rpath= ;;
+    *) rpath='-Wl,-rpath,${libdir} ' ;;
+esac
+fill() {
+    sed -e "s|@PREFIX@|$escaped|g" -e "s|@VERSION@|$version|g" -e "s|@SOVERSION@|$abi.$version|g" \
+        -e "s|@ABI@|$abi|g" -e "s|@RPATH@|$rpath|g" "$here/$1" > "$dest/$2"
+}
 fill brokk.pc.in lib/pkgconfig/brokk.pc
+fill brokk-static.pc.in lib/pkgconfig/brokk-static.pc
 fill brokkConfig.cmake.in lib/cmake/brokk/brokkConfig.cmake
 fill brokkConfigVersion.cmake.in lib/cmake/brokk/brokkConfigVersion.cmake
 
-echo "install: brokk $version installed under $dest"
+if [ -z "${DESTDIR:-}" ] && [ "$prefix" = /usr/local ] && [ "$(id -u)" = 0 ] && command -v ldconfig >/dev/null 2>&1; then
+    ldconfig
+fi
+echo "install: brokk $version ($real, SONAME $soname) installed under $dest"

@@ -25,14 +25,28 @@ step() { echo "install test: $*"; }
 step "installing into $prefix"
 sh "$root/bindings/c/install.sh" "$prefix"
 for f in lib/libbrokk.so lib/libbrokk.a include/brokk.h include/brokk.hpp lib/pkgconfig/brokk.pc \
-         lib/cmake/brokk/brokkConfig.cmake lib/cmake/brokk/brokkConfigVersion.cmake; do
+         lib/pkgconfig/brokk-static.pc lib/cmake/brokk/brokkConfig.cmake lib/cmake/brokk/brokkConfigVersion.cmake; do
     [ -f "$prefix/$f" ] || { echo "install test: $prefix/$f was not installed" >&2; exit 1; }
 done
+# A system library's layout: the real file, its SONAME link and the dev link.
+abi=$(sed -n 's/^#define BROKK_ABI_VERSION \([0-9]*\)$/\1/p' "$root/include/brokk.h")
+[ "$(readlink "$prefix/lib/libbrokk.so")" = "libbrokk.so.$abi" ] ||
+    { echo "install test: lib/libbrokk.so is not a link to libbrokk.so.$abi" >&2; ls -l "$prefix/lib" >&2; exit 1; }
+real=$(readlink "$prefix/lib/libbrokk.so.$abi")
+[ -f "$prefix/lib/$real" ] && [ ! -L "$prefix/lib/$real" ] ||
+    { echo "install test: lib/libbrokk.so.$abi does not link to the real file" >&2; ls -l "$prefix/lib" >&2; exit 1; }
+soname=$(readelf -d "$prefix/lib/$real" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+[ "$soname" = "libbrokk.so.$abi" ] || { echo "install test: SONAME is '$soname'" >&2; exit 1; }
+if readelf -S "$prefix/lib/$real" | grep -q '\.debug_info'; then
+    echo "install test: the installed library carries debug info" >&2
+    exit 1
+fi
 
-# Fails unless binary $1 resolves libbrokk.so to the installed copy (not target/ of the checkout).
+# Fails unless binary $1 resolves libbrokk.so.ABI to the installed copy (not target/ of the
+# checkout), with nothing in the environment to help.
 uses_installed() {
-    resolved=$(ldd "$1" | sed -n 's/^[[:space:]]*libbrokk\.so => \([^ ]*\) .*/\1/p')
-    if [ "$resolved" != "$prefix/lib/libbrokk.so" ]; then
+    resolved=$(env -u LD_LIBRARY_PATH ldd "$1" | sed -n "s/^[[:space:]]*libbrokk\\.so\\.$abi => \\([^ ]*\\) .*/\\1/p")
+    if [ "$resolved" != "$prefix/lib/libbrokk.so.$abi" ]; then
         echo "install test: $1 loads libbrokk.so from '$resolved', not $prefix/lib" >&2
         ldd "$1" >&2
         exit 1
@@ -49,17 +63,24 @@ header_version=$(sed -n 's/^#define BROKK_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9
 [ "$(pkg-config --modversion brokk)" = "$header_version" ] ||
     { echo "install test: pkg-config says $(pkg-config --modversion brokk), brokk.h $header_version" >&2; exit 1; }
 flags=$(pkg-config --cflags --libs brokk)
-libdir=$(pkg-config --variable=libdir brokk)
 step "pkg-config --cflags --libs brokk: $flags"
 
+# Nothing but pkg-config's flags: brokk.pc carries the rpath of a prefix the dynamic linker does
+# not search by itself.
 step "building examples/cpp/pipeline.cpp with pkg-config"
 # shellcheck disable=SC2086 # $flags and $WARN are lists of words
-$CXX -std=c++17 $WARN "$root/examples/cpp/pipeline.cpp" -o "$work/pipeline-cpp-pkgconfig" $flags -pthread \
-    -Wl,-rpath,"$libdir"
+$CXX -std=c++17 $WARN "$root/examples/cpp/pipeline.cpp" -o "$work/pipeline-cpp-pkgconfig" $flags -pthread
 step "building examples/c/pipeline.c with pkg-config"
 # shellcheck disable=SC2086
-$CC -std=c11 $WARN "$root/examples/c/pipeline.c" -o "$work/pipeline-c-pkgconfig" $flags -lpthread \
-    -Wl,-rpath,"$libdir"
+$CC -std=c11 $WARN "$root/examples/c/pipeline.c" -o "$work/pipeline-c-pkgconfig" $flags -lpthread
+step "building examples/c/pipeline.c with pkg-config --static brokk-static"
+static_flags=$(pkg-config --static --cflags --libs brokk-static)
+# shellcheck disable=SC2086
+$CC -std=c11 $WARN "$root/examples/c/pipeline.c" -o "$work/pipeline-c-pkgconfig-static" $static_flags -lpthread
+if ldd "$work/pipeline-c-pkgconfig-static" | grep -q libbrokk; then
+    echo "install test: pipeline-c-pkgconfig-static links libbrokk.so dynamically" >&2
+    exit 1
+fi
 
 # ---- CMake ---------------------------------------------------------------------------------
 step "building examples/cpp with find_package(brokk CONFIG REQUIRED)"
@@ -124,7 +145,7 @@ for bin in "$work/pipeline-cpp-pkgconfig" "$work/cmake-cpp/pipeline_cpp" "$work/
     uses_installed "$bin"
 done
 for bin in "$work/pipeline-cpp-pkgconfig" "$work/cmake-cpp/pipeline_cpp" "$work/pipeline-c-pkgconfig" \
-           "$work/cmake-c/pipeline-c-shared" "$work/cmake-c/pipeline-c-static"; do
+           "$work/pipeline-c-pkgconfig-static" "$work/cmake-c/pipeline-c-shared" "$work/cmake-c/pipeline-c-static"; do
     sh "$here/check_pipeline.sh" "$bin"
 done
 step "passed: C++ and C examples built against $prefix with pkg-config and CMake, and ran"
