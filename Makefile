@@ -12,7 +12,8 @@ RELEASE_LIB := target/release
 LINK_DEBUG   := -L$(DEBUG_LIB) -Wl,-rpath,$(abspath $(DEBUG_LIB)) -lbrokk -lpthread
 LINK_RELEASE := -L$(RELEASE_LIB) -Wl,-rpath,$(abspath $(RELEASE_LIB)) -lbrokk -lpthread
 
-.PHONY: all lib lib-debug demo test test-runner test-rust test-c test-examples header install clean
+.PHONY: all lib lib-debug demo test test-runner test-rust test-c test-examples header install clean \
+        api-docs test-packaging
 
 all: lib
 
@@ -70,6 +71,22 @@ test-soak-smoke:
 # (default /usr/local; DESTDIR honoured).
 install: lib
 	sh bindings/c/install.sh "$(PREFIX)"
+
+# The API reference under build/api/: C from brokk.h's doc comments (Doxygen, warnings are
+# errors), Rust (cargo doc of brokk-core, warnings are errors), Python (pydoc of each module of
+# the binding), Go (go doc -all).
+api-docs: lib
+	rm -rf $(BUILD)/api && mkdir -p $(BUILD)/api/python $(BUILD)/api/go
+	doxygen docs/api/Doxyfile
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p brokk-core --no-deps --target-dir $(BUILD)/api/rust
+	cd $(BUILD)/api/python && PYTHONPATH=$(CURDIR)/bindings/python BROKK_LIBRARY=$(CURDIR)/target/release/libbrokk.so \
+	    $(TEST_PYTHON) -m pydoc -w brokk brokk._broker brokk._message brokk._errors brokk._cancel > pydoc.log
+	cd bindings/go && go doc -all . > $(CURDIR)/$(BUILD)/api/go/brokk.txt
+	@echo "api-docs: build/api/c/html/index.html, build/api/rust/doc/brokk_core/index.html, build/api/python/brokk.html, build/api/go/brokk.txt"
+
+# Installing outside the checkout (tests/packaging.sh): the API reference, and more to come.
+test-packaging:
+	sh tests/packaging.sh
 
 clean:
 	$(CARGO) clean

@@ -36,128 +36,128 @@
 #include <stddef.h>
 #include <stdint.h>
 
-// Longest message id, in bytes.
+/// Longest message id, in bytes.
 #define BROKK_ID_MAX_LEN 128
 
-// Size of a buffer that holds any message id and its terminating NUL.
+/// Size of a buffer that holds any message id and its terminating NUL.
 #define BROKK_ID_BUFFER_SIZE 129
 
-// Longest topic name, in bytes.
+/// Longest topic name, in bytes.
 #define BROKK_TOPIC_MAX_LEN 255
 
-// Most handler invocations one subscription may run at once.
+/// Most handler invocations one subscription may run at once.
 #define BROKK_MAX_CONCURRENCY 1024
 
-// Default largest payload, in bytes (1 MiB).
+/// Default largest payload, in bytes (1 MiB).
 #define BROKK_DEFAULT_MAX_PAYLOAD 1048576
 
-// Default number of messages a topic retains while it has no consumer group.
+/// Default number of messages a topic retains while it has no consumer group.
 #define BROKK_DEFAULT_RETENTION_LIMIT 100000
 
-// Largest listener_queue_capacity (its slots are allocated up front).
+/// Largest listener_queue_capacity (its slots are allocated up front).
 #define BROKK_MAX_LISTENER_QUEUE 1048576
 
-// Default number of deliveries a consumer group's queue holds before backpressure applies.
+/// Default number of deliveries a consumer group's queue holds before backpressure applies.
 #define BROKK_DEFAULT_QUEUE_CAPACITY 100000
 
-// A timeout_ms that means "wait without limit".
+/// A timeout_ms that means "wait without limit".
 #define BROKK_WAIT_FOREVER UINT64_MAX
 
-// The largest value of a time option in a backend URL (busy_timeout_ms, lease_ms,
-// timeout_ms): 2^31 - 1 milliseconds, about 24.8 days.
+/// The largest value of a time option in a backend URL (busy_timeout_ms, lease_ms,
+/// timeout_ms): 2^31 - 1 milliseconds, about 24.8 days.
 #define BROKK_MAX_OPTION_MS 2147483647
 
-// Major version of this header; must match brokk_version_number() / 1000000 at run time.
+/// Major version of this header; must match brokk_version_number() / 1000000 at run time.
 #define BROKK_VERSION_MAJOR 0
 
-// Minor version of this header.
+/// Minor version of this header.
 #define BROKK_VERSION_MINOR 1
 
-// Patch version of this header.
+/// Patch version of this header.
 #define BROKK_VERSION_PATCH 0
 
-// MAJOR * 1000000 + MINOR * 1000 + PATCH.
+/// MAJOR * 1000000 + MINOR * 1000 + PATCH.
 #define BROKK_VERSION_NUMBER 1000
 
-// Bumped whenever a change breaks binary compatibility (a struct layout, a signature, a
-// status or verdict number). Compare with brokk_abi_version() at run time.
+/// Bumped whenever a change breaks binary compatibility (a struct layout, a signature, a
+/// status or verdict number). Compare with brokk_abi_version() at run time.
 #define BROKK_ABI_VERSION 1
 
-// The result of every fallible brokk function. 0 is success; the hundreds give the class
-// (see brokk_status_classify). Numbers are stable: new codes get new numbers.
+/// The result of every fallible brokk function. 0 is success; the hundreds give the class
+/// (see brokk_status_classify). Numbers are stable: new codes get new numbers.
 enum brokk_status
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
-    // Success.
+    /// Success.
     BROKK_STATUS_OK = 0,
-    // A required pointer argument was NULL.
+    /// A required pointer argument was NULL.
     BROKK_STATUS_NULL_ARGUMENT = 1,
-    // A string argument was not valid UTF-8.
+    /// A string argument was not valid UTF-8.
     BROKK_STATUS_INVALID_UTF8 = 2,
-    // A payload was not a JSON document, or metadata not a JSON object.
+    /// A payload was not a JSON document, or metadata not a JSON object.
     BROKK_STATUS_INVALID_JSON = 3,
-    // A topic was empty, longer than BROKK_TOPIC_MAX_LEN, or used a character outside
-    // [A-Za-z0-9_.-].
+    /// A topic was empty, longer than BROKK_TOPIC_MAX_LEN, or used a character outside
+    /// [A-Za-z0-9_.-].
     BROKK_STATUS_INVALID_TOPIC = 4,
-    // A message id was empty, longer than BROKK_ID_MAX_LEN, or not printable ASCII.
+    /// A message id was empty, longer than BROKK_ID_MAX_LEN, or not printable ASCII.
     BROKK_STATUS_INVALID_ID = 5,
-    // A payload was larger than the broker's max_payload_bytes.
+    /// A payload was larger than the broker's max_payload_bytes.
     BROKK_STATUS_PAYLOAD_TOO_LARGE = 6,
-    // An option or argument was out of its documented range.
+    /// An option or argument was out of its documented range.
     BROKK_STATUS_INVALID_ARGUMENT = 7,
-    // The backend URL could not be parsed.
+    /// The backend URL could not be parsed.
     BROKK_STATUS_INVALID_URL = 8,
-    // An output buffer was too small; nothing was done.
+    /// An output buffer was too small; nothing was done.
     BROKK_STATUS_BUFFER_TOO_SMALL = 9,
-    // The call was made from a handler or listener of this broker and would wait for itself.
+    /// The call was made from a handler or listener of this broker and would wait for itself.
     BROKK_STATUS_WOULD_DEADLOCK = 10,
-    // The backend URL names a backend this build does not include.
+    /// The backend URL names a backend this build does not include.
     BROKK_STATUS_UNSUPPORTED_BACKEND = 11,
-    // A consumer group name was empty, longer than BROKK_TOPIC_MAX_LEN, or used a character
-    // outside [A-Za-z0-9_.-].
+    /// A consumer group name was empty, longer than BROKK_TOPIC_MAX_LEN, or used a character
+    /// outside [A-Za-z0-9_.-].
     BROKK_STATUS_INVALID_GROUP = 12,
-    // The store is not a brokk store, was written by a newer brokk, or is corrupt; it was
-    // left unchanged.
+    /// The store is not a brokk store, was written by a newer brokk, or is corrupt; it was
+    /// left unchanged.
     BROKK_STATUS_INCOMPATIBLE_STORE = 13,
-    // The store cannot be opened as given (a directory, a missing parent folder, no
-    // permission, a read-only file, a bad server address); nothing was changed.
+    /// The store cannot be opened as given (a directory, a missing parent folder, no
+    /// permission, a read-only file, a bad server address); nothing was changed.
     BROKK_STATUS_CANNOT_OPEN_STORE = 14,
-    // No subscription has this id.
+    /// No subscription has this id.
     BROKK_STATUS_UNKNOWN_SUBSCRIPTION = 100,
-    // No delivery with this id was ever issued by this broker.
+    /// No delivery with this id was ever issued by this broker.
     BROKK_STATUS_UNKNOWN_DELIVERY = 101,
-    // The delivery is not awaiting an ack: it was already acked or nacked, or auto-acked.
+    /// The delivery is not awaiting an ack: it was already acked or nacked, or auto-acked.
     BROKK_STATUS_ALREADY_SETTLED = 102,
-    // No listener has this id.
+    /// No listener has this id.
     BROKK_STATUS_UNKNOWN_LISTENER = 103,
-    // A wait ran out of time; the call reports how much work was left.
+    /// A wait ran out of time; the call reports how much work was left.
     BROKK_STATUS_TIMEOUT = 200,
-    // Full: a consumer group's queue holds queue_capacity deliveries (backpressure BLOCK timed
-    // out, or FAIL), or a topic with no group retains retention_limit messages (retention
-    // REJECT). Nothing was published; retrying later may succeed.
+    /// Full: a consumer group's queue holds queue_capacity deliveries (backpressure BLOCK timed
+    /// out, or FAIL), or a topic with no group retains retention_limit messages (retention
+    /// REJECT). Nothing was published; retrying later may succeed.
     BROKK_STATUS_FULL = 201,
-    // The store is out of reach for now: a file locked by another process beyond the busy
-    // timeout, or a server that does not answer. Nothing was done; retrying may succeed.
+    /// The store is out of reach for now: a file locked by another process beyond the busy
+    /// timeout, or a server that does not answer. Nothing was done; retrying may succeed.
     BROKK_STATUS_UNAVAILABLE = 202,
-    // The store failed to read or write (an I/O error, a full disk); the call had no effect.
+    /// The store failed to read or write (an I/O error, a full disk); the call had no effect.
     BROKK_STATUS_STORAGE_FAILED = 203,
-    // The connection to a server broke after the request may have reached it: the call may
-    // or may not have taken effect (a publish may be published, an ack applied). Retrying a
-    // publish may publish it twice; a retried ack or nack may say UNKNOWN_DELIVERY or
-    // ALREADY_SETTLED. Unlike UNAVAILABLE, which always means nothing was done.
+    /// The connection to a server broke after the request may have reached it: the call may
+    /// or may not have taken effect (a publish may be published, an ack applied). Retrying a
+    /// publish may publish it twice; a retried ack or nack may say UNKNOWN_DELIVERY or
+    /// ALREADY_SETTLED. Unlike UNAVAILABLE, which always means nothing was done.
     BROKK_STATUS_OUTCOME_UNKNOWN = 204,
-    // The call's cancellation token (brokk_cancel) was cancelled while it waited, or before
-    // it started: the call did nothing.
+    /// The call's cancellation token (brokk_cancel) was cancelled while it waited, or before
+    /// it started: the call did nothing.
     BROKK_STATUS_CANCELLED = 205,
-    // The broker is closed.
+    /// The broker is closed.
     BROKK_STATUS_CLOSED = 300,
-    // The broker was made by the parent of this process before a fork: a child process
-    // cannot use its parent's broker (the call did nothing). Make a new broker in the child;
-    // brokk_broker_free of the parent's is safe there and releases nothing.
+    /// The broker was made by the parent of this process before a fork: a child process
+    /// cannot use its parent's broker (the call did nothing). Make a new broker in the child;
+    /// brokk_broker_free of the parent's is safe there and releases nothing.
     BROKK_STATUS_FORKED = 301,
-    // brokk panicked inside the call; brokk_last_error() has the panic message. Please report.
+    /// brokk panicked inside the call; brokk_last_error() has the panic message. Please report.
     BROKK_STATUS_PANIC = 900,
 };
 #ifndef __cplusplus
@@ -168,21 +168,21 @@ typedef uint32_t brokk_status;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// What kind of failure a status is, for mapping onto exceptions or error classes.
+/// What kind of failure a status is, for mapping onto exceptions or error classes.
 enum brokk_status_class
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
-    // BROKK_STATUS_OK.
+    /// BROKK_STATUS_OK.
     BROKK_STATUS_CLASS_OK = 0,
-    // The caller passed something wrong; the same call will fail again.
+    /// The caller passed something wrong; the same call will fail again.
     BROKK_STATUS_CLASS_CALLER = 1,
-    // Retrying later may succeed (a timeout).
+    /// Retrying later may succeed (a timeout).
     BROKK_STATUS_CLASS_TRANSIENT = 2,
-    // The broker is closed; nothing on this handle will succeed again.
+    /// The broker is closed; nothing on this handle will succeed again.
     BROKK_STATUS_CLASS_TERMINAL = 3,
-    // A bug in brokk, or a status number this version does not know.
+    /// A bug in brokk, or a status number this version does not know.
     BROKK_STATUS_CLASS_BUG = 4,
 };
 #ifndef __cplusplus
@@ -193,508 +193,508 @@ typedef uint32_t brokk_status_class;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// A message broker. Create with brokk_broker_new, release with brokk_broker_free.
-// Threads: every function taking `const brokk_broker *` may be called from any thread,
-// concurrently, until brokk_broker_free.
-// Stores: on a SQLite or Redis store, every call that reads or writes the store (publish,
-// subscribe, unsubscribe, fetch, take, ack, nack, count, purge, stats, join) may also fail
-// with UNAVAILABLE (a file locked by another process past busy_timeout_ms; a server that could
-// not be reached: the request never left) or STORAGE_FAILED (an I/O error, a full disk, a
-// script error); such a failure changes nothing, and the call may be retried. On Redis a call
-// that changes the store may also fail with OUTCOME_UNKNOWN: the request reached the server
-// but its answer did not come back, so it may or may not have taken effect (docs/redis.md).
+/// A message broker. Create with brokk_broker_new, release with brokk_broker_free.
+/// Threads: every function taking `const brokk_broker *` may be called from any thread,
+/// concurrently, until brokk_broker_free.
+/// Stores: on a SQLite or Redis store, every call that reads or writes the store (publish,
+/// subscribe, unsubscribe, fetch, take, ack, nack, count, purge, stats, join) may also fail
+/// with UNAVAILABLE (a file locked by another process past busy_timeout_ms; a server that could
+/// not be reached: the request never left) or STORAGE_FAILED (an I/O error, a full disk, a
+/// script error); such a failure changes nothing, and the call may be retried. On Redis a call
+/// that changes the store may also fail with OUTCOME_UNKNOWN: the request reached the server
+/// but its answer did not come back, so it may or may not have taken effect (docs/redis.md).
 typedef struct brokk_broker brokk_broker;
 
-// A cancellation token for brokk's blocking calls (brokk_broker_fetch_batch_until,
-// brokk_broker_take_until, brokk_broker_join_until). Made by brokk_cancel_new, released by
-// brokk_cancel_free.
+/// A cancellation token for brokk's blocking calls (brokk_broker_fetch_batch_until,
+/// brokk_broker_take_until, brokk_broker_join_until). Made by brokk_cancel_new, released by
+/// brokk_cancel_free.
 typedef struct brokk_cancel brokk_cancel;
 
-// A delivery taken with brokk_broker_fetch, owned by the caller until brokk_delivery_free.
-// Freeing it does not settle it: ack or nack it by brokk_message_delivery_id.
+/// A delivery taken with brokk_broker_fetch, owned by the caller until brokk_delivery_free.
+/// Freeing it does not settle it: ack or nack it by brokk_message_delivery_id.
 typedef struct brokk_delivery brokk_delivery;
 
-// A read-only view of one delivery (or, in on_publish, of the published message). One handed to
-// a handler or listener is valid only during that callback: copy what you need before
-// returning. One from brokk_delivery_message is valid until brokk_delivery_free.
+/// A read-only view of one delivery (or, in on_publish, of the published message). One handed to
+/// a handler or listener is valid only during that callback: copy what you need before
+/// returning. One from brokk_delivery_message is valid until brokk_delivery_free.
 typedef struct brokk_message brokk_message;
 
-// What a topic with no consumer group does with a message once it retains retention_limit of
-// them. A plain integer, checked: unknown values get BROKK_STATUS_INVALID_ARGUMENT.
+/// What a topic with no consumer group does with a message once it retains retention_limit of
+/// them. A plain integer, checked: unknown values get BROKK_STATUS_INVALID_ARGUMENT.
 typedef uint32_t brokk_retention_policy;
 
-// What publish does when a consumer group's queue holds queue_capacity deliveries. A plain
-// integer, checked: unknown values get BROKK_STATUS_INVALID_ARGUMENT.
+/// What publish does when a consumer group's queue holds queue_capacity deliveries. A plain
+/// integer, checked: unknown values get BROKK_STATUS_INVALID_ARGUMENT.
 typedef uint32_t brokk_backpressure;
 
-// Options of brokk_broker_new. Zero-initialise, then set what you need: zero means default.
+/// Options of brokk_broker_new. Zero-initialise, then set what you need: zero means default.
 typedef struct brokk_broker_options {
-    // Worker threads that run handlers; 0 means one per CPU, at least 2; at most 1024.
+    /// Worker threads that run handlers; 0 means one per CPU, at least 2; at most 1024.
     uint32_t worker_threads;
-    // Largest payload accepted by publish, in bytes; 0 means BROKK_DEFAULT_MAX_PAYLOAD;
-    // at most 4 GiB - 1.
+    /// Largest payload accepted by publish, in bytes; 0 means BROKK_DEFAULT_MAX_PAYLOAD;
+    /// at most 4 GiB - 1.
     uint64_t max_payload_bytes;
-    // Listener events that may wait for the listener thread before further events are dropped
-    // (and counted in listener_events_dropped); 0 means 65536; at most BROKK_MAX_LISTENER_QUEUE.
+    /// Listener events that may wait for the listener thread before further events are dropped
+    /// (and counted in listener_events_dropped); 0 means 65536; at most BROKK_MAX_LISTENER_QUEUE.
     uint32_t listener_queue_capacity;
-    // Messages a topic keeps while it has no consumer group, for the first named group (or
-    // fetch) to arrive; 0 means BROKK_DEFAULT_RETENTION_LIMIT.
+    /// Messages a topic keeps while it has no consumer group, for the first named group (or
+    /// fetch) to arrive; 0 means BROKK_DEFAULT_RETENTION_LIMIT.
     uint64_t retention_limit;
-    // What happens past the limit: one of the BROKK_RETENTION_* values; 0 (REJECT) by default.
+    /// What happens past the limit: one of the BROKK_RETENTION_* values; 0 (REJECT) by default.
     brokk_retention_policy retention_policy;
-    // Deliveries one consumer group's queue may hold before backpressure applies; 0 means
-    // BROKK_DEFAULT_QUEUE_CAPACITY. A soft bound: publishers admitted at the same moment may
-    // each add their messages.
+    /// Deliveries one consumer group's queue may hold before backpressure applies; 0 means
+    /// BROKK_DEFAULT_QUEUE_CAPACITY. A soft bound: publishers admitted at the same moment may
+    /// each add their messages.
     uint64_t queue_capacity;
-    // What publish does when a group's queue is full: one of the BROKK_BACKPRESSURE_* values;
-    // 0 (BLOCK) by default.
+    /// What publish does when a group's queue is full: one of the BROKK_BACKPRESSURE_* values;
+    /// 0 (BLOCK) by default.
     brokk_backpressure backpressure;
-    // Longest wait of a publish under BROKK_BACKPRESSURE_BLOCK, in milliseconds; 0 means 5000.
+    /// Longest wait of a publish under BROKK_BACKPRESSURE_BLOCK, in milliseconds; 0 means 5000.
     uint64_t publish_timeout_ms;
 } brokk_broker_options;
 
-// What brokk_broker_close did.
+/// What brokk_broker_close did.
 typedef struct brokk_close_report {
-    // Deliveries still unfinished when `timeout_ms` ran out (0 when everything finished in
-    // time, and for a forced close): dropped, or handlers that finish on their own. (A SQLite
-    // store keeps those of named groups in the file.)
+    /// Deliveries still unfinished when `timeout_ms` ran out (0 when everything finished in
+    /// time, and for a forced close): dropped, or handlers that finish on their own. (A SQLite
+    /// store keeps those of named groups in the file.)
     uint64_t remaining;
-    // Deliveries a forced close dropped: queued ones and those awaiting an ack. Handlers
-    // running at that moment finish on their own and are not counted. (A SQLite store drops
-    // only what this broker's ungrouped subscriptions had waiting; what it held goes back to
-    // the file, attempt + 1.)
+    /// Deliveries a forced close dropped: queued ones and those awaiting an ack. Handlers
+    /// running at that moment finish on their own and are not counted. (A SQLite store drops
+    /// only what this broker's ungrouped subscriptions had waiting; what it held goes back to
+    /// the file, attempt + 1.)
     uint64_t dropped;
-    // Messages retained by topics without a consumer group, discarded by the close (0 on a
-    // SQLite store, which keeps them).
+    /// Messages retained by topics without a consumer group, discarded by the close (0 on a
+    /// SQLite store, which keeps them).
     uint64_t retained_discarded;
 } brokk_close_report;
 
-// Asked by a call waiting on a token made with brokk_cancel_new_checked: return true to cancel
-// the token (the call then returns BROKK_STATUS_CANCELLED). Runs on the thread that made the
-// waiting call, while it waits, with no brokk lock held; it must not call into brokk.
+/// Asked by a call waiting on a token made with brokk_cancel_new_checked: return true to cancel
+/// the token (the call then returns BROKK_STATUS_CANCELLED). Runs on the thread that made the
+/// waiting call, while it waits, with no brokk lock held; it must not call into brokk.
 typedef bool (*brokk_cancel_check_cb)(void *user_data);
 
-// Options of brokk_broker_fetch. Zero-initialise, then set what you need; NULL options mean
-// all zero: the "default" group, no ack deadline, no attempt limit, no dead-letter topic.
+/// Options of brokk_broker_fetch. Zero-initialise, then set what you need; NULL options mean
+/// all zero: the "default" group, no ack deadline, no attempt limit, no dead-letter topic.
 typedef struct brokk_fetch_options {
-    // The consumer group to take from (`group_len` bytes of [A-Za-z0-9_.-]); NULL means the
-    // group named "default", which every fetch without a group shares.
+    /// The consumer group to take from (`group_len` bytes of [A-Za-z0-9_.-]); NULL means the
+    /// group named "default", which every fetch without a group shares.
     const char *group;
-    // Length of `group` in bytes.
+    /// Length of `group` in bytes.
     size_t group_len;
-    // Milliseconds the fetched delivery may stay unsettled; past it, it is taken back and
-    // redelivered (attempt + 1) to the group. 0: no deadline.
+    /// Milliseconds the fetched delivery may stay unsettled; past it, it is taken back and
+    /// redelivered (attempt + 1) to the group. 0: no deadline.
     uint64_t ack_deadline_ms;
-    // Attempts before the delivery is given up instead of requeued; 0: no limit.
+    /// Attempts before the delivery is given up instead of requeued; 0: no limit.
     uint32_t max_attempts;
-    // Topic (`dead_letter_topic_len` bytes) where it is published if given up or nacked;
-    // NULL: dropped, counted failed.
+    /// Topic (`dead_letter_topic_len` bytes) where it is published if given up or nacked;
+    /// NULL: dropped, counted failed.
     const char *dead_letter_topic;
-    // Length of `dead_letter_topic` in bytes.
+    /// Length of `dead_letter_topic` in bytes.
     size_t dead_letter_topic_len;
 } brokk_fetch_options;
 
-// The arguments of brokk_broker_take in a struct that the caller fills once (per topic and
-// group, say) and reuses, for brokk_broker_take_with.
+/// The arguments of brokk_broker_take in a struct that the caller fills once (per topic and
+/// group, say) and reuses, for brokk_broker_take_with.
 typedef struct brokk_take_request {
-    // As brokk_broker_take's `topic`.
+    /// As brokk_broker_take's `topic`.
     const char *topic;
-    // Length of `topic` in bytes.
+    /// Length of `topic` in bytes.
     size_t topic_len;
-    // As brokk_broker_take's `group` (NULL: the group "default").
+    /// As brokk_broker_take's `group` (NULL: the group "default").
     const char *group;
-    // Length of `group` in bytes.
+    /// Length of `group` in bytes.
     size_t group_len;
-    // As brokk_broker_take's `timeout_ms`.
+    /// As brokk_broker_take's `timeout_ms`.
     uint64_t timeout_ms;
-    // As brokk_broker_take's `payload_out`.
+    /// As brokk_broker_take's `payload_out`.
     char *payload_out;
-    // Size of `payload_out` in bytes.
+    /// Size of `payload_out` in bytes.
     size_t payload_cap;
-    // Out: what brokk_broker_take writes to `*payload_len_out`.
+    /// Out: what brokk_broker_take writes to `*payload_len_out`.
     size_t payload_len;
 } brokk_take_request;
 
-// A borrowed view of UTF-8 text (or JSON) owned by brokk; not NUL-terminated. Each function that
-// returns one says how long it stays valid.
+/// A borrowed view of UTF-8 text (or JSON) owned by brokk; not NUL-terminated. Each function that
+/// returns one says how long it stays valid.
 typedef struct brokk_str {
-    // The first byte; never NULL (an empty view points at a static empty string).
+    /// The first byte; never NULL (an empty view points at a static empty string).
     const char *ptr;
-    // Length in bytes.
+    /// Length in bytes.
     size_t len;
 } brokk_str;
 
-// Called with a message or delivery view, valid only during the call.
+/// Called with a message or delivery view, valid only during the call.
 typedef void (*brokk_message_event_cb)(void *user_data, const struct brokk_message *message);
 
-// Called when a delivery fails: `reason` (`reason_len` bytes of UTF-8, not NUL-terminated,
-// valid during the call) says why; `requeued` says whether it will be delivered again.
+/// Called when a delivery fails: `reason` (`reason_len` bytes of UTF-8, not NUL-terminated,
+/// valid during the call) says why; `requeued` says whether it will be delivered again.
 typedef void (*brokk_failed_event_cb)(void *user_data,
                                       const struct brokk_message *message,
                                       const char *reason,
                                       size_t reason_len,
                                       bool requeued);
 
-// Called when a subscription starts or ends; `topic` (`topic_len` bytes, not NUL-terminated)
-// is valid during the call.
+/// Called when a subscription starts or ends; `topic` (`topic_len` bytes, not NUL-terminated)
+/// is valid during the call.
 typedef void (*brokk_subscription_event_cb)(void *user_data,
                                             const char *topic,
                                             size_t topic_len,
                                             uint64_t subscription_id);
 
-// Called when a topic is first named; `topic` is valid during the call.
+/// Called when a topic is first named; `topic` is valid during the call.
 typedef void (*brokk_topic_event_cb)(void *user_data, const char *topic, size_t topic_len);
 
-// Releases the user_data given with a callback. brokk calls it exactly once, after the last
-// invocation of the callback it belongs to, on whichever thread drops the registration (a
-// broker worker, the listener thread, or the thread calling unsubscribe, remove_listener or
-// brokk_broker_free). NULL means nothing to release.
+/// Releases the user_data given with a callback. brokk calls it exactly once, after the last
+/// invocation of the callback it belongs to, on whichever thread drops the registration (a
+/// broker worker, the listener thread, or the thread calling unsubscribe, remove_listener or
+/// brokk_broker_free). NULL means nothing to release.
 typedef void (*brokk_free_cb)(void *user_data);
 
-// An observer of broker events. Zero-initialise and set the callbacks you want; NULL ones are
-// skipped. All of them run on the broker's single listener thread, one event at a time, in the
-// order the events happened, with no brokk lock held; they may call brokk functions (join and
-// a non-forced close return WOULD_DEADLOCK). Events reach the listener thread through a
-// bounded queue: a slow listener delays other listeners, never deliveries, and when the queue
-// is full further events are dropped and counted (listener_events_dropped).
+/// An observer of broker events. Zero-initialise and set the callbacks you want; NULL ones are
+/// skipped. All of them run on the broker's single listener thread, one event at a time, in the
+/// order the events happened, with no brokk lock held; they may call brokk functions (join and
+/// a non-forced close return WOULD_DEADLOCK). Events reach the listener thread through a
+/// bounded queue: a slow listener delays other listeners, never deliveries, and when the queue
+/// is full further events are dropped and counted (listener_events_dropped).
 typedef struct brokk_listener {
-    // A message was published (the view's delivery id is 0; its id is the published id).
+    /// A message was published (the view's delivery id is 0; its id is the published id).
     brokk_message_event_cb on_publish;
-    // A delivery was handed to a handler.
+    /// A delivery was handed to a handler.
     brokk_message_event_cb on_dispatched;
-    // A delivery was acked.
+    /// A delivery was acked.
     brokk_message_event_cb on_processed;
-    // A delivery was nacked or requeued, or its handler failed.
+    /// A delivery was nacked or requeued, or its handler failed.
     brokk_failed_event_cb on_failed;
-    // A subscription was created.
+    /// A subscription was created.
     brokk_subscription_event_cb on_subscribe;
-    // A subscription was removed by brokk_broker_unsubscribe.
+    /// A subscription was removed by brokk_broker_unsubscribe.
     brokk_subscription_event_cb on_unsubscribe;
-    // A topic was named for the first time (by a publish or a subscribe).
+    /// A topic was named for the first time (by a publish or a subscribe).
     brokk_topic_event_cb on_topic_created;
-    // Passed to every callback above.
+    /// Passed to every callback above.
     void *user_data;
-    // Runs exactly once after the last callback, when the listener is removed or the broker
-    // freed; may be NULL.
+    /// Runs exactly once after the last callback, when the listener is removed or the broker
+    /// freed; may be NULL.
     brokk_free_cb free_user_data;
 } brokk_listener;
 
-// Every field of a message view at once (what the brokk_message_* accessors return one by
-// one), for bindings that copy a whole message per delivery: one call instead of eleven.
-// Filled by brokk_message_read; the views in it are valid as long as the message view.
+/// Every field of a message view at once (what the brokk_message_* accessors return one by
+/// one), for bindings that copy a whole message per delivery: one call instead of eleven.
+/// Filled by brokk_message_read; the views in it are valid as long as the message view.
 typedef struct brokk_message_fields {
-    // As brokk_message_topic.
+    /// As brokk_message_topic.
     struct brokk_str topic;
-    // As brokk_message_id.
+    /// As brokk_message_id.
     struct brokk_str id;
-    // As brokk_message_parent_id.
+    /// As brokk_message_parent_id.
     struct brokk_str parent_id;
-    // As brokk_message_payload.
+    /// As brokk_message_payload.
     struct brokk_str payload;
-    // As brokk_message_metadata.
+    /// As brokk_message_metadata.
     struct brokk_str metadata;
-    // As brokk_message_group.
+    /// As brokk_message_group.
     struct brokk_str group;
-    // As brokk_message_delivery_id.
+    /// As brokk_message_delivery_id.
     uint64_t delivery_id;
-    // As brokk_message_subscription_id.
+    /// As brokk_message_subscription_id.
     uint64_t subscription_id;
-    // As brokk_message_timestamp_ms.
+    /// As brokk_message_timestamp_ms.
     uint64_t timestamp_ms;
-    // As brokk_message_priority.
+    /// As brokk_message_priority.
     int32_t priority;
-    // As brokk_message_attempt.
+    /// As brokk_message_attempt.
     uint32_t attempt;
 } brokk_message_fields;
 
-// Options of brokk_broker_publish. Zero-initialise, then set what you need.
+/// Options of brokk_broker_publish. Zero-initialise, then set what you need.
 typedef struct brokk_publish_options {
-    // The message id (`id_len` bytes of printable ASCII, at most BROKK_ID_MAX_LEN); NULL
-    // means generate one. brokk does not check caller ids for uniqueness.
+    /// The message id (`id_len` bytes of printable ASCII, at most BROKK_ID_MAX_LEN); NULL
+    /// means generate one. brokk does not check caller ids for uniqueness.
     const char *id;
-    // Length of `id` in bytes.
+    /// Length of `id` in bytes.
     size_t id_len;
-    // A JSON object stored and delivered with the message (`metadata_len` bytes); NULL means
-    // "{}".
+    /// A JSON object stored and delivered with the message (`metadata_len` bytes); NULL means
+    /// "{}".
     const char *metadata;
-    // Length of `metadata` in bytes.
+    /// Length of `metadata` in bytes.
     size_t metadata_len;
-    // Higher is delivered (and fetched) first; FIFO among equal priorities. Any int32_t;
-    // 0 by default.
+    /// Higher is delivered (and fetched) first; FIFO among equal priorities. Any int32_t;
+    /// 0 by default.
     int32_t priority;
 } brokk_publish_options;
 
-// What brokk_broker_publish_with publishes to: every argument of brokk_broker_publish but the
-// payload, in a struct the caller fills once and reuses for every message to that topic.
+/// What brokk_broker_publish_with publishes to: every argument of brokk_broker_publish but the
+/// payload, in a struct the caller fills once and reuses for every message to that topic.
 typedef struct brokk_publish_request {
-    // As brokk_broker_publish's `topic`.
+    /// As brokk_broker_publish's `topic`.
     const char *topic;
-    // Length of `topic` in bytes.
+    /// Length of `topic` in bytes.
     size_t topic_len;
-    // As brokk_broker_publish's `options` (NULL: the defaults).
+    /// As brokk_broker_publish's `options` (NULL: the defaults).
     const struct brokk_publish_options *options;
-    // As brokk_broker_publish's `id_out` (NULL: no id wanted).
+    /// As brokk_broker_publish's `id_out` (NULL: no id wanted).
     char *id_out;
-    // Size of `id_out` in bytes.
+    /// Size of `id_out` in bytes.
     size_t id_out_cap;
 } brokk_publish_request;
 
-// One message of brokk_broker_publish_batch.
+/// One message of brokk_broker_publish_batch.
 typedef struct brokk_batch_message {
-    // `payload_len` bytes of JSON; must not be NULL.
+    /// `payload_len` bytes of JSON; must not be NULL.
     const char *payload;
-    // Length of `payload` in bytes.
+    /// Length of `payload` in bytes.
     size_t payload_len;
-    // Id, metadata and priority, as for brokk_broker_publish.
+    /// Id, metadata and priority, as for brokk_broker_publish.
     struct brokk_publish_options options;
 } brokk_batch_message;
 
-// Broker-wide statistics at one moment. Counters only grow; gauges go up and down. After
-// brokk_broker_join returns OK every counter is exact, and
-// dispatched = processed + failed + requeued + lapsed.
+/// Broker-wide statistics at one moment. Counters only grow; gauges go up and down. After
+/// brokk_broker_join returns OK every counter is exact, and
+/// dispatched = processed + failed + requeued + lapsed.
 typedef struct brokk_stats {
-    // Messages published (counter).
+    /// Messages published (counter).
     uint64_t published;
-    // Messages published while their topic had no consumer group, with retention OFF: they
-    // went nowhere (counter). Under the other retention policies such messages are retained.
+    /// Messages published while their topic had no consumer group, with retention OFF: they
+    /// went nowhere (counter). Under the other retention policies such messages are retained.
     uint64_t unrouted;
-    // Deliveries handed to a handler, redeliveries included (counter).
+    /// Deliveries handed to a handler, redeliveries included (counter).
     uint64_t dispatched;
-    // Deliveries acked (counter).
+    /// Deliveries acked (counter).
     uint64_t processed;
-    // Deliveries given up: nacked without requeue, past their attempt limit, or whose handler
-    // panicked (counter).
+    /// Deliveries given up: nacked without requeue, past their attempt limit, or whose handler
+    /// panicked (counter).
     uint64_t failed;
-    // Deliveries nacked with requeue (counter).
+    /// Deliveries nacked with requeue (counter).
     uint64_t requeued;
-    // Deliveries discarded unprocessed by unsubscribe, purge or close (counter).
+    /// Deliveries discarded unprocessed by unsubscribe, purge or close (counter).
     uint64_t dropped;
-    // Deliveries waiting for a worker (gauge). On SQLite, read from the file: what waits
-    // in its groups, whichever process opened them.
+    /// Deliveries waiting for a worker (gauge). On SQLite, read from the file: what waits
+    /// in its groups, whichever process opened them.
     uint64_t queued;
-    // Deliveries in a handler or awaiting a manual ack (gauge).
+    /// Deliveries in a handler or awaiting a manual ack (gauge).
     uint64_t in_flight;
-    // Messages kept by topics that have no consumer group (gauge). On SQLite, read from the
-    // file.
+    /// Messages kept by topics that have no consumer group (gauge). On SQLite, read from the
+    /// file.
     uint64_t retained;
-    // Retained messages discarded by the retention policy, purge or close (counter).
+    /// Retained messages discarded by the retention policy, purge or close (counter).
     uint64_t retained_dropped;
-    // Deliveries waiting out a requeue delay (gauge).
+    /// Deliveries waiting out a requeue delay (gauge).
     uint64_t delayed;
-    // Ack deadlines that passed, each redelivering or giving up a delivery (counter).
+    /// Ack deadlines that passed, each redelivering or giving up a delivery (counter).
     uint64_t expired;
-    // Deliveries given up and published to a dead-letter topic (counter; also in failed).
+    /// Deliveries given up and published to a dead-letter topic (counter; also in failed).
     uint64_t dead_lettered;
-    // Deliveries not made because their group's queue was full (BROKK_BACKPRESSURE_DROP;
-    // counter).
+    /// Deliveries not made because their group's queue was full (BROKK_BACKPRESSURE_DROP;
+    /// counter).
     uint64_t full_dropped;
-    // Consumer groups, each ungrouped subscription's own included (gauge).
+    /// Consumer groups, each ungrouped subscription's own included (gauge).
     uint64_t groups;
-    // Topics known to the broker (gauge).
+    /// Topics known to the broker (gauge).
     uint64_t topics;
-    // Live subscriptions (gauge).
+    /// Live subscriptions (gauge).
     uint64_t subscriptions;
-    // Live listeners (gauge).
+    /// Live listeners (gauge).
     uint64_t listeners;
-    // Worker threads in the pool (gauge).
+    /// Worker threads in the pool (gauge).
     uint64_t workers;
-    // Worker threads running a handler at this moment (gauge).
+    /// Worker threads running a handler at this moment (gauge).
     uint64_t workers_active;
-    // Listener events dropped because the listener queue was full (counter).
+    /// Listener events dropped because the listener queue was full (counter).
     uint64_t listener_events_dropped;
-    // Milliseconds since brokk_broker_new (gauge).
+    /// Milliseconds since brokk_broker_new (gauge).
     uint64_t uptime_ms;
-    // Hand-outs that ended with no verdict taking effect: dropped while in a handler or
-    // awaiting an ack (the subscription's group was removed, or a forced close), or on a shared
-    // store given back to it (a lease that ran out, a settle the store refused), to come back
-    // by itself (counter). After a successful join, dispatched = processed + failed +
-    // requeued + lapsed exactly.
+    /// Hand-outs that ended with no verdict taking effect: dropped while in a handler or
+    /// awaiting an ack (the subscription's group was removed, or a forced close), or on a shared
+    /// store given back to it (a lease that ran out, a settle the store refused), to come back
+    /// by itself (counter). After a successful join, dispatched = processed + failed +
+    /// requeued + lapsed exactly.
     uint64_t lapsed;
 } brokk_stats;
 
-// A handler's answer for one delivery. A plain integer so that any value a C handler returns
-// is defined behaviour; values other than the BROKK_VERDICT_* constants count as a nack.
+/// A handler's answer for one delivery. A plain integer so that any value a C handler returns
+/// is defined behaviour; values other than the BROKK_VERDICT_* constants count as a nack.
 typedef uint32_t brokk_verdict;
 
-// A subscription's handler. Runs on a broker worker thread with no brokk lock held, so it may
-// call any brokk function on its broker (publish, subscribe, unsubscribe, ack, nack, stats),
-// except that join and a non-forced close return BROKK_STATUS_WOULD_DEADLOCK there.
-// `message` is valid only until the handler returns. With concurrency 1 a subscription's
-// handler runs on one thread at a time, in delivery order; above 1, concurrently.
-// It must not unwind (C++ exceptions, longjmp) into brokk. Return quickly: a worker is busy
-// until it does.
+/// A subscription's handler. Runs on a broker worker thread with no brokk lock held, so it may
+/// call any brokk function on its broker (publish, subscribe, unsubscribe, ack, nack, stats),
+/// except that join and a non-forced close return BROKK_STATUS_WOULD_DEADLOCK there.
+/// `message` is valid only until the handler returns. With concurrency 1 a subscription's
+/// handler runs on one thread at a time, in delivery order; above 1, concurrently.
+/// It must not unwind (C++ exceptions, longjmp) into brokk. Return quickly: a worker is busy
+/// until it does.
 typedef brokk_verdict (*brokk_handler_cb)(void *user_data, const struct brokk_message *message);
 
-// Options of brokk_broker_subscribe. Zero-initialise, then set what you need: all zero means
-// auto-ack, concurrency 1 and no group.
+/// Options of brokk_broker_subscribe. Zero-initialise, then set what you need: all zero means
+/// auto-ack, concurrency 1 and no group.
 typedef struct brokk_subscription_options {
-    // false: the verdict settles the delivery. true: BROKK_VERDICT_LATER leaves it awaiting
-    // brokk_broker_ack / brokk_broker_nack.
+    /// false: the verdict settles the delivery. true: BROKK_VERDICT_LATER leaves it awaiting
+    /// brokk_broker_ack / brokk_broker_nack.
     bool manual_ack;
-    // Handler invocations that may run at once, 1..=BROKK_MAX_CONCURRENCY; 0 means 1.
-    // 1 keeps delivery strictly in order.
+    /// Handler invocations that may run at once, 1..=BROKK_MAX_CONCURRENCY; 0 means 1.
+    /// 1 keeps delivery strictly in order.
     uint32_t concurrency;
-    // A consumer group to join (`group_len` bytes of [A-Za-z0-9_.-]): its members,
-    // subscriptions and fetchers alike, compete for its messages, each message going to one
-    // of them. NULL: no group; the subscription gets its own copy of every message.
+    /// A consumer group to join (`group_len` bytes of [A-Za-z0-9_.-]): its members,
+    /// subscriptions and fetchers alike, compete for its messages, each message going to one
+    /// of them. NULL: no group; the subscription gets its own copy of every message.
     const char *group;
-    // Length of `group` in bytes.
+    /// Length of `group` in bytes.
     size_t group_len;
-    // Milliseconds a delivery may stay unsettled after it is handed to the handler; past it,
-    // it is taken back and redelivered (attempt + 1) even if the handler still runs, and
-    // listeners hear a failure with the deadline as reason. 0: no deadline.
+    /// Milliseconds a delivery may stay unsettled after it is handed to the handler; past it,
+    /// it is taken back and redelivered (attempt + 1) even if the handler still runs, and
+    /// listeners hear a failure with the deadline as reason. 0: no deadline.
     uint64_t ack_deadline_ms;
-    // Attempts before a delivery is given up instead of requeued; 0: no limit.
+    /// Attempts before a delivery is given up instead of requeued; 0: no limit.
     uint32_t max_attempts;
-    // Topic (`dead_letter_topic_len` bytes) where given-up and nacked deliveries are published,
-    // with a "dead_letter" object (topic, group, message_id, attempts, reason) added to their
-    // metadata. NULL: they are dropped, counted failed.
+    /// Topic (`dead_letter_topic_len` bytes) where given-up and nacked deliveries are published,
+    /// with a "dead_letter" object (topic, group, message_id, attempts, reason) added to their
+    /// metadata. NULL: they are dropped, counted failed.
     const char *dead_letter_topic;
-    // Length of `dead_letter_topic` in bytes.
+    /// Length of `dead_letter_topic` in bytes.
     size_t dead_letter_topic_len;
 } brokk_subscription_options;
 
-// Wait for room up to publish_timeout_ms, then fail with BROKK_STATUS_FULL. Publishing from a
-// handler into its own full group waits out the timeout: its worker cannot drain meanwhile.
+/// Wait for room up to publish_timeout_ms, then fail with BROKK_STATUS_FULL. Publishing from a
+/// handler into its own full group waits out the timeout: its worker cannot drain meanwhile.
 #define BROKK_BACKPRESSURE_BLOCK 0
 
-// Fail at once with BROKK_STATUS_FULL; nothing is published.
+/// Fail at once with BROKK_STATUS_FULL; nothing is published.
 #define BROKK_BACKPRESSURE_FAIL 1
 
-// Publish anyway; the full group does not get the message (counted full_dropped).
+/// Publish anyway; the full group does not get the message (counted full_dropped).
 #define BROKK_BACKPRESSURE_DROP 2
 
-// Publish fails with BROKK_STATUS_FULL and nothing is kept: no message is lost silently.
+/// Publish fails with BROKK_STATUS_FULL and nothing is kept: no message is lost silently.
 #define BROKK_RETENTION_REJECT 0
 
-// The oldest retained message is discarded (counted retained_dropped).
+/// The oldest retained message is discarded (counted retained_dropped).
 #define BROKK_RETENTION_DROP_OLDEST 1
 
-// The new message is discarded (counted retained_dropped).
+/// The new message is discarded (counted retained_dropped).
 #define BROKK_RETENTION_DROP_NEWEST 2
 
-// Nothing is retained: a message published while its topic has no group is counted unrouted
-// and goes nowhere (plain publish/subscribe).
+/// Nothing is retained: a message published while its topic has no group is counted unrouted
+/// and goes nowhere (plain publish/subscribe).
 #define BROKK_RETENTION_OFF 3
 
-// Processed: the delivery is settled and counted processed.
+/// Processed: the delivery is settled and counted processed.
 #define BROKK_VERDICT_ACK 0
 
-// Failed: the delivery is dropped and counted failed.
+/// Failed: the delivery is dropped and counted failed.
 #define BROKK_VERDICT_NACK 1
 
-// Failed for now: the delivery is queued again behind others of its priority, with its
-// attempt count one higher (after brokk_message_set_requeue_delay's delay, if set), unless the
-// subscription's max_attempts is reached: then it is given up (dead-lettered, if a topic is
-// set).
+/// Failed for now: the delivery is queued again behind others of its priority, with its
+/// attempt count one higher (after brokk_message_set_requeue_delay's delay, if set), unless the
+/// subscription's max_attempts is reached: then it is given up (dead-lettered, if a topic is
+/// set).
 #define BROKK_VERDICT_REQUEUE 2
 
-// Not decided yet: on a manual-ack subscription the delivery awaits brokk_broker_ack or
-// brokk_broker_nack (from any thread, at any later time); on an auto-ack subscription this
-// means ACK.
+/// Not decided yet: on a manual-ack subscription the delivery awaits brokk_broker_ack or
+/// brokk_broker_nack (from any thread, at any later time); on an auto-ack subscription this
+/// means ACK.
 #define BROKK_VERDICT_LATER 3
 
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
 
-// Creates a broker on the backend `url` names. Worker threads and the listener thread start
-// now.
-// - "memory://" (the default) keeps queues in this process.
-// - "sqlite:///absolute/path.db" (or "sqlite://relative/path.db") keeps them in a SQLite
-//   file, created if missing, that several processes may share: members of one named group
-//   compete across processes, and every group gets each message any process publishes.
-//   Options: `synchronous=normal|full` (full: every commit survives a power loss),
-//   `busy_timeout_ms=N` (how long to wait for another process's lock, 5000 by default, 0 to
-//   2147483647), `lease_ms=N` (how long a delivery stays this broker's if it stops renewing
-//   it, say because it crashed; 30000 by default, 3 to 2147483647). A file that is not a
-//   usable store is refused and left untouched.
-// - "redis://[user:password@]host:port/db" (one server) or "redis+cluster://h:p,h:p" keeps
-//   them on a Redis server that processes on many hosts may share, with the same semantics.
-//   Options: `prefix=NAME` (key prefix, "brokk" by default), `lease_ms=N` (as for SQLite),
-//   `timeout_ms=N` (connect and answer timeout of every call, 5000 by default, 1 to
-//   2147483647). Opening reaches the server once; see docs/redis.md.
-//
-// Options go in the URL's query (`?a=1&b=2`); an unknown option or a value out of its range
-// is INVALID_URL, naming the range.
-// Copies: url and options; no pointer is kept. `url` is NUL-terminated; NULL means
-// "memory://". `options` may be NULL for defaults.
-// Out: on BROKK_STATUS_OK, `*broker_out` holds a new broker that the caller owns and must
-// release with brokk_broker_free; untouched otherwise.
-// Threads: any.
-// Fork: the first call registers pthread_atfork handlers for the process. In a child, every
-// call on a broker the parent made returns FORKED and does nothing (freeing it there is safe
-// and releases nothing); the child makes its own. A fork waits (at most one second) until no
-// brokk thread is inside SQLite or holds a SQLite write transaction open, so that a child can
-// open a SQLite store its parent is busy in.
-// Errors: NULL_ARGUMENT (broker_out), INVALID_UTF8, INVALID_URL, UNSUPPORTED_BACKEND
-// (rediss://, or a backend this build of the library leaves out), INVALID_ARGUMENT (options out of range, or threads could not be started),
-// INCOMPATIBLE_STORE (not a brokk store, a newer schema, damaged), CANNOT_OPEN_STORE (a
-// directory, a missing folder, no permission; no server at a Redis address, wrong
-// credentials), UNAVAILABLE (locked by another process past busy_timeout_ms; a Redis server
-// that did not answer in time: no broker was made, retrying later may succeed),
-// STORAGE_FAILED.
+/// Creates a broker on the backend `url` names. Worker threads and the listener thread start
+/// now.
+/// - "memory://" (the default) keeps queues in this process.
+/// - "sqlite:///absolute/path.db" (or "sqlite://relative/path.db") keeps them in a SQLite
+///   file, created if missing, that several processes may share: members of one named group
+///   compete across processes, and every group gets each message any process publishes.
+///   Options: `synchronous=normal|full` (full: every commit survives a power loss),
+///   `busy_timeout_ms=N` (how long to wait for another process's lock, 5000 by default, 0 to
+///   2147483647), `lease_ms=N` (how long a delivery stays this broker's if it stops renewing
+///   it, say because it crashed; 30000 by default, 3 to 2147483647). A file that is not a
+///   usable store is refused and left untouched.
+/// - "redis://[user:password@]host:port/db" (one server) or "redis+cluster://h:p,h:p" keeps
+///   them on a Redis server that processes on many hosts may share, with the same semantics.
+///   Options: `prefix=NAME` (key prefix, "brokk" by default), `lease_ms=N` (as for SQLite),
+///   `timeout_ms=N` (connect and answer timeout of every call, 5000 by default, 1 to
+///   2147483647). Opening reaches the server once; see docs/redis.md.
+///
+/// Options go in the URL's query (`?a=1&b=2`); an unknown option or a value out of its range
+/// is INVALID_URL, naming the range.
+/// Copies: url and options; no pointer is kept. `url` is NUL-terminated; NULL means
+/// "memory://". `options` may be NULL for defaults.
+/// Out: on BROKK_STATUS_OK, `*broker_out` holds a new broker that the caller owns and must
+/// release with brokk_broker_free; untouched otherwise.
+/// Threads: any.
+/// Fork: the first call registers pthread_atfork handlers for the process. In a child, every
+/// call on a broker the parent made returns FORKED and does nothing (freeing it there is safe
+/// and releases nothing); the child makes its own. A fork waits (at most one second) until no
+/// brokk thread is inside SQLite or holds a SQLite write transaction open, so that a child can
+/// open a SQLite store its parent is busy in.
+/// Errors: NULL_ARGUMENT (broker_out), INVALID_UTF8, INVALID_URL, UNSUPPORTED_BACKEND
+/// (rediss://, or a backend this build of the library leaves out), INVALID_ARGUMENT (options out of range, or threads could not be started),
+/// INCOMPATIBLE_STORE (not a brokk store, a newer schema, damaged), CANNOT_OPEN_STORE (a
+/// directory, a missing folder, no permission; no server at a Redis address, wrong
+/// credentials), UNAVAILABLE (locked by another process past busy_timeout_ms; a Redis server
+/// that did not answer in time: no broker was made, retrying later may succeed),
+/// STORAGE_FAILED.
 brokk_status brokk_broker_new(const char *url,
                               const struct brokk_broker_options *options,
                               struct brokk_broker **broker_out);
 
-// Releases a broker. If it is not closed yet it is closed with force (waiting deliveries are
-// dropped). Then it waits for handler and listener invocations running at that moment to
-// return, and runs every remaining finaliser (free_user_data) on this thread. After it
-// returns, no handler, listener or finaliser of this broker runs again, whatever the order in
-// which the host releases things. A handler or listener that never returns blocks this call
-// even after a close that timed out: make callbacks return (a close with a timeout bounds how
-// long the broker waits for deliveries, not for a callback that is stuck).
-// Called from inside one of this broker's handlers or listeners, it returns at once and the
-// same teardown completes on a brokk thread when that callback returns.
-// Takes: `broker`, which must not be used afterwards by any thread. NULL is a no-op.
+/// Releases a broker. If it is not closed yet it is closed with force (waiting deliveries are
+/// dropped). Then it waits for handler and listener invocations running at that moment to
+/// return, and runs every remaining finaliser (free_user_data) on this thread. After it
+/// returns, no handler, listener or finaliser of this broker runs again, whatever the order in
+/// which the host releases things. A handler or listener that never returns blocks this call
+/// even after a close that timed out: make callbacks return (a close with a timeout bounds how
+/// long the broker waits for deliveries, not for a callback that is stuck).
+/// Called from inside one of this broker's handlers or listeners, it returns at once and the
+/// same teardown completes on a brokk thread when that callback returns.
+/// Takes: `broker`, which must not be used afterwards by any thread. NULL is a no-op.
 void brokk_broker_free(struct brokk_broker *broker);
 
-// Releases a broker without waiting for its callbacks. Like brokk_broker_free, it closes the
-// broker with force if it is not closed yet; but handler and listener invocations running at
-// that moment are not waited for: they finish on their own, and the teardown (the finalisers,
-// free_user_data, included) completes on a brokk thread once the last of them returns. Use it
-// after a forced close that must return promptly whatever a handler is doing; use
-// brokk_broker_free when the host needs every callback finished before it goes on.
-// Takes: `broker`, which must not be used afterwards by any thread. NULL is a no-op.
-// Threads: any thread, including from inside a handler or listener of this broker.
+/// Releases a broker without waiting for its callbacks. Like brokk_broker_free, it closes the
+/// broker with force if it is not closed yet; but handler and listener invocations running at
+/// that moment are not waited for: they finish on their own, and the teardown (the finalisers,
+/// free_user_data, included) completes on a brokk thread once the last of them returns. Use it
+/// after a forced close that must return promptly whatever a handler is doing; use
+/// brokk_broker_free when the host needs every callback finished before it goes on.
+/// Takes: `broker`, which must not be used afterwards by any thread. NULL is a no-op.
+/// Threads: any thread, including from inside a handler or listener of this broker.
 void brokk_broker_release(struct brokk_broker *broker);
 
-// Acks a delivery awaiting a manual ack (its handler returned BROKK_VERDICT_LATER, or is still
-// running): counted processed.
-// Threads: any thread, including from inside the handler that received the delivery.
-// Errors: NULL_ARGUMENT, UNKNOWN_DELIVERY (never issued), ALREADY_SETTLED (acked or nacked
-// before, or auto-acked), CLOSED, UNAVAILABLE and STORAGE_FAILED (a store's failure: the
-// delivery still awaits its ack), OUTCOME_UNKNOWN (Redis: the ack may or may not have been
-// applied).
+/// Acks a delivery awaiting a manual ack (its handler returned BROKK_VERDICT_LATER, or is still
+/// running): counted processed.
+/// Threads: any thread, including from inside the handler that received the delivery.
+/// Errors: NULL_ARGUMENT, UNKNOWN_DELIVERY (never issued), ALREADY_SETTLED (acked or nacked
+/// before, or auto-acked), CLOSED, UNAVAILABLE and STORAGE_FAILED (a store's failure: the
+/// delivery still awaits its ack), OUTCOME_UNKNOWN (Redis: the ack may or may not have been
+/// applied).
 brokk_status brokk_broker_ack(const struct brokk_broker *broker, uint64_t delivery_id);
 
-// Acks the `count` deliveries in `ids` (as brokk_broker_ack each, in order): one call for a
-// batch taken with brokk_broker_fetch_batch. A failing id does not stop the others.
-// Copies: nothing is kept after return.
-// Out: if `acked_out` is not NULL, it holds how many were acked, whatever the status (0 when
-// the call fails before acking any).
-// Returns: BROKK_STATUS_OK if every id was acked; otherwise the status of the first failure,
-// and brokk_last_error() names its index and id. CLOSED stops the batch where it occurred.
-// Threads: any thread.
-// Errors: NULL_ARGUMENT (`ids` NULL with `count` > 0), UNKNOWN_DELIVERY, ALREADY_SETTLED,
-// CLOSED, UNAVAILABLE and STORAGE_FAILED (those ids still await their ack), OUTCOME_UNKNOWN
-// (Redis: those acks may or may not have been applied).
+/// Acks the `count` deliveries in `ids` (as brokk_broker_ack each, in order): one call for a
+/// batch taken with brokk_broker_fetch_batch. A failing id does not stop the others.
+/// Copies: nothing is kept after return.
+/// Out: if `acked_out` is not NULL, it holds how many were acked, whatever the status (0 when
+/// the call fails before acking any).
+/// Returns: BROKK_STATUS_OK if every id was acked; otherwise the status of the first failure,
+/// and brokk_last_error() names its index and id. CLOSED stops the batch where it occurred.
+/// Threads: any thread.
+/// Errors: NULL_ARGUMENT (`ids` NULL with `count` > 0), UNKNOWN_DELIVERY, ALREADY_SETTLED,
+/// CLOSED, UNAVAILABLE and STORAGE_FAILED (those ids still await their ack), OUTCOME_UNKNOWN
+/// (Redis: those acks may or may not have been applied).
 brokk_status brokk_broker_ack_batch(const struct brokk_broker *broker,
                                     const uint64_t *ids,
                                     size_t count,
                                     size_t *acked_out);
 
-// Nacks a delivery awaiting an ack. With `requeue` it is queued again with attempt + 1, no
-// earlier than `requeue_delay_ms` from now (0: at once), unless its attempt limit is reached
-// (then it is given up) or its group is gone (then dropped). Without, it is given up: counted
-// failed, and published to its dead-letter topic if one is set. `reason` (`reason_len` bytes
-// of UTF-8, may be NULL) is passed to listeners' on_failed.
-// Copies: reason.
-// Threads: any thread, including from inside the handler that received the delivery.
-// Errors: NULL_ARGUMENT, INVALID_UTF8, UNKNOWN_DELIVERY, ALREADY_SETTLED, CLOSED,
-// UNAVAILABLE and STORAGE_FAILED (a store's failure: the delivery still awaits its nack),
-// OUTCOME_UNKNOWN (Redis: the nack may or may not have been applied).
+/// Nacks a delivery awaiting an ack. With `requeue` it is queued again with attempt + 1, no
+/// earlier than `requeue_delay_ms` from now (0: at once), unless its attempt limit is reached
+/// (then it is given up) or its group is gone (then dropped). Without, it is given up: counted
+/// failed, and published to its dead-letter topic if one is set. `reason` (`reason_len` bytes
+/// of UTF-8, may be NULL) is passed to listeners' on_failed.
+/// Copies: reason.
+/// Threads: any thread, including from inside the handler that received the delivery.
+/// Errors: NULL_ARGUMENT, INVALID_UTF8, UNKNOWN_DELIVERY, ALREADY_SETTLED, CLOSED,
+/// UNAVAILABLE and STORAGE_FAILED (a store's failure: the delivery still awaits its nack),
+/// OUTCOME_UNKNOWN (Redis: the nack may or may not have been applied).
 brokk_status brokk_broker_nack(const struct brokk_broker *broker,
                                uint64_t delivery_id,
                                bool requeue,
@@ -702,111 +702,111 @@ brokk_status brokk_broker_nack(const struct brokk_broker *broker,
                                const char *reason,
                                size_t reason_len);
 
-// Waits until no delivery is queued, running or awaiting an ack, and every listener event has
-// been delivered, or until `timeout_ms` passes (BROKK_WAIT_FOREVER: no limit). On a SQLite
-// store this is this broker's work: what it holds, and what waits in the file for the groups
-// it uses (whoever takes it); not what other processes hold.
-// Out: if `remaining_out` is not NULL, on BROKK_STATUS_OK it holds 0 and on
-// BROKK_STATUS_TIMEOUT the deliveries still outstanding; untouched otherwise.
-// Threads: any thread except this broker's own handlers and listeners.
-// Errors: NULL_ARGUMENT, TIMEOUT, WOULD_DEADLOCK (from a handler or listener), CLOSED.
+/// Waits until no delivery is queued, running or awaiting an ack, and every listener event has
+/// been delivered, or until `timeout_ms` passes (BROKK_WAIT_FOREVER: no limit). On a SQLite
+/// store this is this broker's work: what it holds, and what waits in the file for the groups
+/// it uses (whoever takes it); not what other processes hold.
+/// Out: if `remaining_out` is not NULL, on BROKK_STATUS_OK it holds 0 and on
+/// BROKK_STATUS_TIMEOUT the deliveries still outstanding; untouched otherwise.
+/// Threads: any thread except this broker's own handlers and listeners.
+/// Errors: NULL_ARGUMENT, TIMEOUT, WOULD_DEADLOCK (from a handler or listener), CLOSED.
 brokk_status brokk_broker_join(const struct brokk_broker *broker,
                                uint64_t timeout_ms,
                                uint64_t *remaining_out);
 
-// brokk_broker_join that `cancel` can interrupt: brokk_cancel_trigger on it, from any thread,
-// makes this call return BROKK_STATUS_CANCELLED at once (a token already cancelled too). With
-// `cancel` NULL it is brokk_broker_join. Everything brokk_broker_join says holds.
-// Out: as brokk_broker_join; `*remaining_out` is untouched on CANCELLED.
-// Copies: `cancel` is used during the call only.
-// Threads: as brokk_broker_join.
-// Errors: as brokk_broker_join, and CANCELLED.
+/// brokk_broker_join that `cancel` can interrupt: brokk_cancel_trigger on it, from any thread,
+/// makes this call return BROKK_STATUS_CANCELLED at once (a token already cancelled too). With
+/// `cancel` NULL it is brokk_broker_join. Everything brokk_broker_join says holds.
+/// Out: as brokk_broker_join; `*remaining_out` is untouched on CANCELLED.
+/// Copies: `cancel` is used during the call only.
+/// Threads: as brokk_broker_join.
+/// Errors: as brokk_broker_join, and CANCELLED.
 brokk_status brokk_broker_join_until(const struct brokk_broker *broker,
                                      uint64_t timeout_ms,
                                      const struct brokk_cancel *cancel,
                                      uint64_t *remaining_out);
 
-// Closes the broker. Publish and subscribe fail with CLOSED at once; deliveries already
-// published are still delivered, fetched and acked for up to `timeout_ms`
-// (BROKK_WAIT_FOREVER: no limit); then whatever is left is dropped, retained messages
-// included, the workers stop, and every later call on this broker fails with CLOSED (a second
-// close included) until brokk_broker_free. Handlers still running when time runs out finish
-// on their own. With `force`, nothing is waited for: everything outstanding is dropped at once.
-// On a SQLite store nothing durable is dropped: named groups' deliveries and retained
-// messages stay in the file, and deliveries this broker holds go back to it (attempt + 1) for
-// other processes; its ungrouped subscriptions' groups are removed.
-// Out: if `report_out` is not NULL, on BROKK_STATUS_OK and BROKK_STATUS_TIMEOUT it holds what
-// the close did; untouched on other statuses.
-// Threads: any thread. From inside this broker's own handler or listener only a forced close
-// is allowed; otherwise WOULD_DEADLOCK and nothing changes.
-// Errors: NULL_ARGUMENT, TIMEOUT (time ran out; the broker is closed all the same),
-// WOULD_DEADLOCK, CLOSED.
+/// Closes the broker. Publish and subscribe fail with CLOSED at once; deliveries already
+/// published are still delivered, fetched and acked for up to `timeout_ms`
+/// (BROKK_WAIT_FOREVER: no limit); then whatever is left is dropped, retained messages
+/// included, the workers stop, and every later call on this broker fails with CLOSED (a second
+/// close included) until brokk_broker_free. Handlers still running when time runs out finish
+/// on their own. With `force`, nothing is waited for: everything outstanding is dropped at once.
+/// On a SQLite store nothing durable is dropped: named groups' deliveries and retained
+/// messages stay in the file, and deliveries this broker holds go back to it (attempt + 1) for
+/// other processes; its ungrouped subscriptions' groups are removed.
+/// Out: if `report_out` is not NULL, on BROKK_STATUS_OK and BROKK_STATUS_TIMEOUT it holds what
+/// the close did; untouched on other statuses.
+/// Threads: any thread. From inside this broker's own handler or listener only a forced close
+/// is allowed; otherwise WOULD_DEADLOCK and nothing changes.
+/// Errors: NULL_ARGUMENT, TIMEOUT (time ran out; the broker is closed all the same),
+/// WOULD_DEADLOCK, CLOSED.
 brokk_status brokk_broker_close(const struct brokk_broker *broker,
                                 uint64_t timeout_ms,
                                 bool force,
                                 struct brokk_close_report *report_out);
 
-// Makes a cancellation token. Give it to brokk_broker_fetch_batch_until,
-// brokk_broker_take_until or brokk_broker_join_until; brokk_cancel_trigger from any thread then
-// makes each of them that waits on it return BROKK_STATUS_CANCELLED at once, having done
-// nothing. A token serves any number of calls, one after another or at once.
-// Out: on BROKK_STATUS_OK, `*cancel_out` holds a token the caller owns and must release with
-// brokk_cancel_free; untouched otherwise.
-// Threads: any.
-// Errors: NULL_ARGUMENT.
+/// Makes a cancellation token. Give it to brokk_broker_fetch_batch_until,
+/// brokk_broker_take_until or brokk_broker_join_until; brokk_cancel_trigger from any thread then
+/// makes each of them that waits on it return BROKK_STATUS_CANCELLED at once, having done
+/// nothing. A token serves any number of calls, one after another or at once.
+/// Out: on BROKK_STATUS_OK, `*cancel_out` holds a token the caller owns and must release with
+/// brokk_cancel_free; untouched otherwise.
+/// Threads: any.
+/// Errors: NULL_ARGUMENT.
 brokk_status brokk_cancel_new(struct brokk_cancel **cancel_out);
 
-// Makes a cancellation token that a call waiting on it also asks, through `check`, at least
-// every `every_ms` milliseconds (1 to 60000) and once before it waits: for a host that notices
-// its own cancellation only when it looks (CPython runs a Ctrl-C handler only when asked, on
-// the main thread, which is the one blocked in the call). A check that returns true cancels
-// the token, as brokk_cancel_trigger would.
-// Copies: nothing; `user_data` is passed to `check` as is, and must stay valid until
-// brokk_cancel_free returns.
-// Out: on BROKK_STATUS_OK, `*cancel_out` holds a token the caller owns and must release with
-// brokk_cancel_free; untouched otherwise.
-// Threads: any; `check` runs on the threads that make calls with the token.
-// Errors: NULL_ARGUMENT (`check`, `cancel_out`), INVALID_ARGUMENT (`every_ms` out of range).
+/// Makes a cancellation token that a call waiting on it also asks, through `check`, at least
+/// every `every_ms` milliseconds (1 to 60000) and once before it waits: for a host that notices
+/// its own cancellation only when it looks (CPython runs a Ctrl-C handler only when asked, on
+/// the main thread, which is the one blocked in the call). A check that returns true cancels
+/// the token, as brokk_cancel_trigger would.
+/// Copies: nothing; `user_data` is passed to `check` as is, and must stay valid until
+/// brokk_cancel_free returns.
+/// Out: on BROKK_STATUS_OK, `*cancel_out` holds a token the caller owns and must release with
+/// brokk_cancel_free; untouched otherwise.
+/// Threads: any; `check` runs on the threads that make calls with the token.
+/// Errors: NULL_ARGUMENT (`check`, `cancel_out`), INVALID_ARGUMENT (`every_ms` out of range).
 brokk_status brokk_cancel_new_checked(brokk_cancel_check_cb check,
                                       void *user_data,
                                       uint64_t every_ms,
                                       struct brokk_cancel **cancel_out);
 
-// Cancels the token: every call waiting on it returns BROKK_STATUS_CANCELLED now, and every
-// call given it later does so at once, until brokk_cancel_reset. Idempotent.
-// Threads: any thread, concurrently with the calls waiting on the token and with other
-// triggers; safe from a signal handler's thread but not from a signal handler itself (it takes
-// a lock).
-// Errors: NULL_ARGUMENT.
+/// Cancels the token: every call waiting on it returns BROKK_STATUS_CANCELLED now, and every
+/// call given it later does so at once, until brokk_cancel_reset. Idempotent.
+/// Threads: any thread, concurrently with the calls waiting on the token and with other
+/// triggers; safe from a signal handler's thread but not from a signal handler itself (it takes
+/// a lock).
+/// Errors: NULL_ARGUMENT.
 brokk_status brokk_cancel_trigger(const struct brokk_cancel *cancel);
 
-// Makes a cancelled token usable again, for a host that keeps one per thread rather than one
-// per call. A call that the cancel already woke still returns CANCELLED.
-// Threads: any.
-// Errors: NULL_ARGUMENT.
+/// Makes a cancelled token usable again, for a host that keeps one per thread rather than one
+/// per call. A call that the cancel already woke still returns CANCELLED.
+/// Threads: any.
+/// Errors: NULL_ARGUMENT.
 brokk_status brokk_cancel_reset(const struct brokk_cancel *cancel);
 
-// Whether the token is cancelled (by brokk_cancel_trigger, or by its check). False for NULL.
-// Threads: any.
+/// Whether the token is cancelled (by brokk_cancel_trigger, or by its check). False for NULL.
+/// Threads: any.
 bool brokk_cancel_is_cancelled(const struct brokk_cancel *cancel);
 
-// Releases a token. No call may still be using it (each call that was given it has returned).
-// Takes: `cancel`, which must not be used afterwards. NULL is a no-op.
+/// Releases a token. No call may still be using it (each call that was given it has returned).
+/// Takes: `cancel`, which must not be used afterwards. NULL is a no-op.
 void brokk_cancel_free(struct brokk_cancel *cancel);
 
-// Takes the next delivery of a consumer group (see brokk_fetch_options) on `topic`: highest
-// priority first, FIFO within a priority. Creates the topic and the group if new; a topic's first named
-// group takes over the messages it retained. Members of a group (fetchers and subscriptions
-// alike) compete: each delivery goes to one of them. Waits up to `timeout_ms` for one (0: not
-// at all; BROKK_WAIT_FOREVER: no limit).
-// Copies: topic and options; no pointer is kept after return.
-// Out: on BROKK_STATUS_OK, `*delivery_out` holds a delivery the caller owns and must release
-// with brokk_delivery_free, or NULL if none came in time; untouched on failure. The delivery
-// awaits brokk_broker_ack or brokk_broker_nack, like a manual-ack handler's.
-// Threads: any thread, concurrently. While the broker is closing it still serves what is
-// queued; once closed, a blocked fetch returns CLOSED.
-// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC (also for the dead-letter topic),
-// INVALID_GROUP, CLOSED.
+/// Takes the next delivery of a consumer group (see brokk_fetch_options) on `topic`: highest
+/// priority first, FIFO within a priority. Creates the topic and the group if new; a topic's first named
+/// group takes over the messages it retained. Members of a group (fetchers and subscriptions
+/// alike) compete: each delivery goes to one of them. Waits up to `timeout_ms` for one (0: not
+/// at all; BROKK_WAIT_FOREVER: no limit).
+/// Copies: topic and options; no pointer is kept after return.
+/// Out: on BROKK_STATUS_OK, `*delivery_out` holds a delivery the caller owns and must release
+/// with brokk_delivery_free, or NULL if none came in time; untouched on failure. The delivery
+/// awaits brokk_broker_ack or brokk_broker_nack, like a manual-ack handler's.
+/// Threads: any thread, concurrently. While the broker is closing it still serves what is
+/// queued; once closed, a blocked fetch returns CLOSED.
+/// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC (also for the dead-letter topic),
+/// INVALID_GROUP, CLOSED.
 brokk_status brokk_broker_fetch(const struct brokk_broker *broker,
                                 const char *topic,
                                 size_t topic_len,
@@ -814,18 +814,18 @@ brokk_status brokk_broker_fetch(const struct brokk_broker *broker,
                                 uint64_t timeout_ms,
                                 struct brokk_delivery **delivery_out);
 
-// Takes up to `max` deliveries of a consumer group on `topic` in one call: as
-// brokk_broker_fetch, waiting up to `timeout_ms` for the first, then taking what is queued at
-// that moment, in order (highest priority first, FIFO within a priority). One call instead of
-// one per delivery, for consumers that work through a backlog.
-// Copies: topic and options; no pointer is kept after return.
-// Out: on BROKK_STATUS_OK, `deliveries_out[0..*count_out]` hold deliveries the caller owns
-// (each released with brokk_delivery_free, each awaiting ack or nack); `*count_out` is 0 if
-// none came in time. `deliveries_out` must have room for `max` pointers; entries past
-// `*count_out` are untouched, as are both outputs on failure.
-// Threads: any thread, concurrently.
-// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC, INVALID_GROUP, INVALID_ARGUMENT (max 0),
-// CLOSED.
+/// Takes up to `max` deliveries of a consumer group on `topic` in one call: as
+/// brokk_broker_fetch, waiting up to `timeout_ms` for the first, then taking what is queued at
+/// that moment, in order (highest priority first, FIFO within a priority). One call instead of
+/// one per delivery, for consumers that work through a backlog.
+/// Copies: topic and options; no pointer is kept after return.
+/// Out: on BROKK_STATUS_OK, `deliveries_out[0..*count_out]` hold deliveries the caller owns
+/// (each released with brokk_delivery_free, each awaiting ack or nack); `*count_out` is 0 if
+/// none came in time. `deliveries_out` must have room for `max` pointers; entries past
+/// `*count_out` are untouched, as are both outputs on failure.
+/// Threads: any thread, concurrently.
+/// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC, INVALID_GROUP, INVALID_ARGUMENT (max 0),
+/// CLOSED.
 brokk_status brokk_broker_fetch_batch(const struct brokk_broker *broker,
                                       const char *topic,
                                       size_t topic_len,
@@ -835,12 +835,12 @@ brokk_status brokk_broker_fetch_batch(const struct brokk_broker *broker,
                                       struct brokk_delivery **deliveries_out,
                                       size_t *count_out);
 
-// brokk_broker_fetch_batch that `cancel` can interrupt: brokk_cancel_trigger on it, from any
-// thread, makes this call return BROKK_STATUS_CANCELLED at once, having taken nothing (and so
-// does a token already cancelled). With `cancel` NULL it is brokk_broker_fetch_batch.
-// Everything brokk_broker_fetch_batch says holds.
-// Copies: topic and options; `cancel` is used during the call only.
-// Errors: as brokk_broker_fetch_batch, and CANCELLED.
+/// brokk_broker_fetch_batch that `cancel` can interrupt: brokk_cancel_trigger on it, from any
+/// thread, makes this call return BROKK_STATUS_CANCELLED at once, having taken nothing (and so
+/// does a token already cancelled). With `cancel` NULL it is brokk_broker_fetch_batch.
+/// Everything brokk_broker_fetch_batch says holds.
+/// Copies: topic and options; `cancel` is used during the call only.
+/// Errors: as brokk_broker_fetch_batch, and CANCELLED.
 brokk_status brokk_broker_fetch_batch_until(const struct brokk_broker *broker,
                                             const char *topic,
                                             size_t topic_len,
@@ -851,20 +851,20 @@ brokk_status brokk_broker_fetch_batch_until(const struct brokk_broker *broker,
                                             struct brokk_delivery **deliveries_out,
                                             size_t *count_out);
 
-// Takes and acks the next delivery of `group` on `topic` as brokk_broker_take does, handing
-// back its payload whatever its size, in a buffer brokk allocates; and `cancel` (may be NULL)
-// can interrupt it while it waits: brokk_cancel_trigger from any thread makes it return
-// BROKK_STATUS_CANCELLED at once, having taken nothing. For hosts that cannot guess a
-// payload's size, and for waits that must end when the host says so.
-// Copies: topic and group; `cancel` is used during the call only.
-// Out: on BROKK_STATUS_OK, either `*payload_out` holds the payload followed by a NUL (JSON has
-// no NUL byte of its own), which the caller owns and must release with brokk_string_free,
-// and `*payload_len_out` its length without the NUL; or, when nothing came in time,
-// `*payload_out` is NULL and `*payload_len_out` is 0. Both untouched on failure.
-// Threads: any thread, concurrently.
-// Errors: NULL_ARGUMENT (broker, topic, payload_out, payload_len_out), INVALID_UTF8,
-// INVALID_TOPIC, INVALID_GROUP, CANCELLED, CLOSED, UNAVAILABLE and STORAGE_FAILED (nothing was
-// taken).
+/// Takes and acks the next delivery of `group` on `topic` as brokk_broker_take does, handing
+/// back its payload whatever its size, in a buffer brokk allocates; and `cancel` (may be NULL)
+/// can interrupt it while it waits: brokk_cancel_trigger from any thread makes it return
+/// BROKK_STATUS_CANCELLED at once, having taken nothing. For hosts that cannot guess a
+/// payload's size, and for waits that must end when the host says so.
+/// Copies: topic and group; `cancel` is used during the call only.
+/// Out: on BROKK_STATUS_OK, either `*payload_out` holds the payload followed by a NUL (JSON has
+/// no NUL byte of its own), which the caller owns and must release with brokk_string_free,
+/// and `*payload_len_out` its length without the NUL; or, when nothing came in time,
+/// `*payload_out` is NULL and `*payload_len_out` is 0. Both untouched on failure.
+/// Threads: any thread, concurrently.
+/// Errors: NULL_ARGUMENT (broker, topic, payload_out, payload_len_out), INVALID_UTF8,
+/// INVALID_TOPIC, INVALID_GROUP, CANCELLED, CLOSED, UNAVAILABLE and STORAGE_FAILED (nothing was
+/// taken).
 brokk_status brokk_broker_take_until(const struct brokk_broker *broker,
                                      const char *topic,
                                      size_t topic_len,
@@ -875,23 +875,23 @@ brokk_status brokk_broker_take_until(const struct brokk_broker *broker,
                                      char **payload_out,
                                      size_t *payload_len_out);
 
-// Takes the next delivery of consumer group `group` (`group_len` bytes; NULL: the group
-// "default") on `topic` and acknowledges it in the same step, copying its payload (JSON) into
-// `payload_out`: brokk_broker_fetch, a copy of the payload and brokk_broker_ack, in one call
-// and, on SQLite and Redis, one store operation (on SQLite, one commit instead of two). At
-// most once: once it returns, the message is gone from the group, whatever the caller then
-// does with it. For consumers that keep no delivery open; listeners hear it dispatched, then
-// processed. Waits up to `timeout_ms` as brokk_broker_fetch does.
-// Copies: topic and group; no pointer is kept after return.
-// Out: on BROKK_STATUS_OK, `*payload_len_out` is the payload's length and `payload_out[0..len]`
-// holds it, followed by a NUL if `payload_cap` leaves room for one; or `*payload_len_out` is
-// 0: nothing came in time (a payload is never empty). On BROKK_STATUS_BUFFER_TOO_SMALL the
-// next payload has `*payload_len_out` bytes, more than `payload_cap`: nothing was taken, and
-// a call with room for it takes it. Untouched on other failures.
-// Threads: any thread, concurrently.
-// Errors: NULL_ARGUMENT (broker, topic, payload_len_out; payload_out unless payload_cap is 0),
-// INVALID_UTF8, INVALID_TOPIC, INVALID_GROUP, BUFFER_TOO_SMALL, CLOSED, UNAVAILABLE and
-// STORAGE_FAILED (nothing was taken).
+/// Takes the next delivery of consumer group `group` (`group_len` bytes; NULL: the group
+/// "default") on `topic` and acknowledges it in the same step, copying its payload (JSON) into
+/// `payload_out`: brokk_broker_fetch, a copy of the payload and brokk_broker_ack, in one call
+/// and, on SQLite and Redis, one store operation (on SQLite, one commit instead of two). At
+/// most once: once it returns, the message is gone from the group, whatever the caller then
+/// does with it. For consumers that keep no delivery open; listeners hear it dispatched, then
+/// processed. Waits up to `timeout_ms` as brokk_broker_fetch does.
+/// Copies: topic and group; no pointer is kept after return.
+/// Out: on BROKK_STATUS_OK, `*payload_len_out` is the payload's length and `payload_out[0..len]`
+/// holds it, followed by a NUL if `payload_cap` leaves room for one; or `*payload_len_out` is
+/// 0: nothing came in time (a payload is never empty). On BROKK_STATUS_BUFFER_TOO_SMALL the
+/// next payload has `*payload_len_out` bytes, more than `payload_cap`: nothing was taken, and
+/// a call with room for it takes it. Untouched on other failures.
+/// Threads: any thread, concurrently.
+/// Errors: NULL_ARGUMENT (broker, topic, payload_len_out; payload_out unless payload_cap is 0),
+/// INVALID_UTF8, INVALID_TOPIC, INVALID_GROUP, BUFFER_TOO_SMALL, CLOSED, UNAVAILABLE and
+/// STORAGE_FAILED (nothing was taken).
 brokk_status brokk_broker_take(const struct brokk_broker *broker,
                                const char *topic,
                                size_t topic_len,
@@ -902,155 +902,155 @@ brokk_status brokk_broker_take(const struct brokk_broker *broker,
                                size_t payload_cap,
                                size_t *payload_len_out);
 
-// brokk_broker_take with its arguments in `request`, the payload's length written to
-// `request->payload_len`: the same call, for hosts whose foreign calls cost per argument
-// (Python's ctypes spends about as much converting each argument as on the rest of the call,
-// so two arguments instead of nine cost it about a third). Everything brokk_broker_take says
-// holds.
-// Copies: what `request` points to is read during the call and not kept.
-// Errors: as brokk_broker_take, and NULL_ARGUMENT for `request`.
+/// brokk_broker_take with its arguments in `request`, the payload's length written to
+/// `request->payload_len`: the same call, for hosts whose foreign calls cost per argument
+/// (Python's ctypes spends about as much converting each argument as on the rest of the call,
+/// so two arguments instead of nine cost it about a third). Everything brokk_broker_take says
+/// holds.
+/// Copies: what `request` points to is read during the call and not kept.
+/// Errors: as brokk_broker_take, and NULL_ARGUMENT for `request`.
 brokk_status brokk_broker_take_with(const struct brokk_broker *broker,
                                     struct brokk_take_request *request);
 
-// The message view of a fetched delivery, for the brokk_message_* accessors.
-// Returns: a view valid until brokk_delivery_free(delivery); NULL for NULL.
+/// The message view of a fetched delivery, for the brokk_message_* accessors.
+/// Returns: a view valid until brokk_delivery_free(delivery); NULL for NULL.
 const struct brokk_message *brokk_delivery_message(const struct brokk_delivery *delivery);
 
-// Releases a fetched delivery handle. It does not ack or nack: a delivery freed unsettled
-// stays in flight until acked or nacked by id, or the broker closes.
-// Takes: `delivery`, which must not be used afterwards. NULL is a no-op.
+/// Releases a fetched delivery handle. It does not ack or nack: a delivery freed unsettled
+/// stays in flight until acked or nacked by id, or the broker closes.
+/// Takes: `delivery`, which must not be used afterwards. NULL is a no-op.
 void brokk_delivery_free(struct brokk_delivery *delivery);
 
-// Counts messages waiting on the `topic_count` topics in `topics` (each a name view), or on
-// every topic when `topics` is NULL: retained ones plus deliveries queued in consumer groups
-// (one per group); deliveries in flight are not counted. Unknown topics count 0.
-// Copies: nothing is kept after return.
-// Out: on BROKK_STATUS_OK, `*count_out`; untouched otherwise.
-// Threads: any thread.
-// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC, CLOSED.
+/// Counts messages waiting on the `topic_count` topics in `topics` (each a name view), or on
+/// every topic when `topics` is NULL: retained ones plus deliveries queued in consumer groups
+/// (one per group); deliveries in flight are not counted. Unknown topics count 0.
+/// Copies: nothing is kept after return.
+/// Out: on BROKK_STATUS_OK, `*count_out`; untouched otherwise.
+/// Threads: any thread.
+/// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC, CLOSED.
 brokk_status brokk_broker_count(const struct brokk_broker *broker,
                                 const struct brokk_str *topics,
                                 size_t topic_count,
                                 uint64_t *count_out);
 
-// Discards what brokk_broker_count counts on the same topics (all when `topics` is NULL):
-// retained messages and queued deliveries. Deliveries in flight are untouched.
-// Copies: nothing is kept after return.
-// Out: if `purged_out` is not NULL, on BROKK_STATUS_OK it holds how many were discarded.
-// Threads: any thread.
-// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC, CLOSED.
+/// Discards what brokk_broker_count counts on the same topics (all when `topics` is NULL):
+/// retained messages and queued deliveries. Deliveries in flight are untouched.
+/// Copies: nothing is kept after return.
+/// Out: if `purged_out` is not NULL, on BROKK_STATUS_OK it holds how many were discarded.
+/// Threads: any thread.
+/// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC, CLOSED.
 brokk_status brokk_broker_purge(const struct brokk_broker *broker,
                                 const struct brokk_str *topics,
                                 size_t topic_count,
                                 uint64_t *purged_out);
 
-// The detailed message of the last brokk call that failed on this thread ("" if none has).
-// Returns: a NUL-terminated string owned by brokk, valid until the next failing brokk call on
-// this thread; copy it if you need it longer. Never NULL; do not free.
-// Threads: per thread; read it on the thread that made the failing call, right after it.
+/// The detailed message of the last brokk call that failed on this thread ("" if none has).
+/// Returns: a NUL-terminated string owned by brokk, valid until the next failing brokk call on
+/// this thread; copy it if you need it longer. Never NULL; do not free.
+/// Threads: per thread; read it on the thread that made the failing call, right after it.
 const char *brokk_last_error(void);
 
-// Adds a listener. It sees every event that happens after this returns.
-// Copies: the `listener` struct; no pointer to it is kept.
-// Takes: on success, `listener->user_data` belongs to the listener: `free_user_data` runs
-// exactly once after its last callback. On failure nothing is taken and it is not called.
-// Out: on BROKK_STATUS_OK, `*listener_id_out` holds the listener id; untouched otherwise.
-// Threads: any thread, including from a handler or listener.
-// Errors: NULL_ARGUMENT, CLOSED.
+/// Adds a listener. It sees every event that happens after this returns.
+/// Copies: the `listener` struct; no pointer to it is kept.
+/// Takes: on success, `listener->user_data` belongs to the listener: `free_user_data` runs
+/// exactly once after its last callback. On failure nothing is taken and it is not called.
+/// Out: on BROKK_STATUS_OK, `*listener_id_out` holds the listener id; untouched otherwise.
+/// Threads: any thread, including from a handler or listener.
+/// Errors: NULL_ARGUMENT, CLOSED.
 brokk_status brokk_broker_add_listener(const struct brokk_broker *broker,
                                        const struct brokk_listener *listener,
                                        uint64_t *listener_id_out);
 
-// Removes a listener. A callback of it that is running finishes (this does not wait for it);
-// no callback of it starts after this returns. Its free_user_data runs after that last
-// callback, on this thread or the listener thread.
-// Threads: any thread, including from a handler or listener.
-// Errors: NULL_ARGUMENT, UNKNOWN_LISTENER, CLOSED.
+/// Removes a listener. A callback of it that is running finishes (this does not wait for it);
+/// no callback of it starts after this returns. Its free_user_data runs after that last
+/// callback, on this thread or the listener thread.
+/// Threads: any thread, including from a handler or listener.
+/// Errors: NULL_ARGUMENT, UNKNOWN_LISTENER, CLOSED.
 brokk_status brokk_broker_remove_listener(const struct brokk_broker *broker, uint64_t listener_id);
 
-// The topic the message was published on.
-// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
+/// The topic the message was published on.
+/// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
 struct brokk_str brokk_message_topic(const struct brokk_message *msg);
 
-// The JSON payload, byte for byte as published; shared by every delivery of the message.
-// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
+/// The JSON payload, byte for byte as published; shared by every delivery of the message.
+/// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
 struct brokk_str brokk_message_payload(const struct brokk_message *msg);
 
-// The metadata JSON object as published, or "{}".
-// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
+/// The metadata JSON object as published, or "{}".
+/// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
 struct brokk_str brokk_message_metadata(const struct brokk_message *msg);
 
-// This delivery's own id as decimal text: each subscription's copy of a message has its own
-// (the number is brokk_message_delivery_id). In on_publish, where there is no delivery yet, the published id.
-// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
+/// This delivery's own id as decimal text: each subscription's copy of a message has its own
+/// (the number is brokk_message_delivery_id). In on_publish, where there is no delivery yet, the published id.
+/// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
 struct brokk_str brokk_message_id(const struct brokk_message *msg);
 
-// The id of the published message this delivery copies: the id brokk_broker_publish returned
-// (the parent of every copy made by fan-out). Empty in on_publish, where the view is the published message.
-// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
+/// The id of the published message this delivery copies: the id brokk_broker_publish returned
+/// (the parent of every copy made by fan-out). Empty in on_publish, where the view is the published message.
+/// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.
 struct brokk_str brokk_message_parent_id(const struct brokk_message *msg);
 
-// The delivery id that brokk_broker_ack and brokk_broker_nack take, kept across redeliveries.
-// Not the message id (brokk_message_parent_id, the id publish returned). No other live broker
-// of the process issues the same number: an id given to another broker's ack or nack is
-// UNKNOWN_DELIVERY there and changes nothing. 0 in on_publish and for NULL.
+/// The delivery id that brokk_broker_ack and brokk_broker_nack take, kept across redeliveries.
+/// Not the message id (brokk_message_parent_id, the id publish returned). No other live broker
+/// of the process issues the same number: an id given to another broker's ack or nack is
+/// UNKNOWN_DELIVERY there and changes nothing. 0 in on_publish and for NULL.
 uint64_t brokk_message_delivery_id(const struct brokk_message *msg);
 
-// The subscription whose handler received this delivery. 0 for a fetched delivery, in
-// on_publish, and for NULL.
+/// The subscription whose handler received this delivery. 0 for a fetched delivery, in
+/// on_publish, and for NULL.
 uint64_t brokk_message_subscription_id(const struct brokk_message *msg);
 
-// The message's priority (higher first). 0 for NULL.
+/// The message's priority (higher first). 0 for NULL.
 int32_t brokk_message_priority(const struct brokk_message *msg);
 
-// The consumer group this delivery was made for ("default" for a fetch that named none);
-// empty for an ungrouped subscription's delivery, in on_publish, and for NULL.
-// Returns: a view valid as long as `msg` (see brokk_message).
+/// The consumer group this delivery was made for ("default" for a fetch that named none);
+/// empty for an ungrouped subscription's delivery, in on_publish, and for NULL.
+/// Returns: a view valid as long as `msg` (see brokk_message).
 struct brokk_str brokk_message_group(const struct brokk_message *msg);
 
-// 1 on first delivery, one more for each redelivery. 0 in on_publish and for NULL.
+/// 1 on first delivery, one more for each redelivery. 0 in on_publish and for NULL.
 uint32_t brokk_message_attempt(const struct brokk_message *msg);
 
-// When the message was published, in milliseconds since the Unix epoch. 0 for NULL.
+/// When the message was published, in milliseconds since the Unix epoch. 0 for NULL.
 uint64_t brokk_message_timestamp_ms(const struct brokk_message *msg);
 
-// Records why the handler is failing this delivery, for listeners' on_failed; used when the
-// handler then returns BROKK_VERDICT_NACK or BROKK_VERDICT_REQUEUE. Call it only from the
-// handler that received `msg`, on its thread, during the call (it is not synchronised); on a
-// fetched delivery's view it has no effect on anything.
-// Copies: `reason`; no pointer is kept.
-// Errors: NULL_ARGUMENT, INVALID_UTF8.
+/// Records why the handler is failing this delivery, for listeners' on_failed; used when the
+/// handler then returns BROKK_VERDICT_NACK or BROKK_VERDICT_REQUEUE. Call it only from the
+/// handler that received `msg`, on its thread, during the call (it is not synchronised); on a
+/// fetched delivery's view it has no effect on anything.
+/// Copies: `reason`; no pointer is kept.
+/// Errors: NULL_ARGUMENT, INVALID_UTF8.
 brokk_status brokk_message_set_failure_reason(const struct brokk_message *msg,
                                               const char *reason,
                                               size_t reason_len);
 
-// Delays the requeue that the handler is about to ask for: when it then returns
-// BROKK_VERDICT_REQUEUE, the delivery is delivered again no earlier than `delay_ms` from now
-// (backoff). Call it only from the handler that received `msg`.
-// Errors: NULL_ARGUMENT.
+/// Delays the requeue that the handler is about to ask for: when it then returns
+/// BROKK_VERDICT_REQUEUE, the delivery is delivered again no earlier than `delay_ms` from now
+/// (backoff). Call it only from the handler that received `msg`.
+/// Errors: NULL_ARGUMENT.
 brokk_status brokk_message_set_requeue_delay(const struct brokk_message *msg, uint64_t delay_ms);
 
-// Reads every field of `msg` into `*fields_out`.
-// Out: on BROKK_STATUS_OK, `*fields_out`, whose views are valid as long as `msg` (see
-// brokk_message); untouched on failure.
-// Errors: NULL_ARGUMENT.
+/// Reads every field of `msg` into `*fields_out`.
+/// Out: on BROKK_STATUS_OK, `*fields_out`, whose views are valid as long as `msg` (see
+/// brokk_message); untouched on failure.
+/// Errors: NULL_ARGUMENT.
 brokk_status brokk_message_read(const struct brokk_message *msg,
                                 struct brokk_message_fields *fields_out);
 
-// Maps `s` (`s_len` bytes of UTF-8) onto a fragment of a topic name of at most `max_len` bytes:
-// bytes of [A-Za-z0-9.-] are kept, every other byte (`_` included) becomes `_` and two
-// lowercase hex digits ("my app" -> "my_20app"); if that is longer than `max_len`, it is cut
-// (never inside an escape) to leave room for `_x` and the 16 hex digits of the input's 64-bit
-// FNV-1a hash. Different inputs give different fragments, except two truncated ones whose
-// hashes collide. A fragment never contains "__". The empty string gives the empty fragment.
-// Copies: s; no pointer is kept after return.
-// Out: on BROKK_STATUS_OK, `out[0..*len_out]` holds the fragment, followed by a NUL;
-// `out_cap` is the size of `out` in bytes (`max_len` + 1 always suffices). On
-// BROKK_STATUS_BUFFER_TOO_SMALL, `*len_out` is the fragment's length and `out` is untouched
-// (a buffer of `*len_out` + 1 bytes holds it). Untouched on other failures.
-// Threads: any thread, concurrently.
-// Errors: NULL_ARGUMENT (s, len_out; out unless out_cap is 0), INVALID_UTF8, INVALID_ARGUMENT
-// (the fragment must be truncated and `max_len` is below 18), BUFFER_TOO_SMALL.
+/// Maps `s` (`s_len` bytes of UTF-8) onto a fragment of a topic name of at most `max_len` bytes:
+/// bytes of [A-Za-z0-9.-] are kept, every other byte (`_` included) becomes `_` and two
+/// lowercase hex digits ("my app" -> "my_20app"); if that is longer than `max_len`, it is cut
+/// (never inside an escape) to leave room for `_x` and the 16 hex digits of the input's 64-bit
+/// FNV-1a hash. Different inputs give different fragments, except two truncated ones whose
+/// hashes collide. A fragment never contains "__". The empty string gives the empty fragment.
+/// Copies: s; no pointer is kept after return.
+/// Out: on BROKK_STATUS_OK, `out[0..*len_out]` holds the fragment, followed by a NUL;
+/// `out_cap` is the size of `out` in bytes (`max_len` + 1 always suffices). On
+/// BROKK_STATUS_BUFFER_TOO_SMALL, `*len_out` is the fragment's length and `out` is untouched
+/// (a buffer of `*len_out` + 1 bytes holds it). Untouched on other failures.
+/// Threads: any thread, concurrently.
+/// Errors: NULL_ARGUMENT (s, len_out; out unless out_cap is 0), INVALID_UTF8, INVALID_ARGUMENT
+/// (the fragment must be truncated and `max_len` is below 18), BUFFER_TOO_SMALL.
 brokk_status brokk_topic_name_part(const char *s,
                                    size_t s_len,
                                    size_t max_len,
@@ -1058,20 +1058,20 @@ brokk_status brokk_topic_name_part(const char *s,
                                    size_t out_cap,
                                    size_t *len_out);
 
-// Publishes `payload_len` bytes of JSON on `topic` (`topic_len` bytes of [A-Za-z0-9_.-],
-// created if new). Every consumer group of the topic gets its own delivery (an ungrouped
-// subscription is a group of one); while the topic has no group, it retains the message for
-// the first named group or fetch, as the broker's retention policy allows.
-// Copies: topic, payload, options and what they point to; no pointer is kept after return.
-// Out: if `id_out` is not NULL, on BROKK_STATUS_OK it holds the message id, NUL-terminated;
-// `id_out_cap` is its size in bytes (BROKK_ID_BUFFER_SIZE always suffices). Untouched
-// otherwise. If the buffer is too small, nothing is published.
-// Threads: any thread, concurrently, and from inside a handler.
-// Errors: NULL_ARGUMENT (broker, topic, payload), INVALID_UTF8, INVALID_TOPIC, INVALID_JSON,
-// INVALID_ID, PAYLOAD_TOO_LARGE, BUFFER_TOO_SMALL, FULL (retention limit, policy REJECT),
-// CLOSED (also while a close is waiting); a store's UNAVAILABLE and STORAGE_FAILED (nothing
-// was published) and, on Redis, OUTCOME_UNKNOWN (it may have been published: a retry may
-// publish it twice).
+/// Publishes `payload_len` bytes of JSON on `topic` (`topic_len` bytes of [A-Za-z0-9_.-],
+/// created if new). Every consumer group of the topic gets its own delivery (an ungrouped
+/// subscription is a group of one); while the topic has no group, it retains the message for
+/// the first named group or fetch, as the broker's retention policy allows.
+/// Copies: topic, payload, options and what they point to; no pointer is kept after return.
+/// Out: if `id_out` is not NULL, on BROKK_STATUS_OK it holds the message id, NUL-terminated;
+/// `id_out_cap` is its size in bytes (BROKK_ID_BUFFER_SIZE always suffices). Untouched
+/// otherwise. If the buffer is too small, nothing is published.
+/// Threads: any thread, concurrently, and from inside a handler.
+/// Errors: NULL_ARGUMENT (broker, topic, payload), INVALID_UTF8, INVALID_TOPIC, INVALID_JSON,
+/// INVALID_ID, PAYLOAD_TOO_LARGE, BUFFER_TOO_SMALL, FULL (retention limit, policy REJECT),
+/// CLOSED (also while a close is waiting); a store's UNAVAILABLE and STORAGE_FAILED (nothing
+/// was published) and, on Redis, OUTCOME_UNKNOWN (it may have been published: a retry may
+/// publish it twice).
 brokk_status brokk_broker_publish(const struct brokk_broker *broker,
                                   const char *topic,
                                   size_t topic_len,
@@ -1081,27 +1081,27 @@ brokk_status brokk_broker_publish(const struct brokk_broker *broker,
                                   char *id_out,
                                   size_t id_out_cap);
 
-// brokk_broker_publish with its other arguments in `request`: the same call, for hosts whose
-// foreign calls cost per argument (Python's ctypes spends about as much converting each
-// argument as on the rest of the call, so four arguments instead of eight halve what a publish
-// costs it). Everything brokk_broker_publish says holds.
-// Copies: what `request` points to is read during the call and not kept.
-// Errors: as brokk_broker_publish, and NULL_ARGUMENT for `request`.
+/// brokk_broker_publish with its other arguments in `request`: the same call, for hosts whose
+/// foreign calls cost per argument (Python's ctypes spends about as much converting each
+/// argument as on the rest of the call, so four arguments instead of eight halve what a publish
+/// costs it). Everything brokk_broker_publish says holds.
+/// Copies: what `request` points to is read during the call and not kept.
+/// Errors: as brokk_broker_publish, and NULL_ARGUMENT for `request`.
 brokk_status brokk_broker_publish_with(const struct brokk_broker *broker,
                                        const struct brokk_publish_request *request,
                                        const char *payload_ptr,
                                        size_t payload_len);
 
-// Publishes `count` messages on `topic` in one call, all or nothing: every message is checked
-// before any is published (a bad one fails the call and names its index in
-// brokk_last_error()), and each consumer group receives the whole batch at once. Cheaper per
-// message than brokk_broker_publish: one topic lookup, one lock per group.
-// Copies: topic, the messages and what they point to; no pointer is kept after return.
-// Out: if `ids_out` is not NULL, on BROKK_STATUS_OK the id of message i is at
-// `ids_out + i * BROKK_ID_BUFFER_SIZE`, NUL-terminated; `ids_out_cap` (bytes) must be at least
-// `count * BROKK_ID_BUFFER_SIZE`, or nothing is published. Untouched otherwise.
-// Threads: any thread, concurrently, and from inside a handler.
-// Errors: as brokk_broker_publish, and NULL_ARGUMENT for `messages` when count > 0.
+/// Publishes `count` messages on `topic` in one call, all or nothing: every message is checked
+/// before any is published (a bad one fails the call and names its index in
+/// brokk_last_error()), and each consumer group receives the whole batch at once. Cheaper per
+/// message than brokk_broker_publish: one topic lookup, one lock per group.
+/// Copies: topic, the messages and what they point to; no pointer is kept after return.
+/// Out: if `ids_out` is not NULL, on BROKK_STATUS_OK the id of message i is at
+/// `ids_out + i * BROKK_ID_BUFFER_SIZE`, NUL-terminated; `ids_out_cap` (bytes) must be at least
+/// `count * BROKK_ID_BUFFER_SIZE`, or nothing is published. Untouched otherwise.
+/// Threads: any thread, concurrently, and from inside a handler.
+/// Errors: as brokk_broker_publish, and NULL_ARGUMENT for `messages` when count > 0.
 brokk_status brokk_broker_publish_batch(const struct brokk_broker *broker,
                                         const char *topic,
                                         size_t topic_len,
@@ -1110,52 +1110,52 @@ brokk_status brokk_broker_publish_batch(const struct brokk_broker *broker,
                                         char *ids_out,
                                         size_t ids_out_cap);
 
-// Fills `*stats_out` with the broker's totals.
-// Out: on BROKK_STATUS_OK, `*stats_out`; untouched otherwise.
-// Threads: any thread, including from handlers and listeners.
-// Errors: NULL_ARGUMENT, CLOSED.
+/// Fills `*stats_out` with the broker's totals.
+/// Out: on BROKK_STATUS_OK, `*stats_out`; untouched otherwise.
+/// Threads: any thread, including from handlers and listeners.
+/// Errors: NULL_ARGUMENT, CLOSED.
 brokk_status brokk_broker_stats(const struct brokk_broker *broker, struct brokk_stats *stats_out);
 
-// A JSON snapshot of the statistics, per topic and broker-wide (schema in
-// docs/c-api.md, "Statistics").
-// Out: on BROKK_STATUS_OK, `*json_out` holds a NUL-terminated string that the caller owns and
-// must release with brokk_string_free, and `*json_len_out` (if not NULL) its length without
-// the NUL; both untouched otherwise.
-// Threads: any thread, including from handlers and listeners.
-// Errors: NULL_ARGUMENT, CLOSED.
+/// A JSON snapshot of the statistics, per topic and broker-wide (schema in
+/// docs/c-api.md, "Statistics").
+/// Out: on BROKK_STATUS_OK, `*json_out` holds a NUL-terminated string that the caller owns and
+/// must release with brokk_string_free, and `*json_len_out` (if not NULL) its length without
+/// the NUL; both untouched otherwise.
+/// Threads: any thread, including from handlers and listeners.
+/// Errors: NULL_ARGUMENT, CLOSED.
 brokk_status brokk_broker_stats_json(const struct brokk_broker *broker,
                                      char **json_out,
                                      size_t *json_len_out);
 
-// Releases a string that brokk returned as owned by the caller (brokk_broker_stats_json,
-// brokk_broker_take_until).
-// Takes: `s`, which must not be used afterwards. NULL is a no-op.
+/// Releases a string that brokk returned as owned by the caller (brokk_broker_stats_json,
+/// brokk_broker_take_until).
+/// Takes: `s`, which must not be used afterwards. NULL is a no-op.
 void brokk_string_free(char *s);
 
-// A static description of `status`, for logs. Any number is accepted; unknown ones get
-// "unknown status".
-// Returns: a NUL-terminated string with static lifetime; never NULL; do not free.
-// Threads: any.
+/// A static description of `status`, for logs. Any number is accepted; unknown ones get
+/// "unknown status".
+/// Returns: a NUL-terminated string with static lifetime; never NULL; do not free.
+/// Threads: any.
 const char *brokk_status_str(uint32_t status);
 
-// The class of `status`: what a binding should make of it. Unknown numbers are
-// BROKK_STATUS_CLASS_BUG.
-// Threads: any.
+/// The class of `status`: what a binding should make of it. Unknown numbers are
+/// BROKK_STATUS_CLASS_BUG.
+/// Threads: any.
 brokk_status_class brokk_status_classify(uint32_t status);
 
-// Subscribes `handler` to `topic` (`topic_len` bytes of [A-Za-z0-9_.-], created if new).
-// Every message published on the topic afterwards is delivered to it as its own copy.
-// Copies: topic and options; no pointer is kept after return.
-// Takes: on success, `user_data` belongs to the subscription: `free_user_data` (may be NULL)
-// runs exactly once, after the last handler invocation, once the subscription is
-// unsubscribed or the broker freed. On failure nothing is taken and `free_user_data` is not
-// called.
-// Out: on BROKK_STATUS_OK, `*subscription_id_out` holds the subscription id; untouched
-// otherwise.
-// Threads: any thread, including from a handler.
-// Errors: NULL_ARGUMENT (broker, topic, handler, subscription_id_out), INVALID_UTF8,
-// INVALID_TOPIC (topic, dead_letter_topic), INVALID_GROUP, INVALID_ARGUMENT (concurrency),
-// CLOSED.
+/// Subscribes `handler` to `topic` (`topic_len` bytes of [A-Za-z0-9_.-], created if new).
+/// Every message published on the topic afterwards is delivered to it as its own copy.
+/// Copies: topic and options; no pointer is kept after return.
+/// Takes: on success, `user_data` belongs to the subscription: `free_user_data` (may be NULL)
+/// runs exactly once, after the last handler invocation, once the subscription is
+/// unsubscribed or the broker freed. On failure nothing is taken and `free_user_data` is not
+/// called.
+/// Out: on BROKK_STATUS_OK, `*subscription_id_out` holds the subscription id; untouched
+/// otherwise.
+/// Threads: any thread, including from a handler.
+/// Errors: NULL_ARGUMENT (broker, topic, handler, subscription_id_out), INVALID_UTF8,
+/// INVALID_TOPIC (topic, dead_letter_topic), INVALID_GROUP, INVALID_ARGUMENT (concurrency),
+/// CLOSED.
 brokk_status brokk_broker_subscribe(const struct brokk_broker *broker,
                                     const char *topic,
                                     size_t topic_len,
@@ -1165,21 +1165,21 @@ brokk_status brokk_broker_subscribe(const struct brokk_broker *broker,
                                     const struct brokk_subscription_options *options,
                                     uint64_t *subscription_id_out);
 
-// Stops delivery to a subscription. Deliveries waiting for it are dropped (counted dropped);
-// handler invocations already running finish; none starts after this returns. Deliveries it
-// left awaiting a manual ack can still be acked or nacked.
-// Threads: any thread, including from that subscription's own handler.
-// Errors: NULL_ARGUMENT, UNKNOWN_SUBSCRIPTION, CLOSED.
+/// Stops delivery to a subscription. Deliveries waiting for it are dropped (counted dropped);
+/// handler invocations already running finish; none starts after this returns. Deliveries it
+/// left awaiting a manual ack can still be acked or nacked.
+/// Threads: any thread, including from that subscription's own handler.
+/// Errors: NULL_ARGUMENT, UNKNOWN_SUBSCRIPTION, CLOSED.
 brokk_status brokk_broker_unsubscribe(const struct brokk_broker *broker, uint64_t subscription_id);
 
-// The library's version as "MAJOR.MINOR.PATCH".
-// Returns: a NUL-terminated string with static lifetime; never NULL; do not free.
+/// The library's version as "MAJOR.MINOR.PATCH".
+/// Returns: a NUL-terminated string with static lifetime; never NULL; do not free.
 const char *brokk_version(void);
 
-// The library's BROKK_VERSION_NUMBER, to compare with the header the program was built with.
+/// The library's BROKK_VERSION_NUMBER, to compare with the header the program was built with.
 uint32_t brokk_version_number(void);
 
-// The library's BROKK_ABI_VERSION; a program built against another ABI version must not use it.
+/// The library's BROKK_ABI_VERSION; a program built against another ABI version must not use it.
 uint32_t brokk_abi_version(void);
 
 #ifdef __cplusplus

@@ -297,6 +297,17 @@ def parse_examples(text):
     return Counts(n, 0, 0) if n else None
 
 
+def parse_packaging(text):
+    """The packaging suite (tests/packaging.sh): "N passed, N failed" after "Packaging, every
+    step:"."""
+    ls = [line.strip() for line in lines_of(text)]
+    for line, nxt in zip(ls, ls[1:]):
+        m = _PLAIN.match(nxt)
+        if line == "Packaging, every step:" and m:
+            return Counts(int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
+    return None
+
+
 _BENCH = re.compile(r"^bench: (\d+) results?, (\d+) skipped, (\d+) failed in ")
 
 
@@ -390,6 +401,7 @@ SUITES = [
     # (their counts add up every run: the peer's own broker and each brokk backend).
     Suite("pynenc-suite", "test-python-pynenc-suite", parse_pytest),
     Suite("tadween-suite", "test-tadween-suite", parse_pytest),
+    Suite("packaging", "test-packaging", parse_packaging),
     Suite("bench-smoke", "test-bench-smoke", parse_bench),
 ]
 

@@ -371,6 +371,11 @@ class Parsers(unittest.TestCase):
     def test_soak_checks(self):
         self.assertEqual(rs.parse_soak(SOAK), Counts(4, 1, 0))
 
+    def test_packaging(self):
+        text = "ok - api-docs\nnot ok - wheel (last lines:)\n#   boom\nPackaging, every step:\n1 passed, 1 failed\n"
+        self.assertEqual(rs.parse_packaging(text), Counts(1, 1, 0))
+        self.assertIsNone(rs.parse_packaging("ok - api-docs\n1 passed, 0 failed\n"))
+
     def test_examples(self):
         self.assertEqual(rs.parse_examples(EXAMPLES), Counts(2, 0, 0))
         self.assertEqual(rs.parse_examples(EXAMPLES_FAIL), Counts(1, 0, 0))
@@ -449,7 +454,8 @@ class Selection(unittest.TestCase):
         self.assertEqual([s.target for s in rs.SUITES],
                          ["test-runner", "test-rust", "test-loom", "test-soak-smoke", "test-c",
                           "test-examples", "test-cpp", "test-go", "test-python",
-                          "test-python-pynenc-suite", "test-tadween-suite", "test-bench-smoke"])
+                          "test-python-pynenc-suite", "test-tadween-suite", "test-packaging",
+                          "test-bench-smoke"])
 
 
 class WholeRun(unittest.TestCase):
