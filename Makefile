@@ -13,7 +13,7 @@ LINK_DEBUG   := -L$(DEBUG_LIB) -Wl,-rpath,$(abspath $(DEBUG_LIB)) -lbrokk -lpthr
 LINK_RELEASE := -L$(RELEASE_LIB) -Wl,-rpath,$(abspath $(RELEASE_LIB)) -lbrokk -lpthread
 
 .PHONY: all lib lib-debug demo test test-runner test-rust test-c test-examples header install clean \
-        api-docs test-packaging
+        api-docs test-packaging deb
 
 all: lib
 
@@ -84,8 +84,12 @@ api-docs: lib
 	cd bindings/go && go doc -all . > $(CURDIR)/$(BUILD)/api/go/brokk.txt
 	@echo "api-docs: build/api/c/html/index.html, build/api/rust/doc/brokk_core/index.html, build/api/python/brokk.html, build/api/go/brokk.txt"
 
-# Installing outside the checkout (tests/packaging.sh): the API reference, and more to come.
-test-packaging:
+# The Debian packages libbrokk<ABI> and libbrokk-dev, into build/deb (bindings/c/debian).
+deb: lib
+	sh bindings/c/debian/build-debs.sh $(BUILD)/deb
+
+# Installing outside the checkout (tests/packaging.sh): the API reference, the Debian packages.
+test-packaging: lib
 	sh tests/packaging.sh
 
 clean:

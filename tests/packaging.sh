@@ -4,6 +4,7 @@
 # "N passed, N failed" (tests/run_suites.py reads those two lines). The C and C++ install test
 # (a make install prefix, pkg-config and CMake) runs in the cpp suite.
 #   api-docs    the API reference: Doxygen of brokk.h (warnings are errors), cargo doc, pydoc, go doc
+#   debian      the Debian packages: built, lintian, the quickstarts built and run against them
 # Usage: sh tests/packaging.sh [STEP...]   (no STEP: every step)
 set -u
 cd "$(dirname "$0")/.."
@@ -25,10 +26,11 @@ step() {  # step NAME COMMAND...: runs COMMAND, its output in $log/NAME.log
     fi
 }
 
-steps=${*:-api-docs}
+steps=${*:-api-docs debian}
 for s in $steps; do
     case $s in
         api-docs) step api-docs make api-docs ;;
+        debian) step debian sh bindings/c/debian/test-debs.sh build/packaging/debian ;;
         *) echo "packaging: unknown step $s" >&2; failed=$((failed + 1)) ;;
     esac
 done

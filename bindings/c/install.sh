@@ -15,7 +15,9 @@
 # /usr and /usr/local) gets an rpath in brokk.pc, so that a program built with
 # `pkg-config --libs brokk` runs without LD_LIBRARY_PATH; under /usr/local run `ldconfig` once
 # after installing (this script does, when it installs there as root without DESTDIR).
-# Usage: sh bindings/c/install.sh PREFIX
+# LIBDIR (a directory under PREFIX, default lib) is where the libraries, pkgconfig/ and cmake/
+# go: lib/x86_64-linux-gnu for a Debian multiarch layout.
+# Usage: [LIBDIR=lib/...] sh bindings/c/install.sh PREFIX
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,6 +28,12 @@ case $prefix in
     *) prefix=$(pwd)/$prefix ;;  # the .pc file needs an absolute path
 esac
 dest=${DESTDIR:-}$prefix
+libdir=${LIBDIR:-lib}
+case $libdir in
+    /* | ../* | */../* | *//*) echo "install: LIBDIR must be a relative path under PREFIX (got $libdir)" >&2; exit 1 ;;
+esac
+# From LIBDIR back to PREFIX, for the relocatable CMake package: lib -> .., lib/x -> ../..
+up=$(printf '%s' "$libdir" | sed 's|[^/][^/]*|..|g')
 lib=$root/target/release
 
 for f in "$lib/libbrokk.so" "$lib/libbrokk.a" "$root/include/brokk.h" "$root/bindings/cpp/include/brokk.hpp"; do
@@ -50,16 +58,18 @@ if command -v readelf >/dev/null 2>&1; then
 fi
 real=$soname.$version
 
-mkdir -p "$dest/lib/pkgconfig" "$dest/lib/cmake/brokk" "$dest/include"
-rm -f "$dest/lib/libbrokk.so" "$dest/lib/$soname"
-install -m 0755 "$lib/libbrokk.so" "$dest/lib/$real"
-ln -s "$real" "$dest/lib/$soname"
-ln -s "$soname" "$dest/lib/libbrokk.so"
-install -m 0644 "$lib/libbrokk.a" "$dest/lib/libbrokk.a"
+L=$dest/$libdir
+mkdir -p "$L/pkgconfig" "$L/cmake/brokk" "$dest/include"
+rm -f "$L/libbrokk.so" "$L/$soname"
+# 0644, as Debian policy has shared libraries: nothing executes it.
+install -m 0644 "$lib/libbrokk.so" "$L/$real"
+ln -s "$real" "$L/$soname"
+ln -s "$soname" "$L/libbrokk.so"
+install -m 0644 "$lib/libbrokk.a" "$L/libbrokk.a"
 # The Rust standard library's objects in the archive carry debug info (the release profile
 # leaves out only brokk's own): strip it, as a distribution's packaging would.
 if command -v strip >/dev/null 2>&1; then
-    strip --strip-debug "$dest/lib/libbrokk.a"
+    strip --strip-debug "$L/libbrokk.a"
 fi
 install -m 0644 "$root/include/brokk.h" "$dest/include/brokk.h"
 install -m 0644 "$root/bindings/cpp/include/brokk.hpp" "$dest/include/brokk.hpp"
@@ -67,17 +77,18 @@ install -m 0644 "$root/bindings/cpp/include/brokk.hpp" "$dest/include/brokk.hpp"
 # Templates: @PREFIX@ and @VERSION@. The prefix goes into a sed replacement: escape its | and &.
 escaped=$(printf '%s' "$prefix" | sed 's/[|&\\]/\\&/g')
 case $prefix in
-    /usr | /usr/local) rpath= ;;
+    /usr | /usr/local) rpath= ;;  # searched by the dynamic linker (its multiarch lib/ too)
     *) rpath='-Wl,-rpath,${libdir} ' ;;
 esac
 fill() {
     sed -e "s|@PREFIX@|$escaped|g" -e "s|@VERSION@|$version|g" -e "s|@SOVERSION@|$abi.$version|g" \
-        -e "s|@ABI@|$abi|g" -e "s|@RPATH@|$rpath|g" "$here/$1" > "$dest/$2"
+        -e "s|@ABI@|$abi|g" -e "s|@RPATH@|$rpath|g" -e "s|@LIBDIR@|$libdir|g" -e "s|@UP@|$up|g" \
+        "$here/$1" > "$L/$2"
 }
-fill brokk.pc.in lib/pkgconfig/brokk.pc
-fill brokk-static.pc.in lib/pkgconfig/brokk-static.pc
-fill brokkConfig.cmake.in lib/cmake/brokk/brokkConfig.cmake
-fill brokkConfigVersion.cmake.in lib/cmake/brokk/brokkConfigVersion.cmake
+fill brokk.pc.in pkgconfig/brokk.pc
+fill brokk-static.pc.in pkgconfig/brokk-static.pc
+fill brokkConfig.cmake.in cmake/brokk/brokkConfig.cmake
+fill brokkConfigVersion.cmake.in cmake/brokk/brokkConfigVersion.cmake
 
 if [ -z "${DESTDIR:-}" ] && [ "$prefix" = /usr/local ] && [ "$(id -u)" = 0 ] && command -v ldconfig >/dev/null 2>&1; then
     ldconfig
