@@ -12,6 +12,7 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 work=${1:?usage: test-debs.sh WORK_DIR}
+case $work in /*) ;; *) work=$(pwd)/$work ;; esac
 rm -rf "$work"
 mkdir -p "$work"
 step() { echo "debian: $*"; }
