@@ -36,9 +36,12 @@ libdir=$work/root/usr/lib/$multiarch
 export PKG_CONFIG_PATH="$libdir/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$work/root" PKG_CONFIG_LIBDIR="$libdir/pkgconfig"
 flags=$(pkg-config --cflags --libs brokk)
 static_flags=$(pkg-config --static --cflags --libs brokk-static)
-case "$flags $static_flags" in
-    *"$root"*) echo "debian: pkg-config's flags name the checkout: $flags" >&2; exit 1 ;;
-esac
+for word in $flags $static_flags; do
+    case $word in
+        -I"$work/root"/* | -L"$work/root"/* | "$work/root"/* | -l*) ;;
+        -I* | -L* | /*) echo "debian: pkg-config names a path outside the packages: $word" >&2; exit 1 ;;
+    esac
+done
 step "C and C++ quickstarts with pkg-config: $flags"
 # shellcheck disable=SC2086 # lists of words
 $CC -std=c11 $WARN "$root/examples/c/pipeline.c" -o "$work/c-shared" $flags -lpthread
