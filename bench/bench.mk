@@ -89,11 +89,11 @@ bench-build-sqlite: | $(BENCH_BIN) $(BENCH_SKIP)
 	fi
 
 # The Go binding is built from bindings/go (a replace directive); skipped while it does not build.
-bench-build-go: lib | $(BENCH_BIN) $(BENCH_SKIP)
+bench-build-go: lib go-pkgconfig | $(BENCH_BIN) $(BENCH_SKIP)
 	@rm -f $(BENCH_SKIP)/brokk-go
 	@if ! command -v go >/dev/null 2>&1; then \
 	    echo "go not installed" | tee $(BENCH_SKIP)/brokk-go; \
-	elif (cd bench/go && go build -o $(abspath $(BENCH_BIN))/gobench .) 2>$(BENCH_SKIP)/go.log; then \
+	elif (cd bench/go && PKG_CONFIG_PATH=$(abspath $(GO_PC_DIR)) go build -o $(abspath $(BENCH_BIN))/gobench .) 2>$(BENCH_SKIP)/go.log; then \
 	    echo "go build bench/go -> $(BENCH_BIN)/gobench"; \
 	else \
 	    echo "bench: SKIP Go: bindings/go does not build yet:"; sed -n 1,10p $(BENCH_SKIP)/go.log; \

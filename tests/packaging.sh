@@ -5,6 +5,8 @@
 # (a make install prefix, pkg-config and CMake) runs in the cpp suite.
 #   api-docs    the API reference: Doxygen of brokk.h (warnings are errors), cargo doc, pydoc, go doc
 #   debian      the Debian packages: built, lintian, the quickstarts built and run against them
+#   go-module   the Go module from a file GOPROXY, in a module outside the checkout, against a
+#               make install prefix with nothing but PKG_CONFIG_PATH (bindings/go/packaging)
 # Usage: sh tests/packaging.sh [STEP...]   (no STEP: every step)
 set -u
 cd "$(dirname "$0")/.."
@@ -26,11 +28,12 @@ step() {  # step NAME COMMAND...: runs COMMAND, its output in $log/NAME.log
     fi
 }
 
-steps=${*:-api-docs debian}
+steps=${*:-api-docs debian go-module}
 for s in $steps; do
     case $s in
         api-docs) step api-docs make api-docs ;;
         debian) step debian sh bindings/c/debian/test-debs.sh build/packaging/debian ;;
+        go-module) step go-module make test-go-module ;;
         *) echo "packaging: unknown step $s" >&2; failed=$((failed + 1)) ;;
     esac
 done

@@ -1,8 +1,8 @@
 // The Go binding's 1->1 benchmark. The binding comes from this checkout, not from a proxy.
-module brokk.dev/brokk/bench
+module github.com/brokk/brokk/bench/go
 
 go 1.24
 
-require brokk.dev/brokk v0.0.0
+require github.com/brokk/brokk/bindings/go v0.0.0
 
-replace brokk.dev/brokk => ../../bindings/go
+replace github.com/brokk/brokk/bindings/go => ../../bindings/go

@@ -14,7 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	brokk "brokk.dev/brokk"
+	brokk "github.com/brokk/brokk/bindings/go"
 )
 
 const s32 = "abcdefghijklmnopqrstuvwxyz012345"

@@ -6,11 +6,16 @@
 //
 // # Building
 //
-// The package links ../../target/release/libbrokk.so with an rpath, so nothing needs to be
-// installed: build the library first (`make lib` in the repository root, i.e.
-// `cargo build --release --lib`), then use `go build`/`go test` as usual. To link another copy
-// of the library, set CGO_LDFLAGS (for example `-L/opt/brokk/lib -Wl,-rpath,/opt/brokk/lib`):
-// cgo puts it before the package's own flags, so it wins.
+// The package finds the installed C library through pkg-config (`#cgo pkg-config: brokk`):
+// install brokk (`make install PREFIX=...` in the repository, or the Debian package
+// libbrokk-dev), then `go get github.com/brokk/brokk/bindings/go@vX.Y.Z` (a release of brokk
+// X.Y.Z is tagged bindings/go/vX.Y.Z). For a prefix other than /usr and /usr/local, set
+// PKG_CONFIG_PATH=PREFIX/lib/pkgconfig; brokk.pc then carries an rpath, so programs run
+// without LD_LIBRARY_PATH. The build tag brokk_static links libbrokk.a instead
+// (`pkg-config --static brokk-static`), so the program needs no libbrokk.so. CGO_CFLAGS and
+// CGO_LDFLAGS, when set, come before pkg-config's flags. In the repository, `make test-go`
+// needs no install: it points PKG_CONFIG_PATH at a brokk.pc for target/release (see
+// bindings/go/README.md).
 //
 // # Lifetimes
 //

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"brokk.dev/brokk"
+	brokk "github.com/brokk/brokk/bindings/go"
 )
 
 // Publish and subscribe: the handler runs on a brokk worker thread; Join waits until every

@@ -1,3 +1,3 @@
-module brokk.dev/brokk
+module github.com/brokk/brokk/bindings/go
 
 go 1.24

@@ -1,8 +1,8 @@
-module brokk.dev/brokk/examples
+module github.com/brokk/brokk/examples/go
 
 go 1.24
 
-require brokk.dev/brokk v0.0.0
+require github.com/brokk/brokk/bindings/go v0.0.0
 
 // The binding in this checkout; nothing is fetched.
-replace brokk.dev/brokk => ../../bindings/go
+replace github.com/brokk/brokk/bindings/go => ../../bindings/go

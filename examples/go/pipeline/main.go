@@ -22,7 +22,7 @@ import (
 	"sync"
 	"time"
 
-	"brokk.dev/brokk"
+	brokk "github.com/brokk/brokk/bindings/go"
 )
 
 const (
