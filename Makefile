@@ -49,6 +49,7 @@ demo: lib $(BUILD)/pipeline
 SUITES ?=
 TEST_PYTHON ?= python3
 test:
+	@sh tests/prerequisites.sh
 	@$(TEST_PYTHON) tests/run_suites.py --make "$(MAKE)" $(SUITES)
 
 # The runner's own tests (its parsers on sample outputs of each test runner): the suite "runner".
