@@ -107,26 +107,10 @@ pub unsafe extern "C" fn brokk_broker_fetch_batch(
     count_out: *mut usize,
 ) -> brokk_status {
     guard(|| {
-        // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
-        let broker = unsafe { reference(broker, "broker") }?;
-        // SAFETY: `topic` is NULL or `topic_len` readable bytes for this call.
-        let topic = unsafe { text(topic, topic_len, "topic") }?;
-        // SAFETY: `options` is NULL or a readable brokk_fetch_options for this call.
-        let opts = unsafe { fetch_options(options) }?;
-        if deliveries_out.is_null() {
-            return Err(fail(brokk_status::NullArgument, "deliveries_out is NULL"));
+        // SAFETY: brokk_broker_fetch_batch's arguments, under its contract; no token.
+        unsafe {
+            fetch_batch(broker, topic, topic_len, options, max, timeout_ms, std::ptr::null(), deliveries_out, count_out)
         }
-        // SAFETY: `count_out` is NULL or a writable usize for this call.
-        let count = unsafe { output(count_out, "count_out") }?;
-        let taken = broker.inner.fetch_batch(topic, &opts, max, timeout(timeout_ms))?;
-        // SAFETY: non-NULL (checked above), and the caller gives room for `max` pointers, at
-        // least the number fetch_batch took.
-        let slots = unsafe { std::slice::from_raw_parts_mut(deliveries_out, taken.len()) };
-        for (slot, d) in slots.iter_mut().zip(taken) {
-            *slot = into_handle(d);
-        }
-        *count = slots.len();
-        Ok(())
     })
 }
 
@@ -149,29 +133,49 @@ pub unsafe extern "C" fn brokk_broker_fetch_batch_until(
     count_out: *mut usize,
 ) -> brokk_status {
     guard(|| {
-        // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
-        let broker = unsafe { reference(broker, "broker") }?;
-        // SAFETY: `topic` is NULL or `topic_len` readable bytes for this call.
-        let topic = unsafe { text(topic, topic_len, "topic") }?;
-        // SAFETY: `options` is NULL or a readable brokk_fetch_options for this call.
-        let opts = unsafe { fetch_options(options) }?;
-        if deliveries_out.is_null() {
-            return Err(fail(brokk_status::NullArgument, "deliveries_out is NULL"));
-        }
-        // SAFETY: `count_out` is NULL or a writable usize for this call.
-        let count = unsafe { output(count_out, "count_out") }?;
-        // SAFETY: `cancel` is NULL or a token not yet freed, for this call.
-        let cancel = unsafe { optional_cancel(cancel) };
-        let taken = broker.inner.fetch_batch_until(topic, &opts, max, timeout(timeout_ms), cancel)?;
-        // SAFETY: non-NULL (checked above), and the caller gives room for `max` pointers, at
-        // least the number fetch_batch_until took.
-        let slots = unsafe { std::slice::from_raw_parts_mut(deliveries_out, taken.len()) };
-        for (slot, d) in slots.iter_mut().zip(taken) {
-            *slot = into_handle(d);
-        }
-        *count = slots.len();
-        Ok(())
+        // SAFETY: brokk_broker_fetch_batch_until's arguments, under its contract.
+        unsafe { fetch_batch(broker, topic, topic_len, options, max, timeout_ms, cancel, deliveries_out, count_out) }
     })
+}
+
+/// The body of brokk_broker_fetch_batch and brokk_broker_fetch_batch_until.
+///
+/// # Safety
+/// The arguments are as brokk_broker_fetch_batch_until documents, for this call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn fetch_batch(
+    broker: *const brokk_broker,
+    topic: *const c_char,
+    topic_len: usize,
+    options: *const brokk_fetch_options,
+    max: usize,
+    timeout_ms: u64,
+    cancel: *const brokk_cancel,
+    deliveries_out: *mut *mut brokk_delivery,
+    count_out: *mut usize,
+) -> Result<(), Failure> {
+    // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
+    let broker = unsafe { reference(broker, "broker") }?;
+    // SAFETY: `topic` is NULL or `topic_len` readable bytes for this call.
+    let topic = unsafe { text(topic, topic_len, "topic") }?;
+    // SAFETY: `options` is NULL or a readable brokk_fetch_options for this call.
+    let opts = unsafe { fetch_options(options) }?;
+    if deliveries_out.is_null() {
+        return Err(fail(brokk_status::NullArgument, "deliveries_out is NULL"));
+    }
+    // SAFETY: `count_out` is NULL or a writable usize for this call.
+    let count = unsafe { output(count_out, "count_out") }?;
+    // SAFETY: `cancel` is NULL or a token not yet freed, for this call.
+    let cancel = unsafe { optional_cancel(cancel) };
+    let taken = broker.inner.fetch_batch_until(topic, &opts, max, timeout(timeout_ms), cancel)?;
+    // SAFETY: non-NULL (checked above), and the caller gives room for `max` pointers, at least
+    // the number fetch_batch_until took.
+    let slots = unsafe { std::slice::from_raw_parts_mut(deliveries_out, taken.len()) };
+    for (slot, d) in slots.iter_mut().zip(taken) {
+        *slot = into_handle(d);
+    }
+    *count = slots.len();
+    Ok(())
 }
 
 /// Takes and acks the next delivery of `group` on `topic` as brokk_broker_take does, handing
