@@ -397,6 +397,7 @@ SUITES = [
     # -v: go.mk's `go test` prints no result line for a test that passed or skipped.
     Suite("go", "test-go", parse_go, env={"GOFLAGS": "-v"}),
     Suite("python", "test-python", parse_pytest),
+    Suite("python-wheel", "test-python-wheel", parse_pytest),
     # pynenc 0.4.0's and Tadween 0.1.0b3's own suites, unedited, on their brokers and on brokk's
     # (their counts add up every run: the peer's own broker and each brokk backend).
     Suite("pynenc-suite", "test-python-pynenc-suite", parse_pytest),

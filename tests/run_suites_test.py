@@ -453,7 +453,7 @@ class Selection(unittest.TestCase):
     def test_every_suite_of_the_test_command(self):
         self.assertEqual([s.target for s in rs.SUITES],
                          ["test-runner", "test-rust", "test-loom", "test-soak-smoke", "test-c",
-                          "test-examples", "test-cpp", "test-go", "test-python",
+                          "test-examples", "test-cpp", "test-go", "test-python", "test-python-wheel",
                           "test-python-pynenc-suite", "test-tadween-suite", "test-packaging",
                           "test-bench-smoke"])
 

