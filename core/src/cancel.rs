@@ -144,13 +144,14 @@ impl<'a> Interrupt<'a> {
         }
     }
 
-    /// Registers `wake` to run on a cancel until the returned guard is dropped. A wait site
-    /// registers before its first look at the flag, and `wake` takes the lock under which it
-    /// looks and sleeps.
-    pub(crate) fn watch(self, wake: impl Fn() + Send + Sync + 'static) -> Watching<'a> {
+    /// Registers the wake-up `make` builds to run on a cancel until the returned guard is
+    /// dropped. A wait site registers before its first look at the flag, and the wake-up takes
+    /// the lock under which it looks and sleeps. Without a token nothing is built: a fetch or
+    /// take without one pays nothing for it.
+    pub(crate) fn watch<W: Fn() + Send + Sync + 'static>(self, make: impl FnOnce() -> W) -> Watching<'a> {
         let Some(cancel) = self.0 else { return Watching(None) };
         let id = cancel.inner.next.fetch_add(1, Ordering::Relaxed);
-        cancel.inner.waiting.lock().push((id, Arc::new(wake)));
+        cancel.inner.waiting.lock().push((id, Arc::new(make())));
         Watching(Some((cancel, id)))
     }
 }
@@ -179,9 +180,11 @@ mod tests {
         let pair = Arc::new((Mutex::new(()), Condvar::new()));
         let interrupt = Interrupt::new(Some(cancel));
         let waker = Arc::clone(&pair);
-        let _watching = interrupt.watch(move || {
-            let _g = waker.0.lock();
-            waker.1.notify_all();
+        let _watching = interrupt.watch(|| {
+            move || {
+                let _g = waker.0.lock();
+                waker.1.notify_all();
+            }
         });
         // As the core's wait sites do: the check is asked with no lock held (a check that
         // cancels runs the wake-ups, which take the lock), and only the flag is read under it.
@@ -232,7 +235,7 @@ mod tests {
         cancel.reset();
         assert!(!Interrupt::new(Some(&cancel)).is_set());
         {
-            let _w = Interrupt::new(Some(&cancel)).watch(|| {});
+            let _w = Interrupt::new(Some(&cancel)).watch(|| || {});
             assert_eq!(cancel.inner.waiting.lock().len(), 1);
         }
         assert_eq!(cancel.inner.waiting.lock().len(), 0);

@@ -188,10 +188,12 @@ impl Group {
         mut claim: impl FnMut(&mut Vec<Delivery>) -> Result<usize>,
         waiting: impl Fn(),
     ) -> Result<usize> {
-        let group = Arc::downgrade(self);
-        let _watching = interrupt.watch(move || {
-            if let Some(group) = group.upgrade() {
-                group.wake_all_fetchers();
+        let _watching = interrupt.watch(|| {
+            let group = Arc::downgrade(self);
+            move || {
+                if let Some(group) = group.upgrade() {
+                    group.wake_all_fetchers();
+                }
             }
         });
         loop {

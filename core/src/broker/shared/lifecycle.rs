@@ -233,10 +233,12 @@ impl Shared {
     /// the two reads (its claims count as held before they commit), which the store's
     /// generation tells.
     fn wait_idle(&self, deadline: Option<Instant>, interrupt: Interrupt<'_>) -> Result<bool> {
-        let quiesce = Arc::downgrade(&self.quiesce);
-        let _watching = interrupt.watch(move || {
-            if let Some(q) = quiesce.upgrade() {
-                q.wake_waiters();
+        let _watching = interrupt.watch(|| {
+            let quiesce = Arc::downgrade(&self.quiesce);
+            move || {
+                if let Some(q) = quiesce.upgrade() {
+                    q.wake_waiters();
+                }
             }
         });
         loop {
