@@ -1822,14 +1822,19 @@ fn counters(b: &Broker) -> (brokk_core::TopicStats, Vec<brokk_core::TopicStats>)
 fn peek_shows_what_fetches_would_get_in_order_and_takes_nothing(k: &Kit) {
     let b = k.broker(2);
     let owned = |v: &[(&str, u32)]| v.iter().map(|&(p, a)| (p.to_owned(), a)).collect::<Vec<_>>();
-    // Nothing to show, and nothing made: no topic, no group.
+    let rec = Rec::default();
+    b.add_listener(rec.clone()).unwrap();
+    // Nothing to show, and nothing made: no topic, no group, no event.
     assert!(peeked(&b, "jobs", None, 10).is_empty());
     assert!(peeked(&b, "jobs", Some("ghost"), 10).is_empty());
     assert!(b.stats().unwrap().topics.is_empty(), "peek created no topic");
+    b.join(Some(LONG)).unwrap(); // every listener event delivered
+    assert!(rec.events.lock().unwrap().is_empty(), "{:?}", rec.events.lock().unwrap());
     assert!(fetch_now(&b, "jobs", None).is_none()); // makes the default group
     for (p, prio_) in [("1", 0), ("2", 5), ("3", 0), ("4", -2), ("5", 5), ("6", 9)] {
         prio(&b, "jobs", p, prio_);
     }
+    eventually("the publishes heard", || rec.events.lock().unwrap().len() == 7);
     let before = counters(&b);
     let all = owned(&[("6", 1), ("2", 1), ("5", 1), ("1", 1), ("3", 1), ("4", 1)]);
     assert_eq!(peeked(&b, "jobs", None, 10), all);
@@ -1842,6 +1847,10 @@ fn peek_shows_what_fetches_would_get_in_order_and_takes_nothing(k: &Kit) {
     assert!(peeked(&b, "jobs", Some("ghost"), 10).is_empty());
     assert_eq!(b.count(Some(&["jobs"])).unwrap(), 6);
 
+    // Events come in order: one that peek caused would come before this publish's.
+    let marker = publish(&b, "marker", "1");
+    eventually("the marker heard", || rec.events.lock().unwrap().len() >= 9);
+    assert_eq!(rec.events.lock().unwrap()[7..], ["topic marker".to_owned(), format!("publish marker {marker}")]);
     // A fetch after peeks gets the first one, at its first attempt; in flight, it is not shown.
     let d = fetch_now(&b, "jobs", None).unwrap();
     assert_eq!((payload_of(&d), d.attempt()), ("6".to_owned(), 1));
