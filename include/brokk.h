@@ -67,6 +67,9 @@
 /// timeout_ms): 2^31 - 1 milliseconds, about 24.8 days.
 #define BROKK_MAX_OPTION_MS 2147483647
 
+/// The most deliveries one brokk_broker_peek shows.
+#define BROKK_MAX_PEEK 10000
+
 /// Major version of this header; must match brokk_version_number() / 1000000 at run time.
 #define BROKK_VERSION_MAJOR 0
 
@@ -218,6 +221,10 @@ typedef struct brokk_delivery brokk_delivery;
 /// a handler or listener is valid only during that callback: copy what you need before
 /// returning. One from brokk_delivery_message is valid until brokk_delivery_free.
 typedef struct brokk_message brokk_message;
+
+/// What brokk_broker_peek showed: owned by the caller until brokk_peek_result_free. Immutable:
+/// any thread may read it, concurrently.
+typedef struct brokk_peek_result brokk_peek_result;
 
 /// What a topic with no consumer group does with a message once it retains retention_limit of
 /// them. A plain integer, checked: unknown values get BROKK_STATUS_INVALID_ARGUMENT.
@@ -406,6 +413,27 @@ typedef struct brokk_message_fields {
     /// As brokk_message_attempt.
     uint32_t attempt;
 } brokk_message_fields;
+
+/// One peeked delivery, as brokk_peek_result_read fills it. Its views are valid until
+/// brokk_peek_result_free of the result they came from.
+typedef struct brokk_peeked_fields {
+    /// The topic the message was published on.
+    struct brokk_str topic;
+    /// The message id (the id brokk_broker_publish returned). A peeked delivery has no delivery
+    /// id: nothing was handed out.
+    struct brokk_str id;
+    /// The JSON payload, byte for byte as published.
+    struct brokk_str payload;
+    /// The metadata JSON object as published, or "{}".
+    struct brokk_str metadata;
+    /// When the message was published, in milliseconds since the Unix epoch.
+    uint64_t timestamp_ms;
+    /// The message's priority (higher first).
+    int32_t priority;
+    /// The attempt a fetch of it now would be: 1 if it was never handed out, one more for each
+    /// requeue or lost lease.
+    uint32_t attempt;
+} brokk_peeked_fields;
 
 /// Options of brokk_broker_publish. Zero-initialise, then set what you need.
 typedef struct brokk_publish_options {
@@ -1057,6 +1085,46 @@ brokk_status brokk_topic_name_part(const char *s,
                                    char *out,
                                    size_t out_cap,
                                    size_t *len_out);
+
+/// Shows the next `max` deliveries (1 to BROKK_MAX_PEEK) that brokk_broker_fetch on consumer
+/// group `group` (`group_len` bytes; NULL: the group "default") of `topic` would get, in the
+/// order it would get them (highest priority first, FIFO within a priority), without taking
+/// them: nothing is claimed or leased, no attempt is counted, no statistic changes and no
+/// listener hears of it. Left out: deliveries in flight (fetched or being handled, and not yet
+/// settled; on SQLite and Redis also those whose lease ran out, until a fetch takes them back)
+/// and requeues whose delay has not run out. A topic or group that does not exist shows nothing
+/// and is not created. On SQLite and Redis it reads the store, whichever process published or
+/// consumes; anyone may take what it showed a moment later.
+/// Copies: topic and group; no pointer is kept after return.
+/// Out: on BROKK_STATUS_OK, `*result_out` holds a result the caller owns (possibly of 0
+/// deliveries) and must release with brokk_peek_result_free; untouched on failure.
+/// Threads: any thread, concurrently, and from inside a handler. Works while the broker is
+/// closing; CLOSED once closed.
+/// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC, INVALID_GROUP, INVALID_ARGUMENT (max 0
+/// or over BROKK_MAX_PEEK), CLOSED, UNAVAILABLE, STORAGE_FAILED.
+brokk_status brokk_broker_peek(const struct brokk_broker *broker,
+                               const char *topic,
+                               size_t topic_len,
+                               const char *group,
+                               size_t group_len,
+                               size_t max,
+                               struct brokk_peek_result **result_out);
+
+/// How many deliveries `result` holds (0 to the max its peek asked for); 0 for NULL.
+size_t brokk_peek_result_count(const struct brokk_peek_result *result);
+
+/// Reads delivery number `index` (0 is the one a fetch would get first) of `result`.
+/// Out: on BROKK_STATUS_OK, `*fields_out`, whose views are valid until
+/// brokk_peek_result_free(result); untouched on failure.
+/// Threads: any thread, concurrently.
+/// Errors: NULL_ARGUMENT, INVALID_ARGUMENT (`index` not below brokk_peek_result_count).
+brokk_status brokk_peek_result_read(const struct brokk_peek_result *result,
+                                    size_t index,
+                                    struct brokk_peeked_fields *fields_out);
+
+/// Releases a peek result; the views read from it become invalid.
+/// Takes: `result`, which must not be used afterwards. NULL is a no-op.
+void brokk_peek_result_free(struct brokk_peek_result *result);
 
 /// Publishes `payload_len` bytes of JSON on `topic` (`topic_len` bytes of [A-Za-z0-9_.-],
 /// created if new). Every consumer group of the topic gets its own delivery (an ungrouped

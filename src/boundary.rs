@@ -118,6 +118,13 @@ impl PanicDefault for u64 {
     }
 }
 
+/// C sees 0: what brokk_peek_result_count returns for NULL (an empty result).
+impl PanicDefault for usize {
+    fn panic_default() -> Self {
+        0
+    }
+}
+
 /// C sees 0: what brokk_message_priority returns for NULL.
 impl PanicDefault for i32 {
     fn panic_default() -> Self {

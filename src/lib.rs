@@ -16,6 +16,7 @@ pub mod last_error;
 pub mod listener;
 pub mod message;
 pub mod names;
+pub mod peek;
 pub mod publish;
 pub mod stats;
 pub mod status;

@@ -208,6 +208,21 @@ gbrokk_result gbrokk_broker_ack_batch(const brokk_broker *broker, const uint64_t
     return result(brokk_broker_ack_batch(broker, ids, count, acked_out));
 }
 
+gbrokk_result gbrokk_broker_peek(const brokk_broker *broker, const char *topic, size_t topic_len,
+                                 const char *group, size_t group_len, size_t max,
+                                 brokk_peek_result **result_out) {
+    return result(brokk_broker_peek(broker, topic, topic_len, group, group_len, max, result_out));
+}
+
+gbrokk_result gbrokk_peek_result_read_all(const brokk_peek_result *peeked,
+                                          brokk_peeked_fields *fields_out, size_t count) {
+    for (size_t i = 0; i < count; i++) {
+        brokk_status status = brokk_peek_result_read(peeked, i, &fields_out[i]);
+        if (status != BROKK_STATUS_OK) return result(status);
+    }
+    return result(BROKK_STATUS_OK);
+}
+
 gbrokk_result gbrokk_broker_count(const brokk_broker *broker, const brokk_str *topics,
                                   size_t topic_count, uint64_t *count_out) {
     return result(brokk_broker_count(broker, topics, topic_count, count_out));

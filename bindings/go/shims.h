@@ -59,6 +59,13 @@ gbrokk_result gbrokk_broker_count(const brokk_broker *broker, const brokk_str *t
                                   size_t topic_count, uint64_t *count_out);
 gbrokk_result gbrokk_broker_purge(const brokk_broker *broker, const brokk_str *topics,
                                   size_t topic_count, uint64_t *purged_out);
+gbrokk_result gbrokk_broker_peek(const brokk_broker *broker, const char *topic, size_t topic_len,
+                                 const char *group, size_t group_len, size_t max,
+                                 brokk_peek_result **result_out);
+/* Every delivery of `result` into fields_out[0..count) (count: brokk_peek_result_count), in one
+ * call; the views live as long as `result`. */
+gbrokk_result gbrokk_peek_result_read_all(const brokk_peek_result *result,
+                                          brokk_peeked_fields *fields_out, size_t count);
 gbrokk_result gbrokk_broker_remove_listener(const brokk_broker *broker, uint64_t listener_id);
 gbrokk_result gbrokk_broker_stats(const brokk_broker *broker, brokk_stats *stats_out);
 gbrokk_result gbrokk_broker_stats_json(const brokk_broker *broker, char **json_out,

@@ -1,4 +1,4 @@
-//! Property test: random sequences of publish, fetch, ack, nack, requeue, purge and count on
+//! Property test: random sequences of publish, fetch, peek, ack, nack, requeue, purge and count on
 //! a broker, checked step by step against a simple model of what the broker must do (pull
 //! consumers only, so that everything is deterministic). The same property runs on memory, on
 //! SQLite (a new file per case) and on Redis (a new key prefix per case).
@@ -19,6 +19,7 @@ const GROUPS: [&str; 2] = ["g1", "g2"];
 enum Op {
     Publish { topic: usize, priority: i32 },
     Fetch { topic: usize, group: usize },
+    Peek { topic: usize, group: usize, max: usize },
     Ack(usize),
     Nack { which: usize, requeue: bool },
     Purge(usize),
@@ -29,6 +30,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0..2usize, -2..3i32).prop_map(|(topic, priority)| Op::Publish { topic, priority }),
         4 => (0..2usize, 0..2usize).prop_map(|(topic, group)| Op::Fetch { topic, group }),
+        2 => (0..2usize, 0..2usize, 1..6usize).prop_map(|(topic, group, max)| Op::Peek { topic, group, max }),
         2 => any::<usize>().prop_map(Op::Ack),
         2 => (any::<usize>(), any::<bool>()).prop_map(|(which, requeue)| Op::Nack { which, requeue }),
         1 => (0..2usize).prop_map(Op::Purge),
@@ -91,6 +93,14 @@ impl Model {
         Some(q.remove(best))
     }
 
+    /// The next `max` that `fetch` would take, as (message number, attempt); a group that does
+    /// not exist has none (and is not made).
+    fn peek(&self, topic: usize, group: usize, max: usize) -> Vec<(u64, u32)> {
+        let mut q = self.groups.get(&(topic, group)).cloned().unwrap_or_default();
+        q.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        q.iter().take(max).map(|&(_, _, n, attempt)| (n, attempt)).collect()
+    }
+
     fn count(&self, topic: usize) -> u64 {
         let retained = self.retained.get(&topic).map_or(0, |r| r.len());
         let queued: usize = self.groups.iter().filter(|((t, _), _)| *t == topic).map(|(_, q)| q.len()).sum();
@@ -130,6 +140,14 @@ fn run(kit: &Kit, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         )))
                     }
                 }
+            }
+            Op::Peek { topic, group, max } => {
+                let shown = broker.peek(TOPICS[topic], Some(GROUPS[group]), max).unwrap();
+                let got: Vec<(u64, u32)> = shown
+                    .iter()
+                    .map(|p| (std::str::from_utf8(p.message().payload()).unwrap().parse().unwrap(), p.attempt()))
+                    .collect();
+                prop_assert_eq!(got, model.peek(topic, group, max));
             }
             Op::Ack(i) if !model.in_flight.is_empty() => {
                 let (.., id) = model.in_flight.remove(i % model.in_flight.len());

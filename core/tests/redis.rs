@@ -175,6 +175,14 @@ fn two_brokers_taking_from_one_group_get_each_message_once() {
     common::two_brokers_taking_from_one_group_get_each_message_once(&a, &b);
 }
 
+/// See `common::peek_sees_a_group_another_broker_uses`.
+#[test]
+fn peek_sees_a_group_another_broker_uses() {
+    let url = url(&prefix("peek-across"), "");
+    let (a, b) = (Broker::open(&url).unwrap(), Broker::open(&url).unwrap());
+    common::peek_sees_a_group_another_broker_uses(&a, &b);
+}
+
 /// A consumer waiting for work costs the server nothing while nothing happens (the broker hears
 /// of writes on the prefix's channel instead of polling), and hears at once of what another
 /// broker publishes.

@@ -126,6 +126,14 @@ fn two_brokers_taking_from_one_group_get_each_message_once() {
     common::two_brokers_taking_from_one_group_get_each_message_once(&open(&path, ""), &open(&path, ""));
 }
 
+/// See `common::peek_sees_a_group_another_broker_uses`.
+#[test]
+fn peek_sees_a_group_another_broker_uses() {
+    let kit = Kit::sqlite("peek-across");
+    let path = kit.dir().join("shared.db");
+    common::peek_sees_a_group_another_broker_uses(&open(&path, ""), &open(&path, ""));
+}
+
 // ---- durability across brokers -----------------------------------------------------------------
 
 /// What waits in a named group, what a topic retains and what a delayed requeue holds back

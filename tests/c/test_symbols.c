@@ -35,6 +35,10 @@ static const symbol SYMBOLS[] = {
     SYM(brokk_broker_take_until),
     SYM(brokk_broker_fetch_batch_until),
     SYM(brokk_broker_join_until),
+    SYM(brokk_broker_peek),
+    SYM(brokk_peek_result_count),
+    SYM(brokk_peek_result_read),
+    SYM(brokk_peek_result_free),
     SYM(brokk_cancel_new),
     SYM(brokk_cancel_new_checked),
     SYM(brokk_cancel_trigger),
@@ -82,7 +86,7 @@ static const symbol SYMBOLS[] = {
 #define N_SYMBOLS (sizeof SYMBOLS / sizeof SYMBOLS[0])
 
 static void every_symbol_links(void) {
-    CHECK_EQ(N_SYMBOLS, 56);
+    CHECK_EQ(N_SYMBOLS, 60);
     for (size_t i = 0; i < N_SYMBOLS; i++) {
         if (SYMBOLS[i].address == NULL) FAILF("%s has no address", SYMBOLS[i].name);
         for (size_t j = 0; j < i; j++)
@@ -193,6 +197,12 @@ static void signatures_are_pinned(void) {
     brokk_status (*p_cancel_reset)(const brokk_cancel *) = brokk_cancel_reset;
     bool (*p_cancel_is_cancelled)(const brokk_cancel *) = brokk_cancel_is_cancelled;
     void (*p_cancel_free)(brokk_cancel *) = brokk_cancel_free;
+    brokk_status (*p_peek)(const brokk_broker *, const char *, size_t, const char *, size_t, size_t,
+                           brokk_peek_result **) = brokk_broker_peek;
+    size_t (*p_peek_count)(const brokk_peek_result *) = brokk_peek_result_count;
+    brokk_status (*p_peek_read)(const brokk_peek_result *, size_t, brokk_peeked_fields *) =
+        brokk_peek_result_read;
+    void (*p_peek_free)(brokk_peek_result *) = brokk_peek_result_free;
     any_fn all[] = {
         (any_fn)p_new,         (any_fn)p_free, (any_fn)p_release,         (any_fn)p_publish,
         (any_fn)p_ack,         (any_fn)p_nack,           (any_fn)p_join,
@@ -212,7 +222,8 @@ static void signatures_are_pinned(void) {
         (any_fn)p_topic_name_part, (any_fn)p_fetch_batch_until, (any_fn)p_take_until,
         (any_fn)p_join_until,  (any_fn)p_cancel_new,     (any_fn)p_cancel_new_checked,
         (any_fn)p_cancel_trigger, (any_fn)p_cancel_reset, (any_fn)p_cancel_is_cancelled,
-        (any_fn)p_cancel_free,
+        (any_fn)p_cancel_free, (any_fn)p_peek,         (any_fn)p_peek_count,
+        (any_fn)p_peek_read,   (any_fn)p_peek_free,
     };
     CHECK_EQ(sizeof all / sizeof all[0], N_SYMBOLS);
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) CHECK(all[i] != NULL);

@@ -445,6 +445,31 @@ private:
     std::unique_ptr<brokk_delivery, Free> ptr_;
 };
 
+/// A delivery that a fetch of its group would get, as BrokerRef::peek shows it (one
+/// brokk_peeked_fields), copied: a value that owns its strings. It has no delivery id (nothing
+/// was handed out); attempt is the attempt a fetch of it now would be.
+struct Peeked {
+    std::string topic;
+    /// The message id (the id publish returned).
+    std::string id;
+    /// The JSON payload, byte for byte as published.
+    std::string payload;
+    /// The metadata JSON object as published, or "{}".
+    std::string metadata;
+    std::int32_t priority = 0;
+    std::uint32_t attempt = 0;
+    /// Publish time, in milliseconds since the Unix epoch.
+    std::uint64_t timestamp_ms = 0;
+    std::chrono::system_clock::time_point timestamp() const noexcept {
+        return std::chrono::system_clock::time_point(
+            std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                std::chrono::milliseconds(static_cast<std::chrono::milliseconds::rep>(timestamp_ms))));
+    }
+};
+
+/// The most deliveries one BrokerRef::peek shows (BROKK_MAX_PEEK).
+inline constexpr std::size_t max_peek = BROKK_MAX_PEEK;
+
 /// A cancellation token (brokk_cancel), owned and move-only: give it to fetch, fetch_batch,
 /// take or join, and cancel() from any thread makes each of those calls that waits on it throw
 /// CancelledError at once, having done nothing; a call given a token already cancelled throws
@@ -963,6 +988,39 @@ public:
     std::optional<std::string> take(std::string_view topic, std::chrono::milliseconds timeout, const C& cancel,
                                     std::optional<std::string_view> group = std::nullopt) const {
         return take_until(topic, timeout, cancel.get(), group);
+    }
+
+    /// The next `max` deliveries (1 to max_peek) that a fetch of consumer group `group`
+    /// (nullopt: "default") on `topic` would get, in the order it would get them, without taking
+    /// them (brokk_broker_peek): nothing is claimed, no attempt counted, no statistic or listener
+    /// event. Deliveries in flight and requeues still waiting out their delay are left out. A
+    /// topic or group that does not exist gives an empty vector and is not created. `max` out of
+    /// range: CallerError, INVALID_ARGUMENT.
+    std::vector<Peeked> peek(std::string_view topic, std::optional<std::string_view> group = std::nullopt,
+                             std::size_t max = 10) const {
+        brokk_peek_result* result = nullptr;
+        detail::check(brokk_broker_peek(raw_, detail::data(topic), topic.size(),
+                                        group ? detail::data(*group) : nullptr, group ? group->size() : 0, max,
+                                        &result));
+        // Owned before anything that can throw (the copies may throw std::bad_alloc).
+        std::unique_ptr<brokk_peek_result, void (*)(brokk_peek_result*)> owned(result, &brokk_peek_result_free);
+        const std::size_t n = brokk_peek_result_count(owned.get());
+        std::vector<Peeked> out;
+        out.reserve(n);
+        for (std::size_t i = 0; i < n; i++) {
+            brokk_peeked_fields f{};
+            detail::check(brokk_peek_result_read(owned.get(), i, &f));
+            Peeked p;
+            p.topic = std::string(detail::view(f.topic));
+            p.id = std::string(detail::view(f.id));
+            p.payload = std::string(detail::view(f.payload));
+            p.metadata = std::string(detail::view(f.metadata));
+            p.priority = f.priority;
+            p.attempt = f.attempt;
+            p.timestamp_ms = f.timestamp_ms;
+            out.push_back(std::move(p));
+        }
+        return out;
     }
 
     /// brokk_broker_ack.

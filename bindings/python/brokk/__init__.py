@@ -75,6 +75,7 @@ from ._ffi import (
 )
 from ._message import Message, Requeue, Verdict, requeue
 from ._names import topic_name
+from ._peek import Peeked
 
 __version__ = "0.1.0"
 
@@ -110,6 +111,7 @@ __all__ = [
     "NullArgumentError",
     "OutcomeUnknownError",
     "PayloadTooLargeError",
+    "Peeked",
     "Requeue",
     "RetentionPolicy",
     "Stats",

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from ctypes import POINTER, byref, c_char, c_size_t, c_uint64, c_void_p
 from typing import Any
 
-from . import _callbacks, _ffi, _threadstate
+from . import _callbacks, _ffi, _peek, _threadstate
 from ._cancel import Cancel, Wait
 from ._errors import (
     ClosedError,
@@ -35,6 +35,7 @@ from ._json import dumps as _dumps
 from ._json import loads as _loads
 from ._message import Message, _fetched, _Handle
 from ._owned import Owned
+from ._peek import Peeked
 
 lib = _ffi.lib
 # Pre-bound: the per-message paths look nothing up at call time.
@@ -965,6 +966,28 @@ class Broker(Owned):
                     _len(reason_bytes),
                 )
             )
+
+    def peek(self, topic: str, group: str | None = None, max: int = 10) -> list[Peeked]:
+        """The next `max` deliveries (1 to 10 000) that a fetch of `group` (None: the group
+        "default") on `topic` would get, in the order it would get them, without taking them:
+        nothing is claimed, no attempt counted, no statistic or listener event. Deliveries in
+        flight and requeues still waiting out their delay are left out. A topic or group that
+        does not exist gives [] and is not created. `max` out of range:
+        ``InvalidArgumentError``, from the library."""
+        topic_bytes = _topic_bytes(topic)
+        group_bytes = _bytes("group", group)
+        n = _int("max", max, 0, _SIZE_MAX)
+        result = POINTER(_ffi.brokk_peek_result)()
+        with self._use() as ptr:
+            check(
+                lib.brokk_broker_peek(
+                    ptr, topic_bytes, _len(topic_bytes), group_bytes, _len(group_bytes), n, byref(result)
+                )
+            )
+        try:
+            return _peek.read_all(result)
+        finally:
+            lib.brokk_peek_result_free(result)
 
     def count(self, topics: str | Iterable[str] | None = None) -> int:
         """Messages waiting on `topics` (one name, several, or None for all): retained ones plus

@@ -48,6 +48,7 @@ BROKK_MAX_LISTENER_QUEUE = 1048576
 BROKK_DEFAULT_QUEUE_CAPACITY = 100000
 BROKK_WAIT_FOREVER = 2**64 - 1  # UINT64_MAX
 BROKK_MAX_OPTION_MS = 2147483647  # the largest time option in a backend URL
+BROKK_MAX_PEEK = 10000  # the most deliveries one peek shows
 BROKK_VERSION_MAJOR = 0
 BROKK_VERSION_MINOR = 1
 BROKK_VERSION_PATCH = 0
@@ -127,6 +128,10 @@ class brokk_message(Structure):
 
 
 class brokk_cancel(Structure):
+    """Opaque: only ever used through a pointer."""
+
+
+class brokk_peek_result(Structure):
     """Opaque: only ever used through a pointer."""
 
 
@@ -211,6 +216,20 @@ class brokk_message_fields(Structure):
         ("group", brokk_str),
         ("delivery_id", c_uint64),
         ("subscription_id", c_uint64),
+        ("timestamp_ms", c_uint64),
+        ("priority", c_int32),
+        ("attempt", c_uint32),
+    ]
+
+
+class brokk_peeked_fields(Structure):
+    # One delivery of a peek result (brokk_peek_result_read); the views live as long as the
+    # result.
+    _fields_ = [
+        ("topic", brokk_str),
+        ("id", brokk_str),
+        ("payload", brokk_str),
+        ("metadata", brokk_str),
         ("timestamp_ms", c_uint64),
         ("priority", c_int32),
         ("attempt", c_uint32),
@@ -384,6 +403,13 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "brokk_broker_take_with": (brokk_status, [_P(brokk_broker), _P(brokk_take_request)]),
     "brokk_delivery_message": (_P(brokk_message), [_P(brokk_delivery)]),
     "brokk_delivery_free": (None, [_P(brokk_delivery)]),
+    "brokk_broker_peek": (
+        brokk_status,
+        [_P(brokk_broker), c_char_p, c_size_t, c_char_p, c_size_t, c_size_t, _P(_P(brokk_peek_result))],
+    ),
+    "brokk_peek_result_count": (c_size_t, [_P(brokk_peek_result)]),
+    "brokk_peek_result_read": (brokk_status, [_P(brokk_peek_result), c_size_t, _P(brokk_peeked_fields)]),
+    "brokk_peek_result_free": (None, [_P(brokk_peek_result)]),
     "brokk_broker_count": (brokk_status, [_P(brokk_broker), _P(brokk_str), c_size_t, _P(c_uint64)]),
     "brokk_broker_purge": (brokk_status, [_P(brokk_broker), _P(brokk_str), c_size_t, _P(c_uint64)]),
     "brokk_last_error": (c_char_p, []),

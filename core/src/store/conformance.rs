@@ -272,6 +272,7 @@ on_every_store!(
                          where SQLite and Redis say Gone"]]
 );
 on_every_store!(changes_by_another_store_show_after_refresh);
+on_every_store!(peek_shows_what_claims_would_take_and_changes_nothing);
 
 /// Publish to a topic with one group, then claim: highest priority first, FIFO within a
 /// priority, each delivery once, with its own id. Settling removes them: a claim finds nothing,
@@ -668,4 +669,48 @@ fn changes_by_another_store_show_after_refresh(f: &Fixture) {
     g2.queue.refresh().unwrap();
     assert_eq!((g2.queue.len(), g2.queue.waiting().unwrap()), (0, 0));
     other.close().unwrap();
+}
+
+/// `Store::peek`: the deliveries a claim would take, in its order (a requeue behind its
+/// priority, a due delay at the back of its priority), without leased ones or delays not yet
+/// due, changing nothing; a group or topic that does not exist shows nothing and is not made.
+fn peek_shows_what_claims_would_take_and_changes_nothing(f: &Fixture) {
+    let s = &*f.store;
+    let peeked = |group: &str| -> Vec<(String, u32)> {
+        s.peek("orders", group, 10).unwrap().iter().map(|p| (p.message().id().to_owned(), p.attempt())).collect()
+    };
+    let owned = |v: &[(&str, u32)]| v.iter().map(|&(id, a)| (id.to_owned(), a)).collect::<Vec<_>>();
+    assert!(peeked("g").is_empty(), "no topic");
+    let topic = s.topic(&name("orders")).unwrap();
+    let g = topic.open_group(Some("g")).unwrap();
+    let q = &*g.queue;
+    let messages = [msg("orders", "x", 5), msg("orders", "y", 5), msg("orders", "a", 0), msg("orders", "b", 0)];
+    publish(&*topic, &messages, &to(&[&g.queue]), Retention::Off).unwrap();
+    assert_eq!(peeked("g"), owned(&[("x", 1), ("y", 1), ("a", 1), ("b", 1)]));
+    assert_eq!(s.peek("orders", "g", 1).unwrap().len(), 1);
+    assert!(peeked("missing").is_empty());
+    assert_eq!((q.len(), count(s, &["orders"])), (4, 4), "peek changed nothing");
+
+    let x = claim(q, 1);
+    assert_eq!(peeked("g"), owned(&[("y", 1), ("a", 1), ("b", 1)]), "a leased one is not shown");
+    assert_eq!(q.requeue(&x[0], Requeue::Now).unwrap(), Requeued::Ready);
+    assert_eq!(peeked("g"), owned(&[("y", 1), ("x", 2), ("a", 1), ("b", 1)]));
+
+    let all = claim_all(q);
+    assert_eq!(ids(&all), ["y", "x", "a", "b"], "claims take what peek showed");
+    assert_eq!(q.requeue(&all[2], Requeue::At(Instant::now() + DELAY)).unwrap(), Requeued::Delayed);
+    q.settle(&[all[0].clone(), all[1].clone(), all[3].clone()]).unwrap();
+    assert!(peeked("g").is_empty(), "a delay not yet due is not shown");
+    std::thread::sleep(DELAY + Duration::from_millis(100));
+    assert_eq!(peeked("g"), owned(&[("a", 2)]), "a delay that ran out is");
+    q.release_due();
+    let back = claim_all(q);
+    assert_eq!((ids(&back), attempts(&back)), (vec!["a"], vec![2]));
+    q.settle(&back).unwrap();
+
+    // The group peek did not find was not made: a publish to every group reaches only "g".
+    publish(&*topic, &msgs("orders", &["z"]), &to(&[&g.queue]), Retention::Off).unwrap();
+    assert_eq!(count(s, &["orders"]), 1);
+    assert!(peeked("missing").is_empty());
+    assert_eq!(peeked("g"), owned(&[("z", 1)]));
 }

@@ -198,3 +198,29 @@ pub fn two_brokers_taking_from_one_group_get_each_message_once(a: &Broker, b: &B
     a.join(Some(Duration::ZERO)).expect("nothing held in a");
     b.join(Some(Duration::ZERO)).expect("nothing held in b");
 }
+
+/// For shared stores: `a` and `b` are two brokers on one store. `b` peeks at a named group that
+/// only `a` uses (`b` never named the topic): it sees what waits there, in fetch order, without
+/// what `a` holds, and creates nothing, in the store (a group peek did not find gets no
+/// delivery of later messages) or in `b` (no topic).
+pub fn peek_sees_a_group_another_broker_uses(a: &Broker, b: &Broker) {
+    use brokk_core::PublishOptions;
+    use std::time::Duration;
+
+    assert!(a.fetch("seen", Some("w"), Some(Duration::ZERO)).unwrap().is_none()); // makes the group
+    for (id, priority) in [("low", 0), ("high", 7), ("mid", 0)] {
+        a.publish("seen", b"1", &PublishOptions { id: Some(id), priority, ..Default::default() }).unwrap();
+    }
+    let held = a.fetch("seen", Some("w"), Some(Duration::ZERO)).unwrap().expect("a delivery");
+    assert_eq!(held.parent_id(), "high");
+    let shown: Vec<(String, u32)> =
+        b.peek("seen", Some("w"), 10).unwrap().iter().map(|p| (p.message().id().to_owned(), p.attempt())).collect();
+    assert_eq!(shown, [("low".to_owned(), 1), ("mid".to_owned(), 1)], "what waits, without what a holds");
+    assert!(b.peek("seen", Some("nobody"), 10).unwrap().is_empty());
+    assert!(b.stats().unwrap().topics.is_empty(), "b made no topic");
+    a.publish("seen", b"2", &PublishOptions::default()).unwrap();
+    assert_eq!(a.count(Some(&["seen"])).unwrap(), 3, "one group only: peek made none");
+    assert!(b.peek("seen", Some("nobody"), 10).unwrap().is_empty());
+    a.ack(held.id()).unwrap();
+    a.purge(None).unwrap();
+}
