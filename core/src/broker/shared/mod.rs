@@ -17,6 +17,7 @@ mod count;
 mod dispatch;
 mod lifecycle;
 mod publish;
+mod ready;
 mod settle;
 mod watch;
 
@@ -332,6 +333,7 @@ impl Shared {
         } else {
             group.wake_fetcher();
         }
+        group.notify_ready(pushed.max(1));
     }
 
     /// Drops deliveries taken out of a group's queue (or discarded from it) unstarted.
