@@ -17,6 +17,7 @@ pub mod listener;
 pub mod message;
 pub mod names;
 pub mod publish;
+pub mod ready;
 pub mod stats;
 pub mod status;
 pub mod strings;
