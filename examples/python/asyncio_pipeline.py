@@ -51,7 +51,9 @@ async def main(url: str) -> int:
         await broker.subscribe("orders", lambda m: price(m, broker), group="pricing", concurrency=3)
         billed: list = []
         done = asyncio.Event()
-        billers = [asyncio.create_task(bill(n, broker, billed, len(ORDERS), done)) for n in ("north", "south")]
+        billers = [
+            asyncio.create_task(bill(name, broker, billed, len(ORDERS), done)) for name in ("north", "south")
+        ]
         for item, qty in ORDERS:
             await broker.publish("orders", {"item": item, "qty": qty})
         await asyncio.wait_for(done.wait(), 30)

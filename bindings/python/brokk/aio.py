@@ -125,9 +125,12 @@ class AsyncBroker:
         ) != int(Backpressure.BLOCK)
 
     @classmethod
-    async def open(cls, url: str | None = "memory://", *, executor_workers: int = 4, **options: Any) -> AsyncBroker:
+    async def open(
+        cls, url: str | None = "memory://", *, executor_workers: int = 4, **options: Any
+    ) -> AsyncBroker:
         """An AsyncBroker whose store is opened (a connection, a file) on a thread, not the loop."""
-        broker = await asyncio.get_running_loop().run_in_executor(None, functools.partial(Broker, url, **options))
+        make = functools.partial(Broker, url, **options)
+        broker = await asyncio.get_running_loop().run_in_executor(None, make)
         self = cls.__new__(cls)
         self.broker = broker
         try:
@@ -235,7 +238,8 @@ class AsyncBroker:
     ) -> list[Message]:
         """Up to `max` deliveries: waits (as ``fetch``) for the first, then takes what is queued
         at that moment. [] if none came within `timeout`."""
-        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0):
+        number = isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+        if timeout is not None and (not number or timeout < 0):
             raise ValueError(f"timeout must be None or a number of seconds >= 0, not {timeout!r}")
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
@@ -357,7 +361,13 @@ class AsyncBroker:
             with self.broker._use() as ptr:
                 check(
                     lib.brokk_broker_forget_ready(
-                        ptr, topic_bytes, _len(topic_bytes), group_bytes, _len(group_bytes), armed.waiter, byref(fired)
+                        ptr,
+                        topic_bytes,
+                        _len(topic_bytes),
+                        group_bytes,
+                        _len(group_bytes),
+                        armed.waiter,
+                        byref(fired),
                     )
                 )
         except ClosedError:

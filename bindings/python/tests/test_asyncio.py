@@ -94,7 +94,8 @@ def test_fifty_waiting_fetches_cost_no_thread_each(backend_url):
             before = os_threads()
             tasks = []
             for _ in range(5):  # in steps: debug mode records a traceback per task it makes
-                tasks += [asyncio.create_task(broker.fetch("jobs", group="g", timeout=T(30))) for _ in range(10)]
+                for _ in range(10):
+                    tasks.append(asyncio.create_task(broker.fetch("jobs", group="g", timeout=T(30))))
                 await asyncio.sleep(0)
             await waiting(broker, 50)
             # Bounded by the executor (2), not by the 50 waits; a few more for slack.
@@ -228,7 +229,10 @@ def test_a_fetch_wakes_on_a_publish_from_another_process(backend_url):
         async with await brokk.AsyncBroker.open(backend_url) as broker:
             task = asyncio.create_task(broker.fetch("jobs", group="g", timeout=T(30)))
             await waiting(broker)
-            code = f"import brokk\nwith brokk.Broker({backend_url!r}) as b:\n    b.publish('jobs', 'from afar')\n"
+            code = (
+                f"import brokk\nwith brokk.Broker({backend_url!r}) as b:\n"
+                "    b.publish('jobs', 'from afar')\n"
+            )
             done = await asyncio.get_running_loop().run_in_executor(None, run_python, code)
             assert done.returncode == 0, done.stderr
             message = await task
