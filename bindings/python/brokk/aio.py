@@ -454,14 +454,17 @@ class AsyncBroker:
         await self._cancellable(self.broker.join, timeout)
 
     async def close(self, timeout: float | None = None, force: bool = False) -> CloseReport | None:
-        """``Broker.close`` on the executor: fetches waiting on the broker raise
+        """``Broker.close`` on a thread: fetches waiting on the broker raise
         ``ClosedError``, and async handlers still running finish on the loop meanwhile. The
         executor's threads end once it returns. A cancelled task stops waiting; the close goes
         on. Idempotent."""
         if self._executor._shutdown:  # type: ignore[attr-defined]
             return self.broker._close_report
+        # On the loop's default executor: this broker's may be busy with joins that only the
+        # close can end.
+        close = functools.partial(self.broker.close, timeout, force)
         try:
-            return await self._off_loop(self.broker.close, timeout, force)
+            return await asyncio.get_running_loop().run_in_executor(None, close)
         finally:
             self._executor.shutdown(wait=False)
 
