@@ -410,12 +410,14 @@ class AsyncBroker:
     async def subscribe(
         self, topic: str, handler: Callable[[Message], Awaitable[Any] | Any], **options: Any
     ) -> int:
-        """``Broker.subscribe`` with an ``async def`` handler (a plain function works too),
-        run on this loop: a brokk worker hands each delivery to the loop and waits for the
-        handler's result, which settles it as ``Broker.subscribe`` says (None: ACK; a
-        ``Verdict``; raising: NACK; ``Requeue``). At most ``concurrency`` run at once per
-        subscription, as many as the workers allow. Close the broker before the loop ends:
-        a worker waits for the handler it handed over."""
+        """``Broker.subscribe`` with an ``async def`` handler, run on this loop: a brokk worker
+        hands each delivery to the loop and waits for the handler's result, which settles it
+        as ``Broker.subscribe`` says (None: ACK; a ``Verdict``; raising: NACK; ``Requeue``). At
+        most ``concurrency`` run at once per subscription, and no more than the broker has
+        workers (``workers=``). A plain function (one that returns no awaitable) runs on the
+        worker, as with ``Broker.subscribe``. Close the broker before the loop ends: a worker
+        waits for the handler it handed over, and a handler must not await this broker's
+        ``join`` or graceful ``close`` (they would wait for it)."""
         if not callable(handler):
             raise TypeError(f"handler must be callable, not {type(handler).__name__}")
         loop = asyncio.get_running_loop()
@@ -430,7 +432,12 @@ class AsyncBroker:
                     return await result
 
                 result = awaiting()
-            return asyncio.run_coroutine_threadsafe(result, loop).result()
+            try:
+                handed = asyncio.run_coroutine_threadsafe(result, loop)
+            except BaseException:
+                result.close()  # the loop is closed: never awaited, and not warned about
+                raise  # a NACK, as a handler's exception is
+            return handed.result()
 
         on_worker.__qualname__ = getattr(handler, "__qualname__", repr(handler))
         return await self._store(self.broker.subscribe, topic, on_worker, **options)
