@@ -37,6 +37,7 @@ import asyncio
 import concurrent.futures
 import functools
 import itertools
+import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from ctypes import byref, c_bool, c_uint64
@@ -59,6 +60,18 @@ _PENDING = _ffi.BROKK_READINESS_PENDING
 _waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future]] = {}
 _keys = itertools.count(1)  # 0 would arrive as NULL
 _waiting_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    # The child has only the forking thread: the lock may be held for ever, and the loops and
+    # registrations are the parent's.
+    global _waiting_lock
+    _waiting_lock = threading.Lock()
+    _waiting.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _resolve(fut: asyncio.Future, readiness: int | None) -> None:
