@@ -166,6 +166,39 @@ fn many_waiters_and_many_deliveries_each_delivery_is_fetched_once(k: &Kit) {
     assert_eq!(fired.load(SeqCst), 20, "every waiter fired, once");
 }
 
+fn a_delayed_requeue_fires_a_waiter_when_it_comes_due(k: &Kit) {
+    let b = k.broker(1);
+    publish(&b, "jobs", "1");
+    let d = b.fetch("jobs", None, Some(LONG)).unwrap().expect("the delivery");
+    b.nack(d.id(), true, Some(Duration::from_millis(50)), None).unwrap();
+    // Nothing is ready until the delay runs out (the timer's, or the poller's on a shared store).
+    let (_, rx) = arm(&b, "jobs", None);
+    assert_eq!(rx.recv_timeout(LONG).unwrap(), Readiness::Ready);
+    let again = b.fetch("jobs", None, Some(LONG)).unwrap().expect("the requeued delivery");
+    assert_eq!(again.attempt(), 2);
+    b.ack(again.id()).unwrap();
+}
+
+/// Arming races a publish on another thread, many times: each time the waiter fires, or the
+/// delivery is reported at once; never neither (a lost wake-up would hang the recv).
+fn arming_racing_a_publish_never_loses_the_wake_up(k: &Kit) {
+    let b = k.broker(1);
+    for i in 0..200 {
+        let publisher = {
+            let b = b.clone();
+            std::thread::spawn(move || publish(&b, "race", &i.to_string()))
+        };
+        let (tx, rx) = mpsc::channel();
+        match b.when_ready("race", None, move |r| tx.send(r).unwrap()).unwrap() {
+            ReadyWait::Now(r) => assert_eq!(r, Readiness::Ready),
+            ReadyWait::Armed(_) => assert_eq!(rx.recv_timeout(LONG).unwrap(), Readiness::Ready),
+        }
+        publisher.join().unwrap();
+        let d = b.fetch("race", None, Some(LONG)).unwrap().expect("the delivery");
+        b.ack(d.id()).unwrap();
+    }
+}
+
 on_every_backend!(
     fires_on_publish_once_and_a_fetch_then_finds_the_delivery,
     a_queued_delivery_is_reported_at_once_and_nothing_is_armed,
@@ -176,4 +209,6 @@ on_every_backend!(
     a_waiter_fires_for_a_publish_from_another_broker_on_the_same_store,
     bad_names_are_refused,
     many_waiters_and_many_deliveries_each_delivery_is_fetched_once,
+    a_delayed_requeue_fires_a_waiter_when_it_comes_due,
+    arming_racing_a_publish_never_loses_the_wake_up,
 );
