@@ -477,6 +477,20 @@ typedef struct brokk_batch_message {
     struct brokk_publish_options options;
 } brokk_batch_message;
 
+/// What brokk_broker_notify_ready found, or why a readiness callback runs. A plain integer.
+typedef uint32_t brokk_readiness;
+
+/// A readiness callback: `readiness` is BROKK_READINESS_READY or BROKK_READINESS_CLOSED.
+/// Runs exactly once per registration that brokk_broker_forget_ready did not remove first,
+/// with no brokk lock held, on the thread that made the delivery available or closed the
+/// broker: a thread calling brokk_broker_publish (possibly the very thread that registered),
+/// nack or close or free, or one of the broker's own threads (its poller, which finds other
+/// processes' work on SQLite and Redis; its timer, for delayed requeues). So it must be quick
+/// and must not block: wake the consumer (write to an eventfd or a pipe, post to an event
+/// loop) and fetch there, not in the callback. It may call brokk_broker_forget_ready; it must
+/// not unwind (C++ exceptions, longjmp) into brokk.
+typedef void (*brokk_ready_cb)(void *user_data, brokk_readiness readiness);
+
 /// Broker-wide statistics at one moment. Counters only grow; gauges go up and down. After
 /// brokk_broker_join returns OK every counter is exact, and
 /// dispatched = processed + failed + requeued + lapsed.
@@ -604,6 +618,18 @@ typedef struct brokk_subscription_options {
 /// Nothing is retained: a message published while its topic has no group is counted unrouted
 /// and goes nowhere (plain publish/subscribe).
 #define BROKK_RETENTION_OFF 3
+
+/// (Only from brokk_broker_notify_ready.) Nothing is known yet: the callback was registered and
+/// will run exactly once.
+#define BROKK_READINESS_PENDING 0
+
+/// The group may have a delivery to claim: fetch with a timeout of 0, and if that finds nothing
+/// (another consumer was faster: a wake-up may be spurious), call brokk_broker_notify_ready
+/// again.
+#define BROKK_READINESS_READY 1
+
+/// The broker closed (or was freed): no delivery will come.
+#define BROKK_READINESS_CLOSED 2
 
 /// Processed: the delivery is settled and counted processed.
 #define BROKK_VERDICT_ACK 0
@@ -1177,6 +1203,57 @@ brokk_status brokk_broker_publish_batch(const struct brokk_broker *broker,
                                         size_t count,
                                         char *ids_out,
                                         size_t ids_out_cap);
+
+/// Registers `cb` to run once when the consumer group `group` (`group_len` bytes; NULL: the
+/// group "default", which fetches without a group share) on `topic` may have a delivery to
+/// claim, or when the broker closes: a wait that costs no thread. Creates the topic and the
+/// group if new, as a fetch does; while registered, the callback counts as a waiting consumer
+/// of the group (on SQLite and Redis the broker watches the store for other processes' work
+/// for it). Like blocked fetchers, registrations are woken one per delivery, oldest first, so
+/// a consumer that gives up after its callback ran must still call brokk_broker_forget_ready,
+/// which hands the notification on.
+/// Out: on BROKK_STATUS_OK, `*now_out` is BROKK_READINESS_PENDING and `*waiter_out` the
+/// registration's id (non-zero, unique in the process): `cb` will run exactly once, unless
+/// brokk_broker_forget_ready removes it first. Or, when the answer is known at once,
+/// `*now_out` is BROKK_READINESS_READY (a delivery is queued: fetch now) or
+/// BROKK_READINESS_CLOSED (the broker is closed), `*waiter_out` is 0, and `cb` never runs.
+/// Both untouched on failure (and `cb` never runs).
+/// Copies: topic and group; `user_data` is passed to `cb` as is, and must stay valid until `cb`
+/// has run or brokk_broker_forget_ready has returned false for it.
+/// Threads: any thread, concurrently; see brokk_ready_cb for where `cb` runs. Freeing the
+/// broker runs every pending callback (BROKK_READINESS_CLOSED) before it returns.
+/// Errors: NULL_ARGUMENT (broker, topic, cb, waiter_out, now_out), INVALID_UTF8, INVALID_TOPIC,
+/// INVALID_GROUP.
+brokk_status brokk_broker_notify_ready(const struct brokk_broker *broker,
+                                       const char *topic,
+                                       size_t topic_len,
+                                       const char *group,
+                                       size_t group_len,
+                                       brokk_ready_cb cb,
+                                       void *user_data,
+                                       uint64_t *waiter_out,
+                                       brokk_readiness *now_out);
+
+/// Removes registration `waiter` of `group` on `topic` (as given to brokk_broker_notify_ready;
+/// `group` NULL: "default"). `*fired_out` false: it was still pending, and its callback will
+/// never run (its user_data is the caller's again). `*fired_out` true: its callback ran (or the
+/// id is unknown there); if the callback is running on another thread at this moment, this
+/// returns only once it has returned, so the caller may release user_data afterwards (called
+/// from inside that callback, it returns at once). Because a callback that ran may have been
+/// the one told of a delivery, a true result also hands the notification on to the next
+/// pending registration of the group: call this when a consumer gives up, whether or not its
+/// callback ran.
+/// Out: `*fired_out` on BROKK_STATUS_OK; untouched on failure.
+/// Copies: topic and group. Threads: any.
+/// Errors: NULL_ARGUMENT (broker, topic, fired_out), INVALID_UTF8, INVALID_TOPIC,
+/// INVALID_GROUP.
+brokk_status brokk_broker_forget_ready(const struct brokk_broker *broker,
+                                       const char *topic,
+                                       size_t topic_len,
+                                       const char *group,
+                                       size_t group_len,
+                                       uint64_t waiter,
+                                       bool *fired_out);
 
 /// Fills `*stats_out` with the broker's totals.
 /// Out: on BROKK_STATUS_OK, `*stats_out`; untouched otherwise.

@@ -18,6 +18,7 @@ pub mod message;
 pub mod names;
 pub mod peek;
 pub mod publish;
+pub mod ready;
 pub mod stats;
 pub mod status;
 pub mod strings;

@@ -6,7 +6,7 @@
 # bindings/python/setup.py), installs tadween-core from PyPI for the side-by-side Tadween tests
 # (if PyPI cannot be reached those tests skip, saying why), runs pytest against the installed
 # package, then runs examples/python/pipeline.py and checks that it tells the same story as the
-# C demo.
+# C demo, and examples/python/asyncio_pipeline.py (brokk.AsyncBroker) and checks its last line.
 #
 # `make python-wheel` builds the release wheel (brokkmq-<version>-py3-none-linux_x86_64.whl)
 # into build/dist and repairs it with auditwheel into build/dist/wheelhouse (a
@@ -50,6 +50,11 @@ test-python: python-venv test-python-pynenc
 	  { cat $(BUILD)/pipeline-python.out; exit 1; }
 	$(call check_pipeline_output,$(BUILD)/pipeline-python.out)
 	@echo "python: pipeline example passed"
+	$(PY) examples/python/asyncio_pipeline.py > $(BUILD)/asyncio-pipeline-python.out || \
+	  { cat $(BUILD)/asyncio-pipeline-python.out; exit 1; }
+	@grep -q '^asyncio_pipeline: 6 of 6 orders billed' $(BUILD)/asyncio-pipeline-python.out || \
+	  { cat $(BUILD)/asyncio-pipeline-python.out; echo "python: asyncio example failed"; exit 1; }
+	@echo "python: asyncio example passed"
 
 # The pynenc plugin (brokk/pynenc_plugin.py) against pynenc itself: pynenc 0.4.0 needs Python
 # 3.12, so its tests (bindings/python/tests/pynenc_plugin, which skip elsewhere) run in a venv of

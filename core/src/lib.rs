@@ -35,8 +35,8 @@ mod store;
 mod sync;
 
 pub use broker::{
-    panic_message, BatchMessage, Broker, CloseReport, FetchOptions, PublishOptions, SubscribeOptions, Taken,
-    WeakBroker, DEFAULT_GROUP, GENERATED_ID_LEN, MAX_CONCURRENCY, MAX_PEEK,
+    panic_message, BatchMessage, Broker, CloseReport, FetchOptions, PublishOptions, Readiness, ReadyWait,
+    SubscribeOptions, Taken, WeakBroker, DEFAULT_GROUP, GENERATED_ID_LEN, MAX_CONCURRENCY, MAX_PEEK,
 };
 pub use cancel::{Cancel, MIN_CHECK_PERIOD};
 pub use config::{

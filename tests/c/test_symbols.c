@@ -45,6 +45,8 @@ static const symbol SYMBOLS[] = {
     SYM(brokk_cancel_reset),
     SYM(brokk_cancel_is_cancelled),
     SYM(brokk_cancel_free),
+    SYM(brokk_broker_notify_ready),
+    SYM(brokk_broker_forget_ready),
     SYM(brokk_broker_free),
     SYM(brokk_broker_release),
     SYM(brokk_broker_join),
@@ -86,7 +88,7 @@ static const symbol SYMBOLS[] = {
 #define N_SYMBOLS (sizeof SYMBOLS / sizeof SYMBOLS[0])
 
 static void every_symbol_links(void) {
-    CHECK_EQ(N_SYMBOLS, 60);
+    CHECK_EQ(N_SYMBOLS, 62);
     for (size_t i = 0; i < N_SYMBOLS; i++) {
         if (SYMBOLS[i].address == NULL) FAILF("%s has no address", SYMBOLS[i].name);
         for (size_t j = 0; j < i; j++)
@@ -203,6 +205,11 @@ static void signatures_are_pinned(void) {
     brokk_status (*p_peek_read)(const brokk_peek_result *, size_t, brokk_peeked_fields *) =
         brokk_peek_result_read;
     void (*p_peek_free)(brokk_peek_result *) = brokk_peek_result_free;
+    brokk_status (*p_notify_ready)(const brokk_broker *, const char *, size_t, const char *, size_t,
+                                   brokk_ready_cb, void *, uint64_t *, brokk_readiness *) =
+        brokk_broker_notify_ready;
+    brokk_status (*p_forget_ready)(const brokk_broker *, const char *, size_t, const char *, size_t,
+                                   uint64_t, bool *) = brokk_broker_forget_ready;
     any_fn all[] = {
         (any_fn)p_new,         (any_fn)p_free, (any_fn)p_release,         (any_fn)p_publish,
         (any_fn)p_ack,         (any_fn)p_nack,           (any_fn)p_join,
@@ -224,6 +231,7 @@ static void signatures_are_pinned(void) {
         (any_fn)p_cancel_trigger, (any_fn)p_cancel_reset, (any_fn)p_cancel_is_cancelled,
         (any_fn)p_cancel_free, (any_fn)p_peek,         (any_fn)p_peek_count,
         (any_fn)p_peek_read,   (any_fn)p_peek_free,
+        (any_fn)p_notify_ready, (any_fn)p_forget_ready,
     };
     CHECK_EQ(sizeof all / sizeof all[0], N_SYMBOLS);
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) CHECK(all[i] != NULL);

@@ -24,6 +24,7 @@ from ._broker import (
     version_number,
 )
 from ._cancel import Cancel
+from .aio import AsyncBroker
 from ._errors import (
     AlreadySettledError,
     BrokkError,
@@ -81,6 +82,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AlreadySettledError",
+    "AsyncBroker",
     "Backpressure",
     "BatchMessage",
     "Broker",

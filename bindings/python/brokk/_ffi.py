@@ -66,6 +66,9 @@ BROKK_VERDICT_ACK = 0
 BROKK_VERDICT_NACK = 1
 BROKK_VERDICT_REQUEUE = 2
 BROKK_VERDICT_LATER = 3
+BROKK_READINESS_PENDING = 0
+BROKK_READINESS_READY = 1
+BROKK_READINESS_CLOSED = 2
 
 # enum brokk_status
 BROKK_STATUS_OK = 0
@@ -111,6 +114,7 @@ brokk_status_class = c_uint32
 brokk_retention_policy = c_uint32
 brokk_backpressure = c_uint32
 brokk_verdict = c_uint32
+brokk_readiness = c_uint32
 
 # ---- opaque handles ------------------------------------------------------------------------------
 
@@ -146,6 +150,7 @@ brokk_topic_event_cb = CFUNCTYPE(None, c_void_p, POINTER(c_char), c_size_t)
 brokk_free_cb = CFUNCTYPE(None, c_void_p)
 brokk_handler_cb = CFUNCTYPE(brokk_verdict, c_void_p, POINTER(brokk_message))
 brokk_cancel_check_cb = CFUNCTYPE(c_bool, c_void_p)
+brokk_ready_cb = CFUNCTYPE(None, c_void_p, brokk_readiness)
 
 # ---- structs -------------------------------------------------------------------------------------
 
@@ -341,6 +346,24 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "brokk_cancel_reset": (brokk_status, [_P(brokk_cancel)]),
     "brokk_cancel_is_cancelled": (c_bool, [_P(brokk_cancel)]),
     "brokk_cancel_free": (None, [_P(brokk_cancel)]),
+    "brokk_broker_notify_ready": (
+        brokk_status,
+        [
+            _P(brokk_broker),
+            c_char_p,
+            c_size_t,
+            c_char_p,
+            c_size_t,
+            brokk_ready_cb,
+            c_void_p,
+            _P(c_uint64),
+            _P(brokk_readiness),
+        ],
+    ),
+    "brokk_broker_forget_ready": (
+        brokk_status,
+        [_P(brokk_broker), c_char_p, c_size_t, c_char_p, c_size_t, c_uint64, _P(c_bool)],
+    ),
     "brokk_broker_fetch": (
         brokk_status,
         [_P(brokk_broker), c_char_p, c_size_t, _P(brokk_fetch_options), c_uint64, _P(_P(brokk_delivery))],

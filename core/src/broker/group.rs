@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::sync::{Condvar, Mutex, RwLock};
 
+use super::ready::ReadyWaiters;
 use super::subscription::Subscription;
 use crate::cancel::Interrupt;
 use crate::error::{Error, Result};
@@ -34,6 +35,8 @@ pub(crate) struct Group {
     /// Publishers blocked on a full queue (backpressure Block), waiting on `wait_lock` too.
     space_waiters: AtomicUsize,
     space_cv: Condvar,
+    /// Consumers told (by a closure, not a thread) when a delivery may be ready: see `ready`.
+    pub ready: ReadyWaiters,
     active: AtomicBool,
 }
 
@@ -56,6 +59,7 @@ impl Group {
             space_cv: Condvar::new(),
             wait_lock: Mutex::new(()),
             wait_cv: Condvar::new(),
+            ready: ReadyWaiters::default(),
             active: AtomicBool::new(true),
         }
     }
@@ -75,11 +79,12 @@ impl Group {
         self.active.store(true, Ordering::SeqCst);
     }
 
-    /// Whether someone waits for this group's deliveries: a push member, a blocked fetcher, or
-    /// a publisher blocked on its full queue.
+    /// Whether someone waits for this group's deliveries: a push member, a blocked fetcher, a
+    /// readiness waiter, or a publisher blocked on its full queue.
     pub(crate) fn is_watched(&self) -> bool {
         !self.members.read().is_empty()
             || self.waiters.load(Ordering::SeqCst) > 0
+            || self.ready.armed() > 0
             || self.space_waiters.load(Ordering::SeqCst) > 0
     }
 
@@ -107,7 +112,7 @@ impl Group {
     /// Whether deliveries should be taken one at a time: when several consumers compete, a
     /// batch taken by one would be withheld from the others.
     pub(crate) fn contended(&self) -> bool {
-        self.members.read().len() > 1 || self.waiters.load(Ordering::SeqCst) > 0
+        self.members.read().len() > 1 || self.waiters.load(Ordering::SeqCst) > 0 || self.ready.armed() > 0
     }
 
     /// Finds a push member with a free worker slot and claims it; the caller submits it to the
@@ -128,6 +133,11 @@ impl Group {
             let _g = self.wait_lock.lock();
             self.wait_cv.notify_one();
         }
+    }
+
+    /// Tells up to `n` readiness waiters that a delivery may be ready (their closures run here).
+    pub(crate) fn notify_ready(&self, n: usize) {
+        self.ready.fire(n, super::ready::Readiness::Ready);
     }
 
     pub(crate) fn wake_all_fetchers(&self) {

@@ -9,6 +9,7 @@ mod pending;
 mod policy;
 mod poller;
 pub(crate) mod quiesce;
+mod ready;
 pub(crate) mod reentry;
 mod shared;
 mod subscription;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 pub(crate) use fork::note_fork;
 pub use ids::GENERATED_ID_LEN;
+pub use ready::{Readiness, ReadyWait};
 pub use shared::DEFAULT_GROUP;
 pub use subscription::panic_text as panic_message;
 pub use subscription::MAX_CONCURRENCY;
@@ -362,6 +364,40 @@ impl Broker {
     /// later.
     pub fn peek(&self, topic: &str, group: Option<&str>, max: usize) -> Result<Vec<Peeked>> {
         self.shared()?.peek(topic, group, max)
+    }
+
+    /// Asks to be told, through `notify`, when `group` (`DEFAULT_GROUP` when None) on `topic`
+    /// may have a delivery to claim: for a consumer that must not block a thread while it waits
+    /// (an event loop), which then fetches with a zero timeout, and arms again if that found
+    /// nothing (a wake-up may be spurious: another consumer may have been faster). Creates the
+    /// topic and the group if new, as a fetch does, and counts as a waiting consumer of it (on
+    /// a shared store the poller watches the group for other processes' work).
+    ///
+    /// `ReadyWait::Now` when the answer is known at once: a delivery is queued (`Ready`) or the
+    /// broker is closed (`Closed`); `notify` is then dropped unrun. Otherwise `Armed(id)`:
+    /// `notify` runs exactly once, with `Ready` when a delivery may be ready or `Closed` when
+    /// the broker closes, unless `forget_ready(.., id)` removes it first. It runs with no brokk
+    /// lock held, on the thread that made the delivery available (a publisher, the poller, the
+    /// timer, the thread that closes or drops the broker), so it must be quick: hand the fetch
+    /// to the consumer, do not fetch there. Like blocked fetchers, waiters are woken one per
+    /// delivery, oldest first.
+    pub fn when_ready(
+        &self,
+        topic: &str,
+        group: Option<&str>,
+        notify: impl FnOnce(Readiness) + Send + 'static,
+    ) -> Result<ReadyWait> {
+        self.shared()?.when_ready(topic, group, Box::new(notify))
+    }
+
+    /// Removes readiness waiter `waiter` of `group` on `topic` (as given to `when_ready`).
+    /// Returns false if it was still armed: its closure is dropped unrun. Returns true if it
+    /// had fired (or is unknown there): its closure has then returned, unless this is called
+    /// from inside that very closure; and, since a waiter that fired may have been the one told
+    /// of a delivery, its notification is handed on to the next armed waiter of the group, so
+    /// that a consumer that gives up after being told does not leave a delivery unannounced.
+    pub fn forget_ready(&self, topic: &str, group: Option<&str>, waiter: u64) -> Result<bool> {
+        self.shared()?.forget_ready(topic, group, waiter)
     }
 
     /// Acks a delivery awaiting a manual ack.

@@ -318,12 +318,12 @@ impl Shared {
 
     /// Moves to CLOSED, drops everything waiting in this process (retained, queued, or awaiting
     /// a manual ack), gives a shared store back what this broker holds, wakes blocked fetchers
-    /// and asks every broker thread to exit. Returns how many retained messages it discarded,
+    /// tells readiness waiters, and asks every broker thread to exit. Returns how many retained messages it discarded,
     /// and how many waiting deliveries it discarded that `quiesce` did not count (a shared
     /// store's anonymous groups). Handlers already running finish on their own; nothing new
     /// starts.
     pub(super) fn shutdown(&self, discard_events: bool) -> (u64, u64) {
-        let _guard = self.teardown.lock();
+        let guard = self.teardown.lock();
         if self.state.swap(CLOSED, Ordering::SeqCst) == CLOSED {
             return (0, 0);
         }
@@ -382,6 +382,9 @@ impl Shared {
         }
         self.listeners.stop(discard_events);
         self.pool.stop();
+        drop(guard);
+        // Readiness waiters hear of the close with no lock held (their closures are the host's).
+        self.close_ready();
         (retained, discarded)
     }
 

@@ -18,6 +18,7 @@ mod dispatch;
 mod lifecycle;
 mod peek;
 mod publish;
+mod ready;
 mod settle;
 mod watch;
 
@@ -333,6 +334,7 @@ impl Shared {
         } else {
             group.wake_fetcher();
         }
+        group.notify_ready(pushed.max(1));
     }
 
     /// Drops deliveries taken out of a group's queue (or discarded from it) unstarted.
