@@ -628,7 +628,7 @@ extern "C" {
 /// brokk thread is inside SQLite or holds a SQLite write transaction open, so that a child can
 /// open a SQLite store its parent is busy in.
 /// Errors: NULL_ARGUMENT (broker_out), INVALID_UTF8, INVALID_URL, UNSUPPORTED_BACKEND
-/// (rediss://, or a backend this build of the library leaves out), INVALID_ARGUMENT (options out of range, or threads could not be started),
+/// (rediss+cluster://, or a backend this build of the library leaves out), INVALID_ARGUMENT (options out of range, or threads could not be started),
 /// INCOMPATIBLE_STORE (not a brokk store, a newer schema, damaged), CANNOT_OPEN_STORE (a
 /// directory, a missing folder, no permission; no server at a Redis address, wrong
 /// credentials), UNAVAILABLE (locked by another process past busy_timeout_ms; a Redis server

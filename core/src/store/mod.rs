@@ -126,7 +126,8 @@ backends! {
     /// A SQLite file that several processes (several brokers) may share.
     Sqlite(sqlite::SqliteConfig), feature = "sqlite", schemes = ["sqlite"];
     /// A Redis server or Redis Cluster that several processes (on several machines) share.
-    Redis(redis::RedisConfig), feature = "redis", schemes = ["redis", "redis+cluster", "rediss", "rediss+cluster"];
+    Redis(redis::RedisConfig), feature = "redis",
+        schemes = ["redis", "redis+cluster", "redis+sentinel", "rediss", "rediss+cluster", "rediss+sentinel"];
 }
 
 /// Where a store keeps its queues; see the module documentation.
