@@ -72,6 +72,8 @@ macro_rules! backends {
         /// `ErrorKind::UnsupportedBackend`.
         #[derive(Debug, Clone, PartialEq, Eq)]
         #[non_exhaustive]
+        // Made once per broker: the size of the largest options (Redis's, with TLS) costs nothing.
+        #[allow(clippy::large_enum_variant)]
         pub enum Backend {
             /// In this process's memory; the default.
             Memory,

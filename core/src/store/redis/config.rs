@@ -17,6 +17,8 @@ pub const DEFAULT_REDIS_PREFIX: &str = "brokk";
 /// Default longest wait for a Redis server to accept a connection or answer a call
 /// (`timeout_ms`) before the call fails with `ErrorKind::Unavailable`.
 pub const DEFAULT_REDIS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Most replicas `replicas=` may ask for.
+pub const MAX_REPLICAS: u32 = 64;
 /// Port of a Redis node whose URL names none.
 pub const DEFAULT_REDIS_PORT: u16 = 6379;
 
@@ -37,6 +39,9 @@ pub struct RedisConfig {
     pub sentinel_master: Option<String>,
     /// TLS (`rediss://`): None for plain TCP.
     pub tls: Option<RedisTls>,
+    /// How many replicas must confirm each change (WAIT) before it returns Ok (`replicas=N`);
+    /// 0, the default: none, as Redis (replication is asynchronous). Not on a cluster.
+    pub replicas: u32,
     /// The logical database (`SELECT`); always 0 on a cluster.
     pub db: i64,
     pub username: Option<String>,
@@ -60,6 +65,7 @@ impl RedisConfig {
             cluster: false,
             sentinel_master: None,
             tls: None,
+            replicas: 0,
             db: 0,
             username: None,
             password: None,
@@ -89,7 +95,14 @@ impl RedisConfig {
             ));
         }
         if let Some(tls) = &self.tls {
-            tls.check()?;
+            tls.check().map_err(|e| Error::new(ErrorKind::InvalidArgument, e.message().to_owned()))?;
+        }
+        let argument = |why: String| Err(Error::new(ErrorKind::InvalidArgument, why));
+        if self.cluster && self.replicas > 0 {
+            return argument("replicas is for one server or a Sentinel master, not a cluster".to_owned());
+        }
+        if self.replicas > MAX_REPLICAS {
+            return argument(format!("replicas must be 0 to {MAX_REPLICAS}; got {}", self.replicas));
         }
         Ok(())
     }
@@ -137,6 +150,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("cluster", &self.cluster)
             .field("sentinel_master", &self.sentinel_master)
             .field("tls", &self.tls)
+            .field("replicas", &self.replicas)
             .field("db", &self.db)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
@@ -255,6 +269,15 @@ fn parse(scheme: &str, rest: &str, cluster: bool, sentinel: bool, tls: bool) -> 
             }
             "lease_ms" => config.lease = millis(key, value, 3)?,
             "timeout_ms" => config.timeout = millis(key, value, 1)?,
+            "replicas" => match value.parse::<u32>() {
+                Ok(n) if n <= MAX_REPLICAS && value.bytes().all(|b| b.is_ascii_digit()) && !cluster => {
+                    config.replicas = n
+                }
+                _ if cluster => {
+                    return Err(invalid("replicas= is for one server or a Sentinel master, not a cluster".to_owned()))
+                }
+                _ => return Err(invalid(format!("replicas must be 0 to {MAX_REPLICAS}; got {value:?}"))),
+            },
             "ca" | "cert" | "key" | "server_name" | "insecure" if !tls => {
                 let tls_scheme = scheme.replacen("redis", "rediss", 1);
                 return Err(invalid(format!("{key}= is a TLS option: use {tls_scheme} for TLS")));
@@ -277,7 +300,7 @@ fn parse(scheme: &str, rest: &str, cluster: bool, sentinel: bool, tls: bool) -> 
             _ => {
                 let tls_options = if tls { ", ca, cert, key, server_name and insecure" } else { "" };
                 return Err(invalid(format!(
-                    "unknown {scheme} option {key:?}; the options are prefix, lease_ms, timeout_ms{tls_options}"
+                    "unknown {scheme} option {key:?}; the options are prefix, lease_ms, timeout_ms, replicas{tls_options}"
                 )));
             }
         }
@@ -394,6 +417,7 @@ mod tests {
         assert_eq!((tls.server_name.as_deref(), tls.insecure, c.db, c.prefix.as_str()), (Some("redis.internal"), false, 2, "x"));
         assert!(redis("rediss://h?insecure=true").tls.unwrap().insecure);
         assert_eq!(redis("rediss://h?server_name=10.0.0.1").tls.unwrap().server_name.as_deref(), Some("10.0.0.1"));
+        assert_eq!(redis("redis://h?replicas=2").replicas, 2);
         let c = redis("redis+sentinel://:pw@s1:26379,s2:26380/mymaster?timeout_ms=500");
         assert_eq!(c.sentinel_master.as_deref(), Some("mymaster"));
         assert_eq!((c.nodes.len(), c.cluster, c.db, c.tls.is_some()), (2, false, 0, false));
@@ -416,6 +440,10 @@ mod tests {
             "redis+sentinel://s1:26379",
             "redis+sentinel://s1:26379/",
             "redis+sentinel://s1:26379/m/x",
+            "redis://h?replicas=-1",
+            "redis://h?replicas=65",
+            "redis://h?replicas=+1",
+            "redis+cluster://a:1?replicas=1",
         ] {
             let e = parse_url(bad).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidUrl, "{bad}");

@@ -293,7 +293,7 @@ impl Conn {
 enum Target {
     /// One server, or the master its sentinels name (see `dial.rs`).
     Single(Arc<Dialer>),
-    Cluster(ClusterClient),
+    Cluster(Box<ClusterClient>),
 }
 
 /// Why no connection could be made.
@@ -387,6 +387,8 @@ pub(super) struct Pool {
     timeout: Duration,
     /// `host:port[,host:port...]`, for messages.
     pub address: String,
+    /// Replicas that must confirm each change before it counts as done (`replicas=`), 0: none.
+    replicas: u32,
     idle: Mutex<Vec<Conn>>,
     backoff: Mutex<Backoff>,
     /// The store is being opened: a failure means no broker was made (see `fail`).
@@ -414,13 +416,14 @@ impl Pool {
             if let Some(p) = &config.password {
                 builder = builder.password(p);
             }
-            Target::Cluster(builder.build().map_err(bad)?)
+            Target::Cluster(Box::new(builder.build().map_err(bad)?))
         } else {
             Target::Single(Arc::new(Dialer::new(config)?))
         };
         Ok(Pool {
             target,
             timeout: config.timeout,
+            replicas: config.replicas,
             address,
             idle: Mutex::new(Vec::new()),
             backoff: Mutex::new(Backoff { not_before: None, delay: FIRST_BACKOFF, last: String::new() }),
@@ -575,6 +578,25 @@ impl Pool {
         }
         let mut conn = self.take(what, deadline)?;
         let result = conn.start(deadline).and_then(|()| f(&mut conn));
+        let result = match (result, effect) {
+            (Ok(r), Effect::Changes(consequence)) if self.replicas > 0 => {
+                match self.replicated(&mut conn, deadline) {
+                    Ok(acked) if acked >= i64::from(self.replicas) => Ok(r),
+                    Ok(acked) => {
+                        self.put_back(conn);
+                        let reason = format!(
+                            "it was done on the master, but only {acked} of the {} replicas asked for (replicas=) \
+                             confirmed it within timeout_ms={}: a failover now could lose it",
+                            self.replicas,
+                            self.timeout.as_millis()
+                        );
+                        return Err(self.fail(ErrorKind::OutcomeUnknown, what, &reason, consequence));
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            (result, _) => result,
+        };
         match result {
             Ok(r) => {
                 self.put_back(conn);
@@ -592,6 +614,15 @@ impl Pool {
                 Err(self.error(&e, what, if may_have_run { effect } else { Effect::Reads }))
             }
         }
+    }
+
+    /// How many replicas have what this connection wrote (WAIT, until `deadline` at most).
+    fn replicated(&self, conn: &mut Conn, deadline: Instant) -> RedisResult<i64> {
+        // A quarter of what is left for the answer to come back in (or the call times out,
+        // OutcomeUnknown for the wrong reason); WAIT 0 would wait for
+        // ever: at least 1 ms.
+        let left = deadline.saturating_duration_since(Instant::now()) * 3 / 4;
+        ::redis::cmd("WAIT").arg(self.replicas).arg(left.as_millis().max(1) as u64).query(conn.as_dyn())
     }
 
     fn put_back(&self, conn: Conn) {
