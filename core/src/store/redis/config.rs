@@ -98,6 +98,9 @@ impl RedisConfig {
             tls.check().map_err(|e| Error::new(ErrorKind::InvalidArgument, e.message().to_owned()))?;
         }
         let argument = |why: String| Err(Error::new(ErrorKind::InvalidArgument, why));
+        if self.nodes.is_empty() {
+            return argument("a Redis store needs at least one node (server, cluster node or sentinel)".to_owned());
+        }
         if self.cluster && self.replicas > 0 {
             return argument("replicas is for one server or a Sentinel master, not a cluster".to_owned());
         }

@@ -738,6 +738,9 @@ mod tests {
         assert_eq!(kind(NoConnection::Answered(loading)), ErrorKind::Unavailable);
         let auth = RedisError::from((K::AuthenticationFailed, "x"));
         assert_eq!(kind(NoConnection::Answered(auth)), ErrorKind::CannotOpenStore);
+        assert_eq!(kind(NoConnection::Tls("invalid peer certificate: UnknownIssuer".into())), ErrorKind::CannotOpenStore);
+        assert_eq!(kind(NoConnection::NoMaster { url_to_fix: true, why: "x".into() }), ErrorKind::CannotOpenStore);
+        assert_eq!(kind(NoConnection::NoMaster { url_to_fix: false, why: "x".into() }), ErrorKind::Unavailable);
         let refused = NoConnection::Refused.reason("h:1", Duration::from_millis(100));
         assert_eq!(refused, "nothing answers at h:1 (connection refused)");
     }

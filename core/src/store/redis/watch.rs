@@ -126,7 +126,8 @@ fn hear(dialer: &Dialer, channel: &str, stop_word: &str, timeout: Duration, shar
         if shared.stop.load(Ordering::Acquire) {
             return true;
         }
-        match link.listen(READ_TIMEOUT) {
+        // The confirmation may take the call timeout; then a read timeout between looks at `stop`.
+        match link.listen(if subscribed { READ_TIMEOUT } else { timeout }) {
             // ["subscribe", channel, count] once, then ["message", channel, payload] each.
             Ok(Some(Value::Array(items))) | Ok(Some(Value::Push { data: items, .. })) => {
                 match (items.first(), items.get(2)) {
