@@ -117,6 +117,25 @@ fn sentinel_names_the_master() {
     refused(&format!("redis+sentinel://127.0.0.1:{dead}/{MASTER}?timeout_ms=500"), &["sentinel", &dead.to_string()]);
 }
 
+/// Sentinels that require a password of their own (`requirepass` in sentinel.conf) are asked
+/// with `sentinel_password=`; without it, or with a wrong one, opening is refused, saying why.
+#[test]
+fn sentinels_with_a_password() {
+    let master = RedisServer::start(&["--requirepass", "m4ster"]);
+    let sentinel = RedisServer::start_sentinel_with(
+        MASTER,
+        master.port,
+        1,
+        &format!("sentinel auth-pass {MASTER} m4ster\nrequirepass s3ntinel\n"),
+    );
+    let base = format!("redis+sentinel://:m4ster@127.0.0.1:{}/{MASTER}?timeout_ms=2000", sentinel.port);
+    round_trip(&format!("{base}&sentinel_password=s3ntinel&prefix=sp"));
+    refused(&base, &["sentinel", "NOAUTH"]);
+    let e = Broker::open(&format!("{base}&sentinel_password=wrong")).err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::CannotOpenStore, "{e}");
+    assert!(!e.message().contains("wrong") && !e.message().contains("m4ster"), "no password in messages: {e}");
+}
+
 /// The master killed (SIGKILL) while a producer publishes and a consumer consumes: the sentinel
 /// promotes one of its two replicas (and points the other at it), both brokers reconnect to the
 /// new master on their own, and every publish that

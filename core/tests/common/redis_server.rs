@@ -175,6 +175,11 @@ impl RedisServer {
     /// A Redis Sentinel (`redis-server CONF --sentinel`) watching the master `name` at
     /// `127.0.0.1:master_port`, with `quorum`, that judges a master down after a second.
     pub fn start_sentinel(name: &str, master_port: u16, quorum: u32) -> RedisServer {
+        Self::start_sentinel_with(name, master_port, quorum, "")
+    }
+
+    /// As `start_sentinel`, with `conf` (lines) added to its sentinel.conf.
+    pub fn start_sentinel_with(name: &str, master_port: u16, quorum: u32, conf_lines: &str) -> RedisServer {
         let dir = new_dir();
         let port = free_port();
         let conf = dir.join("sentinel.conf");
@@ -183,7 +188,7 @@ impl RedisServer {
             format!(
                 "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {name} 127.0.0.1 {master_port} {quorum}\n\
                  sentinel down-after-milliseconds {name} 1000\nsentinel failover-timeout {name} 10000\n\
-                 sentinel parallel-syncs {name} 1\n",
+                 sentinel parallel-syncs {name} 1\n{conf_lines}",
                 dir.display()
             ),
         )

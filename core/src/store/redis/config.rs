@@ -37,6 +37,9 @@ pub struct RedisConfig {
     /// connection asks them where the master is now, and checks that it is one (ROLE), so that
     /// brokk follows a failover.
     pub sentinel_master: Option<String>,
+    /// The sentinels' own password (`sentinel_password=`), if they require one (`requirepass`
+    /// in sentinel.conf); the URL's user and password are the master's.
+    pub sentinel_password: Option<String>,
     /// TLS (`rediss://`): None for plain TCP.
     pub tls: Option<RedisTls>,
     /// How many replicas must confirm each change (WAIT) before it returns Ok (`replicas=N`);
@@ -64,6 +67,7 @@ impl RedisConfig {
             nodes: vec![(host.into(), port)],
             cluster: false,
             sentinel_master: None,
+            sentinel_password: None,
             tls: None,
             replicas: 0,
             db: 0,
@@ -152,6 +156,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("nodes", &self.nodes)
             .field("cluster", &self.cluster)
             .field("sentinel_master", &self.sentinel_master)
+            .field("sentinel_password", &self.sentinel_password.as_ref().map(|_| "<redacted>"))
             .field("tls", &self.tls)
             .field("replicas", &self.replicas)
             .field("db", &self.db)
@@ -281,6 +286,13 @@ fn parse(scheme: &str, rest: &str, cluster: bool, sentinel: bool, tls: bool) -> 
                 }
                 _ => return Err(invalid(format!("replicas must be 0 to {MAX_REPLICAS}; got {value:?}"))),
             },
+            "sentinel_password" if sentinel => {
+                let password = percent_decode(value)?;
+                if password.is_empty() {
+                    return Err(invalid("sentinel_password= needs the sentinels' password".to_owned()));
+                }
+                config.sentinel_password = Some(password);
+            }
             "ca" | "cert" | "key" | "server_name" | "insecure" if !tls => {
                 let tls_scheme = scheme.replacen("redis", "rediss", 1);
                 return Err(invalid(format!("{key}= is a TLS option: use {tls_scheme} for TLS")));
@@ -301,9 +313,11 @@ fn parse(scheme: &str, rest: &str, cluster: bool, sentinel: bool, tls: bool) -> 
                 _ => return Err(invalid(format!("insecure must be true or false; got {value:?}"))),
             },
             _ => {
-                let tls_options = if tls { ", ca, cert, key, server_name and insecure" } else { "" };
+                let sentinel_options = if sentinel { ", sentinel_password" } else { "" };
+                let tls_options = if tls { ", ca, cert, key, server_name, insecure" } else { "" };
                 return Err(invalid(format!(
-                    "unknown {scheme} option {key:?}; the options are prefix, lease_ms, timeout_ms, replicas{tls_options}"
+                    "unknown {scheme} option {key:?}; the options are prefix, lease_ms, timeout_ms, \
+                     replicas{sentinel_options}{tls_options}"
                 )));
             }
         }
@@ -421,7 +435,9 @@ mod tests {
         assert!(redis("rediss://h?insecure=true").tls.unwrap().insecure);
         assert_eq!(redis("rediss://h?server_name=10.0.0.1").tls.unwrap().server_name.as_deref(), Some("10.0.0.1"));
         assert_eq!(redis("redis://h?replicas=2").replicas, 2);
-        let c = redis("redis+sentinel://:pw@s1:26379,s2:26380/mymaster?timeout_ms=500");
+        let c = redis("redis+sentinel://:pw@s1:26379,s2:26380/mymaster?timeout_ms=500&sentinel_password=s%40nt");
+        assert_eq!(c.sentinel_password.as_deref(), Some("s@nt"));
+        assert!(!format!("{c:?}").contains("s@nt"), "the sentinels' password is redacted");
         assert_eq!(c.sentinel_master.as_deref(), Some("mymaster"));
         assert_eq!((c.nodes.len(), c.cluster, c.db, c.tls.is_some()), (2, false, 0, false));
         assert_eq!(c.password.as_deref(), Some("pw"));
@@ -443,6 +459,8 @@ mod tests {
             "redis+sentinel://s1:26379",
             "redis+sentinel://s1:26379/",
             "redis+sentinel://s1:26379/m/x",
+            "redis+sentinel://s1:26379/m?sentinel_password=",
+            "redis://h?sentinel_password=x",
             "redis://h?replicas=-1",
             "redis://h?replicas=65",
             "redis://h?replicas=+1",

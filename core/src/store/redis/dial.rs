@@ -22,7 +22,7 @@ enum Way {
     /// The server the URL names.
     Direct(String, u16),
     /// The master a sentinel of these names.
-    Sentinel { sentinels: Vec<(String, u16)>, master: String, first: AtomicUsize },
+    Sentinel { sentinels: Vec<(String, u16)>, master: String, password: Option<String>, first: AtomicUsize },
 }
 
 pub(super) struct Dialer {
@@ -41,6 +41,7 @@ impl Dialer {
             Some(master) => Way::Sentinel {
                 sentinels: config.nodes.clone(),
                 master: master.clone(),
+                password: config.sentinel_password.clone(),
                 first: AtomicUsize::new(0),
             },
             None => {
@@ -136,10 +137,11 @@ impl Dialer {
     /// Where the sentinels say the master is: the first sentinel that answers with an address;
     /// each gets an equal share of what is left of the time.
     fn ask_sentinels(&self, deadline: Instant) -> std::result::Result<(String, u16), NoConnection> {
-        let Way::Sentinel { sentinels, master, first } = &self.way else { unreachable!() };
+        let Way::Sentinel { sentinels, master, password, first } = &self.way else { unreachable!() };
         let start = first.load(Ordering::Relaxed);
         let mut failures = Vec::new();
-        // Sentinels that said no master has that name, or that are not there: the URL's to fix.
+        // Sentinels that said no master has that name, that are not there or that refused us: the
+        // URL's to fix.
         let mut wrong = 0;
         for i in 0..sentinels.len() {
             let n = (start + i) % sentinels.len();
@@ -151,11 +153,15 @@ impl Dialer {
             let share = Instant::now() + left / (sentinels.len() - i) as u32;
             let answer = Stream::open(host, *port, self.tls.as_ref(), share).and_then(|stream| {
                 let mut link = Link::new(stream, 0, share);
+                let refusal = |link: &Link, e: RedisError| link.tls_refusal().unwrap_or_else(|| NoConnection::of(e));
+                if let Some(password) = password {
+                    ::redis::cmd("AUTH").arg(password).query::<()>(&mut link).map_err(|e| refusal(&link, e))?;
+                }
                 ::redis::cmd("SENTINEL")
                     .arg("GET-MASTER-ADDR-BY-NAME")
                     .arg(master)
                     .query::<Option<(String, u16)>>(&mut link)
-                    .map_err(|e| link.tls_refusal().unwrap_or_else(|| NoConnection::of(e)))
+                    .map_err(|e| refusal(&link, e))
             });
             match answer {
                 Ok(Some(at)) => {
@@ -168,7 +174,8 @@ impl Dialer {
                 }
                 Err(NoConnection::Tls(e)) => return Err(NoConnection::Tls(format!("sentinel {host}:{port}: {e}"))),
                 Err(no) => {
-                    if matches!(no, NoConnection::Refused | NoConnection::Unresolved(_)) {
+                    // Not there, or refusing the password (or its absence): the URL's to fix.
+                    if matches!(no, NoConnection::Refused | NoConnection::Unresolved(_) | NoConnection::Answered(_)) {
                         wrong += 1;
                     }
                     failures.push(format!("sentinel {host}:{port}: {}", no.short()));
