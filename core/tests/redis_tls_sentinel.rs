@@ -117,6 +117,27 @@ fn sentinel_names_the_master() {
     refused(&format!("redis+sentinel://127.0.0.1:{dead}/{MASTER}?timeout_ms=500"), &["sentinel", &dead.to_string()]);
 }
 
+/// `rediss+sentinel://`: the sentinel asked over TLS, and the master it names reached over TLS
+/// (the sentinel itself talks TLS to the master: `tls-replication yes`).
+#[test]
+fn sentinel_over_tls() {
+    let (master, master_tls) = RedisServer::start_tls(false);
+    let sentinel_tls = redis_server::free_port();
+    let conf = format!(
+        "tls-port {sentinel_tls}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\ntls-auth-clients no\n\
+         tls-replication yes\n",
+        master.file("server.crt"),
+        master.file("server.key"),
+        master.file("ca.crt")
+    );
+    let _sentinel = RedisServer::start_sentinel_with(MASTER, master_tls, 1, &conf);
+    let ca = master.file("ca.crt");
+    round_trip(&format!("rediss+sentinel://127.0.0.1:{sentinel_tls}/{MASTER}?ca={ca}&prefix=st&timeout_ms=2000"));
+    // The sentinel's certificate is checked too.
+    let other = master.file("other-ca.crt");
+    refused(&format!("rediss+sentinel://127.0.0.1:{sentinel_tls}/{MASTER}?ca={other}&timeout_ms=2000"), &["TLS"]);
+}
+
 /// Sentinels that require a password of their own (`requirepass` in sentinel.conf) are asked
 /// with `sentinel_password=`; without it, or with a wrong one, opening is refused, saying why.
 #[test]
