@@ -23,6 +23,12 @@
 //! does not hammer a server that is down). The backoff doubles from `FIRST_BACKOFF` to
 //! `MAX_BACKOFF` while attempts keep failing, and resets at the first success.
 //!
+//! **Which server.** The connections to a single server (the pool's and the listening
+//! thread's) are made by `dial.rs`: to the URL's server, or to the master the sentinels name at
+//! that moment, so that a new connection follows a failover; over TLS if the URL says so
+//! (`stream.rs`, `tls.rs`). With `replicas=N`, a change that succeeded is followed by `WAIT N`
+//! on the same connection, and is `OutcomeUnknown` if fewer replicas confirm it in time.
+//!
 //! On a cluster, redis-rs's `ClusterConnection` routes each call by its key; it is told not to
 //! retry anything itself (a retry after a timeout would send a write twice), its read and write
 //! timeouts are set to what is left of each call, and a failure after it was handed the request
@@ -385,7 +391,7 @@ struct Backoff {
 pub(super) struct Pool {
     target: Target,
     timeout: Duration,
-    /// `host:port[,host:port...]`, for messages.
+    /// `host:port[,host:port...]` (with the master's name for Sentinel), for messages.
     pub address: String,
     /// Replicas that must confirm each change before it counts as done (`replicas=`), 0: none.
     replicas: u32,
