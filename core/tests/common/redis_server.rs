@@ -172,7 +172,8 @@ impl RedisServer {
         (server, tls_port.parse().unwrap())
     }
 
-    /// A Redis Sentinel (`redis-server CONF --sentinel`) watching the master `name` at
+    /// A Redis Sentinel (`redis-server CONF --sentinel`: Debian's redis-server runs as one, the
+    /// redis-sentinel package is not needed) watching the master `name` at
     /// `127.0.0.1:master_port`, with `quorum`, that judges a master down after a second.
     pub fn start_sentinel(name: &str, master_port: u16, quorum: u32) -> RedisServer {
         Self::start_sentinel_with(name, master_port, quorum, "")
