@@ -143,6 +143,9 @@ impl Dialer {
         // Sentinels that said no master has that name, that are not there or that refused us: the
         // URL's to fix.
         let mut wrong = 0;
+        // Sentinels whose TLS session failed: tried past (one bad certificate must not stop a
+        // failover), and the reason given if no other answers.
+        let mut tls = 0;
         for i in 0..sentinels.len() {
             let n = (start + i) % sentinels.len();
             let (host, port) = &sentinels[n];
@@ -172,7 +175,10 @@ impl Dialer {
                     wrong += 1;
                     failures.push(format!("sentinel {host}:{port} knows no master {master:?}"));
                 }
-                Err(NoConnection::Tls(e)) => return Err(NoConnection::Tls(format!("sentinel {host}:{port}: {e}"))),
+                Err(NoConnection::Tls(e)) => {
+                    tls += 1;
+                    failures.push(format!("sentinel {host}:{port}: {e}"));
+                }
                 Err(no) => {
                     // Not there, or refusing the password (or its absence): the URL's to fix.
                     if matches!(no, NoConnection::Refused | NoConnection::Unresolved(_) | NoConnection::Answered(_)) {
@@ -184,6 +190,9 @@ impl Dialer {
         }
         if failures.is_empty() {
             return Err(NoConnection::Silent);
+        }
+        if tls > 0 && wrong + tls == sentinels.len() {
+            return Err(NoConnection::Tls(failures.join("; ")));
         }
         Err(NoConnection::NoMaster { url_to_fix: wrong == sentinels.len(), why: failures.join("; ") })
     }
