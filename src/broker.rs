@@ -165,11 +165,15 @@ pub(crate) fn timeout(ms: u64) -> Option<Duration> {
 ///   2147483647), `lease_ms=N` (how long a delivery stays this broker's if it stops renewing
 ///   it, say because it crashed; 30000 by default, 3 to 2147483647). A file that is not a
 ///   usable store is refused and left untouched.
-/// - "redis://[user:password@]host:port/db" (one server) or "redis+cluster://h:p,h:p" keeps
-///   them on a Redis server that processes on many hosts may share, with the same semantics.
+/// - "redis://[user:password@]host:port/db" (one server), "redis+cluster://h:p,h:p" or
+///   "redis+sentinel://h:p,h:p/MASTER" (the master Redis Sentinel names, followed across a
+///   failover) keeps them on a Redis server that processes on many hosts may share, with the
+///   same semantics; "rediss://" and "rediss+sentinel://" over TLS (options `ca=`, `cert=`,
+///   `key=`, `server_name=`, `insecure=true`).
 ///   Options: `prefix=NAME` (key prefix, "brokk" by default), `lease_ms=N` (as for SQLite),
 ///   `timeout_ms=N` (connect and answer timeout of every call, 5000 by default, 1 to
-///   2147483647). Opening reaches the server once; see docs/redis.md.
+///   2147483647), `replicas=N` (each change waits for N replicas). Opening reaches the server
+///   once; see docs/redis.md.
 ///
 /// Options go in the URL's query (`?a=1&b=2`); an unknown option or a value out of its range
 /// is INVALID_URL, naming the range.
@@ -184,7 +188,7 @@ pub(crate) fn timeout(ms: u64) -> Option<Duration> {
 /// brokk thread is inside SQLite or holds a SQLite write transaction open, so that a child can
 /// open a SQLite store its parent is busy in.
 /// Errors: NULL_ARGUMENT (broker_out), INVALID_UTF8, INVALID_URL, UNSUPPORTED_BACKEND
-/// (rediss://, or a backend this build of the library leaves out), INVALID_ARGUMENT (options out of range, or threads could not be started),
+/// (rediss+cluster://, or a backend this build of the library leaves out), INVALID_ARGUMENT (options out of range, or threads could not be started),
 /// INCOMPATIBLE_STORE (not a brokk store, a newer schema, damaged), CANNOT_OPEN_STORE (a
 /// directory, a missing folder, no permission; no server at a Redis address, wrong
 /// credentials), UNAVAILABLE (locked by another process past busy_timeout_ms; a Redis server

@@ -29,6 +29,8 @@ need python3-venv python3 -c 'import ensurepip, venv'
 # The Redis store's tests start their own servers (and a three-node cluster with redis-cli).
 need redis-server have redis-server
 need redis-tools have redis-cli
+# The Redis TLS tests make their CA and certificates (core/src/store/redis/test-certs.sh).
+need openssl have openssl
 # The packaging suite: the C API reference and the Debian packages' check.
 need doxygen have doxygen
 need lintian have lintian

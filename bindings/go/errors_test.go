@@ -75,7 +75,7 @@ func TestBadInputGivesTheRightSentinel(t *testing.T) {
 	}{
 		{"open: not a URL", openErr("nonsense", nil), ErrInvalidURL},
 		{"open: memory with a path", openErr("memory://x", nil), ErrInvalidURL},
-		{"open: rediss (no TLS in this build)", openErr("rediss://localhost", nil), ErrUnsupportedBackend},
+		{"open: rediss+cluster (no cluster over TLS in this build)", openErr("rediss+cluster://localhost", nil), ErrUnsupportedBackend},
 		{"open: sqlite, missing folder", openErr("sqlite:///nonexistent-brokk-dir/x.db", nil), ErrCannotOpenStore},
 		{"open: url not UTF-8", openErr("memory\xff://", nil), ErrInvalidUTF8},
 		{"open: url with a NUL", openErr("memory://\x00junk", nil), ErrInvalidURL},

@@ -169,10 +169,11 @@ pub(crate) struct Scheme {
 
 /// Parses a backend URL: `memory://`, or `sqlite:///absolute/path.db` (also
 /// `sqlite://relative/path.db`) with optional `?synchronous=normal|full&busy_timeout_ms=N&lease_ms=N`,
-/// or `redis://[user:password@]host[:port][/db]` and `redis+cluster://host:port,host:port` with
-/// optional `?prefix=NAME&lease_ms=N&timeout_ms=N`.
+/// or `redis://[user:password@]host[:port][/db]`, `redis+cluster://host:port,host:port` and
+/// `redis+sentinel://host:port,host:port/MASTER` with optional `?prefix=NAME&lease_ms=N&timeout_ms=N`
+/// (`rediss://` and `rediss+sentinel://` for TLS, with its options: `docs/redis.md`).
 /// A known scheme whose backend this build leaves out (its cargo feature is off), or that names
-/// something no build provides yet (`rediss://`), gets `UnsupportedBackend`; anything else that
+/// something no build provides yet (`rediss+cluster://`), gets `UnsupportedBackend`; anything else that
 /// is not one of the above `InvalidUrl`.
 pub fn parse_url(url: &str) -> Result<Backend> {
     let url = url.trim();
@@ -268,7 +269,8 @@ mod tests {
         assert_eq!(parse_url("memory://x").unwrap_err().kind(), ErrorKind::InvalidUrl);
         assert_eq!(parse_url("memory").unwrap_err().kind(), ErrorKind::InvalidUrl);
         assert_eq!(parse_url("ftp://x").unwrap_err().kind(), ErrorKind::InvalidUrl);
-        assert_eq!(parse_url("rediss://localhost").unwrap_err().kind(), ErrorKind::UnsupportedBackend);
+        #[cfg(feature = "redis")]
+        assert_eq!(parse_url("rediss+cluster://localhost").unwrap_err().kind(), ErrorKind::UnsupportedBackend);
     }
 
     #[test]

@@ -404,7 +404,7 @@ fn bad_input_is_refused_and_changes_nothing(k: &Kit) {
     for url in ["ftp://x", "memory://x", "nonsense"] {
         assert_eq!(Broker::open(url).err().unwrap().kind(), ErrorKind::InvalidUrl, "{url}");
     }
-    assert_eq!(Broker::open("rediss://localhost").err().unwrap().kind(), ErrorKind::UnsupportedBackend);
+    assert_eq!(Broker::open("rediss+cluster://localhost").err().unwrap().kind(), ErrorKind::UnsupportedBackend);
     assert_eq!(Broker::open("redis://localhost:0").err().unwrap().kind(), ErrorKind::InvalidUrl);
     assert_eq!(
         Broker::with_config(&k.config(BrokerConfig { worker_threads: 100_000, ..Default::default() }))

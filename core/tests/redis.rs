@@ -544,7 +544,7 @@ fn unusable_urls_servers_and_stores_get_the_right_error() {
     for bad in ["redis://", "redis://h:0", "redis://h?colour=blue", "redis://a:1,b:2", "redis://h/x"] {
         assert_eq!(Broker::open(bad).err().unwrap().kind(), ErrorKind::InvalidUrl, "{bad}");
     }
-    assert_eq!(Broker::open("rediss://h").err().unwrap().kind(), ErrorKind::UnsupportedBackend);
+    assert_eq!(Broker::open("rediss+cluster://h:1").err().unwrap().kind(), ErrorKind::UnsupportedBackend);
 
     let port = redis_server::free_port();
     let e = Broker::open(&format!("redis://127.0.0.1:{port}?timeout_ms=500")).err().unwrap();

@@ -56,8 +56,8 @@ static void new_rejects_bad_urls(void) {
 
 static void new_rejects_unsupported_backends(void) {
     expect_new_fails("sqlite:///nonexistent-brokk-dir/x.db", NULL, BROKK_STATUS_CANNOT_OPEN_STORE, "nonexistent-brokk-dir");
-    /* TLS is not in this build (docs/redis.md); plain redis:// is. */
-    expect_new_fails("rediss://localhost:6379", NULL, BROKK_STATUS_UNSUPPORTED_BACKEND, "rediss");
+    /* A Redis Cluster over TLS is not in this build (docs/redis.md); rediss:// to one server is. */
+    expect_new_fails("rediss+cluster://localhost:6379", NULL, BROKK_STATUS_UNSUPPORTED_BACKEND, "rediss");
 }
 
 static void new_rejects_invalid_utf8_url(void) {

@@ -173,8 +173,9 @@ TEST(Construct, DefaultIsMemoryAndOptionsApply) {
 TEST(Construct, BadUrlsAndOptionsThrowCallerErrors) {
     expect_error<brokk::CallerError>(BROKK_STATUS_INVALID_URL, [] { brokk::Broker b("not a url"); });
     expect_error<brokk::CallerError>(BROKK_STATUS_INVALID_URL, [] { brokk::Broker b("memory://extra"); });
-    // TLS is not in this build (docs/redis.md); plain redis:// is.
-    expect_error<brokk::CallerError>(BROKK_STATUS_UNSUPPORTED_BACKEND, [] { brokk::Broker b("rediss://localhost"); });
+    // A Redis Cluster over TLS is not in this build (docs/redis.md); rediss:// to one server is.
+    expect_error<brokk::CallerError>(BROKK_STATUS_UNSUPPORTED_BACKEND,
+                                     [] { brokk::Broker b("rediss+cluster://localhost"); });
     expect_error<brokk::CannotOpenStoreError>(BROKK_STATUS_CANNOT_OPEN_STORE,
                                               [] { brokk::Broker b("sqlite:///nonexistent-brokk-dir/x.db"); });
     expect_error<brokk::CallerError>(BROKK_STATUS_INVALID_UTF8, [] { brokk::Broker b("memory\xff://"); });

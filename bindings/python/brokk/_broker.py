@@ -1208,7 +1208,7 @@ class Broker(Owned):
         self._release(wait=max(0.0, deadline - time.monotonic()), detach=True)
 
 
-_SHARED_SCHEMES = ("sqlite", "redis", "redis+cluster")
+_SHARED_SCHEMES = ("sqlite", "redis", "redis+cluster", "redis+sentinel", "rediss", "rediss+sentinel")
 
 
 def _is_shared(url: Any) -> bool:

@@ -72,6 +72,8 @@ macro_rules! backends {
         /// `ErrorKind::UnsupportedBackend`.
         #[derive(Debug, Clone, PartialEq, Eq)]
         #[non_exhaustive]
+        // Made once per broker: the size of the largest options (Redis's, with TLS) costs nothing.
+        #[allow(clippy::large_enum_variant)]
         pub enum Backend {
             /// In this process's memory; the default.
             Memory,
@@ -126,7 +128,8 @@ backends! {
     /// A SQLite file that several processes (several brokers) may share.
     Sqlite(sqlite::SqliteConfig), feature = "sqlite", schemes = ["sqlite"];
     /// A Redis server or Redis Cluster that several processes (on several machines) share.
-    Redis(redis::RedisConfig), feature = "redis", schemes = ["redis", "redis+cluster", "rediss", "rediss+cluster"];
+    Redis(redis::RedisConfig), feature = "redis",
+        schemes = ["redis", "redis+cluster", "redis+sentinel", "rediss", "rediss+cluster", "rediss+sentinel"];
 }
 
 /// Where a store keeps its queues; see the module documentation.

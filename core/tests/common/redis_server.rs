@@ -112,14 +112,23 @@ pub struct RedisServer {
     args: Vec<String>,
 }
 
+/// A new empty folder for a server (removed with it).
+fn new_dir() -> PathBuf {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("brokk-redis-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 impl RedisServer {
     /// A server with no persistence on a free port, with `extra` arguments.
     pub fn start(extra: &[&str]) -> RedisServer {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("brokk-redis-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        Self::start_in(new_dir(), extra)
+    }
+
+    fn start_in(dir: PathBuf, extra: &[&str]) -> RedisServer {
         let port = free_port();
         let mut args: Vec<String> =
             ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--dir", dir.to_str().unwrap()]
@@ -130,6 +139,70 @@ impl RedisServer {
         let mut server = RedisServer { port, pid: None, dir, args };
         server.restart();
         server
+    }
+
+    /// A server that also takes TLS connections, on the port returned, with the certificates of
+    /// `core/src/store/redis/test-certs.sh` made in its folder (`ca.crt`, `client.crt`, ...: see
+    /// `file`); `client_certs`: a TLS client must show a certificate signed by `ca.crt`. The
+    /// plain port stays open for the test's own checks (`raw`, readiness).
+    pub fn start_tls(client_certs: bool) -> (RedisServer, u16) {
+        let dir = new_dir();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/redis/test-certs.sh");
+        let made = Command::new("sh").arg(&script).arg(&dir).status().expect("run test-certs.sh");
+        assert!(made.success(), "test-certs.sh failed (is openssl installed?)");
+        let tls_port = free_port().to_string();
+        let file = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+        let (cert, key, ca) = (file("server.crt"), file("server.key"), file("ca.crt"));
+        let auth = if client_certs { "yes" } else { "no" };
+        let server = Self::start_in(
+            dir.clone(),
+            &[
+                "--tls-port",
+                &tls_port,
+                "--tls-cert-file",
+                &cert,
+                "--tls-key-file",
+                &key,
+                "--tls-ca-cert-file",
+                &ca,
+                "--tls-auth-clients",
+                auth,
+            ],
+        );
+        (server, tls_port.parse().unwrap())
+    }
+
+    /// A Redis Sentinel (`redis-server CONF --sentinel`: Debian's redis-server runs as one, the
+    /// redis-sentinel package is not needed) watching the master `name` at
+    /// `127.0.0.1:master_port`, with `quorum`, that judges a master down after a second.
+    pub fn start_sentinel(name: &str, master_port: u16, quorum: u32) -> RedisServer {
+        Self::start_sentinel_with(name, master_port, quorum, "")
+    }
+
+    /// As `start_sentinel`, with `conf` (lines) added to its sentinel.conf.
+    pub fn start_sentinel_with(name: &str, master_port: u16, quorum: u32, conf_lines: &str) -> RedisServer {
+        let dir = new_dir();
+        let port = free_port();
+        let conf = dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {name} 127.0.0.1 {master_port} {quorum}\n\
+                 sentinel down-after-milliseconds {name} 1000\nsentinel failover-timeout {name} 10000\n\
+                 sentinel parallel-syncs {name} 1\n{conf_lines}",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let args = vec![conf.to_str().unwrap().to_owned(), "--sentinel".to_owned()];
+        let mut server = RedisServer { port, pid: None, dir, args };
+        server.restart();
+        server
+    }
+
+    /// The path of file `name` in the server's folder (a certificate of `start_tls`).
+    pub fn file(&self, name: &str) -> String {
+        self.dir.join(name).to_str().unwrap().to_owned()
     }
 
     /// Starts the server (again, after `kill`) on its port, folder and arguments; waits until it

@@ -23,22 +23,28 @@
 //! does not hammer a server that is down). The backoff doubles from `FIRST_BACKOFF` to
 //! `MAX_BACKOFF` while attempts keep failing, and resets at the first success.
 //!
+//! **Which server.** The connections to a single server (the pool's and the listening
+//! thread's) are made by `dial.rs`: to the URL's server, or to the master the sentinels name at
+//! that moment, so that a new connection follows a failover; over TLS if the URL says so
+//! (`stream.rs`, `tls.rs`). With `replicas=N`, a change that succeeded is followed by `WAIT N`
+//! on the same connection, and is `OutcomeUnknown` if fewer replicas confirm it in time.
+//!
 //! On a cluster, redis-rs's `ClusterConnection` routes each call by its key; it is told not to
 //! retry anything itself (a retry after a timeout would send a write twice), its read and write
 //! timeouts are set to what is left of each call, and a failure after it was handed the request
 //! counts as sent (it cannot tell).
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::sync::Mutex;
 use ::redis::cluster::{ClusterClient, ClusterConnection};
-use ::redis::{
-    Cmd, ConnectionAddr, ConnectionLike, IntoConnectionInfo, Parser, RedisError, RedisResult, ServerErrorKind, Value,
-};
+use ::redis::{Cmd, ConnectionAddr, ConnectionLike, Parser, RedisError, RedisResult, ServerErrorKind, Value};
 
+use super::dial::Dialer;
+use super::stream::Stream;
 use super::RedisConfig;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -58,10 +64,10 @@ pub(super) enum Effect {
     Changes(&'static str),
 }
 
-/// A connection to one server, made and driven here (see the module note): the socket, the
-/// reply parser, the current call's deadline, and whether a request is out unanswered.
+/// A connection to one server, made and driven here (see the module note): the socket (plain or
+/// TLS), the reply parser, the current call's deadline, and whether a request is out unanswered.
 pub(super) struct Link {
-    stream: TcpStream,
+    stream: Stream,
     parser: Parser,
     db: i64,
     deadline: Instant,
@@ -78,6 +84,43 @@ fn timed_out() -> RedisError {
 }
 
 impl Link {
+    /// A new connection, its first call ending at `deadline`; harmless until `ready` (the
+    /// handshake's requests change nothing).
+    pub fn new(stream: Stream, db: i64, deadline: Instant) -> Link {
+        Link { stream, parser: Parser::new(), db, deadline, unanswered: false, harmless: true, open: true }
+    }
+
+    /// The handshake is over: from now on a request that leaves may change the store.
+    pub fn ready(&mut self) {
+        self.harmless = false;
+    }
+
+    /// Why the server refused the TLS session, if that is why the connection failed.
+    pub fn tls_refusal(&self) -> Option<NoConnection> {
+        self.stream.tls_refusal()
+    }
+
+    /// Waits up to `wait` for what the server sends unasked (a subscription's messages): None
+    /// when nothing came, and the connection stays usable.
+    pub fn listen(&mut self, wait: Duration) -> RedisResult<Option<Value>> {
+        self.deadline = Instant::now() + wait;
+        self.stream.set_read_timeout(Some(wait))?;
+        match self.parser.parse_value(&mut self.stream) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_timeout() => Ok(None),
+            Err(e) => {
+                self.open = false;
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends `cmd` without waiting for an answer (SUBSCRIBE: what comes back is read by `listen`).
+    pub fn send_only(&mut self, cmd: &Cmd, deadline: Instant) -> RedisResult<()> {
+        self.deadline = deadline;
+        self.send(&cmd.get_packed_command())
+    }
+
     /// What is left of the call's time; an error once it is over.
     fn left(&self) -> RedisResult<Duration> {
         let left = self.deadline.saturating_duration_since(Instant::now());
@@ -90,7 +133,8 @@ impl Link {
     fn send(&mut self, bytes: &[u8]) -> RedisResult<()> {
         let left = self.left()?;
         self.stream.set_write_timeout(Some(left))?;
-        if let Err(e) = self.stream.write_all(bytes) {
+        // A TLS stream sends what it holds on flush (a plain one has nothing held).
+        if let Err(e) = self.stream.write_all(bytes).and_then(|()| self.stream.flush()) {
             // Part of it may be out: the server drops a request it did not get whole when the
             // connection closes, which it does now.
             self.open = false;
@@ -110,15 +154,9 @@ impl Link {
     }
 
     /// Whether the connection still looks usable: the server has not closed it (EOF or a reset
-    /// waiting to be read) and sent nothing unasked. One non-blocking peek, no round trip.
-    fn alive(&self) -> bool {
-        // Safe std calls rather than recv(MSG_PEEK | MSG_DONTWAIT): no `unsafe` in the core.
-        if self.stream.set_nonblocking(true).is_err() {
-            return false;
-        }
-        let peeked = self.stream.peek(&mut [0u8; 1]);
-        let restored = self.stream.set_nonblocking(false).is_ok();
-        restored && matches!(peeked, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    /// waiting to be read) and sent nothing unasked. Non-blocking, no round trip.
+    fn alive(&mut self) -> bool {
+        self.stream.alive()
     }
 }
 
@@ -250,7 +288,7 @@ impl Conn {
         }
     }
 
-    fn reusable(&self) -> bool {
+    fn reusable(&mut self) -> bool {
         match self {
             Conn::Single(link) => link.open && link.alive(),
             Conn::Cluster(_) => true,
@@ -258,18 +296,10 @@ impl Conn {
     }
 }
 
-/// The connection settings of a single server.
-struct Single {
-    host: String,
-    port: u16,
-    username: Option<String>,
-    password: Option<String>,
-    db: i64,
-}
-
 enum Target {
-    Single(Single, ::redis::Client),
-    Cluster(ClusterClient),
+    /// One server, or the master its sentinels name (see `dial.rs`).
+    Single(Arc<Dialer>),
+    Cluster(Box<ClusterClient>),
 }
 
 /// Why no connection could be made.
@@ -285,10 +315,16 @@ pub(super) enum NoConnection {
     Answered(RedisError),
     /// Any other failure (a cluster's discovery, a network error).
     Other(RedisError),
+    /// The server refused the TLS session, or its certificate was not trusted.
+    Tls(String),
+    /// No sentinel named the master: each one's reason. When each sentinel either is not there
+    /// or knows no master of that name (`url_to_fix`), the URL is wrong (or the sentinels are
+    /// not set up).
+    NoMaster { url_to_fix: bool, why: String },
 }
 
 impl NoConnection {
-    fn of(e: RedisError) -> NoConnection {
+    pub(super) fn of(e: RedisError) -> NoConnection {
         if e.is_connection_refusal() {
             NoConnection::Refused
         } else if e.is_timeout() {
@@ -308,6 +344,14 @@ impl NoConnection {
                 (ErrorKind::CannotOpenStore, "check the address, or start the server first")
             }
             NoConnection::Silent | NoConnection::Other(_) => later,
+            NoConnection::Tls(_) => (
+                ErrorKind::CannotOpenStore,
+                "check the TLS options (ca=, cert=, key=, server_name=) against the server's certificates",
+            ),
+            NoConnection::NoMaster { url_to_fix: true, .. } => {
+                (ErrorKind::CannotOpenStore, "check the sentinels' addresses and the master's name in the URL")
+            }
+            NoConnection::NoMaster { .. } => later,
             NoConnection::Answered(e) => match classify(e) {
                 ErrorKind::CannotOpenStore => {
                     (ErrorKind::CannotOpenStore, "check the user name and password in the URL")
@@ -330,6 +374,8 @@ impl NoConnection {
                 _ => format!("the server refused the connection ({e})"),
             },
             NoConnection::Other(e) => format!("cannot connect ({e})"),
+            NoConnection::Tls(e) => format!("TLS failed ({e})"),
+            NoConnection::NoMaster { why, .. } => format!("no sentinel named the master ({why})"),
         }
     }
 }
@@ -345,8 +391,10 @@ struct Backoff {
 pub(super) struct Pool {
     target: Target,
     timeout: Duration,
-    /// `host:port[,host:port...]`, for messages.
+    /// `host:port[,host:port...]` (with the master's name for Sentinel), for messages.
     pub address: String,
+    /// Replicas that must confirm each change before it counts as done (`replicas=`), 0: none.
+    replicas: u32,
     idle: Mutex<Vec<Conn>>,
     backoff: Mutex<Backoff>,
     /// The store is being opened: a failure means no broker was made (see `fail`).
@@ -374,33 +422,14 @@ impl Pool {
             if let Some(p) = &config.password {
                 builder = builder.password(p);
             }
-            Target::Cluster(builder.build().map_err(bad)?)
+            Target::Cluster(Box::new(builder.build().map_err(bad)?))
         } else {
-            let (host, port) = config.nodes.first().cloned().unwrap_or_default();
-            // The client serves the listening thread's connection only (`watch.rs`).
-            let mut settings = ::redis::RedisConnectionInfo::default().set_db(config.db).set_skip_set_lib_name();
-            if let Some(u) = &config.username {
-                settings = settings.set_username(u);
-            }
-            if let Some(p) = &config.password {
-                settings = settings.set_password(p);
-            }
-            let info = ConnectionAddr::Tcp(host.clone(), port)
-                .into_connection_info()
-                .map_err(bad)?
-                .set_redis_settings(settings);
-            let single = Single {
-                host,
-                port,
-                username: config.username.clone(),
-                password: config.password.clone(),
-                db: config.db,
-            };
-            Target::Single(single, ::redis::Client::open(info).map_err(bad)?)
+            Target::Single(Arc::new(Dialer::new(config)?))
         };
         Ok(Pool {
             target,
             timeout: config.timeout,
+            replicas: config.replicas,
             address,
             idle: Mutex::new(Vec::new()),
             backoff: Mutex::new(Backoff { not_before: None, delay: FIRST_BACKOFF, last: String::new() }),
@@ -408,10 +437,11 @@ impl Pool {
         })
     }
 
-    /// The client of a single server (None on a cluster), for a connection of one's own.
-    pub fn single_client(&self) -> Option<::redis::Client> {
+    /// What makes the connections to a single server (None on a cluster), for a connection of
+    /// one's own.
+    pub fn dialer(&self) -> Option<Arc<Dialer>> {
         match &self.target {
-            Target::Single(_, client) => Some(client.clone()),
+            Target::Single(dialer) => Some(Arc::clone(dialer)),
             Target::Cluster(_) => None,
         }
     }
@@ -423,57 +453,11 @@ impl Pool {
     /// Makes a connection by `deadline`, or says why not.
     fn connect(&self, deadline: Instant) -> std::result::Result<Conn, NoConnection> {
         match &self.target {
-            Target::Single(s, _) => {
-                let addrs: Vec<SocketAddr> = (s.host.as_str(), s.port)
-                    .to_socket_addrs()
-                    .map_err(|e| NoConnection::Unresolved(e.to_string()))?
-                    .collect();
-                let mut failure = NoConnection::Unresolved("no address".into());
-                for addr in addrs {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(NoConnection::Silent);
-                    }
-                    match TcpStream::connect_timeout(&addr, left) {
-                        Ok(stream) => return self.handshake(s, stream, deadline),
-                        Err(e) => failure = NoConnection::of(e.into()),
-                    }
-                }
-                Err(failure)
-            }
+            Target::Single(dialer) => dialer.dial(deadline).map(Conn::Single),
             Target::Cluster(client) => {
                 client.get_connection().map(|c| Conn::Cluster(Box::new(c))).map_err(NoConnection::of)
             }
         }
-    }
-
-    /// Authenticates and selects the database on a new connection, by `deadline`.
-    fn handshake(&self, s: &Single, stream: TcpStream, deadline: Instant) -> std::result::Result<Conn, NoConnection> {
-        let _ = stream.set_nodelay(true);
-        let mut link =
-            Link { stream, parser: Parser::new(), db: s.db, deadline, unanswered: false, harmless: true, open: true };
-        let no = |e: RedisError| if e.is_timeout() { NoConnection::Silent } else { NoConnection::of(e) };
-        if let Some(password) = &s.password {
-            let mut auth = ::redis::cmd("AUTH");
-            if let Some(user) = &s.username {
-                auth.arg(user);
-            }
-            auth.arg(password);
-            auth.query::<()>(&mut link).map_err(|e| match no(e) {
-                // Any refusal of AUTH is about the credentials.
-                NoConnection::Answered(e) => NoConnection::Answered(RedisError::from((
-                    ::redis::ErrorKind::AuthenticationFailed,
-                    "the server refused the user name or password",
-                    e.detail().unwrap_or_default().to_owned(),
-                ))),
-                other => other,
-            })?;
-        }
-        if s.db != 0 {
-            ::redis::cmd("SELECT").arg(s.db).query::<()>(&mut link).map_err(no)?;
-        }
-        link.harmless = false;
-        Ok(Conn::Single(link))
     }
 
     /// Makes a connection at once, whatever the backoff says, and keeps it for the next call:
@@ -524,7 +508,7 @@ impl Pool {
     /// A connection for a call ending at `deadline`: an idle one still open, or a new one.
     fn take(&self, what: &str, deadline: Instant) -> Result<Conn> {
         loop {
-            let Some(c) = self.idle.lock().pop() else { break };
+            let Some(mut c) = self.idle.lock().pop() else { break };
             if c.reusable() {
                 return Ok(c);
             }
@@ -600,6 +584,25 @@ impl Pool {
         }
         let mut conn = self.take(what, deadline)?;
         let result = conn.start(deadline).and_then(|()| f(&mut conn));
+        let result = match (result, effect) {
+            (Ok(r), Effect::Changes(consequence)) if self.replicas > 0 => {
+                match self.replicated(&mut conn, deadline) {
+                    Ok(acked) if acked >= i64::from(self.replicas) => Ok(r),
+                    Ok(acked) => {
+                        self.put_back(conn);
+                        let reason = format!(
+                            "it was done on the master, but only {acked} of the {} replicas asked for (replicas=) \
+                             confirmed it within timeout_ms={}: a failover now could lose it",
+                            self.replicas,
+                            self.timeout.as_millis()
+                        );
+                        return Err(self.fail(ErrorKind::OutcomeUnknown, what, &reason, consequence));
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            (result, _) => result,
+        };
         match result {
             Ok(r) => {
                 self.put_back(conn);
@@ -617,6 +620,15 @@ impl Pool {
                 Err(self.error(&e, what, if may_have_run { effect } else { Effect::Reads }))
             }
         }
+    }
+
+    /// How many replicas have what this connection wrote (WAIT, until `deadline` at most).
+    fn replicated(&self, conn: &mut Conn, deadline: Instant) -> RedisResult<i64> {
+        // A quarter of what is left for the answer to come back in (or the call times out,
+        // OutcomeUnknown for the wrong reason); WAIT 0 would wait for
+        // ever: at least 1 ms.
+        let left = deadline.saturating_duration_since(Instant::now()) * 3 / 4;
+        ::redis::cmd("WAIT").arg(self.replicas).arg(left.as_millis().max(1) as u64).query(conn.as_dyn())
     }
 
     fn put_back(&self, conn: Conn) {
@@ -732,6 +744,9 @@ mod tests {
         assert_eq!(kind(NoConnection::Answered(loading)), ErrorKind::Unavailable);
         let auth = RedisError::from((K::AuthenticationFailed, "x"));
         assert_eq!(kind(NoConnection::Answered(auth)), ErrorKind::CannotOpenStore);
+        assert_eq!(kind(NoConnection::Tls("invalid peer certificate: UnknownIssuer".into())), ErrorKind::CannotOpenStore);
+        assert_eq!(kind(NoConnection::NoMaster { url_to_fix: true, why: "x".into() }), ErrorKind::CannotOpenStore);
+        assert_eq!(kind(NoConnection::NoMaster { url_to_fix: false, why: "x".into() }), ErrorKind::Unavailable);
         let refused = NoConnection::Refused.reason("h:1", Duration::from_millis(100));
         assert_eq!(refused, "nothing answers at h:1 (connection refused)");
     }

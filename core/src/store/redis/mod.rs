@@ -41,11 +41,14 @@
 mod combine;
 mod config;
 mod conn;
+mod dial;
 mod keys;
 mod owners;
 mod queue;
 mod reply;
 mod scripts;
+mod stream;
+mod tls;
 mod topic;
 mod watch;
 
@@ -70,7 +73,7 @@ pub use config::RedisConfig;
 
 /// What `brokk_core` re-exports: the options of this backend.
 pub mod exports {
-    pub use super::config::{RedisConfig, DEFAULT_REDIS_PORT, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT};
+    pub use super::config::{RedisConfig, RedisTls, DEFAULT_REDIS_PORT, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT};
 }
 
 /// Opens the store the options name (the backend table's `open`).
@@ -242,11 +245,11 @@ impl RedisStore {
             lost_deadline_claim: AtomicBool::new(false),
         };
         owners::register(&local)?;
-        let listener = match local.pool.single_client() {
-            Some(client) => {
+        let listener = match local.pool.dialer() {
+            Some(dialer) => {
                 let stop_word = format!("stop {}", local.owner.renewed);
                 let channel = watch::channel(&local.prefix);
-                Some(watch::Listener::start(client, channel, stop_word, local.pool.timeout()).map_err(|e| {
+                Some(watch::Listener::start(dialer, channel, stop_word, local.pool.timeout()).map_err(|e| {
                     Error::new(
                         ErrorKind::StorageFailed,
                         format!("redis: cannot start its listening thread: {e}; no broker was made"),

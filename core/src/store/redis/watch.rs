@@ -14,9 +14,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::sync::Mutex;
-use ::redis::Client;
+use ::redis::Value;
 
 use super::conn::Pool;
+use super::dial::Dialer;
 use crate::store::Waker;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(20);
@@ -56,15 +57,16 @@ pub(super) struct Listener {
 }
 
 impl Listener {
-    /// Starts listening on `channel` through a connection of its own made by `client`.
-    pub fn start(client: Client, channel: String, stop_word: String, timeout: Duration) -> std::io::Result<Self> {
+    /// Starts listening on `channel` through a connection of its own made by `dialer` (again
+    /// after each failure: to the master the sentinels name then, with Sentinel).
+    pub fn start(dialer: Arc<Dialer>, channel: String, stop_word: String, timeout: Duration) -> std::io::Result<Self> {
         let shared =
             Arc::new(Shared { changed: AtomicBool::new(true), stop: AtomicBool::new(false), waker: OnceLock::new() });
         let thread = {
             let (shared, channel, stop_word) = (Arc::clone(&shared), channel.clone(), stop_word.clone());
             std::thread::Builder::new()
                 .name("brokk-redis-listen".into())
-                .spawn(move || listen(&client, &channel, &stop_word, timeout, &shared))?
+                .spawn(move || listen(&dialer, &channel, &stop_word, timeout, &shared))?
         };
         Ok(Listener { shared, channel, stop_word, thread: Mutex::new(Some(thread)) })
     }
@@ -95,10 +97,10 @@ impl Listener {
     }
 }
 
-fn listen(client: &Client, channel: &str, stop_word: &str, timeout: Duration, shared: &Shared) {
+fn listen(dialer: &Dialer, channel: &str, stop_word: &str, timeout: Duration, shared: &Shared) {
     let mut backoff = FIRST_BACKOFF;
     while !shared.stop.load(Ordering::Acquire) {
-        if hear(client, channel, stop_word, timeout, shared) {
+        if hear(dialer, channel, stop_word, timeout, shared) {
             return;
         }
         // The connection broke or could not be made: what was written meanwhile is unheard.
@@ -113,26 +115,40 @@ fn listen(client: &Client, channel: &str, stop_word: &str, timeout: Duration, sh
 
 /// Subscribes and marks every message as a change; returns true when told to stop, false when
 /// the connection fails.
-fn hear(client: &Client, channel: &str, stop_word: &str, timeout: Duration, shared: &Shared) -> bool {
-    let Ok(mut conn) = client.get_connection_with_timeout(timeout) else { return false };
-    let mut sub = conn.as_pubsub();
-    if sub.subscribe(channel).is_err() || sub.set_read_timeout(Some(READ_TIMEOUT)).is_err() {
+fn hear(dialer: &Dialer, channel: &str, stop_word: &str, timeout: Duration, shared: &Shared) -> bool {
+    let Ok(mut link) = dialer.dial(Instant::now() + timeout) else { return false };
+    let subscribe = ::redis::cmd("SUBSCRIBE").arg(channel).clone();
+    if link.send_only(&subscribe, Instant::now() + timeout).is_err() {
         return false;
     }
-    // Subscribed: from here on every write is heard; before, some may have been missed.
-    shared.change();
+    let mut subscribed = false;
     loop {
         if shared.stop.load(Ordering::Acquire) {
             return true;
         }
-        match sub.get_message() {
-            Ok(msg) => {
-                if msg.get_payload_bytes() == stop_word.as_bytes() {
-                    return true;
+        // The confirmation may take the call timeout; then a read timeout between looks at `stop`.
+        match link.listen(if subscribed { READ_TIMEOUT } else { timeout }) {
+            // ["subscribe", channel, count] once, then ["message", channel, payload] each.
+            Ok(Some(Value::Array(items))) | Ok(Some(Value::Push { data: items, .. })) => {
+                match (items.first(), items.get(2)) {
+                    (Some(Value::BulkString(kind)), _) if kind == b"subscribe" => {
+                        // Subscribed: from here on every write is heard; before, some may have
+                        // been missed.
+                        subscribed = true;
+                        shared.change();
+                    }
+                    (Some(Value::BulkString(kind)), Some(Value::BulkString(payload))) if kind == b"message" => {
+                        if payload == stop_word.as_bytes() {
+                            return true;
+                        }
+                        shared.change();
+                    }
+                    _ => {}
                 }
-                shared.change();
             }
-            Err(e) if e.is_timeout() => {}
+            Ok(Some(_)) => return false, // An error reply (NOPERM...): the subscription is not up.
+            Ok(None) if subscribed => {}
+            Ok(None) => return false, // No confirmation within a read timeout.
             Err(_) => return false,
         }
     }
@@ -147,9 +163,10 @@ mod tests {
     #[test]
     fn a_write_heard_on_the_channel_wakes_the_poller() {
         let server = Server::start().expect("redis-server (Debian's package) must be installed");
-        let client = Client::open(server.url()).unwrap();
+        let dialer = Arc::new(Dialer::new(&super::super::RedisConfig::new("127.0.0.1", server.port())).unwrap());
+        let client = ::redis::Client::open(server.url()).unwrap();
         let listener =
-            Listener::start(client.clone(), "{t}:changes".into(), "stop-t".into(), Duration::from_secs(5)).unwrap();
+            Listener::start(dialer, "{t}:changes".into(), "stop-t".into(), Duration::from_secs(5)).unwrap();
         let (tx, rx) = mpsc::channel();
         let tx = Mutex::new(tx);
         listener.set_waker(Waker::new(move || {
