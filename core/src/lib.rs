@@ -37,7 +37,7 @@ mod sync;
 
 pub use broker::{
     panic_message, BatchMessage, Broker, CloseReport, FetchOptions, PublishOptions, SubscribeOptions, Taken,
-    WeakBroker, DEFAULT_GROUP, GENERATED_ID_LEN, MAX_CONCURRENCY,
+    WeakBroker, DEFAULT_GROUP, GENERATED_ID_LEN, MAX_CONCURRENCY, MAX_PEEK,
 };
 pub use cancel::{Cancel, MIN_CHECK_PERIOD};
 pub use config::{
@@ -47,7 +47,7 @@ pub use config::{
 pub use error::{Error, ErrorKind, Result};
 pub use handler::{Handler, Reason, Verdict};
 pub use listener::Listener;
-pub use message::{Delivery, Message};
+pub use message::{Delivery, Message, Peeked};
 pub use names::{topic_name_part, validate_group, validate_id, validate_topic, MAX_ID_LEN, MAX_TOPIC_LEN};
 pub use stats::{BrokerStats, TopicStats};
 pub use store::Backend;

@@ -211,6 +211,31 @@ impl Delivery {
     }
 }
 
+/// A delivery as `Broker::peek` shows it: the message a fetch of its group would get, and the
+/// attempt that fetch would be. Nothing was claimed: it has no delivery id, and a fetch may
+/// still find it taken by someone else.
+#[derive(Debug, Clone)]
+pub struct Peeked {
+    pub(crate) message: Message,
+    pub(crate) attempt: u32,
+}
+
+impl Peeked {
+    pub(crate) fn new(message: Message, attempt: u32) -> Self {
+        Peeked { message, attempt }
+    }
+
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// The attempt a fetch of it now would be: 1 if it was never handed out, one more for each
+    /// requeue or lost lease.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+}
+
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

@@ -1805,7 +1805,82 @@ fn take_until_returns_a_payload_of_any_size(kit: &Kit) {
     assert_eq!(broker.count(None).unwrap(), 0);
 }
 
+// ---- peek -----------------------------------------------------------------------------------
+
+/// (payload, attempt) of each peeked delivery.
+fn peeked(b: &Broker, topic: &str, group: Option<&str>, max: usize) -> Vec<(String, u32)> {
+    let shown = b.peek(topic, group, max).unwrap();
+    shown.iter().map(|p| (String::from_utf8(p.message().payload().to_vec()).unwrap(), p.attempt())).collect()
+}
+
+/// What stats say, less the uptime.
+fn counters(b: &Broker) -> (brokk_core::TopicStats, Vec<brokk_core::TopicStats>) {
+    let s = b.stats().unwrap();
+    (s.totals, s.topics)
+}
+
+fn peek_shows_what_fetches_would_get_in_order_and_takes_nothing(k: &Kit) {
+    let b = k.broker(2);
+    let owned = |v: &[(&str, u32)]| v.iter().map(|&(p, a)| (p.to_owned(), a)).collect::<Vec<_>>();
+    // Nothing to show, and nothing made: no topic, no group.
+    assert!(peeked(&b, "jobs", None, 10).is_empty());
+    assert!(peeked(&b, "jobs", Some("ghost"), 10).is_empty());
+    assert!(b.stats().unwrap().topics.is_empty(), "peek created no topic");
+    assert!(fetch_now(&b, "jobs", None).is_none()); // makes the default group
+    for (p, prio_) in [("1", 0), ("2", 5), ("3", 0), ("4", -2), ("5", 5), ("6", 9)] {
+        prio(&b, "jobs", p, prio_);
+    }
+    let before = counters(&b);
+    let all = owned(&[("6", 1), ("2", 1), ("5", 1), ("1", 1), ("3", 1), ("4", 1)]);
+    assert_eq!(peeked(&b, "jobs", None, 10), all);
+    assert_eq!(peeked(&b, "jobs", Some(brokk_core::DEFAULT_GROUP), 10), all);
+    assert_eq!(peeked(&b, "jobs", None, 2), all[..2]);
+    let first = b.peek("jobs", None, 1).unwrap().remove(0);
+    assert_eq!((first.message().priority(), first.message().topic()), (9, "jobs"));
+    assert_eq!(counters(&b), before, "peek changed no counter");
+    // The group peek did not find was not created: it gets no copy of what is published.
+    assert!(peeked(&b, "jobs", Some("ghost"), 10).is_empty());
+    assert_eq!(b.count(Some(&["jobs"])).unwrap(), 6);
+
+    // A fetch after peeks gets the first one, at its first attempt; in flight, it is not shown.
+    let d = fetch_now(&b, "jobs", None).unwrap();
+    assert_eq!((payload_of(&d), d.attempt()), ("6".to_owned(), 1));
+    assert_eq!(peeked(&b, "jobs", None, 10), all[1..]);
+    // Requeued with a delay still to run: not shown.
+    b.nack(d.id(), true, Some(Duration::from_secs(3600)), None).unwrap();
+    assert_eq!(peeked(&b, "jobs", None, 10), all[1..]);
+    // Requeued now: at the back of its priority, at its next attempt.
+    let d = fetch_now(&b, "jobs", None).unwrap();
+    b.nack(d.id(), true, None, None).unwrap();
+    assert_eq!(peeked(&b, "jobs", None, 10), owned(&[("5", 1), ("2", 2), ("1", 1), ("3", 1), ("4", 1)]));
+    // A delay that ran out: behind those, as a fetch would find it.
+    let d = fetch_now(&b, "jobs", None).unwrap();
+    b.nack(d.id(), true, Some(Duration::from_millis(1)), None).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let expected = owned(&[("2", 2), ("5", 2), ("1", 1), ("3", 1), ("4", 1)]);
+    assert_eq!(peeked(&b, "jobs", None, 10), expected);
+    let mut fetched = Vec::new();
+    while let Some(d) = fetch_now(&b, "jobs", None) {
+        fetched.push((payload_of(&d), d.attempt()));
+        b.ack(d.id()).unwrap();
+    }
+    assert_eq!(fetched, expected, "fetches got what peek showed, in its order");
+    assert!(peeked(&b, "jobs", None, 10).is_empty());
+
+    // Bounds and names.
+    let refused = |r: brokk_core::Result<Vec<brokk_core::Peeked>>| r.unwrap_err().kind();
+    assert_eq!(refused(b.peek("jobs", None, 0)), ErrorKind::InvalidArgument);
+    assert_eq!(refused(b.peek("jobs", None, brokk_core::MAX_PEEK + 1)), ErrorKind::InvalidArgument);
+    assert!(b.peek("jobs", None, brokk_core::MAX_PEEK).unwrap().is_empty());
+    assert_eq!(refused(b.peek("", None, 1)), ErrorKind::InvalidTopic);
+    assert_eq!(refused(b.peek("bad topic", None, 1)), ErrorKind::InvalidTopic);
+    assert_eq!(refused(b.peek("jobs", Some("bad group"), 1)), ErrorKind::InvalidGroup);
+    b.close(None, true).unwrap();
+    assert_eq!(refused(b.peek("jobs", None, 1)), ErrorKind::Closed);
+}
+
 on_every_backend!(
+    peek_shows_what_fetches_would_get_in_order_and_takes_nothing,
     a_cancelled_token_interrupts_a_blocked_fetch_take_and_join,
     a_token_check_stops_a_waiting_take,
     take_until_returns_a_payload_of_any_size,

@@ -30,9 +30,12 @@ use crate::config::BrokerConfig;
 use crate::error::{Error, Result};
 use crate::handler::{Handler, Reason};
 use crate::listener::Listener;
-use crate::message::{Delivery, Message};
+use crate::message::{Delivery, Message, Peeked};
 use crate::stats::BrokerStats;
 use shared::{Outcome, Shared};
+
+/// The most deliveries one `Broker::peek` shows.
+pub const MAX_PEEK: usize = 10_000;
 
 /// Options of one publish. `Default` gives a generated id, no metadata and priority 0.
 #[derive(Debug, Clone, Copy, Default)]
@@ -345,6 +348,20 @@ impl Broker {
             // No payload is over usize::MAX bytes.
             Taken::TooLarge(size) => unreachable!("a payload of {size} bytes is over usize::MAX"),
         }
+    }
+
+    /// The next `max` deliveries (1 to `MAX_PEEK`) that a fetch of `group` (`DEFAULT_GROUP`
+    /// when None) on `topic` would get, in the order it would get them (highest priority
+    /// first, FIFO within one), without taking them: nothing is claimed or leased, no attempt
+    /// is counted, and no counter or listener event changes. Left out: deliveries in flight
+    /// (handed out, or claimed by a push worker, and not settled; on SQLite and Redis also those
+    /// whose lease ran out, until a fetch in some process takes them back) and requeues whose
+    /// delay has not run out. A group (or topic) that does not exist has nothing to show: the
+    /// result is empty, and peek does not create it. On SQLite and Redis this reads the store,
+    /// whichever process published or consumes; what it shows may be taken by anyone a moment
+    /// later.
+    pub fn peek(&self, topic: &str, group: Option<&str>, max: usize) -> Result<Vec<Peeked>> {
+        self.shared()?.peek(topic, group, max)
     }
 
     /// Acks a delivery awaiting a manual ack.

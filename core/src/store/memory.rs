@@ -13,11 +13,11 @@ use std::time::Instant;
 use crate::sync::{Mutex, RwLock};
 
 use super::{
-    Capabilities, Fanout, GroupQueue, Lease, OpenedGroup, Published, Purged, Receipt, Requeue, Requeued, Retention,
-    Store, StoreKind, Take, TopicStore,
+    ready_then_due, Capabilities, Fanout, GroupQueue, Lease, OpenedGroup, Published, Purged, Receipt, Requeue,
+    Requeued, Retention, Store, StoreKind, Take, TopicStore,
 };
 use crate::error::{Error, ErrorKind, Result};
-use crate::message::{Delivery, Message};
+use crate::message::{Delivery, Message, Peeked};
 
 /// Most deliveries a push worker takes at once when it alone consumes its group.
 const BATCH: usize = 16;
@@ -102,6 +102,12 @@ impl Store for MemoryStore {
 
     fn purge(&self, topics: Option<&[&str]>) -> Result<Vec<Purged>> {
         Ok(self.select(topics).iter().map(|t| t.purge()).filter(|p| p.deliveries + p.retained > 0).collect())
+    }
+
+    fn peek(&self, topic: &str, group: &str, max: usize) -> Result<Vec<Peeked>> {
+        let Some(topic) = self.topics.read().get(topic).cloned() else { return Ok(Vec::new()) };
+        let queue = topic.state.lock().queues.iter().find(|q| q.name.as_deref() == Some(group)).cloned();
+        Ok(queue.map_or_else(Vec::new, |q| q.peek(max)))
     }
 }
 
@@ -275,6 +281,17 @@ impl MemoryQueue {
             l.len += 1;
         }
         self.len.store(l.len, Ordering::Release);
+    }
+
+    /// See `Store::peek`. The core's timer releases a due delay (`release_due`) a moment after
+    /// it is due; until then it is shown where the release will put it.
+    fn peek(&self, max: usize) -> Vec<Peeked> {
+        let l = self.levels.lock();
+        let peeked = |d: &Delivery| Peeked::new(d.message.clone(), d.attempt);
+        let ready = l.rings.values().flatten().take(max).map(peeked).collect();
+        let now = Instant::now();
+        let due = l.delayed.iter().filter(|(at, _)| *at <= now).take(max).map(|(_, d)| peeked(d)).collect();
+        ready_then_due(ready, due, max)
     }
 
     /// Removes every ready delivery; returns how many.

@@ -55,7 +55,7 @@ use memory::MemoryStore;
 
 use crate::config::{ParseUrl, Scheme};
 use crate::error::Result;
-use crate::message::{Delivery, Message};
+use crate::message::{Delivery, Message, Peeked};
 
 /// The backend table: one line per backend. A line gives the [`Backend`] variant and the
 /// options it carries, the backend's folder (module), its cargo feature, and its URL schemes.
@@ -307,6 +307,20 @@ impl Capabilities {
     }
 }
 
+/// What [`Store::peek`] reads in two parts, ready deliveries (in claim order) and delayed ones
+/// that are due (in the order a claim promotes them), merged as a claim would hand them out:
+/// the due ones join the back of their priority. The first `max`.
+pub(crate) fn ready_then_due(ready: Vec<Peeked>, due: Vec<Peeked>, max: usize) -> Vec<Peeked> {
+    let mut all = ready;
+    let ready_len = all.len();
+    all.extend(due);
+    // Stable: each part keeps its own order within a priority.
+    let mut order: Vec<usize> = (0..all.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(all[i].message.priority()), i >= ready_len));
+    let mut slots: Vec<Option<Peeked>> = all.into_iter().map(Some).collect();
+    order.into_iter().take(max).filter_map(|i| slots[i].take()).collect()
+}
+
 /// A whole store. Safe to use from any thread.
 pub(crate) trait Store: Send + Sync {
     fn kind(&self) -> StoreKind;
@@ -337,6 +351,14 @@ pub(crate) trait Store: Send + Sync {
 
     /// Discards what `count` counts; returns what it discarded, per topic that had any.
     fn purge(&self, topics: Option<&[&str]>) -> Result<Vec<Purged>>;
+
+    /// The next `max` deliveries that a claim of the named group `group` of `topic` would hand
+    /// out, in that order, read without changing anything: ready ones, then (at the back of
+    /// their priority, as a claim promotes them) delayed requeues that are due. Leased ones are
+    /// left out, including leases that ran out but no claim took back yet. A group that does
+    /// not exist in the store (or a topic) has none, and is not created. The caller checked
+    /// the names and `1 <= max <= MAX_PEEK`.
+    fn peek(&self, topic: &str, group: &str, max: usize) -> Result<Vec<Peeked>>;
 
     /// For a shared store: how to watch it. None: nothing outside this process changes it.
     fn watch(&self) -> Option<Watch> {

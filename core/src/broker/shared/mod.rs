@@ -16,6 +16,7 @@
 mod count;
 mod dispatch;
 mod lifecycle;
+mod peek;
 mod publish;
 mod settle;
 mod watch;

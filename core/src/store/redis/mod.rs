@@ -58,6 +58,7 @@ use crate::sync::Mutex;
 use ::redis::{Cmd, Script, Value};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::message::Peeked;
 use crate::store::shared::{self, Owner};
 use crate::store::{Purged, Store, StoreKind, TopicStore, Watch};
 use conn::{Effect, Pool};
@@ -318,6 +319,10 @@ impl Store for RedisStore {
             n += queued + retained;
         }
         Ok(n)
+    }
+
+    fn peek(&self, topic: &str, group: &str, max: usize) -> Result<Vec<Peeked>> {
+        topic::peek(&self.local, topic, group, max)
     }
 
     fn purge(&self, topics: Option<&[&str]>) -> Result<Vec<Purged>> {

@@ -21,6 +21,7 @@ script!(SETTLE, "settle.lua");
 script!(REQUEUE, "requeue.lua");
 script!(RENEW, "renew.lua");
 script!(GROUP_FIGURES, "group_figures.lua");
+script!(PEEK, "peek.lua");
 script!(TOPIC_FIGURES, "topic_figures.lua");
 script!(PURGE, "purge.lua");
 script!(RELEASE_CONSUMERS, "release_consumers.lua");

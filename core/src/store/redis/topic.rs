@@ -9,7 +9,7 @@ use super::combine::{Args, Combiner};
 use super::conn::Effect;
 use super::{keys, reply, scripts, Local, RedisQueue};
 use crate::error::{Error, ErrorKind, Result};
-use crate::message::Message;
+use crate::message::{Message, Peeked};
 use crate::store::{Fanout, Gauges, GroupQueue, OpenedGroup, Published, Receipt, Retention, TopicStore};
 
 const OPENED: Effect = Effect::Changes(
@@ -47,6 +47,30 @@ pub(super) fn figures(local: &Local, base: &str) -> Result<(u64, u64)> {
         [q, r] => Ok((reply::int(q, "count")?.max(0) as u64, reply::int(r, "count")?.max(0) as u64)),
         _ => Err(reply::malformed("count")),
     }
+}
+
+/// See `Store::peek`: one read-only script (`peek.lua`).
+pub(super) fn peek(local: &Local, topic: &str, group: &str, max: usize) -> Result<Vec<Peeked>> {
+    let what = "peek";
+    let base = keys::base(&local.prefix, topic);
+    let r = local.script(what, Effect::Reads, &scripts::PEEK, &base, |call| {
+        call.arg(keys::named_group(group)).arg(max);
+    })?;
+    let mut values = reply::array(r, what)?.into_iter();
+    let mut out = Vec::new();
+    while let Some(attempt) = values.next() {
+        let mut next = || values.next().ok_or_else(|| reply::malformed(what));
+        let attempt = reply::int(&attempt, what)?.clamp(1, i64::from(u32::MAX)) as u32;
+        let id = reply::text(next()?, what)?;
+        let payload = reply::bytes(next()?, what)?;
+        let has_meta = reply::int(&next()?, what)? == 1;
+        let meta = reply::bytes(next()?, what)?;
+        let priority = i32::try_from(reply::int(&next()?, what)?).map_err(|_| reply::malformed(what))?;
+        let timestamp = reply::int(&next()?, what)?.max(0) as u64;
+        let message = Message::restore(topic, &id, &payload, has_meta.then_some(meta.as_slice()), priority, timestamp);
+        out.push(Peeked::new(message, attempt));
+    }
+    Ok(out)
 }
 
 impl TopicStore for RedisTopic {

@@ -18,6 +18,21 @@ use crate::message::now_ms;
 pub(super) const SELECT_READY: &str = "SELECT d.key, d.attempt, m.msg_id, m.payload, m.metadata, m.priority, \
                                        m.timestamp_ms FROM deliveries AS d JOIN messages AS m ON m.id = d.message \
                                        WHERE d.group_id = ?1 AND d.state = 0 ORDER BY d.priority DESC, d.seq LIMIT ?2";
+/// A row of `SELECT_READY` (or of a query with its columns).
+pub(super) fn stored_delivery(g: GroupId, r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredDelivery> {
+    Ok(StoredDelivery {
+        key: r.get(0)?,
+        group: g,
+        attempt: r.get(1)?,
+        message: StoredMessage {
+            id: r.get(2)?,
+            payload: r.get(3)?,
+            metadata: r.get(4)?,
+            priority: r.get(5)?,
+            timestamp_ms: r.get::<_, i64>(6)? as u64,
+        },
+    })
+}
 /// Delays that ran out: ready again, behind what is queued (the group's next number, taken
 /// afterwards).
 pub(super) const PROMOTE_DELAYED: &str = "UPDATE deliveries SET state = 0, seq = (SELECT cg.seq FROM consumer_groups \
@@ -104,20 +119,7 @@ impl Tx<'_> {
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
         let claimed: Vec<StoredDelivery> = self
             .stmt(SELECT_READY)?
-            .query_map(params![g.0, limit], |r| {
-                Ok(StoredDelivery {
-                    key: r.get(0)?,
-                    group: g,
-                    attempt: r.get(1)?,
-                    message: StoredMessage {
-                        id: r.get(2)?,
-                        payload: r.get(3)?,
-                        metadata: r.get(4)?,
-                        priority: r.get(5)?,
-                        timestamp_ms: r.get::<_, i64>(6)? as u64,
-                    },
-                })
-            })?
+            .query_map(params![g.0, limit], |r| stored_delivery(g, r))?
             .collect::<rusqlite::Result<_>>()?;
         let until = deadline(now, lease);
         let mut mark = self.stmt(MARK_LEASED)?;

@@ -433,6 +433,21 @@ impl SqliteFile {
         self.writer.run(|tx| tx.release_owner(owner))
     }
 
+    /// The next `max` deliveries a claim of the named group `group` of `topic` would take at
+    /// `now_ms`, read without writing: ready ones in claim order, and delayed ones that are due
+    /// (which a claim would promote to the back of their priority), as two lists. None if there
+    /// is no such group (none is created).
+    pub fn peek(
+        &self,
+        topic: &str,
+        group: &str,
+        max: usize,
+        now_ms: u64,
+    ) -> Result<Option<(Vec<StoredDelivery>, Vec<StoredDelivery>)>> {
+        let Some(g) = self.readers.named_group(topic, group)? else { return Ok(None) };
+        self.readers.peek(g, max, now_ms).map(Some)
+    }
+
     /// Deliveries of `g` ready to claim (0 for an unknown group); a counter read, O(1). Delays
     /// and leases that ran out count once a claim of the group promoted them.
     pub fn ready_len(&self, g: GroupId) -> Result<u64> {

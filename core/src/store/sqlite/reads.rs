@@ -9,7 +9,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::errors::FileCtx;
 use super::open::{self, Conn};
-use super::GroupId;
+use super::leases::{stored_delivery, SELECT_READY};
+use super::{GroupId, StoredDelivery};
 use crate::error::Result;
 use crate::fork_gate::ForkHold;
 
@@ -28,6 +29,12 @@ pub(super) const WAITING: &str = "SELECT g.ready \
 pub(super) const NEXT_DUE: &str = "SELECT \
     (SELECT due FROM deliveries WHERE group_id = ?1 AND state = 1 ORDER BY due LIMIT 1), \
     (SELECT due FROM deliveries WHERE group_id = ?1 AND state = 2 ORDER BY due LIMIT 1)";
+
+/// Delays that ran out, as a claim would promote them: to the back of their priority, in key
+/// order (they all take the group's next number). Walks `deliveries_delayed`; those due are few.
+pub(super) const PEEK_DUE: &str = "SELECT d.key, d.attempt, m.msg_id, m.payload, m.metadata, m.priority, \
+    m.timestamp_ms FROM deliveries AS d JOIN messages AS m ON m.id = d.message \
+    WHERE d.group_id = ?1 AND d.state = 1 AND d.due <= ?2 ORDER BY d.priority DESC, d.key LIMIT ?3";
 
 pub(super) struct Readers {
     pool: Mutex<Vec<Conn>>,
@@ -114,6 +121,24 @@ impl Readers {
 
     pub fn waiting(&self, g: GroupId, now: u64) -> Result<u64> {
         self.count(WAITING, params![g.0, now as i64])
+    }
+
+    /// See `SqliteFile::peek`: one read transaction, so both parts are of one moment.
+    pub fn peek(&self, g: GroupId, max: usize, now: u64) -> Result<(Vec<StoredDelivery>, Vec<StoredDelivery>)> {
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            let ready = tx
+                .prepare_cached(SELECT_READY)?
+                .query_map(params![g.0, limit], |r| stored_delivery(g, r))?
+                .collect::<rusqlite::Result<_>>()?;
+            let due = tx
+                .prepare_cached(PEEK_DUE)?
+                .query_map(params![g.0, now as i64, limit], |r| stored_delivery(g, r))?
+                .collect::<rusqlite::Result<_>>()?;
+            tx.finish()?;
+            Ok((ready, due))
+        })
     }
 
     pub fn next_available_at(&self, g: GroupId) -> Result<Option<u64>> {

@@ -38,10 +38,11 @@ use std::time::Duration;
 
 use crate::sync::Mutex;
 
-use super::{SqliteConfig, SqliteFile, SqliteOptions, SyncLevel, Synchronous};
+use super::{SqliteConfig, SqliteFile, SqliteOptions, StoredDelivery, SyncLevel, Synchronous};
+use crate::message::{now_ms, Message, Peeked};
 use crate::error::Result;
 use crate::store::shared::{self, Owner};
-use crate::store::{Purged, Store, StoreKind, TopicStore, Watch};
+use crate::store::{ready_then_due, Purged, Store, StoreKind, TopicStore, Watch};
 use queue::SqliteQueue;
 use topic::SqliteTopic;
 
@@ -101,6 +102,16 @@ impl Store for SqliteStore {
 
     fn topic(&self, name: &Arc<str>) -> Result<Arc<dyn TopicStore>> {
         Ok(Arc::new(SqliteTopic::new(Arc::clone(&self.local), Arc::clone(name))))
+    }
+
+    fn peek(&self, topic: &str, group: &str, max: usize) -> Result<Vec<Peeked>> {
+        let Some((ready, due)) = self.local.file.peek(topic, group, max, now_ms())? else { return Ok(Vec::new()) };
+        let peeked = |row: StoredDelivery| {
+            let m = row.message;
+            let message = Message::restore(topic, &m.id, &m.payload, m.metadata.as_deref(), m.priority, m.timestamp_ms);
+            Peeked::new(message, row.attempt)
+        };
+        Ok(ready_then_due(ready.into_iter().map(peeked).collect(), due.into_iter().map(peeked).collect(), max))
     }
 
     fn batch_size(&self, contended: bool, deadline: bool) -> usize {

@@ -4,7 +4,7 @@ use super::super::leases::{
     DELETE_LEASED, EXTEND_LEASES, MARK_LEASED, PROMOTE_DELAYED, PROMOTE_EXPIRED, RELEASE_OWNER, SELECT_READY,
 };
 use super::super::publish::INSERT_DELIVERY;
-use super::super::reads::{MAY_CLAIM, NEXT_DUE, WAITING};
+use super::super::reads::{MAY_CLAIM, NEXT_DUE, PEEK_DUE, WAITING};
 use super::*;
 
 /// The query plan of `sql`, one line per step.
@@ -66,6 +66,11 @@ fn pollers_probe_indexes_only() {
         p.contains("deliveries_delayed (group_id=?)") && p.contains("deliveries_leased (group_id=? AND due<?)"),
         "{p}"
     );
+    assert!(!p.contains("SCAN deliveries"), "{p}");
+    // Peek reads the ready rows with the claim's own query (above), and the due delays by
+    // their index.
+    let p = plan(&f, PEEK_DUE);
+    assert!(p.contains("deliveries_delayed (group_id=? AND due<?)"), "{p}");
     assert!(!p.contains("SCAN deliveries"), "{p}");
     let p = plan(&f, NEXT_DUE);
     assert!(p.contains("deliveries_delayed (group_id=?)") && p.contains("deliveries_leased (group_id=?)"), "{p}");
