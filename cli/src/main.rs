@@ -23,8 +23,11 @@ use clap::Parser;
 use args::{Cli, Command};
 use exit::{Code, Failure, Outcome};
 
-/// How long closing the broker may wait for this run's own work (a tail's last handler).
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long closing the broker waits for outstanding deliveries: not at all. Every command has
+/// finished its own work by then; what still waits in the groups it touched (a peeked or
+/// given-back message) is the store's, and a graceful close on SQLite or Redis leaves it there
+/// (a wait would only last until the timeout, since no consumer of this run takes it).
+const CLOSE_TIMEOUT: Duration = Duration::ZERO;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

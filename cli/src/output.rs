@@ -35,8 +35,7 @@ impl Object {
     }
 
     pub fn finish(self) -> String {
-        let members: Vec<String> =
-            self.0.into_iter().map(|(k, v)| format!("{}:{v}", Value::String(k))).collect();
+        let members: Vec<String> = self.0.into_iter().map(|(k, v)| format!("{}:{v}", Value::String(k))).collect();
         format!("{{{}}}", members.join(","))
     }
 }
@@ -49,10 +48,7 @@ pub fn array(items: impl IntoIterator<Item = String>) -> String {
 /// The JSON object of a message: topic, id, priority, attempt (when known), timestamp, age,
 /// payload and metadata (these two as published).
 pub fn message_json(m: &Message, attempt: Option<u32>) -> String {
-    let mut o = Object::default()
-        .value("topic", m.topic())
-        .value("id", m.id())
-        .value("priority", m.priority());
+    let mut o = Object::default().value("topic", m.topic()).value("id", m.id()).value("priority", m.priority());
     if let Some(a) = attempt {
         o = o.value("attempt", a);
     }

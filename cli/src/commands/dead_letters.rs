@@ -104,7 +104,9 @@ fn requeue(broker: &Broker, args: &DeadLettersArgs, json: bool) -> Outcome {
     let mut failure: Option<Failure> = None;
     for d in &taken {
         let m = d.message();
-        let chosen = args.requeue_all || wanted.contains(m.id()) || origin(m).is_some_and(|o| wanted.contains(o.message_id.as_str()));
+        let chosen = args.requeue_all
+            || wanted.contains(m.id())
+            || origin(m).is_some_and(|o| wanted.contains(o.message_id.as_str()));
         if !chosen || failure.is_some() {
             give_back(broker, d);
             continue;
@@ -116,7 +118,8 @@ fn requeue(broker: &Broker, args: &DeadLettersArgs, json: bool) -> Outcome {
             continue;
         };
         wanted.remove(o.message_id.as_str());
-        let republish = PublishOptions { id: Some(&o.message_id), metadata: Some(o.metadata.as_bytes()), priority: m.priority() };
+        let republish =
+            PublishOptions { id: Some(&o.message_id), metadata: Some(o.metadata.as_bytes()), priority: m.priority() };
         // Publish first, then ack: a crash in between leaves the dead letter to requeue again,
         // never a message lost (see the module's comment).
         if let Err(e) = broker.publish(&o.topic, m.payload(), &republish) {
@@ -140,7 +143,11 @@ fn requeue(broker: &Broker, args: &DeadLettersArgs, json: bool) -> Outcome {
             .raw(
                 "requeued",
                 array(report.requeued.iter().map(|(id, topic, original)| {
-                    Object::default().value("id", id.as_str()).value("topic", topic.as_str()).value("original_id", original.as_str()).finish()
+                    Object::default()
+                        .value("id", id.as_str())
+                        .value("topic", topic.as_str())
+                        .value("original_id", original.as_str())
+                        .finish()
                 })),
             )
             .value("skipped", report.skipped.clone())

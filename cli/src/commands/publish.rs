@@ -28,9 +28,11 @@ pub fn run(broker: &Broker, args: &PublishArgs, json: bool) -> Outcome {
     };
     if json {
         let list = array(ids.iter().map(|id| serde_json::Value::from(id.as_str()).to_string()));
-        return say(
-            Object::default().value("topic", args.topic.as_str()).value("published", ids.len()).raw("ids", list).finish(),
-        );
+        return say(Object::default()
+            .value("topic", args.topic.as_str())
+            .value("published", ids.len())
+            .raw("ids", list)
+            .finish());
     }
     say(ids.join("\n"))
 }
@@ -69,7 +71,10 @@ fn from_stdin(broker: &Broker, args: &PublishArgs, options: &PublishOptions<'_>)
             flush(&mut batch, first_line, &mut ids)?;
             return Err(Failure::new(
                 crate::exit::Code::InvalidArgument,
-                format!("stdin line {line_no} is not a JSON document ({e}); {} messages before it were published", ids.len()),
+                format!(
+                    "stdin line {line_no} is not a JSON document ({e}); {} messages before it were published",
+                    ids.len()
+                ),
             ));
         }
         if batch.is_empty() {

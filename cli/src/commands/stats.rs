@@ -80,8 +80,7 @@ pub fn table(stats: &BrokerStats) -> String {
         let name = if t.name.is_empty() { "(total)".to_owned() } else { t.name.clone() };
         rows.push(std::iter::once(name).chain(COLUMNS.iter().map(|(_, f)| f(t).to_string())).collect());
     }
-    let widths: Vec<usize> =
-        (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in &rows {
         let cells: Vec<String> = row
