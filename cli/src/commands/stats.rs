@@ -55,8 +55,10 @@ fn show(broker: &Broker, args: &StatsArgs, json: bool, watching: bool) -> Outcom
     say(table(&stats))
 }
 
-/// The columns of the table: a header and the figure it shows.
-const COLUMNS: &[(&str, fn(&TopicStats) -> u64)] = &[
+/// A column of the table: its header and the figure it shows.
+type Column = (&'static str, fn(&TopicStats) -> u64);
+
+const COLUMNS: &[Column] = &[
     ("PUBLISHED", |t| t.published),
     ("QUEUED", |t| t.queued),
     ("IN_FLIGHT", |t| t.in_flight),
