@@ -17,8 +17,10 @@ LINK_RELEASE := -L$(RELEASE_LIB) -Wl,-rpath,$(abspath $(RELEASE_LIB)) -lbrokk -l
 
 all: lib
 
+# The library, and the command-line tool (cli/, target/release/brokk; docs/cli.md).
 lib:
 	$(CARGO) build --release --lib
+	$(CARGO) build --release -p brokk-cli --bin brokk
 
 lib-debug:
 	$(CARGO) build --lib
@@ -68,8 +70,8 @@ test-loom: loom
 test-soak-smoke:
 	SOAK_SECONDS=3 $(CARGO) run --release -p brokk-core --example soak
 
-# Installs the library, brokk.h, brokk.hpp, pkg-config and CMake package files under PREFIX
-# (default /usr/local; DESTDIR honoured).
+# Installs the library, brokk.h, brokk.hpp, pkg-config and CMake package files, and the brokk
+# command-line tool (PREFIX/bin) under PREFIX (default /usr/local; DESTDIR honoured).
 install: lib
 	sh bindings/c/install.sh "$(PREFIX)"
 

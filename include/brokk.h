@@ -1276,8 +1276,21 @@ brokk_status brokk_broker_stats_json(const struct brokk_broker *broker,
                                      char **json_out,
                                      size_t *json_len_out);
 
+/// The statistics in the Prometheus text exposition format 0.0.4, ready to serve from a
+/// `/metrics` endpoint (`Content-Type: text/plain; version=0.0.4`): per-topic families labelled
+/// `topic` (counters end in `_total`), broker-wide gauges unlabelled; broker totals are the sums
+/// of the per-topic series (names in docs/c-api.md, "Prometheus").
+/// Out: on BROKK_STATUS_OK, `*text_out` holds a NUL-terminated string that the caller owns and
+/// must release with brokk_string_free, and `*text_len_out` (if not NULL) its length without
+/// the NUL; both untouched otherwise.
+/// Threads: any thread, including from handlers and listeners.
+/// Errors: NULL_ARGUMENT, CLOSED.
+brokk_status brokk_broker_stats_prometheus(const struct brokk_broker *broker,
+                                           char **text_out,
+                                           size_t *text_len_out);
+
 /// Releases a string that brokk returned as owned by the caller (brokk_broker_stats_json,
-/// brokk_broker_take_until).
+/// brokk_broker_stats_prometheus, brokk_broker_take_until).
 /// Takes: `s`, which must not be used afterwards. NULL is a no-op.
 void brokk_string_free(char *s);
 

@@ -1,4 +1,4 @@
-//! Statistics from C: a plain struct of totals and a JSON snapshot.
+//! Statistics from C: a plain struct of totals, a JSON snapshot and the Prometheus text.
 
 use std::ffi::{c_char, CString};
 
@@ -146,15 +146,48 @@ pub unsafe extern "C" fn brokk_broker_stats_json(
     })
 }
 
+/// The statistics in the Prometheus text exposition format 0.0.4, ready to serve from a
+/// `/metrics` endpoint (`Content-Type: text/plain; version=0.0.4`): per-topic families labelled
+/// `topic` (counters end in `_total`), broker-wide gauges unlabelled; broker totals are the sums
+/// of the per-topic series (names in docs/c-api.md, "Prometheus").
+/// Out: on BROKK_STATUS_OK, `*text_out` holds a NUL-terminated string that the caller owns and
+/// must release with brokk_string_free, and `*text_len_out` (if not NULL) its length without
+/// the NUL; both untouched otherwise.
+/// Threads: any thread, including from handlers and listeners.
+/// Errors: NULL_ARGUMENT, CLOSED.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_broker_stats_prometheus(
+    broker: *const brokk_broker,
+    text_out: *mut *mut c_char,
+    text_len_out: *mut usize,
+) -> brokk_status {
+    guard(|| {
+        // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
+        let broker = unsafe { reference(broker, "broker") }?;
+        // SAFETY: `text_out` is NULL or a writable pointer slot for this call.
+        let out = unsafe { output(text_out, "text_out") }?;
+        let text = broker.inner.stats()?.to_prometheus();
+        let len = text.len();
+        // Names, numbers and escaped topic names: no NUL anywhere in the text.
+        let c = CString::new(text).unwrap_or_default();
+        *out = c.into_raw();
+        // SAFETY: `text_len_out` is NULL or a writable usize for this call.
+        if let Some(l) = unsafe { text_len_out.as_mut() } {
+            *l = len;
+        }
+        Ok(())
+    })
+}
+
 /// Releases a string that brokk returned as owned by the caller (brokk_broker_stats_json,
-/// brokk_broker_take_until).
+/// brokk_broker_stats_prometheus, brokk_broker_take_until).
 /// Takes: `s`, which must not be used afterwards. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_string_free(s: *mut c_char) {
     super::boundary::guard_value(|| {
         if !s.is_null() {
-            // SAFETY: non-NULL, so it came from CString::into_raw in brokk_broker_stats_json or
-            // brokk_broker_take_until, and
+            // SAFETY: non-NULL, so it came from CString::into_raw in brokk_broker_stats_json,
+            // brokk_broker_stats_prometheus or brokk_broker_take_until, and
             // the caller hands it over.
             drop(unsafe { CString::from_raw(s) });
         }

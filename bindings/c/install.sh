@@ -10,6 +10,8 @@
 #   PREFIX/lib/pkgconfig/brokk-static.pc                 for `pkg-config --static --libs brokk-static`
 #   PREFIX/lib/cmake/brokk/brokkConfig.cmake (+ Version) for find_package(brokk CONFIG), which
 #                                                        defines brokk::brokk and brokk::brokk_static
+#   PREFIX/bin/brokk                                     the command-line tool (cli/, docs/cli.md;
+#                                                        `make lib` builds it too)
 # DESTDIR, if set, is prepended to every path written (for staged packaging); the files still
 # name PREFIX. A prefix whose lib/ the dynamic linker does not search by default (anything but
 # /usr and /usr/local) gets an rpath in brokk.pc, so that a program built with
@@ -36,7 +38,7 @@ esac
 up=$(printf '%s' "$libdir" | sed 's|[^/][^/]*|..|g')
 lib=$root/target/release
 
-for f in "$lib/libbrokk.so" "$lib/libbrokk.a" "$root/include/brokk.h" "$root/bindings/cpp/include/brokk.hpp"; do
+for f in "$lib/libbrokk.so" "$lib/libbrokk.a" "$lib/brokk" "$root/include/brokk.h" "$root/bindings/cpp/include/brokk.hpp"; do
     [ -f "$f" ] || { echo "install: $f is missing (run \`make lib\` first)" >&2; exit 1; }
 done
 
@@ -73,6 +75,9 @@ if command -v strip >/dev/null 2>&1; then
 fi
 install -m 0644 "$root/include/brokk.h" "$dest/include/brokk.h"
 install -m 0644 "$root/bindings/cpp/include/brokk.hpp" "$dest/include/brokk.hpp"
+# The command-line tool links the core statically: it needs no libbrokk.so.
+mkdir -p "$dest/bin"
+install -m 0755 "$lib/brokk" "$dest/bin/brokk"
 
 # Templates: @PREFIX@ and @VERSION@. The prefix goes into a sed replacement: escape its | and &.
 escaped=$(printf '%s' "$prefix" | sed 's/[|&\\]/\\&/g')

@@ -106,3 +106,25 @@ func (b *Broker) StatsJSON() ([]byte, error) {
 	copy(out, unsafe.Slice((*byte)(unsafe.Pointer(s)), n))
 	return out, nil
 }
+
+// StatsPrometheus returns the statistics in the Prometheus text exposition format 0.0.4, ready to
+// write to a /metrics response with Content-Type "text/plain; version=0.0.4"
+// (brokk_broker_stats_prometheus; metric names in docs/c-api.md, "Prometheus").
+func (b *Broker) StatsPrometheus() ([]byte, error) {
+	p, err := b.acquire("stats prometheus")
+	if err != nil {
+		return nil, err
+	}
+	defer b.release()
+	var s *C.char
+	var n C.size_t
+	err = check("stats prometheus", C.gbrokk_broker_stats_prometheus(p, &s, &n))
+	runtime.KeepAlive(b)
+	if err != nil {
+		return nil, err
+	}
+	defer C.brokk_string_free(s) // brokk's allocation: brokk frees it
+	out := make([]byte, int(n))
+	copy(out, unsafe.Slice((*byte)(unsafe.Pointer(s)), n))
+	return out, nil
+}

@@ -4,7 +4,8 @@
 # site-packages, so a preinstalled pytest is used), installs the package into it with pip (its
 # build runs cargo and bundles target/release/libbrokk.so inside the package:
 # bindings/python/setup.py), installs tadween-core from PyPI for the side-by-side Tadween tests
-# (if PyPI cannot be reached those tests skip, saying why), runs pytest against the installed
+# and prometheus_client for the Prometheus format test (if PyPI cannot be reached those tests
+# skip, saying why), runs pytest against the installed
 # package, then runs examples/python/pipeline.py and checks that it tells the same story as the
 # C demo, and examples/python/asyncio_pipeline.py (brokk.AsyncBroker) and checks its last line.
 #
@@ -21,6 +22,8 @@ PYTHON       ?= python3
 PY_VENV      := $(BUILD)/python-venv$(if $(filter python3,$(PYTHON)),,-$(notdir $(PYTHON)))
 PY           := $(PY_VENV)/bin/python
 TADWEEN_PIN  := tadween-core==0.1.0b3
+# The reference parser of the Prometheus text format (tests/test_prometheus.py).
+PROMETHEUS_CLIENT_PIN := prometheus_client==0.21.1
 
 .PHONY: test-python python-venv test-python-pynenc python-pynenc-venv test-python-pynenc-suite \
   python-wheel test-python-wheel
@@ -41,6 +44,10 @@ python-venv: lib $(PY)
 	  2>/dev/null || \
 	  $(PY) -m pip install --quiet --disable-pip-version-check --timeout 30 "$(TADWEEN_PIN)" || \
 	  echo "python: $(TADWEEN_PIN) could not be installed; the side-by-side Tadween tests will skip"
+	@$(PY) -c "import importlib.metadata as m; assert m.version('prometheus_client') == '$(PROMETHEUS_CLIENT_PIN:prometheus_client==%=%)'" \
+	  2>/dev/null || \
+	  $(PY) -m pip install --quiet --disable-pip-version-check --timeout 30 "$(PROMETHEUS_CLIENT_PIN)" || \
+	  echo "python: $(PROMETHEUS_CLIENT_PIN) could not be installed; the Prometheus format tests will skip"
 
 test-python: python-venv test-python-pynenc
 	@# From build/, so that the brokk imported is the installed package, not bindings/python/brokk.

@@ -30,6 +30,7 @@ mod json;
 mod listener;
 mod message;
 mod names;
+mod prometheus;
 mod stats;
 mod store;
 mod sync;

@@ -559,6 +559,46 @@ static void stats_json_groups_and_retention(void) {
     brokk_broker_free(b);
 }
 
+/* The Prometheus text (docs/c-api.md, "Prometheus"): HELP and TYPE lines, one sample per topic
+ * labelled with its name, the length, outputs untouched on failure, CLOSED after close. */
+static void stats_prometheus_text(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    for (int i = 0; i < 3; i++) CHECK_OK(publish_str(b, "prom.a", "1"));
+    CHECK_OK(publish_str(b, "prom-b", "1"));
+    char *text = NULL;
+    size_t len = 0;
+    if (CHECK_OK(brokk_broker_stats_prometheus(b, &text, &len))) {
+        CHECK_EQ(len, strlen(text));
+        CHECK(len > 0 && text[len - 1] == '\n');
+        CHECK(strstr(text, "# HELP brokk_messages_published_total ") != NULL);
+        CHECK(strstr(text, "# TYPE brokk_messages_published_total counter\n") != NULL);
+        CHECK(strstr(text, "\nbrokk_messages_published_total{topic=\"prom.a\"} 3\n") != NULL);
+        CHECK(strstr(text, "\nbrokk_messages_published_total{topic=\"prom-b\"} 1\n") != NULL);
+        CHECK(strstr(text, "# TYPE brokk_deliveries_queued gauge\n") != NULL);
+        CHECK(strstr(text, "\nbrokk_topics 2\n") != NULL);
+        CHECK(strstr(text, "\nbrokk_workers 1\n") != NULL);
+        brokk_string_free(text);
+    }
+    /* text_len_out may be NULL. */
+    text = NULL;
+    if (CHECK_OK(brokk_broker_stats_prometheus(b, &text, NULL))) {
+        CHECK(text != NULL && strstr(text, "brokk_uptime_seconds ") != NULL);
+        brokk_string_free(text);
+    }
+    text = (char *)"untouched";
+    len = 4242;
+    CHECK_STATUS(brokk_broker_stats_prometheus(NULL, &text, &len), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_stats_prometheus(b, NULL, &len), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STREQ(text, "untouched");
+    CHECK_EQ(len, 4242);
+    brokk_close_report report;
+    CHECK_OK(brokk_broker_close(b, 1000, false, &report));
+    CHECK_STATUS(brokk_broker_stats_prometheus(b, &text, &len), BROKK_STATUS_CLOSED);
+    CHECK_STREQ(text, "untouched");
+    brokk_broker_free(b);
+}
+
 static const test_case TESTS[] = {
     TEST_CASE(json_parser_self_test),
     TEST_CASE(stats_reconcile_after_join),
@@ -568,6 +608,7 @@ static const test_case TESTS[] = {
     TEST_CASE(stats_json_of_empty_broker),
     TEST_CASE(stats_json_strings_are_independent),
     TEST_CASE(stats_json_groups_and_retention),
+    TEST_CASE(stats_prometheus_text),
 };
 
 int main(int argc, char **argv) { return RUN_TESTS("test_stats", TESTS, argc, argv); }

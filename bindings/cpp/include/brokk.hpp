@@ -1118,6 +1118,16 @@ public:
         return std::string(owned.get(), len);
     }
 
+    /// brokk_broker_stats_prometheus: the Prometheus text exposition format 0.0.4 (metric
+    /// names in docs/c-api.md, "Prometheus").
+    std::string stats_prometheus() const {
+        char* text = nullptr;
+        std::size_t len = 0;
+        detail::check(brokk_broker_stats_prometheus(raw_, &text, &len));
+        std::unique_ptr<char, void (*)(char*)> owned(text, &brokk_string_free);
+        return std::string(owned.get(), len);
+    }
+
     /// Waits until everything is settled and every listener event delivered
     /// (brokk_broker_join). Throws TimeoutError (remaining(): deliveries outstanding) when
     /// `timeout` runs out, CallerError WOULD_DEADLOCK from a handler or listener.

@@ -28,6 +28,9 @@ for f in lib/libbrokk.so lib/libbrokk.a include/brokk.h include/brokk.hpp lib/pk
          lib/pkgconfig/brokk-static.pc lib/cmake/brokk/brokkConfig.cmake lib/cmake/brokk/brokkConfigVersion.cmake; do
     [ -f "$prefix/$f" ] || { echo "install test: $prefix/$f was not installed" >&2; exit 1; }
 done
+# The command-line tool, runnable from the prefix alone.
+"$prefix/bin/brokk" --url memory:// count > /dev/null ||
+    { echo "install test: $prefix/bin/brokk was not installed or does not run" >&2; exit 1; }
 # A system library's layout: the real file, its SONAME link and the dev link.
 abi=$(sed -n 's/^#define BROKK_ABI_VERSION \([0-9]*\)$/\1/p' "$root/include/brokk.h")
 [ "$(readlink "$prefix/lib/libbrokk.so")" = "libbrokk.so.$abi" ] ||

@@ -289,6 +289,21 @@ TEST(Stats, StructAndJson) {
     EXPECT_NE(json.find("\"s\""), std::string::npos) << json;
 }
 
+// The Prometheus text (docs/c-api.md, "Prometheus"): HELP/TYPE lines and a sample per topic.
+TEST(Stats, Prometheus) {
+    brokk::Broker broker;
+    broker.subscribe("s", support::ack);
+    for (int i = 0; i < 3; i++) broker.publish("s", "1");
+    broker.join(support::wait_bound());
+    const std::string text = broker.stats_prometheus();
+    ASSERT_FALSE(text.empty());
+    EXPECT_EQ(text.back(), '\n');  // the length excludes the NUL
+    EXPECT_NE(text.find("# TYPE brokk_messages_published_total counter\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("\nbrokk_messages_published_total{topic=\"s\"} 3\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("\nbrokk_deliveries_processed_total{topic=\"s\"} 3\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("\nbrokk_topics 1\n"), std::string::npos) << text;
+}
+
 // ---- SQLite: what only a file does -------------------------------------------------------------
 
 // The TEST_P(Backend, …) tests above and in test_ack.cpp and test_batch.cpp run on each backend.

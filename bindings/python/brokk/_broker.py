@@ -1066,6 +1066,20 @@ class Broker(Owned):
             lib.brokk_string_free(out)
         return json.loads(text)
 
+    def stats_prometheus(self) -> str:
+        """The statistics in the Prometheus text exposition format 0.0.4, ready to serve from a
+        ``/metrics`` endpoint (``Content-Type: text/plain; version=0.0.4``); metric names in
+        docs/c-api.md, "Prometheus"."""
+        out = POINTER(c_char)()
+        length = c_size_t()
+        with self._use() as ptr:
+            check(lib.brokk_broker_stats_prometheus(ptr, byref(out), byref(length)))
+        try:
+            text = ctypes.string_at(out, length.value)
+        finally:
+            lib.brokk_string_free(out)
+        return text.decode("utf-8")
+
     # ---- join and close ------------------------------------------------------------------------
 
     def join(self, timeout: float | None = None, *, cancel: Cancel | None = None) -> None:

@@ -268,6 +268,7 @@ def test_use_after_close_raises_closed_error():
         lambda: b.remove_listener(1),
         lambda: b.stats(),
         lambda: b.stats_json(),
+        lambda: b.stats_prometheus(),
         lambda: b.join(),
     ]
     for call in calls:

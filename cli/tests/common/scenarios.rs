@@ -1,0 +1,182 @@
+//! The commands against a shared store (SQLite file, Redis prefix) that a broker of the test
+//! process uses at the same time. Each scenario takes a URL no other test uses.
+
+use std::time::Duration;
+
+use brokk_core::{Broker, FetchOptions, PublishOptions};
+use serde_json::Value;
+
+use super::{brokk, brokk_with_stdin, expect_code, ok, ok_json, stderr, stdout, Running, PATIENCE};
+
+/// Makes the default group of `topic` exist, as a consumer's first fetch does, so that what is
+/// published waits in it (a topic with no group retains its messages instead).
+fn make_default_group(b: &Broker, topic: &str) {
+    assert!(b.fetch(topic, None, Some(Duration::ZERO)).unwrap().is_none());
+}
+
+/// publish (argument, stdin, options), count, peek (order, fields, text and JSON), purge, with
+/// the test's broker fetching in between.
+pub fn publish_count_peek_purge(url: &str) {
+    let b = Broker::open(url).unwrap();
+    make_default_group(&b, "jobs");
+    assert_eq!(ok(url, &["publish", "jobs", r#"{"n":0}"#]).lines().count(), 1);
+    let doc = ok_json(
+        url,
+        &["publish", "jobs", r#"{"n": 1.50}"#, "--priority", "5", "--id", "urgent", "--metadata", r#"{"k":"v"}"#],
+    );
+    assert_eq!(doc["published"], 1);
+    assert_eq!(doc["ids"][0], "urgent");
+    let out = brokk_with_stdin(Some(url), &["publish", "jobs", "--batch", "2"], "{\"n\":2}\n\n[3]\n\"four\"\n");
+    expect_code(&out, 0);
+    assert_eq!(stdout(&out).lines().count(), 3);
+    assert_eq!(ok(url, &["count", "jobs"]).trim(), "5");
+    assert_eq!(
+        ok_json(url, &["count", "jobs", "other"]),
+        serde_json::json!({"count": 5, "topics": {"jobs": 5, "other": 0}})
+    );
+
+    let peeked = ok_json(url, &["peek", "jobs", "-n", "3"]);
+    let peeked = peeked.as_array().unwrap();
+    assert_eq!(peeked.len(), 3);
+    assert_eq!(peeked[0]["id"], "urgent");
+    assert_eq!(peeked[0]["priority"], 5);
+    assert_eq!(peeked[0]["attempt"], 1);
+    assert_eq!(peeked[0]["metadata"], serde_json::json!({"k": "v"}));
+    assert_eq!(peeked[1]["payload"], serde_json::json!({"n": 0}));
+    assert_eq!(peeked[2]["payload"], serde_json::json!({"n": 2}));
+    assert!(peeked[0]["age_ms"].is_u64() && peeked[0]["timestamp_ms"].is_u64());
+    let text = ok(url, &["peek", "jobs", "-n", "1"]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "ID\tPRIORITY\tATTEMPT\tAGE\tPAYLOAD");
+    assert!(lines[1].starts_with("urgent\t5\t1\t") && lines[1].ends_with(r#"{"n": 1.50}"#), "{text}");
+
+    // Peek took nothing: the test's broker fetches the first, and the CLI sees the rest.
+    let d = b.fetch("jobs", None, Some(PATIENCE)).unwrap().unwrap();
+    assert_eq!(d.message().id(), "urgent");
+    assert_eq!(ok(url, &["count", "jobs"]).trim(), "4");
+    assert_eq!(ok_json(url, &["peek", "jobs"]).as_array().unwrap().len(), 4);
+    assert_eq!(ok_json(url, &["purge", "jobs"]), serde_json::json!({"purged": 4, "topics": {"jobs": 4}}));
+    assert_eq!(ok(url, &["count", "jobs"]).trim(), "0");
+    // The fetched one was in flight: untouched by the purge.
+    b.ack(d.id()).unwrap();
+    b.close(Some(PATIENCE), false).unwrap();
+}
+
+/// stats of named topics: the store's queued gauge, as a table, JSON and Prometheus text.
+pub fn stats_show_the_store_gauges(url: &str) {
+    let b = Broker::open(url).unwrap();
+    make_default_group(&b, "metered");
+    for i in 0..3 {
+        b.publish("metered", format!("{i}").as_bytes(), &PublishOptions::default()).unwrap();
+    }
+    let doc = ok_json(url, &["stats", "metered"]);
+    assert_eq!(doc["topics"]["metered"]["queued"], 3, "{doc}");
+    assert_eq!(doc["broker"]["topics"], 1);
+    let table = ok(url, &["stats", "metered"]);
+    let row: Vec<&str> = table.lines().find(|l| l.starts_with("metered")).unwrap().split_whitespace().collect();
+    assert_eq!(row[2], "3", "{table}"); // TOPIC PUBLISHED QUEUED ...
+    let prom = ok(url, &["stats", "--prometheus", "metered"]);
+    assert!(prom.contains("# TYPE brokk_deliveries_queued gauge\n"), "{prom}");
+    assert!(prom.contains("\nbrokk_deliveries_queued{topic=\"metered\"} 3\n"), "{prom}");
+    // Not a graceful close: that would wait for the three messages in its group.
+    drop(b);
+}
+
+/// tail: started, then messages published by the test's broker arrive in order as JSON lines;
+/// `-n` ends it with 0.
+pub fn tail_receives_what_is_published_meanwhile(url: &str) {
+    let b = Broker::open(url).unwrap();
+    let tail = Running::start(url, &["--json", "tail", "news", "-n", "3"], "following news");
+    for i in 0..3 {
+        b.publish("news", format!(r#"{{"i":{i}}}"#).as_bytes(), &PublishOptions { priority: 0, ..Default::default() })
+            .unwrap();
+    }
+    for i in 0..3 {
+        let line = tail.line();
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(v["payload"], serde_json::json!({"i": i}));
+        assert_eq!(v["topic"], "news");
+        assert_eq!(v["attempt"], 1);
+    }
+    assert_eq!(tail.exit_code(), Some(0));
+    b.close(Some(PATIENCE), false).unwrap();
+}
+
+/// tail ends cleanly on SIGTERM and on SIGINT: exit code 0.
+pub fn tail_stops_cleanly_on_signals(url: &str) {
+    let b = Broker::open(url).unwrap();
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let tail = Running::start(url, &["tail", "bulletins"], "following bulletins");
+        b.publish("bulletins", b"\"hello\"", &PublishOptions::default()).unwrap();
+        let line = tail.line();
+        assert!(line.ends_with("\t\"hello\""), "{line}");
+        super::kill(tail.child.id(), signal);
+        assert_eq!(tail.exit_code(), Some(0), "after signal {signal}");
+    }
+    b.close(Some(PATIENCE), false).unwrap();
+}
+
+/// A message nacked without requeue into a dead-letter topic is listed, requeued by its id, and
+/// fetched again from its original topic; an id not there is exit code 4.
+pub fn dead_letters_requeue_end_to_end(url: &str) {
+    let b = Broker::open(url).unwrap();
+    make_default_group(&b, "dlq");
+    let work = FetchOptions { group: Some("workers"), dead_letter_topic: Some("dlq"), ..Default::default() };
+    assert!(b.fetch_with("work", &work, Some(Duration::ZERO)).unwrap().is_none());
+    for (id, n) in [("w1", 1), ("w2", 2)] {
+        let meta = format!(r#"{{"n":{n}}}"#);
+        b.publish(
+            "work",
+            br#"{"job":true}"#,
+            &PublishOptions { id: Some(id), metadata: Some(meta.as_bytes()), priority: n },
+        )
+        .unwrap();
+    }
+    for _ in 0..2 {
+        let d = b.fetch_with("work", &work, Some(PATIENCE)).unwrap().unwrap();
+        b.nack(d.id(), false, None, None).unwrap();
+    }
+    assert_eq!(b.count(Some(&["work"])).unwrap(), 0);
+
+    let listed = ok_json(url, &["dead-letters", "dlq"]);
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[0]["original_topic"], "work");
+    assert_eq!(listed[0]["original_id"], "w2"); // priority 2 first
+    assert_eq!(listed[0]["original_group"], "workers");
+    assert_eq!(listed[0]["attempts"], 1);
+    assert!(listed[0]["reason"].as_str().unwrap().contains("nacked"));
+    let text = ok(url, &["dead-letters", "dlq"]);
+    assert!(text.lines().next().unwrap().ends_with("ORIGINAL_TOPIC\tORIGINAL_ID\tATTEMPTS\tREASON"), "{text}");
+    assert_eq!(text.lines().count(), 3);
+
+    // By original id; the other stays.
+    let out = ok(url, &["dead-letters", "dlq", "--requeue", "w1"]);
+    assert!(out.starts_with("requeued ") && out.contains(" to work as w1"), "{out}");
+    let d = b.fetch_with("work", &work, Some(PATIENCE)).unwrap().unwrap();
+    assert_eq!(d.message().id(), "w1");
+    assert_eq!(d.payload(), br#"{"job":true}"#);
+    assert_eq!(d.priority(), 1);
+    assert_eq!(serde_json::from_slice::<Value>(d.metadata()).unwrap(), serde_json::json!({"n": 1}));
+    b.ack(d.id()).unwrap();
+    let left = ok_json(url, &["dead-letters", "dlq"]);
+    assert_eq!(left.as_array().unwrap().len(), 1);
+    assert_eq!(left[0]["original_id"], "w2");
+
+    // A name not there: exit 4, nothing changed.
+    let out = brokk(Some(url), &["dead-letters", "dlq", "--requeue", "nosuch"]);
+    expect_code(&out, 4);
+    assert!(stderr(&out).starts_with("brokk: not waiting in dlq: nosuch"), "{}", stderr(&out));
+    assert_eq!(ok_json(url, &["dead-letters", "dlq"]).as_array().unwrap().len(), 1);
+
+    // --requeue-all, by dead-letter id in the JSON report.
+    let doc = ok_json(url, &["dead-letters", "dlq", "--requeue-all"]);
+    assert_eq!(doc["requeued"][0]["original_id"], "w2");
+    assert_eq!(doc["requeued"][0]["topic"], "work");
+    assert_eq!(doc["not_found"], serde_json::json!([]));
+    assert_eq!(b.count(Some(&["dlq"])).unwrap(), 0);
+    let d = b.fetch_with("work", &work, Some(PATIENCE)).unwrap().unwrap();
+    assert_eq!(d.message().id(), "w2");
+    b.ack(d.id()).unwrap();
+    b.close(Some(PATIENCE), false).unwrap();
+}
