@@ -12,6 +12,7 @@
 #                                                        defines brokk::brokk and brokk::brokk_static
 #   PREFIX/bin/brokk                                     the command-line tool (cli/, docs/cli.md;
 #                                                        `make lib` builds it too)
+#   PREFIX/share/man/man1/brokk.1                        its manual page (cli/man/brokk.1)
 # DESTDIR, if set, is prepended to every path written (for staged packaging); the files still
 # name PREFIX. A prefix whose lib/ the dynamic linker does not search by default (anything but
 # /usr and /usr/local) gets an rpath in brokk.pc, so that a program built with
@@ -78,6 +79,8 @@ install -m 0644 "$root/bindings/cpp/include/brokk.hpp" "$dest/include/brokk.hpp"
 # The command-line tool links the core statically: it needs no libbrokk.so.
 mkdir -p "$dest/bin"
 install -m 0755 "$lib/brokk" "$dest/bin/brokk"
+mkdir -p "$dest/share/man/man1"
+install -m 0644 "$root/cli/man/brokk.1" "$dest/share/man/man1/brokk.1"
 
 # Templates: @PREFIX@ and @VERSION@. The prefix goes into a sed replacement: escape its | and &.
 escaped=$(printf '%s' "$prefix" | sed 's/[|&\\]/\\&/g')

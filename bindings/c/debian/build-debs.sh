@@ -4,6 +4,8 @@
 #                   SONAME link (stripped of its symbol table, as Debian ships libraries)
 #   libbrokk-dev    what a program is built with: brokk.h, brokk.hpp, the libbrokk.so dev link,
 #                   libbrokk.a, brokk.pc, brokk-static.pc and the CMake package
+#   brokk           the command-line tool: /usr/bin/brokk (the core is linked in statically, so
+#                   it needs no libbrokk) and its manual page
 # into OUT_DIR (default build/deb), by staging `bindings/c/install.sh /usr` under a DESTDIR and
 # packing each half with dpkg-deb. Dependencies come from dpkg-shlibdeps; the library's
 # shlibs file lets packages built against it depend on libbrokk<ABI> in turn.
@@ -28,17 +30,21 @@ stage=$work/stage
 DESTDIR=$stage LIBDIR=lib/$multiarch sh "$root/bindings/c/install.sh" /usr > "$work/install.log"
 L=usr/lib/$multiarch
 strip --strip-unneeded --remove-section=.comment --remove-section=.note "$stage/$L/libbrokk.so.$abi.$version"
+strip --remove-section=.comment --remove-section=.note "$stage/usr/bin/brokk"
+gzip -9n "$stage/usr/share/man/man1/brokk.1"
 
-# Splits the staged tree into the two packages' roots.
+# Splits the staged tree into the three packages' roots.
 runtime=$work/$lib
 dev=$work/libbrokk-dev
-mkdir -p "$runtime/$L" "$dev/$L"
+tool=$work/brokk
+mkdir -p "$runtime/$L" "$dev/$L" "$tool/usr"
 mv "$stage/$L/libbrokk.so.$abi".* "$stage/$L/libbrokk.so.$abi" "$runtime/$L/"
 mv "$stage/$L/"* "$dev/$L/"
 mv "$stage/usr/include" "$dev/usr/"
+mv "$stage/usr/bin" "$stage/usr/share" "$tool/usr/"
 
 # Documentation every package carries: the copyright (machine-readable) and the changelog.
-for pkg in "$runtime" "$dev"; do
+for pkg in "$runtime" "$dev" "$tool"; do
     name=$(basename "$pkg")
     doc=$pkg/usr/share/doc/$name
     mkdir -p "$doc"
@@ -57,6 +63,8 @@ chmod 0644 "$runtime/DEBIAN/shlibs" "$runtime/DEBIAN/triggers"
 mkdir -p "$work/src/debian"
 printf 'Source: brokk\n\nPackage: %s\nArchitecture: any\n' "$lib" > "$work/src/debian/control"
 deps=$(cd "$work/src" && dpkg-shlibdeps -O "$runtime/$L/libbrokk.so.$abi.$version" 2>"$work/shlibdeps.log" |
+       sed -n 's/^shlibs:Depends=//p')
+tool_deps=$(cd "$work/src" && dpkg-shlibdeps -O "$tool/usr/bin/brokk" 2>>"$work/shlibdeps.log" |
        sed -n 's/^shlibs:Depends=//p')
 strip_size() { du -k -s "$1/usr" | cut -f1; }
 
@@ -96,9 +104,20 @@ control "$dev" libbrokk-dev "$lib (= $debversion)" libdevel "embeddable message 
     "This package contains the C header, the header-only C++17 binding, the" \
     "static library, and the pkg-config and CMake files."
 
+control "$tool" brokk "$tool_deps" utils "embeddable message broker (command-line tool)" \
+    "brokk is a message broker that a program embeds: JSON messages on topics," \
+    "push subscriptions and pull consumers, acks and retries, priorities," \
+    "consumer groups, listeners and statistics, kept in memory, in a SQLite file" \
+    "or on a Redis server." \
+    "." \
+    "This package contains the brokk tool, which shows a store's statistics in a" \
+    "table, as JSON or for Prometheus, counts and purges topics, shows the next" \
+    "messages of a consumer group without taking them, publishes, follows a" \
+    "topic, and lists and requeues dead letters."
+
 mkdir -p "$out"
-for pkg in "$runtime" "$dev"; do
+for pkg in "$runtime" "$dev" "$tool"; do
     find "$pkg" -type d -exec chmod 0755 {} +
     dpkg-deb --root-owner-group --build "$pkg" "$out" > /dev/null
 done
-echo "deb: built $(cd "$out" && ls ${lib}_${debversion}_$arch.deb libbrokk-dev_${debversion}_$arch.deb | tr '\n' ' ')in $out"
+echo "deb: built $(cd "$out" && ls ${lib}_${debversion}_$arch.deb libbrokk-dev_${debversion}_$arch.deb brokk_${debversion}_$arch.deb | tr '\n' ' ')in $out"

@@ -1,8 +1,9 @@
 #!/bin/sh
 # The Debian packages' test (packaging suite, step debian): builds them (build-debs.sh), checks
-# them with lintian, then extracts both into a scratch root and builds the C and C++
+# them with lintian, then extracts them into a scratch root and builds the C and C++
 # quickstarts against its contents alone: with pkg-config (shared and static) and with CMake,
-# and runs each.
+# and runs each; runs the brokk tool from there and checks that its manual page describes
+# every command it lists.
 #
 # lintian must report nothing but initial-upload-closes-no-bugs: the changelog of a first
 # upload to Debian names the "intent to package" bug it closes, and brokk has none (it is not
@@ -76,5 +77,14 @@ done
 if ldd "$work/c-static" | grep -q libbrokk; then echo "debian: c-static links libbrokk.so" >&2; exit 1; fi
 for bin in "$work/c-shared" "$work/c-static" "$work/cpp-shared" "$work/cmake/c-cmake"; do
     sh "$root/bindings/cpp/tests/check_pipeline.sh" "$bin"
+done
+step "the brokk tool from the extracted root, and its manual page"
+"$work/root/usr/bin/brokk" --version
+if ldd "$work/root/usr/bin/brokk" | grep -q libbrokk; then echo "debian: brokk links libbrokk.so" >&2; exit 1; fi
+man=$work/root/usr/share/man/man1/brokk.1.gz
+# Every command the tool lists is described in the manual page.
+for cmd in $("$work/root/usr/bin/brokk" --help | sed -n '/^Commands:/,/^$/s/^  \([a-z-]*\) .*/\1/p' | grep -v '^help$'); do
+    pattern=$(echo "$cmd" | sed 's/-/\\\\-/g')
+    gzip -dc "$man" | grep -q "^\.BR $pattern " || { echo "debian: the manual page lacks the command $cmd" >&2; exit 1; }
 done
 step "passed: $(cd "$work/debs" && ls | tr '\n' ' ')lintian-clean but for initial-upload-closes-no-bugs; quickstarts built and ran"
