@@ -89,36 +89,30 @@ func (b *Broker) Stats() (Stats, error) {
 // StatsJSON returns a JSON snapshot of the statistics, per topic and broker-wide
 // (brokk_broker_stats_json; schema in docs/c-api.md, "Statistics").
 func (b *Broker) StatsJSON() ([]byte, error) {
-	p, err := b.acquire("stats json")
-	if err != nil {
-		return nil, err
-	}
-	defer b.release()
-	var s *C.char
-	var n C.size_t
-	err = check("stats json", C.gbrokk_broker_stats_json(p, &s, &n))
-	runtime.KeepAlive(b)
-	if err != nil {
-		return nil, err
-	}
-	defer C.brokk_string_free(s) // brokk's allocation: brokk frees it
-	out := make([]byte, int(n))
-	copy(out, unsafe.Slice((*byte)(unsafe.Pointer(s)), n))
-	return out, nil
+	return b.statsText("stats json", func(p *C.brokk_broker, s **C.char, n *C.size_t) C.gbrokk_result {
+		return C.gbrokk_broker_stats_json(p, s, n)
+	})
 }
 
 // StatsPrometheus returns the statistics in the Prometheus text exposition format 0.0.4, ready to
 // write to a /metrics response with Content-Type "text/plain; version=0.0.4"
 // (brokk_broker_stats_prometheus; metric names in docs/c-api.md, "Prometheus").
 func (b *Broker) StatsPrometheus() ([]byte, error) {
-	p, err := b.acquire("stats prometheus")
+	return b.statsText("stats prometheus", func(p *C.brokk_broker, s **C.char, n *C.size_t) C.gbrokk_result {
+		return C.gbrokk_broker_stats_prometheus(p, s, n)
+	})
+}
+
+// statsText runs a C call that hands back a text brokk allocated, and copies it out.
+func (b *Broker) statsText(what string, call func(*C.brokk_broker, **C.char, *C.size_t) C.gbrokk_result) ([]byte, error) {
+	p, err := b.acquire(what)
 	if err != nil {
 		return nil, err
 	}
 	defer b.release()
 	var s *C.char
 	var n C.size_t
-	err = check("stats prometheus", C.gbrokk_broker_stats_prometheus(p, &s, &n))
+	err = check(what, call(p, &s, &n))
 	runtime.KeepAlive(b)
 	if err != nil {
 		return nil, err
