@@ -366,6 +366,16 @@ impl Broker {
         self.shared()?.peek(topic, group, max)
     }
 
+    /// Every topic the store holds, with what it retains and, per consumer group, how many
+    /// deliveries are ready, delayed and in flight, read from the store without changing
+    /// anything (no topic or group is created, nothing is claimed, no counter or event
+    /// changes). On SQLite and Redis this is the whole file or prefix, whichever process made
+    /// the topics and groups; on memory, this broker's topics. See `StoreView` and
+    /// docs/semantics.md ("Store view").
+    pub fn store_view(&self) -> Result<crate::StoreView> {
+        self.shared()?.store_view()
+    }
+
     /// Asks to be told, through `notify`, when `group` (`DEFAULT_GROUP` when None) on `topic`
     /// may have a delivery to claim: for a consumer that must not block a thread while it waits
     /// (an event loop), which then fetches with a zero timeout, and arms again if that found
