@@ -358,8 +358,10 @@ impl Broker {
     /// is counted, and no counter or listener event changes. Left out: deliveries in flight
     /// (handed out, or claimed by a push worker, and not settled; on SQLite and Redis also those
     /// whose lease ran out, until a fetch in some process takes them back) and requeues whose
-    /// delay has not run out. A group (or topic) that does not exist has nothing to show: the
-    /// result is empty, and peek does not create it. On SQLite and Redis this reads the store,
+    /// delay has not run out. Peek creates no group or topic. A group that does not exist yet
+    /// shows what a fetch that made it now would get: while the topic has no named group, the
+    /// messages it retains (the first named group takes them over), by priority then publish
+    /// order, at attempt 1; otherwise nothing. On SQLite and Redis this reads the store,
     /// whichever process published or consumes; what it shows may be taken by anyone a moment
     /// later.
     pub fn peek(&self, topic: &str, group: Option<&str>, max: usize) -> Result<Vec<Peeked>> {

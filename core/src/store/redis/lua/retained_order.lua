@@ -5,27 +5,22 @@
 -- (only its priorities kept, at most `max` entries per priority), then the chosen entries.
 local function retained_in_claim_order(max)
   local by_prio, prios_seen = {}, {}
-  local start, first = '-', true
+  local start = '-'
   while true do
     local chunk = redis.call('XRANGE', RETAINED, start, '+', 'COUNT', 256)
-    local fresh = 0
     for _, e in ipairs(chunk) do
-      if first or e[1] ~= start then
-        fresh = fresh + 1
-        local f = fields_of(e[2])
-        local p = tonumber(f.r) or 0
-        local list = by_prio[p]
-        if not list then
-          list = {}
-          by_prio[p] = list
-          table.insert(prios_seen, p)
-        end
-        if #list < max then table.insert(list, e[1]) end
+      local f = fields_of(e[2])
+      local p = tonumber(f.r) or 0
+      local list = by_prio[p]
+      if not list then
+        list = {}
+        by_prio[p] = list
+        table.insert(prios_seen, p)
       end
+      if #list < max then table.insert(list, e[1]) end
     end
-    if #chunk < 256 or fresh == 0 then break end
-    -- Inclusive from the last id read (Redis before 6.2 has no exclusive ranges): skipped above.
-    start, first = chunk[#chunk][1], false
+    if #chunk < 256 then break end
+    start = '(' .. chunk[#chunk][1] -- after the last one read
   end
   table.sort(prios_seen, function(x, y) return x > y end)
   local out, got = {}, 0
