@@ -50,6 +50,13 @@ pub fn publish_count_peek_purge(url: &str) {
     assert_eq!(lines[0], "ID\tPRIORITY\tATTEMPT\tAGE\tPAYLOAD");
     assert!(lines[1].starts_with("urgent\t5\t1\t") && lines[1].ends_with(r#"{"n": 1.50}"#), "{text}");
 
+    // Another group would get only later messages: nothing shown, and stderr says where they are.
+    let out = brokk(Some(url), &["peek", "jobs", "--group", "latecomers"]);
+    expect_code(&out, 0);
+    assert_eq!(stdout(&out).lines().count(), 1, "the header only");
+    assert!(stderr(&out).contains("nothing for group latecomers of jobs; ready in: default (5)"), "{}", stderr(&out));
+    assert!(b.store_view().unwrap().topic("jobs").unwrap().groups.len() == 1, "peek made no group");
+
     // Peek took nothing: the test's broker fetches the first, and the CLI sees the rest.
     let d = b.fetch("jobs", None, Some(PATIENCE)).unwrap().unwrap();
     assert_eq!(d.message().id(), "urgent");
