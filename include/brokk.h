@@ -1122,8 +1122,10 @@ brokk_status brokk_topic_name_part(const char *s,
 /// them: nothing is claimed or leased, no attempt is counted, no statistic changes and no
 /// listener hears of it. Left out: deliveries in flight (fetched or being handled, and not yet
 /// settled; on SQLite and Redis also those whose lease ran out, until a fetch takes them back)
-/// and requeues whose delay has not run out. A topic or group that does not exist shows nothing
-/// and is not created. On SQLite and Redis it reads the store, whichever process published or
+/// and requeues whose delay has not run out. No topic or group is created: a group that does
+/// not exist yet shows, while the topic has no named group, the messages the topic retains
+/// (which the first named group takes over), by priority then publish order, at attempt 1;
+/// otherwise nothing. On SQLite and Redis it reads the store, whichever process published or
 /// consumes; anyone may take what it showed a moment later.
 /// Copies: topic and group; no pointer is kept after return.
 /// Out: on BROKK_STATUS_OK, `*result_out` holds a result the caller owns (possibly of 0
@@ -1290,7 +1292,8 @@ brokk_status brokk_broker_stats_prometheus(const struct brokk_broker *broker,
                                            size_t *text_len_out);
 
 /// Releases a string that brokk returned as owned by the caller (brokk_broker_stats_json,
-/// brokk_broker_stats_prometheus, brokk_broker_take_until).
+/// brokk_broker_stats_prometheus, brokk_broker_store_view_json,
+/// brokk_broker_store_view_prometheus, brokk_broker_take_until).
 /// Takes: `s`, which must not be used afterwards. NULL is a no-op.
 void brokk_string_free(char *s);
 
@@ -1304,6 +1307,36 @@ const char *brokk_status_str(uint32_t status);
 /// BROKK_STATUS_CLASS_BUG.
 /// Threads: any.
 brokk_status_class brokk_status_classify(uint32_t status);
+
+/// A JSON document of every topic the store holds, read from the store without changing
+/// anything (no topic or group is created, no statistic changes): on SQLite and Redis every
+/// process's topics and groups, on memory this broker's. Schema in docs/c-api.md ("Store
+/// view"): `{"backend", "topics": {NAME: {"retained", "groups": {GROUP: {"ready", "delayed",
+/// "in_flight"}}, "anonymous_groups", "anonymous": {...}}}}`.
+/// Out: on BROKK_STATUS_OK, `*json_out` holds a NUL-terminated string that the caller owns and
+/// must release with brokk_string_free, and `*json_len_out` (if not NULL) its length without
+/// the NUL; both untouched otherwise.
+/// Threads: any thread, including from handlers and listeners. Works while the broker is
+/// closing; CLOSED once closed.
+/// Errors: NULL_ARGUMENT, CLOSED, UNAVAILABLE, STORAGE_FAILED.
+brokk_status brokk_broker_store_view_json(const struct brokk_broker *broker,
+                                          char **json_out,
+                                          size_t *json_len_out);
+
+/// The store view in the Prometheus text exposition format 0.0.4, gauges named apart from the
+/// statistics' (so both texts can be served together): `brokk_store_messages_retained{topic}`,
+/// `brokk_store_anonymous_groups{topic}`, and per named group
+/// `brokk_store_deliveries_ready{topic,group}`, `brokk_store_deliveries_delayed{...}` and
+/// `brokk_store_deliveries_in_flight{...}` (a topic's anonymous groups together: `group=""`).
+/// Out: on BROKK_STATUS_OK, `*text_out` holds a NUL-terminated string that the caller owns and
+/// must release with brokk_string_free, and `*text_len_out` (if not NULL) its length without
+/// the NUL; both untouched otherwise.
+/// Threads: any thread, including from handlers and listeners. Works while the broker is
+/// closing; CLOSED once closed.
+/// Errors: NULL_ARGUMENT, CLOSED, UNAVAILABLE, STORAGE_FAILED.
+brokk_status brokk_broker_store_view_prometheus(const struct brokk_broker *broker,
+                                                char **text_out,
+                                                size_t *text_len_out);
 
 /// Subscribes `handler` to `topic` (`topic_len` bytes of [A-Za-z0-9_.-], created if new).
 /// Every message published on the topic afterwards is delivered to it as its own copy.

@@ -21,6 +21,7 @@ pub mod publish;
 pub mod ready;
 pub mod stats;
 pub mod status;
+pub mod store_view;
 pub mod strings;
 pub mod subscription;
 pub mod version;

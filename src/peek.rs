@@ -49,8 +49,10 @@ pub struct brokk_peeked_fields {
 /// them: nothing is claimed or leased, no attempt is counted, no statistic changes and no
 /// listener hears of it. Left out: deliveries in flight (fetched or being handled, and not yet
 /// settled; on SQLite and Redis also those whose lease ran out, until a fetch takes them back)
-/// and requeues whose delay has not run out. A topic or group that does not exist shows nothing
-/// and is not created. On SQLite and Redis it reads the store, whichever process published or
+/// and requeues whose delay has not run out. No topic or group is created: a group that does
+/// not exist yet shows, while the topic has no named group, the messages the topic retains
+/// (which the first named group takes over), by priority then publish order, at attempt 1;
+/// otherwise nothing. On SQLite and Redis it reads the store, whichever process published or
 /// consumes; anyone may take what it showed a moment later.
 /// Copies: topic and group; no pointer is kept after return.
 /// Out: on BROKK_STATUS_OK, `*result_out` holds a result the caller owns (possibly of 0

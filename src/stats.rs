@@ -180,15 +180,15 @@ pub unsafe extern "C" fn brokk_broker_stats_prometheus(
 }
 
 /// Releases a string that brokk returned as owned by the caller (brokk_broker_stats_json,
-/// brokk_broker_stats_prometheus, brokk_broker_take_until).
+/// brokk_broker_stats_prometheus, brokk_broker_store_view_json,
+/// brokk_broker_store_view_prometheus, brokk_broker_take_until).
 /// Takes: `s`, which must not be used afterwards. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn brokk_string_free(s: *mut c_char) {
     super::boundary::guard_value(|| {
         if !s.is_null() {
-            // SAFETY: non-NULL, so it came from CString::into_raw in brokk_broker_stats_json,
-            // brokk_broker_stats_prometheus or brokk_broker_take_until, and
-            // the caller hands it over.
+            // SAFETY: non-NULL, so it came from CString::into_raw in one of the functions
+            // listed above, and the caller hands it over.
             drop(unsafe { CString::from_raw(s) });
         }
     })

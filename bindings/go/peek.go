@@ -32,9 +32,9 @@ type Peeked struct {
 // Peek shows the next max deliveries (1 to MaxPeek) that a fetch of group ("": the group
 // "default") on topic would get, in the order it would get them, without taking them
 // (brokk_broker_peek): nothing is claimed, no attempt counted, no statistic or listener event.
-// Deliveries in flight and requeues still waiting out their delay are left out. A topic or
-// group that does not exist shows nothing (an empty slice) and is not created. max out of
-// range is ErrInvalidArgument. It does not wait, so it takes no context.
+// Deliveries in flight and requeues still waiting out their delay are left out. Nothing is
+// created: a group that does not exist yet shows what the topic retains for its first named
+// group (empty once it has one). max out of range is ErrInvalidArgument. It does not wait, so it takes no context.
 func (b *Broker) Peek(topic string, group string, max int) ([]Peeked, error) {
 	if max < 0 {
 		return nil, errorf("peek", StatusInvalidArgument, "max is negative (%d)", max)

@@ -26,7 +26,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// The broker's statistics: a table per topic (this process's broker; see docs/cli.md)
+    /// What the store holds: every topic and consumer group with its depth (see docs/cli.md)
     Stats(StatsArgs),
     /// Messages waiting on the topics (all when none is named): retained plus queued per group
     Count(TopicsArgs),
@@ -45,7 +45,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
-    /// Topics to show even if this process has not used them (their queued and retained gauges are the store's)
+    /// Topics to show (none: every topic of the store)
     pub topics: Vec<String>,
     /// The Prometheus text exposition format (0.0.4) instead of the table
     #[arg(long, conflicts_with = "json")]

@@ -101,13 +101,24 @@ fn publish_from_stdin_names_the_bad_line() {
 
 #[test]
 fn stats_json_and_prometheus_of_a_fresh_broker() {
+    // A fresh memory store holds no topic; topics named are shown empty, and not made.
     let doc = ok_json(MEM, &["stats", "a", "b"]);
-    assert_eq!(doc["broker"]["topics"], 2);
+    assert_eq!(doc["store"]["backend"], "memory");
+    assert_eq!(
+        doc["store"]["topics"]["a"],
+        serde_json::json!({
+            "retained": 0, "groups": {}, "anonymous_groups": 0,
+            "anonymous": {"ready": 0, "delayed": 0, "in_flight": 0}
+        })
+    );
+    assert_eq!(doc["broker"]["topics"], 0);
     assert_eq!(doc["totals"]["published"], 0);
     let prom = ok(MEM, &["stats", "--prometheus"]);
     assert!(prom.contains("# TYPE brokk_messages_published_total counter\n"), "{prom}");
+    assert!(prom.contains("# TYPE brokk_store_deliveries_ready gauge\n"), "{prom}");
     let table = ok(MEM, &["stats", "a"]);
-    assert!(table.starts_with("TOPIC") && table.contains("\na ") && table.contains("(total)"), "{table}");
+    assert!(table.starts_with("TOPIC  GROUP  READY") && table.contains("\na      -  "), "{table}");
+    assert!(table.ends_with("memory: 1 topics, 0 named groups, 0 anonymous, 0 messages waiting\n"), "{table}");
 }
 
 #[test]
@@ -115,7 +126,7 @@ fn stats_watch_refreshes_until_sigterm() {
     let watch = Running::start(MEM, &["--json", "stats", "--watch", "0.1", "w"], "");
     for _ in 0..2 {
         let doc: serde_json::Value = serde_json::from_str(&watch.line()).unwrap();
-        assert_eq!(doc["broker"]["topics"], 1);
+        assert_eq!(doc["store"]["topics"]["w"]["retained"], 0);
     }
     common::kill(watch.child.id(), libc::SIGTERM);
     assert_eq!(watch.exit_code(), Some(0));

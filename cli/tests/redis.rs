@@ -21,8 +21,8 @@ fn publish_count_peek_purge() {
 }
 
 #[test]
-fn stats_show_the_store_gauges() {
-    scenarios::stats_show_the_store_gauges(&url("stats"));
+fn stats_show_every_topic_and_group_of_the_store() {
+    scenarios::stats_show_every_topic_and_group_of_the_store(&url("stats"));
 }
 
 #[test]

@@ -34,6 +34,7 @@ mod prometheus;
 mod stats;
 mod store;
 mod sync;
+mod view;
 
 pub use broker::{
     panic_message, BatchMessage, Broker, CloseReport, FetchOptions, PublishOptions, Readiness, ReadyWait,
@@ -51,6 +52,7 @@ pub use message::{Delivery, Message, Peeked};
 pub use names::{topic_name_part, validate_group, validate_id, validate_topic, MAX_ID_LEN, MAX_TOPIC_LEN};
 pub use stats::{BrokerStats, TopicStats};
 pub use store::Backend;
+pub use view::{Depth, GroupView, StoreView, TopicView};
 
 // Each backend's options (those of the backends this build has, by cargo feature; none in a
 // memory-only build, hence the allow).

@@ -10,6 +10,7 @@
 use std::fmt::Write;
 
 use crate::stats::{BrokerStats, TopicStats};
+use crate::view::{Depth, StoreView};
 
 /// Counter or gauge: the `# TYPE` of a family.
 #[derive(Clone, Copy)]
@@ -217,6 +218,77 @@ impl BrokerStats {
     }
 }
 
+/// One per-group family of the store view: its name, help text and the figure of `Depth`.
+struct GroupMetric {
+    name: &'static str,
+    help: &'static str,
+    value: fn(&Depth) -> u64,
+}
+
+/// The per-group families of the store view, all gauges.
+const GROUP_METRICS: &[GroupMetric] = &[
+    GroupMetric {
+        name: "brokk_store_deliveries_ready",
+        help: "Deliveries ready in the group, in the store (every process's).",
+        value: |d| d.ready,
+    },
+    GroupMetric {
+        name: "brokk_store_deliveries_delayed",
+        help: "Deliveries of the group waiting out a requeue delay, in the store.",
+        value: |d| d.delayed,
+    },
+    GroupMetric {
+        name: "brokk_store_deliveries_in_flight",
+        help: "Deliveries of the group handed out and not settled (leased, on a shared store).",
+        value: |d| d.in_flight,
+    },
+];
+
+impl StoreView {
+    /// The store view in the Prometheus text exposition format 0.0.4, gauges all, named apart
+    /// from the statistics' families (`brokk_store_…`) so that both fit in one exposition:
+    /// `brokk_store_messages_retained{topic}` and `brokk_store_anonymous_groups{topic}` per
+    /// topic, and per named group `brokk_store_deliveries_ready{topic,group}`, `…_delayed` and
+    /// `…_in_flight`; a topic's anonymous groups together are the samples with `group=""`
+    /// (present only when it has some). The text ends with a newline.
+    pub fn to_prometheus(&self) -> String {
+        let mut out = String::with_capacity(512 + 160 * self.topics.len());
+        let topic_label = |t: &str| format!("topic=\"{}\"", escape_label_value(t));
+        header(
+            &mut out,
+            "brokk_store_messages_retained",
+            Kind::Gauge,
+            "Messages the topic keeps in the store for want of a consumer group.",
+        );
+        for t in &self.topics {
+            let _ = writeln!(out, "brokk_store_messages_retained{{{}}} {}", topic_label(&t.name), t.retained);
+        }
+        header(
+            &mut out,
+            "brokk_store_anonymous_groups",
+            Kind::Gauge,
+            "Anonymous consumer groups (ungrouped subscriptions, in any process) of the topic in the store.",
+        );
+        for t in &self.topics {
+            let _ = writeln!(out, "brokk_store_anonymous_groups{{{}}} {}", topic_label(&t.name), t.anonymous_groups);
+        }
+        for m in GROUP_METRICS {
+            header(&mut out, m.name, Kind::Gauge, m.help);
+            for t in &self.topics {
+                let topic = topic_label(&t.name);
+                for g in &t.groups {
+                    let group = escape_label_value(&g.name);
+                    let _ = writeln!(out, "{}{{{topic},group=\"{group}\"}} {}", m.name, (m.value)(&g.depth));
+                }
+                if t.anonymous_groups > 0 {
+                    let _ = writeln!(out, "{}{{{topic},group=\"\"}} {}", m.name, (m.value)(&t.anonymous));
+                }
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,6 +368,46 @@ mod tests {
         assert!(text.contains("brokk_messages_published_total{topic=\"odd\\\"\\\\\\nname\"} 1\n"), "{text}");
         // The raw newline stayed out: every line is a comment or one sample.
         assert!(text.lines().all(|l| l.starts_with('#') || l.starts_with("brokk_")));
+    }
+
+    #[test]
+    fn the_store_view_is_gauges_per_topic_and_group_apart_from_the_statistics() {
+        use crate::view::{Depth, GroupView, TopicView};
+        let mut jobs = TopicView { name: "jobs".into(), ..Default::default() };
+        jobs.groups.push(GroupView { name: "w".into(), depth: Depth { ready: 3, delayed: 1, in_flight: 2 } });
+        jobs.anonymous_groups = 2;
+        jobs.anonymous = Depth { ready: 4, delayed: 0, in_flight: 1 };
+        let dlq = TopicView { name: "dlq".into(), retained: 5, ..Default::default() };
+        let view = StoreView { backend: "sqlite".into(), topics: vec![dlq, jobs] };
+        let text = view.to_prometheus();
+        assert!(text.ends_with('\n'));
+        assert_eq!(
+            samples(&text, "brokk_store_messages_retained"),
+            ["brokk_store_messages_retained{topic=\"dlq\"} 5", "brokk_store_messages_retained{topic=\"jobs\"} 0"]
+        );
+        assert_eq!(samples(&text, "brokk_store_anonymous_groups")[1], "brokk_store_anonymous_groups{topic=\"jobs\"} 2");
+        assert_eq!(
+            samples(&text, "brokk_store_deliveries_ready"),
+            [
+                "brokk_store_deliveries_ready{topic=\"jobs\",group=\"w\"} 3",
+                "brokk_store_deliveries_ready{topic=\"jobs\",group=\"\"} 4"
+            ]
+        );
+        assert_eq!(
+            samples(&text, "brokk_store_deliveries_in_flight")[0],
+            "brokk_store_deliveries_in_flight{topic=\"jobs\",group=\"w\"} 2"
+        );
+        assert_eq!(
+            samples(&text, "brokk_store_deliveries_delayed")[0],
+            "brokk_store_deliveries_delayed{topic=\"jobs\",group=\"w\"} 1"
+        );
+        // Every family is a gauge, and none is a name of the statistics'.
+        let stats = sample().to_prometheus();
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            assert!(line.ends_with(" gauge"), "{line}");
+            let name = line.split(' ').nth(2).unwrap();
+            assert!(!stats.contains(&format!("# TYPE {name} ")), "{name} is a statistics family too");
+        }
     }
 
     #[test]

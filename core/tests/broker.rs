@@ -12,8 +12,8 @@ use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use brokk_core::{
-    Backpressure, BatchMessage, Broker, BrokerConfig, Cancel, Delivery, ErrorKind, FetchOptions, Listener,
-    PublishOptions, RetentionPolicy, SubscribeOptions, Taken, Verdict,
+    Backpressure, BatchMessage, Broker, BrokerConfig, Cancel, Delivery, Depth, ErrorKind, FetchOptions, GroupView,
+    Listener, PublishOptions, RetentionPolicy, SubscribeOptions, Taken, Verdict,
 };
 use common::Kit;
 
@@ -1888,8 +1888,152 @@ fn peek_shows_what_fetches_would_get_in_order_and_takes_nothing(k: &Kit) {
     assert_eq!(refused(b.peek("jobs", None, 1)), ErrorKind::Closed);
 }
 
+/// A topic with no group at all retains what is published (see "Retention"), and the first
+/// named group takes it over: peek of any group there shows what that group would get, in the
+/// order it would get it, without making the group. Once a named group exists, another one
+/// would get only later messages: its peek is empty.
+fn peek_of_a_topic_without_groups_shows_what_its_first_group_would_take_over(k: &Kit) {
+    let b = k.broker(2);
+    let owned = |v: &[&str]| v.iter().map(|&p| (p.to_owned(), 1)).collect::<Vec<(String, u32)>>();
+    for (p, prio_) in [("1", 0), ("2", 5), ("3", 0), ("4", -2), ("5", 5)] {
+        prio(&b, "dlq", p, prio_);
+    }
+    let order = owned(&["2", "5", "1", "3", "4"]);
+    assert_eq!(peeked(&b, "dlq", None, 10), order);
+    assert_eq!(peeked(&b, "dlq", Some("auditors"), 10), order);
+    assert_eq!(peeked(&b, "dlq", Some("auditors"), 3), order[..3]);
+    // Nothing made: still no group, so what comes next is retained too.
+    let view = b.store_view().unwrap();
+    let dlq = view.topic("dlq").expect("the topic");
+    assert_eq!((dlq.retained, dlq.groups.len(), dlq.anonymous_groups), (5, 0, 0), "{view:?}");
+    prio(&b, "dlq", "6", 5);
+    let order = owned(&["2", "5", "6", "1", "3", "4"]);
+    assert_eq!(peeked(&b, "dlq", Some("auditors"), 10), order);
+    assert_eq!(b.count(Some(&["dlq"])).unwrap(), 6);
+    // An ungrouped subscription does not take them over: they stay retained, and shown.
+    let sub = b.subscribe("dlq", |_: &Delivery| Verdict::Ack, &auto()).unwrap();
+    prio(&b, "dlq", "7", 9); // the subscription's only
+    assert_eq!(peeked(&b, "dlq", Some("auditors"), 10), order);
+    b.unsubscribe(sub).unwrap();
+    // The first named group gets what peek showed, in its order.
+    let mut fetched = Vec::new();
+    while let Some(d) = fetch_now(&b, "dlq", Some("auditors")) {
+        fetched.push((payload_of(&d), d.attempt()));
+        b.ack(d.id()).unwrap();
+    }
+    assert_eq!(fetched, order, "the first group got what peek showed, in its order");
+    // Now a second named group would start empty.
+    prio(&b, "dlq", "8", 0);
+    assert!(peeked(&b, "dlq", Some("latecomers"), 10).is_empty());
+    assert_eq!(peeked(&b, "dlq", Some("auditors"), 10), owned(&["8"]));
+    assert_eq!(b.store_view().unwrap().topic("dlq").unwrap().groups.len(), 1, "peek made no group");
+    // Many (more than a store reads at once): every priority-1 message first, in publish
+    // order, then the priority-0 ones.
+    let payloads: Vec<String> = (0..600).map(|i| i.to_string()).collect();
+    let batch: Vec<BatchMessage<'_>> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| BatchMessage {
+            payload: p.as_bytes(),
+            options: PublishOptions { priority: i32::from(i % 3 == 2), ..Default::default() },
+        })
+        .collect();
+    b.publish_batch("many", &batch).unwrap();
+    let high = (0..600).filter(|i| i % 3 == 2);
+    let low = (0..600).filter(|i| i % 3 != 2);
+    let expected: Vec<(String, u32)> = high.chain(low).take(250).map(|i| (i.to_string(), 1)).collect();
+    assert_eq!(peeked(&b, "many", None, 250), expected);
+    assert_eq!(peeked(&b, "many", None, 5), expected[..5]);
+    b.close(None, true).unwrap();
+}
+
+// ---- store view -----------------------------------------------------------------------------
+
+/// The store view lists every topic the store holds, by name, with what it retains and per
+/// group its deliveries by state, and changes nothing.
+fn the_store_view_shows_every_topic_and_group_by_state_and_changes_nothing(k: &Kit) {
+    let b = k.broker(2);
+    assert_eq!(b.store_view().unwrap().topics, [], "a new store holds no topic");
+    for i in 0..3 {
+        publish(&b, "held", &i.to_string());
+    }
+    assert!(fetch_now(&b, "jobs", Some("w")).is_none()); // makes the group
+                                                         // An ungrouped subscription that holds what it gets (manual ack, never acked here).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = Mutex::new(tx);
+    let sub = b
+        .subscribe(
+            "jobs",
+            move |d: &Delivery| {
+                let _ = tx.lock().unwrap().send(d.id());
+                Verdict::Later
+            },
+            &SubscribeOptions { concurrency: 4, ..manual() },
+        )
+        .unwrap();
+    for i in 0..4 {
+        publish(&b, "jobs", &i.to_string());
+    }
+    let held = fetch_now(&b, "jobs", Some("w")).unwrap();
+    let delayed = fetch_now(&b, "jobs", Some("w")).unwrap();
+    b.nack(delayed.id(), true, Some(Duration::from_secs(3600)), None).unwrap();
+    let anonymous: Vec<u64> = (0..4).map(|_| rx.recv_timeout(LONG).unwrap()).collect();
+
+    let before = counters(&b);
+    let view = b.store_view().unwrap();
+    assert_eq!(counters(&b), before, "the view changed no counter");
+    assert_eq!(
+        view.backend,
+        if k.is_sqlite() {
+            "sqlite"
+        } else if k.durable() {
+            "redis"
+        } else {
+            "memory"
+        }
+    );
+    let names: Vec<&str> = view.topics.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["held", "jobs"]);
+    let held_topic = view.topic("held").unwrap();
+    assert_eq!((held_topic.retained, held_topic.groups.len(), held_topic.anonymous_groups), (3, 0, 0));
+    let jobs = view.topic("jobs").unwrap();
+    assert_eq!(jobs.retained, 0);
+    assert_eq!(
+        jobs.groups,
+        [GroupView { name: "w".into(), depth: Depth { ready: 2, delayed: 1, in_flight: 1 } }],
+        "{view:?}"
+    );
+    assert_eq!(jobs.anonymous_groups, 1);
+    assert_eq!(jobs.anonymous, Depth { ready: 0, delayed: 0, in_flight: 4 });
+    assert_eq!(jobs.waiting(), b.count(Some(&["jobs"])).unwrap());
+    assert_eq!(held_topic.waiting(), b.count(Some(&["held"])).unwrap());
+
+    let doc: serde_json::Value = serde_json::from_str(&view.to_json()).unwrap();
+    assert_eq!(doc["topics"]["held"]["retained"], 3);
+    assert_eq!(doc["topics"]["jobs"]["groups"]["w"], serde_json::json!({"ready": 2, "delayed": 1, "in_flight": 1}));
+    assert_eq!(doc["topics"]["jobs"]["anonymous_groups"], 1);
+    assert_eq!(doc["topics"]["jobs"]["anonymous"]["in_flight"], 4);
+    let prom = view.to_prometheus();
+    assert!(prom.contains("\nbrokk_store_deliveries_ready{topic=\"jobs\",group=\"w\"} 2\n"), "{prom}");
+    assert!(prom.contains("\nbrokk_store_messages_retained{topic=\"held\"} 3\n"), "{prom}");
+
+    // Settled: the figures follow.
+    b.ack(held.id()).unwrap();
+    for id in anonymous {
+        b.ack(id).unwrap();
+    }
+    let jobs = b.store_view().unwrap().topic("jobs").unwrap().clone();
+    assert_eq!(jobs.groups[0].depth, Depth { ready: 2, delayed: 1, in_flight: 0 });
+    assert_eq!(jobs.anonymous, Depth::default());
+    b.unsubscribe(sub).unwrap();
+    b.close(None, true).unwrap();
+    assert_eq!(b.store_view().unwrap_err().kind(), ErrorKind::Closed);
+}
+
 on_every_backend!(
     peek_shows_what_fetches_would_get_in_order_and_takes_nothing,
+    peek_of_a_topic_without_groups_shows_what_its_first_group_would_take_over,
+    the_store_view_shows_every_topic_and_group_by_state_and_changes_nothing,
     a_cancelled_token_interrupts_a_blocked_fetch_take_and_join,
     a_token_check_stops_a_waiting_take,
     take_until_returns_a_payload_of_any_size,

@@ -175,6 +175,14 @@ fn two_brokers_taking_from_one_group_get_each_message_once() {
     common::two_brokers_taking_from_one_group_get_each_message_once(&a, &b);
 }
 
+/// See `common::the_store_view_shows_what_another_broker_made`.
+#[test]
+fn the_store_view_shows_what_another_broker_made() {
+    let url = url(&prefix("view-across"), "");
+    let (a, b) = (Broker::open(&url).unwrap(), Broker::open(&url).unwrap());
+    common::the_store_view_shows_what_another_broker_made(&a, &b);
+}
+
 /// See `common::peek_sees_a_group_another_broker_uses`.
 #[test]
 fn peek_sees_a_group_another_broker_uses() {

@@ -126,6 +126,14 @@ fn two_brokers_taking_from_one_group_get_each_message_once() {
     common::two_brokers_taking_from_one_group_get_each_message_once(&open(&path, ""), &open(&path, ""));
 }
 
+/// See `common::the_store_view_shows_what_another_broker_made`.
+#[test]
+fn the_store_view_shows_what_another_broker_made() {
+    let kit = Kit::sqlite("view-across");
+    let path = kit.dir().join("shared.db");
+    common::the_store_view_shows_what_another_broker_made(&open(&path, ""), &open(&path, ""));
+}
+
 /// See `common::peek_sees_a_group_another_broker_uses`.
 #[test]
 fn peek_sees_a_group_another_broker_uses() {

@@ -599,6 +599,84 @@ static void stats_prometheus_text(void) {
     brokk_broker_free(b);
 }
 
+/* The store view (docs/c-api.md, "Store view"): every topic of the store with what it retains
+ * and per group its deliveries by state, as JSON and Prometheus text; it makes no topic or
+ * group; outputs untouched on failure, CLOSED after close. */
+static void store_view_json_and_prometheus(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    for (int i = 0; i < 2; i++) CHECK_OK(publish_str(b, "sv.held", "1"));
+    brokk_delivery *d = NULL;
+    CHECK_OK(brokk_broker_fetch(b, "sv.jobs", 7, NULL, 0, &d)); /* makes the default group */
+    CHECK(d == NULL);
+    for (int i = 0; i < 3; i++) CHECK_OK(publish_str(b, "sv.jobs", "1"));
+    CHECK_OK(brokk_broker_fetch(b, "sv.jobs", 7, NULL, 0, &d));
+    CHECK(d != NULL);
+    char *json = NULL;
+    size_t len = 0;
+    if (CHECK_OK(brokk_broker_store_view_json(b, &json, &len))) {
+        CHECK_EQ(len, strlen(json));
+        jnode root;
+        if (jparse(json, len, &root)) {
+            jnode *backend = jget(&root, "backend");
+            CHECK(backend && backend->t == J_STR);
+            jnode *topics = jget(&root, "topics");
+            if (CHECK(topics && topics->t == J_OBJ)) CHECK_EQ(topics->n, 2);
+            jnode *held = jget(topics, "sv.held"), *jobs = jget(topics, "sv.jobs");
+            if (CHECK(held && jobs)) {
+                CHECK_EQ(jnum(held, "retained"), 2);
+                CHECK_EQ(jnum(held, "anonymous_groups"), 0);
+                jnode *groups = jget(held, "groups");
+                if (CHECK(groups && groups->t == J_OBJ)) CHECK_EQ(groups->n, 0);
+                CHECK_EQ(jnum(jobs, "retained"), 0);
+                jnode *g = jget(jget(jobs, "groups"), "default");
+                if (CHECK(g)) {
+                    CHECK_EQ(jnum(g, "ready"), 2);
+                    CHECK_EQ(jnum(g, "delayed"), 0);
+                    CHECK_EQ(jnum(g, "in_flight"), 1);
+                }
+                CHECK_EQ(jnum(jget(jobs, "anonymous"), "ready"), 0);
+            }
+            jfree(&root);
+        }
+        brokk_string_free(json);
+    }
+    char *text = NULL;
+    if (CHECK_OK(brokk_broker_store_view_prometheus(b, &text, &len))) {
+        CHECK_EQ(len, strlen(text));
+        CHECK(len > 0 && text[len - 1] == '\n');
+        CHECK(strstr(text, "# TYPE brokk_store_deliveries_ready gauge\n") != NULL);
+        CHECK(strstr(text, "\nbrokk_store_deliveries_ready{topic=\"sv.jobs\",group=\"default\"} 2\n") != NULL);
+        CHECK(strstr(text, "\nbrokk_store_deliveries_in_flight{topic=\"sv.jobs\",group=\"default\"} 1\n") != NULL);
+        CHECK(strstr(text, "\nbrokk_store_messages_retained{topic=\"sv.held\"} 2\n") != NULL);
+        brokk_string_free(text);
+    }
+    /* Looking made nothing: sv.held still has no group, so it still retains. */
+    CHECK_OK(publish_str(b, "sv.held", "1"));
+    uint64_t waiting = 0;
+    brokk_str t = {"sv.held", 7};
+    CHECK_OK(brokk_broker_count(b, &t, 1, &waiting));
+    CHECK_EQ(waiting, 3);
+    if (d) {
+        CHECK_OK(brokk_broker_ack(b, brokk_message_delivery_id(brokk_delivery_message(d))));
+        brokk_delivery_free(d);
+    }
+    text = (char *)"untouched";
+    len = 4242;
+    CHECK_STATUS(brokk_broker_store_view_json(NULL, &text, &len), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_store_view_json(b, NULL, &len), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_store_view_prometheus(NULL, &text, &len), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_store_view_prometheus(b, NULL, &len), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STREQ(text, "untouched");
+    CHECK_EQ(len, 4242);
+    brokk_close_report report;
+    CHECK_OK(brokk_broker_close(b, 0, true, &report));
+    CHECK_STATUS(brokk_broker_store_view_json(b, &text, &len), BROKK_STATUS_CLOSED);
+    CHECK_STATUS(brokk_broker_store_view_prometheus(b, &text, &len), BROKK_STATUS_CLOSED);
+    CHECK_STREQ(text, "untouched");
+    brokk_broker_free(b);
+}
+
 static const test_case TESTS[] = {
     TEST_CASE(json_parser_self_test),
     TEST_CASE(stats_reconcile_after_join),
@@ -609,6 +687,7 @@ static const test_case TESTS[] = {
     TEST_CASE(stats_json_strings_are_independent),
     TEST_CASE(stats_json_groups_and_retention),
     TEST_CASE(stats_prometheus_text),
+    TEST_CASE(store_view_json_and_prometheus),
 };
 
 int main(int argc, char **argv) { return RUN_TESTS("test_stats", TESTS, argc, argv); }

@@ -60,6 +60,8 @@ static const symbol SYMBOLS[] = {
     SYM(brokk_broker_stats),
     SYM(brokk_broker_stats_json),
     SYM(brokk_broker_stats_prometheus),
+    SYM(brokk_broker_store_view_json),
+    SYM(brokk_broker_store_view_prometheus),
     SYM(brokk_broker_subscribe),
     SYM(brokk_broker_unsubscribe),
     SYM(brokk_delivery_free),
@@ -89,7 +91,7 @@ static const symbol SYMBOLS[] = {
 #define N_SYMBOLS (sizeof SYMBOLS / sizeof SYMBOLS[0])
 
 static void every_symbol_links(void) {
-    CHECK_EQ(N_SYMBOLS, 63);
+    CHECK_EQ(N_SYMBOLS, 65);
     for (size_t i = 0; i < N_SYMBOLS; i++) {
         if (SYMBOLS[i].address == NULL) FAILF("%s has no address", SYMBOLS[i].name);
         for (size_t j = 0; j < i; j++)
@@ -174,6 +176,10 @@ static void signatures_are_pinned(void) {
         brokk_broker_stats_json;
     brokk_status (*p_stats_prometheus)(const brokk_broker *, char **, size_t *) =
         brokk_broker_stats_prometheus;
+    brokk_status (*p_store_view_json)(const brokk_broker *, char **, size_t *) =
+        brokk_broker_store_view_json;
+    brokk_status (*p_store_view_prometheus)(const brokk_broker *, char **, size_t *) =
+        brokk_broker_store_view_prometheus;
     void (*p_string_free)(char *) = brokk_string_free;
     const char *(*p_status_str)(uint32_t) = brokk_status_str;
     brokk_status_class (*p_classify)(uint32_t) = brokk_status_classify;
@@ -222,6 +228,7 @@ static void signatures_are_pinned(void) {
         (any_fn)p_delivery_id, (any_fn)p_subscription_id, (any_fn)p_attempt,
         (any_fn)p_timestamp,   (any_fn)p_set_reason,     (any_fn)p_stats,
         (any_fn)p_stats_json,  (any_fn)p_stats_prometheus, (any_fn)p_string_free,    (any_fn)p_status_str,
+        (any_fn)p_store_view_json, (any_fn)p_store_view_prometheus,
         (any_fn)p_classify,    (any_fn)p_subscribe,      (any_fn)p_unsubscribe,
         (any_fn)p_version,     (any_fn)p_version_number, (any_fn)p_abi_version,
         (any_fn)p_fetch,       (any_fn)p_delivery_message, (any_fn)p_delivery_free,

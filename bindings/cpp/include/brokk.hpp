@@ -993,9 +993,10 @@ public:
     /// The next `max` deliveries (1 to max_peek) that a fetch of consumer group `group`
     /// (nullopt: "default") on `topic` would get, in the order it would get them, without taking
     /// them (brokk_broker_peek): nothing is claimed, no attempt counted, no statistic or listener
-    /// event. Deliveries in flight and requeues still waiting out their delay are left out. A
-    /// topic or group that does not exist gives an empty vector and is not created. `max` out of
-    /// range: CallerError, INVALID_ARGUMENT.
+    /// event. Deliveries in flight and requeues still waiting out their delay are left out.
+    /// Nothing is created: a group that does not exist yet shows what the topic retains for its
+    /// first named group (empty once it has one). `max` out of range: CallerError,
+    /// INVALID_ARGUMENT.
     std::vector<Peeked> peek(std::string_view topic, std::optional<std::string_view> group = std::nullopt,
                              std::size_t max = 10) const {
         brokk_peek_result* result = nullptr;

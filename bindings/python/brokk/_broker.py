@@ -971,8 +971,9 @@ class Broker(Owned):
         """The next `max` deliveries (1 to 10 000) that a fetch of `group` (None: the group
         "default") on `topic` would get, in the order it would get them, without taking them:
         nothing is claimed, no attempt counted, no statistic or listener event. Deliveries in
-        flight and requeues still waiting out their delay are left out. A topic or group that
-        does not exist gives [] and is not created. `max` out of range:
+        flight and requeues still waiting out their delay are left out. Nothing is created: a
+        group that does not exist yet shows what the topic retains for its first named group
+        ([] once it has one). `max` out of range:
         ``InvalidArgumentError``, from the library."""
         topic_bytes = _topic_bytes(topic)
         group_bytes = _bytes("group", group)

@@ -2,7 +2,9 @@
 //!
 //! A dead-lettered message carries a "dead_letter" object in its metadata (the core's
 //! `settle.rs`): the original topic, group and message id, the attempts made and the reason.
-//! Listing peeks at the dead-letter topic's group without taking anything. Requeueing takes the
+//! Listing peeks at the dead-letter topic's group without taking anything; a dead-letter topic
+//! that no one consumes yet has no group, and then its peek shows what it retains, which the
+//! first group (a requeue's fetch makes it) takes over. Requeueing takes the
 //! messages from that group and, for each one chosen, publishes its payload (with its priority,
 //! its original id and its metadata minus "dead_letter") to its original topic, and only then
 //! acks it: if the process dies between the two, the dead letter is not acked, comes back to
@@ -55,7 +57,7 @@ pub fn run(broker: &Broker, args: &DeadLettersArgs, json: bool) -> Outcome {
     }
     let peeked = broker.peek(&args.topic, args.group.as_deref(), args.count)?;
     if peeked.is_empty() {
-        super::peek::retained_hint(broker, &args.topic)?;
+        super::peek::elsewhere_hint(broker, &args.topic, args.group.as_deref())?;
     }
     if json {
         return say(array(peeked.iter().map(|p| {

@@ -1,7 +1,7 @@
 //! `brokk peek`: the next messages a fetch of a group would get, without taking them
 //! (`Broker::peek`).
 
-use brokk_core::{Broker, MAX_PEEK};
+use brokk_core::{Broker, DEFAULT_GROUP, MAX_PEEK};
 
 use crate::args::PeekArgs;
 use crate::exit::{Failure, Outcome};
@@ -14,7 +14,7 @@ pub fn run(broker: &Broker, args: &PeekArgs, json: bool) -> Outcome {
     }
     let peeked = broker.peek(&args.topic, args.group.as_deref(), args.count)?;
     if peeked.is_empty() {
-        retained_hint(broker, &args.topic)?;
+        elsewhere_hint(broker, &args.topic, args.group.as_deref())?;
     }
     if json {
         return say(array(peeked.iter().map(|p| message_json(p.message(), Some(p.attempt())))));
@@ -24,15 +24,22 @@ pub fn run(broker: &Broker, args: &PeekArgs, json: bool) -> Outcome {
     say(lines.join("\n"))
 }
 
-/// When a peek showed nothing but the topic holds messages: they are retained (the topic has no
-/// consumer group yet; peek shows a group's queue only), so say so on stderr.
-pub fn retained_hint(broker: &Broker, topic: &str) -> Outcome {
-    let waiting = broker.count(Some(&[topic]))?;
-    if waiting > 0 {
-        eprintln!(
-            "brokk: {topic} holds {waiting} messages, none in this group: a topic keeps what is published to it \
-             until its first consumer group appears (a fetch, or dead-letters --requeue, creates one)"
-        );
+/// When a peek showed nothing but the topic holds messages: they wait in its other groups (a
+/// group that does not exist yet would get only what is published after it is made; what a
+/// topic retains before its first group is shown by peek), so say where on stderr.
+pub fn elsewhere_hint(broker: &Broker, topic: &str, group: Option<&str>) -> Outcome {
+    let view = broker.store_view()?;
+    let Some(t) = view.topic(topic) else { return Ok(()) };
+    let mut holders: Vec<String> =
+        t.groups.iter().filter(|g| g.depth.ready > 0).map(|g| format!("{} ({})", g.name, g.depth.ready)).collect();
+    if t.anonymous.ready > 0 {
+        holders.push(format!("{} anonymous groups ({})", t.anonymous_groups, t.anonymous.ready));
+    }
+    if !holders.is_empty() {
+        let group = group.unwrap_or(DEFAULT_GROUP);
+        let known = t.groups.iter().any(|g| g.name == group);
+        let note = if known { "" } else { "; a new group gets only what is published after it is made" };
+        eprintln!("brokk: nothing for group {group} of {topic}; ready in: {}{note}", holders.join(", "));
     }
     Ok(())
 }

@@ -1,25 +1,20 @@
-//! `brokk stats`: the statistics of this run's broker as a table, the stats JSON
-//! (docs/c-api.md, "Statistics") or the Prometheus text, once or every few seconds.
-//!
-//! On a shared store the counters are this process's own (a fresh broker's: zero) and the
-//! `queued` and `retained` gauges are the store's, for the topics this broker knows: those named
-//! on the command line.
+//! `brokk stats`: what the store holds, topic by topic and group by group (`Broker::store_view`:
+//! on SQLite and Redis every process's topics and groups, on memory this run's), as a table,
+//! JSON or Prometheus text, once or every few seconds. The JSON and Prometheus text also carry
+//! this run's broker statistics (docs/c-api.md, "Statistics"): its counters are this process's
+//! own, so on a shared store they say what this run did, nothing more.
 
 use std::sync::mpsc;
 use std::time::Duration;
 
-use brokk_core::{BatchMessage, Broker, BrokerStats, TopicStats};
+use brokk_core::{Broker, Depth, StoreView, TopicView};
+use serde_json::Value;
 
 use crate::args::StatsArgs;
-use crate::exit::{Failure, Outcome};
+use crate::exit::{Code, Failure, Outcome};
 use crate::{say, signals};
 
 pub fn run(broker: &Broker, args: &StatsArgs, json: bool) -> Outcome {
-    for topic in &args.topics {
-        // An empty batch publishes nothing; it makes the topic known to this broker, so that
-        // the snapshot shows it (with the store's gauges on SQLite and Redis).
-        broker.publish_batch(topic, &[] as &[BatchMessage<'_>])?;
-    }
     let Some(seconds) = args.watch else {
         return show(broker, args, json, false);
     };
@@ -39,67 +34,96 @@ pub fn run(broker: &Broker, args: &StatsArgs, json: bool) -> Outcome {
     }
 }
 
+/// The store view, less the topics not named when some are (a topic named that the store does
+/// not hold is shown empty: looking creates nothing).
+fn view(broker: &Broker, topics: &[String]) -> Result<StoreView, Failure> {
+    let mut view = broker.store_view()?;
+    if !topics.is_empty() {
+        view.topics = topics
+            .iter()
+            .map(|name| {
+                view.topic(name).cloned().unwrap_or_else(|| TopicView { name: name.clone(), ..Default::default() })
+            })
+            .collect();
+        view.topics.sort_by(|a, b| a.name.cmp(&b.name));
+        view.topics.dedup_by(|a, b| a.name == b.name);
+    }
+    Ok(view)
+}
+
 fn show(broker: &Broker, args: &StatsArgs, json: bool, watching: bool) -> Outcome {
+    let view = view(broker, &args.topics)?;
     let stats = broker.stats()?;
     if args.prometheus {
-        // The text ends with a newline of its own; a blank line separates refreshes.
-        return say(stats.to_prometheus().trim_end());
+        // Each text ends with a newline of its own; a blank line separates refreshes.
+        return say(format!("{}{}", view.to_prometheus(), stats.to_prometheus()).trim_end());
     }
     if json {
-        return say(stats.to_json());
+        // The stats JSON with the store view added as "store".
+        let parse = |text: String| {
+            serde_json::from_str::<Value>(&text)
+                .map_err(|e| Failure::new(Code::Fatal, format!("brokk wrote JSON it cannot read back: {e}")))
+        };
+        let mut doc = parse(stats.to_json())?;
+        if let Value::Object(members) = &mut doc {
+            members.insert("store".to_owned(), parse(view.to_json())?);
+        }
+        return say(doc.to_string());
     }
     if watching {
         // Clear the screen and go home (ANSI), as `watch` does.
         print!("\x1b[H\x1b[2J");
     }
-    say(table(&stats))
+    say(table(&view))
 }
 
-/// A column of the table: its header and the figure it shows.
-type Column = (&'static str, fn(&TopicStats) -> u64);
-
-const COLUMNS: &[Column] = &[
-    ("PUBLISHED", |t| t.published),
-    ("QUEUED", |t| t.queued),
-    ("IN_FLIGHT", |t| t.in_flight),
-    ("DELAYED", |t| t.delayed),
-    ("RETAINED", |t| t.retained),
-    ("PROCESSED", |t| t.processed),
-    ("FAILED", |t| t.failed),
-    ("REQUEUED", |t| t.requeued),
-    ("DEAD_LETTERED", |t| t.dead_lettered),
-    ("SUBS", |t| t.subscriptions),
-    ("GROUPS", |t| t.groups),
-];
-
-/// The table: one row per topic, then the totals, then the broker-wide figures.
-pub fn table(stats: &BrokerStats) -> String {
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    rows.push(std::iter::once("TOPIC".to_owned()).chain(COLUMNS.iter().map(|(h, _)| (*h).to_owned())).collect());
-    let mut topics: Vec<&TopicStats> = stats.topics.iter().collect();
-    topics.sort_by(|a, b| a.name.cmp(&b.name));
-    for t in topics.into_iter().chain(std::iter::once(&stats.totals)) {
-        let name = if t.name.is_empty() { "(total)".to_owned() } else { t.name.clone() };
-        rows.push(std::iter::once(name).chain(COLUMNS.iter().map(|(_, f)| f(t).to_string())).collect());
+/// One row per topic's named group (a topic with none: one row for the topic), one for its
+/// anonymous groups together, then a summary line.
+pub fn table(view: &StoreView) -> String {
+    let header = ["TOPIC", "GROUP", "READY", "DELAYED", "IN_FLIGHT", "RETAINED"];
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| (*h).to_owned()).collect()];
+    let row = |topic: &str, group: String, d: Depth, retained: u64| {
+        vec![
+            topic.to_owned(),
+            group,
+            d.ready.to_string(),
+            d.delayed.to_string(),
+            d.in_flight.to_string(),
+            retained.to_string(),
+        ]
+    };
+    for t in &view.topics {
+        // The retained figure is the topic's: on its first row only.
+        let mut retained = Some(t.retained);
+        for g in &t.groups {
+            rows.push(row(&t.name, g.name.clone(), g.depth, retained.take().unwrap_or(0)));
+        }
+        if t.anonymous_groups > 0 {
+            let name = format!("({} anonymous)", t.anonymous_groups);
+            rows.push(row(&t.name, name, t.anonymous, retained.take().unwrap_or(0)));
+        }
+        if let Some(retained) = retained {
+            rows.push(row(&t.name, "-".to_owned(), Depth::default(), retained));
+        }
     }
-    let widths: Vec<usize> = (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..header.len()).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in &rows {
         let cells: Vec<String> = row
             .iter()
             .enumerate()
-            .map(|(i, c)| if i == 0 { format!("{c:<w$}", w = widths[i]) } else { format!("{c:>w$}", w = widths[i]) })
+            .map(|(i, c)| if i < 2 { format!("{c:<w$}", w = widths[i]) } else { format!("{c:>w$}", w = widths[i]) })
             .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }
+    let named: usize = view.topics.iter().map(|t| t.groups.len()).sum();
+    let anonymous: u64 = view.topics.iter().map(|t| t.anonymous_groups).sum();
+    let waiting: u64 = view.topics.iter().map(TopicView::waiting).sum();
     out.push_str(&format!(
-        "topics {}  listeners {}  workers {} ({} active)  uptime {}",
-        stats.topics.len(),
-        stats.listeners,
-        stats.workers,
-        stats.workers_active,
-        crate::output::age(stats.uptime_ms)
+        "{}: {} topics, {named} named groups, {anonymous} anonymous, {waiting} messages waiting",
+        view.backend,
+        view.topics.len()
     ));
     out
 }

@@ -50,6 +50,13 @@ pub fn publish_count_peek_purge(url: &str) {
     assert_eq!(lines[0], "ID\tPRIORITY\tATTEMPT\tAGE\tPAYLOAD");
     assert!(lines[1].starts_with("urgent\t5\t1\t") && lines[1].ends_with(r#"{"n": 1.50}"#), "{text}");
 
+    // Another group would get only later messages: nothing shown, and stderr says where they are.
+    let out = brokk(Some(url), &["peek", "jobs", "--group", "latecomers"]);
+    expect_code(&out, 0);
+    assert_eq!(stdout(&out).lines().count(), 1, "the header only");
+    assert!(stderr(&out).contains("nothing for group latecomers of jobs; ready in: default (5)"), "{}", stderr(&out));
+    assert!(b.store_view().unwrap().topic("jobs").unwrap().groups.len() == 1, "peek made no group");
+
     // Peek took nothing: the test's broker fetches the first, and the CLI sees the rest.
     let d = b.fetch("jobs", None, Some(PATIENCE)).unwrap().unwrap();
     assert_eq!(d.message().id(), "urgent");
@@ -62,23 +69,54 @@ pub fn publish_count_peek_purge(url: &str) {
     b.close(Some(PATIENCE), false).unwrap();
 }
 
-/// stats of named topics: the store's queued gauge, as a table, JSON and Prometheus text.
-pub fn stats_show_the_store_gauges(url: &str) {
+/// stats: every topic and group of the store, with its depth (what another process made), as a
+/// table, JSON and Prometheus text; topics named narrow it down; nothing is made.
+pub fn stats_show_every_topic_and_group_of_the_store(url: &str) {
     let b = Broker::open(url).unwrap();
     make_default_group(&b, "metered");
     for i in 0..3 {
         b.publish("metered", format!("{i}").as_bytes(), &PublishOptions::default()).unwrap();
     }
-    let doc = ok_json(url, &["stats", "metered"]);
-    assert_eq!(doc["topics"]["metered"]["queued"], 3, "{doc}");
-    assert_eq!(doc["broker"]["topics"], 1);
-    let table = ok(url, &["stats", "metered"]);
-    let row: Vec<&str> = table.lines().find(|l| l.starts_with("metered")).unwrap().split_whitespace().collect();
-    assert_eq!(row[2], "3", "{table}"); // TOPIC PUBLISHED QUEUED ...
+    let held = b.fetch("metered", None, Some(PATIENCE)).unwrap().unwrap();
+    for i in 0..2 {
+        b.publish("parked", format!("{i}").as_bytes(), &PublishOptions::default()).unwrap();
+    }
+    let doc = ok_json(url, &["stats"]);
+    let store = &doc["store"];
+    assert!(store["backend"] == "sqlite" || store["backend"] == "redis", "{doc}");
+    assert_eq!(
+        store["topics"]["metered"]["groups"]["default"],
+        serde_json::json!({"ready": 2, "delayed": 0, "in_flight": 1}),
+        "{doc}"
+    );
+    assert_eq!(store["topics"]["parked"]["retained"], 2, "{doc}");
+    assert_eq!(store["topics"]["parked"]["groups"], serde_json::json!({}), "{doc}");
+    let table = ok(url, &["stats"]);
+    let row = |name: &str| -> Vec<String> {
+        let line = table.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name}: {table}"));
+        line.split_whitespace().map(str::to_owned).collect()
+    };
+    assert_eq!(row("metered"), ["metered", "default", "2", "0", "1", "0"], "{table}");
+    assert_eq!(row("parked"), ["parked", "-", "0", "0", "0", "2"], "{table}");
+    assert!(
+        table.lines().last().unwrap().contains("2 topics, 1 named groups, 0 anonymous, 4 messages waiting"),
+        "{table}"
+    );
     let prom = ok(url, &["stats", "--prometheus", "metered"]);
-    assert!(prom.contains("# TYPE brokk_deliveries_queued gauge\n"), "{prom}");
-    assert!(prom.contains("\nbrokk_deliveries_queued{topic=\"metered\"} 3\n"), "{prom}");
-    // Not a graceful close: that would wait for the three messages in its group.
+    assert!(prom.contains("# TYPE brokk_store_deliveries_ready gauge\n"), "{prom}");
+    assert!(prom.contains("\nbrokk_store_deliveries_ready{topic=\"metered\",group=\"default\"} 2\n"), "{prom}");
+    assert!(prom.contains("\nbrokk_store_deliveries_in_flight{topic=\"metered\",group=\"default\"} 1\n"), "{prom}");
+    assert!(!prom.contains("parked"), "only the topic named: {prom}");
+    // The broker's own statistics still follow (this run's: it published nothing).
+    assert!(prom.contains("# TYPE brokk_messages_published_total counter\n"), "{prom}");
+    // A topic named that the store does not hold is shown empty, and not made.
+    let doc = ok_json(url, &["stats", "nosuch"]);
+    assert_eq!(doc["store"]["topics"]["nosuch"]["retained"], 0, "{doc}");
+    let view = b.store_view().unwrap();
+    assert!(view.topic("nosuch").is_none(), "{view:?}");
+    assert_eq!(view.topics.len(), 2);
+    b.ack(held.id()).unwrap();
+    // Not a graceful close: that would wait for the two messages in its group.
     drop(b);
 }
 
@@ -120,7 +158,8 @@ pub fn tail_stops_cleanly_on_signals(url: &str) {
 /// fetched again from its original topic; an id not there is exit code 4.
 pub fn dead_letters_requeue_end_to_end(url: &str) {
     let b = Broker::open(url).unwrap();
-    make_default_group(&b, "dlq");
+    // The dead-letter topic has no group: it retains what is dead-lettered, and the listing
+    // shows that (what its first group would take over) without making one.
     let work = FetchOptions { group: Some("workers"), dead_letter_topic: Some("dlq"), ..Default::default() };
     assert!(b.fetch_with("work", &work, Some(Duration::ZERO)).unwrap().is_none());
     for (id, n) in [("w1", 1), ("w2", 2)] {
@@ -149,6 +188,9 @@ pub fn dead_letters_requeue_end_to_end(url: &str) {
     let text = ok(url, &["dead-letters", "dlq"]);
     assert!(text.lines().next().unwrap().ends_with("ORIGINAL_TOPIC\tORIGINAL_ID\tATTEMPTS\tREASON"), "{text}");
     assert_eq!(text.lines().count(), 3);
+    let view = b.store_view().unwrap();
+    let dlq = view.topic("dlq").unwrap();
+    assert_eq!((dlq.retained, dlq.groups.len()), (2, 0), "listing made no group: {view:?}");
 
     // By original id; the other stays.
     let out = ok(url, &["dead-letters", "dlq", "--requeue", "w1"]);

@@ -358,12 +358,24 @@ impl Broker {
     /// is counted, and no counter or listener event changes. Left out: deliveries in flight
     /// (handed out, or claimed by a push worker, and not settled; on SQLite and Redis also those
     /// whose lease ran out, until a fetch in some process takes them back) and requeues whose
-    /// delay has not run out. A group (or topic) that does not exist has nothing to show: the
-    /// result is empty, and peek does not create it. On SQLite and Redis this reads the store,
+    /// delay has not run out. Peek creates no group or topic. A group that does not exist yet
+    /// shows what a fetch that made it now would get: while the topic has no named group, the
+    /// messages it retains (the first named group takes them over), by priority then publish
+    /// order, at attempt 1; otherwise nothing. On SQLite and Redis this reads the store,
     /// whichever process published or consumes; what it shows may be taken by anyone a moment
     /// later.
     pub fn peek(&self, topic: &str, group: Option<&str>, max: usize) -> Result<Vec<Peeked>> {
         self.shared()?.peek(topic, group, max)
+    }
+
+    /// Every topic the store holds, with what it retains and, per consumer group, how many
+    /// deliveries are ready, delayed and in flight, read from the store without changing
+    /// anything (no topic or group is created, nothing is claimed, no counter or event
+    /// changes). On SQLite and Redis this is the whole file or prefix, whichever process made
+    /// the topics and groups; on memory, this broker's topics. See `StoreView` and
+    /// docs/semantics.md ("Store view").
+    pub fn store_view(&self) -> Result<crate::StoreView> {
+        self.shared()?.store_view()
     }
 
     /// Asks to be told, through `notify`, when `group` (`DEFAULT_GROUP` when None) on `topic`

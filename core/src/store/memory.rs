@@ -18,6 +18,7 @@ use super::{
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::{Delivery, Message, Peeked};
+use crate::view::{Depth, TopicView};
 
 /// Most deliveries a push worker takes at once when it alone consumes its group.
 const BATCH: usize = 16;
@@ -106,9 +107,33 @@ impl Store for MemoryStore {
 
     fn peek(&self, topic: &str, group: &str, max: usize) -> Result<Vec<Peeked>> {
         let Some(topic) = self.topics.read().get(topic).cloned() else { return Ok(Vec::new()) };
-        let queue = topic.state.lock().queues.iter().find(|q| q.name.as_deref() == Some(group)).cloned();
-        Ok(queue.map_or_else(Vec::new, |q| q.peek(max)))
+        let st = topic.state.lock();
+        let queue = st.queues.iter().find(|q| q.name.as_deref() == Some(group)).cloned();
+        match queue {
+            Some(q) => {
+                drop(st);
+                Ok(q.peek(max))
+            }
+            // No such group: the group a fetch would make takes over what the topic retains
+            // (none once a named group exists), into its queue by priority, in publish order.
+            None => Ok(retained_in_claim_order(&st.retained, max)),
+        }
     }
+
+    fn view(&self) -> Result<Vec<TopicView>> {
+        let topics: Vec<Arc<MemoryTopic>> = self.topics.read().values().cloned().collect();
+        let mut view: Vec<TopicView> = topics.iter().map(|t| t.view()).collect();
+        view.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(view)
+    }
+}
+
+/// What a new named group would hand out first of `retained` (publish order): the first `max`
+/// by priority, highest first, in publish order within one (a stable sort).
+fn retained_in_claim_order(retained: &VecDeque<Message>, max: usize) -> Vec<Peeked> {
+    let mut order: Vec<&Message> = retained.iter().collect();
+    order.sort_by_key(|m| Reverse(m.priority()));
+    order.into_iter().take(max).map(|m| Peeked::new(m.clone(), 1)).collect()
 }
 
 #[derive(Default)]
@@ -131,6 +156,18 @@ impl MemoryTopic {
     fn waiting(&self) -> u64 {
         let st = self.state.lock();
         st.retained.len() as u64 + st.queues.iter().map(|q| q.len() as u64).sum::<u64>()
+    }
+
+    /// See `Store::view`: one look under the topic's lock.
+    fn view(&self) -> TopicView {
+        let st = self.state.lock();
+        let mut view =
+            TopicView { name: self.name.to_string(), retained: st.retained.len() as u64, ..Default::default() };
+        for q in &st.queues {
+            view.add_group(q.name.as_deref().map(str::to_owned), q.depth());
+        }
+        view.sort_groups();
+        view
     }
 
     fn purge(&self) -> Purged {
@@ -266,11 +303,20 @@ pub(crate) struct MemoryQueue {
     /// Whether it takes `Requeue::At`: a store declared without delayed requeue refuses it, so
     /// that a core that forgot to emulate it fails its tests.
     delays: bool,
+    /// Deliveries claimed and not yet settled or requeued, for the store view only (the core
+    /// counts its own in flight per topic). Never read on a hot path.
+    claimed: AtomicUsize,
 }
 
 impl MemoryQueue {
     fn new(name: Option<Arc<str>>, delays: bool) -> Self {
-        MemoryQueue { name, levels: Mutex::new(Levels::default()), len: AtomicUsize::new(0), delays }
+        MemoryQueue {
+            name,
+            levels: Mutex::new(Levels::default()),
+            len: AtomicUsize::new(0),
+            delays,
+            claimed: AtomicUsize::new(0),
+        }
     }
 
     /// Adds deliveries all at once (a consumer sees all or none of them).
@@ -292,6 +338,22 @@ impl MemoryQueue {
         let now = Instant::now();
         let due = l.delayed.iter().filter(|(at, _)| *at <= now).take(max).map(|(_, d)| peeked(d)).collect();
         ready_then_due(ready, due, max)
+    }
+
+    /// See `Store::view`.
+    fn depth(&self) -> Depth {
+        let l = self.levels.lock();
+        Depth {
+            ready: l.len as u64,
+            delayed: l.delayed.len() as u64,
+            in_flight: self.claimed.load(Ordering::Relaxed) as u64,
+        }
+    }
+
+    /// A claimed delivery is settled or back in the queue (saturating: a late settle after the
+    /// queue was discarded finds it zero).
+    fn unclaimed(&self, n: usize) {
+        let _ = self.claimed.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| Some(c.saturating_sub(n)));
     }
 
     /// Removes every ready delivery; returns how many.
@@ -325,10 +387,14 @@ impl GroupQueue for MemoryQueue {
         }
         l.len -= taken;
         self.len.store(l.len, Ordering::Release);
+        if taken > 0 {
+            self.claimed.fetch_add(taken, Ordering::Relaxed);
+        }
         Ok(taken)
     }
 
-    fn settle(&self, _done: &[Delivery]) -> Result<()> {
+    fn settle(&self, done: &[Delivery]) -> Result<()> {
+        self.unclaimed(done.len());
         Ok(())
     }
 
@@ -352,6 +418,7 @@ impl GroupQueue for MemoryQueue {
     }
 
     fn requeue(&self, delivery: &Delivery, how: Requeue) -> Result<Requeued> {
+        self.unclaimed(1);
         let mut delivery = delivery.clone();
         delivery.subscription = 0;
         // Checked and put back under one lock, so that a discard is either before (Gone) or
@@ -416,6 +483,7 @@ impl GroupQueue for MemoryQueue {
         let mut l = self.levels.lock();
         let n = l.len + l.delayed.len();
         l.gone = true;
+        self.claimed.store(0, Ordering::Relaxed);
         l.rings.clear();
         l.delayed.clear();
         l.len = 0;

@@ -56,6 +56,7 @@ use memory::MemoryStore;
 use crate::config::{ParseUrl, Scheme};
 use crate::error::Result;
 use crate::message::{Delivery, Message, Peeked};
+use crate::view::TopicView;
 
 /// The backend table: one line per backend. A line gives the [`Backend`] variant and the
 /// options it carries, the backend's folder (module), its cargo feature, and its URL schemes.
@@ -359,9 +360,16 @@ pub(crate) trait Store: Send + Sync {
     /// out, in that order, read without changing anything: ready ones, then (at the back of
     /// their priority, as a claim promotes them) delayed requeues that are due. Leased ones are
     /// left out, including leases that ran out but no claim took back yet. A group that does
-    /// not exist in the store (or a topic) has none, and is not created. The caller checked
-    /// the names and `1 <= max <= MAX_PEEK`.
+    /// not exist in the store is not created; it shows what it would take over if a fetch made
+    /// it now: the messages the topic retains (none once the topic has a named group), by
+    /// priority, highest first, in publish order within one, at attempt 1. A topic that does
+    /// not exist has none. The caller checked the names and `1 <= max <= MAX_PEEK`.
     fn peek(&self, topic: &str, group: &str, max: usize) -> Result<Vec<Peeked>>;
+
+    /// Every topic the store holds (for memory: this broker's), by name, with what it retains
+    /// and, per group, its deliveries by state (see `crate::view`), read without changing
+    /// anything: no topic or group is created. Each topic is read at one moment.
+    fn view(&self) -> Result<Vec<TopicView>>;
 
     /// For a shared store: how to watch it. None: nothing outside this process changes it.
     fn watch(&self) -> Option<Watch> {

@@ -224,3 +224,42 @@ pub fn peek_sees_a_group_another_broker_uses(a: &Broker, b: &Broker) {
     a.ack(held.id()).unwrap();
     a.purge(None).unwrap();
 }
+
+/// `b` (another process, in effect) sees in its store view the topics and groups `a` made and
+/// holds: a named group with a delivery `a` holds, `a`'s ungrouped subscription (an anonymous
+/// group), and a topic that retains; and looking creates nothing in either broker.
+pub fn the_store_view_shows_what_another_broker_made(a: &Broker, b: &Broker) {
+    use brokk_core::{Delivery, Depth, PublishOptions, SubscribeOptions, Verdict};
+    use std::time::Duration;
+
+    assert!(a.fetch("made", Some("w"), Some(Duration::ZERO)).unwrap().is_none()); // makes the group
+    let sub = a.subscribe("made", |_: &Delivery| Verdict::Ack, &SubscribeOptions::default()).unwrap();
+    for _ in 0..3 {
+        a.publish("made", b"1", &PublishOptions::default()).unwrap();
+    }
+    a.publish("parked", b"1", &PublishOptions::default()).unwrap();
+    let held = a.fetch("made", Some("w"), Some(Duration::from_secs(30))).unwrap().expect("a delivery");
+    // Until the subscription has handled its three copies (bounded; not a speed assertion).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let view = loop {
+        let view = b.store_view().unwrap();
+        let t = view.topic("made").expect("a's topic");
+        if t.anonymous == Depth::default() || std::time::Instant::now() > deadline {
+            break view;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let made = view.topic("made").expect("a's topic");
+    assert_eq!(made.groups.len(), 1, "{view:?}");
+    assert_eq!(
+        (made.groups[0].name.as_str(), made.groups[0].depth),
+        ("w", Depth { ready: 2, delayed: 0, in_flight: 1 })
+    );
+    assert_eq!((made.anonymous_groups, made.anonymous), (1, Depth::default()), "{view:?}");
+    assert_eq!(view.topic("parked").map(|t| (t.retained, t.groups.len())), Some((1, 0)));
+    assert!(b.stats().unwrap().topics.is_empty(), "b made no topic of its own");
+    assert_eq!(a.count(Some(&["parked"])).unwrap(), 1, "still retained: no group was made");
+    a.ack(held.id()).unwrap();
+    a.unsubscribe(sub).unwrap();
+    a.purge(None).unwrap();
+}

@@ -20,6 +20,7 @@ mod peek;
 mod publish;
 mod ready;
 mod settle;
+mod view;
 mod watch;
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};

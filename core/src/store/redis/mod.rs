@@ -50,6 +50,7 @@ mod scripts;
 mod stream;
 mod tls;
 mod topic;
+mod view;
 mod watch;
 
 use std::collections::{HashMap, HashSet};
@@ -326,6 +327,10 @@ impl Store for RedisStore {
 
     fn peek(&self, topic: &str, group: &str, max: usize) -> Result<Vec<Peeked>> {
         topic::peek(&self.local, topic, group, max)
+    }
+
+    fn view(&self) -> Result<Vec<crate::view::TopicView>> {
+        view::view(&self.local, self.select(None)?)
     }
 
     fn purge(&self, topics: Option<&[&str]>) -> Result<Vec<Purged>> {

@@ -21,7 +21,11 @@ script!(SETTLE, "settle.lua");
 script!(REQUEUE, "requeue.lua");
 script!(RENEW, "renew.lua");
 script!(GROUP_FIGURES, "group_figures.lua");
-script!(PEEK, "peek.lua");
+// Peek of a group not registered shows what it would take over (`retained_order.lua`).
+pub(super) static PEEK: Lazy<Script> = Lazy::new(|| {
+    Script::new(concat!(include_str!("lua/lib.lua"), include_str!("lua/retained_order.lua"), include_str!("lua/peek.lua")))
+});
 script!(TOPIC_FIGURES, "topic_figures.lua");
 script!(PURGE, "purge.lua");
 script!(RELEASE_CONSUMERS, "release_consumers.lua");
+script!(VIEW, "view.lua");

@@ -54,6 +54,7 @@ mod reads;
 mod schema;
 mod seam;
 mod tx;
+mod view;
 
 #[cfg(test)]
 mod tests;

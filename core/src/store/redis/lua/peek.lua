@@ -3,11 +3,12 @@
 -- (in stream order), then the entries never handed out, then the delayed deliveries that are
 -- due (a claim promotes them to the back of their priority, in due order). Leased entries are
 -- left out, those whose lease ran out too (a claim takes them back, with attempt + 1). A
--- missing group has none, and is not registered.
+-- missing group is not registered; it shows what it would take over if registered now: the
+-- messages the topic retains (retained_order.lua).
 -- Returns seven values per delivery: attempt, id, payload, has metadata, metadata, priority,
 -- time.
 local g, max = ARGV[2], tonumber(ARGV[3])
-if not group_exists(g) then return {} end
+if not group_exists(g) then return retained_in_claim_order(max) end
 local now = server_now()
 
 local out = {}

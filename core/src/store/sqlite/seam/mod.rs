@@ -38,11 +38,12 @@ use std::time::Duration;
 
 use crate::sync::Mutex;
 
-use super::{SqliteConfig, SqliteFile, SqliteOptions, StoredDelivery, SyncLevel, Synchronous};
+use super::{SqliteConfig, SqliteFile, SqliteOptions, StoredDelivery, StoredMessage, SyncLevel, Synchronous};
 use crate::message::{now_ms, Message, Peeked};
 use crate::error::Result;
 use crate::store::shared::{self, Owner};
 use crate::store::{ready_then_due, Purged, Store, StoreKind, TopicStore, Watch};
+use crate::view::TopicView;
 use queue::SqliteQueue;
 use topic::SqliteTopic;
 
@@ -105,13 +106,19 @@ impl Store for SqliteStore {
     }
 
     fn peek(&self, topic: &str, group: &str, max: usize) -> Result<Vec<Peeked>> {
-        let Some((ready, due)) = self.local.file.peek(topic, group, max, now_ms())? else { return Ok(Vec::new()) };
-        let peeked = |row: StoredDelivery| {
-            let m = row.message;
-            let message = Message::restore(topic, &m.id, &m.payload, m.metadata.as_deref(), m.priority, m.timestamp_ms);
-            Peeked::new(message, row.attempt)
+        let restore =
+            |m: StoredMessage| Message::restore(topic, &m.id, &m.payload, m.metadata.as_deref(), m.priority, m.timestamp_ms);
+        let Some((ready, due)) = self.local.file.peek(topic, group, max, now_ms())? else {
+            // No such group: what a fetch that made it now would take over.
+            let retained = self.local.file.peek_retained(topic, max)?;
+            return Ok(retained.into_iter().map(|m| Peeked::new(restore(m), 1)).collect());
         };
+        let peeked = |row: StoredDelivery| Peeked::new(restore(row.message), row.attempt);
         Ok(ready_then_due(ready.into_iter().map(peeked).collect(), due.into_iter().map(peeked).collect(), max))
+    }
+
+    fn view(&self) -> Result<Vec<TopicView>> {
+        self.local.file.view()
     }
 
     fn batch_size(&self, contended: bool, deadline: bool) -> usize {

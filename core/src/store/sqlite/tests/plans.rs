@@ -5,6 +5,7 @@ use super::super::leases::{
 };
 use super::super::publish::INSERT_DELIVERY;
 use super::super::reads::{MAY_CLAIM, NEXT_DUE, PEEK_DUE, WAITING};
+use super::super::view::{PEEK_RETAINED, VIEW_GROUPS, VIEW_TOPICS};
 use super::*;
 
 /// The query plan of `sql`, one line per step.
@@ -75,4 +76,26 @@ fn pollers_probe_indexes_only() {
     let p = plan(&f, NEXT_DUE);
     assert!(p.contains("deliveries_delayed (group_id=?)") && p.contains("deliveries_leased (group_id=?)"), "{p}");
     assert!(!p.contains("TEMP B-TREE") && !p.contains("SCAN deliveries"), "{p}");
+}
+
+#[test]
+fn the_store_view_and_peek_of_retained_messages_never_walk_the_backlog() {
+    let dir = TempDir::new("plans-view");
+    let f = open(&dir.file("s.db"));
+    publish_ids(&f, "t", &["a"]);
+    // Topics in name order by their unique index (no sort); groups are few and read whole.
+    let p = plan(&f, VIEW_TOPICS);
+    assert!(p.contains("SCAN topics USING INDEX sqlite_autoindex_topics_1") && !p.contains("TEMP B-TREE"), "{p}");
+    // Per group, the delayed and leased rows are counted on their partial indexes; the ready
+    // rows are not walked at all (the group's counter).
+    let p = plan(&f, VIEW_GROUPS);
+    assert!(p.contains("COVERING INDEX deliveries_delayed (group_id=?)"), "{p}");
+    assert!(p.contains("COVERING INDEX deliveries_leased (group_id=?)"), "{p}");
+    assert!(!p.contains("SCAN deliveries"), "{p}");
+    // One topic's retained entries by the primary key; the priority order is a sort of those
+    // only (bounded by the retention limit), never of the backlog.
+    let p = plan(&f, PEEK_RETAINED);
+    assert!(p.contains("SEARCH r USING PRIMARY KEY (topic_id=?)"), "{p}");
+    assert!(p.contains("SEARCH m USING INTEGER PRIMARY KEY"), "{p}");
+    assert!(!p.contains("SCAN"), "{p}");
 }
