@@ -51,6 +51,8 @@ static const symbol SYMBOLS[] = {
     SYM(brokk_broker_publish_with),
     SYM(brokk_broker_purge),
     SYM(brokk_broker_remove_listener),
+    SYM(brokk_broker_set_log_callback),
+    SYM(brokk_log_set_callback),
     SYM(brokk_broker_stats),
     SYM(brokk_broker_stats_json),
     SYM(brokk_broker_subscribe),
@@ -82,7 +84,7 @@ static const symbol SYMBOLS[] = {
 #define N_SYMBOLS (sizeof SYMBOLS / sizeof SYMBOLS[0])
 
 static void every_symbol_links(void) {
-    CHECK_EQ(N_SYMBOLS, 56);
+    CHECK_EQ(N_SYMBOLS, 58);
     for (size_t i = 0; i < N_SYMBOLS; i++) {
         if (SYMBOLS[i].address == NULL) FAILF("%s has no address", SYMBOLS[i].name);
         for (size_t j = 0; j < i; j++)
@@ -193,6 +195,10 @@ static void signatures_are_pinned(void) {
     brokk_status (*p_cancel_reset)(const brokk_cancel *) = brokk_cancel_reset;
     bool (*p_cancel_is_cancelled)(const brokk_cancel *) = brokk_cancel_is_cancelled;
     void (*p_cancel_free)(brokk_cancel *) = brokk_cancel_free;
+    brokk_status (*p_log_set_callback)(brokk_log_level, brokk_log_cb, void *, brokk_free_cb) =
+        brokk_log_set_callback;
+    brokk_status (*p_broker_set_log_callback)(const brokk_broker *, brokk_log_level, brokk_log_cb,
+                                              void *, brokk_free_cb) = brokk_broker_set_log_callback;
     any_fn all[] = {
         (any_fn)p_new,         (any_fn)p_free, (any_fn)p_release,         (any_fn)p_publish,
         (any_fn)p_ack,         (any_fn)p_nack,           (any_fn)p_join,
@@ -212,7 +218,7 @@ static void signatures_are_pinned(void) {
         (any_fn)p_topic_name_part, (any_fn)p_fetch_batch_until, (any_fn)p_take_until,
         (any_fn)p_join_until,  (any_fn)p_cancel_new,     (any_fn)p_cancel_new_checked,
         (any_fn)p_cancel_trigger, (any_fn)p_cancel_reset, (any_fn)p_cancel_is_cancelled,
-        (any_fn)p_cancel_free,
+        (any_fn)p_cancel_free, (any_fn)p_log_set_callback, (any_fn)p_broker_set_log_callback,
     };
     CHECK_EQ(sizeof all / sizeof all[0], N_SYMBOLS);
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) CHECK(all[i] != NULL);
