@@ -620,7 +620,7 @@ fn the_log_hears_listener_overflow_and_close_reports_at_their_levels(k: &Kit) {
     // Once when an overflow starts (Warn) and once when it ends (Info), not per event: the
     // listener thread may take an event between two publishes, so there may be several.
     let heard = logs.of("brokk::listener");
-    assert!(heard.len() % 2 == 0 && heard.len() <= 40, "{heard:?}");
+    assert!(heard.len().is_multiple_of(2) && heard.len() <= 40, "{heard:?}");
     for (i, (level, message)) in heard.iter().enumerate() {
         let (want, text) = if i % 2 == 0 { (Level::Warn, "is full") } else { (Level::Info, "takes events again") };
         assert_eq!(*level, want, "{heard:?}");
