@@ -1012,7 +1012,7 @@ brokk_status brokk_broker_remove_listener(const struct brokk_broker *broker, uin
 /// thread returns last, possibly this one. A callback never replaced is never released. With a
 /// NULL `cb`, or on failure, nothing is taken and `free_user_data` is not called.
 /// Threads: any thread, at any time, from inside a callback included. A record being emitted
-/// while the callback is replaced reaches the old or the new one.
+/// while the callback is replaced reaches the old or the new one (none if it was removed).
 /// Errors: INVALID_ARGUMENT (unknown `max_level`).
 brokk_status brokk_log_set_callback(brokk_log_level max_level,
                                     brokk_log_cb cb,
@@ -1025,8 +1025,9 @@ brokk_status brokk_log_set_callback(brokk_log_level max_level,
 /// Takes: with a non-NULL `cb`, on success, `user_data` belongs to the broker: `free_user_data`
 /// (may be NULL) runs exactly once, after the last call of the callback has returned: when it
 /// is replaced or removed (on this thread, or on a thread whose call of it was still running),
-/// or at the latest during brokk_broker_free. With a NULL `cb`, or on failure, nothing is taken
-/// and `free_user_data` is not called.
+/// or at the latest during brokk_broker_free (after brokk_broker_release: when its teardown
+/// completes, on a brokk thread). With a NULL `cb`, or on failure, nothing is taken and
+/// `free_user_data` is not called.
 /// Threads: any thread, including from inside a callback of this broker.
 /// Errors: NULL_ARGUMENT, INVALID_ARGUMENT (unknown `max_level`).
 brokk_status brokk_broker_set_log_callback(const struct brokk_broker *broker,
