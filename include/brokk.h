@@ -386,6 +386,23 @@ typedef struct brokk_listener {
     brokk_free_cb free_user_data;
 } brokk_listener;
 
+/// How much a log record matters, most severe first. A plain integer, checked: unknown values
+/// get BROKK_STATUS_INVALID_ARGUMENT. A callback set to a level gets that level and every more
+/// severe one.
+typedef uint32_t brokk_log_level;
+
+/// Receives one log record. `target` names the part of brokk that speaks ("brokk::redis",
+/// "brokk::sqlite", "brokk::lease", "brokk::listener", "brokk::close", ...); `message` is one
+/// line of text for a person. Both are NUL-terminated UTF-8, valid only during the call.
+/// Runs on the brokk thread that saw the event (a worker, the timer, the poller, the listener
+/// thread) or on the host's thread inside a brokk call, possibly on several threads at once,
+/// never with a brokk lock held. It may call brokk functions (setting a log callback included),
+/// must return promptly (the thread that logs waits for it) and must not unwind into brokk.
+typedef void (*brokk_log_cb)(void *user_data,
+                             brokk_log_level level,
+                             const char *target,
+                             const char *message);
+
 /// Every field of a message view at once (what the brokk_message_* accessors return one by
 /// one), for bindings that copy a whole message per delivery: one call instead of eleven.
 /// Filled by brokk_message_read; the views in it are valid as long as the message view.
@@ -618,6 +635,23 @@ typedef struct brokk_subscription_options {
 /// Nothing is retained: a message published while its topic has no group is counted unrouted
 /// and goes nowhere (plain publish/subscribe).
 #define BROKK_RETENTION_OFF 3
+
+/// brokk lost something or cannot go on as asked.
+#define BROKK_LOG_ERROR 1
+
+/// Something an operator should look at: a store outage, a lease that ran out, listener events
+/// dropped, a close that left work behind, a long wait for SQLite's write lock.
+#define BROKK_LOG_WARN 2
+
+/// Normal but notable: a store connection regained, a close that left nothing behind, a dead
+/// process's groups collected.
+#define BROKK_LOG_INFO 3
+
+/// Detail for diagnosing: each failed reconnection attempt, short lock waits.
+#define BROKK_LOG_DEBUG 4
+
+/// Everything else.
+#define BROKK_LOG_TRACE 5
 
 /// (Only from brokk_broker_notify_ready.) Nothing is known yet: the callback was registered and
 /// will run exactly once.
@@ -1025,6 +1059,40 @@ brokk_status brokk_broker_add_listener(const struct brokk_broker *broker,
 /// Threads: any thread, including from a handler or listener.
 /// Errors: NULL_ARGUMENT, UNKNOWN_LISTENER, CLOSED.
 brokk_status brokk_broker_remove_listener(const struct brokk_broker *broker, uint64_t listener_id);
+
+/// Sets the process-wide log callback: it receives the records of every broker that has no
+/// callback of its own (brokk_broker_set_log_callback), and those of opening a store (before a
+/// broker exists), up to `max_level`. A NULL `cb` makes them silent again, which is the
+/// default; nothing is logged, or even formatted, while no callback listens.
+/// Takes: with a non-NULL `cb`, on success, `user_data` belongs to brokk: `free_user_data`
+/// (may be NULL) runs exactly once, when the callback is replaced (by another call of this
+/// function) and every call of it still running on other threads has returned; on whichever
+/// thread returns last, possibly this one. A callback never replaced is never released. With a
+/// NULL `cb`, or on failure, nothing is taken and `free_user_data` is not called.
+/// Threads: any thread, at any time, from inside a callback included. A record being emitted
+/// while the callback is replaced reaches the old or the new one (none if it was removed).
+/// Errors: INVALID_ARGUMENT (unknown `max_level`).
+brokk_status brokk_log_set_callback(brokk_log_level max_level,
+                                    brokk_log_cb cb,
+                                    void *user_data,
+                                    brokk_free_cb free_user_data);
+
+/// Gives `broker` a log callback of its own, taking its records (its store's included) up to
+/// `max_level` instead of the process-wide callback. A NULL `cb` removes it: the broker's
+/// records go to the process-wide callback again. Works on a closed broker too.
+/// Takes: with a non-NULL `cb`, on success, `user_data` belongs to the broker: `free_user_data`
+/// (may be NULL) runs exactly once, after the last call of the callback has returned: when it
+/// is replaced or removed (on this thread, or on a thread whose call of it was still running),
+/// or at the latest during brokk_broker_free (after brokk_broker_release: when its teardown
+/// completes, on a brokk thread). With a NULL `cb`, or on failure, nothing is taken and
+/// `free_user_data` is not called.
+/// Threads: any thread, including from inside a callback of this broker.
+/// Errors: NULL_ARGUMENT, INVALID_ARGUMENT (unknown `max_level`).
+brokk_status brokk_broker_set_log_callback(const struct brokk_broker *broker,
+                                           brokk_log_level max_level,
+                                           brokk_log_cb cb,
+                                           void *user_data,
+                                           brokk_free_cb free_user_data);
 
 /// The topic the message was published on.
 /// Returns: a view valid as long as `msg` (see brokk_message); empty for NULL.

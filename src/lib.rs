@@ -14,6 +14,7 @@ pub mod consumer;
 mod fork;
 pub mod last_error;
 pub mod listener;
+pub mod log;
 pub mod message;
 pub mod names;
 pub mod peek;

@@ -62,7 +62,8 @@ type Options struct {
 	// that panicked (logged at slog.LevelError with the topic, delivery and subscription ids,
 	// attempt, panic value and stack; the delivery is nacked) and a listener callback that
 	// panicked (at slog.LevelError with the event and panic value). nil: slog.Default() at the
-	// time of each report.
+	// time of each report. When set, it also receives this broker's log records (see
+	// SetLogger), instead of the process-wide logger.
 	Logger *slog.Logger
 }
 
@@ -134,6 +135,12 @@ func Open(url string, opts *Options) (*Broker, error) {
 		return nil, err
 	}
 	b := &Broker{ptr: p, logger: logger}
+	if logger != nil {
+		if err := b.setBrokerLogger(p, logger); err != nil {
+			C.brokk_broker_free(p)
+			return nil, err
+		}
+	}
 	// The safety net for a broker dropped without Close. Its argument is the C pointer, not
 	// b, so b stays collectable.
 	b.cleanup = runtime.AddCleanup(b, freeDropped, p)

@@ -249,6 +249,25 @@ gbrokk_result gbrokk_broker_add_listener(const brokk_broker *broker, uintptr_t h
     return result(brokk_broker_add_listener(broker, &listener, listener_id_out));
 }
 
+static void log_trampoline(void *user_data, brokk_log_level level, const char *target,
+                           const char *message) {
+    gbrokkLog((uintptr_t)user_data, level, (char *)target, (char *)message);
+}
+
+/* Every level: the Go side asks the slog.Logger whether it takes each record (its level may
+ * change at any time; brokk's records are rare). */
+gbrokk_result gbrokk_log_set_callback(bool set, uintptr_t handle) {
+    if (!set) return result(brokk_log_set_callback(BROKK_LOG_TRACE, NULL, NULL, NULL));
+    return result(
+        brokk_log_set_callback(BROKK_LOG_TRACE, log_trampoline, (void *)handle, free_trampoline));
+}
+
+gbrokk_result gbrokk_broker_set_log_callback(const brokk_broker *broker, bool set, uintptr_t handle) {
+    if (!set) return result(brokk_broker_set_log_callback(broker, BROKK_LOG_TRACE, NULL, NULL, NULL));
+    return result(brokk_broker_set_log_callback(broker, BROKK_LOG_TRACE, log_trampoline,
+                                                (void *)handle, free_trampoline));
+}
+
 gbrokk_result gbrokk_broker_remove_listener(const brokk_broker *broker, uint64_t listener_id) {
     return result(brokk_broker_remove_listener(broker, listener_id));
 }

@@ -86,6 +86,10 @@ gbrokk_result gbrokk_broker_subscribe(const brokk_broker *broker, const char *to
 gbrokk_result gbrokk_broker_add_listener(const brokk_broker *broker, uintptr_t handle,
                                          uint32_t events, uint64_t *listener_id_out);
 
+/* Log callbacks (log.go): with `set` false the callback is removed (NULL) and `handle` unused. */
+gbrokk_result gbrokk_log_set_callback(bool set, uintptr_t handle);
+gbrokk_result gbrokk_broker_set_log_callback(const brokk_broker *broker, bool set, uintptr_t handle);
+
 /* Publish without a pointer from Go to a Go output: the options come as scalars (`has_options`
  * false means NULL options) and the id comes back in the result, so nothing Go passes has to
  * live on the heap (cgo moves every Go object whose address it passes to the heap). */

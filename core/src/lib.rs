@@ -28,6 +28,7 @@ mod fork_gate;
 mod handler;
 mod json;
 mod listener;
+pub mod log;
 mod message;
 mod names;
 mod prometheus;

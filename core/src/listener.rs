@@ -15,6 +15,7 @@ use crate::broker::quiesce::Quiesce;
 use crate::broker::reentry;
 use crate::error::{Error, ErrorKind, Result};
 use crate::handler::Reason;
+use crate::log::{log, Log};
 use crate::message::Delivery;
 
 /// Observer of broker events. Every method has an empty default. Methods run on the broker's
@@ -88,11 +89,16 @@ pub(crate) struct ListenerHub {
     stop_tx: Sender<()>,
     stop_rx: Receiver<()>,
     dropped: AtomicU64,
+    /// The queue is dropping events: set by the first drop, cleared by the next event that fits,
+    /// so that an overflow is logged once when it starts and once when it ends.
+    overflowing: AtomicBool,
+    capacity: usize,
+    log: Log,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl ListenerHub {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize, log: Log) -> Self {
         let (tx, rx) = crossbeam_channel::bounded(capacity);
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
         ListenerHub {
@@ -104,6 +110,9 @@ impl ListenerHub {
             stop_tx,
             stop_rx,
             dropped: AtomicU64::new(0),
+            overflowing: AtomicBool::new(false),
+            capacity,
+            log,
             thread: Mutex::new(None),
         }
     }
@@ -168,10 +177,23 @@ impl ListenerHub {
         }
         quiesce.add_events(1);
         match self.tx.try_send(make()) {
-            Ok(()) => {}
+            Ok(()) => {
+                if self.overflowing.load(Ordering::Relaxed) && self.overflowing.swap(false, Ordering::Relaxed) {
+                    log!(
+                        self.log,
+                        Info,
+                        "brokk::listener",
+                        "the listener queue takes events again ({} dropped since the broker started)",
+                        self.dropped()
+                    );
+                }
+            }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 quiesce.done_events(1);
+                if !self.overflowing.swap(true, Ordering::Relaxed) {
+                    log!(self.log, Warn, "brokk::listener", "the listener queue is full ({} events): listener events are being dropped (a listener is too slow; see listener_events_dropped, or raise listener_queue_capacity)", self.capacity);
+                }
             }
         }
     }

@@ -11,10 +11,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
+use brokk_core::log::Level;
 use brokk_core::{
     Backpressure, BatchMessage, Broker, BrokerConfig, Cancel, Delivery, Depth, ErrorKind, FetchOptions, GroupView,
     Listener, PublishOptions, RetentionPolicy, SubscribeOptions, Taken, Verdict,
 };
+use common::logs::Logs;
 use common::Kit;
 
 const LONG: Duration = Duration::from_secs(30);
@@ -588,6 +590,72 @@ fn join_and_close_time_out_on_a_blocked_handler_and_never_hang(k: &Kit) {
     drop(opener);
     drop(b);
     assert_eq!(finalised.load(SeqCst), 1);
+}
+
+/// A listener whose publish events wait until `0` is set: fills the listener queue.
+struct Stuck(Arc<AtomicBool>);
+impl Listener for Stuck {
+    fn on_publish(&self, _: &Delivery) {
+        while !self.0.load(SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// The broker's own log sink hears a listener queue overflow (Warn when it starts, Info when it
+/// ends) and a close that left work behind (Warn), nothing above its level, and is dropped
+/// with the broker.
+fn the_log_hears_listener_overflow_and_close_reports_at_their_levels(k: &Kit) {
+    let b = k.with(BrokerConfig { worker_threads: 1, listener_queue_capacity: 1, ..Default::default() });
+    let logs = Logs::on(&b, Level::Info);
+    let gate = Arc::new(AtomicBool::new(false));
+    b.add_listener(Stuck(gate.clone())).unwrap();
+    for i in 0..20 {
+        publish(&b, "overflow", &i.to_string());
+    }
+    eventually("the overflow warning", || logs.of("brokk::listener").iter().any(|(l, _)| *l == Level::Warn));
+    gate.store(true, SeqCst);
+    b.join(Some(LONG)).unwrap();
+    publish(&b, "overflow", "20");
+    // Once when an overflow starts (Warn) and once when it ends (Info), not per event: the
+    // listener thread may take an event between two publishes, so there may be several.
+    let heard = logs.of("brokk::listener");
+    assert!(heard.len().is_multiple_of(2) && heard.len() <= 40, "{heard:?}");
+    for (i, (level, message)) in heard.iter().enumerate() {
+        let (want, text) = if i % 2 == 0 { (Level::Warn, "is full") } else { (Level::Info, "takes events again") };
+        assert_eq!(*level, want, "{heard:?}");
+        assert!(message.contains(text), "{heard:?}");
+    }
+
+    let release = Arc::new(AtomicBool::new(false));
+    let r = release.clone();
+    let options = SubscribeOptions { group: Some("workers"), ..auto() };
+    b.subscribe(
+        "busy",
+        move |_: &Delivery| {
+            while !r.load(SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Verdict::Ack
+        },
+        &options,
+    )
+    .unwrap();
+    for i in 0..3 {
+        publish(&b, "busy", &i.to_string());
+    }
+    eventually("a handler running", || b.stats().unwrap().workers_active == 1);
+    let report = b.close(Some(Duration::from_millis(20)), false);
+    release.store(true, SeqCst);
+    assert!(report.unwrap().remaining > 0);
+    let closed = logs.of("brokk::close");
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!(closed[0].0, Level::Warn);
+    assert!(closed[0].1.contains("unfinished"), "{}", closed[0].1);
+    assert!(logs.all().iter().all(|(l, _, _)| *l <= Level::Info), "nothing above the sink's level");
+    assert_eq!(logs.sinks(), 1);
+    drop(b);
+    assert_eq!(logs.sinks(), 0, "the sink goes with the broker");
 }
 
 fn force_close_drops_everything_at_once(k: &Kit) {
@@ -2059,6 +2127,7 @@ on_every_backend!(
     a_slow_or_panicking_listener_never_holds_up_delivery,
     join_and_close_time_out_on_a_blocked_handler_and_never_hang,
     force_close_drops_everything_at_once,
+    the_log_hears_listener_overflow_and_close_reports_at_their_levels,
     nothing_runs_after_the_last_handle_is_dropped,
     dropping_the_last_handle_inside_a_handler_finishes_teardown_later,
     unsubscribe_drops_waiting_deliveries_and_runs_the_finaliser_once,

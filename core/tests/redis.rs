@@ -17,10 +17,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use brokk_core::log::Level;
 use brokk_core::{
     BatchMessage, Broker, BrokerConfig, Delivery, ErrorKind, FetchOptions, PublishOptions, SubscribeOptions, Taken,
     Verdict,
 };
+use common::logs::Logs;
 use common::redis_server::{self, RedisServer};
 use common::shared_store::{eventually, grouped, payload_of, recorder, Seen, LONG};
 
@@ -410,6 +412,7 @@ fn a_killed_brokers_ungrouped_subscription_is_collected() {
     let prefix = prefix("collect");
     let url = url(&prefix, "&lease_ms=300");
     let alive = Broker::open(&url).unwrap();
+    let logs = Logs::on(&alive, Level::Info);
     let mut watcher = Proc::spawn("watcher", &url, &[]);
     assert_eq!(watcher.next(), "watching");
     watcher.kill();
@@ -420,6 +423,7 @@ fn a_killed_brokers_ungrouped_subscription_is_collected() {
     eventually("the silent owner's group to be removed", || alive.count(Some(&["news"])).unwrap() == 0);
     alive.publish("news", b"5", &PublishOptions::default()).unwrap();
     assert_eq!(alive.stats().unwrap().totals.retained, 1, "no group left: retained");
+    eventually("the collection logged", || logs.of("brokk::redis").iter().any(|(_, m)| m.contains("silent")));
 }
 
 /// What waits in a named group and what a topic retains outlive the broker; a delivery held at
@@ -524,6 +528,7 @@ fn a_restarted_server_loses_nothing_acknowledged() {
 fn a_failed_ack_can_be_retried_and_an_abandoned_one_comes_back() {
     let mut server = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "always"]);
     let b = Broker::open(&format!("{}?lease_ms=600&timeout_ms=300", server.url())).unwrap();
+    let logs = Logs::on(&b, Level::Info);
     assert!(b.fetch("jobs", Some("w"), Some(Duration::ZERO)).unwrap().is_none());
     for p in ["1", "2"] {
         b.publish("jobs", p.as_bytes(), &PublishOptions::default()).unwrap();
@@ -537,6 +542,12 @@ fn a_failed_ack_can_be_retried_and_an_abandoned_one_comes_back() {
     }
     server.restart();
     eventually("the retried ack to go through", || b.ack(first.id()).is_ok());
+    // The outage and its end: Warn when the connection was lost, Info once it is back (the
+    // failed attempts in between are Debug, below this sink's level).
+    let heard = logs.of("brokk::redis");
+    assert!(heard.len() >= 2, "{heard:?}");
+    assert!(heard[0].0 == Level::Warn && heard[0].1.contains("connection lost"), "{heard:?}");
+    assert!(heard.iter().any(|(l, m)| *l == Level::Info && m.contains("connected again")), "{heard:?}");
     let again = b.fetch("jobs", Some("w"), Some(LONG)).unwrap().expect("the abandoned delivery comes back");
     assert_eq!((payload_of(&again), again.attempt()), (payload_of(&second), 2));
     b.ack(again.id()).unwrap();

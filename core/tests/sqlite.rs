@@ -15,7 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Barrier};
 use std::time::Duration;
 
+use brokk_core::log::Level;
 use brokk_core::{BatchMessage, Broker, Delivery, ErrorKind, FetchOptions, PublishOptions, SubscribeOptions, Verdict};
+use common::logs::Logs;
 use common::shared_store::{eventually, grouped, payload_of, recorder, Seen, LONG};
 use common::Kit;
 
@@ -494,6 +496,7 @@ fn a_killed_brokers_ungrouped_subscription_is_collected() {
     let kit = Kit::sqlite("collect");
     let path = kit.dir().join("s.db");
     let alive = open(&path, LEASE_OPTION);
+    let logs = Logs::on(&alive, Level::Info);
     let (mut watcher, said) = spawn_child("watcher", &path);
     assert_eq!(said.recv_timeout(LONG).expect("the watcher subscribes"), "watching");
     kill(&mut watcher);
@@ -505,4 +508,38 @@ fn a_killed_brokers_ungrouped_subscription_is_collected() {
     // The topic has no group any more: what comes now is retained for the first named one.
     alive.publish("news", b"5", &PublishOptions::default()).unwrap();
     assert_eq!(alive.stats().unwrap().totals.retained, 1);
+    let collected = logs.of("brokk::sqlite");
+    assert!(collected.iter().any(|(l, m)| *l == Level::Info && m.contains("silent")), "{collected:?}");
+}
+
+/// Waiting for the write lock another connection holds is logged once the wait is over (Info
+/// from 100 ms), naming the file; giving up after the busy timeout is a warning.
+#[test]
+fn waits_for_the_write_lock_are_logged() {
+    let kit = Kit::sqlite("lock-waits");
+    let path = kit.dir().join("s.db");
+    let impatient = open(&path, "?busy_timeout_ms=150");
+    let patient = open(&path, "?busy_timeout_ms=10000");
+    let (gave_up, waited) = (Logs::on(&impatient, Level::Debug), Logs::on(&patient, Level::Debug));
+    assert!(patient.fetch("jobs", Some("w"), Some(Duration::ZERO)).unwrap().is_none());
+    let locker = rusqlite::Connection::open(&path).unwrap();
+    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let e = impatient.publish("jobs", b"1", &PublishOptions::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable);
+    let gave_up = gave_up.of("brokk::sqlite");
+    assert!(matches!(&gave_up[..], [(Level::Warn, m)] if m.contains("gave up") && m.contains("s.db")), "{gave_up:?}");
+
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            locker.execute_batch("COMMIT").unwrap();
+        });
+        patient.publish("jobs", b"2", &PublishOptions::default()).unwrap();
+    });
+    let waited = waited.of("brokk::sqlite");
+    assert!(
+        matches!(&waited[..], [(Level::Info | Level::Warn, m)] if m.contains("waited") && m.contains("s.db")),
+        "{waited:?}"
+    );
+    assert_eq!(patient.purge(None).unwrap(), 1);
 }

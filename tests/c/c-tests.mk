@@ -27,7 +27,7 @@ CT_SRC   := tests/c
 CT_OUT   := $(BUILD)/c-tests
 CT_PROGS := test_basics test_lifecycle test_publish test_delivery test_ack test_listeners \
             test_stats test_close test_reentry test_threads test_consumer test_batch test_reliability test_cancel \
-            test_peek test_ready \
+            test_peek test_ready test_log \
             test_symbols header_cpp
 # Programs only the SQLite and Redis stages run (they need a store shared between processes).
 CT_SQLITE_PROGS := test_processes

@@ -57,6 +57,8 @@ static const symbol SYMBOLS[] = {
     SYM(brokk_broker_publish_with),
     SYM(brokk_broker_purge),
     SYM(brokk_broker_remove_listener),
+    SYM(brokk_broker_set_log_callback),
+    SYM(brokk_log_set_callback),
     SYM(brokk_broker_stats),
     SYM(brokk_broker_stats_json),
     SYM(brokk_broker_stats_prometheus),
@@ -91,7 +93,7 @@ static const symbol SYMBOLS[] = {
 #define N_SYMBOLS (sizeof SYMBOLS / sizeof SYMBOLS[0])
 
 static void every_symbol_links(void) {
-    CHECK_EQ(N_SYMBOLS, 65);
+    CHECK_EQ(N_SYMBOLS, 67);
     for (size_t i = 0; i < N_SYMBOLS; i++) {
         if (SYMBOLS[i].address == NULL) FAILF("%s has no address", SYMBOLS[i].name);
         for (size_t j = 0; j < i; j++)
@@ -219,6 +221,10 @@ static void signatures_are_pinned(void) {
         brokk_broker_notify_ready;
     brokk_status (*p_forget_ready)(const brokk_broker *, const char *, size_t, const char *, size_t,
                                    uint64_t, bool *) = brokk_broker_forget_ready;
+    brokk_status (*p_log_set_callback)(brokk_log_level, brokk_log_cb, void *, brokk_free_cb) =
+        brokk_log_set_callback;
+    brokk_status (*p_broker_set_log_callback)(const brokk_broker *, brokk_log_level, brokk_log_cb,
+                                              void *, brokk_free_cb) = brokk_broker_set_log_callback;
     any_fn all[] = {
         (any_fn)p_new,         (any_fn)p_free, (any_fn)p_release,         (any_fn)p_publish,
         (any_fn)p_ack,         (any_fn)p_nack,           (any_fn)p_join,
@@ -242,6 +248,7 @@ static void signatures_are_pinned(void) {
         (any_fn)p_cancel_free, (any_fn)p_peek,         (any_fn)p_peek_count,
         (any_fn)p_peek_read,   (any_fn)p_peek_free,
         (any_fn)p_notify_ready, (any_fn)p_forget_ready,
+        (any_fn)p_log_set_callback, (any_fn)p_broker_set_log_callback,
     };
     CHECK_EQ(sizeof all / sizeof all[0], N_SYMBOLS);
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) CHECK(all[i] != NULL);

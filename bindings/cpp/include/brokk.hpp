@@ -858,6 +858,58 @@ inline const brokk_str* views_data(const std::vector<brokk_str>& views) noexcept
 
 }  // namespace detail
 
+// ---- the operator log -------------------------------------------------------------------------
+
+/// How much a log record matters (brokk_log_level), most severe first.
+enum class LogLevel : std::uint32_t {
+    Error = BROKK_LOG_ERROR,
+    Warn = BROKK_LOG_WARN,
+    Info = BROKK_LOG_INFO,
+    Debug = BROKK_LOG_DEBUG,
+    Trace = BROKK_LOG_TRACE,
+};
+
+/// Receives brokk's log records (brokk_log_cb): what an operator needs to hear (a store outage
+/// and reconnection, a lease that ran out, a dead process's groups collected, listener events
+/// dropped, a long wait for SQLite's write lock, what a close left behind). `target` names the
+/// part of brokk that speaks ("brokk::redis", "brokk::close", ...); both views are valid only
+/// during the call. It runs on the brokk thread that saw the event, or on the thread inside a
+/// brokk call, possibly on several at once, with no brokk lock held; an exception it throws is
+/// swallowed (the record is lost).
+using LogHandler = std::function<void(LogLevel level, std::string_view target, std::string_view message)>;
+
+namespace detail {
+
+inline void log_trampoline(void* user_data, brokk_log_level level, const char* target, const char* message) noexcept {
+    call_quietly(*static_cast<LogHandler*>(user_data), static_cast<LogLevel>(level), std::string_view(target),
+                 std::string_view(message));
+}
+
+/// Registers `handler` through `set` (one of the two C setters, bound to its other arguments):
+/// an empty handler removes the callback.
+template <class Set>
+void set_log_handler(LogHandler handler, Set&& set) {
+    if (!handler) {
+        check(set(nullptr, nullptr, nullptr));
+        return;
+    }
+    auto owned = std::make_unique<LogHandler>(std::move(handler));
+    check(set(&log_trampoline, owned.get(), &delete_user_data<LogHandler>));
+    owned.release();  // brokk owns it now: deleted once its last call has returned
+}
+
+}  // namespace detail
+
+/// Sets the process-wide log handler (brokk_log_set_callback): it receives, up to `max_level`,
+/// the records of every broker without a handler of its own (BrokerRef::set_log_handler) and
+/// those of opening a store. An empty handler silences them again, which is the default. The
+/// previous handler is destroyed once no call of it is running.
+inline void set_log_handler(LogHandler handler, LogLevel max_level = LogLevel::Info) {
+    detail::set_log_handler(std::move(handler), [max_level](brokk_log_cb cb, void* ud, brokk_free_cb free) {
+        return brokk_log_set_callback(static_cast<brokk_log_level>(max_level), cb, ud, free);
+    });
+}
+
 // ---- the broker ------------------------------------------------------------------------------
 
 /// A non-owning handle on a broker, with every operation. Copyable; valid until the owning
@@ -1101,6 +1153,17 @@ public:
     /// brokk_broker_remove_listener.
     void remove_listener(std::uint64_t listener_id) const {
         detail::check(brokk_broker_remove_listener(raw_, listener_id));
+    }
+
+    /// Gives this broker a log handler of its own (brokk_broker_set_log_callback), taking its
+    /// records up to `max_level` instead of the process-wide handler; an empty one removes it
+    /// (back to the process-wide handler). The previous handler is destroyed once no call of it
+    /// is running; the last one at the latest when the broker is freed.
+    void set_log_handler(LogHandler handler, LogLevel max_level = LogLevel::Info) const {
+        const brokk_broker* raw = raw_;
+        detail::set_log_handler(std::move(handler), [raw, max_level](brokk_log_cb cb, void* ud, brokk_free_cb free) {
+            return brokk_broker_set_log_callback(raw, static_cast<brokk_log_level>(max_level), cb, ud, free);
+        });
     }
 
     /// brokk_broker_stats.

@@ -74,6 +74,8 @@ from ._ffi import (
 from ._ffi import (
     LIBRARY_PATH,
 )
+from ._log import TRACE as LOG_TRACE
+from ._log import route_to_logging
 from ._message import Message, Requeue, Verdict, requeue
 from ._names import topic_name
 from ._peek import Peeked
@@ -107,6 +109,7 @@ __all__ = [
     "InvalidURLError",
     "InvalidUTF8Error",
     "LIBRARY_PATH",
+    "LOG_TRACE",
     "MAX_CONCURRENCY",
     "Message",
     "NotJSONError",
@@ -134,6 +137,7 @@ __all__ = [
     "abi_version",
     "classify",
     "requeue",
+    "route_to_logging",
     "topic_name",
     "version",
     "version_number",

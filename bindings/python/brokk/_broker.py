@@ -10,6 +10,7 @@ import ctypes
 import dataclasses
 import enum
 import json
+import logging
 import math
 import os
 import threading
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterable
 from ctypes import POINTER, byref, c_char, c_size_t, c_uint64, c_void_p
 from typing import Any
 
-from . import _callbacks, _ffi, _peek, _threadstate
+from . import _callbacks, _ffi, _log, _peek, _threadstate
 from ._cancel import Cancel, Wait
 from ._errors import (
     ClosedError,
@@ -1045,6 +1046,15 @@ class Broker(Owned):
             listener_id = entry[1] if entry else 0  # 0 is never issued: UNKNOWN_LISTENER
         with self._use() as ptr:
             check(lib.brokk_broker_remove_listener(ptr, _u64("listener", listener_id)))
+
+    # ---- operator log --------------------------------------------------------------------------
+
+    def set_logger(self, logger: logging.Logger | None) -> None:
+        """Sends this broker's log records (its store's included) to `logger` and its children
+        per target ("brokk::redis" to ``logger.getChild("redis")``) instead of the "brokk"
+        logger; None sends them back there. See brokk._log."""
+        with self._use() as ptr:
+            _log.set_broker_logger(ptr, self, logger)
 
     # ---- statistics ----------------------------------------------------------------------------
 

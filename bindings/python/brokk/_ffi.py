@@ -69,6 +69,11 @@ BROKK_VERDICT_LATER = 3
 BROKK_READINESS_PENDING = 0
 BROKK_READINESS_READY = 1
 BROKK_READINESS_CLOSED = 2
+BROKK_LOG_ERROR = 1
+BROKK_LOG_WARN = 2
+BROKK_LOG_INFO = 3
+BROKK_LOG_DEBUG = 4
+BROKK_LOG_TRACE = 5
 
 # enum brokk_status
 BROKK_STATUS_OK = 0
@@ -115,6 +120,7 @@ brokk_retention_policy = c_uint32
 brokk_backpressure = c_uint32
 brokk_verdict = c_uint32
 brokk_readiness = c_uint32
+brokk_log_level = c_uint32
 
 # ---- opaque handles ------------------------------------------------------------------------------
 
@@ -151,6 +157,8 @@ brokk_free_cb = CFUNCTYPE(None, c_void_p)
 brokk_handler_cb = CFUNCTYPE(brokk_verdict, c_void_p, POINTER(brokk_message))
 brokk_cancel_check_cb = CFUNCTYPE(c_bool, c_void_p)
 brokk_ready_cb = CFUNCTYPE(None, c_void_p, brokk_readiness)
+# Its strings are NUL-terminated, but bound like the others: the trampoline reads addresses.
+brokk_log_cb = CFUNCTYPE(None, c_void_p, brokk_log_level, POINTER(c_char), POINTER(c_char))
 
 # ---- structs -------------------------------------------------------------------------------------
 
@@ -438,6 +446,11 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "brokk_last_error": (c_char_p, []),
     "brokk_broker_add_listener": (brokk_status, [_P(brokk_broker), _P(brokk_listener), _P(c_uint64)]),
     "brokk_broker_remove_listener": (brokk_status, [_P(brokk_broker), c_uint64]),
+    "brokk_log_set_callback": (brokk_status, [brokk_log_level, brokk_log_cb, c_void_p, brokk_free_cb]),
+    "brokk_broker_set_log_callback": (
+        brokk_status,
+        [_P(brokk_broker), brokk_log_level, brokk_log_cb, c_void_p, brokk_free_cb],
+    ),
     "brokk_message_topic": (brokk_str, [_P(brokk_message)]),
     "brokk_message_payload": (brokk_str, [_P(brokk_message)]),
     "brokk_message_metadata": (brokk_str, [_P(brokk_message)]),

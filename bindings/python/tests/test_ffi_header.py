@@ -168,6 +168,7 @@ def test_opaque_types_and_callback_typedefs(header):
         "brokk_handler_cb",
         "brokk_cancel_check_cb",
         "brokk_ready_cb",
+        "brokk_log_cb",
     }
     for name, (ret, args) in header["callbacks"].items():
         cb = getattr(_ffi, name)

@@ -211,7 +211,7 @@ impl Broker {
     /// than everything (`store::Capabilities`).
     #[cfg(test)]
     pub(crate) fn with_store(config: &BrokerConfig, store: Box<dyn crate::store::Store>) -> Result<Broker> {
-        Ok(Broker::on(Shared::start_on(config, store)?))
+        Ok(Broker::on(Shared::start_on(config, store, crate::log::Log::default())?))
     }
 
     fn on(shared: Arc<Shared>) -> Broker {
@@ -506,6 +506,19 @@ impl Broker {
     /// processes. This broker's ungrouped subscriptions' groups are removed with what they had.
     pub fn close(&self, timeout: Option<Duration>, force: bool) -> Result<CloseReport> {
         self.shared()?.close(timeout, force)
+    }
+
+    /// Gives this broker a log sink of its own, taking records up to `max` (see `crate::log`):
+    /// its records, its store's included, go there instead of to the process-wide sink. `None`
+    /// removes it (back to the process-wide sink). Works on a closed broker too; the sink is
+    /// dropped at the latest when the broker is torn down.
+    pub fn set_log_sink(
+        &self,
+        max: crate::log::Level,
+        sink: Option<std::sync::Arc<dyn crate::log::LogSink>>,
+    ) -> Result<()> {
+        self.shared()?.log().set(max, sink);
+        Ok(())
     }
 }
 

@@ -93,10 +93,17 @@ macro_rules! backends {
             }
 
             /// Opens (for a shared store: reaches, checks, creates if missing) the store.
+            #[cfg(test)]
             pub(crate) fn open(&self) -> Result<Box<dyn Store>> {
+                self.open_logged(&crate::log::Log::default())
+            }
+
+            /// `open`, the store logging to `log` (the broker's; unused by memory alone).
+            #[cfg_attr(not(any(feature = "sqlite", feature = "redis")), allow(unused_variables))]
+            pub(crate) fn open_logged(&self, log: &crate::log::Log) -> Result<Box<dyn Store>> {
                 match self {
                     Backend::Memory => Ok(Box::new(MemoryStore::new())),
-                    $(#[cfg(feature = $feature)] Backend::$variant(c) => $module::open(c),)*
+                    $(#[cfg(feature = $feature)] Backend::$variant(c) => $module::open(c, log),)*
                 }
             }
         }

@@ -3,6 +3,7 @@
 //! (a server per test binary, each test under key prefixes of its own).
 #![allow(dead_code)]
 
+pub mod logs;
 pub mod redis_server;
 pub mod shared_store;
 

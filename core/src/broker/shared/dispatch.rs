@@ -23,6 +23,7 @@ use crate::cancel::Interrupt;
 use crate::error::{Error, ErrorKind, Result};
 use crate::handler::{Reason, Verdict};
 use crate::listener::Event;
+use crate::log::log;
 use crate::message::Delivery;
 use crate::names::{validate_group, validate_topic};
 use crate::stats::TopicCounters;
@@ -203,6 +204,7 @@ impl Shared {
             if replaced {
                 // A shared store gave this broker the same delivery again (its lease ran out
                 // before it was settled): the old hand-out can no longer settle anything.
+                log!(self.log, Warn, "brokk::lease", "delivery {} of topic {} (group {}) came back after its lease ran out: handed out again (attempt {}); the earlier hand-out can no longer settle it", delivery.id, group.topic, group.name.as_deref().unwrap_or("(ungrouped)"), delivery.attempt);
                 self.count_lapsed(c);
                 self.quiesce.done_deliveries(1);
             }

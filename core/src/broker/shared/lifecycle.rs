@@ -15,6 +15,7 @@ use crate::cancel::Interrupt;
 use crate::error::{Error, ErrorKind, Result};
 use crate::handler::Handler;
 use crate::listener::{Event, Listener};
+use crate::log::log;
 use crate::names::{validate_group, validate_topic};
 use crate::stats::BrokerStats;
 
@@ -309,11 +310,37 @@ impl Shared {
             // Every worker is idle: this returns at once.
             self.join_threads();
         }
-        Ok(match (force, drained) {
+        let report = match (force, drained) {
             (true, _) => CloseReport { remaining: 0, dropped: dropped + discarded, retained_discarded },
             (false, true) => CloseReport { remaining: 0, dropped: 0, retained_discarded },
             (false, false) => CloseReport { remaining: held + waiting, dropped: 0, retained_discarded },
-        })
+        };
+        self.log_close(&report, timeout, force);
+        Ok(report)
+    }
+
+    /// The close report, for the operator: Info when nothing was left behind, Warn otherwise.
+    fn log_close(&self, r: &CloseReport, timeout: Option<Duration>, force: bool) {
+        let how = match (force, timeout) {
+            (true, _) => "forced close".to_owned(),
+            (false, Some(t)) => format!("close (timeout {} ms)", t.as_millis()),
+            (false, None) => "close".to_owned(),
+        };
+        let store = self.store.name();
+        if *r == CloseReport::default() {
+            log!(self.log, Info, "brokk::close", "broker on {store} closed ({how}): nothing left behind");
+        } else {
+            log!(
+                self.log,
+                Warn,
+                "brokk::close",
+                "broker on {store} closed ({how}): {} deliveries unfinished when time ran out, {} dropped, {} retained \
+                 messages discarded",
+                r.remaining,
+                r.dropped,
+                r.retained_discarded
+            );
+        }
     }
 
     /// Moves to CLOSED, drops everything waiting in this process (retained, queued, or awaiting
@@ -436,5 +463,7 @@ impl Shared {
         drop(groups);
         drop(topics);
         self.listeners.clear(&self.quiesce);
+        // Nothing of this broker logs any more: its sink's finaliser runs now, like the others.
+        self.log.set(crate::log::Level::Error, None);
     }
 }

@@ -44,6 +44,7 @@ use super::workers::Pool;
 use crate::config::{Backpressure, BrokerConfig, RetentionPolicy, DEFAULT_PUBLISH_TIMEOUT};
 use crate::error::{Error, ErrorKind, Result};
 use crate::listener::{Event, ListenerHub};
+use crate::log::Log;
 use crate::stats::TopicCounters;
 use crate::store::{Capabilities, GroupQueue, Retention, Store, StoreKind};
 
@@ -93,6 +94,9 @@ pub(crate) struct Shared {
     started: Instant,
     /// Serialises teardown steps that must not interleave (shutdown, thread joins, clearing).
     teardown: Mutex<()>,
+    /// Where this broker's records go (its own sink, else the process-wide one); its store and
+    /// listener hub hold clones.
+    log: Log,
 }
 
 fn retention(config: &BrokerConfig) -> Retention {
@@ -112,11 +116,13 @@ impl Shared {
         config.resolved_listener_queue()?;
         config.backend.check()?;
         // Last of the checks: opening a store may create its file.
-        Shared::start_on(config, config.backend.open()?)
+        let log = Log::default();
+        let store = config.backend.open_logged(&log)?;
+        Shared::start_on(config, store, log)
     }
 
     /// `start` on a store already open (the core's tests give it stores that declare less).
-    pub(crate) fn start_on(config: &BrokerConfig, store: Box<dyn Store>) -> Result<Arc<Shared>> {
+    pub(crate) fn start_on(config: &BrokerConfig, store: Box<dyn Store>, log: Log) -> Result<Arc<Shared>> {
         let workers = config.resolved_workers()?;
         let max_payload = config.resolved_max_payload()?;
         let listener_queue = config.resolved_listener_queue()?;
@@ -137,7 +143,7 @@ impl Shared {
             subscriptions: RwLock::default(),
             pending: PendingAcks::new(),
             plain_policy: Arc::default(),
-            listeners: Arc::new(ListenerHub::new(listener_queue)),
+            listeners: Arc::new(ListenerHub::new(listener_queue, log.clone())),
             quiesce: Arc::new(Quiesce::default()),
             pool: Pool::new(workers),
             ids: IdGenerator::new(),
@@ -149,6 +155,7 @@ impl Shared {
             workers_active: AtomicU64::new(0),
             started: Instant::now(),
             teardown: Mutex::new(()),
+            log,
         });
         let owner = shared.owner();
         let spawned = (|| -> std::io::Result<()> {
@@ -189,6 +196,10 @@ impl Shared {
 
     fn state(&self) -> u8 {
         self.state.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn log(&self) -> &Log {
+        &self.log
     }
 
     pub(crate) fn birth(&self) -> &Birth {

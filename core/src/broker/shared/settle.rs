@@ -20,6 +20,7 @@ use crate::broker::PublishOptions;
 use crate::error::{Error, ErrorKind, Result};
 use crate::handler::Reason;
 use crate::listener::Event;
+use crate::log::log;
 use crate::message::Delivery;
 use crate::stats::TopicCounters;
 use crate::store::{Requeue, Requeued};
@@ -263,6 +264,13 @@ impl Shared {
                 entry.counters.expired.fetch_add(1, Ordering::Relaxed);
                 let ms = entry.policy.ack_deadline.map_or(0, |d| d.as_millis());
                 let reason = format!("ack deadline of {ms} ms passed (attempt {attempt})");
+                log!(
+                    self.log,
+                    Warn,
+                    "brokk::lease",
+                    "delivery {id} of topic {} reclaimed: {reason}",
+                    entry.delivery.topic()
+                );
                 let group = entry.group.upgrade();
                 let outcome = Outcome::Requeue(reason.into(), None);
                 match self.settle(entry.delivery, group.as_ref(), &entry.counters, &entry.policy, outcome) {

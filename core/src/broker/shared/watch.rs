@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::Shared;
 use crate::broker::poller::Woken;
+use crate::log::log;
 
 impl Shared {
     pub(super) fn run_poller(&self) {
@@ -35,7 +36,15 @@ impl Shared {
             let now = Instant::now();
             if now >= heartbeat_at {
                 // A failure shows at the next one; leases outlast two missed heartbeats.
-                let _ = self.store.heartbeat();
+                if let Err(e) = self.store.heartbeat() {
+                    log!(
+                        self.log,
+                        Warn,
+                        "brokk::lease",
+                        "heartbeat failed; this broker's leases run out if it keeps failing: {}",
+                        e.message()
+                    );
+                }
                 heartbeat_at = now + watch.heartbeat;
             }
             // A failing look counts as a change: look at the groups themselves.

@@ -46,6 +46,7 @@ use ::redis::{Cmd, ConnectionAddr, ConnectionLike, Parser, RedisError, RedisResu
 use super::dial::Dialer;
 use super::stream::Stream;
 use super::RedisConfig;
+use crate::log::{log, Log};
 use crate::error::{Error, ErrorKind, Result};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(20);
@@ -386,6 +387,10 @@ struct Backoff {
     delay: Duration,
     /// Why the last attempt failed, for the errors of calls made meanwhile.
     last: String,
+    /// Since when the server cannot be reached (a connection broke or could not be made), and
+    /// how many connection attempts failed since: for the log's outage and reconnection records.
+    down_since: Option<Instant>,
+    attempts: u32,
 }
 
 pub(super) struct Pool {
@@ -399,6 +404,9 @@ pub(super) struct Pool {
     backoff: Mutex<Backoff>,
     /// The store is being opened: a failure means no broker was made (see `fail`).
     opening: AtomicBool,
+    /// Where outages and reconnections are logged (the broker's log; the store's other
+    /// records too).
+    pub log: Log,
 }
 
 impl Pool {
@@ -432,9 +440,52 @@ impl Pool {
             replicas: config.replicas,
             address,
             idle: Mutex::new(Vec::new()),
-            backoff: Mutex::new(Backoff { not_before: None, delay: FIRST_BACKOFF, last: String::new() }),
+            backoff: Mutex::new(Backoff {
+                not_before: None,
+                delay: FIRST_BACKOFF,
+                last: String::new(),
+                down_since: None,
+                attempts: 0,
+            }),
             opening: AtomicBool::new(true),
+            log: Log::default(),
         })
+    }
+
+    /// This pool, logging to `log`.
+    pub fn with_log(mut self, log: &Log) -> Pool {
+        self.log = log.clone();
+        self
+    }
+
+    /// The server cannot be reached (`why`): logged at Warn when an outage starts, at Debug for
+    /// each further failed attempt.
+    fn went_down(&self, why: &str, attempt: bool) {
+        let (first, attempts) = {
+            let mut b = self.backoff.lock();
+            let first = b.down_since.is_none();
+            b.down_since.get_or_insert_with(Instant::now);
+            b.attempts += u32::from(attempt);
+            (first, b.attempts)
+        };
+        let address = &self.address;
+        if first {
+            log!(self.log, Warn, "brokk::redis", "redis {address}: connection lost: {why}; calls fail with Unavailable until it comes back");
+        } else if attempt {
+            log!(self.log, Debug, "brokk::redis", "redis {address}: still cannot connect (attempt {attempts}): {why}");
+        }
+    }
+
+    /// A connection was made: logs the end of an outage, if one was going on.
+    fn came_back(&self) {
+        let outage = {
+            let mut b = self.backoff.lock();
+            b.down_since.take().map(|since| (since.elapsed(), std::mem::take(&mut b.attempts)))
+        };
+        if let Some((lasted, attempts)) = outage {
+            let address = &self.address;
+            log!(self.log, Info, "brokk::redis", "redis {address}: connected again after {} ms ({attempts} failed connection attempts)", lasted.as_millis());
+        }
     }
 
     /// What makes the connections to a single server (None on a cluster), for a connection of
@@ -527,6 +578,8 @@ impl Pool {
                 let mut b = self.backoff.lock();
                 b.not_before = None;
                 b.delay = FIRST_BACKOFF;
+                drop(b);
+                self.came_back();
                 Ok(c)
             }
             Err(no) => {
@@ -551,6 +604,8 @@ impl Pool {
                 b.not_before = Some(Instant::now() + b.delay);
                 b.delay = (b.delay * 2).min(MAX_BACKOFF);
                 b.last = reason;
+                drop(b);
+                self.went_down(&no.reason(&self.address, self.timeout), true);
                 Err(err)
             }
         }
@@ -614,6 +669,9 @@ impl Pool {
                     // The others were most likely cut by the same fault (a restarted server):
                     // drop them too, rather than fail one call on each of them later.
                     self.idle.lock().clear();
+                    if connection_level(&e) {
+                        self.went_down(&format!("{what}: {e}"), false);
+                    }
                 } else {
                     self.put_back(conn);
                 }

@@ -78,8 +78,8 @@ pub mod exports {
 }
 
 /// Opens the store the options name (the backend table's `open`).
-pub(crate) fn open(config: &RedisConfig) -> crate::error::Result<Box<dyn super::Store>> {
-    Ok(Box::new(RedisStore::open(config)?))
+pub(crate) fn open(config: &RedisConfig, log: &crate::log::Log) -> crate::error::Result<Box<dyn super::Store>> {
+    Ok(Box::new(RedisStore::open(config, log)?))
 }
 
 /// How often the poller reads the topics' write counters while this broker has consumers or
@@ -228,8 +228,8 @@ impl RedisStore {
     /// checks pass. Opening reaches the server once: a wrong address or wrong credentials are
     /// `CannotOpenStore`, a server that is there but does not answer in time or is not ready
     /// `Unavailable`; the message says no broker was made.
-    pub(crate) fn open(config: &RedisConfig) -> Result<Self> {
-        let pool = Pool::new(config)?;
+    pub(crate) fn open(config: &RedisConfig, log: &crate::log::Log) -> Result<Self> {
+        let pool = Pool::new(config)?.with_log(log);
         pool.reach()?;
         owners::check_server(&pool)?;
         owners::check_layout(&pool, &config.prefix)?;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use ::redis::Value;
 
+use crate::log::log;
 use super::conn::{Effect, Pool};
 use super::{incompatible, keys, scripts, Held, Local};
 use crate::error::{Error, ErrorKind, Result};
@@ -151,6 +152,7 @@ pub(super) fn collect_silent(local: &Local) -> Result<()> {
         local
             .pool
             .run("forget a silent broker", |c| ::redis::cmd("ZREM").arg(&key).arg(owner).query::<()>(c.as_dyn()))?;
+        log!(local.pool.log, Info, "brokk::redis", "redis {}: removed the ungrouped subscriptions' groups of broker {owner}, silent for 3 leases (stopped or crashed)", local.pool.address);
     }
     Ok(())
 }

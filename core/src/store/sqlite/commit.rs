@@ -35,6 +35,7 @@ use super::open::Conn;
 use super::tx::Tx;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fork_gate::SharedForkHold;
+use crate::log::{Deferred, Level};
 
 /// Calls one transaction may hold before it commits even though more are queued, bounding
 /// the wait of the first.
@@ -141,6 +142,8 @@ impl Writer {
     /// their failures; returns once that transaction committed (or failed).
     pub fn run<R>(&self, job: impl FnOnce(&Tx<'_>) -> Result<R, TxError>) -> Result<R> {
         let _inside = Inside::enter(&self.inside);
+        // Before the state's guard, so that it drops after: a lock wait is logged unlocked.
+        let mut later = Deferred::new(&self.ctx.log);
         self.arriving.fetch_add(1, Ordering::SeqCst);
         let mut st = self.state.lock();
         self.arriving.fetch_sub(1, Ordering::SeqCst);
@@ -150,7 +153,10 @@ impl Writer {
                 // BEGIN IMMEDIATE takes the file's write lock now (waiting up to the busy
                 // timeout), so that the work below never meets a lock it can not wait for.
                 let hold = SharedForkHold::enter();
-                exec(&st.conn, "BEGIN IMMEDIATE").map_err(|e| self.ctx.sql_error(e))?;
+                let asked = Instant::now();
+                let begun = exec(&st.conn, "BEGIN IMMEDIATE");
+                lock_wait(&self.ctx, &mut later, asked.elapsed(), begun.is_ok());
+                begun.map_err(|e| self.ctx.sql_error(e))?;
                 st.fork_hold = Some(hold);
                 let b = Arc::new(Batch { outcome: Mutex::new(None), settled: Condvar::new() });
                 st.batch = Some(Arc::clone(&b));
@@ -308,6 +314,32 @@ impl Drop for Inside<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// Logs a wait of `waited` for the file's write lock (another process, or another broker on
+/// the same file, held it): Warn from a second, Info from 100 ms, Debug from 10 ms; Warn if
+/// the wait ended in failure after 10 ms or more (the busy timeout ran out).
+fn lock_wait(ctx: &FileCtx, later: &mut Deferred<'_>, waited: Duration, got: bool) {
+    let ms = waited.as_millis();
+    if ms < 10 {
+        return;
+    }
+    let path = ctx.path.display();
+    if !got {
+        let timeout = ctx.busy_timeout.as_millis();
+        later.push(
+            Level::Warn,
+            "brokk::sqlite",
+            format_args!("store {path}: gave up waiting for the write lock after {ms} ms (busy_timeout {timeout} ms)"),
+        );
+        return;
+    }
+    let level = match ms {
+        1000.. => Level::Warn,
+        100.. => Level::Info,
+        _ => Level::Debug,
+    };
+    later.push(level, "brokk::sqlite", format_args!("store {path}: waited {ms} ms for the write lock (held by another connection)"));
 }
 
 fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {

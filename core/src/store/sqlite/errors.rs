@@ -15,6 +15,8 @@ pub(super) struct FileCtx {
     pub path: PathBuf,
     pub busy_timeout: Duration,
     pub sync: SyncLevel,
+    /// Where the store's records go (the broker's log).
+    pub log: crate::log::Log,
 }
 
 /// An error inside a transaction: SQLite's, kept raw until it leaves the transaction (then it

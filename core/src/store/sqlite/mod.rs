@@ -68,6 +68,7 @@ use crate::sync::Mutex;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::fork_gate::ForkHold;
+use crate::log::{log, Log};
 use crate::message::now_ms;
 use checkpoint::Checkpointer;
 use commit::Writer;
@@ -84,8 +85,8 @@ pub mod exports {
 }
 
 /// Opens the store the options name (the backend table's `open`).
-pub(crate) fn open(config: &SqliteConfig) -> crate::error::Result<Box<dyn super::Store>> {
-    Ok(Box::new(SqliteStore::open(config)?))
+pub(crate) fn open(config: &SqliteConfig, log: &Log) -> crate::error::Result<Box<dyn super::Store>> {
+    Ok(Box::new(SqliteStore::open(config, log)?))
 }
 pub(crate) use errors::TxError;
 pub(crate) use seam::SqliteStore;
@@ -109,13 +110,20 @@ pub(crate) struct SqliteOptions {
     pub sync: SyncLevel,
     /// Longest wait for a lock another process holds before giving up with `Unavailable`.
     pub busy_timeout: Duration,
+    /// Where the store's records go (the broker's log).
+    pub log: Log,
 }
 
 impl SqliteOptions {
     /// `path` with `SyncLevel::Normal` and a 5 s busy timeout.
     #[cfg_attr(not(test), allow(dead_code))] // The engine's tests use it; the broker does not.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        SqliteOptions { path: path.into(), sync: SyncLevel::Normal, busy_timeout: Duration::from_secs(5) }
+        SqliteOptions {
+            path: path.into(),
+            sync: SyncLevel::Normal,
+            busy_timeout: Duration::from_secs(5),
+            log: Log::default(),
+        }
     }
 }
 
@@ -233,7 +241,12 @@ impl SqliteFile {
 
     /// `open` with an explicit list of schema steps (tests use it to stage migrations).
     fn open_with(opts: &SqliteOptions, steps: &[schema::Step]) -> Result<SqliteFile> {
-        let ctx = Arc::new(FileCtx { path: opts.path.clone(), busy_timeout: opts.busy_timeout, sync: opts.sync });
+        let ctx = Arc::new(FileCtx {
+            path: opts.path.clone(),
+            busy_timeout: opts.busy_timeout,
+            sync: opts.sync,
+            log: opts.log.clone(),
+        });
         let (conn, opened_with) = open::open_writer(&ctx, steps)?;
         let readers = Readers::new(Arc::clone(&ctx));
         let version = Mutex::new(open::connect_reader(&ctx)?);
@@ -420,7 +433,11 @@ impl SqliteFile {
     /// Removes the anonymous groups of owners silent for three of their leases (see
     /// `owners.rs`), with their deliveries; returns how many groups.
     pub fn collect_silent_owners(&self) -> Result<u64> {
-        self.writer.run(|tx| tx.collect_silent_owners(now_ms()))
+        let groups = self.writer.run(|tx| tx.collect_silent_owners(now_ms()))?;
+        if groups > 0 {
+            log!(self.ctx.log, Info, "brokk::sqlite", "store {}: removed {groups} ungrouped subscriptions' groups of brokers silent for {} leases (stopped or crashed), with their deliveries", self.ctx.path.display(), owners::SILENT_LEASES);
+        }
+        Ok(groups)
     }
 
     /// Renews every lease of `owner` to `lease` from now (a heartbeat for long handlers); returns

@@ -77,13 +77,18 @@ pub(crate) struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (or creates) the file; every refusal leaves it untouched (see `SqliteFile::open`).
-    pub(crate) fn open(config: &SqliteConfig) -> Result<Self> {
+    pub(crate) fn open(config: &SqliteConfig, log: &crate::log::Log) -> Result<Self> {
         let sync = match config.synchronous {
             Synchronous::Normal => SyncLevel::Normal,
             Synchronous::Full => SyncLevel::Full,
         };
         let file =
-            SqliteFile::open(&SqliteOptions { path: config.path.clone(), sync, busy_timeout: config.busy_timeout })?;
+            SqliteFile::open(&SqliteOptions {
+            path: config.path.clone(),
+            sync,
+            busy_timeout: config.busy_timeout,
+            log: log.clone(),
+        })?;
         let owner = Owner::new();
         file.register_owner(&owner.renewed, config.lease)?;
         let local =
