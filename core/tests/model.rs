@@ -93,10 +93,15 @@ impl Model {
         Some(q.remove(best))
     }
 
-    /// The next `max` that `fetch` would take, as (message number, attempt); a group that does
-    /// not exist has none (and is not made).
+    /// The next `max` that `fetch` would take, as (message number, attempt), without making the
+    /// group: a group not yet made shows what it would take over, the topic's retained messages
+    /// (none once the topic has another group).
     fn peek(&self, topic: usize, group: usize, max: usize) -> Vec<(u64, u32)> {
-        let mut q = self.groups.get(&(topic, group)).cloned().unwrap_or_default();
+        let retained = || {
+            let r = self.retained.get(&topic).map_or(&[][..], |r| r.as_slice());
+            r.iter().zip(0u64..).map(|(&(p, n), o)| (p, o, n, 1)).collect()
+        };
+        let mut q: Vec<Entry> = self.groups.get(&(topic, group)).cloned().unwrap_or_else(retained);
         q.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         q.iter().take(max).map(|&(_, _, n, attempt)| (n, attempt)).collect()
     }
