@@ -58,7 +58,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::sync::Mutex;
-use ::redis::{Cmd, Script, Value};
+use ::redis::{Cmd, Value};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::Peeked;
@@ -122,6 +122,8 @@ struct Local {
     pub prefix: String,
     pub owner: Owner,
     pub lease: Duration,
+    /// On a cluster (no listening thread: the scripts count writes instead of publishing them).
+    pub cluster: bool,
     /// Writes this broker made (see `Store::generation`).
     pub generation: AtomicU64,
     /// Deliveries this broker holds, by delivery id.
@@ -147,7 +149,7 @@ impl Local {
         &self,
         what: &str,
         effect: Effect,
-        script: &Script,
+        script: &scripts::Scripts,
         base: &str,
         args: impl FnOnce(&mut Cmd),
     ) -> Result<Value> {
@@ -160,10 +162,11 @@ impl Local {
         deadline: Instant,
         what: &str,
         effect: Effect,
-        script: &Script,
+        script: &scripts::Scripts,
         base: &str,
         args: impl FnOnce(&mut Cmd),
     ) -> Result<Value> {
+        let script = script.on(self.cluster);
         let mut call = ::redis::cmd("EVALSHA");
         call.arg(script.get_hash()).arg(1).arg(keys::groups(base)).arg(base);
         args(&mut call);
@@ -232,11 +235,13 @@ impl RedisStore {
         pool.reach()?;
         owners::check_server(&pool)?;
         owners::check_layout(&pool, &config.prefix)?;
+        let cluster = pool.dialer().is_none();
         let local = Local {
             pool,
             prefix: config.prefix.clone(),
             owner: Owner::new(),
             lease: config.lease,
+            cluster,
             generation: AtomicU64::new(0),
             held: Mutex::default(),
             touched: Mutex::default(),

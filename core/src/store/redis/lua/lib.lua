@@ -1,4 +1,4 @@
--- brokk: what every script shares (prepended to each one).
+-- brokk: what the scripts share (scripts.rs prepends to each script the parts of it that it uses).
 --
 -- KEYS[1] is the topic's group registry `{prefix:topic}:groups`, which routes the call to the
 -- topic's node on a cluster. ARGV[1] is the topic's base `{prefix:topic}`: every other key a
@@ -19,11 +19,15 @@ local FREE = '-' -- holder of a delivery given back in place (ready again, same 
 -- Brokers waiting for work listen on this channel (watch.rs); one per prefix.
 local CHANGES = '{' .. string.match(B, '^{([^:]*):') .. '}:changes'
 
--- Every write of the topic says so: its counter (read by brokers that poll it, on a cluster)
--- and a message to the brokers that listen.
+-- Every write of the topic says so, the one way the brokers of this deployment hear it: on a
+-- cluster its counter (read by brokers that poll it), on a single server a message to the
+-- brokers that listen. CLUSTER is set by scripts.rs, which builds each script for both.
 local function touched()
-  redis.call('INCR', GEN)
-  redis.call('PUBLISH', CHANGES, B)
+  if CLUSTER then
+    redis.call('INCR', GEN)
+  else
+    redis.call('PUBLISH', CHANGES, B)
+  end
 end
 
 local function server_now()
