@@ -15,14 +15,23 @@ local g, holder, lease, max = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV
 local spare = ARGV[6]
 local take_limit = tonumber(ARGV[7])
 local now = server_now()
-if not group_exists(g) then
-  -- A named group lives as long as Redis keeps it; one that is missing was lost with the data
-  -- (a server restarted without persistence, a flush): its members register it again. An
-  -- anonymous one was removed (or collected: its broker was silent too long) and stays so.
-  if string.sub(g, 1, 2) ~= 'n:' then return {0} end
-  register(g, '')
+-- A group's ready count is there as long as the group is (they are registered and removed
+-- together): reading it first is also the usual check that the group exists.
+local ready = redis.call('HGET', READY, g)
+if not ready then
+  if not group_exists(g) then
+    -- A named group lives as long as Redis keeps it; one that is missing was lost with the data
+    -- (a server restarted without persistence, a flush): its members register it again. An
+    -- anonymous one was removed (or collected: its broker was silent too long) and stays so.
+    if string.sub(g, 1, 2) ~= 'n:' then return {0} end
+    register(g, '')
+  end
+  ready = redis.call('HGET', READY, g)
 end
-local wrote = promote_due(g, now) > 0
+ready = tonumber(ready or '0')
+local promoted = promote_due(g, now)
+local wrote = promoted > 0
+ready = ready + promoted
 
 local back = {}
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', leases(g), '-inf', now)) do
@@ -102,8 +111,8 @@ for _, p in ipairs(redis.call('ZREVRANGE', prios(g), 0, -1)) do
     end
   end
 end
-if taken_ready ~= 0 then redis.call('HINCRBY', READY, g, -taken_ready) end
+if taken_ready ~= 0 then ready = redis.call('HINCRBY', READY, g, -taken_ready) end
 for p in pairs(emptied) do drop_if_drained(g, p) end
 if got > 0 or wrote then touched() end
-out[1] = ready_of(g)
+out[1] = math.max(ready, 0)
 return out
