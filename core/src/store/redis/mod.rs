@@ -133,8 +133,9 @@ struct Local {
     topics: Mutex<HashMap<Arc<str>, TopicEntry>>,
     /// Anonymous groups made by this broker.
     pub next_group: AtomicU64,
-    /// A claim under an ack deadline failed after its request was sent: it may have leased
-    /// deliveries to this broker's deadline holder that nobody here knows of (see `spared`).
+    /// A claim under an ack deadline failed after its request was sent (it may have leased
+    /// deliveries to this broker's deadline holder that nobody here knows of), or a delivery
+    /// under an ack deadline could not be given back: see `spared`.
     pub lost_deadline_claim: AtomicBool,
 }
 
@@ -175,7 +176,7 @@ impl Local {
 
     /// The holder whose expired leases claims leave alone: this broker's ack-deadline holder,
     /// whose deliveries its deadline timer requeues. Once a claim under a deadline lost its
-    /// reply, none: the deliveries it may have leased come back when their deadline passes
+    /// reply, or a requeue of a delivery under a deadline failed (`RedisQueue::requeue`), none: the deliveries it may have leased come back when their deadline passes
     /// (attempt + 1) to this broker's claims too, not only to other brokers'. The timer's later
     /// requeue of a delivery taken back so quotes an old attempt and changes nothing.
     pub fn spared(&self) -> &str {
