@@ -992,7 +992,8 @@ fn a_deadline_whose_requeue_failed_still_comes_back_to_the_same_broker() {
     assert!(redis_server::raw(server.port, "ACL SETUSER default -evalsha").unwrap().starts_with("+OK"));
     std::thread::sleep(Duration::from_millis(900));
     assert!(redis_server::raw(server.port, "ACL SETUSER default +evalsha").unwrap().starts_with("+OK"));
-    let again = b.fetch_with("jobs", &FetchOptions { group: Some("w"), ..Default::default() }, Some(Duration::from_secs(5)));
+    let again =
+        b.fetch_with("jobs", &FetchOptions { group: Some("w"), ..Default::default() }, Some(Duration::from_secs(5)));
     let again = again.unwrap().expect("the delivery whose requeue failed comes back");
     assert_eq!((payload_of(&again), again.attempt()), ("\"only\"".to_string(), 2));
     b.ack(again.id()).unwrap();
