@@ -49,7 +49,9 @@ local out = {0}
 if take_limit then out[2] = 0 end
 local got, taken_ready = 0, 0
 local emptied = {} -- priorities whose entries a take deleted
-local function hand_out(member, p, f, attempt, key, id)
+-- `held`: the entry was handed out before (its lease ran out, or it was given back), so it has
+-- a holder and a lease to forget; an entry never handed out has neither.
+local function hand_out(member, p, f, attempt, key, id, held)
   if take_limit then
     if #f.p > take_limit then
       -- Back in place, ready (whether it was ready or its lease had run out), and the take ends.
@@ -63,7 +65,7 @@ local function hand_out(member, p, f, attempt, key, id)
     end
     redis.call('XACK', key, CG, id)
     redis.call('XDEL', key, id)
-    forget(g, member)
+    if held then forget(g, member) end
     emptied[p] = true
   else
     redis.call('HSET', holders(g), member, holder .. ' ' .. attempt)
@@ -96,7 +98,7 @@ for _, p in ipairs(redis.call('ZREVRANGE', prios(g), 0, -1)) do
           attempt = d.attempt
           taken_ready = taken_ready + 1
         end
-        hand_out(d.member, p, fields_of(e[2]), attempt, key, d.id)
+        hand_out(d.member, p, fields_of(e[2]), attempt, key, d.id, true)
       end
     end
   end
@@ -106,7 +108,7 @@ for _, p in ipairs(redis.call('ZREVRANGE', prios(g), 0, -1)) do
       for _, e in ipairs(r[1][2]) do
         local f = fields_of(e[2])
         taken_ready = taken_ready + 1
-        hand_out(p .. '/' .. e[1], p, f, tonumber(f.a), key, e[1])
+        hand_out(p .. '/' .. e[1], p, f, tonumber(f.a), key, e[1], false)
       end
     end
   end
