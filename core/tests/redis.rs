@@ -993,3 +993,28 @@ fn new_topics_on_a_paused_server_do_not_wait_for_each_other() {
     let took = started.elapsed();
     assert!(took < 2 * answer_bound(timeout), "4 publishes on new topics took {took:?} with timeout_ms = 1000");
 }
+
+/// A delivery under an ack deadline whose requeue failed (the deadline timer's, while the
+/// server refused scripts) is not left leased to this broker for good: its own claims take it
+/// back once the deadline passed, at the next attempt. (Its claims spare this broker's own
+/// expired deadlines, which its timer requeues; that timer had failed.)
+#[test]
+fn a_deadline_whose_requeue_failed_still_comes_back_to_the_same_broker() {
+    let server = RedisServer::start(&[]);
+    let b = Broker::open(&format!("{}?prefix=lost-requeue&timeout_ms=500", server.url())).unwrap();
+    assert!(b.fetch("jobs", Some("w"), Some(Duration::ZERO)).unwrap().is_none()); // makes the group
+    b.publish("jobs", b"\"only\"", &PublishOptions::default()).unwrap();
+    let opts = FetchOptions { group: Some("w"), ack_deadline: Some(Duration::from_millis(300)), ..Default::default() };
+    let first = b.fetch_with("jobs", &opts, Some(LONG)).unwrap().expect("published");
+    assert_eq!(first.attempt(), 1);
+    // Scripts refused while the deadline passes: the timer's requeue fails.
+    assert!(redis_server::raw(server.port, "ACL SETUSER default -evalsha").unwrap().starts_with("+OK"));
+    std::thread::sleep(Duration::from_millis(900));
+    assert!(redis_server::raw(server.port, "ACL SETUSER default +evalsha").unwrap().starts_with("+OK"));
+    let again =
+        b.fetch_with("jobs", &FetchOptions { group: Some("w"), ..Default::default() }, Some(Duration::from_secs(5)));
+    let again = again.unwrap().expect("the delivery whose requeue failed comes back");
+    assert_eq!((payload_of(&again), again.attempt()), ("\"only\"".to_string(), 2));
+    b.ack(again.id()).unwrap();
+    b.close(Some(LONG), false).unwrap();
+}

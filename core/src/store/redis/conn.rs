@@ -34,7 +34,7 @@
 //! timeouts are set to what is left of each call, and a failure after it was handed the request
 //! counts as sent (it cannot tell).
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -78,6 +78,93 @@ pub(super) struct Link {
     /// as unanswered.
     harmless: bool,
     open: bool,
+    /// The socket's read and write timeouts as last set (see `Bounded`).
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+}
+
+/// The socket of a call, read and written within the call's deadline. Setting a socket's
+/// timeout is a system call; setting both before each request and reply made four of a call's
+/// seven. So a timeout stays as it is while it ends no later than the deadline (`arm`); a read
+/// or write that times out before the deadline (the timeout was set for an earlier, shorter
+/// call) sets it to what is left and goes on, so no call ends before its deadline nor waits
+/// past it.
+struct Bounded<'a> {
+    stream: &'a mut Stream,
+    deadline: Instant,
+    read_timeout: &'a mut Option<Duration>,
+    write_timeout: &'a mut Option<Duration>,
+}
+
+/// Makes `timeout` (the socket's, as last set by `set`) end no later than `left` from now: as
+/// it is if it already does, else a little earlier than `left`, so that the next calls of the
+/// same timeout, which start with a little less left, keep it too.
+fn arm(
+    timeout: &mut Option<Duration>,
+    left: Duration,
+    set: impl FnOnce(Option<Duration>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    if timeout.is_some_and(|t| t <= left) {
+        return Ok(());
+    }
+    let t = (left - left / 8).max(Duration::from_micros(1)).min(left);
+    set(Some(t))?;
+    *timeout = Some(t);
+    Ok(())
+}
+
+/// Whether `e` is a socket timeout (std reports SO_RCVTIMEO/SO_SNDTIMEO as either kind).
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+}
+
+impl Bounded<'_> {
+    /// After a timeout: the call's time is not over yet, so wait on, for what is left of it.
+    fn extend(&mut self, e: std::io::Error, read: bool) -> std::io::Result<()> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(e);
+        }
+        if read {
+            self.stream.set_read_timeout(Some(left))?;
+            *self.read_timeout = Some(left);
+        } else {
+            self.stream.set_write_timeout(Some(left))?;
+            *self.write_timeout = Some(left);
+        }
+        Ok(())
+    }
+}
+
+impl Read for Bounded<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.stream.read(buf) {
+                Err(e) if is_timeout(&e) => self.extend(e, true)?,
+                r => return r,
+            }
+        }
+    }
+}
+
+impl Write for Bounded<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        loop {
+            match self.stream.write(buf) {
+                Err(e) if is_timeout(&e) => self.extend(e, false)?,
+                r => return r,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        loop {
+            match self.stream.flush() {
+                Err(e) if is_timeout(&e) => self.extend(e, false)?,
+                r => return r,
+            }
+        }
+    }
 }
 
 fn timed_out() -> RedisError {
@@ -88,7 +175,17 @@ impl Link {
     /// A new connection, its first call ending at `deadline`; harmless until `ready` (the
     /// handshake's requests change nothing).
     pub fn new(stream: Stream, db: i64, deadline: Instant) -> Link {
-        Link { stream, parser: Parser::new(), db, deadline, unanswered: false, harmless: true, open: true }
+        Link {
+            stream,
+            parser: Parser::new(),
+            db,
+            deadline,
+            unanswered: false,
+            harmless: true,
+            open: true,
+            read_timeout: None,
+            write_timeout: None,
+        }
     }
 
     /// The handshake is over: from now on a request that leaves may change the store.
@@ -105,7 +202,11 @@ impl Link {
     /// when nothing came, and the connection stays usable.
     pub fn listen(&mut self, wait: Duration) -> RedisResult<Option<Value>> {
         self.deadline = Instant::now() + wait;
-        self.stream.set_read_timeout(Some(wait))?;
+        // The same wait each time (the listening thread's): set once.
+        if self.read_timeout != Some(wait) {
+            self.stream.set_read_timeout(Some(wait))?;
+            self.read_timeout = Some(wait);
+        }
         match self.parser.parse_value(&mut self.stream) {
             Ok(v) => Ok(Some(v)),
             Err(e) if e.is_timeout() => Ok(None),
@@ -133,9 +234,11 @@ impl Link {
 
     fn send(&mut self, bytes: &[u8]) -> RedisResult<()> {
         let left = self.left()?;
-        self.stream.set_write_timeout(Some(left))?;
+        let stream = &mut self.stream;
+        arm(&mut self.write_timeout, left, |t| stream.set_write_timeout(t))?;
         // A TLS stream sends what it holds on flush (a plain one has nothing held).
-        if let Err(e) = self.stream.write_all(bytes).and_then(|()| self.stream.flush()) {
+        let mut out = self.bounded();
+        if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
             // Part of it may be out: the server drops a request it did not get whole when the
             // connection closes, which it does now.
             self.open = false;
@@ -150,8 +253,22 @@ impl Link {
     fn receive(&mut self) -> RedisResult<Value> {
         // Out of time with a reply to come: the connection cannot serve another call.
         let left = self.left().inspect_err(|_| self.open = false)?;
-        self.stream.set_read_timeout(Some(left))?;
-        self.parser.parse_value(&mut self.stream).inspect_err(|_| self.open = false)
+        let stream = &mut self.stream;
+        arm(&mut self.read_timeout, left, |t| stream.set_read_timeout(t))?;
+        let Link { stream, parser, deadline, read_timeout, write_timeout, .. } = self;
+        let mut input = Bounded { stream, deadline: *deadline, read_timeout, write_timeout };
+        let reply = parser.parse_value(&mut input);
+        reply.inspect_err(|_| self.open = false)
+    }
+
+    /// The socket, for the current call (see `Bounded`).
+    fn bounded(&mut self) -> Bounded<'_> {
+        Bounded {
+            stream: &mut self.stream,
+            deadline: self.deadline,
+            read_timeout: &mut self.read_timeout,
+            write_timeout: &mut self.write_timeout,
+        }
     }
 
     /// Whether the connection still looks usable: the server has not closed it (EOF or a reset

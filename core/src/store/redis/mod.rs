@@ -59,7 +59,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::sync::Mutex;
-use ::redis::{Cmd, Script, Value};
+use ::redis::{Cmd, Value};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::Peeked;
@@ -123,6 +123,8 @@ struct Local {
     pub prefix: String,
     pub owner: Owner,
     pub lease: Duration,
+    /// On a cluster (no listening thread: the scripts count writes instead of publishing them).
+    pub cluster: bool,
     /// Writes this broker made (see `Store::generation`).
     pub generation: AtomicU64,
     /// Deliveries this broker holds, by delivery id.
@@ -132,8 +134,9 @@ struct Local {
     topics: Mutex<HashMap<Arc<str>, TopicEntry>>,
     /// Anonymous groups made by this broker.
     pub next_group: AtomicU64,
-    /// A claim under an ack deadline failed after its request was sent: it may have leased
-    /// deliveries to this broker's deadline holder that nobody here knows of (see `spared`).
+    /// A claim under an ack deadline failed after its request was sent (it may have leased
+    /// deliveries to this broker's deadline holder that nobody here knows of), or a delivery
+    /// under an ack deadline could not be given back: see `spared`.
     pub lost_deadline_claim: AtomicBool,
 }
 
@@ -148,7 +151,7 @@ impl Local {
         &self,
         what: &str,
         effect: Effect,
-        script: &Script,
+        script: &scripts::Scripts,
         base: &str,
         args: impl FnOnce(&mut Cmd),
     ) -> Result<Value> {
@@ -161,10 +164,11 @@ impl Local {
         deadline: Instant,
         what: &str,
         effect: Effect,
-        script: &Script,
+        script: &scripts::Scripts,
         base: &str,
         args: impl FnOnce(&mut Cmd),
     ) -> Result<Value> {
+        let script = script.on(self.cluster);
         let mut call = ::redis::cmd("EVALSHA");
         call.arg(script.get_hash()).arg(1).arg(keys::groups(base)).arg(base);
         args(&mut call);
@@ -173,7 +177,7 @@ impl Local {
 
     /// The holder whose expired leases claims leave alone: this broker's ack-deadline holder,
     /// whose deliveries its deadline timer requeues. Once a claim under a deadline lost its
-    /// reply, none: the deliveries it may have leased come back when their deadline passes
+    /// reply, or a requeue of a delivery under a deadline failed (`RedisQueue::requeue`), none: the deliveries it may have leased come back when their deadline passes
     /// (attempt + 1) to this broker's claims too, not only to other brokers'. The timer's later
     /// requeue of a delivery taken back so quotes an old attempt and changes nothing.
     pub fn spared(&self) -> &str {
@@ -233,11 +237,13 @@ impl RedisStore {
         pool.reach()?;
         owners::check_server(&pool)?;
         owners::check_layout(&pool, &config.prefix)?;
+        let cluster = pool.dialer().is_none();
         let local = Local {
             pool,
             prefix: config.prefix.clone(),
             owner: Owner::new(),
             lease: config.lease,
+            cluster,
             generation: AtomicU64::new(0),
             held: Mutex::default(),
             touched: Mutex::default(),

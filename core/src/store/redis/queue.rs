@@ -303,6 +303,14 @@ impl GroupQueue for RedisQueue {
             Ok(r) => self.requeued(r, d.key),
             Err(e) => {
                 self.lapse([d.key]);
+                if !d.renewed {
+                    // A delivery under an ack deadline that this broker could not give back (its
+                    // timer's requeue, or a nack) stays leased to this broker's deadline holder,
+                    // whose expired leases its own claims spare and its poller does not watch:
+                    // nobody here would look at it again. From now on they take it back once its
+                    // deadline passed (attempt + 1), as after a claim whose answer was lost.
+                    self.local.lost_deadline_claim.store(true, Ordering::Release);
+                }
                 Err(e)
             }
         }

@@ -103,11 +103,18 @@ impl Stream {
     /// Whether the connection still looks usable: the server has not closed it (EOF, a reset or
     /// a TLS close waiting to be read) and sent nothing unasked. Non-blocking, no round trip.
     pub fn alive(&mut self) -> bool {
-        // Safe std calls rather than recv(MSG_PEEK | MSG_DONTWAIT): no `unsafe` in the core.
+        let would_block = |r: std::io::Result<usize>| matches!(r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        // A plain socket: one recv(MSG_PEEK | MSG_DONTWAIT) (socket2's safe call; no `unsafe`
+        // in the core), rather than switching the socket to non-blocking and back around a
+        // peek, which made it three system calls before every call.
+        #[cfg(unix)]
+        if let Stream::Plain(s) = self {
+            let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+            return would_block(socket2::SockRef::from(&*s).recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT));
+        }
         if self.tcp().set_nonblocking(true).is_err() {
             return false;
         }
-        let would_block = |r: std::io::Result<usize>| matches!(r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
         let alive = match self {
             Stream::Plain(s) => would_block(s.peek(&mut [0u8; 1])),
             // TLS records may wait that are no data (a TLS 1.3 session ticket): take them in,

@@ -15,14 +15,23 @@ local g, holder, lease, max = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV
 local spare = ARGV[6]
 local take_limit = tonumber(ARGV[7])
 local now = server_now()
-if not group_exists(g) then
-  -- A named group lives as long as Redis keeps it; one that is missing was lost with the data
-  -- (a server restarted without persistence, a flush): its members register it again. An
-  -- anonymous one was removed (or collected: its broker was silent too long) and stays so.
-  if string.sub(g, 1, 2) ~= 'n:' then return {0} end
-  register(g, '')
+-- A group's ready count is there as long as the group is (they are registered and removed
+-- together): reading it first is also the usual check that the group exists.
+local ready = redis.call('HGET', READY, g)
+if not ready then
+  if not group_exists(g) then
+    -- A named group lives as long as Redis keeps it; one that is missing was lost with the data
+    -- (a server restarted without persistence, a flush): its members register it again. An
+    -- anonymous one was removed (or collected: its broker was silent too long) and stays so.
+    if string.sub(g, 1, 2) ~= 'n:' then return {0} end
+    register(g, '')
+  end
+  ready = redis.call('HGET', READY, g)
 end
-local wrote = promote_due(g, now) > 0
+ready = tonumber(ready or '0')
+local promoted = promote_due(g, now)
+local wrote = promoted > 0
+ready = ready + promoted
 
 local back = {}
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', leases(g), '-inf', now)) do
@@ -40,7 +49,9 @@ local out = {0}
 if take_limit then out[2] = 0 end
 local got, taken_ready = 0, 0
 local emptied = {} -- priorities whose entries a take deleted
-local function hand_out(member, p, f, attempt, key, id)
+-- `held`: the entry was handed out before (its lease ran out, or it was given back), so it has
+-- a holder and a lease to forget; an entry never handed out has neither.
+local function hand_out(member, p, f, attempt, key, id, held)
   if take_limit then
     if #f.p > take_limit then
       -- Back in place, ready (whether it was ready or its lease had run out), and the take ends.
@@ -54,7 +65,7 @@ local function hand_out(member, p, f, attempt, key, id)
     end
     redis.call('XACK', key, CG, id)
     redis.call('XDEL', key, id)
-    forget(g, member)
+    if held then forget(g, member) end
     emptied[p] = true
   else
     redis.call('HSET', holders(g), member, holder .. ' ' .. attempt)
@@ -87,7 +98,7 @@ for _, p in ipairs(redis.call('ZREVRANGE', prios(g), 0, -1)) do
           attempt = d.attempt
           taken_ready = taken_ready + 1
         end
-        hand_out(d.member, p, fields_of(e[2]), attempt, key, d.id)
+        hand_out(d.member, p, fields_of(e[2]), attempt, key, d.id, true)
       end
     end
   end
@@ -97,13 +108,13 @@ for _, p in ipairs(redis.call('ZREVRANGE', prios(g), 0, -1)) do
       for _, e in ipairs(r[1][2]) do
         local f = fields_of(e[2])
         taken_ready = taken_ready + 1
-        hand_out(p .. '/' .. e[1], p, f, tonumber(f.a), key, e[1])
+        hand_out(p .. '/' .. e[1], p, f, tonumber(f.a), key, e[1], false)
       end
     end
   end
 end
-if taken_ready ~= 0 then redis.call('HINCRBY', READY, g, -taken_ready) end
+if taken_ready ~= 0 then ready = redis.call('HINCRBY', READY, g, -taken_ready) end
 for p in pairs(emptied) do drop_if_drained(g, p) end
 if got > 0 or wrote then touched() end
-out[1] = ready_of(g)
+out[1] = math.max(ready, 0)
 return out

@@ -1,4 +1,4 @@
--- brokk: what every script shares (prepended to each one).
+-- brokk: what the scripts share (scripts.rs prepends to each script the parts of it that it uses).
 --
 -- KEYS[1] is the topic's group registry `{prefix:topic}:groups`, which routes the call to the
 -- topic's node on a cluster. ARGV[1] is the topic's base `{prefix:topic}`: every other key a
@@ -19,11 +19,15 @@ local FREE = '-' -- holder of a delivery given back in place (ready again, same 
 -- Brokers waiting for work listen on this channel (watch.rs); one per prefix.
 local CHANGES = '{' .. string.match(B, '^{([^:]*):') .. '}:changes'
 
--- Every write of the topic says so: its counter (read by brokers that poll it, on a cluster)
--- and a message to the brokers that listen.
+-- Every write of the topic says so, the one way the brokers of this deployment hear it: on a
+-- cluster its counter (read by brokers that poll it), on a single server a message to the
+-- brokers that listen. CLUSTER is set by scripts.rs, which builds each script for both.
 local function touched()
-  redis.call('INCR', GEN)
-  redis.call('PUBLISH', CHANGES, B)
+  if CLUSTER then
+    redis.call('INCR', GEN)
+  else
+    redis.call('PUBLISH', CHANGES, B)
+  end
 end
 
 local function server_now()
@@ -54,12 +58,32 @@ local function open_stream(g, p)
   return key
 end
 
--- Appends one delivery to group g: delivery number k, attempt a of the next hand-out.
-local function enqueue(g, p, k, a, id, payload, meta, ts)
-  if meta then
-    return redis.call('XADD', open_stream(g, p), '*', 'k', k, 'a', a, 'i', id, 'p', payload, 't', ts, 'm', meta)
+-- XADD of a delivery to `key` (NOMKSTREAM: only if the stream exists; then nil if not).
+local function add_entry(key, nomk, k, a, id, payload, meta, ts)
+  if nomk and meta then
+    return redis.call('XADD', key, 'NOMKSTREAM', '*', 'k', k, 'a', a, 'i', id, 'p', payload, 't', ts, 'm', meta)
+  elseif nomk then
+    return redis.call('XADD', key, 'NOMKSTREAM', '*', 'k', k, 'a', a, 'i', id, 'p', payload, 't', ts)
+  elseif meta then
+    return redis.call('XADD', key, '*', 'k', k, 'a', a, 'i', id, 'p', payload, 't', ts, 'm', meta)
   end
-  return redis.call('XADD', open_stream(g, p), '*', 'k', k, 'a', a, 'i', id, 'p', payload, 't', ts)
+  return redis.call('XADD', key, '*', 'k', k, 'a', a, 'i', id, 'p', payload, 't', ts)
+end
+
+-- Appends one delivery to group g: delivery number k, attempt a of the next hand-out. A stream
+-- that exists is listed in its group's priorities (they are made and dropped together), so the
+-- first append to a stream in a call tries it as it is (one command, the usual case) and opens
+-- it only if it is not there.
+local function enqueue(g, p, k, a, id, payload, meta, ts)
+  local slot = g .. ' ' .. p
+  if not opened[slot] then
+    local added = add_entry(stream(g, p), true, k, a, id, payload, meta, ts)
+    if added then
+      opened[slot] = stream(g, p)
+      return added
+    end
+  end
+  return add_entry(open_stream(g, p), false, k, a, id, payload, meta, ts)
 end
 
 -- Removes the stream of group g for priority p once no entry is left in it (every entry of it
