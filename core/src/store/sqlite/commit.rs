@@ -32,6 +32,7 @@ use rusqlite::Connection;
 use super::errors::{FileCtx, TxError};
 use super::keys::{KeyBlock, Keys};
 use super::open::Conn;
+use super::turns::Turns;
 use super::tx::Tx;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fork_gate::SharedForkHold;
@@ -56,6 +57,8 @@ pub(super) struct Writer {
     /// Transactions committed: tells the checkpointer there is work, and tests how well
     /// commits are shared.
     commits: Arc<AtomicU64>,
+    /// Takes turns at the file's write lock with the writers of other processes.
+    turns: Turns,
     ctx: Arc<FileCtx>,
 }
 
@@ -102,7 +105,7 @@ impl Batch {
 }
 
 impl Writer {
-    pub fn new(conn: Conn, ctx: Arc<FileCtx>) -> Self {
+    pub fn new(conn: Conn, ctx: Arc<FileCtx>, turns: Turns) -> Self {
         Writer {
             state: Mutex::new(State {
                 conn,
@@ -118,6 +121,7 @@ impl Writer {
             joined: Condvar::new(),
             inside: AtomicUsize::new(0),
             commits: Arc::default(),
+            turns,
             ctx,
         }
     }
@@ -147,10 +151,10 @@ impl Writer {
         let (batch, opener) = match &st.batch {
             Some(b) => (Arc::clone(b), false),
             None => {
-                // BEGIN IMMEDIATE takes the file's write lock now (waiting up to the busy
-                // timeout), so that the work below never meets a lock it can not wait for.
+                // BEGIN IMMEDIATE takes the file's write lock now (waiting its turn up to the
+                // busy timeout), so that the work below never meets a lock it can not wait for.
                 let hold = SharedForkHold::enter();
-                exec(&st.conn, "BEGIN IMMEDIATE").map_err(|e| self.ctx.sql_error(e))?;
+                self.turns.begin(&st.conn, &self.ctx)?;
                 st.fork_hold = Some(hold);
                 let b = Arc::new(Batch { outcome: Mutex::new(None), settled: Condvar::new() });
                 st.batch = Some(Arc::clone(&b));
