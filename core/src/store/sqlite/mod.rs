@@ -371,19 +371,13 @@ impl SqliteFile {
 
     /// `claim_counted` of one and, in the same transaction, its ack: one commit that leaves the
     /// delivery gone from the file (or, if its payload is over `max_payload` bytes, ready as it
-    /// was). With the ready count left.
-    pub fn take_counted(
-        &self,
-        g: GroupId,
-        owner: &str,
-        lease: Duration,
-        spare: [&str; 2],
-        max_payload: usize,
-    ) -> Result<(StoredTake, u64)> {
+    /// was). With the ready count left. Expired leases of the holders in `spare` stay, as in
+    /// `claim_counted`.
+    pub fn take_counted(&self, g: GroupId, spare: [&str; 2], max_payload: usize) -> Result<(StoredTake, u64)> {
         if self.idle.lock().contains(&g) && !self.readers.may_claim(g, now_ms())? {
             return Ok((StoredTake::Empty, 0));
         }
-        let (taken, left) = self.writer.run(|tx| tx.take_counted(g, owner, lease, spare, max_payload))?;
+        let (taken, left) = self.writer.run(|tx| tx.take_counted(g, spare, max_payload))?;
         let mut idle = self.idle.lock();
         if matches!(taken, StoredTake::Empty) {
             idle.insert(g);
