@@ -46,6 +46,11 @@ pub(super) const PROMOTE_EXPIRED: &str = "UPDATE deliveries SET state = 0, owner
                                           seq = (SELECT cg.seq FROM consumer_groups AS cg WHERE cg.id = ?1) \
                                           WHERE group_id = ?1 AND state = 2 AND due <= ?2 \
                                           AND owner NOT IN (?3, ?4)";
+/// Whether `PROMOTE_DELAYED` or `PROMOTE_EXPIRED` would find anything: two probes of their
+/// time-ordered indexes.
+pub(super) const ANY_DUE: &str = "SELECT EXISTS (SELECT 1 FROM deliveries WHERE group_id = ?1 AND state = 1 AND due <= ?2) \
+                                  OR EXISTS (SELECT 1 FROM deliveries WHERE group_id = ?1 AND state = 2 AND due <= ?2 \
+                                  AND owner NOT IN (?3, ?4))";
 pub(super) const MARK_LEASED: &str = "UPDATE deliveries SET state = 2, owner = ?2, due = ?3 WHERE key = ?1";
 /// An ack, without `RETURNING` (see `Tx::take_group_seq`): first the body, if this delivery
 /// still holds its lease and is the body's last reference; then the delivery. Where the body
@@ -163,6 +168,13 @@ impl Tx<'_> {
 
     /// Makes `g`'s delayed deliveries that are due, and its expired leases, ready again.
     fn promote_due(&self, g: GroupId, now: i64, spare: [&str; 2]) -> TxResult<()> {
+        // Usually nothing is due. An UPDATE that finds nothing still opens a cursor on the table
+        // and on each index it could change (callgrind: about 20 k instructions each), two
+        // index probes far less: so look first.
+        let due = self.stmt(ANY_DUE)?.query_row(params![g.0, now, spare[0], spare[1]], |r| r.get::<_, bool>(0))?;
+        if !due {
+            return Ok(());
+        }
         let n = self.stmt(PROMOTE_DELAYED)?.execute(params![g.0, now])?
             + self.stmt(PROMOTE_EXPIRED)?.execute(params![g.0, now, spare[0], spare[1]])?;
         if n > 0 {

@@ -1,7 +1,7 @@
 //! The hot statements walk their indexes: no full scan of the backlog, no sort.
 
 use super::super::leases::{
-    DELETE_LEASED, DELETE_LEASED_BODY, EXTEND_LEASES, MARK_LEASED, PROMOTE_DELAYED, PROMOTE_EXPIRED, RELEASE_OWNER,
+    ANY_DUE, DELETE_LEASED, DELETE_LEASED_BODY, EXTEND_LEASES, MARK_LEASED, PROMOTE_DELAYED, PROMOTE_EXPIRED, RELEASE_OWNER,
     SELECT_READY, UNREF_LEASED,
 };
 use super::super::publish::INSERT_DELIVERY;
@@ -36,6 +36,10 @@ fn claims_and_settlements_use_their_indexes() {
     assert!(p.contains("SEARCH m USING INTEGER PRIMARY KEY"), "{p}");
     assert!(!p.contains("TEMP B-TREE") && !p.contains("SCAN"), "{p}");
 
+    let p = plan(&f, ANY_DUE);
+    assert!(p.contains("deliveries_delayed (group_id=? AND due<?)"), "{p}");
+    assert!(p.contains("deliveries_leased (group_id=? AND due<?)"), "{p}");
+    assert!(!p.contains("SCAN deliveries"), "{p}");
     let p = plan(&f, PROMOTE_DELAYED);
     assert!(p.contains("USING INDEX deliveries_delayed (group_id=? AND due<?)"), "{p}");
     let p = plan(&f, PROMOTE_EXPIRED);
