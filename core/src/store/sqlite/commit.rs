@@ -71,6 +71,11 @@ struct State {
     /// ever. The calls inside take no hold of their own (whichever thread makes them).
     fork_hold: Option<SharedForkHold>,
     calls: usize,
+    /// Openers waiting on `joined` for callers to join (a count: one whose batch was just
+    /// committed may not have left yet when the next one lingers). Only then is `joined`
+    /// notified: std's condition variable makes a system call for every notification, waiter
+    /// or not.
+    lingering: usize,
     /// Calls the open transaction waits for: as many as the last committed one had.
     expected: usize,
     /// What a commit costs lately (a moving average).
@@ -88,9 +93,12 @@ struct Batch {
 }
 
 impl Batch {
-    fn settle(&self, outcome: Result<()>) {
+    /// Records the outcome; wakes the other calls of the batch, if it had any (`shared`).
+    fn settle(&self, outcome: Result<()>, shared: bool) {
         *self.outcome.lock() = Some(outcome);
-        self.settled.notify_all();
+        if shared {
+            self.settled.notify_all();
+        }
     }
 
     fn wait(&self) -> Result<()> {
@@ -112,6 +120,7 @@ impl Writer {
                 batch: None,
                 fork_hold: None,
                 calls: 0,
+                lingering: 0,
                 expected: 1,
                 commit_cost: MIN_LINGER,
                 keys: Keys::default(),
@@ -181,7 +190,7 @@ impl Writer {
             st.batch = None;
             st.fork_hold = None;
             st.keys.set(st.keys_at_begin);
-            batch.settle(Err(e.clone()));
+            batch.settle(Err(e.clone()), st.calls > 1);
             self.joined.notify_all();
             drop(st);
             resume(panicked);
@@ -192,6 +201,7 @@ impl Writer {
             if opener && self.inside.load(Ordering::SeqCst) > st.calls {
                 // Linger for the callers expected; one of them may complete the batch and commit.
                 let until = Instant::now() + (st.commit_cost * 2).clamp(MIN_LINGER, MAX_LINGER);
+                st.lingering += 1;
                 while self.is_open(&st, &batch) && !self.complete(&st) {
                     if Instant::now() < until {
                         self.joined.wait_until(&mut st, until);
@@ -203,6 +213,7 @@ impl Writer {
                         break;
                     }
                 }
+                st.lingering -= 1;
             }
             if !opener || !self.is_open(&st, &batch) {
                 // The opener (or whoever completes the batch) commits: wait for the outcome.
@@ -229,7 +240,7 @@ impl Writer {
         st.expected = st.calls;
         st.batch = None;
         st.fork_hold = None;
-        batch.settle(committed.clone());
+        batch.settle(committed.clone(), st.calls > 1);
         drop(st);
         resume(panicked);
         let value = result?;
@@ -241,7 +252,9 @@ impl Writer {
     /// it lingers, to look again.
     fn complete(&self, st: &State) -> bool {
         let queued = self.arriving.load(Ordering::SeqCst) > 0;
-        self.joined.notify_one();
+        if st.lingering > 0 {
+            self.joined.notify_one();
+        }
         st.calls >= MAX_CALLS_PER_COMMIT || (st.calls >= st.expected && !queued)
     }
 
