@@ -54,6 +54,11 @@ SCENARIOS = {
     "sqlite-pull-backlog-1k": "SQLite: fetch + ack, 1 000 queued",
     "sqlite-pull-backlog-100k": "SQLite: fetch + ack, 100 000 queued",
     "sqlite-pull-backlog-1m": "SQLite: fetch + ack, 1 000 000 queued",
+    "sqlite-publish-threads1": "SQLite: durable publish, 1 thread (the bare one-row commit loop)",
+    "sqlite-procs1-publish": "SQLite: publish, 1 process",
+    "sqlite-procs4-publish": "SQLite: publish, 4 processes on one file",
+    "sqlite-procs1-pull": "SQLite: fetch + ack, 1 process",
+    "sqlite-procs4-pull": "SQLite: fetch + ack, 4 processes on one file",
     "pynenc-route": "pynenc broker: route_invocation, memory",
     "pynenc-retrieve": "pynenc broker: retrieve_invocation, memory",
     "pynenc-sqlite-route": "pynenc broker: route_invocation, SQLite",
@@ -111,6 +116,20 @@ TARGETS = [
     # scans its backlog on each fetch would fall about 1000x over that range).
     ("sqlite-backlog-flat", "SQLite fetch + ack with 1 M queued >= 0.5x with 1 k queued",
      ("sqlite-pull-backlog-1m", "brokk-c", "rate"), ("sqlite-pull-backlog-1k", "brokk-c", "rate"), ">=", 0.5),
+    # Issue 21, SQLite: at the speed of the engine, against hand-written loops on the same file
+    # (bench/rust/src/sqlite.rs) and against one process of the same program.
+    ("sqlite-publish-vs-loop", "SQLite durable publish, 4 threads >= 0.9x hand-written rusqlite (one INSERT a transaction)",
+     ("sqlite-publish-threads4", "brokk-c", "rate"), ("sqlite-publish-threads4", "rusqlite", "rate"), ">=", 0.9),
+    ("sqlite-pull-vs-pop", "SQLite fetch + ack, one at a time >= 0.8x naive rusqlite pop",
+     ("sqlite-pull", "brokk-c", "rate"), ("sqlite-pull", "rusqlite", "rate"), ">=", 0.8),
+    ("pynenc-plugin-sqlite-route-vs-loop", "pynenc plugin route_invocation (SQLite) >= 0.8x a bare one-row commit loop",
+     ("pynenc-sqlite-route", "brokk-pynenc", "rate"), ("sqlite-publish-threads1", "rusqlite", "rate"), ">=", 0.8),
+    ("pynenc-plugin-sqlite-retrieve-vs-loop", "pynenc plugin retrieve_invocation (SQLite) >= 0.8x a bare one-row commit loop",
+     ("pynenc-sqlite-retrieve", "brokk-pynenc", "rate"), ("sqlite-publish-threads1", "rusqlite", "rate"), ">=", 0.8),
+    ("sqlite-procs4-publish", "SQLite publish, 4 processes on one file >= 2x one process",
+     ("sqlite-procs4-publish", "brokk-c", "rate"), ("sqlite-procs1-publish", "brokk-c", "rate"), ">=", 2.0),
+    ("sqlite-procs4-pull", "SQLite fetch + ack, 4 processes on one file >= 2x one process",
+     ("sqlite-procs4-pull", "brokk-c", "rate"), ("sqlite-procs1-pull", "brokk-c", "rate"), ">=", 2.0),
     # Redis, against the same local server in the same run (bench/README.md); issue 21's targets.
     ("redis-publish-vs-xadd", "Redis publish, 4 threads >= 0.8x redis-benchmark XADD, 4 clients unpipelined",
      ("redis-publish-threads4", "brokk-c", "rate"), ("redis-publish-threads4", "redis-benchmark", "rate"), ">=", 0.8),

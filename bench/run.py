@@ -59,6 +59,7 @@ SQL_PUB = {"messages": 1_000_000, "warmup": 2_000, "seconds": 3}
 SQL_PULL = {"messages": 200_000, "warmup": 2_000, "seconds": 3}
 SQL_PY = {"messages": 20_000, "warmup": 200, "seconds": 3}
 SQL_BACKLOG = {"messages": 5_000, "warmup": 500, "seconds": 2}
+SQL_PROCS = {"messages": 100_000, "warmup": 0, "seconds": 3}  # messages: each process's cap (and share to pull)
 SMOKE_SQL = {"messages": 300, "warmup": 30, "seconds": 0.5}
 SMOKE_SQL_PY = {"messages": 100, "warmup": 10, "seconds": 0.5}
 SMOKE_BACKLOG = {"messages": 200, "warmup": 20, "seconds": 0.5}
@@ -117,6 +118,10 @@ RUNS = [
     ("pynenc-sqlite-route", "brokk-pynenc", "py", ["pynenc-broker", "route", "--broker", "brokk-sqlite"], SQL_PY, SMOKE_SQL_PY),
     ("pynenc-sqlite-retrieve", "pynenc-sqlite", "py", ["pynenc-broker", "retrieve", "--broker", "sqlite"], SQL_PY, SMOKE_SQL_PY),
     ("pynenc-sqlite-retrieve", "brokk-pynenc", "py", ["pynenc-broker", "retrieve", "--broker", "brokk-sqlite"], SQL_PY, SMOKE_SQL_PY),
+    # The bare one-row commit loop the plugin's route and retrieve are held to (issue 21): one
+    # thread, one INSERT a transaction; and brokk's C ABI doing the same, one publish a call.
+    ("sqlite-publish-threads1", "rusqlite", "sqlite", ["publish-threads", "--threads", "1"], SQL_PUB, SMOKE_SQL),
+    ("sqlite-publish-threads1", "brokk-c", "brokk", ["publish-threads", "--threads", "1"] + SQL, SQL_PUB, SMOKE_SQL),
     # SQLite, a fresh file per run, synchronous=normal everywhere.
     ("sqlite-publish-threads4", "brokk-c", "brokk", ["publish-threads", "--threads", "4"] + SQL, SQL_PUB, SMOKE_SQL),
     ("sqlite-publish-threads4", "rusqlite", "sqlite", ["publish-threads", "--threads", "4"], SQL_PUB, SMOKE_SQL),
@@ -133,6 +138,12 @@ RUNS = [
      {**SQL_BACKLOG, "backlog": n}, {**SMOKE_BACKLOG, "backlog": smoke_n})
     for label, n, smoke_n in BACKLOGS
     for impl, program in [("brokk-c", "brokk"), ("rusqlite", "sqlite")]
+] + [
+    # N processes on one file, each its own broker (brokk_bench procs-*, --threads = processes),
+    # one message a call: the aggregate against the same program with one process.
+    (f"sqlite-procs{n}-{what}", "brokk-c", "brokk", [f"procs-{what}", "--threads", str(n)] + SQL, SQL_PROCS, SMOKE_SQL)
+    for what in ["publish", "pull"]
+    for n in [1, 4]
 ] + [
     # Redis. Publish one message a call from N threads against redis-benchmark's unpipelined
     # XADD from N clients; batch publish against pipelined XADD (one client, 64 in flight).

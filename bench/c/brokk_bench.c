@@ -41,12 +41,13 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/wait.h>
 
 #define TOPIC "bench"
 #define TOPIC_LEN (sizeof TOPIC - 1)
 #define SCENARIOS                                                                                   \
     "1to1 fanout4 group4x2 pull pull-batch batch latency memory memory-retained publish-threads " \
-    "pull-backlog probe"
+    "pull-backlog procs-publish procs-pull probe"
 
 static void check(brokk_status s, const char *what) {
     if (s != BROKK_STATUS_OK) DIE("%s: %s (%s)", what, brokk_status_str(s), brokk_last_error());
@@ -745,6 +746,106 @@ static void run_pull_backlog(const bench_opts *o) {
     emit(&r);
 }
 
+/* ---- several processes on one store file ---------------------------------------------------- */
+
+/* What one child of run_procs reports to the parent: calls done and when it stopped. */
+typedef struct {
+    uint64_t done;
+    uint64_t end_ns;
+} proc_report;
+
+/* A child of run_procs: its own broker on the shared file, one message a call (a publish, or a
+ * fetch + ack) from when `go` closes until the deadline; writes its report and exits without
+ * running the parent's atexit handlers (the parent removes the file). */
+static void proc_child(const bench_opts *o, bool pull, uint64_t capacity, int ready_fd, int go_fd, int report_fd,
+                       int index) {
+    brokk_broker_options bo = {0};
+    bo.queue_capacity = capacity + 1;
+    bo.retention_limit = capacity + 1;
+    brokk_broker *b = open_broker(&bo);
+    char byte = 1, sink;
+    if (write(ready_fd, &byte, 1) != 1) _exit(10);
+    if (read(go_fd, &sink, 1) < 0) _exit(11); /* 0 when the parent closes it: go */
+    uint64_t deadline = now_ns() + (uint64_t)(o->seconds * 1e9), n = 0, bytes = 0;
+    if (pull) {
+        n = fetch_ack(b, o->messages, deadline, &bytes);
+    } else {
+        n = publish_until(b, (uint64_t)(index + 1) * 1000000000ull, o->messages, deadline);
+    }
+    proc_report rep = {n, now_ns()};
+    if (write(report_fd, &rep, sizeof rep) != (ssize_t)sizeof rep) _exit(12);
+    check(brokk_broker_close(b, 0, true, NULL), "close");
+    brokk_broker_free(b);
+    _exit(0);
+}
+
+/* `--threads P` processes on one SQLite file, each with its own broker, publishing one message
+ * a call (procs-publish) or fetching and acking one at a time (procs-pull, from a prepublished
+ * queue); the rate is what they do together. With P = 1 it is the one-process figure the
+ * aggregate is compared with. */
+static void run_procs(const bench_opts *o, bool pull) {
+    int P = o->threads ? (int)o->threads : 4;
+    if (P > 64) P = 64;
+    if (!g_sqlite) DIE("procs-*: a sqlite:// store only (processes share its file)");
+    /* The group "default" named, and for pull the queue filled, before any child starts. */
+    uint64_t capacity = o->warmup + (uint64_t)(P + 1) * o->messages;
+    brokk_broker *b = open_queueing(capacity);
+    if (pull) prepublish(b, 0, (uint64_t)P * o->messages);
+    check(brokk_broker_close(b, 0, true, NULL), "close");
+    brokk_broker_free(b);
+
+    int ready[2], go[2], report[2];
+    if (pipe(ready) || pipe(go) || pipe(report)) DIE("pipe: %s", strerror(errno));
+    pid_t pids[64];
+    for (int i = 0; i < P; i++) {
+        fflush(NULL);
+        pids[i] = fork();
+        if (pids[i] < 0) DIE("fork: %s", strerror(errno));
+        if (pids[i] == 0) {
+            close(go[1]);
+            proc_child(o, pull, capacity, ready[1], go[0], report[1], i);
+        }
+    }
+    close(go[0]);
+    for (int i = 0; i < P; i++) {
+        char byte;
+        if (read(ready[0], &byte, 1) != 1) DIE("procs: a child did not start");
+    }
+    uint64_t t0 = now_ns(), done = 0, end = t0;
+    close(go[1]);
+    for (int i = 0; i < P; i++) {
+        proc_report rep;
+        if (read(report[0], &rep, sizeof rep) != (ssize_t)sizeof rep) DIE("procs: a child did not report");
+        done += rep.done;
+        if (rep.end_ns > end) end = rep.end_ns;
+    }
+    for (int i = 0; i < P; i++) {
+        int status = 0;
+        if (waitpid(pids[i], &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            DIE("procs: child %d failed (status %d)", i, status);
+    }
+
+    brokk_broker_options bo = {0};
+    bo.queue_capacity = capacity + 1;
+    b = open_broker(&bo);
+    uint64_t queued = waiting(b), expected = pull ? (uint64_t)P * o->messages - done : done;
+    if (queued != expected) DIE("procs: %" PRIu64 " queued, expected %" PRIu64, queued, expected);
+    check(brokk_broker_close(b, 0, true, NULL), "close");
+    brokk_broker_free(b);
+
+    char scenario[48];
+    snprintf(scenario, sizeof scenario, "procs%d-%s", P, pull ? "pull" : "publish");
+    bench_record r = {.scenario = scenario, .impl = "brokk-c", .unit = "messages"};
+    r.messages = done;
+    r.deliveries = pull ? done : 0;
+    r.seconds = (double)(end - t0) / 1e9;
+    r.rate = (double)done / r.seconds;
+    bench_extra(&r, "\"processes\": %d, \"note\": \"%d processes on one file, each its own broker, %s "
+                "one message a call; the rate is their sum\"",
+                P, P, pull ? "fetch + ack" : "publish");
+    emit(&r);
+}
+
 /* ---- probe: does the library take this URL? ----------------------------------------------- */
 
 static int run_probe(void) {
@@ -774,6 +875,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(o.scenario, "batch")) (g_sqlite || g_redis) ? run_batch_store(&o) : run_batch(&o);
     else if (!strcmp(o.scenario, "publish-threads")) run_publish_threads(&o);
     else if (!strcmp(o.scenario, "pull-backlog")) run_pull_backlog(&o);
+    else if (!strcmp(o.scenario, "procs-publish")) run_procs(&o, false);
+    else if (!strcmp(o.scenario, "procs-pull")) run_procs(&o, true);
     else if (!strcmp(o.scenario, "latency")) run_latency(&o);
     else if (!strcmp(o.scenario, "memory")) run_memory(&o, false);
     else if (!strcmp(o.scenario, "memory-retained")) run_memory(&o, true);

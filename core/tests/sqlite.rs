@@ -374,6 +374,20 @@ fn crash_child() {
                 println!("{SAYS}committed {k}");
             }
         }
+        // Three threads publish one message a call, flat out, until it is killed.
+        "flooder" => {
+            assert!(b.fetch("flood", Some("w"), Some(Duration::ZERO)).unwrap().is_none());
+            let b = Arc::new(b);
+            for _ in 0..3 {
+                let b = Arc::clone(&b);
+                std::thread::spawn(move || loop {
+                    b.publish("flood", b"1", &PublishOptions::default()).unwrap();
+                });
+            }
+            println!("{SAYS}flooding");
+            std::thread::sleep(LONG * 4);
+            panic!("the parent should have killed this child");
+        }
         other => panic!("unknown role {other}"),
     }
     std::thread::sleep(LONG * 4);
@@ -542,4 +556,36 @@ fn waits_for_the_write_lock_are_logged() {
         "{waited:?}"
     );
     assert_eq!(patient.purge(None).unwrap(), 1);
+}
+
+/// Writer starvation: while another process's three threads publish flat out (its group
+/// commit keeps the file's write lock almost always taken), each publish of this process still
+/// gets its turn, well within its busy timeout (2 s here; each must finish within a quarter of
+/// it, a bound, not a speed: before writers took turns, one in a few waited the whole timeout
+/// and failed with `Unavailable`).
+#[test]
+fn a_publish_gets_its_turn_while_another_process_publishes_flat_out() {
+    let kit = Kit::sqlite("starvation");
+    let path = kit.dir().join("s.db");
+    let b = open(&path, "?busy_timeout_ms=2000");
+    assert!(b.fetch("jobs", Some("w"), Some(Duration::ZERO)).unwrap().is_none());
+    let (mut flooder, said) = spawn_child("flooder", &path);
+    assert_eq!(said.recv_timeout(LONG).expect("the flooder starts"), "flooding");
+    std::thread::sleep(Duration::from_millis(100));
+    let mut slowest = Duration::ZERO;
+    let mut failed = None;
+    for i in 0..30 {
+        let started = std::time::Instant::now();
+        let r = b.publish("jobs", format!("{i}").as_bytes(), &PublishOptions::default());
+        slowest = slowest.max(started.elapsed());
+        if let Err(e) = r {
+            failed = Some(format!("publish {i}: {}", e.message()));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    kill(&mut flooder);
+    assert_eq!(failed, None);
+    assert!(slowest < Duration::from_millis(500), "a publish waited {slowest:?} for its turn");
+    assert_eq!(b.count(Some(&["jobs"])).unwrap(), 30);
 }

@@ -32,6 +32,7 @@ use rusqlite::Connection;
 use super::errors::{FileCtx, TxError};
 use super::keys::{KeyBlock, Keys};
 use super::open::Conn;
+use super::turns::Turns;
 use super::tx::Tx;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fork_gate::SharedForkHold;
@@ -57,6 +58,8 @@ pub(super) struct Writer {
     /// Transactions committed: tells the checkpointer there is work, and tests how well
     /// commits are shared.
     commits: Arc<AtomicU64>,
+    /// Takes turns at the file's write lock with the writers of other processes.
+    turns: Turns,
     ctx: Arc<FileCtx>,
 }
 
@@ -69,6 +72,11 @@ struct State {
     /// ever. The calls inside take no hold of their own (whichever thread makes them).
     fork_hold: Option<SharedForkHold>,
     calls: usize,
+    /// Openers waiting on `joined` for callers to join (a count: one whose batch was just
+    /// committed may not have left yet when the next one lingers). Only then is `joined`
+    /// notified: std's condition variable makes a system call for every notification, waiter
+    /// or not.
+    lingering: usize,
     /// Calls the open transaction waits for: as many as the last committed one had.
     expected: usize,
     /// What a commit costs lately (a moving average).
@@ -86,9 +94,12 @@ struct Batch {
 }
 
 impl Batch {
-    fn settle(&self, outcome: Result<()>) {
+    /// Records the outcome; wakes the other calls of the batch, if it had any (`shared`).
+    fn settle(&self, outcome: Result<()>, shared: bool) {
         *self.outcome.lock() = Some(outcome);
-        self.settled.notify_all();
+        if shared {
+            self.settled.notify_all();
+        }
     }
 
     fn wait(&self) -> Result<()> {
@@ -103,13 +114,14 @@ impl Batch {
 }
 
 impl Writer {
-    pub fn new(conn: Conn, ctx: Arc<FileCtx>) -> Self {
+    pub fn new(conn: Conn, ctx: Arc<FileCtx>, turns: Turns) -> Self {
         Writer {
             state: Mutex::new(State {
                 conn,
                 batch: None,
                 fork_hold: None,
                 calls: 0,
+                lingering: 0,
                 expected: 1,
                 commit_cost: MIN_LINGER,
                 keys: Keys::default(),
@@ -119,6 +131,7 @@ impl Writer {
             joined: Condvar::new(),
             inside: AtomicUsize::new(0),
             commits: Arc::default(),
+            turns,
             ctx,
         }
     }
@@ -150,13 +163,13 @@ impl Writer {
         let (batch, opener) = match &st.batch {
             Some(b) => (Arc::clone(b), false),
             None => {
-                // BEGIN IMMEDIATE takes the file's write lock now (waiting up to the busy
-                // timeout), so that the work below never meets a lock it can not wait for.
+                // BEGIN IMMEDIATE takes the file's write lock now (waiting its turn up to the
+                // busy timeout), so that the work below never meets a lock it can not wait for.
                 let hold = SharedForkHold::enter();
                 let asked = Instant::now();
-                let begun = exec(&st.conn, "BEGIN IMMEDIATE");
+                let begun = self.turns.begin(&st.conn, &self.ctx);
                 lock_wait(&self.ctx, &mut later, asked.elapsed(), begun.is_ok());
-                begun.map_err(|e| self.ctx.sql_error(e))?;
+                begun?;
                 st.fork_hold = Some(hold);
                 let b = Arc::new(Batch { outcome: Mutex::new(None), settled: Condvar::new() });
                 st.batch = Some(Arc::clone(&b));
@@ -183,7 +196,7 @@ impl Writer {
             st.batch = None;
             st.fork_hold = None;
             st.keys.set(st.keys_at_begin);
-            batch.settle(Err(e.clone()));
+            batch.settle(Err(e.clone()), st.calls > 1);
             self.joined.notify_all();
             drop(st);
             resume(panicked);
@@ -194,6 +207,7 @@ impl Writer {
             if opener && self.inside.load(Ordering::SeqCst) > st.calls {
                 // Linger for the callers expected; one of them may complete the batch and commit.
                 let until = Instant::now() + (st.commit_cost * 2).clamp(MIN_LINGER, MAX_LINGER);
+                st.lingering += 1;
                 while self.is_open(&st, &batch) && !self.complete(&st) {
                     if Instant::now() < until {
                         self.joined.wait_until(&mut st, until);
@@ -205,6 +219,7 @@ impl Writer {
                         break;
                     }
                 }
+                st.lingering -= 1;
             }
             if !opener || !self.is_open(&st, &batch) {
                 // The opener (or whoever completes the batch) commits: wait for the outcome.
@@ -231,7 +246,7 @@ impl Writer {
         st.expected = st.calls;
         st.batch = None;
         st.fork_hold = None;
-        batch.settle(committed.clone());
+        batch.settle(committed.clone(), st.calls > 1);
         drop(st);
         resume(panicked);
         let value = result?;
@@ -243,7 +258,9 @@ impl Writer {
     /// it lingers, to look again.
     fn complete(&self, st: &State) -> bool {
         let queued = self.arriving.load(Ordering::SeqCst) > 0;
-        self.joined.notify_one();
+        if st.lingering > 0 {
+            self.joined.notify_one();
+        }
         st.calls >= MAX_CALLS_PER_COMMIT || (st.calls >= st.expected && !queued)
     }
 

@@ -27,7 +27,9 @@
 //!
 //! **Writes** go through one connection per `SqliteFile` with group commit (see `commit.rs`):
 //! concurrent callers share one `BEGIN IMMEDIATE … COMMIT`, each in its own savepoint, and each
-//! returns only once the commit holding its work is done. Reads use a small pool of their own
+//! returns only once the commit holding its work is done. The writers of several processes take
+//! turns at the file's write lock (`turns.rs`), so that one committing back to back does not
+//! starve another. Reads use a small pool of their own
 //! connections; `ready_len` reads a counter kept in `consumer_groups` in the same transactions.
 //! A thread per `SqliteFile` checkpoints the write-ahead log off the commit path
 //! (`checkpoint.rs`).
@@ -53,6 +55,7 @@ mod publish;
 mod reads;
 mod schema;
 mod seam;
+mod turns;
 mod tx;
 mod view;
 
@@ -74,6 +77,7 @@ use checkpoint::Checkpointer;
 use commit::Writer;
 use errors::FileCtx;
 use reads::Readers;
+use turns::Turns;
 
 pub(crate) use super::Retention;
 pub(crate) use config::parse_url;
@@ -226,9 +230,10 @@ pub(crate) struct SqliteFile {
     /// Used for nothing but `PRAGMA data_version`, which only changes for a connection when
     /// another one commits: the writer of this very handle counts as another.
     version: Mutex<open::Conn>,
-    /// The descriptor `open_writer` locked the file with. Last field: closed only after every
-    /// connection above, since closing it would drop SQLite's fcntl locks on the file.
-    _opened_with: std::fs::File,
+    /// The descriptor `open_writer` locked the file with, which the writer's `Turns` flock.
+    /// Last field: closed only after every connection above, since closing it would drop
+    /// SQLite's fcntl locks on the file.
+    _opened_with: Arc<std::fs::File>,
 }
 
 impl SqliteFile {
@@ -248,9 +253,10 @@ impl SqliteFile {
             log: opts.log.clone(),
         });
         let (conn, opened_with) = open::open_writer(&ctx, steps)?;
+        let opened_with = Arc::new(opened_with);
         let readers = Readers::new(Arc::clone(&ctx));
         let version = Mutex::new(open::connect_reader(&ctx)?);
-        let writer = Writer::new(conn, Arc::clone(&ctx));
+        let writer = Writer::new(conn, Arc::clone(&ctx), Turns::new(Arc::clone(&opened_with)));
         let checkpointer =
             Checkpointer::start(open::connect_checkpointer(&ctx)?, writer.commit_counter()).map_err(|e| {
                 Error::new(
@@ -379,19 +385,13 @@ impl SqliteFile {
 
     /// `claim_counted` of one and, in the same transaction, its ack: one commit that leaves the
     /// delivery gone from the file (or, if its payload is over `max_payload` bytes, ready as it
-    /// was). With the ready count left.
-    pub fn take_counted(
-        &self,
-        g: GroupId,
-        owner: &str,
-        lease: Duration,
-        spare: [&str; 2],
-        max_payload: usize,
-    ) -> Result<(StoredTake, u64)> {
+    /// was). With the ready count left. Expired leases of the holders in `spare` stay, as in
+    /// `claim_counted`.
+    pub fn take_counted(&self, g: GroupId, spare: [&str; 2], max_payload: usize) -> Result<(StoredTake, u64)> {
         if self.idle.lock().contains(&g) && !self.readers.may_claim(g, now_ms())? {
             return Ok((StoredTake::Empty, 0));
         }
-        let (taken, left) = self.writer.run(|tx| tx.take_counted(g, owner, lease, spare, max_payload))?;
+        let (taken, left) = self.writer.run(|tx| tx.take_counted(g, spare, max_payload))?;
         let mut idle = self.idle.lock();
         if matches!(taken, StoredTake::Empty) {
             idle.insert(g);

@@ -55,6 +55,9 @@ pub(super) fn open_writer(ctx: &FileCtx, steps: &[Step]) -> Result<(Conn, File)>
         let _hold = ForkHold::enter();
         schema::prepare(&c, ctx, steps)?;
         c.pragma_update(None, "wal_autocheckpoint", checkpoint::BACKSTOP_PAGES).map_err(|e| ctx.open_error(e))?;
+        // From now on the writer waits for the write lock itself, taking turns with the
+        // writers of other processes (`turns.rs`): SQLite's busy handler must not sleep.
+        c.busy_timeout(std::time::Duration::ZERO).map_err(|e| ctx.open_error(e))?;
         Ok(c)
     });
     if conn.is_err() && created {

@@ -37,12 +37,11 @@ impl Tx<'_> {
         if msgs.is_empty() {
             return Ok(PublishReceipt::default());
         }
-        let topic_id = self.topic_id(topic)?;
-        let mut groups = self.group_ids(topic_id)?;
+        let (topic_id, mut groups) = self.topic_and_groups(topic)?;
         if groups.is_empty() {
             return self.retain(topic, topic_id, msgs, retention);
         }
-        groups.retain(|g| !skip.contains(g));
+        groups.retain(|(g, _)| !skip.contains(g));
         if groups.is_empty() {
             return Ok(PublishReceipt::default());
         }
@@ -50,7 +49,10 @@ impl Tx<'_> {
         let n = msgs.len() as i64;
         // Keys in insertion order, so that every insert appends to the table's b-tree.
         let mut key = self.take_keys(n * fan_out)?;
-        let firsts: Vec<i64> = groups.iter().map(|g| self.take_group_seq(*g, n, n)).collect::<TxResult<_>>()?;
+        for (g, _) in &groups {
+            self.advance_group(*g, n, n)?;
+        }
+        let (groups, firsts): (Vec<GroupId>, Vec<i64>) = groups.into_iter().unzip();
         let mut insert_message = self.stmt(INSERT_MESSAGE)?;
         let mut insert_delivery = self.stmt(INSERT_DELIVERY)?;
         for (i, m) in (0..).zip(msgs) {

@@ -91,9 +91,7 @@ impl GroupQueue for SqliteQueue {
     fn take(&self, max_payload: usize) -> Result<Take> {
         let owner = &self.local.owner;
         let spare = [owner.renewed.as_str(), owner.deadline.as_str()];
-        let taken = self.reread(|| {
-            self.local.file.take_counted(self.id, owner.holder(true), self.local.lease, spare, max_payload)
-        })?;
+        let taken = self.reread(|| self.local.file.take_counted(self.id, spare, max_payload))?;
         Ok(match taken {
             StoredTake::Empty => Take::Empty,
             StoredTake::TooLarge(size) => Take::TooLarge(size),

@@ -241,7 +241,7 @@ fn a_take_claims_and_deletes_in_one_commit_and_leaves_a_payload_too_large_ready(
     publish_ids(&f, "jobs", &["first", "second"]);
     let spare = ["me", "me"];
     let before = f.writer.commits();
-    let (taken, left) = f.take_counted(g, "me", LEASE, spare, 1 << 20).unwrap();
+    let (taken, left) = f.take_counted(g, spare, 1 << 20).unwrap();
     assert_eq!(f.writer.commits() - before, 1, "claim and ack in one commit");
     let StoredTake::Got(d) = taken else { panic!("{taken:?}") };
     assert_eq!((d.message.id.as_str(), d.attempt, left), ("first", 1, 1));
@@ -250,7 +250,7 @@ fn a_take_claims_and_deletes_in_one_commit_and_leaves_a_payload_too_large_ready(
     assert_eq!(rows(&f, "messages"), 1, "the first message's body is gone");
     // Too large: left ready, in its place, at its attempt.
     let size = r#"{"id":"second"}"#.len();
-    let (taken, left) = f.take_counted(g, "me", LEASE, spare, size - 1).unwrap();
+    let (taken, left) = f.take_counted(g, spare, size - 1).unwrap();
     assert!(matches!(taken, StoredTake::TooLarge(n) if n == size), "{taken:?}");
     assert_eq!((left, f.ready_len(g).unwrap()), (1, 1));
     let rest = f.claim(g, 10, "me", LEASE).unwrap();

@@ -1,7 +1,8 @@
 //! The hot statements walk their indexes: no full scan of the backlog, no sort.
 
 use super::super::leases::{
-    DELETE_LEASED, EXTEND_LEASES, MARK_LEASED, PROMOTE_DELAYED, PROMOTE_EXPIRED, RELEASE_OWNER, SELECT_READY,
+    ANY_DUE, DELETE_LEASED, DELETE_LEASED_BODY, EXTEND_LEASES, MARK_LEASED, PROMOTE_DELAYED, PROMOTE_EXPIRED, RELEASE_OWNER,
+    SELECT_READY, UNREF_LEASED,
 };
 use super::super::publish::INSERT_DELIVERY;
 use super::super::reads::{MAY_CLAIM, NEXT_DUE, PEEK_DUE, WAITING};
@@ -36,11 +37,15 @@ fn claims_and_settlements_use_their_indexes() {
     assert!(p.contains("SEARCH m USING INTEGER PRIMARY KEY"), "{p}");
     assert!(!p.contains("TEMP B-TREE") && !p.contains("SCAN"), "{p}");
 
+    let p = plan(&f, ANY_DUE);
+    assert!(p.contains("deliveries_delayed (group_id=? AND due<?)"), "{p}");
+    assert!(p.contains("deliveries_leased (group_id=? AND due<?)"), "{p}");
+    assert!(!p.contains("SCAN deliveries"), "{p}");
     let p = plan(&f, PROMOTE_DELAYED);
     assert!(p.contains("USING INDEX deliveries_delayed (group_id=? AND due<?)"), "{p}");
     let p = plan(&f, PROMOTE_EXPIRED);
     assert!(p.contains("USING INDEX deliveries_leased (group_id=? AND due<?)"), "{p}");
-    for sql in [DELETE_LEASED, MARK_LEASED] {
+    for sql in [DELETE_LEASED, DELETE_LEASED_BODY, UNREF_LEASED, MARK_LEASED] {
         let p = plan(&f, sql);
         assert!(p.contains("USING INTEGER PRIMARY KEY") && !p.contains("SCAN"), "{sql}: {p}");
     }
