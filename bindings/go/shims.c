@@ -286,6 +286,16 @@ gbrokk_result gbrokk_broker_stats_prometheus(const brokk_broker *broker, char **
     return result(brokk_broker_stats_prometheus(broker, text_out, text_len_out));
 }
 
+gbrokk_result gbrokk_broker_store_view_json(const brokk_broker *broker, char **json_out,
+                                            size_t *json_len_out) {
+    return result(brokk_broker_store_view_json(broker, json_out, json_len_out));
+}
+
+gbrokk_result gbrokk_broker_store_view_prometheus(const brokk_broker *broker, char **text_out,
+                                                  size_t *text_len_out) {
+    return result(brokk_broker_store_view_prometheus(broker, text_out, text_len_out));
+}
+
 gbrokk_result gbrokk_message_set_failure_reason(const brokk_message *msg, const char *reason,
                                                 size_t reason_len) {
     return result(brokk_message_set_failure_reason(msg, reason, reason_len));

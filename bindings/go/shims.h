@@ -72,6 +72,10 @@ gbrokk_result gbrokk_broker_stats_json(const brokk_broker *broker, char **json_o
                                        size_t *json_len_out);
 gbrokk_result gbrokk_broker_stats_prometheus(const brokk_broker *broker, char **text_out,
                                              size_t *text_len_out);
+gbrokk_result gbrokk_broker_store_view_json(const brokk_broker *broker, char **json_out,
+                                            size_t *json_len_out);
+gbrokk_result gbrokk_broker_store_view_prometheus(const brokk_broker *broker, char **text_out,
+                                                  size_t *text_len_out);
 gbrokk_result gbrokk_message_set_failure_reason(const brokk_message *msg, const char *reason,
                                                 size_t reason_len);
 gbrokk_result gbrokk_message_set_requeue_delay(const brokk_message *msg, uint64_t delay_ms);

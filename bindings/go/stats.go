@@ -103,6 +103,24 @@ func (b *Broker) StatsPrometheus() ([]byte, error) {
 	})
 }
 
+// StoreViewJSON returns every topic the store holds, with its retained messages and each
+// consumer group's ready, delayed and in-flight deliveries, read without changing anything: on
+// SQLite and Redis every process's topics and groups, on memory this broker's
+// (brokk_broker_store_view_json; schema in docs/c-api.md, "Store view").
+func (b *Broker) StoreViewJSON() ([]byte, error) {
+	return b.statsText("store view json", func(p *C.brokk_broker, s **C.char, n *C.size_t) C.gbrokk_result {
+		return C.gbrokk_broker_store_view_json(p, s, n)
+	})
+}
+
+// StoreViewPrometheus returns the store view as Prometheus gauges (brokk_store_*, named apart
+// from the statistics' so that both can be served together; brokk_broker_store_view_prometheus).
+func (b *Broker) StoreViewPrometheus() ([]byte, error) {
+	return b.statsText("store view prometheus", func(p *C.brokk_broker, s **C.char, n *C.size_t) C.gbrokk_result {
+		return C.gbrokk_broker_store_view_prometheus(p, s, n)
+	})
+}
+
 // statsText runs a C call that hands back a text brokk allocated, and copies it out.
 func (b *Broker) statsText(what string, call func(*C.brokk_broker, **C.char, *C.size_t) C.gbrokk_result) ([]byte, error) {
 	p, err := b.acquire(what)

@@ -1174,23 +1174,19 @@ public:
     }
 
     /// brokk_broker_stats_json (schema in docs/c-api.md, "Statistics").
-    std::string stats_json() const {
-        char* json = nullptr;
-        std::size_t len = 0;
-        detail::check(brokk_broker_stats_json(raw_, &json, &len));
-        std::unique_ptr<char, void (*)(char*)> owned(json, &brokk_string_free);
-        return std::string(owned.get(), len);
-    }
+    std::string stats_json() const { return text(brokk_broker_stats_json); }
 
     /// brokk_broker_stats_prometheus: the Prometheus text exposition format 0.0.4 (metric
     /// names in docs/c-api.md, "Prometheus").
-    std::string stats_prometheus() const {
-        char* text = nullptr;
-        std::size_t len = 0;
-        detail::check(brokk_broker_stats_prometheus(raw_, &text, &len));
-        std::unique_ptr<char, void (*)(char*)> owned(text, &brokk_string_free);
-        return std::string(owned.get(), len);
-    }
+    std::string stats_prometheus() const { return text(brokk_broker_stats_prometheus); }
+
+    /// brokk_broker_store_view_json: every topic the store holds, with its retained messages
+    /// and each consumer group's ready, delayed and in-flight deliveries, read without changing
+    /// anything (schema in docs/c-api.md, "Store view").
+    std::string store_view_json() const { return text(brokk_broker_store_view_json); }
+
+    /// brokk_broker_store_view_prometheus: the store view as Prometheus gauges (brokk_store_*).
+    std::string store_view_prometheus() const { return text(brokk_broker_store_view_prometheus); }
 
     /// Waits until everything is settled and every listener event delivered
     /// (brokk_broker_join). Throws TimeoutError (remaining(): deliveries outstanding) when
@@ -1225,6 +1221,15 @@ protected:
     std::shared_ptr<const detail::HandlerErrorHook> on_error_;
 
 private:
+    /// A string that `call` (broker, out, length) hands back for the caller to free, copied.
+    std::string text(brokk_status (*call)(const brokk_broker*, char**, std::size_t*)) const {
+        char* out = nullptr;
+        std::size_t len = 0;
+        detail::check(call(raw_, &out, &len));
+        std::unique_ptr<char, void (*)(char*)> owned(out, &brokk_string_free);
+        return std::string(owned.get(), len);
+    }
+
     // The calls with and without a Cancel share one path: brokk's *_until functions given a
     // NULL token are the plain ones (brokk.h).
 

@@ -304,6 +304,25 @@ TEST(Stats, Prometheus) {
     EXPECT_NE(text.find("\nbrokk_topics 1\n"), std::string::npos) << text;
 }
 
+// The store view (docs/c-api.md, "Store view"): retained messages and each group by state, read
+// without making anything.
+TEST(Stats, StoreView) {
+    brokk::Broker broker;
+    broker.publish("parked", "1");  // no group yet: retained
+    brokk::FetchOptions workers;
+    workers.group = "workers";
+    EXPECT_FALSE(broker.fetch("jobs", std::chrono::milliseconds(0), workers));  // makes the group
+    broker.publish("jobs", "1");
+    const std::string json = broker.store_view_json();
+    EXPECT_NE(json.find("\"groups\":{},\"retained\":1}"), std::string::npos) << json;  // parked
+    EXPECT_NE(json.find("\"workers\":{\"delayed\":0,\"in_flight\":0,\"ready\":1}"), std::string::npos) << json;
+    const std::string text = broker.store_view_prometheus();
+    EXPECT_NE(text.find("\nbrokk_store_messages_retained{topic=\"parked\"} 1\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("\nbrokk_store_deliveries_ready{topic=\"jobs\",group=\"workers\"} 1\n"), std::string::npos)
+        << text;
+    EXPECT_EQ(broker.count({"parked"}), 1u);  // the view made no group
+}
+
 // ---- SQLite: what only a file does -------------------------------------------------------------
 
 // The TEST_P(Backend, …) tests above and in test_ack.cpp and test_batch.cpp run on each backend.

@@ -1067,29 +1067,36 @@ class Broker(Owned):
 
     def stats_json(self) -> dict:
         """The JSON snapshot, per topic and broker-wide (docs/c-api.md, "Statistics"), decoded."""
-        out = POINTER(c_char)()
-        length = c_size_t()
-        with self._use() as ptr:
-            check(lib.brokk_broker_stats_json(ptr, byref(out), byref(length)))
-        try:
-            text = ctypes.string_at(out, length.value)
-        finally:
-            lib.brokk_string_free(out)
-        return json.loads(text)
+        return json.loads(self._text(lib.brokk_broker_stats_json))
 
     def stats_prometheus(self) -> str:
         """The statistics in the Prometheus text exposition format 0.0.4, ready to serve from a
         ``/metrics`` endpoint (``Content-Type: text/plain; version=0.0.4``); metric names in
         docs/c-api.md, "Prometheus"."""
+        return self._text(lib.brokk_broker_stats_prometheus).decode("utf-8")
+
+    def store_view(self) -> dict:
+        """Every topic the store holds, read from the store without changing anything: its
+        retained messages and, per consumer group, the ready, delayed and in-flight deliveries (on
+        SQLite and Redis every process's topics and groups, on memory this broker's), decoded
+        from the JSON of docs/c-api.md, "Store view"."""
+        return json.loads(self._text(lib.brokk_broker_store_view_json))
+
+    def store_view_prometheus(self) -> str:
+        """The store view as Prometheus gauges (``brokk_store_*``, named apart from the
+        statistics' so that both can be served together; docs/c-api.md, "Store view")."""
+        return self._text(lib.brokk_broker_store_view_prometheus).decode("utf-8")
+
+    def _text(self, call) -> bytes:
+        """The bytes of a string that `call` (broker, out, length) hands back for us to free."""
         out = POINTER(c_char)()
         length = c_size_t()
         with self._use() as ptr:
-            check(lib.brokk_broker_stats_prometheus(ptr, byref(out), byref(length)))
+            check(call(ptr, byref(out), byref(length)))
         try:
-            text = ctypes.string_at(out, length.value)
+            return ctypes.string_at(out, length.value)
         finally:
             lib.brokk_string_free(out)
-        return text.decode("utf-8")
 
     # ---- join and close ------------------------------------------------------------------------
 

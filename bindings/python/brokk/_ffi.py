@@ -489,6 +489,8 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "brokk_broker_stats": (brokk_status, [_P(brokk_broker), _P(brokk_stats)]),
     "brokk_broker_stats_json": (brokk_status, [_P(brokk_broker), _P(_P(c_char)), _P(c_size_t)]),
     "brokk_broker_stats_prometheus": (brokk_status, [_P(brokk_broker), _P(_P(c_char)), _P(c_size_t)]),
+    "brokk_broker_store_view_json": (brokk_status, [_P(brokk_broker), _P(_P(c_char)), _P(c_size_t)]),
+    "brokk_broker_store_view_prometheus": (brokk_status, [_P(brokk_broker), _P(_P(c_char)), _P(c_size_t)]),
     "brokk_string_free": (None, [_P(c_char)]),
     "brokk_status_str": (c_char_p, [c_uint32]),
     "brokk_status_classify": (brokk_status_class, [c_uint32]),
