@@ -105,6 +105,14 @@ impl Store for MemoryStore {
         Ok(self.select(topics).iter().map(|t| t.purge()).filter(|p| p.deliveries + p.retained > 0).collect())
     }
 
+    fn count_group(&self, topic: &str, group: &str) -> Result<u64> {
+        Ok(self.named_queue(topic, group).map_or(0, |q| q.len() as u64))
+    }
+
+    fn purge_group(&self, topic: &str, group: &str) -> Result<u64> {
+        Ok(self.named_queue(topic, group).map_or(0, |q| q.drain_ready()))
+    }
+
     fn peek(&self, topic: &str, group: &str, max: usize) -> Result<Vec<Peeked>> {
         let Some(topic) = self.topics.read().get(topic).cloned() else { return Ok(Vec::new()) };
         let st = topic.state.lock();
@@ -125,6 +133,15 @@ impl Store for MemoryStore {
         let mut view: Vec<TopicView> = topics.iter().map(|t| t.view()).collect();
         view.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(view)
+    }
+}
+
+impl MemoryStore {
+    /// The queue of the named group `group` of `topic`, if both exist.
+    fn named_queue(&self, topic: &str, group: &str) -> Option<Arc<MemoryQueue>> {
+        let topic = self.topics.read().get(topic).cloned()?;
+        let st = topic.state.lock();
+        st.queues.iter().find(|q| q.name.as_deref() == Some(group)).cloned()
     }
 }
 

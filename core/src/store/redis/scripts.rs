@@ -27,5 +27,6 @@ pub(super) static PEEK: Lazy<Script> = Lazy::new(|| {
 });
 script!(TOPIC_FIGURES, "topic_figures.lua");
 script!(PURGE, "purge.lua");
+script!(PURGE_GROUP, "purge_group.lua");
 script!(RELEASE_CONSUMERS, "release_consumers.lua");
 script!(VIEW, "view.lua");
