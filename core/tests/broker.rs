@@ -1310,7 +1310,8 @@ fn purge_group_discards_one_groups_queue_and_leaves_the_rest(k: &Kit) {
     let t = b.stats().unwrap().totals;
     assert_eq!((t.dropped, t.processed, t.retained_dropped), (3 + 5, 2, 0));
 
-    for (topic, group, kind) in [("bad name", "a", ErrorKind::InvalidTopic), ("t", "bad name", ErrorKind::InvalidGroup)] {
+    for (topic, group, kind) in [("bad name", "a", ErrorKind::InvalidTopic), ("t", "bad name", ErrorKind::InvalidGroup)]
+    {
         assert_eq!(b.count_group(topic, group).unwrap_err().kind(), kind);
         assert_eq!(b.purge_group(topic, group).unwrap_err().kind(), kind);
     }

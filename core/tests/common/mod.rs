@@ -211,7 +211,8 @@ pub fn another_broker_purges_one_group(a: &Broker, b: &Broker) {
     let at = |priority| PublishOptions { priority, ..Default::default() };
     a.publish("kept", b"\"r\"", &PublishOptions::default()).unwrap();
     for g in ["w", "v"] {
-        assert!(a.fetch("pg", Some(g), Some(Duration::ZERO)).unwrap().is_none()); // makes the group
+        assert!(a.fetch("pg", Some(g), Some(Duration::ZERO)).unwrap().is_none());
+        // makes the group
     }
     for (payload, priority) in [("\"p0\"", 0), ("\"p5\"", 5), ("\"p9\"", 9), ("\"q0\"", 0)] {
         a.publish("pg", payload.as_bytes(), &at(priority)).unwrap();

@@ -7,6 +7,13 @@ use super::errors::TxResult;
 use super::tx::Tx;
 use super::{GroupId, PurgedTopic};
 
+/// The id of the named group ?2 of topic ?1 (the unique indexes on names, no scan).
+pub(super) const GROUP_BY_NAME: &str = "SELECT g.id FROM consumer_groups AS g JOIN topics AS t ON t.id = g.topic_id \
+    WHERE t.name = ?1 AND g.name = ?2";
+
+/// A purge of a group's ready deliveries: its partial index of ready rows, never the rest.
+pub(super) const DELETE_READY: &str = "DELETE FROM deliveries WHERE group_id = ?1 AND state = 0 RETURNING message";
+
 impl Tx<'_> {
     /// See `SqliteFile::open_named_group`.
     pub(crate) fn named_group(&self, topic: &str, name: &str) -> TxResult<(GroupId, u64)> {
@@ -81,9 +88,7 @@ impl Tx<'_> {
 
     /// See `SqliteFile::purge_group`.
     pub(crate) fn purge_group(&self, topic: &str, group: &str) -> TxResult<u64> {
-        let sql = "SELECT g.id FROM consumer_groups AS g JOIN topics AS t ON t.id = g.topic_id \
-                   WHERE t.name = ?1 AND g.name = ?2";
-        let found = self.stmt(sql)?.query_row([topic, group], |r| r.get(0).map(GroupId)).optional()?;
+        let found = self.stmt(GROUP_BY_NAME)?.query_row([topic, group], |r| r.get(0).map(GroupId)).optional()?;
         match found {
             Some(g) => self.purge_ready(g),
             None => Ok(0),
@@ -94,7 +99,7 @@ impl Tx<'_> {
     /// its ready counter; returns how many. Delayed and leased rows stay.
     fn purge_ready(&self, g: GroupId) -> TxResult<u64> {
         let bodies: Vec<i64> = self
-            .stmt("DELETE FROM deliveries WHERE group_id = ?1 AND state = 0 RETURNING message")?
+            .stmt(DELETE_READY)?
             .query_map([g.0], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         for body in &bodies {
