@@ -40,6 +40,13 @@ pub(crate) struct MemoryStore {
 }
 
 impl MemoryStore {
+    /// The queue of the named group `group` of `topic`, if both exist.
+    fn named_queue(&self, topic: &str, group: &str) -> Option<Arc<MemoryQueue>> {
+        let topic = self.topics.read().get(topic).cloned()?;
+        let st = topic.state.lock();
+        st.queues.iter().find(|q| q.name.as_deref() == Some(group)).cloned()
+    }
+
     pub(crate) fn new() -> Self {
         MemoryStore::declaring(Capabilities::default())
     }
@@ -133,15 +140,6 @@ impl Store for MemoryStore {
         let mut view: Vec<TopicView> = topics.iter().map(|t| t.view()).collect();
         view.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(view)
-    }
-}
-
-impl MemoryStore {
-    /// The queue of the named group `group` of `topic`, if both exist.
-    fn named_queue(&self, topic: &str, group: &str) -> Option<Arc<MemoryQueue>> {
-        let topic = self.topics.read().get(topic).cloned()?;
-        let st = topic.state.lock();
-        st.queues.iter().find(|q| q.name.as_deref() == Some(group)).cloned()
     }
 }
 
