@@ -1036,6 +1036,45 @@ brokk_status brokk_broker_purge(const struct brokk_broker *broker,
                                 size_t topic_count,
                                 uint64_t *purged_out);
 
+/// Counts the ready deliveries of the named consumer group `group` (`group_len` bytes) of
+/// `topic` (`topic_len` bytes): what brokk_broker_fetch on that group could take now, the
+/// group's share of what brokk_broker_count counts on the topic. Like brokk_broker_count it
+/// leaves out deliveries in flight and requeues whose delay has not run out. A group or topic
+/// that does not exist counts 0 and is not created. On SQLite and Redis it reads the store,
+/// whichever process published or consumes.
+/// Copies: topic and group; no pointer is kept after return.
+/// Out: on BROKK_STATUS_OK, `*count_out`; untouched otherwise.
+/// Threads: any thread, concurrently, and from inside a handler.
+/// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC, INVALID_GROUP, CLOSED, UNAVAILABLE,
+/// STORAGE_FAILED.
+brokk_status brokk_broker_count_group(const struct brokk_broker *broker,
+                                      const char *topic,
+                                      size_t topic_len,
+                                      const char *group,
+                                      size_t group_len,
+                                      uint64_t *count_out);
+
+/// Discards, in one atomic step, what brokk_broker_count_group counts: the ready deliveries of
+/// the named consumer group `group` of `topic`. Its deliveries in flight are untouched (they
+/// are acked or nacked as usual), and so are its delayed requeues, the topic's other groups,
+/// the messages the topic retains and the group itself (it receives what is published next).
+/// Counted as brokk_broker_purge counts (dropped, on this broker's statistics of the topic),
+/// and brokk_broker_join no longer waits for what was discarded. A group or topic that does
+/// not exist purges 0 and is not created. On SQLite and Redis it purges the group in the
+/// store, whichever process published or consumes.
+/// Copies: topic and group; no pointer is kept after return.
+/// Out: if `purged_out` is not NULL, on BROKK_STATUS_OK it holds how many were discarded.
+/// Threads: any thread, concurrently, and from inside a handler.
+/// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC, INVALID_GROUP, CLOSED, UNAVAILABLE,
+/// STORAGE_FAILED (on Redis, a purge whose reply was lost may or may not have been done:
+/// purging again is safe).
+brokk_status brokk_broker_purge_group(const struct brokk_broker *broker,
+                                      const char *topic,
+                                      size_t topic_len,
+                                      const char *group,
+                                      size_t group_len,
+                                      uint64_t *purged_out);
+
 /// The detailed message of the last brokk call that failed on this thread ("" if none has).
 /// Returns: a NUL-terminated string owned by brokk, valid until the next failing brokk call on
 /// this thread; copy it if you need it longer. Never NULL; do not free.

@@ -493,3 +493,76 @@ pub unsafe extern "C" fn brokk_broker_purge(
         Ok(())
     })
 }
+
+/// Counts the ready deliveries of the named consumer group `group` (`group_len` bytes) of
+/// `topic` (`topic_len` bytes): what brokk_broker_fetch on that group could take now, the
+/// group's share of what brokk_broker_count counts on the topic. Like brokk_broker_count it
+/// leaves out deliveries in flight and requeues whose delay has not run out. A group or topic
+/// that does not exist counts 0 and is not created. On SQLite and Redis it reads the store,
+/// whichever process published or consumes.
+/// Copies: topic and group; no pointer is kept after return.
+/// Out: on BROKK_STATUS_OK, `*count_out`; untouched otherwise.
+/// Threads: any thread, concurrently, and from inside a handler.
+/// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC, INVALID_GROUP, CLOSED, UNAVAILABLE,
+/// STORAGE_FAILED.
+#[no_mangle]
+pub unsafe extern "C" fn brokk_broker_count_group(
+    broker: *const brokk_broker,
+    topic: *const c_char,
+    topic_len: usize,
+    group: *const c_char,
+    group_len: usize,
+    count_out: *mut u64,
+) -> brokk_status {
+    guard(|| {
+        // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
+        let broker = unsafe { reference(broker, "broker") }?;
+        // SAFETY: `count_out` is NULL or a writable u64 for this call.
+        let out = unsafe { output(count_out, "count_out") }?;
+        // SAFETY: `topic` is NULL or `topic_len` readable bytes for this call.
+        let topic = unsafe { text(topic, topic_len, "topic") }?;
+        // SAFETY: `group` is NULL or `group_len` readable bytes for this call.
+        let group = unsafe { text(group, group_len, "group") }?;
+        *out = broker.inner.count_group(topic, group)?;
+        Ok(())
+    })
+}
+
+/// Discards, in one atomic step, what brokk_broker_count_group counts: the ready deliveries of
+/// the named consumer group `group` of `topic`. Its deliveries in flight are untouched (they
+/// are acked or nacked as usual), and so are its delayed requeues, the topic's other groups,
+/// the messages the topic retains and the group itself (it receives what is published next).
+/// Counted as brokk_broker_purge counts (dropped, on this broker's statistics of the topic),
+/// and brokk_broker_join no longer waits for what was discarded. A group or topic that does
+/// not exist purges 0 and is not created. On SQLite and Redis it purges the group in the
+/// store, whichever process published or consumes.
+/// Copies: topic and group; no pointer is kept after return.
+/// Out: if `purged_out` is not NULL, on BROKK_STATUS_OK it holds how many were discarded.
+/// Threads: any thread, concurrently, and from inside a handler.
+/// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_TOPIC, INVALID_GROUP, CLOSED, UNAVAILABLE,
+/// STORAGE_FAILED (on Redis, a purge whose reply was lost may or may not have been done:
+/// purging again is safe).
+#[no_mangle]
+pub unsafe extern "C" fn brokk_broker_purge_group(
+    broker: *const brokk_broker,
+    topic: *const c_char,
+    topic_len: usize,
+    group: *const c_char,
+    group_len: usize,
+    purged_out: *mut u64,
+) -> brokk_status {
+    guard(|| {
+        // SAFETY: `broker` is NULL or a broker not yet freed (brokk_broker's contract).
+        let broker = unsafe { reference(broker, "broker") }?;
+        // SAFETY: `topic` is NULL or `topic_len` readable bytes for this call.
+        let topic = unsafe { text(topic, topic_len, "topic") }?;
+        // SAFETY: `group` is NULL or `group_len` readable bytes for this call.
+        let group = unsafe { text(group, group_len, "group") }?;
+        let n = broker.inner.purge_group(topic, group)?;
+        // SAFETY: `purged_out` is NULL or a writable u64 for this call.
+        if let Some(out) = unsafe { purged_out.as_mut() } {
+            *out = n;
+        }
+        Ok(())
+    })
+}

@@ -455,6 +455,50 @@ func TestCountAndPurge(t *testing.T) {
 	})
 }
 
+func TestCountAndPurgeGroup(t *testing.T) {
+	forEachBackend(t, func(t *testing.T) {
+		b := open(t, nil)
+		ctx := expired() // fetches only look
+		for _, g := range []string{"a", "b"} {
+			if d, err := b.Fetch(ctx, "g", &FetchOptions{Group: g}); d != nil || err != nil {
+				t.Fatalf("fetch to make group %s: %v, %v", g, d, err)
+			}
+		}
+		for i := 0; i < 3; i++ {
+			must(b.Publish("g", []byte(`1`), nil))(t)
+		}
+		held, err := b.Fetch(ctx, "g", &FetchOptions{Group: "a"})
+		if err != nil || held == nil {
+			t.Fatalf("fetch: %v, %v", held, err)
+		}
+		check := func(what string, got uint64, err error, want uint64) {
+			t.Helper()
+			if err != nil || got != want {
+				t.Errorf("%s = %d, %v; want %d", what, got, err, want)
+			}
+		}
+		n, err := b.CountGroup("g", "a")
+		check(`CountGroup("g", "a")`, n, err, 2)
+		n, err = b.CountGroup("g", "nope")
+		check(`CountGroup("g", "nope")`, n, err, 0)
+		n, err = b.PurgeGroup("g", "a")
+		check(`PurgeGroup("g", "a")`, n, err, 2)
+		n, err = b.CountGroup("g", "b")
+		check(`CountGroup("g", "b") after purging a`, n, err, 3)
+		if err := held.Ack(); err != nil {
+			t.Errorf("ack of the delivery held through the purge: %v", err)
+		}
+		n, err = b.PurgeGroup("g", "b")
+		check(`PurgeGroup("g", "b")`, n, err, 3)
+		if _, err := b.CountGroup("g", ""); !errors.Is(err, ErrInvalidGroup) {
+			t.Errorf(`CountGroup("g", ""): %v; want ErrInvalidGroup`, err)
+		}
+		if _, err := b.PurgeGroup("a b", "a"); !errors.Is(err, ErrInvalidTopic) {
+			t.Errorf(`PurgeGroup("a b", "a"): %v; want ErrInvalidTopic`, err)
+		}
+	})
+}
+
 func TestFetchHonoursItsContext(t *testing.T) {
 	b := open(t, nil)
 	// Cancelled while waiting: ctx.Err().

@@ -348,3 +348,43 @@ func (b *Broker) countOrPurge(op string, topics []string, purge bool) (uint64, e
 	}
 	return uint64(n), nil
 }
+
+// CountGroup counts the ready deliveries of consumer group group on topic
+// (brokk_broker_count_group): what a Fetch of that group could take now, its share of
+// Count(topic). Deliveries in flight and requeues still waiting out their delay are left out.
+// A group or topic that does not exist counts 0 and is not created. group must be named ("" is
+// ErrInvalidGroup).
+func (b *Broker) CountGroup(topic, group string) (uint64, error) {
+	return b.countOrPurgeGroup("count group", topic, group, false)
+}
+
+// PurgeGroup discards what CountGroup counts, atomically (brokk_broker_purge_group), and
+// returns how many it discarded. Deliveries in flight (they settle as usual), delayed
+// requeues, the topic's other groups and retained messages, and the group itself stay. A group
+// that does not exist purges 0 and is not created.
+func (b *Broker) PurgeGroup(topic, group string) (uint64, error) {
+	return b.countOrPurgeGroup("purge group", topic, group, true)
+}
+
+func (b *Broker) countOrPurgeGroup(op, topic, group string, purge bool) (uint64, error) {
+	ctopic, ctopicLen := cText(topic)
+	cgroup, cgroupLen := cText(group)
+	p, err := b.acquire(op)
+	if err != nil {
+		return 0, err
+	}
+	defer b.release()
+	var n C.uint64_t
+	if purge {
+		err = check(op, C.gbrokk_broker_purge_group(p, ctopic, ctopicLen, cgroup, cgroupLen, &n))
+	} else {
+		err = check(op, C.gbrokk_broker_count_group(p, ctopic, ctopicLen, cgroup, cgroupLen, &n))
+	}
+	runtime.KeepAlive(b)
+	runtime.KeepAlive(topic)
+	runtime.KeepAlive(group)
+	if err != nil {
+		return 0, err
+	}
+	return uint64(n), nil
+}

@@ -233,6 +233,16 @@ gbrokk_result gbrokk_broker_purge(const brokk_broker *broker, const brokk_str *t
     return result(brokk_broker_purge(broker, topics, topic_count, purged_out));
 }
 
+gbrokk_result gbrokk_broker_count_group(const brokk_broker *broker, const char *topic, size_t topic_len,
+                                        const char *group, size_t group_len, uint64_t *count_out) {
+    return result(brokk_broker_count_group(broker, topic, topic_len, group, group_len, count_out));
+}
+
+gbrokk_result gbrokk_broker_purge_group(const brokk_broker *broker, const char *topic, size_t topic_len,
+                                        const char *group, size_t group_len, uint64_t *purged_out) {
+    return result(brokk_broker_purge_group(broker, topic, topic_len, group, group_len, purged_out));
+}
+
 gbrokk_result gbrokk_broker_add_listener(const brokk_broker *broker, uintptr_t handle,
                                          uint32_t events, uint64_t *listener_id_out) {
     /* Only the callbacks Go set are installed: brokk skips NULL ones without crossing into Go. */

@@ -59,6 +59,10 @@ gbrokk_result gbrokk_broker_count(const brokk_broker *broker, const brokk_str *t
                                   size_t topic_count, uint64_t *count_out);
 gbrokk_result gbrokk_broker_purge(const brokk_broker *broker, const brokk_str *topics,
                                   size_t topic_count, uint64_t *purged_out);
+gbrokk_result gbrokk_broker_count_group(const brokk_broker *broker, const char *topic, size_t topic_len,
+                                        const char *group, size_t group_len, uint64_t *count_out);
+gbrokk_result gbrokk_broker_purge_group(const brokk_broker *broker, const char *topic, size_t topic_len,
+                                        const char *group, size_t group_len, uint64_t *purged_out);
 gbrokk_result gbrokk_broker_peek(const brokk_broker *broker, const char *topic, size_t topic_len,
                                  const char *group, size_t group_len, size_t max,
                                  brokk_peek_result **result_out);

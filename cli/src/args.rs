@@ -28,9 +28,11 @@ pub struct Cli {
 pub enum Command {
     /// What the store holds: every topic and consumer group with its depth (see docs/cli.md)
     Stats(StatsArgs),
-    /// Messages waiting on the topics (all when none is named): retained plus queued per group
-    Count(TopicsArgs),
-    /// Discards what `count` counts on the topics named (or on every topic, with --all)
+    /// Messages waiting on the topics (all when none is named): retained plus queued per group;
+    /// with --group, the ready deliveries of that one group of one topic
+    Count(CountArgs),
+    /// Discards what `count` counts on the topics named (or on every topic, with --all); with
+    /// --group, only that group's ready deliveries of one topic
     Purge(PurgeArgs),
     /// Shows the next messages of a topic's group without taking them
     Peek(PeekArgs),
@@ -56,9 +58,12 @@ pub struct StatsArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct TopicsArgs {
-    /// Topics (none: every topic of the store)
+pub struct CountArgs {
+    /// Topics (none: every topic of the store; exactly one with --group)
     pub topics: Vec<String>,
+    /// Count only this consumer group's ready deliveries (of the one topic named)
+    #[arg(long, short)]
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -66,8 +71,12 @@ pub struct PurgeArgs {
     /// Topics to purge
     pub topics: Vec<String>,
     /// Purge every topic of the store (required when no topic is named)
-    #[arg(long, conflicts_with = "topics")]
+    #[arg(long, conflicts_with_all = ["topics", "group"])]
     pub all: bool,
+    /// Purge only this consumer group's ready deliveries (of the one topic named); its other
+    /// groups, retained messages and deliveries in flight stay
+    #[arg(long, short)]
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -76,7 +76,7 @@ fn run(cli: Cli) -> Outcome {
 fn dispatch(broker: &Broker, command: Command, json: bool) -> Outcome {
     match command {
         Command::Stats(a) => commands::stats::run(broker, &a, json),
-        Command::Count(a) => commands::count::count(broker, &a.topics, json),
+        Command::Count(a) => commands::count::count(broker, &a, json),
         Command::Purge(a) => commands::count::purge(broker, &a, json),
         Command::Peek(a) => commands::peek::run(broker, &a, json),
         Command::Publish(a) => commands::publish::run(broker, &a, json),

@@ -34,6 +34,11 @@ fn publish_count_peek_purge() {
 }
 
 #[test]
+fn count_and_purge_one_group() {
+    scenarios::count_and_purge_one_group(&TempDb::new("group").url());
+}
+
+#[test]
 fn stats_show_every_topic_and_group_of_the_store() {
     scenarios::stats_show_every_topic_and_group_of_the_store(&TempDb::new("stats").url());
 }

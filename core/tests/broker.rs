@@ -1257,6 +1257,84 @@ fn count_and_purge_cover_retained_and_queued_messages(k: &Kit) {
     assert_eq!((t.dropped, t.retained_dropped, t.processed), (3, 4, 1));
 }
 
+fn purge_group_discards_one_groups_queue_and_leaves_the_rest(k: &Kit) {
+    let b = k.broker(2);
+    publish(&b, "held", "\"r1\"");
+    publish(&b, "held", "\"r2\"");
+    for g in ["a", "b"] {
+        assert!(fetch_now(&b, "t", Some(g)).is_none());
+    }
+    for i in 0..4 {
+        publish(&b, "t", &i.to_string());
+    }
+    // Group a's first delivery is in flight through the purge.
+    let inflight = fetch_now(&b, "t", Some("a")).unwrap();
+    assert_eq!(payload_of(&inflight), "0");
+    assert_eq!(b.count_group("t", "a").unwrap(), 3);
+    assert_eq!(b.count_group("t", "b").unwrap(), 4);
+    assert_eq!(b.count(Some(&["t"])).unwrap(), 3 + 4, "a topic counts what its groups count");
+
+    // A group or topic that does not exist counts and purges 0, and is not created.
+    assert_eq!(b.count_group("t", "nope").unwrap(), 0);
+    assert_eq!(b.purge_group("t", "nope").unwrap(), 0);
+    assert_eq!(b.count_group("unknown", "a").unwrap(), 0);
+    assert_eq!(b.purge_group("unknown", "a").unwrap(), 0);
+    assert_eq!(b.count_group("held", "a").unwrap(), 0, "retained messages belong to no group yet");
+    assert_eq!(b.purge_group("held", "a").unwrap(), 0);
+    let view = b.store_view().unwrap();
+    assert!(view.topic("unknown").is_none());
+    let names: Vec<_> = view.topic("t").unwrap().groups.iter().map(|g| g.name.clone()).collect();
+    assert_eq!(names, ["a", "b"]);
+    assert!(view.topic("held").unwrap().groups.is_empty());
+
+    assert_eq!(b.purge_group("t", "a").unwrap(), 3);
+    assert_eq!(b.count_group("t", "a").unwrap(), 0);
+    assert_eq!(b.count_group("t", "b").unwrap(), 4, "another group keeps its deliveries");
+    assert_eq!(b.count(Some(&["held"])).unwrap(), 2, "retained messages stay");
+    assert_eq!(b.purge_group("t", "a").unwrap(), 0);
+    let a = b.store_view().unwrap().topic("t").unwrap().groups[0].clone();
+    assert_eq!((a.name.as_str(), a.depth), ("a", Depth { ready: 0, delayed: 0, in_flight: 1 }));
+
+    // The delivery in flight settles as usual, and the group stays: it gets what comes next.
+    b.ack(inflight.id()).unwrap();
+    publish(&b, "t", "4");
+    assert_eq!(b.count_group("t", "a").unwrap(), 1);
+    let next = fetch_now(&b, "t", Some("a")).unwrap();
+    assert_eq!(payload_of(&next), "4");
+    b.ack(next.id()).unwrap();
+    assert_eq!(b.purge_group("t", "b").unwrap(), 5);
+    assert_eq!(b.count(Some(&["t"])).unwrap(), 0);
+
+    // Join does not wait for what was purged.
+    b.join(Some(LONG)).unwrap();
+    let t = b.stats().unwrap().totals;
+    assert_eq!((t.dropped, t.processed, t.retained_dropped), (3 + 5, 2, 0));
+
+    for (topic, group, kind) in [("bad name", "a", ErrorKind::InvalidTopic), ("t", "bad name", ErrorKind::InvalidGroup)]
+    {
+        assert_eq!(b.count_group(topic, group).unwrap_err().kind(), kind);
+        assert_eq!(b.purge_group(topic, group).unwrap_err().kind(), kind);
+    }
+    b.close(Some(LONG), false).unwrap();
+    assert_eq!(b.count_group("t", "a").unwrap_err().kind(), ErrorKind::Closed);
+    assert_eq!(b.purge_group("t", "a").unwrap_err().kind(), ErrorKind::Closed);
+}
+
+fn purge_group_leaves_delayed_requeues_alone(k: &Kit) {
+    let b = k.broker(2);
+    assert!(fetch_now(&b, "t", Some("g")).is_none());
+    publish(&b, "t", "1");
+    publish(&b, "t", "2");
+    let d = fetch_now(&b, "t", Some("g")).unwrap();
+    b.nack(d.id(), true, Some(Duration::from_secs(3600)), None).unwrap();
+    assert_eq!(b.count_group("t", "g").unwrap(), 1, "a delayed requeue is not counted");
+    assert_eq!(b.purge_group("t", "g").unwrap(), 1);
+    // Delayed in the store, or held by the broker until due where the store cannot delay.
+    let depth = b.store_view().unwrap().topic("t").unwrap().groups[0].depth;
+    assert_eq!((depth.ready, depth.delayed + depth.in_flight), (0, 1));
+    b.close(None, true).unwrap();
+}
+
 fn group_names_are_validated(k: &Kit) {
     let b = k.broker(2);
     for bad in ["", "has space", "a/b"] {
@@ -2147,6 +2225,8 @@ on_every_backend!(
     fetched_deliveries_are_acked_nacked_and_requeued_like_pushed_ones,
     batch_publish_is_all_or_nothing_and_keeps_order,
     count_and_purge_cover_retained_and_queued_messages,
+    purge_group_discards_one_groups_queue_and_leaves_the_rest,
+    purge_group_leaves_delayed_requeues_alone,
     group_names_are_validated,
     a_named_group_keeps_its_messages_when_its_last_member_leaves,
     an_unacked_delivery_is_redelivered_after_its_ack_deadline,

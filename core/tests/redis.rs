@@ -185,6 +185,14 @@ fn the_store_view_shows_what_another_broker_made() {
     common::the_store_view_shows_what_another_broker_made(&a, &b);
 }
 
+/// See `common::another_broker_purges_one_group`.
+#[test]
+fn another_broker_purges_one_group() {
+    let url = url(&prefix("purge-group-across"), "");
+    let (a, b) = (Broker::open(&url).unwrap(), Broker::open(&url).unwrap());
+    common::another_broker_purges_one_group(&a, &b);
+}
+
 /// See `common::peek_sees_a_group_another_broker_uses`.
 #[test]
 fn peek_sees_a_group_another_broker_uses() {

@@ -136,6 +136,14 @@ fn the_store_view_shows_what_another_broker_made() {
     common::the_store_view_shows_what_another_broker_made(&open(&path, ""), &open(&path, ""));
 }
 
+/// See `common::another_broker_purges_one_group`.
+#[test]
+fn another_broker_purges_one_group() {
+    let kit = Kit::sqlite("purge-group-across");
+    let path = kit.dir().join("shared.db");
+    common::another_broker_purges_one_group(&open(&path, ""), &open(&path, ""));
+}
+
 /// See `common::peek_sees_a_group_another_broker_uses`.
 #[test]
 fn peek_sees_a_group_another_broker_uses() {

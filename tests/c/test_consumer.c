@@ -1456,6 +1456,76 @@ static void count_and_purge_bad_input(void) {
     brokk_broker_free(b);
 }
 
+/* ---- count and purge of one consumer group ------------------------------------------------------ */
+
+static uint64_t count_group_of(const brokk_broker *b, const char *topic, const char *group) {
+    uint64_t n = 0xC0C0ull;
+    CHECK_OK(brokk_broker_count_group(b, topic, strlen(topic), group, strlen(group), &n));
+    return n;
+}
+
+static void count_and_purge_one_group(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    CHECK_OK(publish_str(b, "held", "1")); /* retained: no group's */
+    CHECK(FETCH(b, "pg", "a", 0) == NULL);
+    CHECK(FETCH(b, "pg", "b", 0) == NULL);
+    for (int i = 0; i < 3; i++) CHECK_OK(publish_str(b, "pg", "2"));
+    brokk_delivery *d = FETCH(b, "pg", "a", 0); /* in flight: neither counted nor purged */
+    CHECK(d != NULL);
+    CHECK_EQ(count_group_of(b, "pg", "a"), 2);
+    CHECK_EQ(count_group_of(b, "pg", "b"), 3);
+    CHECK_EQ(count_group_of(b, "pg", "nope"), 0); /* no such group: 0, and not created */
+    CHECK_EQ(count_group_of(b, "unknown", "a"), 0);
+    uint64_t topics_before = stats_of(b).topics;
+    uint64_t purged = 77;
+    CHECK_OK(brokk_broker_purge_group(b, "pg", 2, "nope", 4, &purged));
+    CHECK_EQ(purged, 0);
+    CHECK_EQ(stats_of(b).topics, topics_before);
+    CHECK_OK(brokk_broker_purge_group(b, "pg", 2, "a", 1, &purged));
+    CHECK_EQ(purged, 2);
+    CHECK_EQ(count_group_of(b, "pg", "a"), 0);
+    CHECK_EQ(count_group_of(b, "pg", "b"), 3); /* the other group keeps its own */
+    CHECK_EQ(count_of(b, "held"), 1);
+    brokk_stats s = stats_of(b);
+    CHECK_EQ(s.dropped, 2);
+    CHECK_EQ(s.in_flight, 1);
+    if (d) {
+        CHECK_OK(brokk_broker_ack(b, brokk_message_delivery_id(msg_of(d))));
+        brokk_delivery_free(d);
+    }
+    CHECK_OK(brokk_broker_purge_group(b, "pg", 2, "b", 1, NULL)); /* purged_out may be NULL */
+    CHECK_EQ(count_of(b, "pg"), 0);
+    JOIN_OK(b);
+    brokk_broker_free(b);
+}
+
+static void count_and_purge_one_group_bad_input(void) {
+    brokk_broker *b = new_broker(1);
+    if (!b) return;
+    CHECK(FETCH(b, "kept", "g", 0) == NULL);
+    CHECK_OK(publish_str(b, "kept", "1"));
+    uint64_t n = 0xC0C0ull;
+    CHECK_STATUS(brokk_broker_count_group(NULL, "kept", 4, "g", 1, &n), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_count_group(b, "kept", 4, "g", 1, NULL), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_count_group(b, NULL, 4, "g", 1, &n), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_count_group(b, "kept", 4, NULL, 1, &n), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_count_group(b, "a b", 3, "g", 1, &n), BROKK_STATUS_INVALID_TOPIC);
+    CHECK_STATUS(brokk_broker_count_group(b, "kept", 4, "a/b", 3, &n), BROKK_STATUS_INVALID_GROUP);
+    CHECK_STATUS(brokk_broker_count_group(b, "kept", 4, "g\xff", 2, &n), BROKK_STATUS_INVALID_UTF8);
+    CHECK_EQ(n, 0xC0C0ull); /* untouched on failure */
+    CHECK_STATUS(brokk_broker_purge_group(NULL, "kept", 4, "g", 1, &n), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_purge_group(b, "kept", 4, NULL, 1, &n), BROKK_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(brokk_broker_purge_group(b, "", 0, "g", 1, &n), BROKK_STATUS_INVALID_TOPIC);
+    CHECK_STATUS(brokk_broker_purge_group(b, "kept", 4, "", 0, &n), BROKK_STATUS_INVALID_GROUP);
+    CHECK_EQ(n, 0xC0C0ull);
+    CHECK_EQ(count_group_of(b, "kept", "g"), 1); /* nothing was purged */
+    CHECK_OK(brokk_broker_close(b, 0, true, NULL));
+    CHECK_STATUS(brokk_broker_count_group(b, "kept", 4, "g", 1, &n), BROKK_STATUS_CLOSED);
+    CHECK_STATUS(brokk_broker_purge_group(b, "kept", 4, "g", 1, &n), BROKK_STATUS_CLOSED);
+    brokk_broker_free(b);
+}
+
 /* ---- publish_batch ------------------------------------------------------------------------------- */
 
 static void publish_batch_delivers_everything_in_order(void) {
@@ -1722,6 +1792,8 @@ static const test_case TESTS[] = {
     TEST_CASE(retention_limit_applies_to_a_batch_as_a_whole),
     TEST_CASE(count_and_purge),
     TEST_CASE(count_and_purge_bad_input),
+    TEST_CASE(count_and_purge_one_group),
+    TEST_CASE(count_and_purge_one_group_bad_input),
     TEST_CASE(publish_batch_delivers_everything_in_order),
     TEST_CASE(publish_batch_is_all_or_nothing),
     TEST_CASE(publish_batch_bad_arguments),

@@ -28,6 +28,7 @@ static const symbol SYMBOLS[] = {
     SYM(brokk_broker_add_listener),
     SYM(brokk_broker_close),
     SYM(brokk_broker_count),
+    SYM(brokk_broker_count_group),
     SYM(brokk_broker_fetch),
     SYM(brokk_broker_fetch_batch),
     SYM(brokk_broker_take),
@@ -56,6 +57,7 @@ static const symbol SYMBOLS[] = {
     SYM(brokk_broker_publish_batch),
     SYM(brokk_broker_publish_with),
     SYM(brokk_broker_purge),
+    SYM(brokk_broker_purge_group),
     SYM(brokk_broker_remove_listener),
     SYM(brokk_broker_set_log_callback),
     SYM(brokk_log_set_callback),
@@ -93,7 +95,7 @@ static const symbol SYMBOLS[] = {
 #define N_SYMBOLS (sizeof SYMBOLS / sizeof SYMBOLS[0])
 
 static void every_symbol_links(void) {
-    CHECK_EQ(N_SYMBOLS, 67);
+    CHECK_EQ(N_SYMBOLS, 69);
     for (size_t i = 0; i < N_SYMBOLS; i++) {
         if (SYMBOLS[i].address == NULL) FAILF("%s has no address", SYMBOLS[i].name);
         for (size_t j = 0; j < i; j++)
@@ -152,6 +154,10 @@ static void signatures_are_pinned(void) {
         brokk_broker_count;
     brokk_status (*p_purge)(const brokk_broker *, const brokk_str *, size_t, uint64_t *) =
         brokk_broker_purge;
+    brokk_status (*p_count_group)(const brokk_broker *, const char *, size_t, const char *, size_t,
+                                  uint64_t *) = brokk_broker_count_group;
+    brokk_status (*p_purge_group)(const brokk_broker *, const char *, size_t, const char *, size_t,
+                                  uint64_t *) = brokk_broker_purge_group;
     brokk_status (*p_publish_batch)(const brokk_broker *, const char *, size_t,
                                     const brokk_batch_message *, size_t, char *, size_t) =
         brokk_broker_publish_batch;
@@ -239,6 +245,7 @@ static void signatures_are_pinned(void) {
         (any_fn)p_version,     (any_fn)p_version_number, (any_fn)p_abi_version,
         (any_fn)p_fetch,       (any_fn)p_delivery_message, (any_fn)p_delivery_free,
         (any_fn)p_count,       (any_fn)p_purge,          (any_fn)p_publish_batch,
+        (any_fn)p_count_group, (any_fn)p_purge_group,
         (any_fn)p_priority,    (any_fn)p_group,          (any_fn)p_requeue_delay,
         (any_fn)p_fetch_batch, (any_fn)p_ack_batch,      (any_fn)p_read,
         (any_fn)p_take,        (any_fn)p_take_with,      (any_fn)p_publish_with,

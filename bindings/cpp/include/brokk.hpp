@@ -1130,6 +1130,28 @@ public:
     std::uint64_t purge(const std::vector<std::string>& topics) const { return purge_views(detail::topic_views(topics)); }
     std::uint64_t purge(const std::vector<std::string_view>& topics) const { return purge_views(detail::topic_views(topics)); }
 
+    /// Ready deliveries of consumer group `group` on `topic` (brokk_broker_count_group): what a
+    /// fetch of that group could take now, its share of count({topic}). Deliveries in flight and
+    /// requeues still waiting out their delay are left out. A group or topic that does not exist
+    /// counts 0 and is not created.
+    std::uint64_t count_group(std::string_view topic, std::string_view group) const {
+        std::uint64_t n = 0;
+        detail::check(brokk_broker_count_group(raw_, detail::data(topic), topic.size(), detail::data(group),
+                                               group.size(), &n));
+        return n;
+    }
+
+    /// Discards what count_group() counts, atomically; returns how many
+    /// (brokk_broker_purge_group). Deliveries in flight (settled as usual), delayed requeues,
+    /// other groups, retained messages and the group itself stay. A group that does not exist
+    /// purges 0 and is not created.
+    std::uint64_t purge_group(std::string_view topic, std::string_view group) const {
+        std::uint64_t n = 0;
+        detail::check(brokk_broker_purge_group(raw_, detail::data(topic), topic.size(), detail::data(group),
+                                               group.size(), &n));
+        return n;
+    }
+
     /// Adds a listener (moved to the heap, deleted exactly once after its last callback);
     /// returns its id (brokk_broker_add_listener).
     std::uint64_t add_listener(Listener listener) const {

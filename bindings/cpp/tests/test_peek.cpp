@@ -62,6 +62,28 @@ TEST_P(Backend, PeekOfAMissingGroupCreatesNothing) {
     broker.purge();
 }
 
+TEST_P(Backend, CountAndPurgeOfOneGroup) {
+    brokk::Broker broker(url());
+    brokk::FetchOptions a, b;
+    a.group = "a";
+    b.group = "b";
+    EXPECT_FALSE(broker.fetch("g", 0ms, a).has_value());  // makes the groups
+    EXPECT_FALSE(broker.fetch("g", 0ms, b).has_value());
+    for (int i = 0; i < 3; i++) broker.publish("g", "1");
+    auto held = broker.fetch("g", 0ms, a);  // in flight: neither counted nor purged
+    ASSERT_TRUE(held.has_value());
+    EXPECT_EQ(broker.count_group("g", "a"), 2u);
+    EXPECT_EQ(broker.count_group("g", "ghost"), 0u);
+    EXPECT_EQ(broker.purge_group("g", "ghost"), 0u);
+    EXPECT_EQ(broker.purge_group("g", "a"), 2u);
+    EXPECT_EQ(broker.count_group("g", "a"), 0u);
+    EXPECT_EQ(broker.count_group("g", "b"), 3u);
+    broker.ack(held->message());
+    EXPECT_EQ(broker.purge_group("g", "b"), 3u);
+    expect_error<brokk::CallerError>(BROKK_STATUS_INVALID_GROUP, [&] { broker.count_group("g", "bad group"); });
+    expect_error<brokk::CallerError>(BROKK_STATUS_INVALID_TOPIC, [&] { broker.purge_group("bad topic", "a"); });
+}
+
 TEST(Peek, RefusesBadInput) {
     brokk::Broker broker("memory://");
     expect_error<brokk::CallerError>(BROKK_STATUS_INVALID_ARGUMENT, [&] { broker.peek("t", std::nullopt, 0); });

@@ -1010,6 +1010,37 @@ class Broker(Owned):
             check(lib.brokk_broker_purge(ptr, array, n, byref(out)))
         return out.value
 
+    def count_group(self, topic: str, group: str) -> int:
+        """Ready deliveries of consumer group `group` on `topic`: what ``fetch`` of that group
+        could take now, its share of ``count(topic)``. Deliveries in flight and requeues still
+        waiting out their delay are left out. A group or topic that does not exist counts 0 and
+        is not created."""
+        topic_bytes = _topic_bytes(topic)
+        group_bytes = _bytes("group", group)
+        out = c_uint64()
+        with self._use() as ptr:
+            check(
+                lib.brokk_broker_count_group(
+                    ptr, topic_bytes, _len(topic_bytes), group_bytes, _len(group_bytes), byref(out)
+                )
+            )
+        return out.value
+
+    def purge_group(self, topic: str, group: str) -> int:
+        """Discards what ``count_group`` counts, atomically; returns how many. Deliveries in
+        flight (settled as usual), delayed requeues, other groups, retained messages and the
+        group itself stay. A group that does not exist purges 0 and is not created."""
+        topic_bytes = _topic_bytes(topic)
+        group_bytes = _bytes("group", group)
+        out = c_uint64()
+        with self._use() as ptr:
+            check(
+                lib.brokk_broker_purge_group(
+                    ptr, topic_bytes, _len(topic_bytes), group_bytes, _len(group_bytes), byref(out)
+                )
+            )
+        return out.value
+
     # ---- listeners -----------------------------------------------------------------------------
 
     def add_listener(self, listener: Any) -> int:

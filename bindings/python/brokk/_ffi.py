@@ -443,6 +443,14 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "brokk_peek_result_free": (None, [_P(brokk_peek_result)]),
     "brokk_broker_count": (brokk_status, [_P(brokk_broker), _P(brokk_str), c_size_t, _P(c_uint64)]),
     "brokk_broker_purge": (brokk_status, [_P(brokk_broker), _P(brokk_str), c_size_t, _P(c_uint64)]),
+    "brokk_broker_count_group": (
+        brokk_status,
+        [_P(brokk_broker), c_char_p, c_size_t, c_char_p, c_size_t, _P(c_uint64)],
+    ),
+    "brokk_broker_purge_group": (
+        brokk_status,
+        [_P(brokk_broker), c_char_p, c_size_t, c_char_p, c_size_t, _P(c_uint64)],
+    ),
     "brokk_last_error": (c_char_p, []),
     "brokk_broker_add_listener": (brokk_status, [_P(brokk_broker), _P(brokk_listener), _P(c_uint64)]),
     "brokk_broker_remove_listener": (brokk_status, [_P(brokk_broker), c_uint64]),

@@ -161,6 +161,24 @@ def test_count_and_purge(broker):
     assert broker.purge() == 2 and broker.count() == 0
 
 
+@pytest.mark.both_backends
+def test_count_and_purge_one_group(broker):
+    assert broker.fetch("g", group="a") is None and broker.fetch("g", group="b") is None
+    for i in range(3):
+        broker.publish("g", i)
+    held = broker.fetch("g", group="a")
+    assert broker.count_group("g", "a") == 2 and broker.count_group("g", "b") == 3
+    assert broker.count_group("g", "nope") == 0 and broker.purge_group("g", "nope") == 0
+    assert broker.purge_group("g", "a") == 2
+    assert broker.count_group("g", "a") == 0 and broker.count_group("g", "b") == 3
+    broker.ack(held.delivery_id)
+    assert broker.purge_group("g", "b") == 3 and broker.count("g") == 0
+    with pytest.raises(brokk.InvalidGroupError):
+        broker.count_group("g", "a b")
+    with pytest.raises(brokk.InvalidTopicError):
+        broker.purge_group("a b", "a")
+
+
 def test_listener_sees_every_event(broker, recorder):
     listener_id = broker.add_listener(recorder)
     sub = broker.subscribe("events", lambda msg: None)

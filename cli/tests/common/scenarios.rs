@@ -69,6 +69,48 @@ pub fn publish_count_peek_purge(url: &str) {
     b.close(Some(PATIENCE), false).unwrap();
 }
 
+/// count and purge with --group: one group of one topic, while the test's broker holds a
+/// delivery of it; the other group and the retained messages of another topic stay.
+pub fn count_and_purge_one_group(url: &str) {
+    let b = Broker::open(url).unwrap();
+    for g in ["a", "b"] {
+        assert!(b.fetch("work", Some(g), Some(Duration::ZERO)).unwrap().is_none());
+    }
+    b.publish("held", b"0", &PublishOptions::default()).unwrap();
+    for i in 0..3 {
+        b.publish("work", i.to_string().as_bytes(), &PublishOptions::default()).unwrap();
+    }
+    let d = b.fetch("work", Some("a"), Some(PATIENCE)).unwrap().unwrap();
+    assert_eq!(ok(url, &["count", "work", "--group", "a"]).trim(), "2");
+    assert_eq!(
+        ok_json(url, &["count", "work", "-g", "b"]),
+        serde_json::json!({"count": 3, "topic": "work", "group": "b"})
+    );
+    assert_eq!(ok(url, &["count", "work", "--group", "nobody"]).trim(), "0");
+    assert_eq!(
+        ok_json(url, &["purge", "work", "--group", "a"]),
+        serde_json::json!({"purged": 2, "topic": "work", "group": "a"})
+    );
+    assert_eq!(ok(url, &["count", "work", "--group", "a"]).trim(), "0");
+    assert_eq!(ok(url, &["count", "work", "held"]).lines().last().unwrap(), "(total)\t4", "b's 3 and held's 1");
+    assert_eq!(ok(url, &["purge", "work", "--group", "nobody"]).trim(), "0");
+    assert!(b.store_view().unwrap().topic("work").unwrap().groups.len() == 2, "no group was made");
+
+    // --group takes one topic, and not --all; bad names are refused.
+    for args in [&["count", "--group", "a"][..], &["purge", "work", "held", "--group", "a"]] {
+        expect_code(&brokk(Some(url), args), 2);
+    }
+    expect_code(&brokk(Some(url), &["purge", "--all", "--group", "a"]), 2);
+    let out = brokk(Some(url), &["purge", "work", "--group", "bad group"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("group"), "{}", stderr(&out));
+
+    // The delivery held through the purge settles as usual.
+    b.ack(d.id()).unwrap();
+    assert_eq!(ok(url, &["count", "work", "--group", "b"]).trim(), "3");
+    b.close(Some(Duration::ZERO), true).unwrap();
+}
+
 /// stats: every topic and group of the store, with its depth (what another process made), as a
 /// table, JSON and Prometheus text; topics named narrow it down; nothing is made.
 pub fn stats_show_every_topic_and_group_of_the_store(url: &str) {

@@ -471,6 +471,29 @@ impl Broker {
         self.shared()?.remove_listener(listener)
     }
 
+    /// Ready deliveries of the named consumer group `group` of `topic`: what a fetch of the
+    /// group could take now, its share of what `count` counts (so `count` of a topic is what it
+    /// retains plus `count_group` of each of its groups). Like `count`, it leaves out the
+    /// group's deliveries in flight and its delayed requeues (until they are due and a claim
+    /// promotes them). A group or topic that does not exist counts 0 and is not created (as
+    /// `peek`). On SQLite and Redis this reads the store, whichever process published or
+    /// consumes. Errors: InvalidTopic, InvalidGroup, Closed, or the store's.
+    pub fn count_group(&self, topic: &str, group: &str) -> Result<u64> {
+        self.shared()?.count_group(topic, group)
+    }
+
+    /// Discards what `count_group` counts, atomically, and returns how many. Deliveries of the
+    /// group in flight are untouched (they settle as usual), and so are its delayed requeues,
+    /// its other groups, the messages the topic retains and the group itself (it stays, and
+    /// receives what is published next). Counted as `purge` counts (`dequeued` and `dropped` of
+    /// the topic, on the broker that purges, if it has used the topic), and a join no longer
+    /// waits for what was discarded. A group that does not exist purges 0 and is not created.
+    /// On SQLite and Redis this purges the group in the store, whichever process published or
+    /// consumes.
+    pub fn purge_group(&self, topic: &str, group: &str) -> Result<u64> {
+        self.shared()?.purge_group(topic, group)
+    }
+
     /// This broker's counters. On SQLite, the `queued` and `retained` gauges are the file's
     /// (every process's groups); the counters and the other gauges are this broker's own.
     pub fn stats(&self) -> Result<BrokerStats> {

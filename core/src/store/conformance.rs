@@ -259,6 +259,7 @@ on_every_store!(requeue_now_goes_behind_its_priority_and_requeue_at_waits_until_
 on_every_store!(requeue_unstarted_gives_it_back_as_it_was);
 on_every_store!(take_gets_then_finds_nothing_and_leaves_one_too_large);
 on_every_store!(count_and_purge_over_topics);
+on_every_store!(purge_group_discards_one_groups_ready_deliveries_only);
 on_every_store!(remove_group_discards_what_waits_in_it);
 on_every_store!(settling_twice_changes_nothing);
 // Redis failed this before RedisQueue::settle settled only the attempt this broker holds: a
@@ -513,6 +514,59 @@ fn count_and_purge_over_topics(f: &Fixture) {
     let back = claim_all(&*g.queue);
     assert_eq!((ids(&back), attempts(&back)), (vec!["1"], vec![2]));
     g.queue.settle(&back).unwrap();
+}
+
+/// `purge_group` discards the ready deliveries of one named group, in every priority and the
+/// ones given back (unstarted, and requeued now), and counts them as `count_group` did; the
+/// claimed one, a delayed requeue (where the store delays), the other group and the topic's
+/// registration stay, and the group gets what is published next. A group or topic that does
+/// not exist counts and purges 0.
+fn purge_group_discards_one_groups_ready_deliveries_only(f: &Fixture) {
+    let s = &*f.store;
+    let jobs = s.topic(&name("jobs")).unwrap();
+    let g = jobs.open_group(Some("g")).unwrap();
+    let h = jobs.open_group(Some("h")).unwrap();
+    let mut batch = msgs("jobs", &["1", "2", "3", "4"]);
+    batch.push(msg("jobs", "hi", 5));
+    publish(&*jobs, &batch, &to(&[&g.queue, &h.queue]), Retention::Off).unwrap();
+    let taken = claim(&*g.queue, 4); // hi, 1, 2, 3
+    assert_eq!(ids(&taken), ["hi", "1", "2", "3"]);
+    assert_eq!(g.queue.requeue(&taken[1], Requeue::Unstarted).unwrap(), Requeued::Ready);
+    assert_eq!(g.queue.requeue(&taken[2], Requeue::Now).unwrap(), Requeued::Ready);
+    let delays = s.capabilities().delayed_requeue;
+    if delays {
+        let later = Instant::now() + Duration::from_secs(3600);
+        assert_eq!(g.queue.requeue(&taken[3], Requeue::At(later)).unwrap(), Requeued::Delayed);
+    }
+    // Ready in g: 1 (unstarted), 2 (requeued), 4; "hi" is claimed, 3 delayed (or still claimed).
+    assert_eq!(s.count_group("jobs", "g").unwrap(), 3);
+    assert_eq!(s.count_group("jobs", "h").unwrap(), 5);
+    assert_eq!(s.count_group("jobs", "nobody").unwrap(), 0);
+    assert_eq!(s.count_group("nothing", "g").unwrap(), 0);
+    assert_eq!(s.purge_group("jobs", "nobody").unwrap(), 0);
+    assert_eq!(s.purge_group("nothing", "g").unwrap(), 0);
+
+    assert_eq!(s.purge_group("jobs", "g").unwrap(), 3);
+    if f.shared() {
+        g.queue.refresh().unwrap();
+    }
+    assert_eq!((s.count_group("jobs", "g").unwrap(), g.queue.len()), (0, 0));
+    assert!(claim_all(&*g.queue).is_empty());
+    assert_eq!(s.count_group("jobs", "h").unwrap(), 5, "the other group keeps its own");
+    assert_eq!(s.purge_group("jobs", "g").unwrap(), 0);
+    let depth = s.view().unwrap().into_iter().find(|t| t.name == "jobs").unwrap();
+    assert_eq!(depth.groups.len(), 2, "no group made or removed");
+
+    // The claimed one settles; the group stays and gets what comes next.
+    g.queue.settle(&taken[..1]).unwrap();
+    publish(&*jobs, &msgs("jobs", &["5"]), &to(&[&g.queue, &h.queue]), Retention::Off).unwrap();
+    assert_eq!(s.count_group("jobs", "g").unwrap(), 1);
+    let next = claim_all(&*g.queue);
+    assert_eq!(ids(&next), ["5"]);
+    g.queue.settle(&next).unwrap();
+    if !delays {
+        g.queue.settle(&taken[3..]).unwrap();
+    }
 }
 
 /// `remove_group` removes an anonymous group with every delivery of it and returns how many

@@ -40,6 +40,13 @@ pub(crate) struct MemoryStore {
 }
 
 impl MemoryStore {
+    /// The queue of the named group `group` of `topic`, if both exist.
+    fn named_queue(&self, topic: &str, group: &str) -> Option<Arc<MemoryQueue>> {
+        let topic = self.topics.read().get(topic).cloned()?;
+        let st = topic.state.lock();
+        st.queues.iter().find(|q| q.name.as_deref() == Some(group)).cloned()
+    }
+
     pub(crate) fn new() -> Self {
         MemoryStore::declaring(Capabilities::default())
     }
@@ -103,6 +110,14 @@ impl Store for MemoryStore {
 
     fn purge(&self, topics: Option<&[&str]>) -> Result<Vec<Purged>> {
         Ok(self.select(topics).iter().map(|t| t.purge()).filter(|p| p.deliveries + p.retained > 0).collect())
+    }
+
+    fn count_group(&self, topic: &str, group: &str) -> Result<u64> {
+        Ok(self.named_queue(topic, group).map_or(0, |q| q.len() as u64))
+    }
+
+    fn purge_group(&self, topic: &str, group: &str) -> Result<u64> {
+        Ok(self.named_queue(topic, group).map_or(0, |q| q.drain_ready()))
     }
 
     fn peek(&self, topic: &str, group: &str, max: usize) -> Result<Vec<Peeked>> {

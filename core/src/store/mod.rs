@@ -363,6 +363,15 @@ pub(crate) trait Store: Send + Sync {
     /// Discards what `count` counts; returns what it discarded, per topic that had any.
     fn purge(&self, topics: Option<&[&str]>) -> Result<Vec<Purged>>;
 
+    /// Ready deliveries of the named group `group` of `topic`: its share of what `count`
+    /// counts. 0 when there is no such group or topic (none is created).
+    fn count_group(&self, topic: &str, group: &str) -> Result<u64>;
+
+    /// Discards what `count_group` counts, in one atomic step; returns how many. Delayed and
+    /// in-flight deliveries of the group, its other groups and what the topic retains stay;
+    /// the group stays registered. 0 when there is no such group (none is created).
+    fn purge_group(&self, topic: &str, group: &str) -> Result<u64>;
+
     /// The next `max` deliveries that a claim of the named group `group` of `topic` would hand
     /// out, in that order, read without changing anything: ready ones, then (at the back of
     /// their priority, as a claim promotes them) delayed requeues that are due. Leased ones are

@@ -200,6 +200,47 @@ pub fn two_brokers_taking_from_one_group_get_each_message_once(a: &Broker, b: &B
     b.join(Some(Duration::ZERO)).expect("nothing held in b");
 }
 
+/// For shared stores: `b`, which never used the topic, counts and purges one group of what
+/// `a` published, in several priorities; `a`'s delivery in flight settles, its other group and
+/// the retained messages of another topic stay, and the group gets (by priority) what `a`
+/// publishes next; a join in `a` completes once `b` purged the other group too.
+pub fn another_broker_purges_one_group(a: &Broker, b: &Broker) {
+    use brokk_core::PublishOptions;
+    use std::time::Duration;
+
+    let at = |priority| PublishOptions { priority, ..Default::default() };
+    a.publish("kept", b"\"r\"", &PublishOptions::default()).unwrap();
+    for g in ["w", "v"] {
+        assert!(a.fetch("pg", Some(g), Some(Duration::ZERO)).unwrap().is_none());
+        // makes the group
+    }
+    for (payload, priority) in [("\"p0\"", 0), ("\"p5\"", 5), ("\"p9\"", 9), ("\"q0\"", 0)] {
+        a.publish("pg", payload.as_bytes(), &at(priority)).unwrap();
+    }
+    let held = a.fetch("pg", Some("w"), Some(Duration::ZERO)).unwrap().expect("a delivery");
+    assert_eq!(held.payload(), b"\"p9\"");
+    assert_eq!(b.count_group("pg", "w").unwrap(), 3);
+    assert_eq!(b.purge_group("pg", "w").unwrap(), 3);
+    assert_eq!(a.count_group("pg", "w").unwrap(), 0);
+    assert_eq!(a.count_group("pg", "v").unwrap(), 4);
+    assert_eq!(a.count(Some(&["kept"])).unwrap(), 1);
+    a.ack(held.id()).unwrap();
+    for (payload, priority) in [("\"n0\"", 0), ("\"n5\"", 5)] {
+        a.publish("pg", payload.as_bytes(), &at(priority)).unwrap();
+    }
+    assert_eq!(b.count_group("pg", "w").unwrap(), 2);
+    for want in ["\"n5\"", "\"n0\""] {
+        let d = a.fetch("pg", Some("w"), Some(Duration::ZERO)).unwrap().expect("a delivery");
+        assert_eq!(d.payload(), want.as_bytes());
+        a.ack(d.id()).unwrap();
+    }
+    assert!(a.fetch("pg", Some("w"), Some(Duration::ZERO)).unwrap().is_none());
+    // Join in `a` waits for what waits in the store; purged in `b`, it no longer does.
+    assert_eq!(a.count_group("pg", "v").unwrap(), 6);
+    assert_eq!(b.purge_group("pg", "v").unwrap(), 6);
+    a.join(Some(Duration::from_secs(30))).unwrap();
+}
+
 /// For shared stores: `a` and `b` are two brokers on one store. `b` peeks at a named group that
 /// only `a` uses (`b` never named the topic): it sees what waits there, in fetch order, without
 /// what `a` holds, and creates nothing, in the store (a group peek did not find gets no

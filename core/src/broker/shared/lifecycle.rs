@@ -182,6 +182,34 @@ impl Shared {
         Ok(n)
     }
 
+    /// See `Broker::count_group`.
+    pub(crate) fn count_group(&self, topic: &str, group: &str) -> Result<u64> {
+        self.ensure_not_closed()?;
+        validate_topic(topic)?;
+        validate_group(group)?;
+        self.store.count_group(topic, group)
+    }
+
+    /// See `Broker::purge_group`: counted as `purge` counts a topic's discarded deliveries
+    /// (dequeued and dropped, on this broker's topic if it has one; join no longer waits for
+    /// them).
+    pub(crate) fn purge_group(&self, topic: &str, group: &str) -> Result<u64> {
+        self.ensure_not_closed()?;
+        validate_topic(topic)?;
+        validate_group(group)?;
+        let n = self.store.purge_group(topic, group)?;
+        // A topic or group of a shared store that this broker never used has no counters here.
+        if let Some(t) = self.topics.get(topic) {
+            self.drop_unstarted(&t.counters, n);
+            self.unqueued(n);
+            if let Some(g) = t.named_group(group) {
+                let _ = g.queue.refresh();
+                g.made_room();
+            }
+        }
+        Ok(n)
+    }
+
     // ---- stats --------------------------------------------------------------------------
 
     pub(crate) fn stats(&self) -> Result<BrokerStats> {

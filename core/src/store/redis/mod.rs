@@ -365,6 +365,16 @@ impl Store for RedisStore {
         Ok(purged)
     }
 
+    fn count_group(&self, topic: &str, group: &str) -> Result<u64> {
+        topic::count_group(&self.local, topic, group)
+    }
+
+    fn purge_group(&self, topic: &str, group: &str) -> Result<u64> {
+        let n = topic::purge_group(&self.local, topic, group)?;
+        self.local.wrote();
+        Ok(n)
+    }
+
     fn watch(&self) -> Option<Watch> {
         // Every third of the lease, so that two heartbeats may fail before a lease runs out.
         let poll = if self.listener.is_some() { HEARD_POLL } else { POLL };

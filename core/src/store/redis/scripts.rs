@@ -61,6 +61,7 @@ pub(super) static PEEK: Lazy<Scripts> =
     Lazy::new(|| Scripts::new(concat!(include_str!("lua/retained_order.lua"), include_str!("lua/peek.lua"))));
 script!(TOPIC_FIGURES, "topic_figures.lua");
 script!(PURGE, "purge.lua");
+script!(PURGE_GROUP, "purge_group.lua");
 script!(RELEASE_CONSUMERS, "release_consumers.lua");
 script!(VIEW, "view.lua");
 

@@ -49,6 +49,30 @@ pub(super) fn figures(local: &Local, base: &str) -> Result<(u64, u64)> {
     }
 }
 
+/// See `Store::count_group`: the group's ready count (`group_figures.lua`, read-only).
+pub(super) fn count_group(local: &Local, topic: &str, group: &str) -> Result<u64> {
+    let what = "count a group";
+    let base = keys::base(&local.prefix, topic);
+    let r = local.script(what, Effect::Reads, &scripts::GROUP_FIGURES, &base, |call| {
+        call.arg(keys::named_group(group)).arg(local.spared());
+    })?;
+    match reply::array(r, what)?.first() {
+        Some(ready) => Ok(reply::int(ready, what)?.max(0) as u64),
+        None => Err(reply::malformed(what)),
+    }
+}
+
+/// See `Store::purge_group`: one script (`purge_group.lua`).
+pub(super) fn purge_group(local: &Local, topic: &str, group: &str) -> Result<u64> {
+    let what = "purge a group";
+    let base = keys::base(&local.prefix, topic);
+    let effect = Effect::Changes("the purge of this group may or may not have been done: purging again is safe");
+    let r = local.script(what, effect, &scripts::PURGE_GROUP, &base, |call| {
+        call.arg(keys::named_group(group));
+    })?;
+    Ok(reply::int(&r, what)?.max(0) as u64)
+}
+
 /// See `Store::peek`: one read-only script (`peek.lua`).
 pub(super) fn peek(local: &Local, topic: &str, group: &str, max: usize) -> Result<Vec<Peeked>> {
     let what = "peek";

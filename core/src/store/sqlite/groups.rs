@@ -7,6 +7,13 @@ use super::errors::TxResult;
 use super::tx::Tx;
 use super::{GroupId, PurgedTopic};
 
+/// The id of the named group ?2 of topic ?1 (the unique indexes on names, no scan).
+pub(super) const GROUP_BY_NAME: &str = "SELECT g.id FROM consumer_groups AS g JOIN topics AS t ON t.id = g.topic_id \
+    WHERE t.name = ?1 AND g.name = ?2";
+
+/// A purge of a group's ready deliveries: its partial index of ready rows, never the rest.
+pub(super) const DELETE_READY: &str = "DELETE FROM deliveries WHERE group_id = ?1 AND state = 0 RETURNING message";
+
 impl Tx<'_> {
     /// See `SqliteFile::open_named_group`.
     pub(crate) fn named_group(&self, topic: &str, name: &str) -> TxResult<(GroupId, u64)> {
@@ -79,6 +86,29 @@ impl Tx<'_> {
         Ok(self.purge_topics(topic)?.iter().map(|p| p.deliveries + p.retained).sum())
     }
 
+    /// See `SqliteFile::purge_group`.
+    pub(crate) fn purge_group(&self, topic: &str, group: &str) -> TxResult<u64> {
+        let found = self.stmt(GROUP_BY_NAME)?.query_row([topic, group], |r| r.get(0).map(GroupId)).optional()?;
+        match found {
+            Some(g) => self.purge_ready(g),
+            None => Ok(0),
+        }
+    }
+
+    /// Deletes the ready deliveries of `g` (their bodies when no longer referenced) and zeroes
+    /// its ready counter; returns how many. Delayed and leased rows stay.
+    fn purge_ready(&self, g: GroupId) -> TxResult<u64> {
+        let bodies: Vec<i64> = self
+            .stmt(DELETE_READY)?
+            .query_map([g.0], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for body in &bodies {
+            self.unref(*body)?;
+        }
+        self.stmt("UPDATE consumer_groups SET ready = 0 WHERE id = ?1")?.execute([g.0])?;
+        Ok(bodies.len() as u64)
+    }
+
     /// See `SqliteFile::purge_topics`.
     pub(crate) fn purge_topics(&self, topic: Option<&str>) -> TxResult<Vec<PurgedTopic>> {
         let topics: Vec<(i64, String)> = match topic {
@@ -97,15 +127,7 @@ impl Tx<'_> {
         for (topic_id, name) in topics {
             let mut this = PurgedTopic { topic: name, ..Default::default() };
             for g in self.group_ids(topic_id)? {
-                let bodies: Vec<i64> = self
-                    .stmt("DELETE FROM deliveries WHERE group_id = ?1 AND state = 0 RETURNING message")?
-                    .query_map([g.0], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?;
-                for body in &bodies {
-                    self.unref(*body)?;
-                }
-                self.stmt("UPDATE consumer_groups SET ready = 0 WHERE id = ?1")?.execute([g.0])?;
-                this.deliveries += bodies.len() as u64;
+                this.deliveries += self.purge_ready(g)?;
             }
             let retained = "SELECT message FROM retained WHERE topic_id = ?1";
             self.stmt(&format!("DELETE FROM messages WHERE id IN ({retained})"))?.execute([topic_id])?;

@@ -478,7 +478,6 @@ impl SqliteFile {
     }
 
     /// Ready deliveries of the named group `group` of `topic` (0 if there is no such group).
-    #[cfg_attr(not(test), allow(dead_code))] // The engine's tests use it; the broker does not.
     pub fn count_group(&self, topic: &str, group: &str) -> Result<u64> {
         self.readers.count_group(topic, group)
     }
@@ -498,6 +497,13 @@ impl SqliteFile {
     /// `purge`, saying what it discarded per topic (topics with nothing discarded left out).
     pub fn purge_topics(&self, topic: Option<&str>) -> Result<Vec<PurgedTopic>> {
         self.writer.run(|tx| tx.purge_topics(topic))
+    }
+
+    /// Discards the ready deliveries of the named group `group` of `topic` in one write
+    /// transaction; returns how many (0 if there is no such group: none is created). Delayed
+    /// and leased deliveries, other groups and retained messages stay.
+    pub fn purge_group(&self, topic: &str, group: &str) -> Result<u64> {
+        self.writer.run(|tx| tx.purge_group(topic, group))
     }
 
     /// Deliveries of `g` that wait for a consumer at `now_ms`: ready, delayed, and leased ones

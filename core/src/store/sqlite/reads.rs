@@ -87,7 +87,6 @@ impl Readers {
         self.count(sql, [topic])
     }
 
-    #[cfg_attr(not(test), allow(dead_code))] // The engine's tests use it; the broker does not.
     pub fn count_group(&self, topic: &str, group: &str) -> Result<u64> {
         let sql = "SELECT g.ready FROM consumer_groups AS g JOIN topics AS t ON t.id = g.topic_id \
                    WHERE t.name = ?1 AND g.name = ?2";

@@ -181,3 +181,34 @@ local function register(g, owner)
   redis.call('HSET', READY, g, #entries)
   return #entries
 end
+
+-- Discards the ready deliveries of group g (never handed out, or given back in place), drops
+-- the priorities it drained and zeroes its ready count. Delayed and held deliveries stay.
+-- Returns how many it discarded.
+local function purge_ready(g)
+  local n = 0
+  for _, p in ipairs(redis.call('ZRANGE', prios(g), 0, -1)) do
+    local key = stream(g, p)
+    local last = '0-0'
+    local info = redis.call('XINFO', 'GROUPS', key)
+    for _, cg in ipairs(info) do
+      local f = fields_of(cg)
+      if f.name == CG then last = f['last-delivered-id'] end
+    end
+    local fresh = redis.call('XRANGE', key, '(' .. last, '+')
+    for _, e in ipairs(fresh) do redis.call('XDEL', key, e[1]) end
+    n = n + #fresh
+  end
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', leases(g), 0, 0)) do
+    local p, id = split_member(member)
+    if p then
+      redis.call('XACK', stream(g, p), CG, id)
+      redis.call('XDEL', stream(g, p), id)
+    end
+    forget(g, member)
+    n = n + 1
+  end
+  for _, p in ipairs(redis.call('ZRANGE', prios(g), 0, -1)) do drop_if_drained(g, p) end
+  redis.call('HSET', READY, g, 0)
+  return n
+end

@@ -159,6 +159,16 @@ impl Store for SqliteStore {
             .collect())
     }
 
+    fn count_group(&self, topic: &str, group: &str) -> Result<u64> {
+        self.local.file.count_group(topic, group)
+    }
+
+    fn purge_group(&self, topic: &str, group: &str) -> Result<u64> {
+        let n = self.local.file.purge_group(topic, group)?;
+        self.local.wrote();
+        Ok(n)
+    }
+
     fn watch(&self) -> Option<Watch> {
         // Every third of the lease, so that two heartbeats may fail before a lease runs out.
         Some(Watch { poll: POLL, heartbeat: self.local.lease / 3 })

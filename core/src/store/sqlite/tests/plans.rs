@@ -1,5 +1,6 @@
 //! The hot statements walk their indexes: no full scan of the backlog, no sort.
 
+use super::super::groups::{DELETE_READY, GROUP_BY_NAME};
 use super::super::leases::{
     ANY_DUE, DELETE_LEASED, DELETE_LEASED_BODY, EXTEND_LEASES, MARK_LEASED, PROMOTE_DELAYED, PROMOTE_EXPIRED, RELEASE_OWNER,
     SELECT_READY, UNREF_LEASED,
@@ -103,4 +104,24 @@ fn the_store_view_and_peek_of_retained_messages_never_walk_the_backlog() {
     assert!(p.contains("SEARCH r USING PRIMARY KEY (topic_id=?)"), "{p}");
     assert!(p.contains("SEARCH m USING INTEGER PRIMARY KEY"), "{p}");
     assert!(!p.contains("SCAN"), "{p}");
+}
+
+#[test]
+fn count_and_purge_of_a_group_use_their_indexes() {
+    let dir = TempDir::new("plans-purge-group");
+    let f = open(&dir.file("s.db"));
+    f.named_group("t", "w").unwrap();
+    publish_ids(&f, "t", &["a", "b"]);
+    // Found by the unique names, then counted by its counter (the same lookup).
+    let p = plan(&f, GROUP_BY_NAME);
+    assert!(p.contains("SEARCH t USING") && p.contains("SEARCH g USING"), "{p}");
+    assert!(!p.contains("SCAN"), "{p}");
+    // The ready rows of one group only, by their partial index.
+    let p = plan(&f, DELETE_READY);
+    assert!(p.contains("INDEX deliveries_ready (group_id=?)"), "{p}");
+    assert!(!p.contains("SCAN"), "{p}");
+    assert_eq!(f.count_group("t", "w").unwrap(), 2);
+    assert_eq!(f.purge_group("t", "w").unwrap(), 2);
+    assert_eq!((f.count_group("t", "w").unwrap(), f.count_group("t", "nope").unwrap()), (0, 0));
+    assert_eq!(f.purge_group("t", "nope").unwrap(), 0);
 }
