@@ -83,11 +83,11 @@ api-docs: lib
 	doxygen docs/api/Doxyfile
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p brokk-core --no-deps --target-dir $(BUILD)/api/rust
 	cd $(BUILD)/api/python && PYTHONPATH=$(CURDIR)/bindings/python BROKK_LIBRARY=$(CURDIR)/target/release/libbrokk.so \
-	    $(TEST_PYTHON) -m pydoc -w brokk brokk._broker brokk._message brokk._errors brokk._cancel > pydoc.log
+	    $(TEST_PYTHON) -m pydoc -w brokk brokk._broker brokk._message brokk._errors brokk._cancel brokk._peek brokk._log brokk.aio > pydoc.log
 	cd bindings/go && go doc -all . > $(CURDIR)/$(BUILD)/api/go/brokk.txt
 	@echo "api-docs: build/api/c/html/index.html, build/api/rust/doc/brokk_core/index.html, build/api/python/brokk.html, build/api/go/brokk.txt"
 
-# The Debian packages libbrokk<ABI> and libbrokk-dev, into build/deb (bindings/c/debian).
+# The Debian packages libbrokk<ABI>, libbrokk-dev and brokk (the tool), into build/deb (bindings/c/debian).
 deb: lib
 	sh bindings/c/debian/build-debs.sh $(BUILD)/deb
 

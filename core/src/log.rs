@@ -15,7 +15,7 @@
 //! **Threads.** A sink runs on the thread that saw the event (a broker worker, the timer, the
 //! poller, the listener thread, or the host's thread inside a brokk call), possibly on several
 //! at once, and never with a brokk lock held: a site under a lock collects its record in a
-//! [`Deferred`] that emits once the lock is released. A sink may call brokk (replacing a sink
+//! `Deferred` that emits once the lock is released. A sink may call brokk (replacing a sink
 //! included). A panic in a sink is caught and the record is lost; it never unwinds into brokk.
 //!
 //! **Replacing a sink.** The swap happens under a short lock that no call of a sink holds: each
