@@ -5,7 +5,7 @@ use std::ffi::{c_char, CString};
 use super::boundary::guard;
 use super::broker::brokk_broker;
 use super::status::brokk_status;
-use super::strings::{output, reference};
+use super::strings::{give_text, output, reference};
 
 /// Broker-wide statistics at one moment. Counters only grow; gauges go up and down. After
 /// brokk_broker_join returns OK every counter is exact, and
@@ -133,15 +133,9 @@ pub unsafe extern "C" fn brokk_broker_stats_json(
         let broker = unsafe { reference(broker, "broker") }?;
         // SAFETY: `json_out` is NULL or a writable pointer slot for this call.
         let out = unsafe { output(json_out, "json_out") }?;
-        let json = broker.inner.stats()?.to_json();
-        let len = json.len();
-        // serde_json escapes control characters, so the text has no interior NUL.
-        let c = CString::new(json).unwrap_or_default();
-        *out = c.into_raw();
+        let text = broker.inner.stats()?.to_json();
         // SAFETY: `json_len_out` is NULL or a writable usize for this call.
-        if let Some(l) = unsafe { json_len_out.as_mut() } {
-            *l = len;
-        }
+        give_text(text, out, unsafe { json_len_out.as_mut() });
         Ok(())
     })
 }
@@ -167,14 +161,8 @@ pub unsafe extern "C" fn brokk_broker_stats_prometheus(
         // SAFETY: `text_out` is NULL or a writable pointer slot for this call.
         let out = unsafe { output(text_out, "text_out") }?;
         let text = broker.inner.stats()?.to_prometheus();
-        let len = text.len();
-        // Names, numbers and escaped topic names: no NUL anywhere in the text.
-        let c = CString::new(text).unwrap_or_default();
-        *out = c.into_raw();
         // SAFETY: `text_len_out` is NULL or a writable usize for this call.
-        if let Some(l) = unsafe { text_len_out.as_mut() } {
-            *l = len;
-        }
+        give_text(text, out, unsafe { text_len_out.as_mut() });
         Ok(())
     })
 }

@@ -6,16 +6,7 @@ use std::ffi::c_char;
 use super::boundary::guard;
 use super::broker::brokk_broker;
 use super::status::brokk_status;
-use super::strings::{output, reference};
-
-/// Hands `text` to the caller as an owned C string; returns its length without the NUL.
-fn give(text: String, out: &mut *mut c_char) -> usize {
-    let len = text.len();
-    // JSON escapes control characters, Prometheus text escapes label values, and names hold
-    // none: no interior NUL.
-    *out = std::ffi::CString::new(text).unwrap_or_default().into_raw();
-    len
-}
+use super::strings::{give_text, output, reference};
 
 /// A JSON document of every topic the store holds, read from the store without changing
 /// anything (no topic or group is created, no statistic changes): on SQLite and Redis every
@@ -39,11 +30,9 @@ pub unsafe extern "C" fn brokk_broker_store_view_json(
         let broker = unsafe { reference(broker, "broker") }?;
         // SAFETY: `json_out` is NULL or a writable pointer slot for this call.
         let out = unsafe { output(json_out, "json_out") }?;
-        let len = give(broker.inner.store_view()?.to_json(), out);
+        let text = broker.inner.store_view()?.to_json();
         // SAFETY: `json_len_out` is NULL or a writable usize for this call.
-        if let Some(l) = unsafe { json_len_out.as_mut() } {
-            *l = len;
-        }
+        give_text(text, out, unsafe { json_len_out.as_mut() });
         Ok(())
     })
 }
@@ -70,11 +59,9 @@ pub unsafe extern "C" fn brokk_broker_store_view_prometheus(
         let broker = unsafe { reference(broker, "broker") }?;
         // SAFETY: `text_out` is NULL or a writable pointer slot for this call.
         let out = unsafe { output(text_out, "text_out") }?;
-        let len = give(broker.inner.store_view()?.to_prometheus(), out);
+        let text = broker.inner.store_view()?.to_prometheus();
         // SAFETY: `text_len_out` is NULL or a writable usize for this call.
-        if let Some(l) = unsafe { text_len_out.as_mut() } {
-            *l = len;
-        }
+        give_text(text, out, unsafe { text_len_out.as_mut() });
         Ok(())
     })
 }

@@ -106,3 +106,15 @@ pub(crate) unsafe fn optional_c_text<'a>(ptr: *const c_char, what: &str) -> Resu
 pub(crate) fn utf8<'a>(b: &'a [u8], what: &str) -> Result<&'a str, Failure> {
     std::str::from_utf8(b).map_err(|e| fail(brokk_status::InvalidUtf8, format!("{what} is not valid UTF-8: {e}")))
 }
+
+/// Hands `text` to the caller as an owned C string (released with brokk_string_free) in `*out`,
+/// and its length without the NUL in `*len_out` if given. The texts handed out this way (JSON,
+/// which escapes control characters; Prometheus text, which escapes label values; names, which
+/// hold none) have no interior NUL.
+pub(crate) fn give_text(text: String, out: &mut *mut c_char, len_out: Option<&mut usize>) {
+    let len = text.len();
+    *out = std::ffi::CString::new(text).unwrap_or_default().into_raw();
+    if let Some(l) = len_out {
+        *l = len;
+    }
+}
